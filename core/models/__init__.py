@@ -1,0 +1,32 @@
+"""imori's models: the tutorials' networks and torchvision fine-tuning, behind one registry.
+
+    spec = get_spec("mynet")                      # input size, channels, output, recipe defaults
+    model = build_model("mynet", num_classes=2)  # a fresh nn.Module
+    groups = param_groups(model, "mynet", lr=0.01)
+    print(summarize(model).as_text())
+"""
+
+from core.models.registry import (
+    MODELS,
+    ModelSpec,
+    build_model,
+    get_spec,
+    list_models,
+    load_init_weights,
+    param_groups,
+)
+from core.models.summary import ModelSummary, ParamRow, summarize, unwrap_model
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "ModelSummary",
+    "ParamRow",
+    "build_model",
+    "get_spec",
+    "list_models",
+    "load_init_weights",
+    "param_groups",
+    "summarize",
+    "unwrap_model",
+]

@@ -1,0 +1,199 @@
+"""torchvision models with a new head, and where their ImageNet weights come from.
+
+Weights are looked for in this order: a file the user names, the torch hub cache
+(``$TORCH_HOME/hub/checkpoints/<torchvision's file name>``), and only when asked a
+download. A closed network therefore ends in a clear ``ModelError`` that names the
+expected path, never in a hang or a traceback.
+
+torchvision itself is imported lazily: listing models or building a seed net should
+not pay for importing it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.errors import ModelError
+
+# Short, because a closed network should fail within seconds, not minutes.
+DOWNLOAD_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Arch:
+    builder: str  # function name in torchvision.models
+    weights: str  # weights enum name in torchvision.models
+    head: str  # submodule path of the ImageNet classifier that gets replaced
+
+
+ARCHS: dict[str, Arch] = {
+    "resnet18": Arch("resnet18", "ResNet18_Weights", "fc"),
+    "mobilenet_v3_small": Arch("mobilenet_v3_small", "MobileNet_V3_Small_Weights", "classifier.3"),
+    "vgg16": Arch("vgg16", "VGG16_Weights", "classifier.6"),
+}
+
+
+def weights_url(name: str) -> str:
+    """The URL torchvision downloads ``name``'s ImageNet weights from."""
+    import torchvision.models
+
+    enum = getattr(torchvision.models, ARCHS[name].weights)
+    return enum.IMAGENET1K_V1.url
+
+
+def expected_cache_path(name: str) -> str:
+    """Where torch hub keeps ``name``'s ImageNet weights (respects ``$TORCH_HOME``)."""
+    file_name = os.path.basename(weights_url(name))
+    return os.path.join(torch.hub.get_dir(), "checkpoints", file_name)
+
+
+def build(
+    name: str, num_classes: int, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """Build ``name`` with a ``num_classes`` head; ``state_dict`` initialises the backbone."""
+    import torchvision.models
+
+    arch = ARCHS[name]
+    # Built as the 1000-class original so an ImageNet file's keys all have a place.
+    model = getattr(torchvision.models, arch.builder)(weights=None)
+    old_head = model.get_submodule(arch.head)
+    model.set_submodule(arch.head, nn.Linear(old_head.in_features, num_classes))
+    if state_dict is not None:
+        _load_backbone(model, name, state_dict)
+    return model
+
+
+def _load_backbone(model: nn.Module, name: str, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load every non-head weight; the file's own head (ImageNet's 1000 classes) is dropped."""
+    prefix = ARCHS[name].head + "."
+    backbone = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+    problem = describe_key_mismatch(
+        [k for k in own if k not in backbone],
+        [k for k in backbone if k not in own],
+        shape_mismatches(own, backbone),
+    )
+    if problem:
+        raise ModelError(f"the pretrained weights are not a {name} state_dict: {problem}")
+    model.load_state_dict(backbone, strict=False)
+
+
+def pretrained_state_dict(
+    name: str, path: str | os.PathLike | None = None, download: bool = False
+) -> dict[str, torch.Tensor]:
+    """ImageNet weights for ``name``: from ``path``, else the hub cache, else (if allowed) downloaded."""
+    if path is not None:
+        return read_weights_file(path)
+    cached = expected_cache_path(name)
+    if os.path.isfile(cached):
+        return read_weights_file(cached)
+    url = weights_url(name)
+    how_to = (
+        f"Put torchvision's file ({url}) at {cached}, "
+        f"or give a local weights file with --pretrained-path FILE"
+    )
+    if not download:
+        raise ModelError(
+            f"pretrained weights for {name} are not on this machine. "
+            f"{how_to}, or allow downloading where the network is open."
+        )
+    # load_state_dict_from_url has no timeout of its own; the socket default bounds it.
+    # (Process-wide for a moment, which is acceptable while a model is being built.)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        )
+    except Exception as err:  # URLError, timeouts, hash mismatch: all mean "no weights"
+        raise ModelError(
+            f"could not download pretrained weights for {name} from {url} ({_first_line(err)}). "
+            f"{how_to}."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return clean_state_dict(state, source=url)
+
+
+def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state_dict file safely (``weights_only=True``), or raise a ``ModelError``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch.save writes a zip; one the safe loader refuses holds pickled objects.
+        if zipfile.is_zipfile(path):
+            raise ModelError(
+                f"{path} holds more than weights (a whole pickled model?); imori loads only "
+                f"state_dicts. Re-save it with torch.save(model.state_dict(), path)."
+            ) from None
+        raise ModelError(
+            f"{path} is not a PyTorch weights file (one written by torch.save)"
+        ) from None
+    except Exception as err:  # not a zip/pickle at all, truncated, ...
+        raise ModelError(f"{path} is not a PyTorch weights file ({_first_line(err)})") from None
+    return clean_state_dict(obj, source=str(path))
+
+
+def clean_state_dict(obj: Any, source: str = "the weights") -> dict[str, torch.Tensor]:
+    """A plain ``{name: tensor}`` dict from a state_dict or a checkpoint dict holding one.
+
+    Accepts ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers and strips the
+    ``module.`` (DataParallel) or ``_orig_mod.`` (torch.compile) prefix.
+    """
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ModelError(f"{source} is not a state_dict (expected a dict of tensors)")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelError(f"{source} is not a state_dict: {bad[0]!r} is not a named tensor")
+    state = dict(obj)
+    for prefix in ("module.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def shape_mismatches(
+    own: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """Keys present in both whose tensor shapes differ, as ``"key (a vs b)"`` strings."""
+    return [
+        f"{k} ({tuple(other[k].shape)} vs {tuple(v.shape)})"
+        for k, v in own.items()
+        if k in other and other[k].shape != v.shape
+    ]
+
+
+def describe_key_mismatch(missing: list[str], unexpected: list[str], shapes: list[str] = ()) -> str:
+    """A short human description of missing/unexpected keys and shape mismatches ('' if none)."""
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s), e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
+    if shapes:
+        examples = ", ".join(shapes[:3])
+        parts.append(f"{len(shapes)} shape mismatch(es) (file vs model), e.g. {examples}")
+    return "; ".join(parts)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
