@@ -307,3 +307,13 @@ def recipe_config(name: str, **overrides: Any) -> RunConfig:
         values["epochs"] = None
     values.update(overrides)
     return RunConfig.from_dict(values)
+
+
+def recipe_results() -> dict[str, Any]:
+    """What bench/recipes.py measured each recipe reaching on the built-in data, with the
+    date and machine (empty for a recipe not measured yet)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).with_name("recipe_results.json")
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,335 @@
+"""Checkpoints: atomic writes, ``weights_only`` reads, and the tutorials' bare state_dicts.
+
+An imori checkpoint is a dict of plain values and tensors only, so it loads with
+``torch.load(weights_only=True)``: the model's state_dict, its name, options and
+classes, the preprocessing, and (for resuming) the optimizer and scheduler states,
+step, epoch, position in the epoch and RNG states as tensors.
+
+A bare state_dict (what the tutorials save with ``torch.save(model.state_dict())``)
+is accepted wherever a checkpoint is, given the model name and class names.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickletools
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import CheckpointError, ImoriError
+
+FORMAT = "imori-checkpoint"
+FORMAT_VERSION = 1
+
+# Globals a pickle may name that mean "this runs code", for the error message only:
+# nothing here is ever unpickled (weights_only=True refuses them all).
+_CODE_MODULES = ("os", "posix", "nt", "subprocess", "sys", "shutil", "runpy", "importlib", "pty", "socket")
+_CODE_BUILTINS = ("eval", "exec", "compile", "__import__", "getattr", "open", "breakpoint", "input")
+
+
+def _runs_code(name: str) -> bool:
+    module, _, attr = name.rpartition(".")
+    if module in ("builtins", "__builtin__"):
+        return attr in _CODE_BUILTINS
+    return name.split(".")[0] in _CODE_MODULES
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, whichever kind it was."""
+
+    kind: str  # "imori" or "state_dict"
+    model_name: str
+    model_options: dict[str, Any]
+    classes: list[str]
+    preprocessing: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    path: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # optimizer, scheduler, step, rng...
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def step(self) -> int:
+        return int(self.training.get("step", 0))
+
+    @property
+    def epoch(self) -> int:
+        return int(self.training.get("epoch", 0))
+
+    def build_model(self) -> torch.nn.Module:
+        """The model with these weights loaded strictly, in eval mode, on the CPU."""
+        from core.models import build_model
+
+        prep = self.preprocessing
+        model = build_model(
+            self.model_name,
+            len(self.classes),
+            image_size=(int(prep["height"]), int(prep["width"])),
+            options=self.model_options,
+        )
+        load_weights(model, self.state_dict, self.model_name, self.path)
+        return model.eval()
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, model_name: str, path: str | None = None) -> None:
+    """``load_state_dict(strict=True)`` with a message that says what does not fit."""
+    missing, unexpected, mismatched = [], [], []
+    own = model.state_dict()
+    for key, value in state_dict.items():
+        if key not in own:
+            unexpected.append(key)
+        elif tuple(own[key].shape) != tuple(value.shape):
+            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+    missing = [key for key in own if key not in state_dict]
+    if missing or unexpected or mismatched:
+        parts = []
+        if mismatched:
+            parts.append("shapes differ: " + ", ".join(mismatched[:3]))
+        if missing:
+            parts.append("missing: " + ", ".join(missing[:4]))
+        if unexpected:
+            parts.append("unexpected: " + ", ".join(unexpected[:4]))
+        where = f"{path}: " if path else ""
+        raise CheckpointError(
+            f"{where}these weights are not a {model_name} with {_classes_of(model)} classes "
+            f"(a checkpoint of another architecture or class count?); " + "; ".join(parts)
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _classes_of(model: torch.nn.Module) -> str:
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return str(last[-1].out_features) if last else "?"
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename.
+
+    A reader (or a worker killed mid-write) sees either the old file or the new one,
+    never half of one. A full or read-only disk becomes a CheckpointError and leaves
+    no temporary file behind.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights as CPU tensors, without the ``_orig_mod.`` prefix of compile."""
+    model = getattr(model, "_orig_mod", model)
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+
+
+def export_state_dict(checkpoint: str | Path | Checkpoint, out: str | Path) -> Path:
+    """Write the bare ``state_dict`` that the tutorial's own model class loads."""
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    return save_atomic({k: v.contiguous() for k, v in ckpt.state_dict.items()}, out)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read_file(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types here; all mean "refused"
+        raise CheckpointError(f"{path}: {_explain_refusal(path, err)}") from None
+
+
+def _explain_refusal(path: Path, err: Exception) -> str:
+    text = str(err)
+    globals_named = _pickle_globals(path)
+    if any(_runs_code(name) for name in globals_named):
+        return (
+            "refused: this file holds a pickle that would run code when loaded "
+            f"({', '.join(sorted(globals_named)[:3])}); imori loads tensors only and never runs it"
+        )
+    if any(name.startswith("torch.nn.modules") for name in globals_named) or "torch.nn.modules" in text:
+        return (
+            "this file holds a whole pickled model (torch.save(model)), which imori will not "
+            "unpickle because loading it runs code. Re-save only the weights: load it where "
+            "you trust it and run torch.save(model.state_dict(), 'weights.pt'), then give "
+            "imori that file with its model name and classes"
+        )
+    if globals_named or "Unsupported global" in text or "weights_only" in text.lower():
+        return (
+            "refused: this file holds Python objects, not only tensors and plain values "
+            f"({', '.join(sorted(globals_named)[:3]) or 'unknown objects'}); it is not a checkpoint"
+        )
+    return f"not a PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:200] if text else 'empty'})"
+
+
+def _pickle_globals(path: Path) -> set[str]:
+    """Names of the globals a torch (zip) or plain pickle refers to, read without running it."""
+    try:
+        raw = path.read_bytes()
+        if zipfile.is_zipfile(io.BytesIO(raw)):
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+                pkl = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                raw = zf.read(pkl) if pkl else b""
+        names: set[str] = set()
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(raw):
+            if opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                names.add(arg.replace(" ", "."))
+            elif opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and isinstance(arg, str):
+                strings.append(arg)
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.add(f"{strings[-2]}.{strings[-1]}")
+        return names
+    except Exception:  # noqa: BLE001 - garbage in, no names out
+        return set()
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    classes: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> Checkpoint:
+    """Load an imori checkpoint or a bare state_dict, safely.
+
+    For a bare state_dict, ``model`` is required and ``classes`` names the outputs
+    (default "0", "1", ...); its preprocessing is the model's recipe (seed 000's BGR
+    for mynet), so a tutorial's ``cnn.pt`` predicts as the tutorial did.
+    """
+    data = read_file(path)
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        if int(data.get("version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: written by a newer imori (format {data['version']}); upgrade imori")
+        ckpt = Checkpoint(
+            kind="imori",
+            model_name=data["model"]["name"],
+            model_options=dict(data["model"].get("options") or {}),
+            classes=list(data["classes"]),
+            preprocessing=dict(data["preprocessing"]),
+            state_dict=data["model"]["state_dict"],
+            path=str(path),
+            config=dict(data.get("config") or {}),
+            training=dict(data.get("training") or {}),
+            metrics=dict(data.get("metrics") or {}),
+        )
+        if model and model != ckpt.model_name:
+            raise CheckpointError(f"{path}: this checkpoint is a {ckpt.model_name}, not a {model}")
+        return ckpt
+    state_dict = _as_state_dict(data, path)
+    if model is None:
+        raise CheckpointError(
+            f"{path}: a bare state_dict (as the tutorials save) does not say which model it is: "
+            "give the model name (and the class names)"
+        )
+    return bare_checkpoint(state_dict, model, classes=classes, options=options, image_size=image_size, path=str(path))
+
+
+def _as_state_dict(data: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    if isinstance(data, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if (
+        isinstance(data, dict)
+        and data
+        and all(isinstance(k, str) for k in data)
+        and all(isinstance(v, torch.Tensor) for v in data.values())
+    ):
+        return data
+    raise CheckpointError(
+        f"{path}: not a checkpoint: expected imori's checkpoint or a state_dict "
+        f"(a dict of parameter names to tensors), found {type(data).__name__}"
+    )
+
+
+def bare_checkpoint(
+    state_dict: dict[str, torch.Tensor],
+    model: str,
+    *,
+    classes: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    image_size: tuple[int, int] | None = None,
+    path: str | None = None,
+) -> Checkpoint:
+    """Wrap a tutorial's state_dict as a Checkpoint, checking it fits the model."""
+    from core.models import get_spec
+
+    spec = get_spec(model)
+    options = dict(options or {})
+    out_features = _output_count(state_dict)
+    if classes is None:
+        if out_features is None:
+            raise CheckpointError(f"{path}: cannot tell the number of classes; give the class names")
+        classes = [str(i) for i in range(out_features)]
+    if out_features is not None and out_features != len(classes):
+        raise CheckpointError(
+            f"{path or 'checkpoint'}: its output layer has {out_features} classes, "
+            f"but {len(classes)} class names were given"
+        )
+    prep = spec.default_preprocessing(*(image_size or (None, None)), options=options)
+    ckpt = Checkpoint(
+        kind="state_dict",
+        model_name=model,
+        model_options=options,
+        classes=list(classes),
+        preprocessing=prep.to_dict(),
+        state_dict=state_dict,
+        path=path,
+    )
+    try:
+        ckpt.build_model()  # proves the weights fit before anyone relies on them
+    except CheckpointError:
+        raise
+    except ImoriError as err:
+        raise CheckpointError(f"{path or 'checkpoint'}: {err}") from None
+    return ckpt
+
+
+def _output_count(state_dict: dict[str, torch.Tensor]) -> int | None:
+    """The class count: rows of the last 2-D weight (every registry model ends in a Linear)."""
+    weights = [v for k, v in state_dict.items() if k.endswith("weight") and v.ndim == 2]
+    return int(weights[-1].shape[0]) if weights else None

@@ -1,0 +1,110 @@
+"""The on-disk cache of decoded datasets (uint8 tensors), under ``paths.cache_dir()``.
+
+A cache file is keyed by the dataset's identity (its name plus a fingerprint of its
+content: file names, sizes and modification times, or a generator version) and by
+``Preprocessing.cache_key()``. It holds only tensors and plain values, is written
+atomically (temporary file + ``os.replace``) and read with ``weights_only=True``, so a
+cache file cannot run code. A cache file that cannot be read is deleted and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from core import paths
+
+log = logging.getLogger(__name__)
+
+# Bump when the layout of cached payloads (or how images are decoded) changes.
+CACHE_VERSION = 1
+# Decoded datasets larger than this are not written to the cache (they are still loaded).
+MAX_CACHE_BYTES = 4 * 1024**3
+
+
+def digest(*parts: Any) -> str:
+    """A stable hex digest of plain values."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(repr(part).encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def fingerprint_files(root: Path, rels: Iterable[str]) -> str:
+    """Digest of (relative path, size, mtime) of files: changes when any file changes."""
+    h = hashlib.sha256()
+    for rel in rels:
+        try:
+            st = (root / rel).stat()
+            h.update(f"{rel}\x00{st.st_size}\x00{st.st_mtime_ns}\x00".encode("utf-8", "surrogatepass"))
+        except OSError:
+            h.update(f"{rel}\x00missing\x00".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def cache_path(name: str, identity: str, prep_key: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40] or "dataset"
+    key = digest(CACHE_VERSION, identity, prep_key)[:20]
+    return paths.cache_dir() / f"{slug}-{prep_key}-{key}.pt"
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The cached payload, or None when absent or unreadable (then the file is removed)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("version") != CACHE_VERSION:
+            raise ValueError("unexpected cache content")
+        return payload
+    except Exception as err:  # noqa: BLE001 - any unreadable cache is rebuilt
+        log.warning("ignoring unreadable dataset cache %s (%s)", path, err)
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
+
+
+def save(path: Path, payload: dict[str, Any]) -> bool:
+    """Write atomically; False (and nothing written) when too large or the disk refuses."""
+    payload = {"version": CACHE_VERSION, **payload}
+    size = sum(v.numel() * v.element_size() for v in payload.values() if isinstance(v, torch.Tensor))
+    if size > MAX_CACHE_BYTES:
+        log.info("not caching %s: %d bytes is over the cache limit", path.name, size)
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from workers running as other users
+        os.replace(tmp, path)
+        return True
+    except OSError as err:
+        log.warning("could not write dataset cache %s (%s)", path, err)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+
+
+def clear() -> int:
+    """Delete every cached dataset; returns how many files were removed."""
+    removed = 0
+    for file in paths.cache_dir().glob("*.pt"):
+        try:
+            file.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed

@@ -1,0 +1,269 @@
+"""Imported datasets: a ZIP or directory copied into ``datasets_dir()/<name>/``.
+
+Layout of an imported dataset::
+
+    <name>/manifest.json   classes, file lists per split, validation report
+    <name>/data/...        the files, as extracted or copied
+
+Import validates every image once (decoding it fully), fixes the train/test split
+(a folder of classes without a test folder is split 80/20, stratified, seed 0, so
+every run on it is tested on the same images) and writes the manifest last; the
+folder appears under its name only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from core import paths
+from core.data import cache, safezip
+from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, check_classes, decode_files, finish
+from core.data.folders import Scan, is_zip, scan_directory
+from core.data.preprocess import Preprocessing, open_image
+from core.data.report import DatasetInfo, ImportReport, build_report
+from core.data.splits import DataSplits, stratified_split
+from core.errors import DatasetError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+IMPORT_TEST_FRACTION = 0.2
+IMPORT_SPLIT_SEED = 0
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def sanitize_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")[:64]
+    return name or "dataset"
+
+
+def validate_name(name: str, reserved: set[str]) -> None:
+    if not NAME_RE.match(name):
+        raise DatasetError(
+            f"invalid dataset name {name!r}: use up to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )
+    folded = "".join(ch for ch in name.lower() if ch.isalnum())
+    if name.lower() in reserved or folded in reserved:
+        raise DatasetError(f"the name {name!r} belongs to a built-in dataset; choose another name")
+    existing = {p.name.lower() for p in paths.datasets_dir().iterdir() if not p.name.startswith(".")}
+    if name.lower() in existing:
+        raise DatasetError(f"a dataset named {name!r} already exists; choose another name or delete it first")
+
+
+def dataset_dir(name: str) -> Path:
+    return paths.datasets_dir() / name
+
+
+def is_imported(name: str) -> bool:
+    return bool(NAME_RE.match(name)) and (dataset_dir(name) / MANIFEST).is_file()
+
+
+def read_manifest(name: str) -> dict[str, Any]:
+    path = dataset_dir(name) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError("unknown manifest format")
+        manifest["classes"] = [str(c) for c in manifest["classes"]]
+        for split in ("train", "test"):
+            manifest["files"][split] = [(str(rel), int(label)) for rel, label in manifest["files"].get(split, [])]
+        return manifest
+    except FileNotFoundError:
+        raise DatasetError(f"dataset {name!r} has no manifest ({path}); import it again") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DatasetError(f"dataset {name!r}: unreadable manifest {path} ({err}); import it again") from None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def import_source(source: str | Path, name: str | None, reserved: set[str]) -> DatasetInfo:
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DatasetError(f"{source}: no such file or directory")
+    zipped = is_zip(source)
+    if not zipped and not source.is_dir():
+        raise DatasetError(f"{source}: not a ZIP file or a directory of images")
+    name = name if name is not None else sanitize_name(source.stem if zipped else source.name)
+    validate_name(name, reserved)
+    final = dataset_dir(name)
+    staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=paths.datasets_dir()))
+    data = staging / "data"
+    try:
+        if zipped:
+            unsafe = safezip.extract(source, data)
+        else:
+            unsafe = safezip.copy_tree(source, data)
+        scan = scan_directory(data, source.name)
+        manifest = _validate(scan, data, source, name, unsafe)
+        _write_json(staging / MANIFEST, manifest)
+        if final.exists():
+            raise DatasetError(f"a dataset named {name!r} already exists; choose another name or delete it first")
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return info_from_manifest(name, manifest)
+
+
+def _validate(scan: Scan, data: Path, source: Path, name: str, unsafe: list[tuple[str, str]]) -> dict[str, Any]:
+    decoded = decode_files(scan.file_entries(base=data), None, scan.classes, kind=scan.kind)
+    prefix = scan.root.relative_to(data).as_posix()
+    scan_skipped = [(f if prefix == "." else f"{prefix}/{f}", r) for f, r in scan.skipped]  # named like the files
+    decoded.skipped = list(unsafe) + scan_skipped + decoded.skipped
+    check_classes(decoded, source.name)
+    kept = decoded.names
+    splits = decoded.splits.clone()
+    unassigned = torch.nonzero(splits == UNASSIGNED).flatten()
+    if len(unassigned):
+        _, held = stratified_split(decoded.labels[unassigned], IMPORT_TEST_FRACTION, IMPORT_SPLIT_SEED)
+        splits[unassigned] = TRAIN
+        splits[unassigned[held]] = TEST
+    labels = decoded.labels.tolist()
+    files = {
+        "train": [[rel, lab] for rel, lab, s in zip(kept, labels, splits.tolist()) if s == TRAIN],
+        "test": [[rel, lab] for rel, lab, s in zip(kept, labels, splits.tolist()) if s == TEST],
+    }
+    report = build_report(
+        scan.classes,
+        {split: [lab for _, lab in rows] for split, rows in files.items()},
+        sizes=decoded.sizes,
+        modes=decoded.modes,
+        skipped=decoded.skipped,
+        warnings=scan.warnings,
+    )
+    layout = scan.layout
+    if len(unassigned):
+        layout += f" (test split fixed at import: {int(IMPORT_TEST_FRACTION * 100)} %, seed {IMPORT_SPLIT_SEED})"
+    channels = 1 if decoded.modes and set(decoded.modes) <= _GRAY_MODES else 3
+    sizes = [s for s in decoded.sizes]
+    native = None
+    if len(sizes) == 1:
+        w, h = (int(v) for v in sizes[0].split("x"))
+        native = [h, w]
+    return {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "kind": scan.kind,
+        "layout": layout,
+        "source": source.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "root": scan.root.relative_to(data).as_posix(),
+        "classes": scan.classes,
+        "channels": channels,
+        "native_size": native,
+        "files": files,
+        "scan_warnings": scan.warnings,
+        "report": report.to_dict(),
+    }
+
+
+def info_from_manifest(name: str, manifest: dict[str, Any]) -> DatasetInfo:
+    native = manifest.get("native_size")
+    return DatasetInfo(
+        name=name,
+        kind=str(manifest.get("kind", "folder")),
+        location=str(dataset_dir(name)),
+        classes=list(manifest["classes"]),
+        counts={split: len(rows) for split, rows in manifest["files"].items()},
+        channels=manifest.get("channels"),
+        native_size=(int(native[0]), int(native[1])) if native else None,
+        description=f"imported from {manifest.get('source', '?')} on {manifest.get('created', '?')}: {manifest.get('layout', '')}",
+        report=ImportReport.from_dict(manifest["report"]) if manifest.get("report") else None,
+    )
+
+
+def imported_info(name: str) -> DatasetInfo:
+    try:
+        return info_from_manifest(name, read_manifest(name))
+    except DatasetError as err:
+        return DatasetInfo(name=name, kind="folder", location=str(dataset_dir(name)), present=False, error=str(err))
+
+
+def list_imported() -> list[DatasetInfo]:
+    out = []
+    for folder in sorted(paths.datasets_dir().iterdir(), key=lambda p: p.name.lower()):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        out.append(imported_info(folder.name))
+    return out
+
+
+def _entries(name: str, manifest: dict[str, Any]) -> list[FileEntry]:
+    data = dataset_dir(name) / "data"
+    out = []
+    for split, code in (("train", TRAIN), ("test", TEST)):
+        for rel, label in manifest["files"][split]:
+            parts = Path(rel).parts
+            if Path(rel).is_absolute() or ".." in parts:
+                raise DatasetError(f"dataset {name!r}: the manifest names a file outside the dataset ({rel}); import it again")
+            out.append(FileEntry(data / rel, rel, label, code))
+    return out
+
+
+def load_imported(name: str, prep: Preprocessing, *, use_cache: bool = True) -> DataSplits:
+    manifest = read_manifest(name)
+    entries = _entries(name, manifest)
+    data = dataset_dir(name) / "data"
+    manifest_bytes = (dataset_dir(name) / MANIFEST).read_bytes()
+    identity = f"imported:{name}:{cache.digest(manifest_bytes)}:{cache.fingerprint_files(data, [e.name for e in entries])}"
+    target = cache.cache_path(name, identity, prep.cache_key())
+    payload = cache.load(target) if use_cache else None
+    if payload is not None:
+        decoded = Decoded.from_payload(payload)
+    else:
+        decoded = decode_files(entries, prep, manifest["classes"], kind=str(manifest.get("kind", "folder")))
+        decoded.warnings = list(manifest.get("scan_warnings", []))
+        if use_cache:
+            cache.save(target, decoded.to_payload())
+    import_skipped = [(str(f), str(r)) for f, r in manifest.get("report", {}).get("skipped", [])]
+    return finish(decoded, name, f"dataset '{name}'", seed=0, test_fraction=0.0, extra_skipped=import_skipped)
+
+
+def sample_imported(name: str, per_class: int) -> dict[str, list[Image.Image]]:
+    manifest = read_manifest(name)
+    classes = manifest["classes"]
+    out: dict[str, list[Image.Image]] = {c: [] for c in classes}
+    data = dataset_dir(name) / "data"
+    for entry in _entries(name, manifest):
+        bucket = out[classes[entry.label]]
+        if len(bucket) >= per_class:
+            continue
+        try:
+            bucket.append(open_image(data / entry.name, name=entry.name))
+        except DatasetError:
+            continue
+        if all(len(b) >= per_class for b in out.values()):
+            break
+    return out
+
+
+def delete_imported(name: str) -> None:
+    if not is_imported(name):
+        raise DatasetError(f"no imported dataset named {name!r}")
+    folder = dataset_dir(name)
+    trash = Path(tempfile.mkdtemp(prefix=f".delete-{name}-", dir=paths.datasets_dir()))
+    os.rename(folder, trash / name)  # vanishes from listings at once
+    shutil.rmtree(trash, ignore_errors=True)

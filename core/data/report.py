@@ -1,0 +1,207 @@
+"""What a dataset holds, in plain values: the validation report and the listing entry.
+
+``ImportReport`` is built whenever a dataset is imported or loaded (images per class and
+split, files that were skipped and why, image sizes and modes seen, warnings).
+``DatasetInfo`` is one line of a dataset listing. Both turn into JSON-able dicts with
+``to_dict`` and back with ``from_dict``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+# How many distinct image sizes a report keeps (most common first).
+MAX_SIZES_LISTED = 20
+# A class with fewer images than this gets a warning.
+FEW_IMAGES = 10
+# A largest/smallest class ratio above this gets a warning.
+IMBALANCE_RATIO = 10.0
+# How many skipped files ``as_text`` prints before summarising the rest.
+MAX_SKIPPED_SHOWN = 50
+
+
+@dataclass
+class ImportReport:
+    """Validation report of a dataset: plain values only."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> images
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    sizes: dict[str, int] = field(default_factory=dict)  # "WxH" -> images, most common first
+    modes: dict[str, int] = field(default_factory=dict)  # Pillow mode -> images
+    warnings: list[str] = field(default_factory=list)
+
+    # -- derived ------------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        """Images usable across all splits."""
+        return sum(sum(per_class.values()) for per_class in self.counts.values())
+
+    def split_totals(self) -> dict[str, int]:
+        return {split: sum(per_class.values()) for split, per_class in self.counts.items()}
+
+    def class_totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for per_class in self.counts.values():
+            for name, n in per_class.items():
+                totals[name] = totals.get(name, 0) + n
+        return totals
+
+    # -- plain values -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": {s: dict(c) for s, c in self.counts.items()},
+            "skipped": [[f, r] for f, r in self.skipped],
+            "sizes": dict(self.sizes),
+            "modes": dict(self.modes),
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ImportReport":
+        return cls(
+            counts={str(s): {str(k): int(v) for k, v in c.items()} for s, c in data.get("counts", {}).items()},
+            skipped=[(str(f), str(r)) for f, r in data.get("skipped", [])],
+            sizes={str(k): int(v) for k, v in data.get("sizes", {}).items()},
+            modes={str(k): int(v) for k, v in data.get("modes", {}).items()},
+            warnings=[str(w) for w in data.get("warnings", [])],
+        )
+
+    def as_text(self) -> str:
+        """A readable summary for a terminal or a log."""
+        lines: list[str] = []
+        classes = list(self.class_totals())
+        splits = list(self.counts)
+        lines.append(f"{self.total:,} images in {len(classes)} classes")
+        if classes:
+            width = max(len(c) for c in classes + ["class"])
+            lines.append("  " + "class".ljust(width) + "".join(f"{s:>10}" for s in splits))
+            for name in classes:
+                row = "".join(f"{self.counts[s].get(name, 0):>10,}" for s in splits)
+                lines.append("  " + name.ljust(width) + row)
+        if self.sizes:
+            shown = ", ".join(f"{size} ({n:,})" for size, n in self.sizes.items())
+            lines.append(f"sizes: {shown}")
+        if self.modes:
+            lines.append("modes: " + ", ".join(f"{mode} ({n:,})" for mode, n in self.modes.items()))
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped):,} files:")
+            for file, reason in self.skipped[:MAX_SKIPPED_SHOWN]:
+                lines.append(f"  {file}: {reason}")
+            if len(self.skipped) > MAX_SKIPPED_SHOWN:
+                lines.append(f"  ... and {len(self.skipped) - MAX_SKIPPED_SHOWN:,} more")
+        for warning in self.warnings:
+            lines.append(f"warning: {warning}")
+        return "\n".join(lines)
+
+
+def size_counts(counter: Mapping[str, int]) -> dict[str, int]:
+    """Most common sizes first, capped at ``MAX_SIZES_LISTED`` (the rest summed as 'other')."""
+    items = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = dict(items[:MAX_SIZES_LISTED])
+    rest = sum(n for _, n in items[MAX_SIZES_LISTED:])
+    if rest:
+        shown["other"] = rest
+    return shown
+
+
+def build_report(
+    classes: list[str],
+    split_labels: Mapping[str, Iterable[int]],
+    *,
+    sizes: Mapping[str, int] | None = None,
+    modes: Mapping[str, int] | None = None,
+    skipped: Iterable[tuple[str, str]] = (),
+    warnings: Iterable[str] = (),
+) -> ImportReport:
+    """Count images per split and class, and add the usual warnings."""
+    counts: dict[str, dict[str, int]] = {}
+    for split, labels in split_labels.items():
+        tally = Counter(int(x) for x in labels)
+        counts[split] = {name: tally.get(i, 0) for i, name in enumerate(classes)}
+    report = ImportReport(
+        counts=counts,
+        skipped=list(skipped),
+        sizes=size_counts(sizes or {}),
+        modes=dict(sorted((modes or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        warnings=list(warnings),
+    )
+    totals = report.class_totals()
+    for name in classes:
+        n = totals.get(name, 0)
+        if 0 < n < FEW_IMAGES:
+            report.warnings.append(f"class '{name}' has only {n} image{'s' if n != 1 else ''}")
+    nonzero = [n for n in totals.values() if n > 0]
+    if len(nonzero) >= 2 and max(nonzero) > IMBALANCE_RATIO * min(nonzero):
+        big = max(totals, key=lambda k: totals[k])
+        small = min((k for k in totals if totals[k] > 0), key=lambda k: totals[k])
+        report.warnings.append(
+            f"classes are unbalanced: '{big}' has {totals[big]:,} images, '{small}' only {totals[small]:,}"
+        )
+    test = counts.get("test")
+    if test and sum(test.values()) > 0:
+        missing = [name for name in classes if test.get(name, 0) == 0]
+        if missing:
+            report.warnings.append(
+                "no test images for class " + ", ".join(f"'{m}'" for m in missing)
+            )
+    if test is not None and sum(test.values()) == 0:
+        report.warnings.append("the test split is empty: test metrics will not be available")
+    return report
+
+
+@dataclass
+class DatasetInfo:
+    """One entry of ``list_datasets()``: what a dataset is and where it lives."""
+
+    name: str  # the reference to pass to load_dataset
+    kind: str  # "builtin", "torchvision", "folder" or "csv"
+    location: str  # "built-in", a directory, or a ZIP path
+    classes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # split -> images (when known)
+    channels: int | None = None  # 1 or 3 (when known)
+    native_size: tuple[int, int] | None = None  # (height, width) when all images share it
+    present: bool = True  # False for a torchvision dataset not (yet) under the data root
+    description: str = ""
+    report: ImportReport | None = None
+    error: str | None = None  # set when an imported dataset's manifest cannot be read
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "location": self.location,
+            "classes": list(self.classes),
+            "counts": dict(self.counts),
+            "channels": self.channels,
+            "native_size": list(self.native_size) if self.native_size else None,
+            "present": self.present,
+            "description": self.description,
+            "report": self.report.to_dict() if self.report else None,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DatasetInfo":
+        size = data.get("native_size")
+        report = data.get("report")
+        return cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            location=str(data.get("location", "")),
+            classes=[str(c) for c in data.get("classes", [])],
+            counts={str(k): int(v) for k, v in data.get("counts", {}).items()},
+            channels=data.get("channels"),
+            native_size=(int(size[0]), int(size[1])) if size else None,
+            present=bool(data.get("present", True)),
+            description=str(data.get("description", "")),
+            report=ImportReport.from_dict(report) if report else None,
+            error=data.get("error"),
+        )

@@ -1,0 +1,174 @@
+"""The recorder interface: how the training loop talks to the outside world.
+
+The loop announces events (an iteration done, an evaluation done, a checkpoint
+written) and asks one question (should I stop?). Listeners implement only the hooks
+they care about: the CLI draws progress bars, the worker writes to the database, a
+test collects into lists. Every hook of the base class does nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunStart:
+    """Announced once, before the first iteration (and again when a run resumes)."""
+
+    total_steps: int
+    steps_per_epoch: int
+    epochs: int
+    start_step: int  # 0, or the step a resumed run continues after
+    device: str
+    classes: list[str]
+    train_size: int
+    val_size: int
+    test_size: int
+    model_summary: dict[str, Any]
+    environment: dict[str, str]
+
+
+@dataclass
+class StepMetrics:
+    step: int  # 1-based, counts optimizer steps over the whole run
+    epoch: int  # 1-based
+    loss: float
+    accuracy: float  # fraction of the batch classified right
+    lr: float
+    time: float = field(default_factory=time.time)  # wall clock (seconds since the epoch)
+    batch_size: int = 0
+
+
+@dataclass
+class EvalMetrics:
+    epoch: int
+    step: int
+    split: str  # "val" or "test"
+    loss: float
+    accuracy: float
+    count: int
+    time: float = field(default_factory=time.time)
+
+
+@dataclass
+class CheckpointInfo:
+    path: str
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    is_best: bool = False  # the best validation accuracy so far (file best.pt)
+
+
+@dataclass
+class RunEnd:
+    status: str  # "succeeded", "cancelled" or "failed"
+    step: int
+    epoch: int
+    error: str | None = None
+
+
+class Recorder:
+    """Base listener: every hook does nothing. Subclass and override what you need."""
+
+    def on_start(self, start: RunStart) -> None:
+        """Training is about to begin (or resume)."""
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        """One optimizer step finished (delivered in order, possibly a few at a time)."""
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        """An evaluation on the validation or test split finished."""
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        """A checkpoint file was written (atomically: it is complete)."""
+
+    def on_checkpoint_removed(self, path: str) -> None:
+        """An old periodic checkpoint was deleted to respect ``keep_checkpoints``."""
+
+    def on_log(self, message: str) -> None:
+        """A line worth showing the user (data report, warnings, resume notes)."""
+
+    def should_stop(self) -> bool:
+        """Asked after every iteration: True stops the run, with a checkpoint, as cancelled."""
+        return False
+
+    def on_end(self, end: RunEnd) -> None:
+        """The run is over, whatever the outcome; flush everything now."""
+
+
+class Recorders(Recorder):
+    """Fan one loop's events out to several recorders."""
+
+    def __init__(self, *recorders: Recorder | None) -> None:
+        self.recorders = [r for r in recorders if r is not None]
+
+    def on_start(self, start: RunStart) -> None:
+        for r in self.recorders:
+            r.on_start(start)
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        for r in self.recorders:
+            r.on_step(metrics)
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        for r in self.recorders:
+            r.on_eval(metrics)
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        for r in self.recorders:
+            r.on_checkpoint(info)
+
+    def on_checkpoint_removed(self, path: str) -> None:
+        for r in self.recorders:
+            r.on_checkpoint_removed(path)
+
+    def on_log(self, message: str) -> None:
+        for r in self.recorders:
+            r.on_log(message)
+
+    def should_stop(self) -> bool:
+        return any(r.should_stop() for r in self.recorders)
+
+    def on_end(self, end: RunEnd) -> None:
+        for r in self.recorders:
+            r.on_end(end)
+
+
+class MemoryRecorder(Recorder):
+    """Keeps every event in lists: for tests and for callers that want the history."""
+
+    def __init__(self, stop_after_step: int | None = None) -> None:
+        self.starts: list[RunStart] = []
+        self.steps: list[StepMetrics] = []
+        self.evals: list[EvalMetrics] = []
+        self.checkpoints: list[CheckpointInfo] = []
+        self.removed: list[str] = []
+        self.logs: list[str] = []
+        self.ends: list[RunEnd] = []
+        self.stop_after_step = stop_after_step
+
+    def on_start(self, start: RunStart) -> None:
+        self.starts.append(start)
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        self.steps.append(metrics)
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        self.evals.append(metrics)
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        self.checkpoints.append(info)
+
+    def on_checkpoint_removed(self, path: str) -> None:
+        self.removed.append(path)
+
+    def on_log(self, message: str) -> None:
+        self.logs.append(message)
+
+    def should_stop(self) -> bool:
+        return self.stop_after_step is not None and bool(self.steps) and self.steps[-1].step >= self.stop_after_step
+
+    def on_end(self, end: RunEnd) -> None:
+        self.ends.append(end)

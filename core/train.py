@@ -1,0 +1,527 @@
+"""fit(): the one training loop, for every model and dataset, from the CLI, a test or a worker.
+
+It reads like pytorch/examples' MNIST loop (``model.train()``, ``zero_grad``, forward,
+loss, ``backward``, ``step``; ``evaluate`` under ``torch.no_grad``), and where that
+example prints, this loop tells its recorder. Recording, checkpoints, resume and
+cancellation are events and questions, never branches inside the loop.
+
+Data is decoded once into uint8 tensors (``core.data``); each batch is gathered by index,
+moved to the device and normalised there, so an epoch costs the model's compute.
+Batch order comes from a generator seeded by (seed, epoch): a run resumed mid-epoch
+recomputes the same order and skips the batches it already did, so on the CPU its
+later metrics equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import core
+from core.checkpoint import FORMAT, FORMAT_VERSION, cpu_state_dict, load_checkpoint, save_atomic
+from core.config import RunConfig
+from core.errors import ConfigError, ImoriError
+from core.recorder import (
+    CheckpointInfo,
+    EvalMetrics,
+    Recorder,
+    RunEnd,
+    RunStart,
+    StepMetrics,
+)
+
+# Keep datasets below this many bytes on the GPU for the whole run (no host copies).
+GPU_RESIDENT_BYTES = 2 * 1024**3
+
+
+@dataclass
+class FitResult:
+    status: str  # "succeeded" or "cancelled" (a failure raises)
+    run_dir: str
+    step: int
+    epoch: int
+    classes: list[str]
+    last_checkpoint: str | None
+    best_checkpoint: str | None
+    best_val_accuracy: float | None
+    val: dict[str, float] = field(default_factory=dict)  # last evaluation on the validation split
+    test: dict[str, float] = field(default_factory=dict)  # last evaluation on the test split
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA where present, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but this machine has no usable CUDA GPU")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = platform.processor() or platform.machine()
+    return {
+        "imori": core.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "device": device.type,
+        "device_name": device_name,
+        "threads": str(torch.get_num_threads()),
+    }
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of epoch ``epoch``: a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def lr_factor(schedule: str, step: int, total_steps: int, steps_per_epoch: int, step_epochs: int, gamma: float) -> float:
+    """The learning-rate multiplier after ``step`` optimizer steps (a pure function of step,
+    so that a resumed or continued run needs no schedule state beyond its step)."""
+    if schedule == "step":
+        return gamma ** (step // max(1, step_epochs * steps_per_epoch))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    return 1.0
+
+
+def augment_batch(x: torch.Tensor, kinds: tuple[str, ...]) -> torch.Tensor:
+    """Per-image random flip, shift ("crop": up to 1/8 of the size) and rotation (+-10
+    degrees) on a normalised batch, in one vectorised affine resampling."""
+    n = x.shape[0]
+    if "flip" in kinds:
+        flip = (torch.rand(n) < 0.5).to(x.device).view(-1, 1, 1, 1)
+        x = torch.where(flip, x.flip(3), x)
+    if "crop" in kinds or "rotate" in kinds:
+        theta = torch.zeros(n, 2, 3)
+        angle = (torch.rand(n) * 2 - 1) * math.radians(10) if "rotate" in kinds else torch.zeros(n)
+        theta[:, 0, 0] = angle.cos()
+        theta[:, 0, 1] = -angle.sin()
+        theta[:, 1, 0] = angle.sin()
+        theta[:, 1, 1] = angle.cos()
+        if "crop" in kinds:
+            theta[:, :, 2] = (torch.rand(n, 2) * 2 - 1) * 0.25  # grid units: 0.25 = 1/8 of the size
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    return x
+
+
+class _StepBuffer:
+    """Collects per-step loss and correct counts as device tensors and hands them to the
+    recorder in batches, so a GPU is not synchronised on every iteration. On the CPU a
+    read costs nothing, so it flushes every step and progress stays live."""
+
+    def __init__(self, recorder: Recorder, device: torch.device) -> None:
+        self.recorder = recorder
+        self.every_step = device.type != "cuda"
+        self.rows: list[tuple[int, int, float, float, int]] = []
+        self.values: list[torch.Tensor] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, step: int, epoch: int, loss: torch.Tensor, correct: torch.Tensor, count: int, lr: float) -> None:
+        self.rows.append((step, epoch, lr, time.time(), count))
+        self.values.append(torch.stack((loss.detach().float(), correct.detach().float())))
+        if self.every_step or len(self.rows) >= 200 or time.monotonic() - self.last_flush > 0.5:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        values = torch.stack(self.values).tolist()  # one device sync for the whole batch
+        rows, self.rows, self.values = self.rows, [], []  # taken first: a failing listener never sees a step twice
+        self.last_flush = time.monotonic()
+        for (step, epoch, lr, wall, count), (loss, correct) in zip(rows, values):
+            self.recorder.on_step(
+                StepMetrics(step=step, epoch=epoch, loss=loss, accuracy=correct / count, lr=lr, time=wall, batch_size=count)
+            )
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Holds one run's pieces; ``fit()`` is the public entry point."""
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None) -> None:
+        from core.data import load_dataset, stratified_split
+        from core.models import build_model, load_init_weights, param_groups, summarize
+
+        self.config = config.validate()
+        self.run_dir = Path(run_dir)
+        self.recorder = recorder or Recorder()
+        self.device = resolve_device(config.device)
+        torch.set_num_threads(config.threads or usable_cores())
+
+        self.prep = config.preprocessing()
+        data = load_dataset(
+            config.dataset, self.prep, data_root=config.data_root, download=config.download, seed=config.seed
+        )
+        self.classes = list(data.classes)
+        if data.report is not None and data.report.skipped:
+            self.recorder.on_log(f"skipped {len(data.report.skipped)} unreadable file(s) in {config.dataset}")
+        keep, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
+        on_gpu = self.device.type == "cuda" and data.train.images.numel() < GPU_RESIDENT_BYTES
+        place = self.device if on_gpu else torch.device("cpu")
+        self.train_x = data.train.images[keep].to(place)
+        self.train_y = data.train.labels[keep].to(place)
+        self.val_x, self.val_y = data.train.images[held], data.train.labels[held]
+        self.test_x, self.test_y = data.test.images, data.test.labels
+        if len(self.train_y) < 2:
+            raise ConfigError(f"{config.dataset} has too few training images ({len(self.train_y)}) to train on")
+
+        # Seed right before the model is built so its initial weights depend on the seed alone.
+        torch.manual_seed(config.seed)
+        model = build_model(
+            config.model,
+            len(self.classes),
+            image_size=self.prep.size,
+            options=config.model_options,
+            pretrained=config.pretrained,
+            pretrained_path=config.pretrained_path,
+            download=config.download,
+            freeze_backbone=config.freeze_backbone,
+        )
+        if config.init_from:
+            start = load_checkpoint(config.init_from, model=config.model, options=config.model_options)
+            skipped = load_init_weights(model, config.model, start.state_dict)
+            note = f" (new head, {len(skipped)} tensors not taken)" if skipped else ""
+            self.recorder.on_log(f"initialised from {config.init_from}{note}")
+        self.summary = summarize(model).to_dict()
+        self.cuda_fast = self.device.type == "cuda" and config.channels_last
+        model = model.to(self.device)
+        if self.cuda_fast:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.net = torch.compile(model) if config.compile else model
+
+        groups = param_groups(model, config.model, config.lr, config.effective_backbone_lr_mult())
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        elif config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        self.criterion = torch.nn.NLLLoss() if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss()
+        self.output = self.model_spec_output()
+
+        n = len(self.train_y)
+        batch = min(config.batch_size, n)
+        # A last batch of one image breaks BatchNorm in training mode; drop it.
+        self.batch_size = batch
+        self.steps_per_epoch = n // batch + (1 if n % batch > 1 else 0)
+        if config.iterations is not None:
+            self.total_steps = config.iterations
+        else:
+            self.total_steps = config.epochs * self.steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+
+        self.amp_dtype = None
+        if self.device.type == "cuda" and config.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.step = 0
+        self.next_epoch = 1
+        self.next_batch = 0
+        self.best_val: tuple[float, float] | None = None  # (accuracy, -loss), higher is better
+        self.best_path: str | None = None
+        self.last_path: str | None = None
+        self.last_val: dict[str, float] = {}
+        self.last_test: dict[str, float] = {}
+
+    def model_spec_output(self) -> str:
+        from core.models import get_spec
+
+        return get_spec(self.config.model).output
+
+    def _lr_lambda(self, step: int) -> float:
+        c = self.config
+        return lr_factor(c.schedule, step, self.total_steps, self.steps_per_epoch, c.step_epochs, c.gamma)
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint of this run (mid-epoch included)."""
+        ckpt = load_checkpoint(path)
+        if ckpt.kind != "imori" or not ckpt.training:
+            raise ConfigError(f"{path}: not a resumable imori checkpoint (no training state)")
+        if ckpt.model_name != self.config.model or ckpt.classes != self.classes:
+            raise ConfigError(
+                f"{path}: checkpoint is a {ckpt.model_name} over {len(ckpt.classes)} classes; "
+                f"this run trains a {self.config.model} over {len(self.classes)}"
+            )
+        state = ckpt.training
+        self.model.load_state_dict(ckpt.state_dict)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.next_epoch = int(state["next_epoch"])
+        self.next_batch = int(state["next_batch"])
+        if state.get("best_val") is not None:
+            self.best_val = tuple(state["best_val"])  # type: ignore[assignment]
+            best = self.run_dir / "best.pt"
+            self.best_path = str(best) if best.exists() else None
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if self.next_batch >= self.steps_per_epoch:
+            self.next_epoch, self.next_batch = self.next_epoch + 1, 0
+        self.last_path = str(path)
+        self.recorder.on_log(f"resumed from {path} at step {self.step} (epoch {self.next_epoch})")
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _payload(self, metrics: dict[str, float]) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "imori_version": core.__version__,
+            "model": {
+                "name": self.config.model,
+                "options": dict(self.config.model_options),
+                "state_dict": cpu_state_dict(self.model),
+            },
+            "classes": list(self.classes),
+            "preprocessing": self.prep.to_dict(),
+            "config": self.config.to_dict(),
+            "metrics": dict(metrics),
+            "training": {
+                "step": self.step,
+                "epoch": self.next_epoch if self.next_batch else self.next_epoch - 1,
+                "next_epoch": self.next_epoch,
+                "next_batch": self.next_batch,
+                "total_steps": self.total_steps,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "best_val": list(self.best_val) if self.best_val else None,
+                "rng": rng,
+            },
+        }
+
+    def save_checkpoint(self, metrics: dict[str, float], *, best: bool = False) -> str:
+        folder = self.run_dir / "checkpoints"
+        name = "best.pt" if best else f"ckpt-s{self.step:08d}.pt"
+        path = str(save_atomic(self._payload(metrics), folder / name))
+        epoch = self.next_epoch if self.next_batch else self.next_epoch - 1
+        self.recorder.on_checkpoint(CheckpointInfo(path=path, epoch=epoch, step=self.step, metrics=dict(metrics), is_best=best))
+        if best:
+            self.best_path = path
+        else:
+            self.last_path = path
+            periodic = sorted(folder.glob("ckpt-s*.pt"))
+            for old in periodic[: max(0, len(periodic) - self.config.keep_checkpoints)]:
+                old.unlink(missing_ok=True)
+                self.recorder.on_checkpoint_removed(str(old))
+        return path
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Mean loss and accuracy over a whole split (sums, then one division: exact)."""
+        if len(labels) == 0:
+            return {}
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for start in range(0, len(labels), self.config.eval_batch_size):
+            x, y = self._batch(images[start : start + self.config.eval_batch_size], labels[start : start + self.config.eval_batch_size])
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = self.net(x)
+            out = out.float()
+            # Log-probabilities take NLL; cross-entropy on them would give the same figure.
+            if self.output == "log_probs":
+                loss_sum += F.nll_loss(out, y, reduction="sum")
+            else:
+                loss_sum += F.cross_entropy(out, y, reduction="sum")
+            correct += (out.argmax(1) == y).sum()
+        self.model.train()
+        return {"loss": loss_sum.item() / len(labels), "accuracy": correct.item() / len(labels), "count": len(labels)}
+
+    def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.prep.normalize(x.to(self.device, non_blocking=True))
+        if self.cuda_fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
+
+    def _end_of_epoch(self, epoch: int) -> None:
+        val = self.evaluate(self.val_x, self.val_y)
+        test = self.evaluate(self.test_x, self.test_y)
+        for split, metrics in (("val", val), ("test", test)):
+            if metrics:
+                self.recorder.on_eval(
+                    EvalMetrics(epoch=epoch, step=self.step, split=split, loss=metrics["loss"], accuracy=metrics["accuracy"], count=int(metrics["count"]))
+                )
+        self.last_val, self.last_test = val, test
+        metrics = {f"val_{k}": v for k, v in val.items() if k != "count"}
+        metrics.update({f"test_{k}": v for k, v in test.items() if k != "count"})
+        score = (val["accuracy"], -val["loss"]) if val else None
+        if score is not None and (self.best_val is None or score > self.best_val):
+            self.best_val = score
+            self.save_checkpoint(metrics, best=True)
+        every = self.config.checkpoint_every_epochs
+        last = self.step >= self.total_steps
+        if last or (every and epoch % every == 0):
+            self.save_checkpoint(metrics)
+            self.last_ckpt_time = time.monotonic()
+
+    # -- fit -------------------------------------------------------------------------------
+
+    def fit(self) -> FitResult:
+        config, recorder = self.config, self.recorder
+        recorder.on_start(
+            RunStart(
+                total_steps=self.total_steps,
+                steps_per_epoch=self.steps_per_epoch,
+                epochs=self.epochs,
+                start_step=self.step,
+                device=str(self.device),
+                classes=self.classes,
+                train_size=len(self.train_y),
+                val_size=len(self.val_y),
+                test_size=len(self.test_y),
+                model_summary=self.summary,
+                environment=environment(self.device),
+            )
+        )
+        buffer = _StepBuffer(recorder, self.device)
+        started = time.monotonic()
+        self.last_ckpt_time = started
+        start_step = self.step
+        status = "succeeded"
+        model, optimizer, criterion = self.net, self.optimizer, self.criterion
+        every_s = config.checkpoint_every_minutes * 60
+        model.train()
+        try:
+            for epoch in range(self.next_epoch, self.epochs + 1):
+                order = epoch_order(len(self.train_y), config.seed, epoch).to(self.train_y.device)
+                for b in range(self.next_batch, self.steps_per_epoch):
+                    if self.step >= self.total_steps:
+                        break
+                    idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+                    x, y = self._batch(self.train_x[idx], self.train_y[idx])
+                    if config.augment:
+                        x = augment_batch(x, config.augment)
+                    optimizer.zero_grad(set_to_none=True)
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                        output = model(x)
+                        loss = criterion(output.float(), y)
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(optimizer)
+                    self.scaler.update()
+                    lr = max(group["lr"] for group in optimizer.param_groups)
+                    self.scheduler.step()
+                    self.step += 1
+                    self.next_epoch, self.next_batch = epoch, b + 1
+                    buffer.add(self.step, epoch, loss, (output.argmax(1) == y).sum(), len(y), lr)
+                    if recorder.should_stop():
+                        status = "cancelled"
+                        break
+                    if every_s and time.monotonic() - self.last_ckpt_time >= every_s and self.step < self.total_steps:
+                        buffer.flush()
+                        self.save_checkpoint({})
+                        self.last_ckpt_time = time.monotonic()
+                buffer.flush()
+                if status == "cancelled":
+                    self.save_checkpoint({})
+                    break
+                finished_epoch = self.next_batch >= self.steps_per_epoch
+                if finished_epoch:
+                    self.next_epoch, self.next_batch = epoch + 1, 0
+                # A run of fixed iterations may end mid-epoch: evaluate it there too, and
+                # keep its position so that continuing it resumes exactly there.
+                if finished_epoch or self.step >= self.total_steps:
+                    self._end_of_epoch(epoch)
+                if self.step >= self.total_steps:
+                    break
+        except BaseException as err:
+            try:
+                buffer.flush()  # the steps before the crash still reach the records
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            text = str(err) if isinstance(err, ImoriError) else f"{type(err).__name__}: {err}"
+            epoch = self.next_epoch
+            recorder.on_end(RunEnd(status="failed", step=self.step, epoch=epoch, error=text))
+            raise
+        seconds = time.monotonic() - started
+        images = (self.step - start_step) * self.batch_size
+        done_epoch = self.next_epoch if self.next_batch else self.next_epoch - 1
+        recorder.on_end(RunEnd(status=status, step=self.step, epoch=done_epoch))
+        return FitResult(
+            status=status,
+            run_dir=str(self.run_dir),
+            step=self.step,
+            epoch=done_epoch,
+            classes=self.classes,
+            last_checkpoint=self.last_path,
+            best_checkpoint=self.best_path,
+            best_val_accuracy=self.best_val[0] if self.best_val else None,
+            val=self.last_val,
+            test=self.last_test,
+            seconds=seconds,
+            images_per_second=images / seconds if seconds > 0 else 0.0,
+            device=str(self.device),
+        )
+
+
+def fit(
+    config: RunConfig,
+    run_dir: str | Path,
+    recorder: Recorder | None = None,
+    *,
+    resume_from: str | Path | None = None,
+) -> FitResult:
+    """Train ``config`` into ``run_dir`` (checkpoints under ``run_dir/checkpoints``).
+
+    ``resume_from`` continues from a checkpoint of the same run: mid-epoch, or a finished
+    run continued for more epochs when ``config`` asks for more than it did.
+    """
+    try:
+        trainer = Trainer(config, run_dir, recorder)
+        if resume_from:
+            trainer.resume(resume_from)
+    except BaseException as err:
+        # Setup failures (missing data, bad weights) end the run too, so listeners can say so.
+        if recorder is not None:
+            text = str(err) if isinstance(err, ImoriError) else f"{type(err).__name__}: {err}"
+            recorder.on_end(RunEnd(status="failed", step=0, epoch=0, error=text))
+        raise
+    return trainer.fit()

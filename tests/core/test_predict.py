@@ -1,0 +1,139 @@
+"""Prediction: probabilities that sum to 1, match eval mode, and agree with the tutorials."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from core.config import RunConfig
+from core.predict import Predictor, evaluate
+from core.train import fit
+
+
+class TutorialMynet(nn.Module):
+    """Seed 000's Mynet, written the tutorial's way (functional ReLU, view, two classes)."""
+
+    def __init__(self, classes=2, size=64):
+        super().__init__()
+        self.size = size
+        chans = [(3, 32), (32, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256)]
+        names = ["1_1", "1_2", "2_1", "2_2", "3_1", "3_2", "4_1", "4_2"]
+        for name, (cin, cout) in zip(names, chans):
+            setattr(self, f"conv{name}", nn.Conv2d(cin, cout, kernel_size=3, padding=1))
+            setattr(self, f"bn{name}", nn.BatchNorm2d(cout))
+        self.fc1 = nn.Linear(size // 16 * size // 16 * 256, 512)
+        self.fc2 = nn.Linear(512, 512)
+        self.fc_out = nn.Linear(512, classes)
+
+    def forward(self, x):
+        for block in ("1", "2", "3", "4"):
+            x = F.relu(getattr(self, f"bn{block}_1")(getattr(self, f"conv{block}_1")(x)))
+            x = F.relu(getattr(self, f"bn{block}_2")(getattr(self, f"conv{block}_2")(x)))
+            x = F.max_pool2d(x, 2)
+        x = x.view(-1, self.size // 16 * self.size // 16 * 256)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc_out(x)
+
+
+def photo(size=(64, 64), seed=0) -> bytes:
+    """A colourful PNG whose red and blue channels differ a lot (so BGR vs RGB matters)."""
+    rng = np.random.default_rng(seed)
+    h, w = size[1], size[0]
+    array = np.zeros((h, w, 3), dtype=np.uint8)
+    array[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    array[..., 2] = 255 - array[..., 0]
+    array[..., 1] = rng.integers(0, 255, (h, w))
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def seed000_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TutorialMynet()
+    # Give BatchNorm non-trivial running statistics, so eval mode matters.
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(8, 3, 64, 64))
+        model.fc_out.weight.mul_(50)  # confident outputs, like a trained net's, so inputs matter
+    path = tmp_path_factory.mktemp("seed000") / "cnn.pt"
+    torch.save(model.state_dict(), path)
+    return model.eval(), path
+
+
+def tutorial_probabilities(model, png: bytes) -> np.ndarray:
+    """Seed 000's test mode: cv2.imread (BGR) -> /255 -> CHW -> softmax."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    bgr = rgb[..., ::-1].astype(np.float32) / 255.0  # what cv2.imread gives
+    x = torch.tensor(np.expand_dims(bgr.transpose(2, 0, 1), 0), dtype=torch.float)
+    with torch.no_grad():
+        return F.softmax(model(x), dim=1).numpy()[0]
+
+
+def test_a_tutorial_cnn_pt_and_imori_agree_on_one_photo(seed000_checkpoint):
+    model, path = seed000_checkpoint
+    png = photo()
+    predictor = Predictor(path, model="mynet", classes=["akahara", "madara"])
+    assert predictor.preprocessing.channel_order == "BGR"
+    [prediction] = predictor.predict([png])
+    ours = np.array([prediction.probabilities["akahara"], prediction.probabilities["madara"]])
+    theirs = tutorial_probabilities(model, png)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # And the channel order is what makes them agree: read as RGB, the answer moves.
+    rgb = Predictor(path, model="mynet", classes=["akahara", "madara"])
+    rgb.preprocessing = type(rgb.preprocessing).from_dict({**rgb.preprocessing.to_dict(), "channel_order": "RGB"})
+    [other] = rgb.predict([png])
+    assert abs(other.probabilities["akahara"] - ours[0]) > 1e-4  # 10x the agreement tolerance
+
+
+def test_probabilities_sum_to_one_and_match_eval_mode(seed000_checkpoint):
+    model, path = seed000_checkpoint
+    predictor = Predictor(path, model="mynet", classes=["akahara", "madara"])
+    predictions = predictor.predict([photo(seed=s) for s in range(3)], top_k=5)
+    for p in predictions:
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert len(p.top) == 2 and p.top[0][1] >= p.top[1][1]
+    assert not predictor.model.training
+    x = predictor.preprocessing(Image.open(io.BytesIO(photo(seed=1))))
+    with torch.no_grad():
+        expected = F.softmax(model(x), dim=1)[0].tolist()
+    assert list(predictions[1].probabilities.values()) == pytest.approx(expected, abs=1e-6)
+
+
+def test_unreadable_images_get_an_error_not_a_crash(seed000_checkpoint):
+    _, path = seed000_checkpoint
+    predictor = Predictor(path, model="mynet", classes=["a", "b"])
+    good, bad = predictor.predict([photo(), b"this is text, not a png"], names=["good.png", "bad.png"])
+    assert good.error is None and good.label in ("a", "b")
+    assert bad.error and "bad" not in (bad.label or "") and not bad.probabilities
+
+
+def test_log_softmax_models_give_probabilities_and_evaluation_builds_a_confusion_matrix(tmp_path):
+    config = RunConfig(model="mnist_cnn", dataset="digits", batch_size=64, epochs=1, threads=2)
+    result = fit(config, tmp_path / "run")
+    predictor = Predictor(result.best_checkpoint)
+    report = evaluate(predictor, "digits")
+    assert 350 <= report.count <= 370  # the fixed 20 % test split of 1,797 digits
+    assert sum(map(sum, report.confusion)) == report.count
+    assert report.accuracy == pytest.approx(sum(report.confusion[i][i] for i in range(10)) / report.count)
+    # The evaluation repeats what training measured on the same split and checkpoint.
+    from core.checkpoint import load_checkpoint
+
+    assert report.accuracy == pytest.approx(load_checkpoint(result.best_checkpoint).metrics["test_accuracy"], abs=1e-9)
+    assert set(report.per_class) == {str(i) for i in range(10)}
+    confidences = [m["confidence"] for m in report.misclassified]
+    assert confidences == sorted(confidences, reverse=True)
+    assert all(m["true"] != m["predicted"] for m in report.misclassified)
+    # Images from the test split, predicted one by one, give the same probabilities.
+    from core.data import load_dataset
+
+    data = load_dataset("digits", predictor.preprocessing)
+    probs = predictor.probabilities(predictor.preprocessing.normalize(data.test.images[:4]))
+    assert torch.allclose(probs.sum(1), torch.ones(4), atol=1e-5)

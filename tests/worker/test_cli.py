@@ -1,0 +1,133 @@
+"""The imori command: each subcommand end to end, and user errors without tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from worker.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny CLI-trained run shared by the tests of this module."""
+    run_dir = tmp_path_factory.mktemp("cli-run")
+    code = main(["train", "--model", "mnist_cnn", "--dataset", "digits", "--iterations", "12",
+                 "--batch-size", "64", "--run-dir", str(run_dir), "--json", "--quiet"])
+    assert code == 0
+    return run_dir
+
+
+def digit_png(path, digit_like=True):
+    array = np.zeros((28, 28), dtype=np.uint8)
+    array[6:22, 12:16] = 255  # a "1"
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_train_json_summary_has_checkpoints_and_test_metrics(tmp_path, capsys):
+    code, out, err = run(capsys, "train", "--recipe", "seed003", "--iterations", "5", "--run-dir", str(tmp_path / "r"), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "succeeded" and summary["step"] == 5
+    assert summary["config"]["recipe"] == "seed003" and summary["config"]["optimizer"] == "adam"
+    assert 0 <= summary["test"]["accuracy"] <= 1
+    assert (tmp_path / "r" / "checkpoints" / "best.pt").exists()
+    assert "it/s" in err or "it]" in err  # the tqdm progress bar went to stderr
+
+
+def test_resume_continues_from_the_checkpoint_step(tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--model", "mnist_cnn", "--iterations", "4", "--run-dir", str(tmp_path / "r"), "--json", "--quiet")
+    first = json.loads(out)
+    code, out, err = run(capsys, "train", "--resume", first["last_checkpoint"], "--iterations", "9", "--json", "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["step"] == 9
+
+
+def test_predict_prints_probabilities_that_sum_to_one(trained, tmp_path, capsys):
+    image = digit_png(tmp_path / "one.png")
+    code, out, err = run(capsys, "predict", str(image), "--checkpoint", str(trained / "checkpoints" / "best.pt"), "--json", "--top-k", "3")
+    assert code == 0, err
+    [result] = json.loads(out)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert len(result["top"]) == 3 and result["label"] == result["top"][0]["class"]
+
+
+def test_predict_with_a_tutorial_state_dict(tmp_path, capsys):
+    class LeNet(nn.Module):  # seed 004's own code: 3x3 kernels
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 6, 3)
+            self.conv2 = nn.Conv2d(6, 16, 3)
+            self.fc1 = nn.Linear(16 * 5 * 5, 120)
+            self.fc2 = nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, 10)
+
+    path = tmp_path / "lenet.pt"
+    torch.save(LeNet().state_dict(), path)
+    image = digit_png(tmp_path / "one.png")
+    code, out, err = run(capsys, "predict", str(image), "--checkpoint", str(path), "--model", "lenet5", "--kernel", "3", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)[0]["probabilities"]) == 10
+    # Without --kernel 3 the same file does not fit the classic LeNet-5: a clear error.
+    code, out, err = run(capsys, "predict", str(image), "--checkpoint", str(path), "--model", "lenet5")
+    assert code == 2 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_evaluate_and_export(trained, tmp_path, capsys):
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(trained / "checkpoints" / "best.pt"), "--dataset", "digits", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == report["count"]
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", str(trained / "checkpoints" / "best.pt"), "--dataset", "digits")
+    assert "confusion" in out and "accuracy" in out
+    code, out, _ = run(capsys, "export", str(trained / "checkpoints" / "best.pt"), str(tmp_path / "bare.pt"))
+    assert code == 0
+    state = torch.load(tmp_path / "bare.pt", weights_only=True)
+    assert "classfier.2.weight" in state  # the seed's spelling
+
+
+def test_listings(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and all(name in out for name in ("mynet", "mnist_cnn", "lenet5", "tiny_net", "resnet18"))
+    code, out, _ = run(capsys, "models", "mynet", "--classes", "2")
+    assert "conv1_1.weight" in out and "fc_out.weight" in out
+    code, out, _ = run(capsys, "datasets", "--json")
+    names = {d["name"] for d in json.loads(out)}
+    assert {"digits", "shapes", "shapes2"} <= names
+    code, out, _ = run(capsys, "recipes")
+    assert "seed000" in out and "seed004" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--lr", "0"], "learning rate must be a positive number"),
+        (["train", "--batch-size", "0"], "batch size"),
+        (["train", "--model", "mynet", "--image-size", "60"], "multiples of 16"),
+        (["train", "--dataset", "/no/such/folder"], "/no/such/folder"),
+        (["train", "--recipe", "seed999"], "unknown recipe"),
+        (["train", "--image-size", "big"], "image size must look like"),
+        (["predict", "x.png", "--checkpoint", "/no/such.pt"], "no such checkpoint"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def test_the_console_script_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "train" in result.stdout
