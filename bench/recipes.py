@@ -43,7 +43,7 @@ def measure(recipe: str, overrides: dict) -> dict:
         try:
             result = fit(config, run_dir)
         except ImoriError as err:
-            return {"error": str(err)}
+            return {"error": str(err).split(". ")[0]}  # the reason, not the how-to
     return {
         "dataset": config.dataset,
         "test_accuracy": round(result.test.get("accuracy", float("nan")), 4),
