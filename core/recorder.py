@@ -81,6 +81,10 @@ class Recorder:
     def on_eval(self, metrics: EvalMetrics) -> None:
         """An evaluation on the validation or test split finished."""
 
+    def before_checkpoint(self) -> None:
+        """A checkpoint is about to be written: raise to prevent it (a run taken over by
+        another worker must not write into the folder that worker now uses)."""
+
     def on_checkpoint(self, info: CheckpointInfo) -> None:
         """A checkpoint file was written (atomically: it is complete)."""
 
@@ -115,6 +119,10 @@ class Recorders(Recorder):
     def on_eval(self, metrics: EvalMetrics) -> None:
         for r in self.recorders:
             r.on_eval(metrics)
+
+    def before_checkpoint(self) -> None:
+        for r in self.recorders:
+            r.before_checkpoint()
 
     def on_checkpoint(self, info: CheckpointInfo) -> None:
         for r in self.recorders:

@@ -337,6 +337,7 @@ class Trainer:
         }
 
     def save_checkpoint(self, metrics: dict[str, float], *, best: bool = False) -> str:
+        self.recorder.before_checkpoint()
         folder = self.run_dir / "checkpoints"
         name = "best.pt" if best else f"ckpt-s{self.step:08d}.pt"
         path = str(save_atomic(self._payload(metrics), folder / name))

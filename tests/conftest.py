@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
 
-# Set before any imori module computes a path; torch threads kept small so that the
-# suite's processes do not fight over the cores.
+# Set before any imori module computes a path.
+_OWN_HOME = "IMORI_HOME" not in os.environ
 os.environ.setdefault("IMORI_HOME", tempfile.mkdtemp(prefix="imori-test-home-"))
 os.environ.setdefault("TORCH_HOME", os.path.join(os.environ["IMORI_HOME"], "torch-hub"))
+# The suite's own services come from IMORI_TEST_*; never a developer's real ones.
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("REDIS_URL", None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of an outside server run only when its URL is given (.ci/run gives both)."""
+    for marker, variable in (("postgres", "IMORI_TEST_DATABASE_URL"), ("redis_server", "IMORI_TEST_REDIS_URL")):
+        if os.environ.get(variable):
+            continue
+        drop = [item for item in items if item.get_closest_marker(marker)]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_HOME:
+        from worker import broker
+
+        try:
+            broker.stop()  # an embedded Redis a test left running under this home
+        except Exception:  # noqa: BLE001
+            pass
+        shutil.rmtree(os.environ["IMORI_HOME"], ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,559 @@
+"""Every read of the run records: the only SQL that the CLI and the dashboard use.
+
+Reads open a plain (deferred) transaction, which on SQLite in WAL mode never waits for a
+writer and never makes one wait. Results are small frozen dataclasses with
+``to_dict()`` (JSON-ready: times as ISO 8601 strings) for ``--json`` and for pages.
+
+A run's series (``series``) is reduced to at most ``max_points`` points (2,000 by
+default), each the summary of a bucket of consecutive steps: mean, min and max of the
+loss, the accuracy and the learning rate, so a spike survives any zoom level (a plain
+stride would keep one step in k and drop it). The reduction reads the finest rollup
+level (raw steps, or buckets of 16, 256, 4096 or 65536 steps, kept by every write; see
+``store.refresh_rollups``) that has at most 16 x ``max_points`` rows in the range, and
+merges its rows k at a time in one grouped query. Since each level is 16 times coarser
+than the one below, that gives between ``max_points / 2`` and ``max_points`` points
+whenever the range holds more steps than that; a run of a million steps is charted from
+3,907 rows of 256 steps, not from a million.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence, TextIO
+
+from sqlalchemy import Connection, Engine, and_, func, select, text
+from sqlalchemy.orm import Session
+
+from core.records.engine import get_engine
+from core.records.errors import RunNotFound
+from core.records.schema import (
+    ROLLUP_WIDTHS,
+    RUNNING,
+    Checkpoint,
+    Dataset,
+    EvalMetric,
+    IterationMetric,
+    Run,
+    RunLog,
+)
+
+DEFAULT_MAX_POINTS = 2000
+READ_FACTOR = 16  # read at most this many rows per point before merging
+
+
+def _engine(engine: Engine | None) -> Engine:
+    return engine if engine is not None else get_engine()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary(_Record):
+    """One line of the runs list."""
+
+    id: int
+    name: str
+    status: str
+    cancel_requested: bool
+    model: str | None
+    dataset: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    device: str | None
+    worker: str | None
+    attempt: int
+    progress: float
+    step: int
+    epoch: int
+    total_steps: int | None
+    last_loss: float | None
+    last_accuracy: float | None
+    last_lr: float | None
+    steps_per_second: float | None
+    eta_seconds: float | None  # running runs only: steps left at the recent speed
+    best_val_accuracy: float | None
+    test_accuracy: float | None  # the latest test evaluation
+    test_loss: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunDetail(RunSummary):
+    """Everything about one run except its metric rows."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    run_dir: str | None = None
+    steps_per_epoch: int | None = None
+    classes: list[Any] | None = None
+    environment: dict[str, Any] | None = None
+    model_summary: dict[str, Any] | None = None
+    checkpoints: int = 0
+
+
+def _runs_select():
+    best = (
+        select(EvalMetric.run_id, func.max(EvalMetric.accuracy).label("best_val_accuracy"))
+        .where(EvalMetric.split == "val")
+        .group_by(EvalMetric.run_id)
+        .subquery()
+    )
+    latest = (
+        select(EvalMetric.run_id, func.max(EvalMetric.epoch).label("epoch"))
+        .where(EvalMetric.split == "test")
+        .group_by(EvalMetric.run_id)
+        .subquery()
+    )
+    test = EvalMetric.__table__.alias("test")
+    return (
+        select(Run, best.c.best_val_accuracy, test.c.accuracy.label("test_accuracy"), test.c.loss.label("test_loss"))
+        .outerjoin(best, best.c.run_id == Run.id)
+        .outerjoin(latest, latest.c.run_id == Run.id)
+        .outerjoin(test, and_(test.c.run_id == Run.id, test.c.epoch == latest.c.epoch, test.c.split == "test"))
+    )
+
+
+def _summary_values(run: Run, best: float | None, test_accuracy: float | None, test_loss: float | None) -> dict[str, Any]:
+    config = run.config or {}
+    eta = None
+    if run.status == RUNNING and run.steps_per_second and run.total_steps:
+        eta = max(0, run.total_steps - run.step) / run.steps_per_second
+    return dict(
+        id=run.id,
+        name=run.name,
+        status=run.status,
+        cancel_requested=bool(run.cancel_requested),
+        model=config.get("model"),
+        dataset=config.get("dataset"),
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        heartbeat_at=run.heartbeat_at,
+        device=run.device,
+        worker=run.worker,
+        attempt=run.attempt,
+        progress=run.progress,
+        step=run.step,
+        epoch=run.epoch,
+        total_steps=run.total_steps,
+        last_loss=run.last_loss,
+        last_accuracy=run.last_accuracy,
+        last_lr=run.last_lr,
+        steps_per_second=run.steps_per_second,
+        eta_seconds=eta,
+        best_val_accuracy=best,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        error=run.error,
+    )
+
+
+def list_runs(
+    *,
+    status: str | Sequence[str] | None = None,
+    ids: Iterable[int] | None = None,
+    limit: int | None = 200,
+    offset: int = 0,
+    engine: Engine | None = None,
+) -> list[RunSummary]:
+    """Runs, newest first, with their latest metrics and best validation accuracy."""
+    stmt = _runs_select().order_by(Run.id.desc()).offset(offset)
+    if status is not None:
+        stmt = stmt.where(Run.status.in_([status] if isinstance(status, str) else list(status)))
+    if ids is not None:
+        stmt = stmt.where(Run.id.in_(list(ids)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with Session(_engine(engine)) as session:
+        return [RunSummary(**_summary_values(*row)) for row in session.execute(stmt)]
+
+
+def get_run(run_id: int, *, engine: Engine | None = None) -> RunDetail:
+    """One run with its config, environment and model summary; RunNotFound if none."""
+    with Session(_engine(engine)) as session:
+        row = session.execute(_runs_select().where(Run.id == run_id)).first()
+        if row is None:
+            raise RunNotFound(run_id)
+        count = session.execute(select(func.count()).select_from(Checkpoint).where(Checkpoint.run_id == run_id)).scalar_one()
+    run = row[0]
+    return RunDetail(
+        **_summary_values(*row),
+        config=run.config or {},
+        run_dir=run.run_dir,
+        steps_per_epoch=run.steps_per_epoch,
+        classes=run.classes,
+        environment=run.environment,
+        model_summary=run.model_summary,
+        checkpoints=count,
+    )
+
+
+def run_status(run_id: int, *, engine: Engine | None = None) -> tuple[str, int, bool]:
+    """(status, attempt, cancel requested) of a run: what a worker checks before training."""
+    with _engine(engine).connect() as conn:
+        row = conn.execute(select(Run.status, Run.attempt, Run.cancel_requested).where(Run.id == run_id)).first()
+    if row is None:
+        raise RunNotFound(run_id)
+    return row.status, row.attempt, bool(row.cancel_requested)
+
+
+def stale_runs(older_than: float, *, engine: Engine | None = None) -> list[RunSummary]:
+    """Running runs whose heartbeat is older than ``older_than`` seconds (the watchdog's list)."""
+    cutoff = datetime.now(timezone.utc).timestamp() - older_than
+    cutoff_dt = datetime.fromtimestamp(cutoff, timezone.utc)
+    stmt = _runs_select().where(Run.status == RUNNING, Run.heartbeat_at < cutoff_dt).order_by(Run.id)
+    with Session(_engine(engine)) as session:
+        return [RunSummary(**_summary_values(*row)) for row in session.execute(stmt)]
+
+
+# -- series ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series(_Record):
+    """A run's iteration metrics, reduced: point i summarises steps ``step_first[i] ..
+    step[i]`` (``width`` steps per point at most, 1 when nothing was merged)."""
+
+    run_id: int
+    width: int
+    step: list[int] = field(default_factory=list)  # the last step of each point (the x to plot)
+    step_first: list[int] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)  # steps recorded in the point
+    epoch: list[int] = field(default_factory=list)
+    time: list[float] = field(default_factory=list)  # wall clock of the point's last step
+    loss: list[float | None] = field(default_factory=list)  # means (None: only NaN losses)
+    loss_min: list[float | None] = field(default_factory=list)
+    loss_max: list[float | None] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    accuracy_min: list[float] = field(default_factory=list)
+    accuracy_max: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    lr_min: list[float] = field(default_factory=list)
+    lr_max: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for key, value in out.items():
+            if isinstance(value, list):
+                out[key] = [_plain(v) for v in value]
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per point (for a data frame)."""
+        columns = {k: v for k, v in self.to_dict().items() if isinstance(v, list)}
+        return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+_SERIES_COLUMNS = (
+    "step", "step_first", "count", "epoch", "time", "loss", "loss_min", "loss_max", "accuracy",
+    "accuracy_min", "accuracy_max", "lr", "lr_min", "lr_max",
+)  # fmt: skip
+
+
+def _reduce_sql(width: int, k: int) -> Any:
+    """Points of ``k`` buckets of ``width`` steps (width 1: raw rows). k and width are
+    integers computed here, written into the SQL for integer division on every backend."""
+    if width == 1:
+        return text(
+            f"SELECT (step - 1) / {k} AS g, min(step), max(step), count(*), max(epoch), max(wall_time), "
+            "count(loss), sum(loss), min(loss), max(loss), sum(accuracy), min(accuracy), max(accuracy), "
+            "sum(lr), min(lr), max(lr) "
+            "FROM iteration_metrics WHERE run_id = :run_id AND step BETWEEN :lo AND :hi GROUP BY g ORDER BY g"
+        )
+    return text(
+        f"SELECT bucket / {k} AS g, min(step_min), max(step_max), sum(n), max(epoch_max), max(time_max), "
+        "sum(loss_n), sum(loss_sum), min(loss_min), max(loss_max), sum(acc_sum), min(acc_min), max(acc_max), "
+        "sum(lr_sum), min(lr_min), max(lr_max) "
+        f"FROM metric_rollups WHERE run_id = :run_id AND width = {width} AND bucket BETWEEN :lo AND :hi "
+        "GROUP BY g ORDER BY g"
+    )
+
+
+def plan_reduction(first: int, last: int, max_points: int) -> tuple[int, int]:
+    """(width, k) for steps ``first..last``: the finest rollup width with at most
+    READ_FACTOR x ``max_points`` buckets in range, and how many of them make a point."""
+    if max_points < 1:
+        raise ValueError("max_points must be at least 1")
+    for width in (1, *ROLLUP_WIDTHS):
+        b0, b1 = (first - 1) // width, (last - 1) // width
+        if b1 - b0 + 1 <= READ_FACTOR * max_points or width == ROLLUP_WIDTHS[-1]:
+            break
+    k = max(1, math.ceil((b1 - b0 + 1) / max_points))
+    while b1 // k - b0 // k + 1 > max_points:  # groups are aligned to multiples of k
+        k += 1
+    return width, k
+
+
+def _series(conn: Connection, run_id: int, max_points: int, step_from: int | None, step_to: int | None) -> Series:
+    if step_from is None or step_to is None:
+        # Two scalar subqueries: each is one index probe, where min() and max() in one
+        # SELECT would make SQLite scan the run's rows.
+        m = IterationMetric
+        first, last = conn.execute(
+            select(
+                select(func.min(m.step)).where(m.run_id == run_id).scalar_subquery(),
+                select(func.max(m.step)).where(m.run_id == run_id).scalar_subquery(),
+            )
+        ).one()
+        if first is None:
+            return Series(run_id=run_id, width=1)
+        step_from = first if step_from is None else max(step_from, first)
+        step_to = last if step_to is None else min(step_to, last)
+    step_from = max(1, step_from)
+    if step_to < step_from:
+        return Series(run_id=run_id, width=1)
+    width, k = plan_reduction(step_from, step_to, max_points)
+    lo, hi = (step_from, step_to) if width == 1 else ((step_from - 1) // width, (step_to - 1) // width)
+    rows = conn.execute(_reduce_sql(width, k), {"run_id": run_id, "lo": lo, "hi": hi}).all()
+    cols: dict[str, list[Any]] = {name: [] for name in _SERIES_COLUMNS}
+    for _, s0, s1, n, epoch, wall, loss_n, loss_sum, loss_min, loss_max, acc_sum, acc_min, acc_max, lr_sum, lr_min, lr_max in rows:
+        cols["step"].append(s1)
+        cols["step_first"].append(s0)
+        cols["count"].append(n)
+        cols["epoch"].append(epoch)
+        cols["time"].append(wall)
+        cols["loss"].append(loss_sum / loss_n if loss_n else None)
+        cols["loss_min"].append(loss_min)
+        cols["loss_max"].append(loss_max)
+        cols["accuracy"].append(acc_sum / n)
+        cols["accuracy_min"].append(acc_min)
+        cols["accuracy_max"].append(acc_max)
+        cols["lr"].append(lr_sum / n)
+        cols["lr_min"].append(lr_min)
+        cols["lr_max"].append(lr_max)
+    return Series(run_id=run_id, width=width * k, **cols)
+
+
+def series(
+    run_id: int,
+    *,
+    max_points: int = DEFAULT_MAX_POINTS,
+    step_from: int | None = None,
+    step_to: int | None = None,
+    engine: Engine | None = None,
+) -> Series:
+    """A run's iteration metrics, at most ``max_points`` points, each with mean, min and
+    max. ``step_from``/``step_to`` zoom in; the first and last point summarise whole
+    buckets, so they may reach a little past the range (their ``step_first``/``step``
+    say exactly which steps they hold). An unknown run gives an empty series."""
+    with _engine(engine).connect() as conn:
+        return _series(conn, run_id, max_points, step_from, step_to)
+
+
+def compare_series(
+    run_ids: Iterable[int], *, max_points: int = DEFAULT_MAX_POINTS, engine: Engine | None = None
+) -> dict[int, Series]:
+    """Several runs' series for one chart (one read transaction)."""
+    with _engine(engine).connect() as conn:
+        return {run_id: _series(conn, run_id, max_points, None, None) for run_id in run_ids}
+
+
+@dataclass(frozen=True)
+class StepRow(_Record):
+    step: int
+    epoch: int
+    loss: float | None
+    accuracy: float
+    lr: float
+    time: float
+
+
+def iterations(
+    run_id: int, *, step_from: int = 1, step_to: int | None = None, limit: int | None = 10_000, engine: Engine | None = None
+) -> list[StepRow]:
+    """Raw iteration rows in a step range (for small ranges: a table, a test)."""
+    m = IterationMetric
+    stmt = select(m.step, m.epoch, m.loss, m.accuracy, m.lr, m.wall_time).where(m.run_id == run_id, m.step >= step_from)
+    if step_to is not None:
+        stmt = stmt.where(m.step <= step_to)
+    stmt = stmt.order_by(m.step)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with _engine(engine).connect() as conn:
+        return [StepRow(*row) for row in conn.execute(stmt)]
+
+
+def latest_step(run_id: int, *, engine: Engine | None = None) -> StepRow | None:
+    """The last recorded iteration of a run."""
+    m = IterationMetric
+    stmt = (
+        select(m.step, m.epoch, m.loss, m.accuracy, m.lr, m.wall_time)
+        .where(m.run_id == run_id)
+        .order_by(m.step.desc())
+        .limit(1)
+    )
+    with _engine(engine).connect() as conn:
+        row = conn.execute(stmt).first()
+    return StepRow(*row) if row else None
+
+
+@dataclass(frozen=True)
+class EvalRow(_Record):
+    epoch: int
+    split: str
+    step: int
+    loss: float | None
+    accuracy: float
+    count: int
+    time: float
+
+
+def eval_series(run_id: int, *, split: str | None = None, engine: Engine | None = None) -> list[EvalRow]:
+    """Per-epoch evaluations of a run, by epoch then split."""
+    e = EvalMetric
+    stmt = select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time).where(e.run_id == run_id)
+    if split is not None:
+        stmt = stmt.where(e.split == split)
+    with _engine(engine).connect() as conn:
+        return [EvalRow(*row) for row in conn.execute(stmt.order_by(e.epoch, e.split))]
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointRow(_Record):
+    path: str
+    epoch: int
+    step: int
+    metrics: dict[str, Any]
+    is_best: bool
+    created_at: datetime
+
+
+def _checkpoints(run_id: int, engine: Engine | None, *conditions: Any, order: Any = None, limit: int | None = None):
+    c = Checkpoint
+    stmt = select(c.path, c.epoch, c.step, c.metrics, c.is_best, c.created_at).where(c.run_id == run_id, *conditions)
+    stmt = stmt.order_by(*(order if order is not None else (c.step, c.is_best)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with _engine(engine).connect() as conn:
+        return [CheckpointRow(*row) for row in conn.execute(stmt)]
+
+
+def checkpoints(run_id: int, *, engine: Engine | None = None) -> list[CheckpointRow]:
+    """A run's checkpoints, oldest step first (``best.pt`` among them, flagged)."""
+    return _checkpoints(run_id, engine)
+
+
+def best_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointRow | None:
+    """The checkpoint with the best validation accuracy (``best.pt``), if any."""
+    rows = _checkpoints(run_id, engine, Checkpoint.is_best.is_(True), order=(Checkpoint.step.desc(),), limit=1)
+    return rows[0] if rows else None
+
+
+def latest_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointRow | None:
+    """The newest periodic checkpoint (what a resumed run continues from)."""
+    rows = _checkpoints(run_id, engine, Checkpoint.is_best.is_(False), order=(Checkpoint.step.desc(),), limit=1)
+    return rows[0] if rows else None
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLine(_Record):
+    id: int
+    attempt: int
+    time: float
+    message: str
+
+
+def run_logs(run_id: int, *, after_id: int = 0, limit: int | None = 1000, engine: Engine | None = None) -> list[LogLine]:
+    """A run's log lines in order; ``after_id`` fetches only the new ones."""
+    g = RunLog
+    stmt = select(g.id, g.attempt, g.wall_time, g.message).where(g.run_id == run_id, g.id > after_id).order_by(g.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with _engine(engine).connect() as conn:
+        return [LogLine(*row) for row in conn.execute(stmt)]
+
+
+# -- CSV -------------------------------------------------------------------------------------
+
+STEP_CSV_COLUMNS = ("step", "epoch", "loss", "accuracy", "lr", "time")
+EVAL_CSV_COLUMNS = ("epoch", "split", "step", "loss", "accuracy", "count", "time")
+
+
+def metrics_csv(run_id: int, out: TextIO | None = None, *, kind: str = "steps", engine: Engine | None = None) -> str | None:
+    """A run's metrics as CSV: every iteration (``kind="steps"``) or every evaluation
+    (``"eval"``). Streams into ``out`` when given (a million rows need no list in
+    memory); else returns the text."""
+    if kind == "steps":
+        m = IterationMetric
+        stmt = select(m.step, m.epoch, m.loss, m.accuracy, m.lr, m.wall_time).where(m.run_id == run_id).order_by(m.step)
+        header = STEP_CSV_COLUMNS
+    elif kind == "eval":
+        e = EvalMetric
+        stmt = (
+            select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time)
+            .where(e.run_id == run_id)
+            .order_by(e.epoch, e.split)
+        )
+        header = EVAL_CSV_COLUMNS
+    else:
+        raise ValueError(f"kind is 'steps' or 'eval', not {kind!r}")
+    target = out if out is not None else io.StringIO()
+    writer = csv.writer(target, lineterminator="\n")
+    writer.writerow(header)
+    with _engine(engine).connect() as conn:
+        result = conn.execution_options(yield_per=10_000).execute(stmt)
+        for chunk in result.partitions():
+            writer.writerows(chunk)  # None is written as an empty field
+    return None if out is not None else target.getvalue()
+
+
+# -- datasets --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetRow(_Record):
+    id: int
+    name: str
+    kind: str
+    location: str | None
+    classes: list[Any]
+    counts: dict[str, Any]
+    report: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _dataset_select():
+    d = Dataset
+    return select(d.id, d.name, d.kind, d.location, d.classes, d.counts, d.report, d.created_at, d.updated_at)
+
+
+def list_datasets(*, engine: Engine | None = None) -> list[DatasetRow]:
+    """Recorded datasets, by name."""
+    with _engine(engine).connect() as conn:
+        return [DatasetRow(*row) for row in conn.execute(_dataset_select().order_by(Dataset.name))]
+
+
+def get_dataset(name: str, *, engine: Engine | None = None) -> DatasetRow | None:
+    """One recorded dataset, or None."""
+    with _engine(engine).connect() as conn:
+        row = conn.execute(_dataset_select().where(Dataset.name == name)).first()
+    return DatasetRow(*row) if row else None

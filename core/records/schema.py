@@ -1,0 +1,232 @@
+"""The records' tables, as SQLAlchemy 2 typed ORM models.
+
+Alembic owns every change to them (``core/records/migrations``): when a model here
+changes, a new revision changes the databases, and a test checks that the migrated
+schema and these models agree.
+
+Tables:
+
+- ``runs``: one row per run: its config, status, times, where it trains, its attempt
+  number (raised by every claim; see ``store.claim_run``), progress, and the latest
+  values the runs list shows without touching the metric tables.
+- ``iteration_metrics``: one row per optimizer step, keyed by (run, step), so a resumed
+  run replaces a step instead of adding a second row.
+- ``metric_rollups``: the iteration metrics summed up in buckets of 16, 256, 4096 and
+  65536 steps (count, sum, min, max per metric), kept by every write, so that a series
+  of a million steps is reduced from a few thousand bucket rows, never from the raw rows.
+- ``eval_metrics``: one row per (run, epoch, split).
+- ``checkpoints``: one row per checkpoint file of a run (``best.pt`` is rewritten in
+  place: same row, updated).
+- ``datasets``: imported datasets with their class counts and validation report.
+- ``run_logs``: lines worth showing the user, with the attempt that wrote them.
+
+Run times are timezone-aware UTC datetimes; per-step ``wall_time`` is seconds since the
+epoch (a float: cheap to write a million of, and what the loop measures).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Run statuses. A running run whose cancel was requested keeps "running" (with
+# ``cancel_requested``) until its worker stops it and records "cancelled".
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+# Bucket widths of the series rollups: each level sums 16 buckets of the one below, the
+# first sums 16 raw steps. A series of N steps reads at most a few thousand rows.
+ROLLUP_WIDTHS = (16, 256, 4096, 65536)
+ROLLUP_FANOUT = 16
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend. SQLite keeps no time zone, so values are
+    stored there as naive UTC and given their zone back when read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+# Plain JSON everywhere, JSONB on PostgreSQL (indexable, compact).
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: UTCDateTime, float: Double}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    # AUTOINCREMENT on SQLite: a deleted run's id is never handed out again (its
+    # folder and its charts' links must not point at a newcomer).
+    __table_args__ = (Index("ix_runs_status", "status"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[Optional[datetime]]
+    finished_at: Mapped[Optional[datetime]]
+    heartbeat_at: Mapped[Optional[datetime]]
+    device: Mapped[Optional[str]] = mapped_column(String(64))
+    worker: Mapped[Optional[str]] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    progress: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    total_steps: Mapped[Optional[int]] = mapped_column(Integer)
+    steps_per_epoch: Mapped[Optional[int]] = mapped_column(Integer)
+    run_dir: Mapped[Optional[str]] = mapped_column(String(1024))
+    classes: Mapped[Optional[list[Any]]]
+    environment: Mapped[Optional[dict[str, Any]]]
+    model_summary: Mapped[Optional[dict[str, Any]]]
+    # Revision 0002: what the runs list shows, kept by the recorder's writes.
+    last_loss: Mapped[Optional[float]]
+    last_accuracy: Mapped[Optional[float]]
+    last_lr: Mapped[Optional[float]]
+    steps_per_second: Mapped[Optional[float]]
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id}, status={self.status!r}, step={self.step}, attempt={self.attempt})"
+
+
+class IterationMetric(Base):
+    __tablename__ = "iteration_metrics"
+    # WITHOUT ROWID on SQLite: rows are stored in (run, step) order, so a run's series
+    # is one contiguous range of the table's own B-tree.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[Optional[float]]  # NULL for a non-finite (NaN) loss
+    accuracy: Mapped[float]
+    lr: Mapped[float]
+    wall_time: Mapped[float]
+
+
+class MetricRollup(Base):
+    """Iteration metrics of buckets ``width`` steps wide: bucket b holds steps
+    ``b*width + 1 .. (b+1)*width``. Means are ``sum / n`` (``loss_n`` for the loss,
+    which may have NULLs), so merging buckets stays exact."""
+
+    __tablename__ = "metric_rollups"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(Integer)
+    step_min: Mapped[int] = mapped_column(Integer)
+    step_max: Mapped[int] = mapped_column(Integer)
+    epoch_max: Mapped[int] = mapped_column(Integer)
+    time_max: Mapped[float]
+    loss_n: Mapped[int] = mapped_column(Integer)
+    loss_sum: Mapped[Optional[float]]
+    loss_min: Mapped[Optional[float]]
+    loss_max: Mapped[Optional[float]]
+    acc_sum: Mapped[float]
+    acc_min: Mapped[float]
+    acc_max: Mapped[float]
+    lr_sum: Mapped[float]
+    lr_min: Mapped[float]
+    lr_max: Mapped[float]
+
+
+class EvalMetric(Base):
+    __tablename__ = "eval_metrics"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    split: Mapped[str] = mapped_column(String(16), primary_key=True)  # "val" or "test"
+    step: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[Optional[float]]
+    accuracy: Mapped[float]
+    count: Mapped[int] = mapped_column(Integer)
+    wall_time: Mapped[float]
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("run_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))  # indexed by the unique key
+    path: Mapped[str] = mapped_column(String(1024))
+    epoch: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]]
+    is_best: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # builtin, folder, zip, csv, torchvision
+    location: Mapped[Optional[str]] = mapped_column(String(1024))
+    classes: Mapped[list[Any]]
+    counts: Mapped[dict[str, Any]]  # {"train": {class: n}, "test": {class: n}}
+    report: Mapped[Optional[dict[str, Any]]]  # the import's validation report
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunLog(Base):
+    __tablename__ = "run_logs"
+    __table_args__ = (Index("ix_run_logs_run_id_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    wall_time: Mapped[float]
+    message: Mapped[str] = mapped_column(Text)

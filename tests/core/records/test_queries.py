@@ -1,0 +1,166 @@
+"""The reads the CLI and the dashboard use: runs list, reduced series that keep their
+spikes, comparisons, checkpoints, CSV, datasets."""
+
+import csv
+import io
+import math
+import random
+
+import pytest
+
+from core.recorder import EvalMetrics, RunEnd
+from core.records import DbRecorder, queries, store
+from core.records.errors import RunNotFound, RunStateError
+from core.records.queries import plan_reduction
+
+
+def _record(engine, helpers, losses, *, max_rows=5000):
+    """A finished run whose step i has loss ``losses[i - 1]``."""
+    run_id, attempt = helpers.start_run(engine)
+    recorder = DbRecorder(run_id, attempt, engine, flush_interval=3600, max_rows=max_rows)
+    recorder.on_start(helpers.run_start(total_steps=len(losses)))
+    for i, loss in enumerate(losses, start=1):
+        recorder.on_step(helpers.step(i, loss=loss))
+    recorder.on_end(RunEnd(status="succeeded", step=len(losses), epoch=1))
+    return run_id
+
+
+def _brute_force(losses, first, last):
+    chunk = [v for v in losses[first - 1 : last]]
+    return min(chunk), max(chunk), sum(chunk) / len(chunk)
+
+
+def test_reduction_keeps_a_spike_that_a_plain_stride_drops(engine, helpers):
+    n, spike_at = 20_000, 12_345
+    losses = [1.0 + 0.001 * math.sin(i / 50) for i in range(1, n + 1)]
+    losses[spike_at - 1] = 100.0
+    run_id = _record(engine, helpers, losses)
+
+    reduced = queries.series(run_id, max_points=100, engine=engine)
+    assert 50 <= len(reduced) <= 100
+    assert reduced.step_first[0] == 1 and reduced.step[-1] == n and sum(reduced.count) == n
+    # The spike survives as its bucket's max; its mean moves by exactly 99 / bucket size.
+    hit = next(i for i, (a, b) in enumerate(zip(reduced.step_first, reduced.step)) if a <= spike_at <= b)
+    assert reduced.loss_max[hit] == 100.0 and max(reduced.loss_max) == 100.0
+    for i in range(len(reduced)):
+        low, high, mean = _brute_force(losses, reduced.step_first[i], reduced.step[i])
+        assert (reduced.loss_min[i], reduced.loss_max[i]) == (low, high)
+        assert reduced.loss[i] == pytest.approx(mean, rel=1e-12)
+    # A plain stride to the same number of points never sees it.
+    stride = n // len(reduced)
+    assert max(losses[::stride]) < 2.0
+
+
+def test_reduction_reads_rollups_and_matches_the_raw_rows_at_any_zoom(engine, helpers):
+    rng = random.Random(0)
+    n = 10_000
+    losses = [rng.random() for _ in range(n)]
+    run_id = _record(engine, helpers, losses, max_rows=777)  # flushes that straddle buckets
+    for first, last, points in [(1, n, 2000), (1, n, 7), (37, 9_001, 50), (4_000, 4_100, 2000), (5, 5, 10)]:
+        reduced = queries.series(run_id, step_from=first, step_to=last, max_points=points, engine=engine)
+        assert 1 <= len(reduced) <= points
+        assert reduced.step_first[0] <= first and reduced.step[-1] >= last
+        for i in range(len(reduced)):
+            low, high, mean = _brute_force(losses, reduced.step_first[i], reduced.step[i])
+            assert reduced.count[i] == reduced.step[i] - reduced.step_first[i] + 1
+            assert (reduced.loss_min[i], reduced.loss_max[i]) == (low, high)
+            assert reduced.loss[i] == pytest.approx(mean, rel=1e-9)
+    assert len(queries.series(run_id, max_points=7, engine=engine)) == 7  # from 40 rollup rows of 256 steps
+    whole = queries.series(run_id, max_points=2000, engine=engine)
+    assert whole.width == 5 and len(whole) == 2000  # raw rows, merged 5 by 5
+
+
+def test_plan_reduction_chooses_the_finest_level_under_the_read_budget():
+    assert plan_reduction(1, 2000, 2000) == (1, 1)
+    assert plan_reduction(1, 8000, 2000) == (1, 4)
+    assert plan_reduction(1, 1_000_000, 2000) == (256, 2)  # 3,907 rows read, 1,954 points
+    for first, last, points in [(1, 10**6, 2000), (999, 123_456, 300), (7, 7, 1), (1, 10**8, 2000), (1, 2**31 - 1, 2000)]:
+        width, k = plan_reduction(first, last, points)
+        b0, b1 = (first - 1) // width, (last - 1) // width
+        assert b1 - b0 + 1 <= 16 * points or width == 65536  # rows read
+        n_points = b1 // k - b0 // k + 1
+        assert n_points <= points
+        assert n_points >= min(points // 2, last - first + 1) or width == 65536
+
+
+def test_runs_list_with_latest_metrics_and_best_accuracy(engine, helpers):
+    done, attempt = helpers.start_run(engine)
+    recorder = DbRecorder(done, attempt, engine)
+    recorder.on_start(helpers.run_start(total_steps=20))
+    for i in range(1, 21):
+        recorder.on_step(helpers.step(i))
+    for epoch, (val, test) in enumerate([(0.6, 0.55), (0.8, 0.75), (0.7, 0.72)], start=1):
+        recorder.on_eval(EvalMetrics(epoch=epoch, step=epoch * 5, split="val", loss=1 - val, accuracy=val, count=100))
+        recorder.on_eval(EvalMetrics(epoch=epoch, step=epoch * 5, split="test", loss=1 - test, accuracy=test, count=100))
+    recorder.on_end(RunEnd(status="succeeded", step=20, epoch=3))
+    queued = store.create_run({"model": "lenet5", "dataset": "shapes"}, name="waiting", engine=engine)
+
+    runs = queries.list_runs(engine=engine)
+    assert [r.id for r in runs] == [queued, done]  # newest first
+    first = runs[1]
+    assert first.status == "succeeded" and first.progress == 1.0
+    assert first.last_loss == pytest.approx(1 / 20) and first.last_accuracy == pytest.approx((20 % 7) / 7)
+    assert first.best_val_accuracy == 0.8 and first.test_accuracy == 0.72  # the latest test, not the best
+    assert runs[0].name == "waiting" and runs[0].model == "lenet5" and runs[0].best_val_accuracy is None
+    assert [r.id for r in queries.list_runs(status="queued", engine=engine)] == [queued]
+    as_json = first.to_dict()
+    assert isinstance(as_json["created_at"], str) and as_json["best_val_accuracy"] == 0.8
+    with pytest.raises(RunNotFound):
+        queries.get_run(12345, engine=engine)
+
+
+def test_compare_series_of_several_runs(engine, helpers):
+    a = _record(engine, helpers, [1.0] * 100)
+    b = _record(engine, helpers, [2.0] * 5000)
+    both = queries.compare_series([a, b], max_points=50, engine=engine)
+    assert set(both) == {a, b}
+    assert both[a].loss_max == [1.0] * len(both[a]) and sum(both[a].count) == 100
+    assert len(both[b]) <= 50 and set(both[b].loss) == {2.0}
+    assert queries.series(999, engine=engine).step == []
+
+
+def test_metrics_as_csv(engine, helpers):
+    run_id = _record(engine, helpers, [0.5, float("nan"), 0.25])
+    rows = list(csv.reader(io.StringIO(queries.metrics_csv(run_id, engine=engine))))
+    assert rows[0] == ["step", "epoch", "loss", "accuracy", "lr", "time"]
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3"] and rows[2][2] == "" and float(rows[3][2]) == 0.25
+    out = io.StringIO()
+    queries.metrics_csv(run_id, out, kind="eval", engine=engine)
+    assert out.getvalue().splitlines() == ["epoch,split,step,loss,accuracy,count,time"]
+
+
+def test_cancel_a_queued_run_and_delete_runs(engine, helpers, tmp_path):
+    queued = store.create_run({"model": "mnist_cnn"}, run_dir=tmp_path / "elsewhere", engine=engine)
+    assert store.request_cancel(queued, engine=engine) == "cancelled"
+    with pytest.raises(RunStateError):
+        store.claim_run(queued, "w", engine=engine)
+    running, _ = helpers.start_run(engine)
+    with pytest.raises(RunStateError, match="cancel it first"):
+        store.delete_run(running, engine=engine)
+    assert store.request_cancel(running, engine=engine) == "running"  # flagged, its worker stops it
+    assert queries.run_status(running, engine=engine) == ("running", 1, True)
+    (tmp_path / "elsewhere").mkdir()
+    assert store.delete_run(queued, remove_files=True, engine=engine) == str(tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere").exists()  # never a folder outside IMORI_HOME/runs
+    assert [r.id for r in queries.list_runs(engine=engine)] == [running]
+
+
+def test_stale_runs_and_logs(engine, helpers):
+    run_id, attempt = helpers.start_run(engine)
+    store.add_log(run_id, "first", engine=engine)
+    store.add_log(run_id, "second", attempt=attempt, engine=engine)
+    lines = queries.run_logs(run_id, engine=engine)
+    assert [(line.message, line.attempt) for line in lines] == [("first", 1), ("second", 1)]
+    assert [line.message for line in queries.run_logs(run_id, after_id=lines[0].id, engine=engine)] == ["second"]
+    assert queries.stale_runs(60, engine=engine) == []
+    assert [r.id for r in queries.stale_runs(-1, engine=engine)] == [run_id]
+
+
+def test_datasets_are_recorded_once_per_name(engine):
+    first = store.save_dataset("newts", "folder", ["akahara", "madara"], {"train": {"akahara": 3}}, location="/d/newts", engine=engine)
+    again = store.save_dataset("newts", "zip", ["akahara", "madara"], {"train": {"akahara": 4}}, report={"skipped": []}, engine=engine)
+    assert first == again
+    row = queries.get_dataset("newts", engine=engine)
+    assert row.kind == "zip" and row.counts == {"train": {"akahara": 4}} and row.report == {"skipped": []}
+    assert [d.name for d in queries.list_datasets(engine=engine)] == ["newts"]
+    assert store.delete_dataset("newts", engine=engine) and queries.get_dataset("newts", engine=engine) is None
