@@ -198,23 +198,41 @@ class CliRecorder(Recorder):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.paths import runs_dir
+    """Train in the foreground, recorded in the run records like a queued run."""
+    import socket
+
+    from core.records import DbRecorder, RunStateError, queries, store
+    from core.recorder import Recorders
     from core.train import fit
 
     config = build_config(args)
-    if getattr(args, "resume", None):
-        run_dir = Path(args.run_dir) if args.run_dir else Path(args.resume).resolve().parent.parent
+    resume = getattr(args, "resume", None)
+    run_id = None
+    if resume:
+        run_dir = Path(args.run_dir) if args.run_dir else Path(resume).resolve().parent.parent
+        run_id = queries.find_run_by_dir(run_dir)
+        if run_id is not None:
+            try:
+                store.requeue_finished(run_id, config.to_dict())
+            except RunStateError as err:
+                raise ImoriError(f"{err}; cancel it first or resume into a new --run-dir") from None
     else:
-        run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{config.model}-{Path(config.dataset).name}"
-        run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / run_id
+        run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_id is None:
+        run_id = store.create_run(config, name=config.name, run_dir=run_dir.resolve() if run_dir else None)
+    run_dir = Path(queries.get_run(run_id).run_dir)
+    attempt = store.claim_run(run_id, f"cli@{socket.gethostname()}")
     cli = CliRecorder(quiet=args.quiet)
+    cli.write(f"run {run_id}: {run_dir}")
     cli.install_sigint()
-    result = fit(config, run_dir, cli, resume_from=getattr(args, "resume", None))
-    summary = {"run_dir": str(run_dir), "config": config.to_dict(), **result.to_dict()}
+    # The heartbeat keeps the run alive for the workers' watchdogs during long evaluations.
+    recorder = Recorders(DbRecorder(run_id, attempt, heartbeat_interval=5.0), cli)
+    result = fit(config, run_dir, recorder, resume_from=resume)
+    summary = {"run_id": run_id, "run_dir": str(run_dir), "config": config.to_dict(), **result.to_dict()}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{result.status}: {result.step} iterations, {result.epoch} epoch(s) in {result.seconds:.1f} s "
+        print(f"run {run_id} {result.status}: {result.step} iterations, {result.epoch} epoch(s) in {result.seconds:.1f} s "
               f"({result.images_per_second:.0f} images/s on {result.device})")
         if result.test:
             print(f"test accuracy {100 * result.test['accuracy']:.2f} %  (loss {result.test['loss']:.4f})")
@@ -222,6 +240,173 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f} %")
         print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
     return 0 if result.status == "succeeded" else 1
+
+
+# -- the queue ---------------------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from worker.client import submit, submit_sweep
+
+    config = build_config(args)
+    sweep = {}
+    for flag, key, kind in (("sweep_lr", "lr", float), ("sweep_batch_size", "batch_size", int)):
+        if getattr(args, flag, None):
+            try:
+                sweep[key] = [kind(v) for v in getattr(args, flag).split(",") if v.strip()]
+            except ValueError:
+                raise ImoriError(f"--{flag.replace('_', '-')} takes values separated by commas") from None
+    run_ids = submit_sweep(config, **sweep) if sweep else [submit(config)]
+    if args.json:
+        print(json.dumps({"run_ids": run_ids, "run_id": run_ids[0]}))
+    else:
+        for run_id in run_ids:
+            print(f"queued run {run_id}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from worker.client import cancel
+
+    for run_id in args.runs:
+        status = cancel(run_id)
+        print(f"run {run_id}: {'cancelling' if status == 'running' else status}")
+    return 0
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    from worker.client import clone
+
+    new = clone(args.run)
+    print(json.dumps({"run_id": new}) if args.json else f"queued run {new} (a clone of run {args.run})")
+    return 0
+
+
+def cmd_continue(args: argparse.Namespace) -> int:
+    from worker.client import continue_run
+
+    continue_run(args.run, epochs=args.epochs, iterations=args.iterations)
+    print(f"run {args.run} queued again")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from core.records import store
+
+    for run_id in args.runs:
+        folder = store.delete_run(run_id, remove_files=not args.keep_files)
+        print(f"deleted run {run_id}" + ("" if args.keep_files else f" and {folder}"))
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Block until the runs finish; exit 0 only if all of them succeeded."""
+    from core.records import FINISHED, queries
+
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    pending = list(args.runs)
+    while pending:
+        for run_id in list(pending):
+            if queries.get_run(run_id).status in FINISHED:
+                pending.remove(run_id)
+        if not pending:
+            break
+        if deadline and time.monotonic() > deadline:
+            print(f"timed out waiting for run(s) {', '.join(map(str, pending))}", file=sys.stderr)
+            return 3
+        time.sleep(0.5)
+    runs = [queries.get_run(run_id) for run_id in args.runs]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
+    else:
+        for r in runs:
+            print(f"run {r.id}: {r.status}" + (f" ({r.error.splitlines()[0]})" if r.error else ""))
+    return 0 if all(r.status == "succeeded" for r in runs) else 1
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    from worker.presence import live_workers
+
+    workers = live_workers()
+    if args.json:
+        print(json.dumps([w.to_dict() for w in workers], indent=2))
+        return 0
+    if not workers:
+        print("no live workers (start one with `imori worker`, or everything with `imori up`)")
+    for w in workers:
+        doing = f"training run {w.run_id}" if w.run_id else "idle"
+        print(f"{w.name:<32} {w.device:<5} {w.device_name:<28} queues {','.join(w.queues):<8} {doing}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.runner import run_worker
+
+    return run_worker(device=args.device, name=args.name, loglevel=args.loglevel, threads=args.threads)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from worker.runner import run_up
+
+    return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device, open_for=args.open_for)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from worker.runner import dashboard_command
+
+    return subprocess.call(dashboard_command(args.host, args.port))
+
+
+# -- the records ---------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from core.records import queries
+
+    runs = queries.list_runs(limit=args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
+        return 0
+    if not runs:
+        print("no runs yet: try `imori train --recipe seed003`")
+    for r in runs:
+        progress = f"{100 * (r.progress or 0):.0f} %"
+        print(f"{r.id:>5}  {r.status:<10} {progress:>5}  {str(r.model):<12} {str(r.dataset):<12} "
+              f"loss {r.last_loss if r.last_loss is None else round(r.last_loss, 4)!s:<8} "
+              f"best val {_pct(r.best_val_accuracy):>8}  test {_pct(r.test_accuracy):>8}  {r.name}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from core.records import queries
+
+    run = queries.get_run(args.run)
+    if args.csv:
+        queries.metrics_csv(args.run, sys.stdout, kind=args.csv)
+        return 0
+    if args.json:
+        data = run.to_dict()
+        data["evaluations"] = [e.to_dict() for e in queries.eval_series(args.run)]
+        data["checkpoint_files"] = [c.to_dict() for c in queries.checkpoints(args.run)]
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    print(f"run {run.id}: {run.name}  [{run.status}]")
+    print(f"  model {run.model} on {run.dataset}, device {run.device or '-'}, worker {run.worker or '-'}, attempt {run.attempt}")
+    print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {run.last_loss}, last accuracy {_pct(run.last_accuracy)}")
+    print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
+    for e in queries.eval_series(args.run):
+        print(f"  epoch {e.epoch:>3} {e.split:>4}: loss {e.loss:.4f} accuracy {_pct(e.accuracy)}")
+    for c in queries.checkpoints(args.run):
+        print(f"  checkpoint {c.path}" + ("  (best)" if c.is_best else ""))
+    if run.error:
+        print(f"  error: {run.error}")
+    return 0
 
 
 # -- predict / evaluate / export -----------------------------------------------------------
@@ -387,6 +572,75 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("submit", help="queue a run for a worker (same options as train)")
+    add_train_options(p)
+    p.add_argument("--sweep-lr", dest="sweep_lr", help="several learning rates, comma-separated: one run each")
+    p.add_argument("--sweep-batch-size", dest="sweep_batch_size", help="several batch sizes, comma-separated")
+    p.add_argument("--json", action="store_true", help='print {"run_id": ...}')
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("cancel", help="cancel queued or running runs")
+    p.add_argument("runs", nargs="+", type=int)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("clone", help="queue a new run with an old run's settings")
+    p.add_argument("run", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_clone)
+
+    p = sub.add_parser("continue", help="queue a finished or cancelled run again to train further")
+    p.add_argument("run", type=int)
+    p.add_argument("--epochs", type=int, help="the new total number of epochs")
+    p.add_argument("--iterations", type=int, help="the new total number of iterations")
+    p.set_defaults(func=cmd_continue)
+
+    p = sub.add_parser("delete", help="delete runs and their checkpoints")
+    p.add_argument("runs", nargs="+", type=int)
+    p.add_argument("--keep-files", action="store_true", help="keep the checkpoint folder")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("wait", help="wait until runs finish (exit 0 if all succeeded)")
+    p.add_argument("runs", nargs="+", type=int)
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("workers", help="live workers, their device and current run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_workers)
+
+    p = sub.add_parser("worker", help="run a worker in the foreground")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: a GPU worker where CUDA is present, else a CPU worker")
+    p.add_argument("--name", help="worker name (default: device-host-pid)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the usable cores)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("up", help="start everything: Redis (embedded unless REDIS_URL), a worker, the dashboard")
+    p.add_argument("--host", default="127.0.0.1", help="dashboard address (default: localhost only)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (one per machine trains fastest)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--open-for", dest="open_for", type=float, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("dashboard", help="run the dashboard alone")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("runs", help="list recorded runs")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="one run with its latest metrics")
+    p.add_argument("run", type=int)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--csv", nargs="?", const="steps", choices=("steps", "eval"), help="print its metrics as CSV")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("predict", help="classify images with a checkpoint")
     p.add_argument("images", nargs="+", help="image files")

@@ -22,6 +22,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence, TextIO
 
@@ -205,6 +206,14 @@ def get_run(run_id: int, *, engine: Engine | None = None) -> RunDetail:
         model_summary=run.model_summary,
         checkpoints=count,
     )
+
+
+def find_run_by_dir(run_dir: str | Path, *, engine: Engine | None = None) -> int | None:
+    """The run whose checkpoints live in ``run_dir`` (how ``imori train --resume`` finds it)."""
+    with _engine(engine).connect() as conn:
+        return conn.execute(
+            select(Run.id).where(Run.run_dir == str(Path(run_dir).resolve())).order_by(Run.id.desc()).limit(1)
+        ).scalar()
 
 
 def run_status(run_id: int, *, engine: Engine | None = None) -> tuple[str, int, bool]:

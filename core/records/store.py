@@ -170,6 +170,22 @@ def requeue_run(run_id: int, attempt: int, *, reason: str | None = None, engine:
     return new
 
 
+def requeue_finished(run_id: int, config: Mapping[str, Any], *, engine: Engine | None = None) -> None:
+    """Queue a finished, failed or cancelled run again with ``config`` (continue it for
+    more epochs, or retry it): it keeps its rows and resumes from its last checkpoint."""
+    with write_transaction(_engine(engine)) as conn:
+        status = conn.execute(select(Run.status).where(Run.id == run_id).with_for_update()).scalar()
+        if status is None:
+            raise RunNotFound(run_id)
+        if status not in FINISHED:
+            raise RunStateError(f"run {run_id} is {status}: only a finished, failed or cancelled run can be queued again")
+        conn.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(config=dict(config), status=QUEUED, cancel_requested=False, finished_at=None, error=None, worker=None)
+        )
+
+
 def set_status(
     run_id: int,
     status: str,

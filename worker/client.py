@@ -1,0 +1,104 @@
+"""What the dashboard and the CLI call to queue work: submit, cancel, clone, continue.
+
+A thin client: it writes the run's row (core.records.store) and sends the run id to
+Redis by task *name*, so neither torch nor the task module is imported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config import RunConfig
+from core.errors import ConfigError
+from worker.app import CPU_QUEUE, GPU_QUEUE, get_app
+
+TRAIN_TASK = "imori.train_run"
+
+
+def choose_queue(device: str) -> str:
+    """``cuda`` -> the GPU queue (it waits there for a GPU worker); ``cpu`` -> the CPU
+    queue; ``auto`` -> the GPU queue when a GPU worker is alive, else the CPU queue."""
+    if device == "cuda":
+        return GPU_QUEUE
+    if device == "auto":
+        from worker.presence import gpu_worker_alive
+
+        try:
+            return GPU_QUEUE if gpu_worker_alive() else CPU_QUEUE
+        except Exception:  # noqa: BLE001 - Redis is down: the send below will say so
+            return CPU_QUEUE
+    return CPU_QUEUE
+
+
+def send(run_id: int, device: str) -> str:
+    queue = choose_queue(device)
+    get_app().send_task(TRAIN_TASK, args=[run_id], queue=queue)
+    return queue
+
+
+def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> int:
+    """Validate, record as ``queued``, send to the queue. Returns the run id."""
+    from core.records import store
+
+    config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    config.validate()
+    run_id = store.create_run(config, name=name or config.name)
+    send(run_id, config.device)
+    return run_id
+
+
+def submit_sweep(config: RunConfig, **values: list[Any]) -> list[int]:
+    """One run per combination of the given values, e.g. ``lr=[0.1, 0.01]``."""
+    import itertools
+
+    keys = list(values)
+    if not keys:
+        return [submit(config)]
+    configs = [config.replace(**dict(zip(keys, combo))).validate() for combo in itertools.product(*values.values())]
+    return [submit(c) for c in configs]
+
+
+def cancel(run_id: int) -> str:
+    """Cancel a queued run at once or a running one within an iteration; returns its status."""
+    from core.records import store
+
+    return store.request_cancel(run_id)
+
+
+def clone(run_id: int, **changes: Any) -> int:
+    """A new queued run with the old run's configuration (and ``changes``)."""
+    from core.records import queries
+
+    old = queries.get_run(run_id)
+    config = RunConfig.from_dict({**old.config, **changes})
+    return submit(config, name=f"{old.name} (clone)" if "name" not in changes else changes["name"])
+
+
+def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | None = None) -> int:
+    """Queue a finished or cancelled run again to train further (it resumes from its last
+    checkpoint). Give the new total ``epochs`` or ``iterations``; with neither, a cancelled
+    run finishes what it was asked, and a finished one trains one more epoch."""
+    from core.records import queries, store
+
+    run = queries.get_run(run_id)
+    config = RunConfig.from_dict(run.config)
+    if epochs is not None:
+        config = config.replace(epochs=epochs, iterations=None)
+    elif iterations is not None:
+        config = config.replace(iterations=iterations, epochs=None)
+    elif run.status == "succeeded":
+        if config.epochs is not None:
+            config = config.replace(epochs=config.epochs + 1)
+        else:
+            config = config.replace(iterations=config.iterations + (run.steps_per_epoch or 1))
+    new_total = (
+        config.iterations
+        if config.iterations is not None
+        else config.epochs * (run.steps_per_epoch or 1)
+    )
+    if run.status == "succeeded" and new_total <= run.step:
+        raise ConfigError(f"run {run_id} already trained {run.step} iterations: ask for more to continue it")
+    config.validate()
+    store.requeue_finished(run_id, config.to_dict())
+    send(run_id, config.device)
+    return run_id

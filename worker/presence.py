@@ -1,0 +1,105 @@
+"""Which workers are alive, on what device, training what: short-lived keys in Redis.
+
+Each worker refreshes ``imori:worker:<name>`` every few seconds with a time-to-live of a
+few beats, so a dead worker disappears by itself. Redis is the natural home for this
+(the broker is there anyway); the run records stay in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KEY_PREFIX = "imori:worker:"
+BEAT_S = 3.0
+TTL_S = 12  # four missed beats and the worker is gone
+
+
+@dataclass
+class WorkerInfo:
+    name: str
+    host: str
+    pid: int
+    device: str  # "cuda" or "cpu"
+    device_name: str
+    queues: list[str]
+    threads: int
+    started: float = field(default_factory=time.time)
+    run_id: int | None = None  # what it trains now
+    seen: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _client():
+    from worker.broker import client
+
+    return client(socket_timeout=5, socket_connect_timeout=5)
+
+
+def live_workers(redis_client=None) -> list[WorkerInfo]:
+    """Every worker whose key has not expired, GPU workers first."""
+    r = redis_client or _client()
+    workers = []
+    for key in r.scan_iter(match=KEY_PREFIX + "*", count=100):
+        raw = r.get(key)
+        if raw:
+            try:
+                workers.append(WorkerInfo(**json.loads(raw)))
+            except (TypeError, ValueError):
+                continue
+    return sorted(workers, key=lambda w: (w.device != "cuda", w.name))
+
+
+def gpu_worker_alive(redis_client=None) -> bool:
+    return any(w.device == "cuda" for w in live_workers(redis_client))
+
+
+class Presence:
+    """Announces one worker until ``stop()``; ``run_id`` is updated as it trains."""
+
+    def __init__(self, info: WorkerInfo) -> None:
+        self.info = info
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="imori-presence", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> "Presence":
+        self.beat()
+        self._thread.start()
+        return self
+
+    def set_run(self, run_id: int | None) -> None:
+        with self._lock:
+            self.info.run_id = run_id
+        self.beat()
+
+    def beat(self) -> None:
+        try:
+            with self._lock:
+                self.info.seen = time.time()
+                payload = json.dumps(self.info.to_dict())
+            _client().set(KEY_PREFIX + self.info.name, payload, ex=TTL_S)
+        except Exception:  # noqa: BLE001 - a restarting Redis must not kill the worker; next beat retries
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(BEAT_S):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            _client().delete(KEY_PREFIX + self.info.name)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def default_name(device: str) -> str:
+    return f"{device}-{socket.gethostname()}-{os.getpid()}"

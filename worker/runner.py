@@ -1,0 +1,187 @@
+"""Starting the stack's processes: one worker (``imori worker``) or everything (``imori up``).
+
+A worker is a Celery worker with the solo pool: the training runs in the worker's own
+process, so torch is imported once (warm: a submitted run starts within a second), a
+SIGKILL takes the training down with it (nothing orphaned keeps writing), and one
+training at a time per worker is the default. Beside Celery's loop, two threads: the
+presence beat (worker.presence) and the watchdog (worker.watchdog).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from core.errors import ImoriError
+
+log = logging.getLogger("imori.worker")
+
+DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
+def remote_redis_with_sqlite() -> str | None:
+    """The warning a worker prints when its records cannot be shared: a SQLite file (one
+    machine) together with a Redis on another host (several machines)."""
+    from core.records import database_url, is_sqlite
+
+    redis = os.environ.get("REDIS_URL")
+    if not redis or not is_sqlite(database_url()):
+        return None
+    host = urlsplit(redis).hostname
+    if host in (None, "", "localhost", "127.0.0.1", "::1"):
+        return None
+    return (
+        f"this worker records into a SQLite file ({database_url()}) but takes jobs from a Redis "
+        f"on {host}: workers on other machines cannot see these records. Point DATABASE_URL at a "
+        "server database (PostgreSQL) shared by every machine, and share IMORI_HOME too."
+    )
+
+
+def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "INFO", threads: int | None = None) -> int:
+    """Run a worker in this process until it is stopped (Ctrl-C / SIGTERM)."""
+    import torch
+
+    from core.records import get_engine
+    from core.train import usable_cores
+    from worker import tasks
+    from worker.app import CPU_QUEUE, GPU_QUEUE, get_app
+    from worker.presence import Presence, WorkerInfo, default_name
+    from worker.watchdog import Watchdog
+
+    has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise ImoriError("a GPU worker needs CUDA, and this machine has no usable CUDA GPU: start a CPU worker")
+    kind = "cuda" if (device in ("auto", "cuda") and has_cuda) else "cpu"
+    queues = [GPU_QUEUE, CPU_QUEUE] if kind == "cuda" else [CPU_QUEUE]
+    threads = threads or usable_cores()
+    torch.set_num_threads(threads)
+    warning = remote_redis_with_sqlite()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    get_engine()  # creates or upgrades the schema before the first run arrives
+    app = get_app()
+    info = WorkerInfo(
+        name=name or default_name(kind),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        device=kind,
+        device_name=torch.cuda.get_device_name(0) if kind == "cuda" else (os.uname().machine + " CPU"),
+        queues=queues,
+        threads=threads,
+    )
+    tasks.presence = Presence(info).start()
+    watchdog = Watchdog().start()
+    print(f"imori worker {info.name}: {kind}, queues {','.join(queues)}, {threads} torch threads", flush=True)
+    try:
+        app.worker_main(
+            [
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                f"--queues={','.join(queues)}",
+                f"--hostname={info.name}@{info.host}",
+                f"--loglevel={loglevel}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        watchdog.stop()
+        tasks.presence.stop()
+    return 0
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def dashboard_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]
+
+
+def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: str = "auto", open_for: float | None = None) -> int:
+    """Start the embedded Redis (unless ``REDIS_URL``), ``workers`` worker(s) and the
+    dashboard; print the URL; stop everything on Ctrl-C or SIGTERM.
+
+    ``open_for`` (seconds) stops by itself after that long (for tests and demos).
+    """
+    from core.records import get_engine
+    from worker import broker
+
+    started_redis = False
+    if not os.environ.get("REDIS_URL"):
+        started_redis = not broker.is_running()
+        broker.start()
+    get_engine()  # migrate once here, not raced by the children
+    children: list[tuple[str, subprocess.Popen]] = []
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for i in range(workers):
+            cmd = [sys.executable, "-m", "worker.cli", "worker", "--device", device]
+            if workers > 1:
+                cmd += ["--name", f"{device}-{socket.gethostname()}-{i + 1}"]
+            children.append((f"worker {i + 1}", subprocess.Popen(cmd, start_new_session=True)))
+        dashboard = subprocess.Popen(dashboard_command(host, port), start_new_session=True)
+        children.append(("dashboard", dashboard))
+        url = f"http://{host}:{port}"
+        if wait_http(f"{url}/_stcore/health", proc=dashboard):
+            print(f"\nimori is up: open {url}   (Ctrl-C stops everything)\n", flush=True)
+        else:
+            print("the dashboard did not start; see its output above", file=sys.stderr, flush=True)
+            stop.set()
+        deadline = time.monotonic() + open_for if open_for else None
+        while not stop.is_set():
+            if deadline and time.monotonic() > deadline:
+                break
+            for label, proc in children:
+                if proc.poll() is not None:
+                    print(f"{label} exited with status {proc.returncode}; stopping", file=sys.stderr, flush=True)
+                    stop.set()
+            stop.wait(0.5)
+    finally:
+        print("stopping imori...", file=sys.stderr, flush=True)
+        for _, proc in children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for label, proc in children:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                print(f"{label} did not stop in time; killing it", file=sys.stderr, flush=True)
+                proc.kill()
+                proc.wait()
+        if started_redis:
+            broker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

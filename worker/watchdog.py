@@ -1,0 +1,76 @@
+"""The watchdog: runs whose heartbeat went stale go back to the queue.
+
+Every worker runs one in a thread. A running run's heartbeat is written every
+``tasks.HEARTBEAT_S`` seconds by a thread that does not wait for the training loop, so a
+slow epoch is not a dead worker. A heartbeat older than ``STALE_AFTER_S`` means the
+worker died (or froze): the run is requeued under a new attempt, and the old attempt's
+writes are refused from then on. The requeue is atomic in the database, so when several
+watchdogs see the same stale run, exactly one sends it again. A run that has already
+used ``MAX_ATTEMPTS`` fails with the reason instead of killing workers forever.
+
+Worst case from a worker's death to the requeue: STALE_AFTER_S + SCAN_EVERY_S (about
+35 s), well inside the promised minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger("imori.watchdog")
+
+STALE_AFTER_S = 30.0
+SCAN_EVERY_S = 5.0
+MAX_ATTEMPTS = 3
+
+
+def scan(stale_after: float = STALE_AFTER_S, max_attempts: int = MAX_ATTEMPTS) -> list[tuple[int, str]]:
+    """One pass: requeue (or fail) every stale run. Returns (run id, new status) pairs."""
+    from core.records import FAILED, RunStateError, StaleAttemptError, queries, store
+    from worker.client import send
+
+    done = []
+    for run in queries.stale_runs(stale_after):
+        if run.attempt >= max_attempts:
+            reason = (
+                f"its worker stopped answering during {run.attempt} attempts (last on {run.worker}); "
+                "imori gave up: the run may be killing its worker (out of memory?)"
+            )
+            try:
+                store.set_status(run.id, FAILED, attempt=run.attempt, error=reason)
+                done.append((run.id, FAILED))
+            except (StaleAttemptError, RunStateError):
+                pass
+            continue
+        reason = f"worker {run.worker} stopped answering (no heartbeat for {stale_after:.0f} s); requeued"
+        status = store.requeue_run(run.id, run.attempt, reason=reason)
+        if status == "queued":
+            send(run.id, queries.get_run(run.id).config.get("device", "auto"))
+            log.warning("run %s: %s", run.id, reason)
+        if status:
+            done.append((run.id, status))
+    return done
+
+
+class Watchdog:
+    """``scan()`` every few seconds in a daemon thread until ``stop()``."""
+
+    def __init__(self, every: float = SCAN_EVERY_S, stale_after: float = STALE_AFTER_S) -> None:
+        self.every = every
+        self.stale_after = stale_after
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="imori-watchdog", daemon=True)
+
+    def start(self) -> "Watchdog":
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                scan(self.stale_after)
+            except Exception as err:  # noqa: BLE001 - a database or Redis hiccup: try again next time
+                log.warning("watchdog pass failed: %s", err)
+
+    def stop(self) -> None:
+        self._stop.set()
