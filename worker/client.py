@@ -102,3 +102,28 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
     store.requeue_finished(run_id, config.to_dict())
     send(run_id, config.device)
     return run_id
+
+
+EVALUATE_TASK = "imori.evaluate"
+
+
+def submit_evaluation(
+    checkpoint: str,
+    dataset: str,
+    *,
+    split: str = "test",
+    model: str | None = None,
+    classes: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    run_id: int | None = None,
+) -> int:
+    """Queue the evaluation of a checkpoint on a dataset split for a worker (the
+    dashboard never does training-sized work itself). Returns the evaluation id;
+    ``core.records.queries.get_evaluation`` follows it. ``model``/``classes``/``options``
+    describe a bare state_dict."""
+    from core.records import store
+
+    bare = {k: v for k, v in (("model", model), ("classes", classes), ("options", options)) if v}
+    eval_id = store.create_evaluation(checkpoint, dataset, split=split, bare=bare or None, run_id=run_id)
+    get_app().send_task(EVALUATE_TASK, args=[eval_id], queue=choose_queue("auto"))
+    return eval_id

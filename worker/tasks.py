@@ -78,3 +78,35 @@ def execute(run_id: int, worker_name: str) -> str:
     finally:
         if presence is not None:
             presence.set_run(None)
+
+
+EVALUATE_TASK = "imori.evaluate"
+
+
+@app.task(name=EVALUATE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def evaluate_checkpoint(eval_id: int) -> str:
+    """Evaluate a checkpoint on a dataset split; the result goes to the records."""
+    name = presence.info.name if presence is not None else f"worker@{socket.gethostname()}"
+    return execute_evaluation(int(eval_id), name)
+
+
+def execute_evaluation(eval_id: int, worker_name: str) -> str:
+    from core.errors import ImoriError
+    from core.predict import Predictor, evaluate
+    from core.records import queries, store
+
+    if not store.claim_evaluation(eval_id, worker_name):
+        return "skipped"
+    job = queries.get_evaluation(eval_id)
+    try:
+        predictor = Predictor(job.checkpoint, **(job.bare or {}))
+        result = evaluate(predictor, job.dataset, split=job.split)
+    except ImoriError as err:
+        store.finish_evaluation(eval_id, error=str(err))
+        return "failed"
+    except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job
+        log.exception("evaluation %s crashed", eval_id)
+        store.finish_evaluation(eval_id, error=f"{type(err).__name__}: {err}")
+        return "failed"
+    store.finish_evaluation(eval_id, result=result.to_dict())
+    return "succeeded"

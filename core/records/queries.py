@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, and_, func, select, text
 from sqlalchemy.orm import Session
 
 from core.records.engine import get_engine
-from core.records.errors import RunNotFound
+from core.records.errors import RecordsError, RunNotFound
 from core.records.schema import (
     ROLLUP_WIDTHS,
     RUNNING,
@@ -566,3 +566,52 @@ def get_dataset(name: str, *, engine: Engine | None = None) -> DatasetRow | None
     with _engine(engine).connect() as conn:
         row = conn.execute(_dataset_select().where(Dataset.name == name)).first()
     return DatasetRow(*row) if row else None
+
+
+# -- evaluations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationRow(_Record):
+    id: int
+    status: str
+    checkpoint: str
+    dataset: str
+    split: str
+    bare: dict[str, Any] | None
+    run_id: int | None
+    worker: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any] | None  # core.predict.Evaluation.to_dict() once succeeded
+    error: str | None
+
+
+def _evaluation_select():
+    from core.records.schema import Evaluation as E
+
+    return select(
+        E.id, E.status, E.checkpoint, E.dataset, E.split, E.bare, E.run_id, E.worker, E.created_at, E.finished_at,
+        E.result, E.error,
+    )
+
+
+def get_evaluation(eval_id: int, *, engine: Engine | None = None) -> EvaluationRow:
+    from core.records.schema import Evaluation as E
+
+    with Session(_engine(engine)) as session:
+        row = session.execute(_evaluation_select().where(E.id == eval_id)).first()
+    if row is None:
+        raise RecordsError(f"no evaluation {eval_id}")
+    return EvaluationRow(*row)
+
+
+def list_evaluations(*, run_id: int | None = None, limit: int = 20, engine: Engine | None = None) -> list[EvaluationRow]:
+    """Evaluation jobs, newest first."""
+    from core.records.schema import Evaluation as E
+
+    stmt = _evaluation_select().order_by(E.id.desc()).limit(limit)
+    if run_id is not None:
+        stmt = stmt.where(E.run_id == run_id)
+    with Session(_engine(engine)) as session:
+        return [EvaluationRow(*row) for row in session.execute(stmt)]

@@ -230,3 +230,25 @@ class RunLog(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     wall_time: Mapped[float]
     message: Mapped[str] = mapped_column(Text)
+
+
+class Evaluation(Base):
+    """A checkpoint evaluated on a dataset split, as a job on a worker (never inside the
+    dashboard's process): status like a run's, the result as JSON when it succeeded."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint: Mapped[str] = mapped_column(Text)
+    dataset: Mapped[str] = mapped_column(String(500))
+    split: Mapped[str] = mapped_column(String(16))
+    # For a bare state_dict: {"model": ..., "classes": [...], "options": {...}}.
+    bare: Mapped[Optional[dict[str, Any]]]
+    run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    worker: Mapped[Optional[str]] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+    result: Mapped[Optional[dict[str, Any]]]
+    error: Mapped[Optional[str]] = mapped_column(Text)

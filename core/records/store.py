@@ -492,3 +492,52 @@ __all__ = [
     "set_status",
     "touch",
 ]
+
+
+# -- evaluations ---------------------------------------------------------------------------
+
+
+def create_evaluation(
+    checkpoint: str,
+    dataset: str,
+    *,
+    split: str = "test",
+    bare: Mapping[str, Any] | None = None,
+    run_id: int | None = None,
+    engine: Engine | None = None,
+) -> int:
+    """Record an evaluation job (status ``queued``) and return its id."""
+    from core.records.schema import Evaluation
+
+    with write_transaction(_engine(engine)) as conn:
+        return conn.execute(
+            insert(Evaluation)
+            .values(checkpoint=checkpoint, dataset=dataset, split=split, bare=dict(bare) if bare else None,
+                    run_id=run_id, status=QUEUED, created_at=utcnow())
+            .returning(Evaluation.id)
+        ).scalar_one()
+
+
+def claim_evaluation(eval_id: int, worker: str, *, engine: Engine | None = None) -> bool:
+    """``queued -> running``; False when another delivery already took it."""
+    from core.records.schema import Evaluation
+
+    with write_transaction(_engine(engine)) as conn:
+        done = conn.execute(
+            update(Evaluation).where(Evaluation.id == eval_id, Evaluation.status == QUEUED).values(status=RUNNING, worker=worker[:200])
+        )
+        return done.rowcount == 1
+
+
+def finish_evaluation(
+    eval_id: int, *, result: Mapping[str, Any] | None = None, error: str | None = None, engine: Engine | None = None
+) -> None:
+    from core.records.schema import FAILED, SUCCEEDED, Evaluation
+
+    status = FAILED if error is not None else SUCCEEDED
+    with write_transaction(_engine(engine)) as conn:
+        conn.execute(
+            update(Evaluation)
+            .where(Evaluation.id == eval_id)
+            .values(status=status, result=dict(result) if result is not None else None, error=error, finished_at=utcnow())
+        )
