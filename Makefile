@@ -1,12 +1,14 @@
 # The project's two commands (see README.md):
-#   make up    set everything up on a fresh machine and run imori's main job
-#   make test  set everything up and run the test suite
+#   make up    set everything up on a fresh machine and start imori (Redis, a worker,
+#              the dashboard on http://127.0.0.1:8501)
+#   make test  set everything up (Python packages, Debian's chromium and docker-compose)
+#              and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.imori-installed
 
-.PHONY: setup up test bench clean
+.PHONY: setup system-deps up test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +18,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-up: setup
-	$(BIN)/imori train --recipe seed003 --dataset digits
+system-deps:
+	scripts/system-deps.sh
 
-test: setup
+up: setup
+	$(BIN)/imori up
+
+test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/recording.py
+	$(BIN)/python bench/queue.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

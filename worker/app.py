@@ -21,12 +21,26 @@ Why these Celery settings:
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 
 from worker.broker import ensure_broker
 
-CPU_QUEUE = "cpu"
-GPU_QUEUE = "gpu"
+
+
+def namespace() -> str:
+    """``IMORI_NAMESPACE`` lets several imori installations (or test sessions) share one
+    Redis: it prefixes the queue names and the worker presence keys."""
+    return os.environ.get("IMORI_NAMESPACE", "")
+
+
+def cpu_queue() -> str:
+    return f"{namespace()}cpu"
+
+
+def gpu_queue() -> str:
+    return f"{namespace()}gpu"
 
 # Longer than any message should wait unacknowledged before Redis redelivers it; the
 # watchdog, not this timeout, is what recovers runs from dead workers.
@@ -49,7 +63,7 @@ def make_app(broker_url: str | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a restarted Redis is waited for, not fatal
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
-        task_default_queue=CPU_QUEUE,
+        task_default_queue=cpu_queue(),
         task_create_missing_queues=True,
         enable_utc=True,
     )

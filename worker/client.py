@@ -10,7 +10,7 @@ from typing import Any
 
 from core.config import RunConfig
 from core.errors import ConfigError
-from worker.app import CPU_QUEUE, GPU_QUEUE, get_app
+from worker.app import cpu_queue, get_app, gpu_queue
 
 TRAIN_TASK = "imori.train_run"
 
@@ -19,15 +19,15 @@ def choose_queue(device: str) -> str:
     """``cuda`` -> the GPU queue (it waits there for a GPU worker); ``cpu`` -> the CPU
     queue; ``auto`` -> the GPU queue when a GPU worker is alive, else the CPU queue."""
     if device == "cuda":
-        return GPU_QUEUE
+        return gpu_queue()
     if device == "auto":
         from worker.presence import gpu_worker_alive
 
         try:
-            return GPU_QUEUE if gpu_worker_alive() else CPU_QUEUE
+            return gpu_queue() if gpu_worker_alive() else cpu_queue()
         except Exception:  # noqa: BLE001 - Redis is down: the send below will say so
-            return CPU_QUEUE
-    return CPU_QUEUE
+            return cpu_queue()
+    return cpu_queue()
 
 
 def send(run_id: int, device: str) -> str:

@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KEY_PREFIX = "imori:worker:"
 BEAT_S = 3.0
 TTL_S = 12  # four missed beats and the worker is gone
 
@@ -37,6 +36,12 @@ class WorkerInfo:
         return asdict(self)
 
 
+def key_prefix() -> str:
+    from worker.app import namespace
+
+    return f"imori:{namespace()}worker:"
+
+
 def _client():
     from worker.broker import client
 
@@ -47,7 +52,7 @@ def live_workers(redis_client=None) -> list[WorkerInfo]:
     """Every worker whose key has not expired, GPU workers first."""
     r = redis_client or _client()
     workers = []
-    for key in r.scan_iter(match=KEY_PREFIX + "*", count=100):
+    for key in r.scan_iter(match=key_prefix() + "*", count=100):
         raw = r.get(key)
         if raw:
             try:
@@ -85,7 +90,7 @@ class Presence:
             with self._lock:
                 self.info.seen = time.time()
                 payload = json.dumps(self.info.to_dict())
-            _client().set(KEY_PREFIX + self.info.name, payload, ex=TTL_S)
+            _client().set(key_prefix() + self.info.name, payload, ex=TTL_S)
         except Exception:  # noqa: BLE001 - a restarting Redis must not kill the worker; next beat retries
             pass
 
@@ -96,7 +101,7 @@ class Presence:
     def stop(self) -> None:
         self._stop.set()
         try:
-            _client().delete(KEY_PREFIX + self.info.name)
+            _client().delete(key_prefix() + self.info.name)
         except Exception:  # noqa: BLE001
             pass
 

@@ -53,7 +53,7 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
     from core.records import get_engine
     from core.train import usable_cores
     from worker import tasks
-    from worker.app import CPU_QUEUE, GPU_QUEUE, get_app
+    from worker.app import cpu_queue, get_app, gpu_queue
     from worker.presence import Presence, WorkerInfo, default_name
     from worker.watchdog import Watchdog
 
@@ -61,7 +61,7 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
     if device == "cuda" and not has_cuda:
         raise ImoriError("a GPU worker needs CUDA, and this machine has no usable CUDA GPU: start a CPU worker")
     kind = "cuda" if (device in ("auto", "cuda") and has_cuda) else "cpu"
-    queues = [GPU_QUEUE, CPU_QUEUE] if kind == "cuda" else [CPU_QUEUE]
+    queues = [gpu_queue(), cpu_queue()] if kind == "cuda" else [cpu_queue()]
     threads = threads or usable_cores()
     torch.set_num_threads(threads)
     warning = remote_redis_with_sqlite()

@@ -10,6 +10,7 @@ lives here.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import traceback
 from pathlib import Path
@@ -20,7 +21,9 @@ log = logging.getLogger("imori.worker")
 app = get_app()
 
 TRAIN_TASK = "imori.train_run"
-HEARTBEAT_S = 5.0  # a running run's heartbeat; the watchdog's limit is several of these
+# A running run's heartbeat; the watchdog's limit is several of these. The environment
+# may shorten it (the reliability tests do, to see a dead worker in seconds).
+HEARTBEAT_S = float(os.environ.get("IMORI_HEARTBEAT_S", "5"))
 
 # Set by ``imori worker`` before the worker consumes anything.
 presence = None
@@ -36,8 +39,10 @@ def train_run(run_id: int) -> str:
 def execute(run_id: int, worker_name: str) -> str:
     from core.config import RunConfig
     from core.errors import ImoriError
+    from core.recorder import Recorders
     from core.records import FAILED, DbRecorder, RunNotFound, RunStateError, StaleAttemptError, queries, store
     from core.train import fit
+    from worker.faults import fault_injector
 
     try:
         attempt = store.claim_run(run_id, worker_name)
@@ -59,8 +64,9 @@ def execute(run_id: int, worker_name: str) -> str:
         if resume:
             store.add_log(run_id, f"resuming from {resume} (step {latest.step})", attempt=attempt)
         recorder = DbRecorder(run_id, attempt, heartbeat_interval=HEARTBEAT_S)
+        fault = fault_injector(run.name)
         try:
-            result = fit(config, run.run_dir, recorder, resume_from=resume)
+            result = fit(config, run.run_dir, Recorders(recorder, fault), resume_from=resume)
         except StaleAttemptError as err:
             log.warning("run %s: attempt %s was superseded (%s); stopping", run_id, attempt, err)
             return "superseded"

@@ -15,13 +15,15 @@ Worst case from a worker's death to the requeue: STALE_AFTER_S + SCAN_EVERY_S (a
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 log = logging.getLogger("imori.watchdog")
 
-STALE_AFTER_S = 30.0
-SCAN_EVERY_S = 5.0
-MAX_ATTEMPTS = 3
+# The environment may shorten these (the reliability tests do).
+STALE_AFTER_S = float(os.environ.get("IMORI_STALE_AFTER_S", "30"))
+SCAN_EVERY_S = float(os.environ.get("IMORI_WATCHDOG_EVERY_S", "5"))
+MAX_ATTEMPTS = int(os.environ.get("IMORI_MAX_ATTEMPTS", "3"))
 
 
 def scan(stale_after: float = STALE_AFTER_S, max_attempts: int = MAX_ATTEMPTS) -> list[tuple[int, str]]:

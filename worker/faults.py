@@ -1,0 +1,34 @@
+"""Fault injection for the reliability tests: make a worker die on cue.
+
+Off unless ``IMORI_FAULTS`` is set in the worker's environment, e.g.
+``IMORI_FAULTS=kill:crasher:3`` SIGKILLs the worker process when a run named
+``crasher`` reports step 3, as an out-of-memory kill or a power cut would. It lets a
+test prove, with real processes, that a run which keeps killing its worker ends
+``failed`` after its attempts instead of taking workers down forever.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from core.recorder import Recorder, StepMetrics
+
+
+class KillAtStep(Recorder):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        if metrics.step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fault_injector(run_name: str) -> Recorder | None:
+    spec = os.environ.get("IMORI_FAULTS", "")
+    for fault in filter(None, spec.split(";")):
+        kind, _, rest = fault.partition(":")
+        name, _, arg = rest.partition(":")
+        if kind == "kill" and name == run_name:
+            return KillAtStep(int(arg or 1))
+    return None
