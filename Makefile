@@ -29,7 +29,7 @@ test: setup system-deps
 
 bench: setup
 	$(BIN)/python bench/recording.py
-	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/queueing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -125,9 +125,46 @@ def test_listings(capsys):
 def test_user_errors_are_one_line_without_traceback(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2
-    assert err.startswith("error:") and message in err and "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # a recorded run prints its id first
+    assert last.startswith("error:") and message in last and "Traceback" not in err
 
 
 def test_the_console_script_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "worker.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_train_is_recorded_and_runs_show_list_it(tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--model", "mnist_cnn", "--iterations", "6", "--run-dir", str(tmp_path / "r"), "--json", "--quiet")
+    run_id = json.loads(out)["run_id"]
+    code, out, _ = run(capsys, "runs", "--json")
+    listed = {r["id"]: r for r in json.loads(out)}
+    assert listed[run_id]["status"] == "succeeded" and listed[run_id]["step"] == 6
+    code, out, _ = run(capsys, "show", str(run_id), "--json")
+    shown = json.loads(out)
+    assert shown["config"]["model"] == "mnist_cnn" and shown["run_dir"] == str((tmp_path / "r").resolve())
+    assert {e["split"] for e in shown["evaluations"]} == {"val", "test"}
+    code, out, _ = run(capsys, "show", str(run_id), "--csv")
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("step,epoch,loss,accuracy") and len(lines) == 1 + 6
+    code, out, _ = run(capsys, "show", str(run_id))
+    assert f"run {run_id}" in out and "best validation" in out
+    # Resuming the run's checkpoint continues the same record: one row per step, 1..10.
+    last = [c["path"] for c in shown["checkpoint_files"] if not c["is_best"]][-1]
+    code, out, err = run(capsys, "train", "--resume", last, "--iterations", "10", "--json", "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id
+    code, out, _ = run(capsys, "show", str(run_id), "--csv")
+    assert [int(line.split(",")[0]) for line in out.strip().splitlines()[1:]] == list(range(1, 11))
+
+
+def test_show_an_unknown_run_is_a_clear_error(capsys):
+    code, out, err = run(capsys, "show", "999999")
+    assert code == 2 and "999999" in err and "Traceback" not in err
+
+
+def test_a_gpu_worker_needs_cuda(capsys):
+    if torch.cuda.is_available():
+        return  # this machine can run one; nothing to refuse
+    code, out, err = run(capsys, "worker", "--device", "cuda")
+    assert code == 2 and "needs CUDA" in err
