@@ -126,8 +126,12 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     except OSError as err:
         raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
     try:
+        # Serialise in memory first: a full disk then fails in a plain write with its own
+        # OSError, not inside torch's zip writer (which reports it as a RuntimeError).
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            fh.write(buffer.getbuffer())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -179,6 +179,10 @@ class Trainer:
 
         self.config = config.validate()
         self.run_dir = Path(run_dir)
+        # A worker killed in the middle of a checkpoint write leaves its temporary file
+        # (never a half checkpoint: the rename is atomic); clear them out.
+        for stale in (self.run_dir / "checkpoints").glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         self.recorder = recorder or Recorder()
         self.device = resolve_device(config.device)
         torch.set_num_threads(config.threads or usable_cores())
