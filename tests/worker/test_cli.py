@@ -168,3 +168,48 @@ def test_a_gpu_worker_needs_cuda(capsys):
         return  # this machine can run one; nothing to refuse
     code, out, err = run(capsys, "worker", "--device", "cuda")
     assert code == 2 and "needs CUDA" in err
+
+
+def _png(seed: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_hostile_zip_imports_through_the_cli(tmp_path, capsys):
+    import zipfile
+
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"cats/{i}.png", _png(i))
+            zf.writestr(f"dogs/{i}.png", _png(10 + i))
+        zf.writestr("../escaped.png", _png(99))
+        zf.writestr("/etc/imori-absolute.png", _png(98))
+        zf.writestr("cats/notes.png", b"this is text, not an image")
+    code, out, err = run(capsys, "datasets", "import", str(archive), "--name", "hostile", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert sorted(info["classes"]) == ["cats", "dogs"]
+    report = json.dumps(info["report"])
+    assert "escaped.png" in report and "imori-absolute.png" in report and "notes.png" in report
+    assert not (tmp_path.parent / "escaped.png").exists() and not (tmp_path / "escaped.png").exists()
+    assert not __import__("os").path.exists("/etc/imori-absolute.png")
+
+
+def test_zip_bomb_through_the_cli_is_refused(tmp_path, capsys):
+    import zipfile
+
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("cats/0.png", _png(1))
+        zf.writestr("dogs/0.png", _png(2))
+        zf.writestr("dogs/huge.png", b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros in ~64 KiB
+    code, out, err = run(capsys, "datasets", "import", str(archive), "--name", "bomb")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error:")
+    from core.paths import datasets_dir
+
+    assert not (datasets_dir() / "bomb").exists()  # nothing half-imported left behind
