@@ -73,6 +73,14 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_threads() -> int:
+    """Torch threads for a run that does not say: ``IMORI_TORCH_THREADS`` (a worker sets it
+    from ``--threads``), else every core this process may use. Two trainings with all the
+    cores each on one machine run at a tenth of their speed, hence one per machine."""
+    value = os.environ.get("IMORI_TORCH_THREADS")
+    return max(1, int(value)) if value else usable_cores()
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA where present, else the CPU; ``cuda`` without a GPU is an error."""
     if name == "auto":
@@ -185,7 +193,7 @@ class Trainer:
             stale.unlink(missing_ok=True)
         self.recorder = recorder or Recorder()
         self.device = resolve_device(config.device)
-        torch.set_num_threads(config.threads or usable_cores())
+        torch.set_num_threads(config.threads or default_threads())
 
         self.prep = config.preprocessing()
         data = load_dataset(

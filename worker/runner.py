@@ -51,7 +51,7 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
     import torch
 
     from core.records import get_engine
-    from core.train import usable_cores
+    from core.train import default_threads
     from worker import tasks
     from worker.app import cpu_queue, get_app, gpu_queue
     from worker.presence import Presence, WorkerInfo, default_name
@@ -62,7 +62,8 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
         raise ImoriError("a GPU worker needs CUDA, and this machine has no usable CUDA GPU: start a CPU worker")
     kind = "cuda" if (device in ("auto", "cuda") and has_cuda) else "cpu"
     queues = [gpu_queue(), cpu_queue()] if kind == "cuda" else [cpu_queue()]
-    threads = threads or usable_cores()
+    threads = threads or default_threads()
+    os.environ["IMORI_TORCH_THREADS"] = str(threads)  # what fit() uses for runs that do not say
     torch.set_num_threads(threads)
     warning = remote_redis_with_sqlite()
     if warning:

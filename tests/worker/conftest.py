@@ -158,3 +158,10 @@ def stack(request):
             pytest.fail(f"the Redis at {redis_url} is unreachable: {err}")
     with Stack(redis_url) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def embedded_stack():
+    """The stack on the embedded Redis only (load and soak tests: once is enough)."""
+    with Stack(None) as s:
+        yield s
