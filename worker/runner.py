@@ -121,6 +121,10 @@ def dashboard_command(host: str, port: int) -> list[str]:
         "--server.address", host,
         "--server.port", str(port),
         "--server.headless", "true",
+        # Also in .streamlit/config.toml, but that is read only from the working folder:
+        # say the security settings here too, wherever imori is started from.
+        "--server.enableXsrfProtection", "true",
+        "--server.maxUploadSize", "1024",
         "--browser.gatherUsageStats", "false",
     ]
 

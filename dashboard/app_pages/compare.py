@@ -1,0 +1,117 @@
+"""Compare: overlay several runs' curves; their settings and best metrics side by side,
+what differs highlighted."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.records import queries
+from dashboard import widgets
+
+METRICS = {
+    "train loss": ("steps", "loss"),
+    "train accuracy": ("steps", "accuracy"),
+    "val accuracy": ("val", "accuracy"),
+    "val loss": ("val", "loss"),
+    "test accuracy": ("test", "accuracy"),
+    "test loss": ("test", "loss"),
+    "learning rate": ("steps", "lr"),
+}
+
+st.title("Compare runs")
+runs = queries.list_runs(limit=500)
+if len(runs) < 1:
+    st.info("No runs yet. Queue some from **New run** (a sweep makes several at once).", icon=":material/info:")
+    st.stop()
+
+by_id = {r.id: r for r in runs}
+linked = [int(p) for p in str(st.query_params.get("runs", "")).split(",") if p.strip().isdigit()]
+linked = [i for i in linked if i in by_id]
+current = [i for i in st.session_state.get("compare_runs", []) if i in by_id]
+if linked and linked != current:
+    # A link: several runs replace the selection; one run (from its detail page) joins it.
+    current = linked if len(linked) > 1 else linked + [i for i in current if i not in linked]
+if len(current) < 2 and "compare_runs" not in st.session_state:
+    current += [r.id for r in runs if r.status != "queued" and r.id not in current][: 2 - len(current)]
+st.session_state.compare_runs = current
+
+
+def follow() -> None:
+    st.query_params["runs"] = ",".join(map(str, st.session_state.compare_runs))
+
+
+chosen = st.multiselect("Runs", list(by_id), key="compare_runs", format_func=lambda i: widgets.run_label(by_id[i]),
+                        on_change=follow, persist_state="session")
+if not chosen:
+    st.info("Pick two or more runs.", icon=":material/info:")
+    st.stop()
+st.query_params["runs"] = ",".join(map(str, chosen))
+
+details = {i: queries.get_run(i) for i in chosen}
+labels = {i: f"#{i} {details[i].name}" for i in chosen}
+metric = st.segmented_control("Metric", list(METRICS), default="train loss", key="compare_metric",
+                              persist_state="session") or "train loss"
+x_kind, smoothing, log = widgets.chart_controls("compare")
+source, field = METRICS[metric]
+
+
+@st.fragment(run_every=widgets.REFRESH if any(details[i].status in widgets.ACTIVE for i in chosen) else None)
+def overlay() -> None:
+    frames, points = [], []
+    if source == "steps":
+        all_series = queries.compare_series(chosen, max_points=800)
+        for run_id, series in all_series.items():
+            run = details[run_id]
+            t0 = run.started_at.timestamp() if run.started_at else None
+            frames.append(widgets.series_frame(series, field, x=x_kind, steps_per_epoch=run.steps_per_epoch, t0=t0,
+                                               smoothing=0.0 if field == "lr" else smoothing, label=labels[run_id]))
+    else:
+        for run_id in chosen:
+            run = details[run_id]
+            t0 = run.started_at.timestamp() if run.started_at else None
+            frame = widgets.eval_frame(queries.eval_series(run_id, split=source), field, x=x_kind,
+                                       steps_per_epoch=run.steps_per_epoch, t0=t0)
+            points.append(frame.assign(series=labels[run_id]))
+    band = pd.concat(frames, ignore_index=True) if frames else None
+    dots = pd.concat(points, ignore_index=True) if points else None
+    if (band is None or band.empty) and (dots is None or dots.empty):
+        st.info(f"No {metric} recorded yet for these runs.", icon=":material/info:")
+        return
+    st.altair_chart(
+        widgets.line_chart(band, dots, x_title=widgets.X_TITLES[x_kind], y_title=metric, log=log,
+                           percent="accuracy" in field, height=360),
+        width="stretch",
+    )
+
+
+overlay()
+
+# Settings and results, one column per run.
+st.subheader("Settings and results")
+configs = {i: details[i].config or {} for i in chosen}
+keys = sorted(set().union(*[set(c) for c in configs.values()]))
+results = {
+    "status": {i: details[i].status for i in chosen},
+    "best val accuracy": {i: widgets.pct(details[i].best_val_accuracy, 2) for i in chosen},
+    "test accuracy": {i: widgets.pct(details[i].test_accuracy, 2) for i in chosen},
+    "test loss": {i: widgets.num(details[i].test_loss) for i in chosen},
+    "steps": {i: f"{details[i].step:,}" for i in chosen},
+    "duration": {i: widgets.duration(widgets.elapsed(details[i])) for i in chosen},
+}
+rows = {name: values for name, values in results.items()}
+for key in keys:
+    rows[key] = {i: widgets.plain(configs[i].get(key)) for i in chosen}
+frame = pd.DataFrame.from_dict(rows, orient="index")
+frame.columns = [labels[i] for i in chosen]
+differs = frame.nunique(axis=1) > 1
+only = st.toggle("Only what differs", value=True, key="compare_only_diff", persist_state="session")
+shown = frame[differs | frame.index.isin(list(results))] if only else frame
+st.caption(f"{int(differs[~frame.index.isin(list(results))].sum())} settings differ (highlighted).")
+
+
+def highlight(row: pd.Series) -> list[str]:
+    return ["background-color: rgba(255, 196, 0, 0.28)" if differs.get(row.name, False) else "" for _ in row]
+
+
+st.dataframe(shown.style.apply(highlight, axis=1), height=min(35 * (len(shown) + 1) + 12, 760))

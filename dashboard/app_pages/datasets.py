@@ -1,0 +1,158 @@
+"""Datasets: every dataset imori knows; import a ZIP (class folders, or a CSV of file,label
+rows and its images) with its validation report; a grid of samples per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import ImoriError
+from dashboard import widgets
+
+st.title("Datasets")
+
+
+@st.cache_data(max_entries=8, show_spinner="Loading samples…")
+def samples(ref: str, per_class: int, stamp: str):  # noqa: ARG001 - stamp: a re-import refreshes the cache
+    from core.data import sample_images
+
+    return {name: [widgets.upscale(im, 72) for im in images] for name, images in sample_images(ref, per_class).items()}
+
+
+def report_view(report) -> None:
+    totals = report.split_totals()
+    a, b, c = st.columns(3)
+    a.metric("Images", f"{report.total:,}")
+    b.metric("Classes", len(report.class_totals()))
+    c.metric("Skipped files", len(report.skipped))
+    if report.counts:
+        frame = pd.DataFrame(report.counts).fillna(0).astype(int)
+        frame.index.name = "class"
+        st.dataframe(frame, column_config={s: st.column_config.NumberColumn(f"{s} ({totals.get(s, 0):,})") for s in frame})
+    for warning in report.warnings:
+        st.warning(warning, icon=":material/warning:")
+    if report.skipped:
+        with st.expander(f"{len(report.skipped)} file(s) skipped, and why"):
+            st.dataframe(pd.DataFrame(report.skipped, columns=["file", "reason"]), hide_index=True)
+    if report.sizes:
+        st.caption("Sizes seen: " + ", ".join(f"{size} ({n:,})" for size, n in list(report.sizes.items())[:8]) +
+                   " · modes: " + ", ".join(f"{m} ({n:,})" for m, n in report.modes.items()))
+
+
+# -- import -----------------------------------------------------------------------------------
+
+with st.container(border=True):
+    st.subheader("Import a ZIP")
+    st.caption(
+        "Class folders (`train/<class>/…` and optionally `test/<class>/…`, or flat `<class>/…`, split 80/20 by a seed), "
+        "or a CSV of `file,label` rows next to its images. Every image is checked; unreadable ones are skipped and listed. "
+        f"Up to {widgets.MAX_ZIP_BYTES // widgets.MB} MB."
+    )
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    with left:
+        upload = widgets.safe_uploader("ZIP file", ("zip",), "application/zip", key="ds_upload",
+                                       max_upload_size=max(1, widgets.MAX_ZIP_BYTES // widgets.MB))
+    suggested = widgets.safe_name(Path(upload.name).stem, "dataset") if upload is not None else ""
+    if upload is not None and st.session_state.get("ds_upload_seen") != upload.file_id:
+        st.session_state.ds_upload_seen = upload.file_id
+        st.session_state.ds_name = suggested
+    name = right.text_input("Name", key="ds_name", placeholder="the name to pick it by in New run")
+    if st.button("Import", type="primary", key="ds_import", disabled=upload is None, icon=":material/upload:"):
+        from core.data import import_dataset
+
+        try:
+            data = widgets.read_upload(upload, max_bytes=widgets.MAX_ZIP_BYTES, kinds=("zip",), what="ZIP file")
+            stored = widgets.store_upload(data, upload.name, "datasets")
+            try:
+                info = import_dataset(stored, (name or suggested).strip() or None)
+            finally:
+                stored.unlink(missing_ok=True)  # extracted into the datasets folder; the ZIP is not needed
+            st.session_state.ds_imported = info.name
+            st.session_state.ds_report = info.report
+            st.session_state.ds_preview = info.name
+            widgets.all_datasets.clear()
+        except ImoriError as err:
+            st.session_state.ds_imported = None
+            st.error(f"Not imported: {err}", icon=":material/warning:")
+    if st.session_state.get("ds_imported"):
+        st.success(f"Imported **{st.session_state.ds_imported}**: pick it as the dataset in New run.", icon=":material/check_circle:")
+        st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+        if st.session_state.get("ds_report") is not None:
+            report_view(st.session_state.ds_report)
+
+# -- the list ---------------------------------------------------------------------------------
+
+infos = widgets.all_datasets()
+st.subheader("Datasets")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "name": d.name,
+                "kind": d.kind,
+                "classes": len(d.classes) if d.classes else None,
+                "train": d.counts.get("train"),
+                "test": d.counts.get("test"),
+                "available": "yes" if d.present else "not downloaded",
+                "about": d.description,
+                "where": d.location,
+            }
+            for d in infos
+        ]
+    ),
+    hide_index=True,
+    column_config={"about": st.column_config.TextColumn(width="large")},
+)
+
+# -- preview ----------------------------------------------------------------------------------
+
+st.subheader("Preview")
+names = [d.name for d in infos]
+by_name = {d.name: d for d in infos}
+if st.session_state.get("ds_preview") not in names:
+    st.session_state.ds_preview = names[0]
+pick_col, count_col = st.columns([3, 1])
+ref = pick_col.selectbox("Dataset", names, key="ds_preview", format_func=lambda n: widgets.dataset_label(by_name[n]))
+per_class = count_col.slider("Images per class", 1, 16, 8, key="ds_per_class")
+info = by_name[ref]
+if not info.present:
+    st.info(f"{ref} is not under the data root yet: tick “Download it if missing” in New run, "
+            "or put it under IMORI_HOME/torchvision.", icon=":material/info:")
+else:
+    try:
+        grid = samples(ref, per_class, f"{info.location}:{info.total}")
+    except ImoriError as err:
+        st.error(f"Cannot preview {ref}: {err}", icon=":material/warning:")
+        grid = {}
+    counts = info.report.class_totals() if info.report else {}
+    for class_name, images in list(grid.items())[:50]:
+        label, row = st.columns([1, 6], vertical_alignment="center")
+        label.markdown(f"**{class_name}**" + (f"  \n{counts[class_name]:,} images" if class_name in counts else ""))
+        if images:
+            row.image(images, width=72)
+    if len(grid) > 50:
+        st.caption(f"… and {len(grid) - 50} more classes")
+    if info.report is not None:
+        with st.expander("Validation report"):
+            report_view(info.report)
+    if info.kind not in ("builtin", "torchvision"):
+        if st.button(f"Delete {ref}", key="ds_delete", icon=":material/delete:"):
+            st.session_state.ds_confirm = ref
+        if st.session_state.get("ds_confirm") == ref:
+            st.warning(f"Delete the imported dataset {ref} and its files? Runs that used it keep their records.", icon=":material/delete:")
+            yes, no = st.columns(2)
+            if yes.button(f"Yes, delete {ref}", type="primary", key="ds_delete_yes"):
+                from core.data import delete_dataset
+
+                with widgets.user_errors():
+                    delete_dataset(ref)
+                    st.session_state.ds_confirm = None
+                    if st.session_state.get("ds_imported") == ref:
+                        st.session_state.ds_imported = None
+                    widgets.all_datasets.clear()
+                    st.rerun()
+            if no.button("Keep it", key="ds_delete_no"):
+                st.session_state.ds_confirm = None
+                st.rerun()

@@ -1,0 +1,325 @@
+"""Predict: a run's checkpoint (best by default) or an uploaded one; images uploaded or
+taken with the camera, each with its top-k probabilities. Evaluate a checkpoint on a
+dataset's split as a job on a worker: accuracy, confusion matrix, per-class accuracy,
+the most confident mistakes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import ImoriError
+from core.records import queries
+from dashboard import widgets
+
+FROM_CHECKPOINT = "(as the checkpoint says)"
+
+st.title("Predict")
+
+
+# -- which checkpoint -------------------------------------------------------------------------
+
+
+def from_run() -> tuple[str | None, dict[str, Any], int | None]:
+    runs = [r for r in queries.list_runs(limit=500) if r.status != "queued"]
+    if not runs:
+        st.info("No run has a checkpoint yet: train one, or upload a checkpoint.", icon=":material/info:")
+        return None, {}, None
+    run = widgets.run_picker(runs, key="pr_run")
+    rows = sorted(queries.checkpoints(run.id), key=lambda r: (not r.is_best, -r.step))
+    if not rows:
+        st.info(f"Run {run.id} has no checkpoint yet (one is written after each epoch).", icon=":material/info:")
+        return None, {}, run.id
+    labels = {r.path: ("★ " if r.is_best else "") + widgets.checkpoint_label(r) for r in rows}
+    if st.session_state.get("pr_ckpt") not in labels:
+        st.session_state.pr_ckpt = rows[0].path
+    path = st.selectbox("Checkpoint", list(labels), key="pr_ckpt", format_func=labels.get)
+    return path, {}, run.id
+
+
+def from_upload() -> tuple[str | None, dict[str, Any], None]:
+    from core.models import list_models
+
+    left, right = st.columns(2)
+    with left:
+        uploaded = widgets.safe_uploader(
+            "Checkpoint (.pt / .pth): imori's, or a tutorial's bare state_dict",
+            widgets.CHECKPOINT_TYPES, "application/octet-stream", key="pr_ckpt_upload", max_upload_size=max(1, widgets.MAX_CHECKPOINT_BYTES // widgets.MB),
+        )
+    specs = {s.name: s for s in list_models()}
+    with right:
+        model = st.selectbox("Model", [FROM_CHECKPOINT, *specs], key="pr_model",
+                             help="An imori checkpoint names its model; a bare state_dict (torch.save(model.state_dict())) "
+                                  "needs it: e.g. mynet for seed 000's cnn.pt")
+        classes_text = st.text_input("Class names, in output order (bare state_dict)", key="pr_classes",
+                                     placeholder="e.g. akahara, madara  (default: 0, 1, 2, …)")
+        options: dict[str, Any] = {}
+        if model in specs:
+            for option, choices in specs[model].option_choices.items():
+                options[option] = st.selectbox(option, list(choices), key=f"pr_opt_{model}_{option}")
+    if uploaded is None:
+        return None, {}, None
+    data = widgets.read_upload(uploaded, max_bytes=widgets.MAX_CHECKPOINT_BYTES, kinds=widgets.CHECKPOINT_TYPES,
+                               what="checkpoint")
+    path = widgets.store_upload(data, uploaded.name, "checkpoints")
+    bare: dict[str, Any] = {}
+    if model in specs:
+        classes = [c.strip() for c in classes_text.replace(";", ",").split(",") if c.strip()]
+        bare = {"model": model, "classes": classes or None, "options": options}
+    return str(path), bare, None
+
+
+source = st.segmented_control("Checkpoint from", ["a run", "an upload"], default="a run", key="pr_source",
+                              persist_state="session") or "a run"
+checkpoint, bare, run_id = (None, {}, None)
+with widgets.user_errors():
+    checkpoint, bare, run_id = from_run() if source == "a run" else from_upload()
+
+predictor = None
+if checkpoint:
+    try:
+        predictor = widgets.load_predictor(checkpoint, **bare)
+    except ImoriError as err:
+        st.error(f"Cannot use this checkpoint: {err}", icon=":material/warning:")
+if predictor is not None:
+    prep = predictor.preprocessing
+    st.caption(
+        f"**{predictor.checkpoint.model_name}** · {len(predictor.classes)} classes "
+        f"({', '.join(map(str, predictor.classes[:12]))}{' …' if len(predictor.classes) > 12 else ''}) · "
+        f"input {prep.channels}x{prep.height}x{prep.width} {prep.channel_order if prep.channels == 3 else 'grayscale'}"
+    )
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+def show(predictions: list[Any], images: dict[str, Any], top_k: int) -> None:
+    for prediction in predictions:
+        with st.container(border=True):
+            if prediction.error:
+                message = prediction.error.replace("uploaded image", prediction.source, 1)
+                st.error(message if prediction.source in message else f"{prediction.source}: {message}",
+                         icon=":material/warning:")
+                continue
+            picture, chart = st.columns([1, 3], vertical_alignment="center")
+            image = images.get(prediction.source)
+            if image is not None:
+                picture.image(widgets.upscale(image, 140), caption=prediction.source, width=140)
+            label, probability = prediction.top[0]
+            chart.markdown(f"Predicted class: **{label}** ({widgets.pct(probability)})")
+            chart.altair_chart(widgets.bars(prediction.top[:top_k]), width="stretch")
+            with chart.expander("Every class's probability"):
+                st.dataframe(
+                    pd.DataFrame({"class": list(prediction.probabilities), "probability": list(prediction.probabilities.values())}),
+                    hide_index=True,
+                    column_config={"probability": st.column_config.NumberColumn(format="%.4f")},
+                )
+
+
+if predictor is not None:
+    st.subheader("Classify images")
+    upload_tab, camera_tab = st.tabs(["Upload images", "Camera"])
+    with upload_tab:
+        files = widgets.safe_uploader(
+            f"Images (up to {widgets.MAX_IMAGES}, {widgets.MAX_IMAGE_BYTES // widgets.MB} MB each)",
+            widgets.IMAGE_TYPES, "image/*", accept_multiple_files=True, key="pr_images",
+            max_upload_size=max(1, widgets.MAX_IMAGE_BYTES // widgets.MB),
+        ) or []
+    with camera_tab:
+        shot = None
+        if st.toggle("Use the camera", key="pr_camera_on"):
+            shot = st.camera_input("Take a picture", key="pr_camera")
+    k_col, _ = st.columns([1, 3])
+    top_k = k_col.slider("Top k", 1, max(2, min(10, len(predictor.classes))), min(5, len(predictor.classes)), key="pr_topk")
+
+    named: list[tuple[str, bytes]] = []
+    if len(files) > widgets.MAX_IMAGES:
+        st.warning(f"{len(files)} images given: only the first {widgets.MAX_IMAGES} are classified.", icon=":material/warning:")
+    for file in files[: widgets.MAX_IMAGES]:
+        try:
+            named.append((file.name, widgets.read_upload(file, max_bytes=widgets.MAX_IMAGE_BYTES,
+                                                         kinds=widgets.IMAGE_TYPES, what="image")))
+        except ImoriError as err:
+            st.error(str(err), icon=":material/warning:")
+    if shot is not None:
+        try:
+            named.append(("camera", widgets.read_upload(shot, max_bytes=widgets.MAX_IMAGE_BYTES, kinds=(), what="picture")))
+        except ImoriError as err:
+            st.error(str(err), icon=":material/warning:")
+    if named:
+        from core.data.preprocess import open_image
+
+        pictures: dict[str, Any] = {}
+        inputs: list[Any] = []
+        names: list[str] = []
+        for name, data in named:
+            try:
+                picture = open_image(data, name=name)  # every decode failure is a DatasetError
+                pictures[name] = picture
+                inputs.append(picture)
+            except ImoriError:
+                inputs.append(data)  # the Predictor reports it as this image's error
+            names.append(name)
+        started = time.perf_counter()
+        predictions = widgets.predict(predictor, inputs, names)
+        took = time.perf_counter() - started
+        st.session_state.pr_results = [p.to_dict() for p in predictions]
+        ok = sum(1 for p in predictions if not p.error)
+        st.caption(f"{ok} of {len(predictions)} image(s) classified in {took * 1000:.0f} ms")
+        show(predictions, pictures, top_k)
+
+
+# -- evaluation on a worker -------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the images…")
+def split_images(dataset: str, prep_json: str, seed: int, split: str):
+    """The uint8 images of a split, for the gallery (read from the decoded cache)."""
+    import json
+
+    from core.data import load_dataset
+    from core.data.preprocess import Preprocessing
+
+    prep = Preprocessing.from_dict(json.loads(prep_json))
+    data = load_dataset(dataset, prep, seed=seed)
+    return {"test": data.test, "train": data.train}[split].images
+
+
+def heat_map(result: dict[str, Any]):
+    import altair as alt
+
+    classes = [str(c) for c in result["classes"]]
+    rows = [
+        {"true": classes[i], "predicted": classes[j], "count": n, "share": n / max(1, sum(result["confusion"][i]))}
+        for i, row in enumerate(result["confusion"])
+        for j, n in enumerate(row)
+    ]
+    frame = pd.DataFrame(rows)
+    side = max(260, min(720, 34 * len(classes)))
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:N", sort=classes, title="predicted"),
+        y=alt.Y("true:N", sort=classes, title="true"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.condition(
+            alt.datum.count == 0,
+            alt.value("#ffffff"),  # an empty cell is blank, not the scale's palest blue
+            alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], range=["#dbe9f6", "#08519c"]), title="share of row"),
+        ),
+        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".1%")],
+    )
+    chart = cells
+    if len(classes) <= 20:
+        chart = cells + base.mark_text(fontSize=11).encode(
+            text=alt.condition(alt.datum.count > 0, "count:Q", alt.value("")),
+            color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#333")),
+        )
+    return chart.properties(width=side, height=side)
+
+
+def per_class_bars(result: dict[str, Any]):
+    import altair as alt
+
+    frame = pd.DataFrame({"class": [str(c) for c in result["per_class"]], "accuracy": list(result["per_class"].values())})
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("class:N", sort=[str(c) for c in result["classes"]], title=None),
+        color=alt.condition(alt.datum.accuracy < result["accuracy"], alt.value("#e4572e"), alt.value("#4c78a8")),
+        tooltip=["class", alt.Tooltip("accuracy:Q", format=".1%")],
+    ).properties(height=alt.Step(20))
+
+
+def gallery(row: Any, result: dict[str, Any]) -> None:
+    mistakes = result.get("misclassified") or []
+    if not mistakes:
+        st.success("No mistakes on this split.", icon=":material/target:")
+        return
+    st.markdown(f"**Most confident mistakes** ({len(mistakes)} shown, most confident first)")
+    try:
+        import json
+
+        ev_predictor = widgets.load_predictor(row.checkpoint, **(row.bare or {}))
+        seed = int(ev_predictor.checkpoint.config.get("seed", 0))
+        prep = ev_predictor.preprocessing
+        images = split_images(row.dataset, json.dumps(prep.to_dict(), sort_keys=True), seed, row.split)
+    except ImoriError as err:
+        st.caption(f"The images cannot be shown: {err}")
+        images, prep = None, None
+    per_row = 8
+    for start in range(0, min(len(mistakes), 48), per_row):
+        cols = st.columns(per_row)
+        for col, m in zip(cols, mistakes[start : start + per_row]):
+            with col:
+                if images is not None and 0 <= m["index"] < len(images):
+                    st.image(widgets.tensor_to_image(images[m["index"]], prep.channel_order, 96), width=96)
+                st.caption(f"true **{m['true']}** → **{m['predicted']}** ({widgets.pct(m['confidence'], 0)})")
+
+
+def show_evaluation(eval_id: int) -> None:
+    row = queries.get_evaluation(eval_id)
+    st.caption(f"Evaluation {row.id}: {Path(row.checkpoint).name} on {row.dataset} ({row.split} split) · "
+               f"{widgets.status_label(row.status)}")
+    if row.status in widgets.ACTIVE:
+        st.info("Waiting for a worker…" if row.status == "queued" else "A worker is evaluating…", icon=":material/hourglass_top:")
+        return
+    if row.status == "failed" or row.result is None:
+        st.error(f"The evaluation failed: {row.error or 'no result'}", icon=":material/error:")
+        return
+    result = row.result
+    a, b, c = st.columns(3)
+    a.metric("Accuracy", widgets.pct(result["accuracy"], 2))
+    b.metric("Images", f"{result['count']:,}")
+    worst = min(result["per_class"].items(), key=lambda kv: kv[1]) if result["per_class"] else None
+    c.metric("Weakest class", f"{worst[0]}: {widgets.pct(worst[1])}" if worst else "—")
+    matrix, classes = st.columns([3, 2])
+    with matrix:
+        st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
+        st.altair_chart(heat_map(result))
+    with classes:
+        st.markdown("**Per-class accuracy** (red: below the overall accuracy)")
+        st.altair_chart(per_class_bars(result), width="stretch")
+    gallery(row, result)
+
+
+if checkpoint:
+    st.subheader("Evaluate on a dataset")
+    st.caption("Runs as a job on a worker (the dashboard never does training-size work).")
+    infos = [d for d in widgets.all_datasets() if d.present]
+    names = [d.name for d in infos]
+    default = (predictor.checkpoint.config.get("dataset") if predictor is not None else None) or "digits"
+    if st.session_state.get("pr_eval_dataset") not in names:
+        st.session_state.pr_eval_dataset = default if default in names else names[0]
+    a, b, c = st.columns([3, 2, 2], vertical_alignment="bottom")
+    dataset = a.selectbox("Dataset", names, key="pr_eval_dataset",
+                          format_func=lambda n: widgets.dataset_label(next(d for d in infos if d.name == n)))
+    split = b.segmented_control("Split", ["test", "train"], default="test", key="pr_eval_split") or "test"
+    if c.button("Evaluate on a worker", type="primary", key="pr_evaluate", icon=":material/fact_check:"):
+        from worker import client
+
+        with widgets.user_errors("Not queued: "):
+            st.session_state.pr_eval_pick = client.submit_evaluation(
+                checkpoint, dataset, split=split, model=bare.get("model"), classes=bare.get("classes"),
+                options=bare.get("options"), run_id=run_id,
+            )
+
+    recent = [e for e in queries.list_evaluations(limit=20) if e.checkpoint == checkpoint]
+    if recent:
+        ids = [e.id for e in recent]
+        if st.session_state.get("pr_eval_pick") not in ids:
+            st.session_state.pr_eval_pick = ids[0]
+        by_eval = {e.id: e for e in recent}
+        pick = st.selectbox("Evaluation", ids, key="pr_eval_pick",
+                            format_func=lambda i: f"#{i}: {by_eval[i].dataset}, {by_eval[i].split} split")
+        running = by_eval[pick].status in widgets.ACTIVE
+
+        @st.fragment(run_every=widgets.REFRESH if running else None)
+        def evaluation_panel() -> None:
+            if running and queries.get_evaluation(pick).status not in widgets.ACTIVE:
+                st.rerun()  # finished: redraw once without the timer
+            show_evaluation(pick)
+
+        evaluation_panel()

@@ -1,0 +1,211 @@
+"""Run detail: live charts (only the chart fragment reruns), config, model, environment,
+log, checkpoints with downloads, metrics as CSV, the error of a failed run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.records import queries
+from dashboard import widgets
+
+COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+
+head, badge = st.columns([8, 1], vertical_alignment="center")
+runs = queries.list_runs(limit=500)
+if not runs:
+    head.title("Run detail")
+    st.info("No runs yet. Queue one from **New run**.", icon=":material/info:")
+    st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+    st.stop()
+
+picked = widgets.run_picker(runs, key="detail_run")
+run = queries.get_run(picked.id)
+active_at_start = run.status in widgets.ACTIVE
+
+head.title(f"Run {run.id} · {run.name}")
+with badge:
+    widgets.status_badge(run.status)
+
+actions = st.container(horizontal=True, vertical_alignment="center")
+if run.status in widgets.ACTIVE:
+    if actions.button("Cancel run", icon=":material/stop:", key="detail_cancel"):
+        from worker import client
+
+        with widgets.user_errors():
+            client.cancel(run.id)
+            st.rerun()
+if actions.button("Clone", icon=":material/content_copy:", key="detail_clone", help="A new queued run with these settings"):
+    from worker import client
+
+    with widgets.user_errors("Not cloned: "):
+        new_id = client.clone(run.id)
+        st.switch_page(widgets.RUN_DETAIL, query_params={"run": new_id})
+if run.checkpoints:
+    actions.page_link(widgets.PREDICT, label="Predict with it", icon=":material/image_search:",
+                      query_params={"run": run.id})
+actions.page_link(widgets.COMPARE, label="Compare", icon=":material/compare_arrows:", query_params={"runs": run.id})
+
+x_kind, smoothing, log = widgets.chart_controls("detail")
+
+
+@st.fragment(run_every=widgets.REFRESH if active_at_start else None)
+def live() -> None:
+    """Progress and charts: the only part that redraws every couple of seconds."""
+    current = queries.get_run(run.id)
+    if current.status != run.status:
+        # Started or finished: draw the whole page once more (status, buttons, checkpoints,
+        # error); a finished run's page then stops ticking.
+        st.rerun()
+    total = current.total_steps
+    cols = st.columns(5)
+    cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
+    cols[1].metric("Epoch", current.epoch)
+    cols[2].metric("Best val accuracy", widgets.pct(current.best_val_accuracy))
+    cols[3].metric("Test accuracy", widgets.pct(current.test_accuracy))
+    if current.status == "running":
+        cols[4].metric("ETA", widgets.duration(current.eta_seconds))
+    else:
+        cols[4].metric("Duration", widgets.duration(widgets.elapsed(current)))
+    if current.status in widgets.ACTIVE:
+        st.progress(min(1.0, current.progress or 0.0),
+                    text=f"{widgets.pct(current.progress, 0)} · {widgets.num(current.steps_per_second, 3)} it/s"
+                    if current.status == "running" else "queued: waiting for a worker")
+    if current.status == "running" and current.cancel_requested:
+        st.info("Cancel requested: the run stops after this iteration and keeps a checkpoint.", icon=":material/stop_circle:")
+    if widgets.not_learning(current):
+        st.warning(widgets.NOT_LEARNING, icon=":material/trending_flat:")
+
+    series = queries.series(run.id, max_points=1000)
+    evals = queries.eval_series(run.id)
+    spe = current.steps_per_epoch
+    t0 = current.started_at.timestamp() if current.started_at else None
+    x_title = widgets.X_TITLES[x_kind]
+    st.caption(f"step {current.step:,}" + (f" of {total:,}" if total else "") +
+               f" · {len(series)} chart points" + (f" (each the mean of up to {series.width} steps)" if series.width > 1 else "")
+               + (" · refreshing every 2 s" if current.status in widgets.ACTIVE else ""))
+    if len(series) == 0:
+        st.info("No iterations recorded yet." if current.status in widgets.ACTIVE else "This run recorded no iterations.",
+                icon=":material/hourglass_top:" if current.status in widgets.ACTIVE else ":material/info:")
+        return
+    loss_col, acc_col = st.columns(2)
+    with loss_col:
+        st.markdown("**Loss**")
+        st.altair_chart(
+            widgets.line_chart(
+                widgets.series_frame(series, "loss", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
+                widgets.eval_frame(evals, "loss", x=x_kind, steps_per_epoch=spe, t0=t0),
+                x_title=x_title, y_title="loss", log=log, colors=COLORS,
+            ),
+            width="stretch",
+        )
+    with acc_col:
+        st.markdown("**Accuracy**")
+        st.altair_chart(
+            widgets.line_chart(
+                widgets.series_frame(series, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
+                widgets.eval_frame(evals, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0),
+                x_title=x_title, y_title="accuracy", log=log, percent=True, colors=COLORS,
+            ),
+            width="stretch",
+        )
+    st.markdown("**Learning rate**")
+    st.altair_chart(
+        widgets.line_chart(
+            widgets.series_frame(series, "lr", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=0.0, label="lr"),
+            x_title=x_title, y_title="learning rate", log=log, height=160, colors={"lr": "#9467bd"},
+        ),
+        width="stretch",
+    )
+    if evals:
+        with st.expander("Per-epoch evaluations"):
+            st.dataframe(
+                pd.DataFrame([e.to_dict() for e in evals]).drop(columns=["time"]),
+                hide_index=True,
+                column_config={"accuracy": st.column_config.NumberColumn(format="percent")},
+            )
+
+
+live()
+
+if run.status == "failed" and run.error:
+    st.error(f"**This run failed:** {widgets.first_line(run.error, 400)}", icon=":material/error:")
+    if "\n" in run.error.strip():
+        with st.expander("Full error"):
+            st.code(run.error, language=None)
+
+config_tab, model_tab, env_tab, log_tab, ckpt_tab, csv_tab = st.tabs(
+    ["Config", "Model", "Environment", "Log", "Checkpoints", "Metrics CSV"]
+)
+with config_tab:
+    config = run.config or {}
+    st.dataframe(
+        pd.DataFrame({"setting": list(config), "value": [widgets.plain(v) for v in config.values()]}),
+        hide_index=True, height=min(35 * (len(config) + 1) + 3, 600),
+    )
+    if run.classes:
+        st.caption(f"{len(run.classes)} classes: " + ", ".join(map(str, run.classes[:50])) +
+                   (" …" if len(run.classes) > 50 else ""))
+with model_tab:
+    summary = run.model_summary
+    if not summary:
+        st.caption("Recorded when the run starts.")
+    else:
+        st.metric("Parameters", f"{summary.get('total', 0):,}",
+                  help=f"{summary.get('trainable', 0):,} trainable")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"parameter": r["name"], "shape": "x".join(map(str, r["shape"])) or "scalar",
+                     "count": r["numel"], "trainable": r["trainable"]}
+                    for r in summary.get("rows", [])
+                ]
+            ),
+            hide_index=True,
+        )
+with env_tab:
+    if run.environment:
+        st.json(run.environment)
+    else:
+        st.caption("Recorded when the run starts.")
+    st.caption(f"worker: {run.worker or '—'} · device: {run.device or '—'} · attempt {run.attempt} · "
+               f"folder: {run.run_dir or '—'}")
+with log_tab:
+    lines = queries.run_logs(run.id, limit=2000)
+    if lines:
+        st.code("\n".join(f"[attempt {line.attempt}] {line.message}" for line in lines), language=None)
+    else:
+        st.caption("No log lines.")
+with ckpt_tab:
+    rows = queries.checkpoints(run.id)
+    if not rows:
+        st.caption("No checkpoints yet: one is written after each epoch (and on cancel).")
+    for row in sorted(rows, key=lambda r: (not r.is_best, -r.step)):
+        path = widgets.under_home(row.path)
+        with st.container(border=True):
+            text, imori_col, bare_col = st.columns([3, 1, 1], vertical_alignment="center")
+            metrics = row.metrics or {}
+            text.markdown(
+                f"**{':material/star: best — ' if row.is_best else ''}{widgets.checkpoint_label(row)}**  \n"
+                + " · ".join(f"{k.replace('_', ' ')} {widgets.pct(v) if 'accuracy' in k else widgets.num(v)}"
+                             for k, v in metrics.items())
+            )
+            if path is None:
+                text.caption("file missing, or outside IMORI_HOME: not offered for download")
+                continue
+            stem = f"run{run.id}-{path.stem}"
+            imori_col.download_button("imori checkpoint", widgets.checkpoint_reader(path), file_name=f"{stem}.pt",
+                                      mime="application/octet-stream", key=f"dl_{row.path}", on_click="ignore",
+                                      icon=":material/download:", help="Weights, optimizer and position: resumable")
+            bare_col.download_button("bare state_dict", widgets.state_dict_reader(path), file_name=f"{stem}-state_dict.pt",
+                                     mime="application/octet-stream", key=f"dl_bare_{row.path}", on_click="ignore",
+                                     icon=":material/download:",
+                                     help="model.load_state_dict(torch.load(...)) in the tutorial's own script")
+with csv_tab:
+    a, b = st.columns(2)
+    a.download_button("Every iteration (CSV)", lambda: queries.metrics_csv(run.id, kind="steps"),
+                      file_name=f"run{run.id}-iterations.csv", mime="text/csv", key="dl_steps_csv", on_click="ignore",
+                      icon=":material/download:")
+    b.download_button("Every evaluation (CSV)", lambda: queries.metrics_csv(run.id, kind="eval"),
+                      file_name=f"run{run.id}-evaluations.csv", mime="text/csv", key="dl_eval_csv", on_click="ignore",
+                      icon=":material/download:")

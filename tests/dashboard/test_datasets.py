@@ -1,0 +1,81 @@
+"""Datasets: a ZIP uploaded here is validated, previewed, and trains from New run; a
+corrupt upload gets a message."""
+
+from __future__ import annotations
+
+from dashkit import app, class_zip, ok, texts
+
+from core.records import queries
+
+DATASETS = "app_pages/datasets.py"
+
+
+def upload_zip(at, name: str, content: bytes, dataset_name: str | None = None):
+    at.file_uploader(key="ds_upload").upload(name, content, "application/zip").run()
+    if dataset_name is not None:
+        at.text_input(key="ds_name").set_value(dataset_name)
+    at.button(key="ds_import").click().run()
+    ok(at)
+    return at
+
+
+def test_the_built_in_datasets_are_listed_and_previewed(home):
+    at = app(DATASETS)
+    ok(at)
+    names = list(at.dataframe[0].value["name"])
+    assert names[:3] == ["digits", "shapes", "shapes2"] and "mnist" in names
+    assert at.selectbox(key="ds_preview").value == "digits"
+    assert len(at.image) == 10  # one row of samples per class
+
+
+def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
+    from worker.tasks import execute
+
+    at = upload_zip(app(DATASETS), "my shapes.zip", class_zip(per_class=12, bad=2), "myshapes")
+    assert any("Imported **myshapes**" in t for t in texts(at.success))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "24" and metrics["Classes"] == "2" and metrics["Skipped files"] == "2"
+    assert at.selectbox(key="ds_preview").value == "myshapes"
+    assert len(at.image) == 2  # a row of samples for each class
+
+    # New run offers it; a run on it is queued, and trains as a worker would train it.
+    at.switch_page("app_pages/new_run.py").run()
+    ok(at)
+    assert any(o.startswith("myshapes (folder, 2 classes") for o in at.selectbox(key="nr_dataset").options)
+    at.selectbox(key="nr_dataset").set_value("myshapes")
+    at.radio(key="nr_length").set_value("iterations").run()
+    at.number_input(key="nr_iterations").set_value(6)
+    at.number_input(key="nr_batch_size").set_value(8).run()
+    assert not at.error, texts(at.error)
+    at.button(key="nr_queue_top").click().run()
+    [run_id] = at.session_state["nr_submitted"]
+    assert queries.get_run(run_id).config["dataset"] == "myshapes"
+    assert execute(run_id, "test-process") == "succeeded"  # the worker's task, in this process
+    run = queries.get_run(run_id)
+    assert run.status == "succeeded" and run.classes == ["circle", "square"]
+
+
+def test_a_corrupt_zip_gets_a_message(home):
+    at = upload_zip(app(DATASETS), "broken.zip", b"PK\x03\x04 this is not a zip at all")
+    assert any(t.startswith("Not imported:") for t in texts(at.error)), texts(at.error)
+    assert not at.session_state["ds_imported"]
+
+
+def test_a_zip_without_images_gets_a_message(home):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("readme.txt", "no images here")
+    at = upload_zip(app(DATASETS), "empty.zip", buffer.getvalue())
+    assert any(t.startswith("Not imported:") for t in texts(at.error)), texts(at.error)
+
+
+def test_an_imported_dataset_can_be_deleted_after_a_confirm(home):
+    at = upload_zip(app(DATASETS), "gone.zip", class_zip(per_class=10), "gone")
+    assert at.selectbox(key="ds_preview").value == "gone"
+    at.button(key="ds_delete").click().run()
+    at.button(key="ds_delete_yes").click().run()
+    ok(at)
+    assert "gone" not in list(at.dataframe[0].value["name"])

@@ -1,0 +1,144 @@
+"""New run: recipe cards with measured figures, every option into the RunConfig, invalid
+combinations refused in the form, a sweep making several runs."""
+
+from __future__ import annotations
+
+from dashkit import app, ok, texts
+
+from core.config import recipe_results
+
+
+def queued(run_id: int):
+    from core.records import queries
+
+    return queries.get_run(run_id)
+
+
+def submitted(at) -> list[int]:
+    ids = at.session_state["nr_submitted"]
+    assert ids, texts(at.error)
+    return ids
+
+
+def test_recipe_cards_show_what_was_measured_with_its_date(home):
+    at = app()
+    ok(at)
+    measured = recipe_results()["seed003"]
+    first = measured["results"][0]
+    expected = (f"measured {measured['date']} on {measured['machine']}: "
+                f"**{100 * first['test_accuracy']:.1f} % test accuracy**")
+    assert any(expected in text for text in texts(at.markdown)), texts(at.markdown)
+    # A recipe that could not be measured says why, with no figure.
+    assert any("Not measured" in text and "resnet18" in text for text in texts(at.caption))
+
+
+def test_a_recipe_fills_the_form_and_queues_a_run(broker):
+    at = app()
+    at.button(key="recipe_seed004_1").click().run()  # "lr 0.01, momentum 0.9", as measured
+    ok(at)
+    assert at.session_state["nr_model"] == "lenet5" and at.session_state["nr_lr"] == 0.01
+    assert at.session_state["nr_momentum"] == 0.9 and at.session_state["nr_optimizer"] == "sgd"
+    at.button(key="nr_queue_top").click().run()
+    ok(at)
+    [run_id] = submitted(at)
+    run = queued(run_id)
+    assert run.status == "queued"  # no worker in this test: it waits in Redis
+    assert run.config["recipe"] == "seed004" and run.config["model"] == "lenet5"
+    assert run.config["lr"] == 0.01 and run.config["momentum"] == 0.9 and run.config["epochs"] == 10
+    assert f"Queued run #{run_id}." in texts(at.success)
+
+
+def test_every_option_reaches_the_run_config(broker):
+    at = app()
+    s = at.session_state
+    at.button(key="recipe_seed003").click().run()
+    at.selectbox(key="nr_model").set_value("lenet5").run()
+    at.selectbox(key="nr_opt_lenet5_kernel").set_value(3).run()
+    at.checkbox(key="nr_size_default").uncheck().run()
+    at.number_input(key="nr_height").set_value(28)
+    at.number_input(key="nr_width").set_value(28)
+    at.selectbox(key="nr_optimizer").set_value("sgd")
+    at.number_input(key="nr_lr").set_value(0.05)
+    at.number_input(key="nr_momentum").set_value(0.8)
+    at.number_input(key="nr_weight_decay").set_value(0.0005)
+    at.selectbox(key="nr_loss").set_value("cross_entropy")
+    at.selectbox(key="nr_schedule").set_value("step").run()
+    at.number_input(key="nr_step_epochs").set_value(2)
+    at.number_input(key="nr_gamma").set_value(0.5)
+    at.number_input(key="nr_batch_size").set_value(32)
+    at.radio(key="nr_length").set_value("iterations").run()
+    at.number_input(key="nr_iterations").set_value(40)
+    at.number_input(key="nr_seed").set_value(7)
+    at.slider(key="nr_val_fraction").set_value(0.2)
+    at.multiselect(key="nr_augment").set_value(["flip", "rotate"])
+    at.text_input(key="nr_mean").set_value("0.5")
+    at.text_input(key="nr_std").set_value("0.25")
+    at.selectbox(key="nr_device").set_value("cpu")
+    at.number_input(key="nr_threads").set_value(1)
+    at.checkbox(key="nr_amp").uncheck()
+    at.checkbox(key="nr_channels_last").uncheck()
+    at.checkbox(key="nr_compile").check()
+    at.number_input(key="nr_eval_batch_size").set_value(128)
+    at.number_input(key="nr_ckpt_epochs").set_value(2)
+    at.number_input(key="nr_ckpt_minutes").set_value(5.0)
+    at.number_input(key="nr_keep").set_value(4)
+    at.text_input(key="nr_name").set_value("everything")
+    at.run()
+    ok(at)
+    assert not at.error, texts(at.error)
+    at.button(key="nr_queue_bottom").click().run()
+    [run_id] = submitted(at)
+    config = queued(run_id).config
+    expected = dict(
+        model="lenet5", model_options={"kernel": 3}, image_size=[28, 28], optimizer="sgd", lr=0.05, momentum=0.8,
+        weight_decay=0.0005, loss="cross_entropy", schedule="step", step_epochs=2, gamma=0.5, batch_size=32,
+        epochs=None, iterations=40, seed=7, val_fraction=0.2, augment=["flip", "rotate"], mean=[0.5], std=[0.25],
+        device="cpu", threads=1, amp=False, channels_last=False, compile=True, eval_batch_size=128,
+        checkpoint_every_epochs=2, checkpoint_every_minutes=5.0, keep_checkpoints=4, name="everything",
+        dataset="digits", init_from=None, pretrained=False, freeze_backbone=False,
+    )
+    assert {k: config[k] for k in expected} == expected
+    assert s["nr_submitted"] == [run_id]
+
+
+def test_an_invalid_combination_is_refused_with_its_reason(home):
+    at = app()
+    at.button(key="recipe_seed003").click().run()
+    at.number_input(key="nr_momentum").set_value(0.9).run()  # Adam has no momentum
+    ok(at)
+    assert any("momentum applies to SGD only" in text for text in texts(at.error))
+    assert at.button(key="nr_queue_top").disabled and at.button(key="nr_queue_bottom").disabled
+    # Fine-tuning options on a seed net are refused too, with the reason.
+    at.number_input(key="nr_momentum").set_value(0.0)
+    at.checkbox(key="nr_freeze").check().run()
+    assert any("freeze_backbone apply to torchvision models" in text for text in texts(at.error))
+    at.checkbox(key="nr_freeze").uncheck().run()
+    assert not at.error and not at.button(key="nr_queue_top").disabled
+
+
+def test_a_sweep_makes_one_run_per_combination(broker):
+    from core.records import queries
+
+    at = app()
+    at.button(key="recipe_seed003").click().run()
+    at.radio(key="nr_length").set_value("iterations").run()
+    at.text_input(key="nr_sweep_lr").set_value("0.01, 0.001")
+    at.text_input(key="nr_sweep_bs").set_value("32 64").run()
+    ok(at)
+    assert at.button(key="nr_queue_top").label == "Queue 4 runs"
+    at.button(key="nr_queue_top").click().run()
+    ids = submitted(at)
+    assert len(ids) == 4
+    runs = [queries.get_run(i) for i in ids]
+    assert all(r.status == "queued" for r in runs)
+    assert sorted((r.config["lr"], r.config["batch_size"]) for r in runs) == [(0.001, 32), (0.001, 64), (0.01, 32), (0.01, 64)]
+
+
+def test_a_sweep_value_that_is_no_number_is_refused(home):
+    at = app()
+    at.text_input(key="nr_sweep_lr").set_value("0.1, fast").run()
+    ok(at)
+    assert any("'fast' is not a learning rate" in text for text in texts(at.error))
+    at.text_input(key="nr_sweep_lr").set_value("0.1, 20").run()  # each run of the sweep is checked
+    assert any("lr 20" in text and "far too large" in text for text in texts(at.error))
+    assert at.button(key="nr_queue_top").disabled

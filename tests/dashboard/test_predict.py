@@ -1,0 +1,217 @@
+"""Predict: a run's checkpoint or an outside one, uploaded images with probabilities that
+sum to 1, bad uploads as messages, the cached model; evaluation as a job on a worker with
+its confusion matrix."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from dashkit import ROOT, app, digit_png, ok, texts, train
+
+from core.records import queries
+from dashboard import widgets
+
+PREDICT = "app_pages/predict.py"
+
+
+@pytest.fixture(scope="module")
+def run_id(broker):
+    return train(iterations=40)
+
+
+def predictions(at) -> list[dict]:
+    return at.session_state["pr_results"]
+
+
+def test_an_uploaded_image_gets_probabilities_that_sum_to_one(run_id):
+    png, _ = digit_png(3)
+    at = app(PREDICT, run=run_id)
+    ok(at)
+    assert at.selectbox(key="pr_ckpt").value.endswith("best.pt")  # the best checkpoint by default
+    at.file_uploader(key="pr_images").upload("digit.png", png, "image/png").run()
+    ok(at)
+    [result] = predictions(at)
+    assert result["error"] is None
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert set(result["probabilities"]) == {str(i) for i in range(10)}
+    assert any(t.startswith(f"Predicted class: **{result['label']}**") for t in texts(at.markdown))
+    assert len(at.get("vega_lite_chart")) == 1  # the top-k bars
+    # Every class's probability is also listed.
+    assert at.dataframe[0].value["probability"].sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_several_images_at_once_and_a_corrupt_one_gets_a_message(run_id):
+    a, _ = digit_png(0)
+    b, _ = digit_png(1)
+    at = app(PREDICT, run=run_id)
+    uploader = at.file_uploader(key="pr_images")
+    uploader.upload("a.png", a, "image/png").upload("broken.png", b"\x89PNG\r\n\x1a\n garbage", "image/png")
+    uploader.upload("b.png", b, "image/png")
+    at.run()
+    ok(at)
+    results = predictions(at)
+    assert [r["source"] for r in results] == ["a.png", "broken.png", "b.png"]
+    assert results[1]["error"] and not results[0]["error"] and not results[2]["error"]
+    assert any("broken.png" in t for t in texts(at.error))
+    assert any("2 of 3 image(s) classified" in t for t in texts(at.caption))
+
+
+def test_a_picture_from_the_camera_is_classified(run_id):
+    from PIL import Image
+
+    png, _ = digit_png(4)
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").resize((640, 480)).save(jpeg, format="JPEG")
+    at = app(PREDICT, run=run_id)
+    assert not at.camera_input  # the browser asks for the camera only when the user wants it
+    at.toggle(key="pr_camera_on").set_value(True).run()
+    at.camera_input(key="pr_camera").upload("photo.jpg", jpeg.getvalue()).run()
+    ok(at)
+    [result] = predictions(at)
+    assert result["source"] == "camera" and result["error"] is None
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_file_of_another_kind_is_refused_with_a_message(run_id):
+    at = app(PREDICT, run=run_id)
+    at.file_uploader(key="pr_images").upload("notes.exe", b"MZ\x00\x00", "application/octet-stream").run()
+    ok(at)
+    assert any("refused" in t for t in texts(at.error))
+
+
+def test_an_image_over_the_size_limit_is_refused_on_the_server(run_id, monkeypatch):
+    monkeypatch.setattr(widgets, "MAX_IMAGE_BYTES", 1000)
+    png, _ = digit_png(0)
+    big = png + b"\0" * 2000  # trailing bytes: still a PNG, but over the limit
+    at = app(PREDICT, run=run_id)
+    at.file_uploader(key="pr_images").upload("big.png", big, "image/png").run()
+    ok(at)
+    assert any("may be at most" in t for t in texts(at.error))
+    assert not at.session_state["pr_results"] if "pr_results" in at.session_state else True
+
+
+def test_the_model_is_loaded_once_and_cached(run_id):
+    path = queries.best_checkpoint(run_id).path
+    first = widgets.load_predictor(path)
+    assert widgets.load_predictor(path) is first  # a second upload answers without loading it again
+    png, _ = digit_png(0)
+    threads = torch.get_num_threads()
+    try:
+        [result] = widgets.predict(first, [png], ["a.png"])
+        assert result.label is not None
+        assert torch.get_num_threads() == 1  # the dashboard predicts on one thread; workers train
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_an_outside_bare_state_dict_predicts_with_its_model_and_class_names(home, tmp_path):
+    from core.models import build_model
+
+    # What seed 004's script saves: torch.save(net.state_dict(), ...) of its 3x3-kernel LeNet.
+    buffer = io.BytesIO()
+    torch.save(build_model("lenet5", 10, options={"kernel": 3}).state_dict(), buffer)
+    names = "zero, one, two, three, four, five, six, seven, eight, nine"
+    at = app(PREDICT)
+    at.button_group(key="pr_source").set_value("an upload").run()
+    at.file_uploader(key="pr_ckpt_upload").upload("lenet.pt", buffer.getvalue(), "application/octet-stream").run()
+    assert any("does not say which model" in t for t in texts(at.error))  # a bare state_dict needs its model
+    at.selectbox(key="pr_model").set_value("lenet5").run()
+    at.selectbox(key="pr_opt_lenet5_kernel").set_value(3)
+    at.text_input(key="pr_classes").set_value(names).run()
+    ok(at)
+    assert not at.error, texts(at.error)
+    assert any("**lenet5** · 10 classes" in t and "28x28" in t for t in texts(at.caption))
+    png, _ = digit_png(2)
+    at.file_uploader(key="pr_images").upload("digit.png", png, "image/png").run()
+    ok(at)
+    [result] = predictions(at)
+    assert list(result["probabilities"]) == [n.strip() for n in names.split(",")]
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"this is not a checkpoint", "not a PyTorch checkpoint"),
+        ("whole-model", "whole pickled model"),
+    ],
+)
+def test_a_bad_checkpoint_upload_gets_a_message(home, content, expected):
+    if content == "whole-model":
+        buffer = io.BytesIO()
+        torch.save(torch.nn.Linear(2, 2), buffer)  # torch.save(model): refused, never unpickled
+        content = buffer.getvalue()
+    at = app(PREDICT)
+    at.button_group(key="pr_source").set_value("an upload").run()
+    at.file_uploader(key="pr_ckpt_upload").upload("cnn.pt", content, "application/octet-stream").run()
+    ok(at)
+    assert any(expected in t for t in texts(at.error)), texts(at.error)
+
+
+def confusion_shown(at) -> bool:
+    return any("Confusion matrix" in t for t in texts(at.markdown))
+
+
+def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
+    from worker.tasks import execute_evaluation
+
+    at = app(PREDICT, run=run_id)
+    at.button(key="pr_evaluate").click().run()
+    ok(at)
+    eval_id = at.session_state["pr_eval_pick"]
+    assert queries.get_evaluation(eval_id).status == "queued"  # waits for a worker
+    assert any("Waiting for a worker" in t for t in texts(at.info))
+    execute_evaluation(eval_id, "test-process")  # what the worker's task does
+    at.run()
+    ok(at)
+    assert confusion_shown(at)
+    result = queries.get_evaluation(eval_id).result
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == widgets.pct(result["accuracy"], 2) and metrics["Images"] == f"{result['count']:,}"
+    assert len(at.get("vega_lite_chart")) >= 2  # heat map and per-class accuracy
+    mistakes = result["misclassified"]
+    shown = [t for t in texts(at.caption) if t.startswith("true **")]
+    assert len(shown) == min(len(mistakes), 48)
+    if mistakes:  # most confident first, with what was predicted
+        m = mistakes[0]
+        assert shown[0].startswith(f"true **{m['true']}** → **{m['predicted']}**")
+        assert len(at.image) >= len(shown)
+
+
+@pytest.mark.slow
+def test_evaluation_runs_on_a_real_worker_process(run_id, home):
+    """The whole path: the button, Redis, an `imori worker` process, the records, the page."""
+    from worker.presence import live_workers
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(home / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--name", "dash-eval"], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(w.name == "dash-eval" for w in live_workers()):
+            assert worker.poll() is None and time.monotonic() < deadline, (home / "worker.log").read_text()
+            time.sleep(0.3)
+        at = app(PREDICT, run=run_id)
+        at.selectbox(key="pr_eval_dataset").set_value("digits")
+        at.button(key="pr_evaluate").click().run()
+        eval_id = at.session_state["pr_eval_pick"]
+        while queries.get_evaluation(eval_id).status in ("queued", "running"):
+            assert time.monotonic() < deadline, (home / "worker.log").read_text()
+            time.sleep(0.3)
+        row = queries.get_evaluation(eval_id)
+        assert row.status == "succeeded", row.error
+        assert row.worker and row.worker.startswith("dash-eval")
+        at.run()
+        ok(at)
+        assert confusion_shown(at)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)

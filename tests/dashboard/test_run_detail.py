@@ -1,0 +1,132 @@
+"""Run detail: charts from the reduced series, the "not learning" notice, config, model,
+log, checkpoints with downloads (only under IMORI_HOME), metrics CSV, a failed run's error."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from dashkit import app, ok, texts, train
+
+from core.records import queries, store
+from dashboard import widgets
+
+DETAIL = "app_pages/run_detail.py"
+
+
+def charts(at) -> list:
+    return [e for e in at.get("vega_lite_chart")]
+
+
+def test_a_finished_run_shows_charts_tabs_and_downloads(home):
+    run_id = train(iterations=30)
+    at = app(DETAIL, run=run_id)
+    ok(at)
+    assert at.selectbox(key="detail_run").value == run_id
+    assert len(charts(at)) == 3  # loss, accuracy, learning rate
+    assert any("step 30 of 30 · 30 chart points" in t for t in texts(at.caption))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Step"] == "30 / 30" and metrics["Best val accuracy"].endswith("%")
+    labels = [b.label for b in at.get("download_button")]
+    assert labels.count("imori checkpoint") >= 1 and labels.count("bare state_dict") >= 1
+    assert "Every iteration (CSV)" in labels and "Every evaluation (CSV)" in labels
+    [config] = [d.value for d in at.dataframe if "setting" in d.value.columns]
+    config = config.set_index("setting")["value"]
+    assert config["model"] == "mnist_cnn" and config["iterations"] == "30"
+    assert not any(widgets.NOT_LEARNING in t for t in texts(at.warning))  # 30 steps: not even two epochs
+
+
+def test_each_x_axis_and_log_scale_draw(home):
+    run_id = train(iterations=25)
+    at = app(DETAIL, run=run_id)
+    for x in ("epoch", "time", "step"):
+        at.button_group(key="detail_x").set_value(x).run()
+        ok(at)
+        assert len(charts(at)) == 3
+    at.toggle(key="detail_log").set_value(True)
+    at.slider(key="detail_smooth").set_value(0.9).run()
+    ok(at)
+    assert len(charts(at)) == 3
+
+
+def test_a_run_that_does_not_learn_gets_the_notice(home):
+    # Plain SGD at a tiny learning rate: two epochs (digits: 21 steps each) and the loss stays put.
+    stuck = train(model="lenet5", optimizer="sgd", lr=1e-6, loss="cross_entropy", iterations=None, epochs=3)
+    at = app(DETAIL, run=stuck)
+    ok(at)
+    assert widgets.NOT_LEARNING in texts(at.warning)
+    learns = train(lr=3e-3, iterations=None, epochs=3)
+    at = app(DETAIL, run=learns)
+    assert widgets.NOT_LEARNING not in texts(at.warning)
+
+
+def test_a_failed_run_shows_its_error(home):
+    run_id = store.create_run({"model": "mnist_cnn", "dataset": "digits", "epochs": 1})
+    attempt = store.claim_run(run_id, "w")
+    store.set_status(run_id, "failed", attempt=attempt, error="DatasetError: the images went away\ntraceback line")
+    at = app(DETAIL, run=run_id)
+    ok(at)
+    assert any("This run failed" in t and "the images went away" in t for t in texts(at.error))
+    assert any("No iterations recorded" in t or "recorded no iterations" in t for t in texts(at.info))
+
+
+def test_the_bare_state_dict_download_loads_into_the_model(home):
+    from core.models import build_model
+
+    run_id = train()
+    best = queries.best_checkpoint(run_id)
+    path = widgets.under_home(best.path)
+    assert path is not None
+    state = torch.load(io.BytesIO(widgets.state_dict_reader(path)()), weights_only=True)
+    build_model("mnist_cnn", 10).load_state_dict(state, strict=True)  # what the tutorial's class loads
+    assert widgets.checkpoint_reader(path)() == path.read_bytes()
+
+
+def test_files_outside_imori_home_are_never_offered(home, tmp_path):
+    outside = tmp_path / "elsewhere.pt"
+    outside.write_bytes(b"x")
+    assert widgets.under_home(outside) is None
+    assert widgets.under_home(Path(home) / "runs" / ".." / ".." / "etc" / "passwd") is None
+    assert widgets.under_home(Path(home) / "missing.pt") is None
+
+
+@pytest.mark.parametrize(
+    ("early", "latest", "expected"),
+    [
+        ([2.3, 2.3, 2.3], [2.29, 2.3, 2.31], True),  # flat
+        ([2.3, 2.3, 2.3], [1.2, 0.9, 1.0], False),  # falling
+        ([2.3, 2.3, 2.3], [2.0, 2.1, 9.9], False),  # one spike does not decide: medians
+        ([], [1.0], False),
+    ],
+)
+def test_stalled_compares_medians(early, latest, expected):
+    assert widgets.stalled(early, latest) is expected
+
+
+def test_stall_windows_wait_for_a_full_epoch():
+    assert widgets.stall_windows(19, 20) is None
+    assert widgets.stall_windows(20, 20) == ((1, 2), (1, 20))  # epoch 1 against its own start
+    assert widgets.stall_windows(41, 20) == ((1, 2), (21, 40))  # epoch 3 barely begun: judge epoch 2
+    assert widgets.stall_windows(55, 20) == ((1, 2), (41, 55))
+
+
+def test_smoothing_is_a_debiased_moving_average():
+    assert widgets.ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
+    assert widgets.ema([0.0, 10.0], 0.0) == [0.0, 10.0]
+    smoothed = widgets.ema([10.0, None, 0.0], 0.5)
+    assert smoothed[1] is None and 0 < smoothed[2] < 10
+
+
+def test_the_run_picker_follows_links_and_keeps_the_url_current(home):
+    a, b = train(), train()
+    at = app(DETAIL, run=a)
+    assert at.selectbox(key="detail_run").value == a
+    at.selectbox(key="detail_run").set_value(b).run()
+    ok(at)
+    assert at.query_params["run"] == [str(b)] or at.query_params["run"] == str(b)  # shareable
+    at.query_params["run"] = str(a)  # a link to run a, followed later
+    at.run()
+    assert at.selectbox(key="detail_run").value == a
+    assert any(f"Run {a} · " in t for t in texts(at.title))

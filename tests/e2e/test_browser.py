@@ -1,0 +1,276 @@
+"""The dashboard in a real browser against `imori up`: headless Debian Chromium driven by
+Playwright. Queue a run from the form, watch its chart grow with no navigation, predict
+an uploaded digit, then stop the stack with SIGTERM.
+
+Screenshots of every page go to $IMORI_SCREENSHOTS (default tests/e2e/screenshots).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+ITERATIONS = 600  # 15-60 s on two CPU cores beside the browser: several live refreshes
+WIDTH = 1400
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def screenshots_dir() -> Path:
+    folder = Path(os.environ.get("IMORI_SCREENSHOTS") or ROOT / "tests" / "e2e" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def digit_png(index: int = 0) -> tuple[bytes, str]:
+    """A digit of the built-in test split as a PNG, and its class."""
+    from PIL import Image
+
+    from core.data import load_dataset
+    from core.data.preprocess import Preprocessing
+
+    data = load_dataset("digits", Preprocessing(28, 28, channels=1))
+    image = Image.fromarray(data.test.images[index][0].numpy(), mode="L")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), data.classes[int(data.test.labels[index])]
+
+
+class Browser:
+    """The page, and the few Streamlit-aware moves the test needs."""
+
+    def __init__(self, page, url: str, shots: Path) -> None:
+        self.page, self.url, self.shots = page, url, shots
+
+    def idle(self, timeout: float = 30.0) -> None:
+        """Wait until Streamlit has finished its rerun (no "running" indicator)."""
+        deadline = time.monotonic() + timeout
+        time.sleep(0.3)
+        while time.monotonic() < deadline:
+            if self.page.locator('[data-testid="stStatusWidget"]').count() == 0:
+                return
+            time.sleep(0.2)
+
+    def nav(self, title: str) -> None:
+        self.page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+        self.page.get_by_role("heading", name=title if title != "Compare" else "Compare runs").first.wait_for(timeout=60_000)
+        self.idle()
+
+    def number(self, label: str, value: int) -> None:
+        box = self.page.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Enter")
+        self.idle()
+
+    def shot(self, name: str, *, full: bool = True) -> Path:
+        """The whole page (Streamlit scrolls inside its main block, so grow the viewport),
+        or with ``full=False`` what a 1400x1000 window shows."""
+        self.idle()
+        if not full:
+            self.page.set_viewport_size({"width": WIDTH, "height": 1000})
+            time.sleep(1.0)
+            path = self.shots / f"{name}.png"
+            self.page.screenshot(path=str(path))
+            self.page.set_viewport_size({"width": WIDTH, "height": 900})
+            return path
+        previous = None
+        for _ in range(5):  # images and charts may still be growing the page
+            height = self.page.evaluate(
+                "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 900; }"
+            )
+            if height == previous:
+                break
+            previous = height
+            self.page.set_viewport_size({"width": WIDTH, "height": min(max(900, height + 40), 6000)})
+            time.sleep(1.0)
+        path = self.shots / f"{name}.png"
+        self.page.screenshot(path=str(path))
+        self.page.set_viewport_size({"width": WIDTH, "height": 900})
+        return path
+
+    def chart_caption(self) -> tuple[int, int]:
+        """(step, chart points) from the live caption under the run's metrics."""
+        text = self.page.get_by_text(re.compile(r"chart points")).first.inner_text(timeout=30_000)
+        step = re.search(r"step ([\d,]+)", text)
+        points = re.search(r"([\d,]+) chart points", text)
+        return int(step.group(1).replace(",", "")), int(points.group(1).replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """`imori up` with its own IMORI_HOME and port; stopped (and checked stopped) by the test."""
+    # Never skipped: `make test` installs Debian's chromium (scripts/system-deps.sh) and
+    # playwright comes with the test extras.
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (or apt-get install -y chromium)")
+    home = tempfile.mkdtemp(prefix="imori-e2e-", dir="/tmp")  # short: Redis's socket lives here
+    port = free_port()
+    env = {**os.environ, "IMORI_HOME": home, "PYTHONUNBUFFERED": "1"}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    log_path = Path(home) / "up.log"
+    up = subprocess.Popen([sys.executable, "-m", "worker.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+                          stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while not healthy(url):
+        assert up.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "the dashboard did not answer:\n" + log_path.read_text()
+        time.sleep(0.5)
+    info = {"url": url, "home": Path(home), "proc": up, "log": log_path, "env": env}
+    yield info
+    if up.poll() is None:  # the test failed before stopping it
+        os.killpg(up.pid, signal.SIGTERM)
+        try:
+            up.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_queue_watch_and_predict_in_a_browser(stack):
+    from playwright.sync_api import sync_playwright
+
+    shots = screenshots_dir()
+    png, true_class = digit_png(0)
+    image_path = stack["home"] / f"digit-{true_class}.png"
+    image_path.write_bytes(png)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+            page.set_default_timeout(60_000)
+            b = Browser(page, stack["url"], shots)
+
+            # New run: the seed 003 recipe is preselected; make it a short run on digits.
+            page.goto(stack["url"])
+            page.get_by_role("heading", name="New run").wait_for()
+            page.get_by_role("button", name="Queue run").first.wait_for(timeout=120_000)  # torch loads on first visit
+            b.idle()
+            b.shot("1-new-run")
+            page.get_by_text("iterations", exact=True).first.click()
+            b.idle()
+            b.number("Iterations", ITERATIONS)
+            b.number("Batch size", 64)
+            page.get_by_text(f"{ITERATIONS} iterations").first.wait_for()  # the summary line agrees
+            page.get_by_role("button", name="Queue run").first.click()
+            page.get_by_text("Queued run #1.").wait_for()
+            b.idle()
+
+            # Run detail: the chart gains points across two refreshes, with no navigation.
+            page.get_by_role("link", name="Open run 1").click()
+            page.get_by_role("heading", name="Run 1 · mnist_cnn on digits").wait_for()
+            url_before = page.url
+            seen: list[tuple[int, int]] = []
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                step, points = b.chart_caption()
+                if not seen or (step, points) != seen[-1]:
+                    seen.append((step, points))
+                grown = [s for s in seen if s[0] > 0]
+                if len(grown) >= 3 and grown[-1][1] > grown[-2][1] > grown[0][1]:
+                    break
+                if step >= ITERATIONS:
+                    break
+                time.sleep(0.5)
+            grown = [s for s in seen if s[0] > 0]
+            assert len(grown) >= 3 and grown[-1][1] > grown[-2][1] > grown[0][1], (
+                f"the chart did not grow across two refreshes: {seen}")
+            assert page.url == url_before, "the page navigated while refreshing"
+            assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3
+            b.shot("0-readme-run-detail-live", full=False)  # docs/screenshot.png comes from this one
+            b.shot("2-run-detail-live")
+
+            # It finishes; the page redraws once with the checkpoints.
+            main = page.locator('[data-testid="stMain"]')
+            main.get_by_text("succeeded", exact=True).filter(visible=True).first.wait_for(timeout=180_000)
+            main.get_by_text("Duration", exact=True).filter(visible=True).first.wait_for()
+            b.idle()
+            step, points = b.chart_caption()
+            assert step == ITERATIONS and points >= grown[-1][1]
+            b.shot("3-run-detail-finished")
+
+            b.nav("Runs")
+            page.locator('[data-testid="stDataFrame"]').first.wait_for()
+            b.shot("4-runs")
+            b.nav("Compare")
+            b.shot("5-compare")
+
+            # Predict: the best checkpoint of run 1; upload a digit, read the predicted class.
+            b.nav("Predict")
+            page.get_by_text("Classify images").wait_for()
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(image_path))
+            answer = page.get_by_text(re.compile(r"^Predicted class: ")).first
+            answer.wait_for(timeout=60_000)
+            b.idle()
+            predicted = re.match(r"Predicted class: (\S+) \(([\d.]+) %\)", answer.inner_text()).group(1)
+            b.shot("6-predict")
+            # Evaluate the checkpoint on digits' test split: a job for the worker.
+            page.get_by_role("button", name="Evaluate on a worker").click()
+            page.get_by_text("Confusion matrix", exact=False).first.wait_for(timeout=120_000)
+            b.idle()
+            b.shot("7-evaluation")
+            b.nav("Datasets")
+            page.locator('[data-testid="stImage"]').first.wait_for()
+            b.shot("8-datasets")
+        finally:
+            browser.close()
+
+    # The browser's answer is the checkpoint's own.
+    from core.predict import Predictor
+
+    best = stack["home"] / "runs" / "1" / "checkpoints" / "best.pt"
+    [expected] = Predictor(best).predict([png])
+    assert predicted == expected.label, (predicted, expected.to_dict())
+    assert predicted in [str(i) for i in range(10)]
+
+    # SIGTERM stops imori up, its worker, its dashboard and its Redis.
+    redis_pid = int((stack["home"] / "redis" / "redis.pid").read_text())
+    up = stack["proc"]
+    os.killpg(up.pid, signal.SIGTERM)
+    assert up.wait(timeout=90) == 0, stack["log"].read_text()[-3000:]
+    assert "stopping imori" in stack["log"].read_text()
+    time.sleep(0.5)
+    assert not healthy(stack["url"])
+    assert not alive(redis_pid)
