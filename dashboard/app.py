@@ -19,8 +19,11 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from dashboard import widgets  # noqa: E402
+from dashboard.auth import require_login  # noqa: E402
 
 st.set_page_config(page_title="imori", page_icon="🦎", layout="wide")
+if not require_login():
+    st.stop()
 
 page = st.navigation(
     {
