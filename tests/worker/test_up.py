@@ -71,3 +71,58 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "State:\tZ" not in status
+
+
+def test_a_dashboard_restart_loses_nothing(tmp_path):
+    """The dashboard holds no state: kill it mid-run, start it again, and the run (trained
+    by a worker) finishes with every step, and the new dashboard serves."""
+    home = tempfile.mkdtemp(prefix="imori-dr-", dir="/tmp")
+    env = {**os.environ, "IMORI_HOME": home, "PYTHONUNBUFFERED": "1"}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    cli = [sys.executable, "-m", "worker.cli"]
+    port = free_port()
+    procs = []
+
+    def start(*args):
+        proc = subprocess.Popen(cli + list(args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    def healthy(timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                time.sleep(0.3)
+        return False
+
+    try:
+        start("worker", "--name", "dr")
+        dashboard = start("dashboard", "--port", str(port))
+        assert healthy()
+        out = subprocess.run(cli + ["submit", "--model", "mnist_cnn", "--iterations", "300", "--json"],
+                             env=env, capture_output=True, text=True, check=True).stdout
+        run_id = __import__("json").loads(out)["run_id"]
+        os.killpg(dashboard.pid, signal.SIGKILL)  # the dashboard dies mid-run
+        dashboard.wait()
+        start("dashboard", "--port", str(port))
+        assert healthy()
+        waited = subprocess.run(cli + ["wait", str(run_id), "--timeout", "180", "--json"], env=env,
+                                capture_output=True, text=True)
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        shown = subprocess.run(cli + ["show", str(run_id), "--csv"], env=env, capture_output=True, text=True).stdout
+        assert [int(line.split(",")[0]) for line in shown.strip().splitlines()[1:]] == list(range(1, 301))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        env_home = {**os.environ, "IMORI_HOME": home}
+        subprocess.run([sys.executable, "-c", "from worker import broker; broker.stop()"], cwd=ROOT, env=env_home)
