@@ -28,8 +28,8 @@ test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python bench/recording.py
-	$(BIN)/python bench/queueing.py
+	$(BIN)/python -m pip install --quiet opencv-python-headless  # seed 000's loader, for comparison
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

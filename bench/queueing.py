@@ -10,7 +10,11 @@ Measures, on a throwaway IMORI_HOME with the embedded Redis and one real `imori 
 1. submit -> first iteration recorded (median of --rounds submits, the worker warm);
 2. tiny runs per minute through one worker;
 3. two runs queued at once against the same two run one after the other (one worker
-   per machine trains one run at a time, so "at once" must cost no more than in turn).
+   per machine trains one run at a time, so "at once" must cost no more than in turn);
+4. a whole run through the queue (submit -> succeeded: the seed 003 recipe on digits,
+   5 epochs, recorded, checkpointed) against the tutorial's script as a process (start
+   Python, import torch, load the same digits, train and test 5 epochs, save the
+   state_dict), in interleaved rounds.
 
 Prints a table; the figures go into bench/RESULTS.md by hand with the date and machine.
 """
@@ -30,6 +34,45 @@ import statistics
 import subprocess
 import tempfile
 import time
+
+
+# The seed 003 tutorial's script, bare, on the same digits imori trains on: a fresh
+# process, the tutorial's loop (Adam 1e-3, batch 100, NLL, 5 epochs, test each epoch).
+BARE_SCRIPT = """
+import sys, torch
+from torch import nn, optim
+import torch.nn.functional as F
+from core.data import load_dataset
+from core.data.preprocess import Preprocessing
+torch.manual_seed(0)
+prep = Preprocessing(height=28, width=28, channels=1, mean=(0.1307,), std=(0.3081,))
+data = load_dataset("digits", prep)
+train_x, train_y = prep.normalize(data.train.images), data.train.labels
+test_x, test_y = prep.normalize(data.test.images), data.test.labels
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.base_net = nn.Sequential(nn.Conv2d(1, 20, 5, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 40, 5, 1), nn.ReLU())
+        self.classfier = nn.Sequential(nn.Linear(40 * 8 * 8, 100), nn.ReLU(), nn.Linear(100, 10), nn.LogSoftmax(dim=1))
+    def forward(self, x):
+        return self.classfier(self.base_net(x).view(x.size(0), -1))
+model = Net()
+optimizer = optim.Adam(model.parameters(), lr=0.001)
+criterion = nn.NLLLoss()
+loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train_x, train_y), batch_size=100, shuffle=True)
+for epoch in range(5):
+    model.train()
+    for data_, target in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(data_), target)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(test_x)
+        correct = (out.argmax(1) == test_y).sum().item()
+torch.save(model.state_dict(), sys.argv[1] + "/mnist_cnn.pt")
+"""
 
 
 def wait(condition, timeout: float, what: str, poll: float = 0.005):
@@ -101,6 +144,18 @@ def main() -> None:
             for run_id in pair:
                 wait(lambda: queries.get_run(run_id).status == "succeeded", 300, "a run", poll=0.05)
             at_once.append(time.monotonic() - start)
+        # 4. whole runs: the queue (warm worker) vs the tutorial's script as a process.
+        from core.config import recipe_config
+
+        queue_s, script_s = [], []
+        for _ in range(3):
+            start = time.monotonic()
+            subprocess.run([sys.executable, "-c", BARE_SCRIPT, home], check=True, cwd=ROOT)
+            script_s.append(time.monotonic() - start)
+            start = time.monotonic()
+            run_id = submit(recipe_config("seed003", device="cpu"))
+            wait(lambda: queries.get_run(run_id).status == "succeeded", 300, "the recipe run", poll=0.02)
+            queue_s.append(time.monotonic() - start)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)
@@ -116,6 +171,9 @@ def main() -> None:
     print(f"| tiny runs (5 iterations) through one worker | {per_minute:.0f} runs/min | |")
     print(f"| two runs queued at once / one after the other | {ratio:.3f} "
           f"(at once {statistics.median(at_once):.1f} s, in turn {statistics.median(in_turn):.1f} s) | <= 1.1 |")
+    print(f"| whole seed 003 run: through the queue / the tutorial's script as a process | "
+          f"{statistics.median(queue_s) / statistics.median(script_s):.3f} (queue {statistics.median(queue_s):.1f} s, "
+          f"script {statistics.median(script_s):.1f} s, medians of 3) | |")
 
 
 if __name__ == "__main__":
