@@ -104,6 +104,7 @@ def main() -> None:
     worker = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "worker", "--name", "bench", "--loglevel", "WARNING"],
         cwd=ROOT, env={**os.environ}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         wait(lambda: any(w.name == "bench" for w in live_workers()), 120, "the worker", poll=0.2)

@@ -158,9 +158,14 @@ class _StepBuffer:
         self.last_flush = time.monotonic()
 
     def add(self, step: int, epoch: int, loss: torch.Tensor, correct: torch.Tensor, count: int, lr: float) -> None:
+        if self.every_step:  # the CPU: reading a value costs nothing, so skip the batching
+            self.recorder.on_step(
+                StepMetrics(step=step, epoch=epoch, loss=loss.item(), accuracy=correct.item() / count, lr=lr, batch_size=count)
+            )
+            return
         self.rows.append((step, epoch, lr, time.time(), count))
         self.values.append(torch.stack((loss.detach().float(), correct.detach().float())))
-        if self.every_step or len(self.rows) >= 200 or time.monotonic() - self.last_flush > 0.5:
+        if len(self.rows) >= 200 or time.monotonic() - self.last_flush > 0.5:
             self.flush()
 
     def flush(self) -> None:
@@ -441,6 +446,7 @@ class Trainer:
         start_step = self.step
         status = "succeeded"
         model, optimizer, criterion = self.net, self.optimizer, self.criterion
+        scaled, scheduled = self.scaler.is_enabled(), config.schedule != "none"
         every_s = config.checkpoint_every_minutes * 60
         model.train()
         try:
@@ -457,11 +463,18 @@ class Trainer:
                     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                         output = model(x)
                         loss = criterion(output.float(), y)
-                    self.scaler.scale(loss).backward()
-                    self.scaler.step(optimizer)
-                    self.scaler.update()
+                    if scaled:  # float16 on CUDA only; elsewhere the plain calls, no wrapper cost
+                        self.scaler.scale(loss).backward()
+                        self.scaler.step(optimizer)
+                        self.scaler.update()
+                    else:
+                        loss.backward()
+                        optimizer.step()
                     lr = max(group["lr"] for group in optimizer.param_groups)
-                    self.scheduler.step()
+                    if scheduled:
+                        self.scheduler.step()
+                    else:
+                        self.scheduler.last_epoch += 1  # a constant schedule: just count the step
                     self.step += 1
                     self.next_epoch, self.next_batch = epoch, b + 1
                     buffer.add(self.step, epoch, loss, (output.argmax(1) == y).sum(), len(y), lr)
