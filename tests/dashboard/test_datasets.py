@@ -79,3 +79,40 @@ def test_an_imported_dataset_can_be_deleted_after_a_confirm(home):
     at.button(key="ds_delete_yes").click().run()
     ok(at)
     assert "gone" not in list(at.dataframe[0].value["name"])
+
+
+def test_a_hostile_zip_imports_what_is_safe_and_lists_the_rest(home):
+    """Entries with `..` or absolute paths are skipped and listed; nothing lands outside."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    from dashkit import class_zip
+
+    good = zipfile.ZipFile(io.BytesIO(class_zip(per_class=6, bad=0)))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for info in good.infolist():
+            zf.writestr(info.filename, good.read(info))
+        zf.writestr("../../escaped.png", good.read(good.infolist()[-1]))
+        zf.writestr("/tmp/imori-absolute-escape.png", good.read(good.infolist()[-1]))
+    at = upload_zip(app(DATASETS), "hostile.zip", buffer.getvalue(), "hostile")
+    assert any("Imported **hostile**" in t for t in texts(at.success)), texts(at.error)
+    assert {m.label: m.value for m in at.metric}["Skipped files"] == "2"
+    assert not Path("/tmp/imori-absolute-escape.png").exists()
+    assert not (Path(home).parent / "escaped.png").exists() and not (Path(home) / "escaped.png").exists()
+
+
+def test_a_zip_bomb_gets_a_message_and_leaves_nothing(home):
+    import io
+    import zipfile
+
+    from core.paths import datasets_dir
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/0.png", b"x")
+        zf.writestr("b/huge.png", b"\0" * (64 * 1024 * 1024))
+    at = upload_zip(app(DATASETS), "bomb.zip", buffer.getvalue(), "bomb")
+    assert any(t.startswith("Not imported:") for t in texts(at.error)), texts(at.error)
+    assert not (datasets_dir() / "bomb").exists()

@@ -215,3 +215,15 @@ def test_evaluation_runs_on_a_real_worker_process(run_id, home):
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)
+
+
+def test_a_decompression_bomb_upload_gets_a_message(run_id):
+    """A small PNG that claims a huge size: refused by Pillow's limit, shown as a message."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(buffer, "PNG")  # 100 Mpixels in a few KB
+    at = app(PREDICT, run=run_id)
+    at.file_uploader(key="pr_images").upload("bomb.png", buffer.getvalue(), "image/png").run()
+    ok(at)
+    assert any("too large" in t or "decompression" in t for t in texts(at.error) + texts(at.warning)), texts(at.error)

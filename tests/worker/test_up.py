@@ -126,3 +126,15 @@ def test_a_dashboard_restart_loses_nothing(tmp_path):
                     os.killpg(proc.pid, signal.SIGKILL)
         env_home = {**os.environ, "IMORI_HOME": home}
         subprocess.run([sys.executable, "-c", "from worker import broker; broker.stop()"], cwd=ROOT, env=env_home)
+
+
+def test_the_dashboard_listens_on_localhost_with_xsrf_on_by_default():
+    from worker.cli import make_parser
+    from worker.runner import dashboard_command
+
+    args = make_parser().parse_args(["up"])
+    command = dashboard_command(args.host, args.port)
+    setting = dict(zip(command[::1], command[1::1]))
+    assert setting["--server.address"] == "127.0.0.1"
+    assert setting["--server.enableXsrfProtection"] == "true"
+    assert make_parser().parse_args(["dashboard"]).host == "127.0.0.1"
