@@ -61,10 +61,16 @@ def main(names: list[str]) -> None:
         rows = []
         for label, overrides in VARIANTS.get(name, [("as written", {})]):
             row = {"variant": label, "overrides": overrides, **measure(name, overrides)}
-            print(name, json.dumps(row), flush=True)
+            print(name, json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
         results[name] = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "device": "cpu", "results": rows}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print("| recipe | variant | dataset | test accuracy | iterations | seconds |")
+    print("|---|---|---|---|---|---|")
+    for name in names or list(RECIPES):
+        for row in results[name]["results"]:
+            accuracy = f"{100 * row['test_accuracy']:.1f} %" if "test_accuracy" in row else row.get("error", "-")
+            print(f"| {name} | {row['variant']} | {row.get('dataset', '-')} | {accuracy} | {row.get('iterations', '-')} | {row.get('seconds', '-')} |")
     print(f"wrote {RESULTS}")
 
 

@@ -28,6 +28,7 @@ SUITE = [
     ("The queue: submit to first iteration, runs per minute, two runs at once vs in turn (b, c, g)", "queueing.py", [], ["--rounds", "5"]),
     ("Prediction latency, warm model, one upload, one torch thread (e)", "predict_latency.py", [], ["--repeats", "20"]),
     ("Data pipeline on an image folder of 64x64 JPEGs (f)", "pipeline.py", [], ["--images", "3000", "--seed000-counts", "250,500,1000"]),
+    ("What each recipe reaches on the built-in data (for the recipe cards)", "recipes.py", [], ["seed003", "seed004"]),
 ]
 
 
