@@ -165,8 +165,8 @@ def main() -> None:
     ms = [1000 * x for x in latencies]
     ratio = statistics.median(at_once) / statistics.median(in_turn)
     print(f"machine: {os.uname().machine}, {len(os.sched_getaffinity(0))} cores; {time.strftime('%Y-%m-%d')}")
-    print(f"| figure | value | target |")
-    print(f"|---|---|---|")
+    print("| figure | value | target |")
+    print("|---|---|---|")
     print(f"| submit -> first iteration recorded, median of {len(ms)} (warm worker) | {statistics.median(ms):.0f} ms "
           f"(min {min(ms):.0f}, max {max(ms):.0f}) | < 1000 ms |")
     print(f"| tiny runs (5 iterations) through one worker | {per_minute:.0f} runs/min | |")

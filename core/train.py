@@ -188,7 +188,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None) -> None:
         from core.data import load_dataset, stratified_split
-        from core.models import build_model, load_init_weights, param_groups, summarize
+        from core.models import build_model, get_spec, load_init_weights, param_groups, summarize
 
         self.config = config.validate()
         self.run_dir = Path(run_dir)
@@ -250,7 +250,7 @@ class Trainer:
         else:
             self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.criterion = torch.nn.NLLLoss() if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss()
-        self.output = self.model_spec_output()
+        self.output = get_spec(config.model).output  # "logits" or "log_probs"
 
         n = len(self.train_y)
         batch = min(config.batch_size, n)
@@ -277,11 +277,6 @@ class Trainer:
         self.last_path: str | None = None
         self.last_val: dict[str, float] = {}
         self.last_test: dict[str, float] = {}
-
-    def model_spec_output(self) -> str:
-        from core.models import get_spec
-
-        return get_spec(self.config.model).output
 
     def _lr_lambda(self, step: int) -> float:
         c = self.config
