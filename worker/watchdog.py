@@ -8,6 +8,9 @@ writes are refused from then on. The requeue is atomic in the database, so when 
 watchdogs see the same stale run, exactly one sends it again. A run that has already
 used ``MAX_ATTEMPTS`` fails with the reason instead of killing workers forever.
 
+It also sends again a run that has waited a minute in an empty queue: its message was
+lost (duplicates are harmless, the claim being atomic).
+
 Worst case from a worker's death to the requeue: STALE_AFTER_S + SCAN_EVERY_S (about
 35 s), well inside the promised minute.
 """
@@ -24,6 +27,9 @@ log = logging.getLogger("imori.watchdog")
 STALE_AFTER_S = float(os.environ.get("IMORI_STALE_AFTER_S", "30"))
 SCAN_EVERY_S = float(os.environ.get("IMORI_WATCHDOG_EVERY_S", "5"))
 MAX_ATTEMPTS = int(os.environ.get("IMORI_MAX_ATTEMPTS", "3"))
+# A run queued this long while its queue in Redis is empty has lost its message (a Redis
+# without persistence was wiped, or a submit died between the row and the send).
+LOST_AFTER_S = float(os.environ.get("IMORI_LOST_AFTER_S", "60"))
 
 
 def scan(stale_after: float = STALE_AFTER_S, max_attempts: int = MAX_ATTEMPTS) -> list[tuple[int, str]]:
@@ -54,6 +60,34 @@ def scan(stale_after: float = STALE_AFTER_S, max_attempts: int = MAX_ATTEMPTS) -
     return done
 
 
+def resend_lost(older_than: float = LOST_AFTER_S) -> list[int]:
+    """Send again the queued runs whose queue is empty: their message was lost. A message
+    sent twice is harmless (the claim is atomic), so erring towards resending is safe."""
+    from datetime import datetime, timedelta, timezone
+
+    from core.records import queries, store
+    from worker.app import cpu_queue, gpu_queue
+    from worker.broker import client
+    from worker.client import send
+
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than)
+    waiting = [r for r in queries.list_runs(status="queued", limit=None) if r.created_at < cutoff]
+    if not waiting:
+        return []
+    redis = client(socket_timeout=5)
+    empty = {q for q in (cpu_queue(), gpu_queue()) if redis.llen(q) == 0}
+    targets = {"cpu": {cpu_queue()}, "cuda": {gpu_queue()}, "auto": {cpu_queue(), gpu_queue()}}
+    sent = []
+    for run in waiting:
+        device = queries.get_run(run.id).config.get("device", "auto")
+        if targets.get(device, {cpu_queue()}) <= empty:
+            send(run.id, device)
+            store.add_log(run.id, "its queue message was lost (the queue was empty); sent again")
+            log.warning("run %s: queued with no message in Redis; sent again", run.id)
+            sent.append(run.id)
+    return sent
+
+
 class Watchdog:
     """``scan()`` every few seconds in a daemon thread until ``stop()``."""
 
@@ -71,6 +105,7 @@ class Watchdog:
         while not self._stop.wait(self.every):
             try:
                 scan(self.stale_after)
+                resend_lost()
             except Exception as err:  # noqa: BLE001 - a database or Redis hiccup: try again next time
                 log.warning("watchdog pass failed: %s", err)
 

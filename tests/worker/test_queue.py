@@ -142,6 +142,25 @@ def test_redis_restarted_in_the_middle_of_a_run(stack, worker_a):
     assert stack.wait_status(after, ("succeeded", "failed"), timeout=120).status == "succeeded"
 
 
+def test_a_queued_run_whose_message_was_lost_is_sent_again(stack):
+    """A Redis wiped without persistence (or a submit that died after writing the row)
+    leaves a queued run with no message: a worker's watchdog sends it again."""
+    from core.records import queries
+    from worker.app import cpu_queue
+    from worker.broker import client
+    from worker.client import submit
+
+    stack.stop_workers()
+    run_id = submit(RunConfig(**TINY, epochs=None, iterations=5, name="lost"))
+    assert client().delete(cpu_queue()) == 1  # the message is gone
+    time.sleep(2.5)
+    stack.start_worker("finder", IMORI_LOST_AFTER_S="2")
+    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=60)
+    assert run.status == "succeeded" and run.attempt == 1
+    assert any("sent again" in line.message for line in queries.run_logs(run_id))
+    stack.stop_workers()
+
+
 def test_a_killed_worker_loses_nothing(stack):
     """SIGKILL mid-run; another worker resumes from the last checkpoint: one row per
     step, and the same final accuracy as a run that was never interrupted."""
