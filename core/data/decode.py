@@ -261,17 +261,24 @@ def _take(tensor: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return tensor[idx]
 
 
-def finish(
-    decoded: Decoded, name: str, where: str, *, seed: int, test_fraction: float, extra_skipped: Sequence[tuple[str, str]] = ()
-) -> DataSplits:
-    """Check the classes, split unassigned images by ratio, and build the report."""
-    check_classes(decoded, where)
+def assign_splits(decoded: Decoded, test_fraction: float, seed: int) -> torch.Tensor:
+    """Each image's split: the one its folder gave it, else train or test by a seeded,
+    stratified draw of ``test_fraction``."""
     splits = decoded.splits.clone()
     unassigned = torch.nonzero(splits == UNASSIGNED).flatten()
     if len(unassigned):
         _, held = stratified_split(decoded.labels[unassigned], test_fraction, seed)
         splits[unassigned] = TRAIN
         splits[unassigned[held]] = TEST
+    return splits
+
+
+def finish(
+    decoded: Decoded, name: str, where: str, *, seed: int, test_fraction: float, extra_skipped: Sequence[tuple[str, str]] = ()
+) -> DataSplits:
+    """Check the classes, split unassigned images by ratio, and build the report."""
+    check_classes(decoded, where)
+    splits = assign_splits(decoded, test_fraction, seed)
     train_idx = torch.nonzero(splits == TRAIN).flatten()
     test_idx = torch.nonzero(splits == TEST).flatten()
     train = TensorSet(_take(decoded.images, train_idx), _take(decoded.labels, train_idx))

@@ -22,16 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
 from core import paths
 from core.data import cache, safezip
-from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, check_classes, decode_files, finish
+from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, assign_splits, check_classes, decode_files, finish
 from core.data.folders import Scan, is_zip, scan_directory
 from core.data.preprocess import Preprocessing, open_image
 from core.data.report import DatasetInfo, ImportReport, build_report
-from core.data.splits import DataSplits, stratified_split
+from core.data.splits import DataSplits
 from core.errors import DatasetError
 
 MANIFEST = "manifest.json"
@@ -135,12 +134,7 @@ def _validate(scan: Scan, data: Path, source: Path, name: str, unsafe: list[tupl
     decoded.skipped = list(unsafe) + scan_skipped + decoded.skipped
     check_classes(decoded, source.name)
     kept = decoded.names
-    splits = decoded.splits.clone()
-    unassigned = torch.nonzero(splits == UNASSIGNED).flatten()
-    if len(unassigned):
-        _, held = stratified_split(decoded.labels[unassigned], IMPORT_TEST_FRACTION, IMPORT_SPLIT_SEED)
-        splits[unassigned] = TRAIN
-        splits[unassigned[held]] = TEST
+    splits = assign_splits(decoded, IMPORT_TEST_FRACTION, IMPORT_SPLIT_SEED)
     labels = decoded.labels.tolist()
     files = {
         "train": [[rel, lab] for rel, lab, s in zip(kept, labels, splits.tolist()) if s == TRAIN],
@@ -155,7 +149,7 @@ def _validate(scan: Scan, data: Path, source: Path, name: str, unsafe: list[tupl
         warnings=scan.warnings,
     )
     layout = scan.layout
-    if len(unassigned):
+    if bool((decoded.splits == UNASSIGNED).any()):  # the folders gave no test split: drawn here
         layout += f" (test split fixed at import: {int(IMPORT_TEST_FRACTION * 100)} %, seed {IMPORT_SPLIT_SEED})"
     channels = 1 if decoded.modes and set(decoded.modes) <= _GRAY_MODES else 3
     sizes = [s for s in decoded.sizes]
