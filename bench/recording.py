@@ -61,6 +61,16 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def abba_pair(one, r: int):
+    """Round ``r`` of an ABBA schedule: (bare, recorded), measured bare first on even
+    rounds and recorded first on odd ones, so drift over time cancels out."""
+    if r % 2 == 0:
+        bare = one(False, r)
+        return bare, one(True, r)
+    rec = one(True, r)
+    return one(False, r), rec
+
+
 def spread(values: list[float]) -> str:
     return f"{min(values):.4f} .. {max(values):.4f}"
 
@@ -149,10 +159,7 @@ def training_overhead(args: argparse.Namespace, url: str) -> dict:
     one(False, -1), one(True, -1)  # warm-up: caches, allocator, first-call costs
     rounds = []
     for r in range(args.rounds):
-        if r % 2 == 0:
-            bare, rec = one(False, r), one(True, r)
-        else:
-            rec, bare = one(True, r), one(False, r)
+        bare, rec = abba_pair(one, r)
         rounds.append((bare, rec))
         print(f"  round {r + 1}: loop bare {bare['loop']:.3f} s, recorded {rec['loop']:.3f} s "
               f"(ratio {bare['loop'] / rec['loop']:.4f}); inside the recorder {rec['inside'] * 1000:.1f} ms "
@@ -220,10 +227,7 @@ def whole_runs(args: argparse.Namespace, url: str, threads: int) -> dict:
 
     pairs = []
     for r in range(args.whole_rounds):
-        if r % 2 == 0:
-            bare, rec = one(False, r), one(True, r)
-        else:
-            rec, bare = one(True, r), one(False, r)
+        bare, rec = abba_pair(one, r)
         pairs.append((bare, rec))
         print(f"  round {r + 1}: bare {bare:.2f} s, recorded {rec:.2f} s (ratio {bare / rec:.4f})")
     ratios = [b / r for b, r in pairs]
