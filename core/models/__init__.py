@@ -1,9 +1,10 @@
-"""imori's models: the tutorials' networks and torchvision fine-tuning, behind one registry.
+"""imori's models: the tutorials' networks, torchvision and timm fine-tuning, behind one registry.
 
     spec = get_spec("mynet")                      # input size, channels, output, recipe defaults
     model = build_model("mynet", num_classes=2)  # a fresh nn.Module
     groups = param_groups(model, "mynet", lr=0.01)
     print(summarize(model).as_text())
+    ok, where = pretrained_available("efficientnet_lite0")  # ImageNet weights here?
 """
 
 from core.models.registry import (
@@ -14,6 +15,8 @@ from core.models.registry import (
     list_models,
     load_init_weights,
     param_groups,
+    pretrained_available,
+    set_train_mode,
 )
 from core.models.summary import ModelSummary, ParamRow, summarize, unwrap_model
 
@@ -27,6 +30,8 @@ __all__ = [
     "list_models",
     "load_init_weights",
     "param_groups",
+    "pretrained_available",
+    "set_train_mode",
     "summarize",
     "unwrap_model",
 ]

