@@ -102,7 +102,7 @@ def main() -> None:
 
     broker.ensure_broker()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "worker", "--name", "bench", "--loglevel", "WARNING"],
+        [sys.executable, "-m", "cli", "worker", "--name", "bench", "--loglevel", "WARNING"],
         cwd=ROOT, env={**os.environ}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -146,7 +146,7 @@ def main() -> None:
                 wait(lambda: queries.get_run(run_id).status == "succeeded", 300, "a run", poll=0.05)
             at_once.append(time.monotonic() - start)
         # 4. whole runs: the queue (warm worker) vs the tutorial's script as a process.
-        from core.config import recipe_config
+        from core.recipes import recipe_config
 
         queue_s, script_s = [], []
         for _ in range(3):

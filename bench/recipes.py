@@ -4,7 +4,7 @@
     .venv/bin/python bench/recipes.py seed003    # one recipe
 
 Writes core/recipe_results.json (shipped with the package, read by
-``core.config.recipe_results``), so a card's figure is always one this script measured,
+``core.recipes.recipe_results``), so a card's figure is always one this script measured,
 with its date and machine, never a number typed by hand.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.config import RECIPES, recipe_config  # noqa: E402
+from core.recipes import RECIPES, recipe_config  # noqa: E402
 from core.errors import ImoriError  # noqa: E402
 from core.train import fit  # noqa: E402
 

@@ -118,7 +118,7 @@ def main() -> None:
     os.environ["IMORI_HOME"] = tempfile.mkdtemp(prefix="imori-bt-")
     import torch
 
-    from core.config import recipe_config
+    from core.recipes import recipe_config
     from core.data import load_dataset, stratified_split
     from core.train import usable_cores
 

@@ -1,4 +1,9 @@
-"""Checkpoints: atomic writes, ``weights_only`` reads, and the tutorials' bare state_dicts.
+"""Checkpoints: the one module that writes and reads the format, and every policy of when.
+
+``Checkpointer`` decides when a run writes a checkpoint (best, every N epochs, every M
+minutes mid-epoch, on cancel, the last K kept); ``make_payload`` builds the file's
+contents and ``load_checkpoint`` reads them back; ``save_atomic`` writes, ``read_file``
+loads with ``weights_only=True`` and explains every refusal.
 
 An imori checkpoint is a dict of plain values and tensors only, so it loads with
 ``torch.load(weights_only=True)``: the model's state_dict, its name, options and
@@ -15,14 +20,18 @@ import io
 import os
 import pickletools
 import tempfile
+import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import core
 from core.errors import CheckpointError, ImoriError
+from core.recorder import CheckpointInfo, Recorder
 
 FORMAT = "imori-checkpoint"
 FORMAT_VERSION = 1
@@ -168,6 +177,113 @@ def export_state_dict(checkpoint: str | Path | Checkpoint, out: str | Path) -> P
     """Write the bare ``state_dict`` that the tutorial's own model class loads."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     return save_atomic({k: v.contiguous() for k, v in ckpt.state_dict.items()}, out)
+
+
+def make_payload(
+    *,
+    model_name: str,
+    model_options: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    classes: list[str],
+    preprocessing: dict[str, Any],
+    config: dict[str, Any],
+    metrics: dict[str, float],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """An imori checkpoint's contents: plain values and tensors only (``load_checkpoint``
+    reads them back). ``training`` holds what resuming needs: step, epoch, position in the
+    epoch (``next_epoch``, ``next_batch``), optimizer and scheduler states, the best
+    validation score so far and the RNG states as tensors."""
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "imori_version": core.__version__,
+        "model": {"name": model_name, "options": dict(model_options), "state_dict": state_dict},
+        "classes": list(classes),
+        "preprocessing": dict(preprocessing),
+        "config": dict(config),
+        "metrics": dict(metrics),
+        "training": training,
+    }
+
+
+# Validation score: (accuracy, -loss), so that a tie in accuracy goes to the lower loss.
+Score = tuple[float, float]
+
+
+class Checkpointer:
+    """Every checkpoint policy of one run, called by the loop at two points (timm's
+    ``CheckpointSaver`` is the anchor).
+
+    ``after_step``: a checkpoint every ``every_minutes`` mid-epoch (so a long CPU epoch is
+    never lost), and one when the run stops early (cancelled). ``after_epoch``: ``best.pt``
+    whenever the validation score improves, a periodic checkpoint every ``every_epochs``
+    epochs and at the end of the run. Only the last ``keep`` periodic checkpoints are kept;
+    ``best.pt`` always is. ``payload(metrics)`` gives the file's contents at this moment.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        payload: Callable[[dict[str, float]], dict[str, Any]],
+        recorder: Recorder,
+        *,
+        every_epochs: int = 1,
+        every_minutes: float = 0.0,
+        keep: int = 3,
+    ) -> None:
+        self.folder = Path(folder)
+        self.payload = payload
+        self.recorder = recorder
+        self.every_epochs = every_epochs
+        self.every_s = every_minutes * 60
+        self.keep = keep
+        self.best_score: Score | None = None
+        self.best_path: str | None = None
+        self.last_path: str | None = None
+        self.last_time = time.monotonic()
+        # A worker killed in the middle of a write leaves its temporary file (never half
+        # a checkpoint: the rename is atomic); clear them out.
+        for stale in self.folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def restore(self, best_score: Score | None, last_path: str | Path) -> None:
+        """Continue the policy of a resumed run."""
+        self.best_score = tuple(best_score) if best_score is not None else None  # type: ignore[assignment]
+        best = self.folder / "best.pt"
+        self.best_path = str(best) if self.best_score is not None and best.exists() else None
+        self.last_path = str(last_path)
+
+    def after_step(self, *, stopping: bool, finished: bool) -> None:
+        """After every optimizer step; ``stopping``: the run ends here (cancelled)."""
+        if stopping or (self.every_s and not finished and time.monotonic() - self.last_time >= self.every_s):
+            self.save({})
+
+    def after_epoch(self, epoch: int, val: dict[str, float], metrics: dict[str, float], *, finished: bool) -> None:
+        """After each evaluation (the end of an epoch, or the end of a run of iterations)."""
+        score = (val["accuracy"], -val["loss"]) if val else None
+        if score is not None and (self.best_score is None or score > self.best_score):
+            self.best_score = score
+            self.save(metrics, best=True)
+        if finished or (self.every_epochs and epoch % self.every_epochs == 0):
+            self.save(metrics)
+
+    def save(self, metrics: dict[str, float], *, best: bool = False) -> str:
+        """Write a checkpoint now (``best.pt``, or a periodic ``ckpt-s<step>.pt``)."""
+        self.recorder.before_checkpoint()
+        payload = self.payload(metrics)
+        step, epoch = int(payload["training"]["step"]), int(payload["training"]["epoch"])
+        path = str(save_atomic(payload, self.folder / ("best.pt" if best else f"ckpt-s{step:08d}.pt")))
+        self.recorder.on_checkpoint(CheckpointInfo(path=path, epoch=epoch, step=step, metrics=dict(metrics), is_best=best))
+        if best:
+            self.best_path = path
+            return path
+        self.last_path, self.last_time = path, time.monotonic()
+        periodic = sorted(self.folder.glob("ckpt-s*.pt"))
+        for old in periodic[: max(0, len(periodic) - self.keep)]:
+            old.unlink(missing_ok=True)
+            self.recorder.on_checkpoint_removed(str(old))
+        return path
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -1,14 +1,27 @@
-"""RunConfig: one validated description of a training run, and the tutorials' recipes.
+"""RunConfig: one validated description of a training run, each setting described once.
 
-A RunConfig is plain values (``to_dict``/``from_dict`` round-trip through JSON), so the
-same object travels from the CLI, the dashboard form or a database row to the loop.
-``validate()`` refuses nonsense with messages a user can act on.
+Every field of ``RunConfig`` carries its own description (``setting(...)``: help text,
+unit, choices, bounds, the form section it belongs to, how to read it from text). The
+``imori`` command line (``cli/options.py``) and the dashboard's New run form
+(``dashboard/settings_form.py``) are generated from these descriptions, so a new setting
+is one new field here and nothing else.
+
+A RunConfig is plain values (``to_dict``/``from_dict`` round-trip through JSON, and every
+config ever recorded still reads), so the same object travels from the CLI, the form, a
+config file or a database row to the loop. ``problems()`` lists every reason it cannot
+run, in words a user can act on; it runs where user input enters (the CLI, the form, the
+client's ``submit``), not again further down.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,92 +34,264 @@ DEVICES = ("auto", "cpu", "cuda")
 AUGMENTATIONS = ("flip", "crop", "rotate")
 CHANNEL_ORDERS = ("RGB", "BGR")
 
+# Form sections, in the order the New run page shows them (also the CLI's option groups).
+SECTIONS = {
+    "data": "Data",
+    "model": "Model",
+    "optimisation": "Optimisation",
+    "length": "Length and where",
+    "fine_tune": "Fine-tuning and warm start",
+    "hardware": "Hardware and checkpoints",
+}
+
+# Model options that the command line exposes as flags of their own (``--kernel 3`` means
+# ``model_options={"kernel": 3}``); a test keeps this in step with the model registry.
+MODEL_OPTION_FLAGS: dict[str, tuple[type, str]] = {
+    "kernel": (int, "lenet5 kernel size: 5 (classic) or 3 (seed 004's code)"),
+}
+
+
+# -- reading settings from text ---------------------------------------------------------------
+
+
+def parse_size(text: str | int) -> tuple[int, int]:
+    """``"64"`` -> (64, 64); ``"64x48"`` or ``"64,48"`` -> (64, 48)."""
+    try:
+        parts = [int(v) for v in str(text).lower().replace(",", "x").split("x")]
+    except ValueError:
+        raise ConfigError(f"image size must look like 64 or 64x48, not {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise ConfigError(f"image size must look like 64 or 64x48, not {text!r}")
+    return parts[0], parts[1]
+
+
+def parse_floats(text: str | float) -> tuple[float, ...] | None:
+    """``"0.5"`` -> (0.5,); ``"0.485, 0.456 0.406"`` -> three values; ``""`` -> None."""
+    if isinstance(text, (int, float)):
+        return (float(text),)
+    parts = [p for p in str(text).replace(",", " ").split() if p]
+    try:
+        return tuple(float(p) for p in parts) if parts else None
+    except ValueError:
+        raise ConfigError(f"expected numbers separated by commas, not {text!r}") from None
+
+
+def parse_words(text: str) -> tuple[str, ...]:
+    """``"flip, rotate"`` -> ("flip", "rotate")."""
+    return tuple(p.strip() for p in str(text).replace(",", " ").split() if p.strip())
+
+
+# -- the description of a setting --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one RunConfig field is shown, asked for and read.
+
+    ``section`` places it in the form (and the CLI's help); ``widget`` is ``None`` for the
+    form to choose from the field's type, ``"slider"``, ``"custom"`` (the page draws it
+    itself) or ``"hidden"`` (never in the form). ``parse`` reads the value from text (the
+    CLI, a text box); ``show`` says, from the form's other values, when it applies.
+    """
+
+    help: str
+    section: str
+    label: str | None = None
+    unit: str | None = None
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    parse: Callable[[str], Any] | None = None
+    show: Callable[[Mapping[str, Any]], bool] | None = None
+    placeholder: str | None = None
+    widget: str | None = None
+    flag: str | None = None  # the CLI flag; default --name-with-dashes; "" for none
+    metavar: str | None = None
+
+    def label_for(self, name: str) -> str:
+        return self.label or name.replace("_", " ").capitalize()
+
+    def flag_for(self, name: str) -> str:
+        return self.flag if self.flag is not None else "--" + name.replace("_", "-")
+
+
+def setting(default: Any = dataclasses.MISSING, **description: Any) -> Any:
+    """A dataclass field with its description: ``lr: float = setting(1e-3, help=..., ...)``."""
+    meta = {"setting": Setting(**description)}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _only_for_schedule_step(values: Mapping[str, Any]) -> bool:
+    return values.get("schedule") == "step"
+
+
+def _only_for_torchvision_data(values: Mapping[str, Any]) -> bool:
+    from core.data.torchvision_sets import TORCHVISION_DATASETS
+
+    return str(values.get("dataset", "")).lower() in TORCHVISION_DATASETS
+
 
 @dataclass
 class RunConfig:
     """Everything a run needs; defaults are sensible for a first try on ``digits``."""
 
-    model: str = "mnist_cnn"
-    dataset: str = "digits"
-    model_options: dict[str, Any] = field(default_factory=dict)
+    # Data and model (the New run page draws these itself: their choices come from the
+    # registries and the records).
+    dataset: str = setting(
+        "digits", section="data", widget="custom",
+        help="digits, shapes, shapes2, mnist, fashionmnist, cifar10, an imported name, or a folder/ZIP path",
+    )
+    model: str = setting("mnist_cnn", section="model", widget="custom", help="model name (see `imori models`)")
+    model_options: dict[str, Any] = setting(
+        {}, section="model", widget="custom", flag="", help="options of the model (lenet5: kernel)"
+    )
+    data_root: str | None = setting(
+        None, section="data", label="Data root", show=_only_for_torchvision_data,
+        placeholder="default: IMORI_HOME/torchvision", help="where torchvision datasets live",
+    )
+    download: bool = setting(
+        False, section="data", label="Download it if missing", show=_only_for_torchvision_data,
+        help="download torchvision data or pretrained weights if missing (needs the network)",
+    )
+    val_fraction: float = setting(
+        0.1, section="data", label="Validation fraction", widget="slider", minimum=0.05, maximum=0.5, step=0.05,
+        help="held out of the training split (seeded) to pick best.pt; the test split is only reported",
+    )
+    augment: tuple[str, ...] = setting(
+        (), section="data", label="Augmentation", choices=AUGMENTATIONS, parse=parse_words, metavar="LIST",
+        help="comma-separated: flip, crop, rotate (applied per batch on the training device)",
+    )
     # Input: None means "what the model declares" (size) or "the model's recipe" (the rest).
-    image_size: tuple[int, int] | None = None
-    channel_order: str | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    augment: tuple[str, ...] = ()
+    image_size: tuple[int, int] | None = setting(
+        None, section="model", widget="custom", parse=parse_size, metavar="N|HxW", unit="pixels",
+        help="input size in pixels: N or HxW (default: the model's)",
+    )
+    channel_order: str | None = setting(
+        None, section="model", widget="custom", choices=CHANNEL_ORDERS,
+        help="RGB, or BGR as cv2 reads images (seed 000); default: the model's recipe",
+    )
+    mean: tuple[float, ...] | None = setting(
+        None, section="model", widget="custom", parse=parse_floats, metavar="A[,B,C]",
+        help="normalisation mean, one value or one per channel, comma-separated",
+    )
+    std: tuple[float, ...] | None = setting(
+        None, section="model", widget="custom", parse=parse_floats, metavar="A[,B,C]", help="normalisation std, like --mean"
+    )
     # Optimisation.
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    loss: str = "auto"
-    schedule: str = "none"
-    step_epochs: int = 10  # "step" schedule: decay every this many epochs
-    gamma: float = 0.1  # "step" schedule: multiply the learning rate by this
-    batch_size: int = 64
-    epochs: int | None = 1  # exactly one of epochs / iterations is set
-    iterations: int | None = None
-    seed: int = 0
-    val_fraction: float = 0.1
+    optimizer: str = setting("adam", section="optimisation", label="Optimizer", choices=OPTIMIZERS, help="the optimizer")
+    lr: float = setting(
+        1e-3, section="optimisation", label="Learning rate", minimum=0.0, maximum=10.0, step=1e-4, help="learning rate"
+    )
+    momentum: float = setting(
+        0.0, section="optimisation", label="Momentum (SGD)", minimum=0.0, maximum=0.999, step=0.05,
+        help="SGD momentum (Adam has its own betas)",
+    )
+    weight_decay: float = setting(0.0, section="optimisation", label="Weight decay", minimum=0.0, step=1e-4, help="L2 weight decay")
+    loss: str = setting(
+        "auto", section="optimisation", label="Loss", choices=LOSSES,
+        help="auto: NLL for a log-softmax model (mnist_cnn), cross-entropy otherwise",
+    )
+    batch_size: int = setting(
+        64, section="optimisation", label="Batch size", minimum=1, maximum=65536, step=1, unit="images",
+        help="images per optimizer step",
+    )
+    schedule: str = setting("none", section="optimisation", label="Schedule", choices=SCHEDULES, help="learning-rate schedule")
+    step_epochs: int = setting(
+        10, section="optimisation", label="Every (epochs)", minimum=1, step=1, unit="epochs", show=_only_for_schedule_step,
+        help='"step" schedule: decay the learning rate every this many epochs',
+    )
+    gamma: float = setting(
+        0.1, section="optimisation", label="Multiply by", minimum=0.0, maximum=1.0, step=0.05, show=_only_for_schedule_step,
+        help='"step" schedule: multiply the learning rate by this',
+    )
+    # Length (exactly one of epochs / iterations is set).
+    epochs: int | None = setting(1, section="length", widget="custom", unit="epochs", help="passes over the training split")
+    iterations: int | None = setting(
+        None, section="length", widget="custom", unit="iterations",
+        help="train a fixed number of optimizer steps instead of epochs",
+    )
+    seed: int = setting(0, section="length", label="Seed", minimum=0, step=1, help="seeds the split, the weights and the batch order")
+    device: str = setting(
+        "auto", section="length", label="Device", choices=DEVICES,
+        help="auto: a GPU worker if one is alive, else a CPU worker; cuda waits for a GPU worker",
+    )
+    name: str | None = setting(None, section="length", label="Run name", placeholder="default: <model> on <dataset>", help="a name for the run")
     # Where and how.
-    device: str = "auto"
-    threads: int | None = None  # torch threads; None: from the cores this process may use
-    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
-    channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the model
-    eval_batch_size: int = 512
+    threads: int | None = setting(
+        None, section="hardware", label="Torch threads", minimum=1, step=1, placeholder="from the worker's cores",
+        help="torch threads (default: the cores this process may use)",
+    )
+    eval_batch_size: int = setting(
+        512, section="hardware", label="Evaluation batch size", minimum=1, step=64, unit="images",
+        help="images per forward pass when evaluating",
+    )
+    amp: bool = setting(True, section="hardware", label="Mixed precision on CUDA (bf16)", help="mixed precision on CUDA")
+    channels_last: bool = setting(True, section="hardware", label="channels_last on CUDA", help="channels-last memory format on CUDA")
+    compile: bool = setting(False, section="hardware", label="torch.compile", help="torch.compile the model")
     # Checkpoints.
-    checkpoint_every_epochs: int = 1
-    checkpoint_every_minutes: float = 10.0  # also mid-epoch, so a long CPU epoch is never lost
-    keep_checkpoints: int = 3  # periodic checkpoints kept (the best one is always kept)
-    # Fine-tuning (torchvision models) and warm starts (any model).
-    pretrained: bool = False
-    pretrained_path: str | None = None
-    freeze_backbone: bool = False
-    backbone_lr_mult: float | None = None  # None: 0.1 when pretrained, else 1.0
-    init_from: str | None = None  # an earlier checkpoint of the same model
-    # Data sources.
-    data_root: str | None = None
-    download: bool = False
+    checkpoint_every_epochs: int = setting(
+        1, section="hardware", label="Checkpoint every (epochs, 0: best and last only)", minimum=0, step=1, unit="epochs",
+        help="a periodic checkpoint every this many epochs (0: only the best and the last)",
+    )
+    checkpoint_every_minutes: float = setting(
+        10.0, section="hardware", label="…and every (minutes, 0: never by time)", minimum=0.0, step=1.0, unit="minutes",
+        help="also mid-epoch, so a long CPU epoch is never lost (0: never by time)",
+    )
+    keep_checkpoints: int = setting(
+        3, section="hardware", label="Keep the last (periodic checkpoints)", minimum=1, step=1,
+        help="periodic checkpoints kept (the best one is always kept)",
+    )
+    # Fine-tuning (models with pretrained weights) and warm starts (any model).
+    pretrained: bool = setting(
+        False, section="fine_tune", label="Pretrained ImageNet weights",
+        help="start from ImageNet-pretrained weights",
+    )
+    pretrained_path: str | None = setting(
+        None, section="fine_tune", label="Pretrained weights file", placeholder="default: the torch hub cache",
+        help="a local file of pretrained weights (default: the torch hub cache)",
+    )
+    freeze_backbone: bool = setting(
+        False, section="fine_tune", label="Freeze the backbone (train the head only)", help="train the new head only"
+    )
+    backbone_lr_mult: float | None = setting(
+        None, section="fine_tune", label="Backbone learning-rate multiplier", minimum=0.0, maximum=1.0, step=0.05,
+        placeholder="auto: 0.1 when pretrained, else 1", help="the backbone's learning rate as a fraction of --lr",
+    )
+    init_from: str | None = setting(
+        None, section="fine_tune", widget="custom", metavar="CHECKPOINT",
+        help="start from an earlier checkpoint of the same model",
+    )
     # Bookkeeping.
-    recipe: str | None = None
-    name: str | None = None
+    recipe: str | None = setting(
+        None, section="length", widget="hidden", flag="",
+        help="the recipe this run started from",
+    )
 
     # -- serialisation -----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("image_size", "mean", "std", "augment"):
-            if data[key] is not None:
-                data[key] = list(data[key])
-        return data
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        """Read plain values (JSON, a config file, a form), converting each to its field's
+        type; unknown names and values of the wrong kind are a ConfigError."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        values = dict(data)
-        size = values.get("image_size")
-        if isinstance(size, int):
-            values["image_size"] = (size, size)
-        elif size is not None:
-            values["image_size"] = tuple(int(v) for v in size)
-            if len(values["image_size"]) != 2:
-                raise ConfigError("image size is one number or two (height, width)")
-        for key in ("mean", "std"):
-            if values.get(key) is not None:
-                raw = values[key]
-                values[key] = (float(raw),) if isinstance(raw, (int, float)) else tuple(float(v) for v in raw)
-        if values.get("augment") is not None:
-            raw = values["augment"]
-            values["augment"] = tuple(a for a in raw.split(",") if a) if isinstance(raw, str) else tuple(raw)
+        hints = _type_hints(cls)
+        values = {name: _coerce(name, value, hints[name], known[name]) for name, value in data.items()}
         return cls(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":
-        return RunConfig.from_dict({**self.to_dict(), **changes})
+        return type(self).from_dict(apply_overrides(self.to_dict(), changes))
 
     # -- derived values ------------------------------------------------------------------
 
@@ -147,25 +332,36 @@ class RunConfig:
     # -- validation ----------------------------------------------------------------------
 
     def validate(self) -> "RunConfig":
-        """Raise ConfigError naming the first thing that cannot work; return self."""
+        """Raise ConfigError naming every thing that cannot work; return self."""
         problems = self.problems()
         if problems:
             raise ConfigError("; ".join(problems))
         return self
 
     def problems(self) -> list[str]:
-        """Every reason this configuration cannot run (empty when it can)."""
+        """Every reason this configuration cannot run (empty when it can).
+
+        These are the checks that hold on any machine. What depends on the machine that
+        trains (pretrained weights present, CUDA, files on its disk) is checked by the
+        worker when it builds the run, and reported as the run's error.
+        """
         p: list[str] = []
 
         def finite(value: float) -> bool:
-            return isinstance(value, (int, float)) and math.isfinite(value)
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def whole(value: Any, minimum: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
         try:
             spec = self.spec
         except ImoriError as err:
             return [str(err)]
-        if self.optimizer not in OPTIMIZERS:
-            p.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        for name, description in described_fields(type(self)):
+            value = getattr(self, name)
+            if description.choices and description.widget != "custom" and not isinstance(value, tuple):
+                if value not in description.choices:
+                    p.append(f"{name} must be one of {', '.join(map(str, description.choices))}, not {value!r}")
         if not finite(self.lr) or self.lr <= 0:
             p.append(f"learning rate must be a positive number, not {self.lr}")
         elif self.lr > 10:
@@ -176,144 +372,194 @@ class RunConfig:
             p.append("momentum applies to SGD only (Adam has its own betas)")
         if not finite(self.weight_decay) or self.weight_decay < 0:
             p.append(f"weight decay must be >= 0, not {self.weight_decay}")
-        if self.loss not in LOSSES:
-            p.append(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
-        elif self.loss == "nll" and spec.output == "logits":
+        if self.loss == "nll" and spec.output == "logits":
             p.append(
                 f"NLL loss needs log-probabilities, but {self.model} outputs logits: "
                 "use cross_entropy (or auto)"
             )
-        if self.schedule not in SCHEDULES:
-            p.append(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.schedule == "step":
-            if not isinstance(self.step_epochs, int) or self.step_epochs < 1:
+            if not whole(self.step_epochs, 1):
                 p.append(f"step schedule needs step_epochs >= 1, not {self.step_epochs}")
             if not finite(self.gamma) or not 0 < self.gamma <= 1:
                 p.append(f"step schedule needs gamma in (0, 1], not {self.gamma}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not whole(self.batch_size, 1):
             p.append(f"batch size must be a whole number >= 1, not {self.batch_size}")
         elif self.batch_size > 65536:
             p.append(f"batch size {self.batch_size} is too large (at most 65536)")
         if (self.epochs is None) == (self.iterations is None):
             p.append("give exactly one of epochs or iterations")
-        elif self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+        elif self.epochs is not None and not whole(self.epochs, 1):
             p.append(f"epochs must be a whole number >= 1, not {self.epochs}")
-        elif self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 1):
+        elif self.iterations is not None and not whole(self.iterations, 1):
             p.append(f"iterations must be a whole number >= 1, not {self.iterations}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if not whole(self.seed, 0):
             p.append(f"seed must be a whole number >= 0, not {self.seed}")
         if not finite(self.val_fraction) or not 0 < self.val_fraction <= 0.5:
             p.append(f"validation fraction must be in (0, 0.5], not {self.val_fraction}")
-        if self.device not in DEVICES:
-            p.append(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+        if self.threads is not None and not whole(self.threads, 1):
             p.append(f"threads must be >= 1, not {self.threads}")
-        if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
+        if not whole(self.eval_batch_size, 1):
             p.append(f"evaluation batch size must be >= 1, not {self.eval_batch_size}")
         bad_aug = [a for a in self.augment if a not in AUGMENTATIONS]
         if bad_aug:
             p.append(f"unknown augmentation {', '.join(bad_aug)} (choose from {', '.join(AUGMENTATIONS)})")
         if self.channel_order is not None and self.channel_order not in CHANNEL_ORDERS:
             p.append(f"channel order must be RGB or BGR, not {self.channel_order!r}")
-        if not isinstance(self.checkpoint_every_epochs, int) or self.checkpoint_every_epochs < 0:
+        if not whole(self.checkpoint_every_epochs, 0):
             p.append("checkpoint_every_epochs must be >= 0 (0: only the best and the last)")
         if not finite(self.checkpoint_every_minutes) or self.checkpoint_every_minutes < 0:
             p.append("checkpoint_every_minutes must be >= 0 (0: never by time)")
-        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1:
+        if not whole(self.keep_checkpoints, 1):
             p.append("keep_checkpoints must be >= 1")
-        if not spec.torchvision:
+        if not spec.pretrainable:
             for flag, label in (
                 (self.pretrained or self.pretrained_path, "pretrained weights"),
                 (self.freeze_backbone, "freeze_backbone"),
                 (self.backbone_lr_mult not in (None, 1.0), "backbone_lr_mult"),
             ):
                 if flag:
-                    p.append(f"{label} apply to torchvision models (resnet18, ...), not {self.model}")
+                    p.append(f"{label} apply to models with pretrained weights (resnet18, efficientnet_lite0, ...), not {self.model}")
         if self.backbone_lr_mult is not None and (
             not finite(self.backbone_lr_mult) or not 0 <= self.backbone_lr_mult <= 1
         ):
             p.append(f"backbone_lr_mult must be in [0, 1], not {self.backbone_lr_mult}")
-        if self.image_size is not None:
-            try:
-                spec.check_size(*self.image_size, options=self.model_options)
-            except ImoriError as err:
-                p.append(str(err))
-        if self.mean is not None or self.std is not None:
-            try:
-                self.preprocessing()
-            except ImoriError as err:
-                p.append(str(err))
+        try:
+            spec.resolve_options(self.model_options)
+        except ImoriError as err:
+            p.append(str(err))
+        else:
+            if self.image_size is not None:
+                try:
+                    spec.check_size(*self.image_size, options=self.model_options)
+                except ImoriError as err:
+                    p.append(str(err))
+            if self.mean is not None or self.std is not None:
+                try:
+                    self.preprocessing()
+                except ImoriError as err:
+                    p.append(str(err))
         return p
 
 
-# The tutorials' recipes, faithful to their numbers. What each reaches on the built-in
-# data is measured by bench/recipes.py and written to bench/recipes.json; the cards read
-# it from there, never from a number typed here.
-RECIPES: dict[str, dict[str, Any]] = {
-    "seed000": {
-        "title": "Seed 000: newts with a VGG-style CNN",
-        "about": "Mynet (BatchNorm VGG-style) on 64x64 images read as BGR, SGD 0.01 with "
-        "momentum 0.9, batch 32, the tutorial's 100 iterations. shapes2 stands in for "
-        "the two newts.",
-        "config": dict(
-            model="mynet", dataset="shapes2", optimizer="sgd", lr=0.01, momentum=0.9,
-            loss="cross_entropy", batch_size=32, epochs=None, iterations=100,
-            image_size=(64, 64),
-        ),
-    },
-    "seed003": {
-        "title": "Seed 003: MNIST CNN with Adam",
-        "about": "Two conv layers, LogSoftmax output and NLL loss, Adam 1e-3, batch 100, "
-        "5 epochs, Normalize(0.1307, 0.3081), seed 0.",
-        "config": dict(
-            model="mnist_cnn", dataset="digits", optimizer="adam", lr=1e-3, loss="nll",
-            batch_size=100, epochs=5, iterations=None, seed=0,
-        ),
-    },
-    "seed004": {
-        "title": "Seed 004: LeNet-5, the nine steps",
-        "about": "LeNet-5 (5x5 kernels) on 32x32 grayscale, plain SGD 1e-3, batch 64, "
-        "10 epochs, exactly as the tutorial. As written it barely learns on digits: "
-        "try lr 0.01 with momentum 0.9.",
-        "config": dict(
-            model="lenet5", dataset="digits", optimizer="sgd", lr=1e-3, momentum=0.0,
-            loss="cross_entropy", batch_size=64, epochs=10, iterations=None,
-        ),
-    },
-    "seed002": {
-        "title": "Seed 002: fine-tune a pretrained ResNet-18",
-        "about": "ImageNet-pretrained resnet18 with a new head, SGD 1e-3 momentum 0.9, "
-        "backbone at 0.1x the learning rate, batch 32, 5 epochs, 224x224 RGB with "
-        "ImageNet normalisation. Needs the pretrained weights in the torch hub cache.",
-        "config": dict(
-            model="resnet18", dataset="shapes", optimizer="sgd", lr=1e-3, momentum=0.9,
-            loss="cross_entropy", batch_size=32, epochs=5, iterations=None,
-            pretrained=True, backbone_lr_mult=0.1, image_size=(224, 224),
-        ),
-    },
-}
+# -- the descriptions, read back ------------------------------------------------------------------
 
 
-def recipe_config(name: str, **overrides: Any) -> RunConfig:
-    """The recipe's RunConfig with ``overrides`` applied (``epochs`` and ``iterations``
-    replace each other: giving one clears the other)."""
-    key = name.lower().replace(" ", "").replace("_", "")
-    if key not in RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
-    values = {**RECIPES[key]["config"], "recipe": key}
+def described_fields(cls: type = RunConfig) -> Iterator[tuple[str, Setting]]:
+    """(field name, its Setting) for every described field of ``cls``, in field order."""
+    for f in dataclasses.fields(cls):
+        description = f.metadata.get("setting")
+        if description is not None:
+            yield f.name, description
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def field_type(cls: type, name: str) -> tuple[type, bool]:
+    """(the base type, whether None is allowed) of a field: ``int | None`` -> (int, True);
+    ``tuple[float, ...] | None`` -> (tuple, True)."""
+    return _split_hint(_type_hints(cls)[name])[:2]
+
+
+def _split_hint(hint: Any) -> tuple[type, bool, Any]:
+    """(base type, optional, the hint without None)."""
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    return (typing.get_origin(hint) or hint), optional, hint
+
+
+def _coerce(name: str, value: Any, hint: Any, f: dataclasses.Field) -> Any:
+    """One value from plain data to its field's type (lists to tuples, text through the
+    setting's parser, whole floats to ints)."""
+    if value is None:
+        return None
+    base, _, inner_hint = _split_hint(hint)
+    description: Setting | None = f.metadata.get("setting")
+    if isinstance(value, str) and base is not str and description is not None and description.parse is not None:
+        value = description.parse(value)
+        if value is None:
+            return None
+    if base is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # A bare number: one value per axis of a size, one channel of a mean.
+            value = parse_size(value) if name == "image_size" else (float(value),)
+        if isinstance(value, (list, tuple)):
+            inner = typing.get_args(inner_hint)
+            kind = inner[0] if inner else None
+            try:
+                value = tuple(kind(v) if kind in (int, float, str) else v for v in value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name}: {value!r} is not a list of {getattr(kind, '__name__', 'values')}") from None
+            if name == "image_size" and len(value) != 2:
+                raise ConfigError("image size is one number or two (height, width)")
+        return value
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+# -- several values at once ---------------------------------------------------------------------
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top; epochs and iterations replace each other (giving
+    one clears the other), so a recipe of 100 iterations asked for 5 epochs trains 5 epochs."""
+    values = dict(base)
     if overrides.get("epochs") is not None:
         values["iterations"] = None
     if overrides.get("iterations") is not None:
         values["epochs"] = None
     values.update(overrides)
-    return RunConfig.from_dict(values)
+    return values
 
 
-def recipe_results() -> dict[str, Any]:
-    """What bench/recipes.py measured each recipe reaching on the built-in data, with the
-    date and machine (empty for a recipe not measured yet)."""
-    import json
+def expand_sweep(config: RunConfig, sweep: Mapping[str, list[Any]]) -> tuple[list[RunConfig], list[str]]:
+    """One config per combination of the sweep's values (``{"lr": [0.1, 0.01]}``), and
+    every reason any of them cannot run, each labelled with its values."""
+    keys = [k for k, values in sweep.items() if values]
+    if not keys:
+        return [config], config.problems()
+    configs: list[RunConfig] = []
+    problems: list[str] = []
+    for combo in itertools.product(*(sweep[k] for k in keys)):
+        changes = dict(zip(keys, combo))
+        label = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
+        try:
+            candidate = config.replace(**changes)
+        except ImoriError as err:
+            problems.append(f"{label}: {err}")
+            continue
+        problems += [f"{label}: {reason}" for reason in candidate.problems()]
+        configs.append(candidate)
+    return configs, problems
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A saved config (YAML or JSON: ``imori show RUN --config`` writes one) as plain values."""
     from pathlib import Path
 
-    path = Path(__file__).with_name("recipe_results.json")
-    return json.loads(path.read_text()) if path.exists() else {}
+    import yaml
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML or JSON ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds settings as name: value pairs")
+    return data
+
+
+def dump_config(config: RunConfig) -> str:
+    """The config as YAML, every setting, in field order (what ``--config`` reads back)."""
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)

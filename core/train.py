@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 import core
-from core.checkpoint import FORMAT, FORMAT_VERSION, cpu_state_dict, load_checkpoint, save_atomic
+from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
 from core.errors import ConfigError, ImoriError
+from core.models import set_train_mode
 from core.recorder import (
-    CheckpointInfo,
     EvalMetrics,
     Recorder,
     RunEnd,
@@ -180,7 +180,7 @@ class _StepBuffer:
             )
 
 
-# -- the loop --------------------------------------------------------------------------------
+# -- the trainer -----------------------------------------------------------------------------
 
 
 class Trainer:
@@ -190,12 +190,10 @@ class Trainer:
         from core.data import load_dataset, stratified_split
         from core.models import build_model, get_spec, load_init_weights, param_groups, summarize
 
-        self.config = config.validate()
+        # Validated where it entered (the CLI, the form, the client); what depends on this
+        # machine (data, weights, CUDA) is found out below, as the pieces are built.
+        self.config = config
         self.run_dir = Path(run_dir)
-        # A worker killed in the middle of a checkpoint write leaves its temporary file
-        # (never a half checkpoint: the rename is atomic); clear them out.
-        for stale in (self.run_dir / "checkpoints").glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
         self.recorder = recorder or Recorder()
         self.device = resolve_device(config.device)
         torch.set_num_threads(config.threads or default_threads())
@@ -272,11 +270,17 @@ class Trainer:
         self.step = 0
         self.next_epoch = 1
         self.next_batch = 0
-        self.best_val: tuple[float, float] | None = None  # (accuracy, -loss), higher is better
-        self.best_path: str | None = None
-        self.last_path: str | None = None
         self.last_val: dict[str, float] = {}
         self.last_test: dict[str, float] = {}
+        self.buffer = _StepBuffer(self.recorder, self.device)
+        self.checkpointer = Checkpointer(
+            self.run_dir / "checkpoints",
+            self.checkpoint_payload,
+            self.recorder,
+            every_epochs=config.checkpoint_every_epochs,
+            every_minutes=config.checkpoint_every_minutes,
+            keep=config.keep_checkpoints,
+        )
 
     def _lr_lambda(self, step: int) -> float:
         c = self.config
@@ -303,67 +307,50 @@ class Trainer:
         self.step = int(state["step"])
         self.next_epoch = int(state["next_epoch"])
         self.next_batch = int(state["next_batch"])
-        if state.get("best_val") is not None:
-            self.best_val = tuple(state["best_val"])  # type: ignore[assignment]
-            best = self.run_dir / "best.pt"
-            self.best_path = str(best) if best.exists() else None
+        self.checkpointer.restore(state.get("best_val"), path)
         torch.set_rng_state(state["rng"]["torch"])
         if self.device.type == "cuda" and state["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         if self.next_batch >= self.steps_per_epoch:
             self.next_epoch, self.next_batch = self.next_epoch + 1, 0
-        self.last_path = str(path)
         self.recorder.on_log(f"resumed from {path} at step {self.step} (epoch {self.next_epoch})")
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def _payload(self, metrics: dict[str, float]) -> dict[str, Any]:
+    @property
+    def epoch_done(self) -> int:
+        """The last epoch begun: a position mid-epoch counts its epoch."""
+        return self.next_epoch if self.next_batch else self.next_epoch - 1
+
+    def checkpoint_payload(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """Everything a checkpoint holds, now. Steps still buffered are reported first, so
+        the records never hold a checkpoint ahead of its own steps."""
+        self.buffer.flush()
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "imori_version": core.__version__,
-            "model": {
-                "name": self.config.model,
-                "options": dict(self.config.model_options),
-                "state_dict": cpu_state_dict(self.model),
-            },
-            "classes": list(self.classes),
-            "preprocessing": self.prep.to_dict(),
-            "config": self.config.to_dict(),
-            "metrics": dict(metrics),
-            "training": {
+        best = self.checkpointer.best_score
+        return make_payload(
+            model_name=self.config.model,
+            model_options=self.config.model_options,
+            state_dict=cpu_state_dict(self.model),
+            classes=self.classes,
+            preprocessing=self.prep.to_dict(),
+            config=self.config.to_dict(),
+            metrics=metrics,
+            training={
                 "step": self.step,
-                "epoch": self.next_epoch if self.next_batch else self.next_epoch - 1,
+                "epoch": self.epoch_done,
                 "next_epoch": self.next_epoch,
                 "next_batch": self.next_batch,
                 "total_steps": self.total_steps,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                "best_val": list(self.best_val) if self.best_val else None,
+                "best_val": list(best) if best else None,
                 "rng": rng,
             },
-        }
-
-    def save_checkpoint(self, metrics: dict[str, float], *, best: bool = False) -> str:
-        self.recorder.before_checkpoint()
-        folder = self.run_dir / "checkpoints"
-        name = "best.pt" if best else f"ckpt-s{self.step:08d}.pt"
-        path = str(save_atomic(self._payload(metrics), folder / name))
-        epoch = self.next_epoch if self.next_batch else self.next_epoch - 1
-        self.recorder.on_checkpoint(CheckpointInfo(path=path, epoch=epoch, step=self.step, metrics=dict(metrics), is_best=best))
-        if best:
-            self.best_path = path
-        else:
-            self.last_path = path
-            periodic = sorted(folder.glob("ckpt-s*.pt"))
-            for old in periodic[: max(0, len(periodic) - self.config.keep_checkpoints)]:
-                old.unlink(missing_ok=True)
-                self.recorder.on_checkpoint_removed(str(old))
-        return path
+        )
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -386,7 +373,7 @@ class Trainer:
             else:
                 loss_sum += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
-        self.model.train()
+        set_train_mode(self.model)
         return {"loss": loss_sum.item() / len(labels), "accuracy": correct.item() / len(labels), "count": len(labels)}
 
     def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -395,7 +382,8 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device, non_blocking=True)
 
-    def _end_of_epoch(self, epoch: int) -> None:
+    def evaluate_epoch(self, epoch: int) -> None:
+        """Validation and test metrics after ``epoch``; the checkpointer keeps what it should."""
         val = self.evaluate(self.val_x, self.val_y)
         test = self.evaluate(self.test_x, self.test_y)
         for split, metrics in (("val", val), ("test", test)):
@@ -406,21 +394,51 @@ class Trainer:
         self.last_val, self.last_test = val, test
         metrics = {f"val_{k}": v for k, v in val.items() if k != "count"}
         metrics.update({f"test_{k}": v for k, v in test.items() if k != "count"})
-        score = (val["accuracy"], -val["loss"]) if val else None
-        if score is not None and (self.best_val is None or score > self.best_val):
-            self.best_val = score
-            self.save_checkpoint(metrics, best=True)
-        every = self.config.checkpoint_every_epochs
-        last = self.step >= self.total_steps
-        if last or (every and epoch % every == 0):
-            self.save_checkpoint(metrics)
-            self.last_ckpt_time = time.monotonic()
+        self.checkpointer.after_epoch(epoch, val, metrics, finished=self.step >= self.total_steps)
 
-    # -- fit -------------------------------------------------------------------------------
+    # -- the loop --------------------------------------------------------------------------
+
+    def train_epoch(self, epoch: int) -> bool:
+        """One epoch (or what is left of it after a resume); False when the run was asked to stop."""
+        config, model, optimizer, criterion = self.config, self.net, self.optimizer, self.criterion
+        scaled, scheduled = self.scaler.is_enabled(), config.schedule != "none"
+        order = epoch_order(len(self.train_y), config.seed, epoch).to(self.train_y.device)
+        set_train_mode(model)  # a frozen backbone's BatchNorm stays in eval
+        for b in range(self.next_batch, self.steps_per_epoch):
+            if self.step >= self.total_steps:
+                break
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x, y = self._batch(self.train_x[idx], self.train_y[idx])
+            if config.augment:
+                x = augment_batch(x, config.augment)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                output = model(x)
+                loss = criterion(output.float(), y)
+            if scaled:  # float16 on CUDA only; elsewhere the plain calls, no wrapper cost
+                self.scaler.scale(loss).backward()
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            lr = max(group["lr"] for group in optimizer.param_groups)
+            if scheduled:
+                self.scheduler.step()
+            else:
+                self.scheduler.last_epoch += 1  # a constant schedule: just count the step
+            self.step += 1
+            self.next_epoch, self.next_batch = epoch, b + 1
+            self.buffer.add(self.step, epoch, loss, (output.argmax(1) == y).sum(), len(y), lr)
+            stop = self.recorder.should_stop()
+            self.checkpointer.after_step(stopping=stop, finished=self.step >= self.total_steps)
+            if stop:
+                return False
+        self.buffer.flush()
+        return True
 
     def fit(self) -> FitResult:
-        config, recorder = self.config, self.recorder
-        recorder.on_start(
+        self.recorder.on_start(
             RunStart(
                 total_steps=self.total_steps,
                 steps_per_epoch=self.steps_per_epoch,
@@ -435,86 +453,42 @@ class Trainer:
                 environment=environment(self.device),
             )
         )
-        buffer = _StepBuffer(recorder, self.device)
-        started = time.monotonic()
-        self.last_ckpt_time = started
-        start_step = self.step
+        started, start_step = time.monotonic(), self.step
         status = "succeeded"
-        model, optimizer, criterion = self.net, self.optimizer, self.criterion
-        scaled, scheduled = self.scaler.is_enabled(), config.schedule != "none"
-        every_s = config.checkpoint_every_minutes * 60
-        model.train()
         try:
             for epoch in range(self.next_epoch, self.epochs + 1):
-                order = epoch_order(len(self.train_y), config.seed, epoch).to(self.train_y.device)
-                for b in range(self.next_batch, self.steps_per_epoch):
-                    if self.step >= self.total_steps:
-                        break
-                    idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-                    x, y = self._batch(self.train_x[idx], self.train_y[idx])
-                    if config.augment:
-                        x = augment_batch(x, config.augment)
-                    optimizer.zero_grad(set_to_none=True)
-                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                        output = model(x)
-                        loss = criterion(output.float(), y)
-                    if scaled:  # float16 on CUDA only; elsewhere the plain calls, no wrapper cost
-                        self.scaler.scale(loss).backward()
-                        self.scaler.step(optimizer)
-                        self.scaler.update()
-                    else:
-                        loss.backward()
-                        optimizer.step()
-                    lr = max(group["lr"] for group in optimizer.param_groups)
-                    if scheduled:
-                        self.scheduler.step()
-                    else:
-                        self.scheduler.last_epoch += 1  # a constant schedule: just count the step
-                    self.step += 1
-                    self.next_epoch, self.next_batch = epoch, b + 1
-                    buffer.add(self.step, epoch, loss, (output.argmax(1) == y).sum(), len(y), lr)
-                    if recorder.should_stop():
-                        status = "cancelled"
-                        break
-                    if every_s and time.monotonic() - self.last_ckpt_time >= every_s and self.step < self.total_steps:
-                        buffer.flush()
-                        self.save_checkpoint({})
-                        self.last_ckpt_time = time.monotonic()
-                buffer.flush()
-                if status == "cancelled":
-                    self.save_checkpoint({})
+                if not self.train_epoch(epoch):
+                    status = "cancelled"
                     break
-                finished_epoch = self.next_batch >= self.steps_per_epoch
-                if finished_epoch:
+                if self.next_batch >= self.steps_per_epoch:
                     self.next_epoch, self.next_batch = epoch + 1, 0
                 # A run of fixed iterations may end mid-epoch: evaluate it there too, and
                 # keep its position so that continuing it resumes exactly there.
-                if finished_epoch or self.step >= self.total_steps:
-                    self._end_of_epoch(epoch)
+                if self.next_batch == 0 or self.step >= self.total_steps:
+                    self.evaluate_epoch(epoch)
                 if self.step >= self.total_steps:
                     break
         except BaseException as err:
             try:
-                buffer.flush()  # the steps before the crash still reach the records
+                self.buffer.flush()  # the steps before the crash still reach the records
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
             text = str(err) if isinstance(err, ImoriError) else f"{type(err).__name__}: {err}"
-            epoch = self.next_epoch
-            recorder.on_end(RunEnd(status="failed", step=self.step, epoch=epoch, error=text))
+            self.recorder.on_end(RunEnd(status="failed", step=self.step, epoch=self.next_epoch, error=text))
             raise
         seconds = time.monotonic() - started
         images = (self.step - start_step) * self.batch_size
-        done_epoch = self.next_epoch if self.next_batch else self.next_epoch - 1
-        recorder.on_end(RunEnd(status=status, step=self.step, epoch=done_epoch))
+        self.recorder.on_end(RunEnd(status=status, step=self.step, epoch=self.epoch_done))
+        best = self.checkpointer.best_score
         return FitResult(
             status=status,
             run_dir=str(self.run_dir),
             step=self.step,
-            epoch=done_epoch,
+            epoch=self.epoch_done,
             classes=self.classes,
-            last_checkpoint=self.last_path,
-            best_checkpoint=self.best_path,
-            best_val_accuracy=self.best_val[0] if self.best_val else None,
+            last_checkpoint=self.checkpointer.last_path,
+            best_checkpoint=self.checkpointer.best_path,
+            best_val_accuracy=best[0] if best else None,
             val=self.last_val,
             test=self.last_test,
             seconds=seconds,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from worker.cli import make_parser
+from cli.main import make_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 

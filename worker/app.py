@@ -28,6 +28,10 @@ from celery import Celery
 from worker.broker import ensure_broker
 
 
+# The task names, defined once: the client sends by name, so it never imports the tasks.
+TRAIN_TASK = "imori.train_run"
+EVALUATE_TASK = "imori.evaluate"
+
 
 def namespace() -> str:
     """``IMORI_NAMESPACE`` lets several imori installations (or test sessions) share one

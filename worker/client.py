@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.config import RunConfig
+from core.config import RunConfig, apply_overrides, expand_sweep
 from core.errors import ConfigError
-from worker.app import cpu_queue, get_app, gpu_queue
-
-TRAIN_TASK = "imori.train_run"
+from worker.app import EVALUATE_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
 
 
 def choose_queue(device: str) -> str:
@@ -37,7 +35,8 @@ def send(run_id: int, device: str) -> str:
 
 
 def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> int:
-    """Validate, record as ``queued``, send to the queue. Returns the run id."""
+    """Validate (this is where a queued run's settings enter), record as ``queued``, send
+    to the queue. Returns the run id; a config that cannot run is a ConfigError."""
     from core.records import store
 
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
@@ -47,15 +46,19 @@ def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> in
     return run_id
 
 
-def submit_sweep(config: RunConfig, **values: list[Any]) -> list[int]:
-    """One run per combination of the given values, e.g. ``lr=[0.1, 0.01]``."""
-    import itertools
+def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
+    """One run per combination of the sweep's values, e.g. ``{"lr": [0.1, 0.01]}``; none
+    is queued unless every one of them can run."""
+    from core.records import store
 
-    keys = list(values)
-    if not keys:
-        return [submit(config)]
-    configs = [config.replace(**dict(zip(keys, combo))).validate() for combo in itertools.product(*values.values())]
-    return [submit(c) for c in configs]
+    configs, problems = expand_sweep(config, sweep)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    run_ids = []
+    for one in configs:
+        run_ids.append(store.create_run(one, name=one.name))
+        send(run_ids[-1], one.device)
+    return run_ids
 
 
 def cancel(run_id: int) -> str:
@@ -70,7 +73,7 @@ def clone(run_id: int, **changes: Any) -> int:
     from core.records import queries
 
     old = queries.get_run(run_id)
-    config = RunConfig.from_dict({**old.config, **changes})
+    config = RunConfig.from_dict(apply_overrides(old.config, changes))
     return submit(config, name=f"{old.name} (clone)" if "name" not in changes else changes["name"])
 
 
@@ -83,9 +86,9 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
     run = queries.get_run(run_id)
     config = RunConfig.from_dict(run.config)
     if epochs is not None:
-        config = config.replace(epochs=epochs, iterations=None)
+        config = config.replace(epochs=epochs)
     elif iterations is not None:
-        config = config.replace(iterations=iterations, epochs=None)
+        config = config.replace(iterations=iterations)
     elif run.status == "succeeded":
         if config.epochs is not None:
             config = config.replace(epochs=config.epochs + 1)
@@ -102,9 +105,6 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
     store.requeue_finished(run_id, config.to_dict())
     send(run_id, config.device)
     return run_id
-
-
-EVALUATE_TASK = "imori.evaluate"
 
 
 def submit_evaluation(

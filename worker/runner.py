@@ -152,7 +152,7 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for i in range(workers):
-            cmd = [sys.executable, "-m", "worker.cli", "worker", "--device", device]
+            cmd = [sys.executable, "-m", "cli", "worker", "--device", device]
             if workers > 1:
                 cmd += ["--name", f"{device}-{socket.gethostname()}-{i + 1}"]
             children.append((f"worker {i + 1}", subprocess.Popen(cmd, start_new_session=True)))

@@ -1,4 +1,10 @@
-"""New run: recipe cards that fill the form, every RunConfig option, a sweep, and Queue."""
+"""New run: recipe cards that fill the form, every RunConfig setting, a sweep, and Queue.
+
+The plain settings' widgets are generated from their descriptions in ``core.config``
+(``dashboard/settings_form.py``); this page draws only the ones whose choices come from
+the registries and the records (dataset, model and its options, input size, length,
+warm start).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,27 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import AUGMENTATIONS, DEVICES, LOSSES, OPTIMIZERS, RECIPES, SCHEDULES, RunConfig, recipe_config, recipe_results
+from core import config as run_config
+from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
+from core.recipes import RECIPES, recipe_config, recipe_results
+from dashboard import settings_form as form
 from dashboard import widgets
 
 OTHER_DATASET = "__path__"
 FRESH = "__fresh__"
 INIT_PATH = "__init_path__"
 RECIPE_ORDER = ("seed003", "seed004", "seed000", "seed002")
-KEEP = "session"  # form values survive visits to other pages
+KEEP = form.KEEP
 
 
 # -- the form's state -------------------------------------------------------------------------
 
 
-def fill(config: RunConfig, recipe: str | None = None) -> None:
+def fill(config: Any, recipe: str | None = None) -> None:
     """Put ``config`` into the form's widgets (a recipe card's button, first visit)."""
     s = st.session_state
+    form.fill(config)
     known = {d.name for d in widgets.all_datasets()}
     if config.dataset in known:
         s.nr_dataset, s.nr_dataset_path = config.dataset, ""
@@ -31,45 +41,17 @@ def fill(config: RunConfig, recipe: str | None = None) -> None:
     s.nr_model = config.model
     for option, value in config.model_options.items():
         s[f"nr_opt_{config.model}_{option}"] = value
-    s.nr_optimizer = config.optimizer
-    s.nr_lr = float(config.lr)
-    s.nr_momentum = float(config.momentum)
-    s.nr_weight_decay = float(config.weight_decay)
-    s.nr_loss = config.loss
-    s.nr_schedule = config.schedule
-    s.nr_step_epochs = int(config.step_epochs)
-    s.nr_gamma = float(config.gamma)
-    s.nr_batch_size = int(config.batch_size)
-    s.nr_length = "iterations" if config.iterations is not None else "epochs"
-    s.nr_epochs = int(config.epochs or 1)
-    s.nr_iterations = int(config.iterations or 100)
-    s.nr_seed = int(config.seed)
-    s.nr_val_fraction = float(config.val_fraction)
-    s.nr_device = config.device
-    s.nr_threads = int(config.threads or 0)
-    s.nr_amp = bool(config.amp)
-    s.nr_channels_last = bool(config.channels_last)
-    s.nr_compile = bool(config.compile)
-    s.nr_eval_batch_size = int(config.eval_batch_size)
     s.nr_size_default = config.image_size is None
     height, width = config.image_size or config.spec.size_for(config.model_options)
     s.nr_height, s.nr_width = int(height), int(width)
     s.nr_channel_order = config.channel_order or "recipe"
     s.nr_mean = ", ".join(f"{v:g}" for v in config.mean) if config.mean else ""
     s.nr_std = ", ".join(f"{v:g}" for v in config.std) if config.std else ""
-    s.nr_augment = list(config.augment)
-    s.nr_ckpt_epochs = int(config.checkpoint_every_epochs)
-    s.nr_ckpt_minutes = float(config.checkpoint_every_minutes)
-    s.nr_keep = int(config.keep_checkpoints)
-    s.nr_pretrained = bool(config.pretrained)
-    s.nr_pretrained_path = config.pretrained_path or ""
-    s.nr_freeze = bool(config.freeze_backbone)
-    s.nr_backbone_mult = config.backbone_lr_mult
+    s.nr_length = "iterations" if config.iterations is not None else "epochs"
+    s.nr_epochs = int(config.epochs or 1)
+    s.nr_iterations = int(config.iterations or 100)
     s.nr_init = INIT_PATH if config.init_from else FRESH
     s.nr_init_path = config.init_from or ""
-    s.nr_data_root = config.data_root or ""
-    s.nr_download = bool(config.download)
-    s.nr_name = config.name or ""
     s.nr_sweep_lr = ""
     s.nr_sweep_bs = ""
     s.nr_recipe = recipe
@@ -100,23 +82,20 @@ def numbers(text: str, kind: type, what: str) -> tuple[list[Any], str | None]:
     return values, None
 
 
-def floats(text: str) -> tuple[float, ...] | None:
-    parts = [p for p in text.replace(",", " ").split() if p]
-    return tuple(float(p) for p in parts) if parts else None
+def dataset_choice() -> str:
+    s = st.session_state
+    return s.nr_dataset_path.strip() if s.nr_dataset == OTHER_DATASET else s.nr_dataset
 
 
-def read_form() -> tuple[RunConfig | None, list[str], dict[str, list[Any]]]:
-    """The form as a RunConfig, every reason it cannot run, and the sweep's values."""
+def custom_values() -> tuple[dict[str, Any], list[str]]:
+    """The settings this page draws itself, as plain values, and what is wrong with them."""
     s = st.session_state
     problems: list[str] = []
-    dataset = s.nr_dataset_path.strip() if s.nr_dataset == OTHER_DATASET else s.nr_dataset
+    dataset = dataset_choice()
     if not dataset:
         problems.append("choose a dataset (or give the path of a folder or ZIP on the server)")
-    try:
-        spec = widgets_spec(s.nr_model)
-        options = {o: s.get(f"nr_opt_{s.nr_model}_{o}", choices[0]) for o, choices in spec.option_choices.items()}
-    except ImoriError as err:
-        return None, [str(err)], {}
+    spec = widgets_spec(s.nr_model)
+    options = {o: s.get(f"nr_opt_{s.nr_model}_{o}", choices[0]) for o, choices in spec.option_choices.items()}
     init = None
     if s.nr_init == INIT_PATH:
         init = s.nr_init_path.strip() or None
@@ -125,56 +104,37 @@ def read_form() -> tuple[RunConfig | None, list[str], dict[str, list[Any]]]:
     elif s.nr_init != FRESH:
         init = s.nr_init
     try:
-        mean, std = floats(s.nr_mean), floats(s.nr_std)
-    except ValueError:
+        mean, std = run_config.parse_floats(s.nr_mean), run_config.parse_floats(s.nr_std)
+    except ImoriError:
         mean = std = None
         problems.append("mean and std are numbers: one, or one per channel (e.g. 0.485, 0.456, 0.406)")
     values = dict(
-        model=s.nr_model,
         dataset=dataset or "digits",
+        model=s.nr_model,
         model_options=options,
         image_size=None if s.nr_size_default else (int(s.nr_height), int(s.nr_width)),
         channel_order=None if s.nr_channel_order == "recipe" else s.nr_channel_order,
         mean=mean,
         std=std,
-        augment=tuple(s.nr_augment),
-        optimizer=s.nr_optimizer,
-        lr=float(s.nr_lr),
-        momentum=float(s.nr_momentum),
-        weight_decay=float(s.nr_weight_decay),
-        loss=s.nr_loss,
-        schedule=s.nr_schedule,
-        step_epochs=int(s.nr_step_epochs),
-        gamma=float(s.nr_gamma),
-        batch_size=int(s.nr_batch_size),
         epochs=int(s.nr_epochs) if s.nr_length == "epochs" else None,
         iterations=int(s.nr_iterations) if s.nr_length == "iterations" else None,
-        seed=int(s.nr_seed),
-        val_fraction=float(s.nr_val_fraction),
-        device=s.nr_device,
-        threads=int(s.nr_threads) or None,
-        amp=bool(s.nr_amp),
-        channels_last=bool(s.nr_channels_last),
-        compile=bool(s.nr_compile),
-        eval_batch_size=int(s.nr_eval_batch_size),
-        checkpoint_every_epochs=int(s.nr_ckpt_epochs),
-        checkpoint_every_minutes=float(s.nr_ckpt_minutes),
-        keep_checkpoints=int(s.nr_keep),
-        pretrained=bool(s.nr_pretrained),
-        pretrained_path=s.nr_pretrained_path.strip() or None,
-        freeze_backbone=bool(s.nr_freeze),
-        backbone_lr_mult=None if s.nr_backbone_mult is None else float(s.nr_backbone_mult),
         init_from=init,
-        data_root=s.nr_data_root.strip() or None,
-        download=bool(s.nr_download),
         recipe=s.get("nr_recipe"),
-        name=s.nr_name.strip() or None,
     )
+    return values, problems
+
+
+def read_form() -> tuple[Any, list[str], dict[str, list[Any]]]:
+    """The form as a RunConfig, every reason it cannot run, and the sweep's values."""
+    s = st.session_state
     try:
-        config = RunConfig.from_dict(values)
-    except (ImoriError, TypeError, ValueError) as err:
-        return None, problems + [str(err)], {}
-    problems += config.problems()
+        custom, problems = custom_values()
+    except ImoriError as err:
+        return None, [str(err)], {}
+    config, reasons = form.problems_of({**form.read(), **custom})
+    problems += reasons
+    if config is None:
+        return None, problems, {}
     sweep: dict[str, list[Any]] = {}
     lrs, why = numbers(s.nr_sweep_lr, float, "learning rate")
     if why:
@@ -187,14 +147,7 @@ def read_form() -> tuple[RunConfig | None, list[str], dict[str, list[Any]]]:
     if sizes:
         sweep["batch_size"] = sizes
     if sweep and not problems:
-        # Every run of the sweep must be valid, not only the form's own values.
-        import itertools
-
-        for combo in itertools.product(*sweep.values()):
-            changes = dict(zip(sweep, combo))
-            for reason in config.replace(**changes).problems():
-                label = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
-                problems.append(f"{label}: {reason}")
+        problems += expand_sweep(config, sweep)[1]  # every run of the sweep must be valid
     return config, problems, sweep
 
 
@@ -293,9 +246,13 @@ st.subheader("Settings" + (f" (from {recipe_name})" if recipe_name else ""))
 
 all_datasets = widgets.all_datasets()
 by_name = {d.name: d for d in all_datasets}
+# What the generated widgets' "applies when" rules look at: the values as they stand.
+context = {**form.read(), "dataset": dataset_choice() if "nr_dataset" in st.session_state else "",
+           "model": st.session_state.nr_model}
+
 data_col, model_col = st.columns(2)
 with data_col.container(border=True):
-    st.markdown("**Data**")
+    st.markdown(f"**{SECTIONS['data']}**")
     st.selectbox(
         "Dataset",
         [d.name for d in all_datasets] + [OTHER_DATASET],
@@ -311,17 +268,11 @@ with data_col.container(border=True):
     else:
         st.session_state.nr_dataset_path = st.session_state.get("nr_dataset_path", "")
     chosen = by_name.get(st.session_state.nr_dataset)
-    if chosen is not None and chosen.kind == "torchvision":
-        st.text_input("Data root", key="nr_data_root", persist_state=KEEP, placeholder="default: IMORI_HOME/torchvision")
-        st.checkbox("Download it if missing", key="nr_download", persist_state=KEEP,
-                    help="The worker fetches it into the data root (needs the network).")
-    st.slider("Validation fraction", 0.05, 0.5, key="nr_val_fraction", step=0.05, persist_state=KEEP,
-              help="Held out of the training split (seeded) to pick best.pt; the test split is only reported.")
-    st.multiselect("Augmentation", list(AUGMENTATIONS), key="nr_augment", persist_state=KEEP,
-                   help="Applied per batch on the training device.")
+    context["dataset"] = dataset_choice()
+    form.render("data", context)
 
 with model_col.container(border=True):
-    st.markdown("**Model**")
+    st.markdown(f"**{SECTIONS['model']}**")
     from core.models import list_models
 
     specs = {s.name: s for s in list_models()}
@@ -351,6 +302,7 @@ with model_col.container(border=True):
         order_col.text_input("Channels", "grayscale", disabled=True, key="nr_gray_note")
     mean_col.text_input("Mean", key="nr_mean", persist_state=KEEP, placeholder=", ".join(f"{v:g}" for v in spec.mean))
     std_col.text_input("Std", key="nr_std", persist_state=KEEP, placeholder=", ".join(f"{v:g}" for v in spec.std))
+    form.render("model", context)
     with st.expander("Model summary"):
         classes = len(chosen.classes) if chosen is not None and chosen.classes else 10
         size = None if st.session_state.nr_size_default else (int(st.session_state.nr_height), int(st.session_state.nr_width))
@@ -361,70 +313,34 @@ with model_col.container(border=True):
 
 opt_col, length_col = st.columns(2)
 with opt_col.container(border=True):
-    st.markdown("**Optimisation**")
-    a, b = st.columns(2)
-    a.selectbox("Optimizer", list(OPTIMIZERS), key="nr_optimizer", persist_state=KEEP)
-    b.number_input("Learning rate", min_value=0.0, max_value=10.0, step=1e-4, format="%.6g", key="nr_lr",
-                   persist_state=KEEP)
-    a, b = st.columns(2)
-    a.number_input("Momentum (SGD)", min_value=0.0, max_value=0.999, step=0.05, format="%.3g", key="nr_momentum",
-                   persist_state=KEEP)
-    b.number_input("Weight decay", min_value=0.0, step=1e-4, format="%.6g", key="nr_weight_decay", persist_state=KEEP)
-    a, b = st.columns(2)
-    a.selectbox("Loss", list(LOSSES), key="nr_loss", persist_state=KEEP,
-                help="auto: NLL for a log-softmax model (mnist_cnn), cross-entropy otherwise")
-    b.number_input("Batch size", min_value=1, max_value=65536, step=1, key="nr_batch_size", persist_state=KEEP)
-    a, b, c = st.columns(3)
-    a.selectbox("Schedule", list(SCHEDULES), key="nr_schedule", persist_state=KEEP)
-    if st.session_state.nr_schedule == "step":
-        b.number_input("Every (epochs)", min_value=1, step=1, key="nr_step_epochs", persist_state=KEEP)
-        c.number_input("Multiply by", min_value=0.0, max_value=1.0, step=0.05, format="%.3g", key="nr_gamma",
-                       persist_state=KEEP)
+    st.markdown(f"**{SECTIONS['optimisation']}**")
+    form.render("optimisation", context)
 
 with length_col.container(border=True):
-    st.markdown("**Length and where**")
+    st.markdown(f"**{SECTIONS['length']}**")
     a, b = st.columns(2)
     a.radio("Train for", ["epochs", "iterations"], key="nr_length", horizontal=True, persist_state=KEEP)
     if st.session_state.nr_length == "epochs":
         b.number_input("Epochs", min_value=1, step=1, key="nr_epochs", persist_state=KEEP)
     else:
         b.number_input("Iterations", min_value=1, step=10, key="nr_iterations", persist_state=KEEP)
-    a, b = st.columns(2)
-    a.number_input("Seed", min_value=0, step=1, key="nr_seed", persist_state=KEEP)
-    b.selectbox("Device", list(DEVICES), key="nr_device", persist_state=KEEP,
-                help="auto: a GPU worker if one is alive, else a CPU worker; cuda waits for a GPU worker")
-    st.text_input("Run name", key="nr_name", persist_state=KEEP, placeholder="default: <model> on <dataset>")
+    form.render("length", context)
 
-with st.expander("Fine-tuning and warm start"):
-    a, b = st.columns(2)
-    a.checkbox("Pretrained ImageNet weights (torchvision models)", key="nr_pretrained", persist_state=KEEP)
-    a.text_input("Pretrained weights file", key="nr_pretrained_path", persist_state=KEEP,
-                 placeholder="default: the torch hub cache")
-    a.checkbox("Freeze the backbone (train the head only)", key="nr_freeze", persist_state=KEEP)
-    a.number_input("Backbone learning-rate multiplier", min_value=0.0, max_value=1.0, step=0.05, format="%.3g",
-                   key="nr_backbone_mult", persist_state=KEEP, placeholder="auto: 0.1 when pretrained, else 1")
+with st.expander(SECTIONS["fine_tune"]):
+    form.render("fine_tune", context)
     earlier = previous_checkpoints(st.session_state.nr_model)
     init_options = [FRESH, *earlier, INIT_PATH]
     if st.session_state.get("nr_init") not in init_options:
         st.session_state.nr_init = FRESH
-    b.selectbox("Start from", init_options, key="nr_init", persist_state=KEEP,
+    a, b = st.columns(2)
+    a.selectbox("Start from", init_options, key="nr_init", persist_state=KEEP,
                 format_func=lambda o: {FRESH: "fresh weights", INIT_PATH: "a checkpoint file on the server…"}.get(o, earlier.get(o, o)),
                 help="An earlier checkpoint of the same model; a head of another class count is replaced.")
     if st.session_state.nr_init == INIT_PATH:
         b.text_input("Checkpoint path", key="nr_init_path", persist_state=KEEP)
 
-with st.expander("Hardware and checkpoints"):
-    a, b, c = st.columns(3)
-    a.number_input("Torch threads (0: from the worker's cores)", min_value=0, step=1, key="nr_threads", persist_state=KEEP)
-    a.number_input("Evaluation batch size", min_value=1, step=64, key="nr_eval_batch_size", persist_state=KEEP)
-    b.checkbox("Mixed precision on CUDA (bf16)", key="nr_amp", persist_state=KEEP)
-    b.checkbox("channels_last on CUDA", key="nr_channels_last", persist_state=KEEP)
-    b.checkbox("torch.compile", key="nr_compile", persist_state=KEEP)
-    c.number_input("Checkpoint every (epochs, 0: best and last only)", min_value=0, step=1, key="nr_ckpt_epochs",
-                   persist_state=KEEP)
-    c.number_input("…and every (minutes, 0: never by time)", min_value=0.0, step=1.0, key="nr_ckpt_minutes",
-                   persist_state=KEEP)
-    c.number_input("Keep the last (periodic checkpoints)", min_value=1, step=1, key="nr_keep", persist_state=KEEP)
+with st.expander(SECTIONS["hardware"]):
+    form.render("hardware", context, columns=3)
 
 with st.container(border=True):
     st.markdown("**Sweep** — several values make several runs in one submit (every combination)")
@@ -438,7 +354,7 @@ for values in sweep.values():
     count *= len(values)
 
 
-def summary(config: RunConfig | None) -> str:
+def summary(config: Any) -> str:
     if config is None:
         return ""
     length = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}" if config.epochs else f"{config.iterations} iterations"
@@ -459,7 +375,7 @@ def queue(where: str) -> None:
             from worker import client
 
             with widgets.user_errors("Not queued: "):
-                ids = client.submit_sweep(config, **sweep) if sweep else [client.submit(config)]
+                ids = client.submit_sweep(config, sweep) if sweep else [client.submit(config)]
                 st.session_state.nr_submitted = ids
                 st.rerun()
         if problems and where == "top":

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from core.config import RECIPES, RunConfig, recipe_config
+from core.config import RunConfig
+from core.recipes import RECIPES, recipe_config
 from core.errors import ConfigError
 
 
@@ -28,7 +29,7 @@ def test_defaults_validate_and_round_trip_through_json():
         ({"model": "mynet", "image_size": (60, 60)}, "multiples of 16"),
         ({"model": "mnist_cnn", "image_size": (32, 32)}, "28"),
         ({"model": "mynet", "loss": "nll"}, "NLL loss needs log-probabilities"),
-        ({"model": "mynet", "freeze_backbone": True}, "apply to torchvision models"),
+        ({"model": "mynet", "freeze_backbone": True}, "apply to models with pretrained weights"),
         ({"momentum": 0.9, "optimizer": "adam"}, "momentum applies to SGD only"),
         ({"val_fraction": 0}, "validation fraction"),
         ({"augment": ("flip", "blur")}, "unknown augmentation blur"),

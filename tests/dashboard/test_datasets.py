@@ -29,7 +29,7 @@ def test_the_built_in_datasets_are_listed_and_previewed(home):
 
 
 def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
-    from worker.tasks import execute
+    from core.run import execute_run
 
     at = upload_zip(app(DATASETS), "my shapes.zip", class_zip(per_class=12, bad=2), "myshapes")
     assert any("Imported **myshapes**" in t for t in texts(at.success))
@@ -50,7 +50,7 @@ def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
     at.button(key="nr_queue_top").click().run()
     [run_id] = at.session_state["nr_submitted"]
     assert queries.get_run(run_id).config["dataset"] == "myshapes"
-    assert execute(run_id, "test-process") == "succeeded"  # the worker's task, in this process
+    assert execute_run(run_id, "test-process").status == "succeeded"  # what the worker runs, in this process
     run = queries.get_run(run_id)
     assert run.status == "succeeded" and run.classes == ["circle", "square"]
 

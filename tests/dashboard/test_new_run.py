@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dashkit import app, ok, texts
 
-from core.config import recipe_results
+from core.recipes import recipe_results
 
 
 def queued(run_id: int):
@@ -79,9 +79,9 @@ def test_every_option_reaches_the_run_config(broker):
     at.checkbox(key="nr_channels_last").uncheck()
     at.checkbox(key="nr_compile").check()
     at.number_input(key="nr_eval_batch_size").set_value(128)
-    at.number_input(key="nr_ckpt_epochs").set_value(2)
-    at.number_input(key="nr_ckpt_minutes").set_value(5.0)
-    at.number_input(key="nr_keep").set_value(4)
+    at.number_input(key="nr_checkpoint_every_epochs").set_value(2)
+    at.number_input(key="nr_checkpoint_every_minutes").set_value(5.0)
+    at.number_input(key="nr_keep_checkpoints").set_value(4)
     at.text_input(key="nr_name").set_value("everything")
     at.run()
     ok(at)
@@ -110,9 +110,9 @@ def test_an_invalid_combination_is_refused_with_its_reason(home):
     assert at.button(key="nr_queue_top").disabled and at.button(key="nr_queue_bottom").disabled
     # Fine-tuning options on a seed net are refused too, with the reason.
     at.number_input(key="nr_momentum").set_value(0.0)
-    at.checkbox(key="nr_freeze").check().run()
-    assert any("freeze_backbone apply to torchvision models" in text for text in texts(at.error))
-    at.checkbox(key="nr_freeze").uncheck().run()
+    at.checkbox(key="nr_freeze_backbone").check().run()
+    assert any("freeze_backbone apply to models with pretrained weights" in text for text in texts(at.error))
+    at.checkbox(key="nr_freeze_backbone").uncheck().run()
     assert not at.error and not at.button(key="nr_queue_top").disabled
 
 
@@ -142,3 +142,25 @@ def test_a_sweep_value_that_is_no_number_is_refused(home):
     at.text_input(key="nr_sweep_lr").set_value("0.1, 20").run()  # each run of the sweep is checked
     assert any("lr 20" in text and "far too large" in text for text in texts(at.error))
     assert at.button(key="nr_queue_top").disabled
+
+
+def test_a_new_setting_appears_in_the_form_without_other_edits(broker, monkeypatch):
+    import dataclasses
+
+    from core import config as run_config
+    from core.config import RunConfig, setting
+
+    @dataclasses.dataclass
+    class WithPatience(RunConfig):
+        patience: int = setting(0, section="optimisation", label="Patience", minimum=0, step=1,
+                                help="stop after this many epochs without a better validation score")
+
+    monkeypatch.setattr(run_config, "RunConfig", WithPatience)
+    at = app()
+    ok(at)
+    field = at.number_input(key="nr_patience")
+    assert field.label == "Patience" and field.value == 0
+    field.set_value(3).run()
+    at.button(key="nr_queue_top").click().run()
+    [run_id] = submitted(at)
+    assert queued(run_id).config["patience"] == 3

@@ -192,7 +192,7 @@ def test_evaluation_runs_on_a_real_worker_process(run_id, home):
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(home / "worker.log", "w")
-    worker = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--name", "dash-eval"], cwd=ROOT, env=env,
+    worker = subprocess.Popen([sys.executable, "-m", "cli", "worker", "--name", "dash-eval"], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

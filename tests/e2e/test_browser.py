@@ -148,7 +148,7 @@ def stack():
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
     log_path = Path(home) / "up.log"
-    up = subprocess.Popen([sys.executable, "-m", "worker.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+    up = subprocess.Popen([sys.executable, "-m", "cli", "up", "--port", str(port)], cwd=ROOT, env=env,
                           stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

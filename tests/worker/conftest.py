@@ -82,7 +82,7 @@ class Stack:
         log = Path(self.home) / f"worker-{name}-{len(self.logs)}.log"
         env = {**os.environ, **self.env, **extra_env, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", "--name", name, "--loglevel", "INFO"],
+            [sys.executable, "-m", "cli", "worker", "--name", name, "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         proc.imori_name = name  # type: ignore[attr-defined]

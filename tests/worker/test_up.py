@@ -30,9 +30,9 @@ def test_up_serves_trains_and_stops_cleanly():
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
     log = open(Path(home) / "up.log", "w")
-    up = subprocess.Popen([sys.executable, "-m", "worker.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+    up = subprocess.Popen([sys.executable, "-m", "cli", "up", "--port", str(port)], cwd=ROOT, env=env,
                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    cli = [sys.executable, "-m", "worker.cli"]
+    cli = [sys.executable, "-m", "cli"]
     try:
         deadline = time.monotonic() + 120
         while "imori is up" not in (Path(home) / "up.log").read_text():
@@ -80,7 +80,7 @@ def test_a_dashboard_restart_loses_nothing(tmp_path):
     env = {**os.environ, "IMORI_HOME": home, "PYTHONUNBUFFERED": "1"}
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
-    cli = [sys.executable, "-m", "worker.cli"]
+    cli = [sys.executable, "-m", "cli"]
     port = free_port()
     procs = []
 
@@ -129,7 +129,7 @@ def test_a_dashboard_restart_loses_nothing(tmp_path):
 
 
 def test_the_dashboard_listens_on_localhost_with_xsrf_on_by_default():
-    from worker.cli import make_parser
+    from cli.main import make_parser
     from worker.runner import dashboard_command
 
     args = make_parser().parse_args(["up"])

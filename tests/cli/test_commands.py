@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from worker.cli import main
+from cli.main import main
 
 
 def run(capsys, *argv):
@@ -130,7 +130,7 @@ def test_user_errors_are_one_line_without_traceback(capsys, argv, message):
 
 
 def test_the_console_script_runs(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "train" in result.stdout
 
 

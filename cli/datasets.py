@@ -1,0 +1,119 @@
+"""``imori datasets``, ``models``, ``recipes``: what there is to train on and with."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from core.errors import ImoriError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list datasets, or import a folder or ZIP")
+    p.add_argument("action", nargs="?", choices=("list", "import"), default="list")
+    p.add_argument("path", nargs="?")
+    p.add_argument("--name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("models", help="list models, or show one's parameters")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--classes", type=int, default=10, help="class count for the summary")
+    p.add_argument("--kernel", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("recipes", help="the tutorials' recipes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_recipes)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from core.data import import_dataset, list_datasets
+
+    if args.action == "import":
+        if not args.path:
+            raise ImoriError("imori datasets import PATH [--name NAME]")
+        info = import_dataset(args.path, name=args.name)
+        if args.json:
+            print(json.dumps(_info_dict(info), indent=2, default=str))
+        else:
+            print(f"imported {info.name} ({info.kind}) into {info.location}")
+            report = getattr(info, "report", None)
+            if report is not None:
+                print(report.as_text())
+        return 0
+    infos = list_datasets()
+    if args.json:
+        print(json.dumps([_info_dict(i) for i in infos], indent=2, default=str))
+        return 0
+    for info in infos:
+        d = _info_dict(info)
+        classes = d.get("classes") or []
+        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {d.get('location') or ''}")
+    return 0
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    if hasattr(info, "to_dict"):
+        return info.to_dict()
+    import dataclasses
+
+    return dataclasses.asdict(info)
+
+
+def _weights(spec) -> dict[str, object] | None:
+    """Where a model's pretrained weights come from, their licence, and whether they are here."""
+    if not spec.pretrainable:
+        return None
+    from core.models import pretrained_available
+
+    present, where = pretrained_available(spec.name)
+    return {"source": spec.weights_source, "licence": spec.weights_licence, "available": present, "where": where}
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from core.models import build_model, get_spec, list_models, summarize
+
+    if args.name:
+        spec = get_spec(args.name)
+        options = {"kernel": args.kernel} if args.kernel else {}
+        model = build_model(spec.name, args.classes, options=options)
+        summary = summarize(model)
+        weights = _weights(spec)
+        if args.json:
+            print(json.dumps({**summary.to_dict(), "pretrained_weights": weights}, indent=2))
+        else:
+            print(f"{spec.name}: {spec.title}")
+            if weights:
+                state = "on this machine: " if weights["available"] else "not here: "
+                print(f"pretrained weights: {weights['source']}\n  licence: {weights['licence']}\n  {state}{weights['where']}")
+            print(summary.as_text())
+        return 0
+    specs = list_models()
+    if args.json:
+        print(json.dumps([
+            {"name": s.name, "title": s.title, "seed": s.seed, "in_channels": s.in_channels,
+             "default_size": list(s.default_size), "allowed_sizes": s.allowed_sizes, "output": s.output,
+             "pretrained_weights": _weights(s)}
+            for s in specs
+        ], indent=2))
+        return 0
+    for s in specs:
+        size = "x".join(map(str, s.default_size))
+        weights = _weights(s)
+        note = "" if weights is None else ("  [pretrained weights here]" if weights["available"] else "  [no pretrained weights here]")
+        print(f"{s.name:<20} {s.in_channels}x{size:<8} {s.output:<9} {s.title}{note}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from core.recipes import RECIPES
+
+    if args.json:
+        print(json.dumps(RECIPES, indent=2))
+        return 0
+    for key, recipe in RECIPES.items():
+        print(f"{key}: {recipe['title']}\n    {recipe['about']}")
+    return 0

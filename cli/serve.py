@@ -1,0 +1,48 @@
+"""``imori up``, ``worker``, ``dashboard``: the long-running processes."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run a worker in the foreground")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: a GPU worker where CUDA is present, else a CPU worker")
+    p.add_argument("--name", help="worker name (default: device-host-pid)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the usable cores)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("up", help="start everything: Redis (embedded unless REDIS_URL), a worker, the dashboard")
+    p.add_argument("--host", default="127.0.0.1", help="dashboard address (default: localhost only)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (one per machine trains fastest)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--open-for", dest="open_for", type=float, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("dashboard", help="run the dashboard alone")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(func=cmd_dashboard)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.runner import run_worker
+
+    return run_worker(device=args.device, name=args.name, loglevel=args.loglevel, threads=args.threads)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from worker.runner import run_up
+
+    return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device, open_for=args.open_for)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from worker.runner import dashboard_command
+
+    return subprocess.call(dashboard_command(args.host, args.port))

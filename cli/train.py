@@ -1,0 +1,171 @@
+"""``imori train``, ``predict``, ``evaluate``, ``export``: the work that runs here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+
+from cli.options import add_run_options, build_config
+from core.errors import ImoriError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model here, in the foreground")
+    add_run_options(p)
+    p.add_argument("--resume", help="continue from a checkpoint (give --epochs/--iterations to train further)")
+    p.add_argument("--run-dir", dest="run_dir", help="where checkpoints go (default: IMORI_HOME/runs/<id>)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="classify images with a checkpoint")
+    p.add_argument("images", nargs="+", help="image files")
+    add_checkpoint_options(p)
+    p.add_argument("--top-k", dest="top_k", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a checkpoint on a dataset")
+    add_checkpoint_options(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", default="test", choices=("test", "train"))
+    p.add_argument("--data-root", dest="data_root")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a checkpoint's bare state_dict for the tutorial's own model class")
+    p.add_argument("checkpoint")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_export)
+
+
+# -- train -----------------------------------------------------------------------------------
+
+
+def resumed_config(args: argparse.Namespace):
+    """For ``--resume``: the checkpoint's own settings, with the flags on top."""
+    from core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.resume)
+    if not ckpt.config:
+        raise ImoriError(f"{args.resume}: not an imori checkpoint with a run configuration; cannot resume it")
+    return build_config(args, base=dict(ckpt.config))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train in the foreground, recorded in the run records like a queued run: the same
+    life cycle (``core.run.execute_run``) as a worker's, with a progress bar."""
+    from cli.progress import CliRecorder
+    from core.records import RunStateError, queries, store
+    from core.run import execute_run
+
+    resume = getattr(args, "resume", None)
+    config = resumed_config(args) if resume else build_config(args)
+    run_id = None
+    if resume:
+        run_dir = Path(args.run_dir) if args.run_dir else Path(resume).resolve().parent.parent
+        run_id = queries.find_run_by_dir(run_dir)
+        if run_id is not None:
+            try:
+                store.requeue_finished(run_id, config.to_dict())
+            except RunStateError as err:
+                raise ImoriError(f"{err}; cancel it first or resume into a new --run-dir") from None
+    else:
+        run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_id is None:
+        run_id = store.create_run(config, name=config.name, run_dir=run_dir.resolve() if run_dir else None)
+    cli = CliRecorder(quiet=args.quiet)
+    cli.write(f"run {run_id}: {queries.get_run(run_id).run_dir}")
+    cli.install_sigint()
+    outcome = execute_run(run_id, f"cli@{socket.gethostname()}", listeners=lambda run: [cli], resume_from=resume)
+    if outcome.result is None:
+        raise ImoriError(f"run {run_id} {outcome.status}: {outcome.error}")
+    result = outcome.result
+    summary = {"run_id": run_id, "run_dir": result.run_dir, "config": config.to_dict(), **result.to_dict()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"run {run_id} {result.status}: {result.step} iterations, {result.epoch} epoch(s) in {result.seconds:.1f} s "
+              f"({result.images_per_second:.0f} images/s on {result.device})")
+        if result.test:
+            print(f"test accuracy {100 * result.test['accuracy']:.2f} %  (loss {result.test['loss']:.4f})")
+        if result.best_val_accuracy is not None:
+            print(f"best validation accuracy {100 * result.best_val_accuracy:.2f} %")
+        print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
+    return 0 if result.status == "succeeded" else 1
+
+
+# -- predict / evaluate / export -----------------------------------------------------------
+
+
+def add_checkpoint_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="an imori checkpoint, or a bare state_dict with --model")
+    p.add_argument("--model", help="model name, for a bare state_dict (a tutorial's cnn.pt)")
+    p.add_argument("--classes", help="class names, comma-separated, for a bare state_dict")
+    p.add_argument("--kernel", type=int, help="lenet5 kernel of a bare state_dict (3 for seed 004's code)")
+
+
+def load_predictor(args: argparse.Namespace):
+    from core.predict import Predictor
+
+    bare = {}
+    if args.model:
+        bare["model"] = args.model
+    if args.classes:
+        bare["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if args.kernel:
+        bare["options"] = {"kernel": args.kernel}
+    return Predictor(args.checkpoint, **bare)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    predictor = load_predictor(args)
+    predictions = predictor.predict(args.images, top_k=args.top_k)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+    else:
+        for p in predictions:
+            if p.error:
+                print(f"{p.source}: error: {p.error}")
+                continue
+            ranked = ", ".join(f"{c} {100 * prob:.1f} %" for c, prob in p.top)
+            print(f"{p.source}: {p.label}  ({ranked})")
+    return 1 if any(p.error for p in predictions) else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.predict import evaluate
+
+    predictor = load_predictor(args)
+    bar = tqdm(unit="img", file=sys.stderr, disable=args.json)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    result = evaluate(predictor, args.dataset, split=args.split, data_root=args.data_root, progress=progress)
+    bar.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"{result.dataset} {result.split}: accuracy {100 * result.accuracy:.2f} % over {result.count} images")
+    width = max(len(c) for c in result.classes)
+    print("per class: " + ", ".join(f"{c} {100 * a:.1f} %" for c, a in result.per_class.items()))
+    print("confusion (rows: true, columns: predicted):")
+    print(" " * (width + 1) + " ".join(f"{c[:6]:>6}" for c in result.classes))
+    for c, row in zip(result.classes, result.confusion):
+        print(f"{c:>{width}} " + " ".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.checkpoint import export_state_dict
+
+    out = export_state_dict(args.checkpoint, args.output)
+    print(f"wrote {out}: a bare state_dict; load it with model.load_state_dict(torch.load(path, weights_only=True))")
+    return 0

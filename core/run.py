@@ -1,0 +1,100 @@
+"""A recorded run's life cycle: claim, resume, record, train, final status.
+
+The one sequence that both the Celery task (``worker/tasks.py``) and ``imori train`` run::
+
+    outcome = execute_run(run_id, worker="host-1")        # a queued run, by id
+    outcome.status                                        # succeeded / cancelled / failed / ...
+
+Claiming is atomic in the database, so a second delivery of the same message finds the
+run no longer queued and does nothing ("skipped"). A run that has checkpoints resumes
+from its latest one (a worker died, or the run is continued for more epochs); the
+database recorder writes every step, evaluation, checkpoint and the final status, and a
+heartbeat keeps the run alive for the watchdogs while it trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import RunConfig
+from core.errors import ImoriError
+from core.recorder import Recorder, Recorders
+
+log = logging.getLogger("imori.run")
+
+SKIPPED = "skipped"  # not claimed: another delivery or worker has it, or it is gone
+SUPERSEDED = "superseded"  # taken over by another worker mid-run; this attempt stood down
+
+
+@dataclass
+class RunOutcome:
+    """What ``execute_run`` did: a run status, ``skipped`` or ``superseded``, with the
+    loop's result when it trained and the error text when it failed."""
+
+    run_id: int
+    status: str
+    attempt: int = 0
+    result: Any = None  # core.train.FitResult when the loop ran to its end
+    error: str | None = None
+    user_error: bool = False  # the error is an ImoriError (a message for the user), not a bug
+
+
+def execute_run(
+    run_id: int,
+    worker: str,
+    *,
+    listeners: Callable[[Any], Sequence[Recorder | None]] | None = None,
+    resume_from: str | Path | None = None,
+    heartbeat_s: float = 5.0,
+) -> RunOutcome:
+    """Claim queued run ``run_id`` for ``worker`` and train it to its end, recorded.
+
+    ``listeners(run)`` gives extra recorders for this run (the CLI's progress bar, a test's
+    fault injector), given the run's record. ``resume_from`` names the checkpoint to
+    continue from; by default the run's latest recorded checkpoint, when its file exists.
+    Never raises for a failed run: the failure is recorded and returned.
+    """
+    from core.records import FAILED, DbRecorder, RunNotFound, RunStateError, StaleAttemptError, queries, store
+    from core.train import fit
+
+    try:
+        attempt = store.claim_run(run_id, worker)
+    except (RunStateError, RunNotFound) as err:
+        log.info("run %s: not claimed (%s)", run_id, err)
+        return RunOutcome(run_id, SKIPPED, error=str(err))
+    log.info("run %s: claimed by %s, attempt %s", run_id, worker, attempt)
+    run = queries.get_run(run_id)
+    try:
+        # Validated when it was submitted; a record written by another version may not read.
+        config = RunConfig.from_dict(run.config)
+    except ImoriError as err:
+        store.set_status(run_id, FAILED, attempt=attempt, error=str(err))
+        return RunOutcome(run_id, FAILED, attempt, error=str(err), user_error=True)
+    if resume_from is None:
+        latest = queries.latest_checkpoint(run_id)
+        if latest is not None and Path(latest.path).is_file():
+            resume_from = latest.path
+            store.add_log(run_id, f"resuming from {resume_from} (step {latest.step})", attempt=attempt)
+    recorder = Recorders(DbRecorder(run_id, attempt, heartbeat_interval=heartbeat_s), *(listeners(run) if listeners else ()))
+    try:
+        result = fit(config, run.run_dir, recorder, resume_from=resume_from)
+    except StaleAttemptError as err:
+        log.warning("run %s: attempt %s was superseded (%s); standing down", run_id, attempt, err)
+        return RunOutcome(run_id, SUPERSEDED, attempt, error=str(err))
+    except ImoriError as err:  # the recorder has recorded it as the run's error
+        log.info("run %s failed: %s", run_id, err)
+        return RunOutcome(run_id, FAILED, attempt, error=str(err), user_error=True)
+    except Exception as err:  # noqa: BLE001 - a bug: keep the traceback with the run
+        log.exception("run %s crashed", run_id)
+        text = f"{type(err).__name__}: {err}"
+        try:
+            store.set_status(run_id, FAILED, attempt=attempt, error=f"{text}\n{traceback.format_exc()}")
+        except Exception:  # noqa: BLE001 - the records may be what failed; the log has it
+            pass
+        return RunOutcome(run_id, FAILED, attempt, error=text)
+    return RunOutcome(run_id, result.status, attempt, result=result)
