@@ -233,6 +233,11 @@ class RunConfig:
     amp: bool = setting(True, section="hardware", label="Mixed precision on CUDA (bf16)", help="mixed precision on CUDA")
     channels_last: bool = setting(True, section="hardware", label="channels_last on CUDA", help="channels-last memory format on CUDA")
     compile: bool = setting(False, section="hardware", label="torch.compile", help="torch.compile the model")
+    feature_cache: bool = setting(
+        True, section="hardware", label="Cache a frozen backbone's features",
+        help="while a pretrained backbone is frozen and nothing is augmented, compute its features once "
+        "and train the head on them (later epochs cost milliseconds)",
+    )
     # Checkpoints.
     checkpoint_every_epochs: int = setting(
         1, section="hardware", label="Checkpoint every (epochs, 0: best and last only)", minimum=0, step=1, unit="epochs",
@@ -257,6 +262,11 @@ class RunConfig:
     )
     freeze_backbone: bool = setting(
         False, section="fine_tune", label="Freeze the backbone (train the head only)", help="train the new head only"
+    )
+    freeze_epochs: int = setting(
+        0, section="fine_tune", label="Head-only epochs first", minimum=0, step=1, unit="epochs",
+        help="train the new head alone this many epochs with the backbone frozen (its BatchNorm too), "
+        "then every layer, the backbone at its learning-rate multiplier (fastai's fine_tune)",
     )
     backbone_lr_mult: float | None = setting(
         None, section="fine_tune", label="Backbone learning-rate multiplier", minimum=0.0, maximum=1.0, step=0.05,
@@ -415,10 +425,17 @@ class RunConfig:
             for flag, label in (
                 (self.pretrained or self.pretrained_path, "pretrained weights"),
                 (self.freeze_backbone, "freeze_backbone"),
+                (self.freeze_epochs, "freeze_epochs"),
                 (self.backbone_lr_mult not in (None, 1.0), "backbone_lr_mult"),
             ):
                 if flag:
                     p.append(f"{label} apply to models with pretrained weights (resnet18, efficientnet_lite0, ...), not {self.model}")
+        if not whole(self.freeze_epochs, 0):
+            p.append(f"freeze_epochs must be a whole number >= 0, not {self.freeze_epochs}")
+        elif self.freeze_epochs and self.freeze_backbone:
+            p.append("freeze_epochs trains every layer after its head-only epochs, freeze_backbone never does: choose one")
+        elif self.freeze_epochs and self.epochs is not None and self.freeze_epochs >= self.epochs:
+            p.append(f"freeze_epochs ({self.freeze_epochs}) leaves no epoch to train every layer: give more epochs")
         if self.backbone_lr_mult is not None and (
             not finite(self.backbone_lr_mult) or not 0 <= self.backbone_lr_mult <= 1
         ):

@@ -56,6 +56,20 @@ RECIPES: dict[str, dict[str, Any]] = {
             pretrained=True, backbone_lr_mult=0.1, image_size=(224, 224),
         ),
     },
+    "finetune": {
+        "title": "Fine-tune a pretrained backbone: your own photos",
+        "about": "EfficientNet-Lite0 with its ImageNet weights (offline, no download): one epoch "
+        "of the new head alone on the frozen backbone's cached features, then every layer "
+        "with the backbone at 0.1x the learning rate (fastai's fine_tune); AdamW 1e-3 with "
+        "a cosine schedule, flip and crop augmentation once every layer trains, 224x224 "
+        "with the backbone's own normalisation.",
+        "config": dict(
+            model="efficientnet_lite0", dataset="shapes2", pretrained=True, freeze_epochs=1,
+            optimizer="adamw", lr=1e-3, weight_decay=0.01, backbone_lr_mult=0.1, schedule="cosine",
+            loss="cross_entropy", batch_size=32, epochs=5, iterations=None,
+            augment=("flip", "crop"), image_size=(224, 224),
+        ),
+    },
 }
 
 

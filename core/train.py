@@ -30,7 +30,7 @@ import core
 from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
 from core.errors import ConfigError, ImoriError
-from core.models import set_train_mode
+from core.models import set_backbone_frozen, set_train_mode
 from core.recorder import (
     EvalMetrics,
     Recorder,
@@ -180,6 +180,18 @@ class _StepBuffer:
             )
 
 
+@dataclass
+class _Feed:
+    """What one phase of a run feeds the network, per split, and through what."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    forward: torch.nn.Module  # the whole model, or the head alone on cached features
+    prepare: Any  # batch of inputs -> the tensor ``forward`` takes, on the device
+    augment: bool  # whether the run's augmentation applies to these inputs
+
+
 # -- the trainer -----------------------------------------------------------------------------
 
 
@@ -227,6 +239,7 @@ class Trainer:
             download=config.download,
             freeze_backbone=config.freeze_backbone,
         )
+        self.spec = get_spec(config.model)
         if config.init_from:
             start = load_checkpoint(config.init_from, model=config.model, options=config.model_options)
             skipped = load_init_weights(model, config.model, start.state_dict)
@@ -248,7 +261,12 @@ class Trainer:
         else:
             self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.criterion = torch.nn.NLLLoss() if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss()
-        self.output = get_spec(config.model).output  # "logits" or "log_probs"
+        self.output = self.spec.output  # "logits" or "log_probs"
+        # What the network is fed: images through the whole model, or, while a pretrained
+        # backbone is frozen and nothing is augmented, its cached features through the head.
+        self.images = _Feed(self.train_x, self.val_x, self.test_x, self.net, self._prepare_images, augment=True)
+        self.features: _Feed | None = None
+        self.feed = self.images
 
         n = len(self.train_y)
         batch = min(config.batch_size, n)
@@ -355,17 +373,20 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    def evaluate(self, inputs: torch.Tensor, labels: torch.Tensor, feed: "_Feed | None" = None) -> dict[str, float]:
         """Mean loss and accuracy over a whole split (sums, then one division: exact)."""
         if len(labels) == 0:
             return {}
+        feed = feed or self.feed
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for start in range(0, len(labels), self.config.eval_batch_size):
-            x, y = self._batch(images[start : start + self.config.eval_batch_size], labels[start : start + self.config.eval_batch_size])
+        size = self.config.eval_batch_size
+        for start in range(0, len(labels), size):
+            x = feed.prepare(inputs[start : start + size])
+            y = labels[start : start + size].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                out = self.net(x)
+                out = feed.forward(x)
             out = out.float()
             # Log-probabilities take NLL; cross-entropy on them would give the same figure.
             if self.output == "log_probs":
@@ -376,16 +397,56 @@ class Trainer:
         set_train_mode(self.model)
         return {"loss": loss_sum.item() / len(labels), "accuracy": correct.item() / len(labels), "count": len(labels)}
 
-    def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prepare_images(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prep.normalize(x.to(self.device, non_blocking=True))
         if self.cuda_fast:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y.to(self.device, non_blocking=True)
+        return x
+
+    # -- phases: a frozen backbone first, then every layer ---------------------------------
+
+    def backbone_frozen(self, epoch: int) -> bool:
+        return self.config.freeze_backbone or epoch <= self.config.freeze_epochs
+
+    def feed_for(self, epoch: int) -> "_Feed":
+        """Freeze or unfreeze the backbone for ``epoch`` and say what to feed the network."""
+        config = self.config
+        frozen = self.backbone_frozen(epoch)
+        if config.freeze_epochs:
+            set_backbone_frozen(self.model, config.model, frozen)
+            if not frozen and epoch == config.freeze_epochs + 1 and self.next_batch == 0:
+                self.recorder.on_log(f"epoch {epoch}: the backbone joins training (step {self.step})")
+        # Augmentation would change the features every epoch; the frozen phase of a
+        # fine-tune trains on the unaugmented images' features by design.
+        cacheable = frozen and self.spec.pretrainable and config.feature_cache and not config.compile
+        if not cacheable or (config.augment and not config.freeze_epochs):
+            return self.images
+        if self.features is None:
+            self.features = self._cached_features()
+        return self.features
+
+    def _cached_features(self) -> "_Feed":
+        from core.features import cached_features
+
+        head, feeds = self.spec.head, []
+        total = len(self.train_x) + len(self.val_x) + len(self.test_x)
+        self.recorder.on_log(f"the backbone is frozen: getting its features of {total} images (computed once, then cached)")
+        started, reused = time.monotonic(), True
+        for images in (self.train_x, self.val_x, self.test_x):
+            features, hit = cached_features(
+                self.model, head, images.cpu(), self.prep, self.device,
+                batch_size=min(self.config.eval_batch_size, 64), autocast_dtype=self.amp_dtype,
+            )
+            reused = reused and hit
+            feeds.append(features.to(self.train_y.device))
+        how = "read from the feature cache" if reused else f"computed in {time.monotonic() - started:.1f} s and cached"
+        self.recorder.on_log(f"features of {total} images {how}; the head trains on them alone")
+        return _Feed(*feeds, self.model.get_submodule(head), lambda f: f.to(self.device, non_blocking=True), augment=False)
 
     def evaluate_epoch(self, epoch: int) -> None:
         """Validation and test metrics after ``epoch``; the checkpointer keeps what it should."""
-        val = self.evaluate(self.val_x, self.val_y)
-        test = self.evaluate(self.test_x, self.test_y)
+        val = self.evaluate(self.feed.val, self.val_y)
+        test = self.evaluate(self.feed.test, self.test_y)
         for split, metrics in (("val", val), ("test", test)):
             if metrics:
                 self.recorder.on_eval(
@@ -400,17 +461,20 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> bool:
         """One epoch (or what is left of it after a resume); False when the run was asked to stop."""
-        config, model, optimizer, criterion = self.config, self.net, self.optimizer, self.criterion
+        config, optimizer, criterion = self.config, self.optimizer, self.criterion
+        self.feed = feed = self.feed_for(epoch)
+        model, prepare, inputs = feed.forward, feed.prepare, feed.train
+        augment = config.augment if feed.augment else ()
         scaled, scheduled = self.scaler.is_enabled(), config.schedule != "none"
         order = epoch_order(len(self.train_y), config.seed, epoch).to(self.train_y.device)
-        set_train_mode(model)  # a frozen backbone's BatchNorm stays in eval
+        set_train_mode(self.model)  # a frozen backbone's BatchNorm stays in eval
         for b in range(self.next_batch, self.steps_per_epoch):
             if self.step >= self.total_steps:
                 break
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x, y = self._batch(self.train_x[idx], self.train_y[idx])
-            if config.augment:
-                x = augment_batch(x, config.augment)
+            x, y = prepare(inputs[idx]), self.train_y[idx].to(self.device, non_blocking=True)
+            if augment:
+                x = augment_batch(x, augment)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 output = model(x)

@@ -15,6 +15,7 @@ from core.models.registry import (
     list_models,
     load_init_weights,
     param_groups,
+    set_backbone_frozen,
     pretrained_available,
     set_train_mode,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "list_models",
     "load_init_weights",
     "param_groups",
+    "set_backbone_frozen",
     "pretrained_available",
     "set_train_mode",
     "summarize",

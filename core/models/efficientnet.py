@@ -120,6 +120,10 @@ def build(
     model = _timm().create_model(
         arch.timm_name, pretrained=False, num_classes=num_classes, drop_rate=DROP_RATE
     )
+    # A new head starts as PyTorch's own Linear does (the torchvision models' heads too):
+    # timm's ImageNet-scale init (uniform +-1/sqrt(classes), +-0.7 for two classes) gives
+    # a 1,280-feature head logits in the tens, which a few hundred steps cannot undo.
+    model.get_submodule(arch.head).reset_parameters()
     if state_dict is not None:
         load_backbone(model, name, arch.head, state_dict)
     return model

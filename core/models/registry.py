@@ -331,10 +331,18 @@ def build_model(
         model = spec.builder(num_classes, (height, width), opts)
 
     if freeze_backbone:
-        head = spec.head + "."
-        for param_name, param in model.named_parameters():
-            if not param_name.startswith(head):
-                param.requires_grad_(False)
+        set_backbone_frozen(model, name, True)
+    return model
+
+
+def set_backbone_frozen(model: nn.Module, name: str, frozen: bool = True) -> nn.Module:
+    """Freeze (or unfreeze) every parameter of ``model`` but its head's. An optimizer built
+    over all of them skips the frozen ones (their gradients stay None), so one optimizer
+    serves a head-only phase and the all-layers phase after it."""
+    head = get_spec(name).head + "."
+    for param_name, param in unwrap_model(model).named_parameters():
+        if not param_name.startswith(head):
+            param.requires_grad_(not frozen)
     return model
 
 

@@ -22,7 +22,7 @@ from dashboard import widgets
 OTHER_DATASET = "__path__"
 FRESH = "__fresh__"
 INIT_PATH = "__init_path__"
-RECIPE_ORDER = ("seed003", "seed004", "seed000", "seed002")
+RECIPE_ORDER = ("finetune", "seed003", "seed004", "seed000", "seed002")
 KEEP = form.KEEP
 
 

@@ -69,7 +69,7 @@ def test_recipes_keep_the_tutorials_numbers():
     seed002 = recipe_config("seed002")
     assert seed002.pretrained and seed002.effective_backbone_lr_mult() == 0.1
     assert seed002.preprocessing().size == (224, 224) and seed002.preprocessing().channels == 3
-    assert set(RECIPES) == {"seed000", "seed002", "seed003", "seed004"}
+    assert set(RECIPES) == {"seed000", "seed002", "seed003", "seed004", "finetune"}
 
 
 def test_recipe_overrides_swap_epochs_and_iterations():
