@@ -14,6 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", nargs="?", choices=("list", "import"), default="list")
     p.add_argument("path", nargs="?")
     p.add_argument("--name")
+    p.add_argument("--file-column", dest="file_column", metavar="COLUMN",
+                   help="import: the CSV column holding the image files, by header name or 0-based index "
+                        "(default: a header such as file/image/path, else the column whose cells name files)")
+    p.add_argument("--label-column", dest="label_column", metavar="COLUMN",
+                   help="import: the CSV column holding the labels, by header name or 0-based index "
+                        "(default: a header such as label/class/category, else the other column)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
@@ -34,16 +40,19 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     if args.action == "import":
         if not args.path:
-            raise ImoriError("imori datasets import PATH [--name NAME]")
-        info = import_dataset(args.path, name=args.name)
+            raise ImoriError("imori datasets import PATH [--name NAME] [--file-column C --label-column L]")
+        info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column)
         if args.json:
             print(json.dumps(_info_dict(info), indent=2, default=str))
         else:
             print(f"imported {info.name} ({info.kind}) into {info.location}")
+            print(info.description)
             report = getattr(info, "report", None)
             if report is not None:
                 print(report.as_text())
         return 0
+    if args.file_column is not None or args.label_column is not None:
+        raise ImoriError("--file-column and --label-column go with import: imori datasets import PATH --file-column C --label-column L")
     infos = list_datasets()
     if args.json:
         print(json.dumps([_info_dict(i) for i in infos], indent=2, default=str))

@@ -154,13 +154,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     print(f"{result.dataset} {result.split}: accuracy {100 * result.accuracy:.2f} % over {result.count} images")
+    if result.balanced_accuracy is not None:
+        print(f"balanced accuracy {100 * result.balanced_accuracy:.2f} % (mean of the per-class recalls)")
     width = max(len(c) for c in result.classes)
-    print("per class: " + ", ".join(f"{c} {100 * a:.1f} %" for c, a in result.per_class.items()))
+    print(class_table(result.class_metrics))
     print("confusion (rows: true, columns: predicted):")
     print(" " * (width + 1) + " ".join(f"{c[:6]:>6}" for c in result.classes))
     for c, row in zip(result.classes, result.confusion):
         print(f"{c:>{width}} " + " ".join(f"{v:>6}" for v in row))
     return 0
+
+
+def class_table(metrics: dict[str, dict[str, float]]) -> str:
+    """Each class's precision, recall, F1 and support, one row a class."""
+    width = max([len(c) for c in metrics] + [len("class")])
+    lines = ["class".ljust(width) + f"{'precision':>11}{'recall':>9}{'f1':>9}{'support':>9}"]
+    for name, m in metrics.items():
+        lines.append(name.ljust(width) + f"{m['precision']:>11.3f}{m['recall']:>9.3f}{m['f1']:>9.3f}{int(m['support']):>9,}")
+    return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 no gradients, probabilities of every class and the top k.
 
 ``Predictor`` loads a model once (the dashboard caches it) and answers single images in
-milliseconds; ``evaluate`` runs a whole split and builds the confusion matrix.
+milliseconds; ``evaluate`` runs a whole split and builds the confusion matrix, from which
+the per-class precision, recall, F1 and the balanced accuracy are computed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.data.preprocess import Preprocessing, open_image
 from core.errors import DatasetError, ImoriError
+from core.metrics import balanced_accuracy, class_metrics
 
 ImageInput = Any  # a path, raw bytes, a file object or a PIL image
 
@@ -113,6 +115,15 @@ def _name(image: ImageInput, index: int) -> str:
 
 @dataclass
 class Evaluation:
+    """A checkpoint's results on one split, in plain values (``to_dict`` is what
+    ``imori evaluate --json`` prints and the evaluations table stores).
+
+    ``per_class`` is each class's recall; ``class_metrics`` adds precision, F1 and support
+    (a class never predicted has precision 0: scikit-learn's ``zero_division=0``);
+    ``balanced_accuracy`` is the mean of the per-class recalls, scikit-learn's
+    ``balanced_accuracy_score`` ("the average of recall obtained on each class").
+    """
+
     dataset: str
     split: str
     count: int
@@ -121,6 +132,9 @@ class Evaluation:
     confusion: list[list[int]]  # rows: true class, columns: predicted class
     per_class: dict[str, float]  # accuracy (recall) of each class
     misclassified: list[dict[str, Any]] = field(default_factory=list)  # most confident mistakes first
+    # class -> {"precision", "recall", "f1", "support"}: core.metrics.class_metrics
+    class_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    balanced_accuracy: float | None = None  # mean recall over the classes present: core.metrics.balanced_accuracy
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -136,7 +150,11 @@ def evaluate(
     max_misclassified: int = 50,
     progress=None,
 ) -> Evaluation:
-    """Run the checkpoint over a dataset split; classes are matched by name."""
+    """Run the checkpoint over a dataset split; classes are matched by name.
+
+    The result has the accuracy, the confusion matrix, each class's precision, recall,
+    F1 and support (``class_metrics``) and the balanced accuracy (``balanced_accuracy``).
+    """
     from core.data import load_dataset
 
     seed = int(predictor.checkpoint.config.get("seed", 0))  # a flat folder's split depends on it
@@ -173,16 +191,19 @@ def evaluate(
         c: (confusion[i, i].item() / confusion[i].sum().item()) for i, c in enumerate(predictor.classes) if confusion[i].sum() > 0
     }
     mistakes.sort(reverse=True)
+    matrix = confusion.tolist()
     return Evaluation(
         dataset=dataset,
         split=split,
         count=total,
         accuracy=correct / total,
         classes=list(predictor.classes),
-        confusion=confusion.tolist(),
+        confusion=matrix,
         per_class=per_class,
         misclassified=[
             {"index": i, "true": predictor.classes[t], "predicted": predictor.classes[p], "confidence": c}
             for c, i, t, p in mistakes[:max_misclassified]
         ],
+        class_metrics=class_metrics(matrix, list(predictor.classes)),
+        balanced_accuracy=balanced_accuracy(matrix),
     )

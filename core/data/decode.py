@@ -240,10 +240,12 @@ def check_classes(decoded: Decoded, where: str) -> None:
         )
     if len(classes) < 2:
         only = f" (only '{classes[0]}')" if classes else ""
-        raise DatasetError(
-            f"{where} has fewer than 2 classes with images{only}: a classifier needs at least two; "
-            "put each class's images in its own folder"
+        fix = (
+            "check that the CSV's label column holds the classes (pick it with --label-column, or Label column on the Datasets page)"
+            if decoded.kind == "csv"
+            else "put each class's images in its own folder"
         )
+        raise DatasetError(f"{where} has fewer than 2 classes with images{only}: a classifier needs at least two; {fix}")
     train_counts = torch.bincount(decoded.labels[decoded.splits != TEST], minlength=len(classes)).tolist()
     no_train = [name for name, n in zip(classes, train_counts) if n == 0]
     if no_train:

@@ -27,7 +27,7 @@ from PIL import Image
 from core import paths
 from core.data import cache, safezip
 from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, assign_splits, check_classes, decode_files, finish
-from core.data.folders import Scan, is_zip, scan_directory
+from core.data.folders import Columns, Scan, is_zip, scan_directory
 from core.data.preprocess import Preprocessing, open_image
 from core.data.report import DatasetInfo, ImportReport, build_report
 from core.data.splits import DataSplits
@@ -98,7 +98,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def import_source(source: str | Path, name: str | None, reserved: set[str]) -> DatasetInfo:
+def import_source(source: str | Path, name: str | None, reserved: set[str], columns: Columns | None = None) -> DatasetInfo:
     source = Path(source).expanduser()
     if not source.exists():
         raise DatasetError(f"{source}: no such file or directory")
@@ -115,7 +115,7 @@ def import_source(source: str | Path, name: str | None, reserved: set[str]) -> D
             unsafe = safezip.extract(source, data)
         else:
             unsafe = safezip.copy_tree(source, data)
-        scan = scan_directory(data, source.name)
+        scan = scan_directory(data, source.name, columns)
         manifest = _validate(scan, data, source, name, unsafe)
         _write_json(staging / MANIFEST, manifest)
         if final.exists():

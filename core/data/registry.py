@@ -81,13 +81,22 @@ def load_dataset(
     return folders.load_path(key, prep, seed=int(seed), test_fraction=test_fraction)
 
 
-def import_dataset(source: str | Path, name: str | None = None) -> DatasetInfo:
+def import_dataset(
+    source: str | Path,
+    name: str | None = None,
+    *,
+    file_column: str | int | None = None,
+    label_column: str | int | None = None,
+) -> DatasetInfo:
     """Copy (directory) or safely extract (ZIP) ``source`` into ``datasets_dir()/<name>/``.
 
     Every image is validated; the manifest holds the classes, the file lists per split
-    and the validation report. An existing name is refused.
+    and the validation report. An existing name is refused. ``file_column`` and
+    ``label_column`` pick a CSV's columns, by header name or 0-based index (each found
+    from the header or the cells when not given).
     """
-    return imported.import_source(source, name, _RESERVED)
+    columns = folders.Columns.of(file_column, label_column)
+    return imported.import_source(source, name, _RESERVED, columns)
 
 
 def list_datasets(*, data_root: str | None = None) -> list[DatasetInfo]:

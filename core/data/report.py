@@ -77,11 +77,13 @@ class ImportReport:
         splits = list(self.counts)
         lines.append(f"{self.total:,} images in {len(classes)} classes")
         if classes:
+            totals = self.class_totals()
+            both = len(splits) > 1  # a total column only adds something to two splits
             width = max(len(c) for c in classes + ["class"])
-            lines.append("  " + "class".ljust(width) + "".join(f"{s:>10}" for s in splits))
+            lines.append("  " + "class".ljust(width) + "".join(f"{s:>10}" for s in splits) + (f"{'total':>10}" if both else ""))
             for name in classes:
                 row = "".join(f"{self.counts[s].get(name, 0):>10,}" for s in splits)
-                lines.append("  " + name.ljust(width) + row)
+                lines.append("  " + name.ljust(width) + row + (f"{totals[name]:>10,}" if both else ""))
         if self.sizes:
             shown = ", ".join(f"{size} ({n:,})" for size, n in self.sizes.items())
             lines.append(f"sizes: {shown}")

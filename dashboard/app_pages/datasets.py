@@ -1,5 +1,6 @@
 """Datasets: every dataset imori knows; import a ZIP (class folders, or a CSV of file,label
-rows and its images) with its validation report; a grid of samples per class."""
+rows and its images, whose columns can be picked) with its validation report (images per
+class and split, files skipped and why); a grid of samples per class."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def report_view(report) -> None:
     if report.counts:
         frame = pd.DataFrame(report.counts).fillna(0).astype(int)
         frame.index.name = "class"
+        if len(frame.columns) > 1:
+            frame["total"] = frame.sum(axis=1)
         st.dataframe(frame, column_config={s: st.column_config.NumberColumn(f"{s} ({totals.get(s, 0):,})") for s in frame})
     for warning in report.warnings:
         st.warning(warning, icon=":material/warning:")
@@ -43,11 +46,24 @@ def report_view(report) -> None:
 
 # -- import -----------------------------------------------------------------------------------
 
+
+def csv_tables(upload) -> dict[str, list[str]]:
+    """The CSV-like files of an uploaded ZIP with their first line (nothing is extracted)."""
+    import io
+
+    from core.data.folders import zip_tables
+
+    if upload.size > widgets.MAX_ZIP_BYTES:
+        return {}  # refused when imported, with the reason
+    return zip_tables(io.BytesIO(upload.getvalue()))
+
+
 with st.container(border=True):
     st.subheader("Import a ZIP")
     st.caption(
         "Class folders (`train/<class>/…` and optionally `test/<class>/…`, or flat `<class>/…`, split 80/20 by a seed), "
-        "or a CSV of `file,label` rows next to its images. Every image is checked; unreadable ones are skipped and listed. "
+        "or a CSV of `file,label` rows next to its images (comma, semicolon, tab or space separated; ids without an "
+        "extension are matched to their image). Every image is checked; unreadable ones are skipped and listed. "
         f"Up to {widgets.MAX_ZIP_BYTES // widgets.MB} MB."
     )
     left, right = st.columns([3, 2], vertical_alignment="bottom")
@@ -58,7 +74,25 @@ with st.container(border=True):
     if upload is not None and st.session_state.get("ds_upload_seen") != upload.file_id:
         st.session_state.ds_upload_seen = upload.file_id
         st.session_state.ds_name = suggested
+        st.session_state.ds_tables = csv_tables(upload)
     name = right.text_input("Name", key="ds_name", placeholder="the name to pick it by in New run")
+    tables = (st.session_state.get("ds_tables") or {}) if upload is not None else {}
+    file_column = label_column = ""
+    if tables:
+        st.markdown("**The ZIP holds a CSV.** Pick its file and label columns, or leave them empty: a header "
+                    "such as `file`/`image`/`path` and `label`/`class`/`category` says which, else the cells do.")
+        for table, cells in list(tables.items())[:3]:
+            shown = table.replace("`", "'")
+            st.caption(f"First line of `{shown}` (column numbers count from 0):")
+            st.dataframe(pd.DataFrame([cells], columns=[str(i) for i in range(len(cells))]), hide_index=True)
+        file_col, label_col = st.columns(2)
+        file_column = file_col.text_input(
+            "File column", key="ds_file_column", placeholder="found automatically",
+            help="The header name of the column that holds the image files (or ids without extension), "
+                 "or its 0-based index when the CSV has no header.")
+        label_column = label_col.text_input(
+            "Label column", key="ds_label_column", placeholder="found automatically",
+            help="The header name of the column that holds the class labels, or its 0-based index.")
     if st.button("Import", type="primary", key="ds_import", disabled=upload is None, icon=":material/upload:"):
         from core.data import import_dataset
 
@@ -66,11 +100,13 @@ with st.container(border=True):
             data = widgets.read_upload(upload, max_bytes=widgets.MAX_ZIP_BYTES, kinds=("zip",), what="ZIP file")
             stored = widgets.store_upload(data, upload.name, "datasets")
             try:
-                info = import_dataset(stored, (name or suggested).strip() or None)
+                info = import_dataset(stored, (name or suggested).strip() or None,
+                                      file_column=file_column.strip() or None, label_column=label_column.strip() or None)
             finally:
                 stored.unlink(missing_ok=True)  # extracted into the datasets folder; the ZIP is not needed
             st.session_state.ds_imported = info.name
             st.session_state.ds_report = info.report
+            st.session_state.ds_layout = info.description
             st.session_state.ds_preview = info.name
             widgets.all_datasets.clear()
         except ImoriError as err:
@@ -79,6 +115,8 @@ with st.container(border=True):
     if st.session_state.get("ds_imported"):
         st.success(f"Imported **{st.session_state.ds_imported}**: pick it as the dataset in New run.", icon=":material/check_circle:")
         st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+        if st.session_state.get("ds_layout"):
+            st.caption(st.session_state.ds_layout.replace("`", "'"))
         if st.session_state.get("ds_report") is not None:
             report_view(st.session_state.ds_report)
 

@@ -1,7 +1,7 @@
 """Predict: a run's checkpoint (best by default) or an uploaded one; images uploaded or
 taken with the camera, each with its top-k probabilities. Evaluate a checkpoint on a
-dataset's split as a job on a worker: accuracy, confusion matrix, per-class accuracy,
-the most confident mistakes."""
+dataset's split as a job on a worker: accuracy and balanced accuracy, confusion matrix,
+per-class accuracy, precision, recall and F1, the most confident mistakes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ImoriError
+from core.metrics import balanced_accuracy, class_metrics
 from core.records import queries
 from dashboard import widgets
 
@@ -233,6 +234,17 @@ def per_class_bars(result: dict[str, Any]):
     ).properties(height=alt.Step(20))
 
 
+def class_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row a class: precision, recall, F1, support (computed for evaluations recorded
+    before they were stored)."""
+    metrics = result.get("class_metrics") or class_metrics(result["confusion"], [str(c) for c in result["classes"]])
+    return pd.DataFrame(
+        [{"class": str(name), **{k: m[k] for k in ("precision", "recall", "f1")}, "support": int(m["support"])}
+         for name, m in metrics.items()],
+        columns=["class", "precision", "recall", "f1", "support"],
+    )
+
+
 def gallery(row: Any, result: dict[str, Any]) -> None:
     mistakes = result.get("misclassified") or []
     if not mistakes:
@@ -270,11 +282,14 @@ def show_evaluation(eval_id: int) -> None:
         st.error(f"The evaluation failed: {row.error or 'no result'}", icon=":material/error:")
         return
     result = row.result
-    a, b, c = st.columns(3)
+    a, b, c, d = st.columns(4)
     a.metric("Accuracy", widgets.pct(result["accuracy"], 2))
-    b.metric("Images", f"{result['count']:,}")
+    balanced = result.get("balanced_accuracy", balanced_accuracy(result["confusion"]))
+    b.metric("Balanced accuracy", widgets.pct(balanced, 2) if balanced is not None else "—",
+             help="The mean of the per-class recalls: every class counts the same, however many images it has.")
+    c.metric("Images", f"{result['count']:,}")
     worst = min(result["per_class"].items(), key=lambda kv: kv[1]) if result["per_class"] else None
-    c.metric("Weakest class", f"{worst[0]}: {widgets.pct(worst[1])}" if worst else "—")
+    d.metric("Weakest class", f"{worst[0]}: {widgets.pct(worst[1])}" if worst else "—")
     matrix, classes = st.columns([3, 2])
     with matrix:
         st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
@@ -282,6 +297,9 @@ def show_evaluation(eval_id: int) -> None:
     with classes:
         st.markdown("**Per-class accuracy** (red: below the overall accuracy)")
         st.altair_chart(per_class_bars(result), width="stretch")
+    st.markdown("**Per-class precision, recall and F1** (a class never predicted has precision 0)")
+    st.dataframe(class_table(result), hide_index=True, key="pr_class_metrics",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")})
     gallery(row, result)
 
 

@@ -90,8 +90,17 @@ def test_evaluate_and_export(trained, tmp_path, capsys):
     assert code == 0, err
     report = json.loads(out)
     assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == report["count"]
+    assert sum(m["support"] for m in report["class_metrics"].values()) == report["count"]
+    assert 0 <= report["balanced_accuracy"] <= 1
     code, out, _ = run(capsys, "evaluate", "--checkpoint", str(trained / "checkpoints" / "best.pt"), "--dataset", "digits")
-    assert "confusion" in out and "accuracy" in out
+    assert "confusion" in out and "accuracy" in out and "balanced accuracy" in out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["class", "precision", "recall", "f1", "support"])
+    rows = [line.split() for line in lines[header + 1 : header + 1 + len(report["class_metrics"])]]
+    for name, precision, recall, f1, support in rows:
+        m = report["class_metrics"][name]
+        assert (float(precision), float(recall), float(f1)) == pytest.approx((m["precision"], m["recall"], m["f1"]), abs=5e-4)
+        assert int(support.replace(",", "")) == m["support"]
     code, out, _ = run(capsys, "export", str(trained / "checkpoints" / "best.pt"), str(tmp_path / "bare.pt"))
     assert code == 0
     state = torch.load(tmp_path / "bare.pt", weights_only=True)

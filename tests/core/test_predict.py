@@ -128,6 +128,16 @@ def test_log_softmax_models_give_probabilities_and_evaluation_builds_a_confusion
 
     assert report.accuracy == pytest.approx(load_checkpoint(result.best_checkpoint).metrics["test_accuracy"], abs=1e-9)
     assert set(report.per_class) == {str(i) for i in range(10)}
+    # Per-class precision/recall/F1 and balanced accuracy come from the same matrix.
+    from core.metrics import balanced_accuracy, class_metrics
+
+    assert report.class_metrics == class_metrics(report.confusion, report.classes)
+    assert sum(m["support"] for m in report.class_metrics.values()) == report.count
+    assert all(m["recall"] == pytest.approx(report.per_class[c]) for c, m in report.class_metrics.items())
+    assert report.balanced_accuracy == pytest.approx(balanced_accuracy(report.confusion))
+    stored = report.to_dict()
+    assert stored["class_metrics"]["3"].keys() == {"precision", "recall", "f1", "support"}
+    assert stored["balanced_accuracy"] == report.balanced_accuracy
     confidences = [m["confidence"] for m in report.misclassified]
     assert confidences == sorted(confidences, reverse=True)
     assert all(m["true"] != m["predicted"] for m in report.misclassified)
@@ -137,3 +147,58 @@ def test_log_softmax_models_give_probabilities_and_evaluation_builds_a_confusion
     data = load_dataset("digits", predictor.preprocessing)
     probs = predictor.probabilities(predictor.preprocessing.normalize(data.test.images[:4]))
     assert torch.allclose(probs.sum(1), torch.ones(4), atol=1e-5)
+
+
+# A confusion matrix worked by hand (rows: true class, columns: predicted):
+#        a  b  c  d  e
+#   a [  4, 1, 0, 1, 0 ]   support 6
+#   b [  2, 3, 0, 0, 0 ]   support 5
+#   c [  1, 1, 0, 0, 0 ]   support 2, never predicted
+#   d [  0, 0, 0, 0, 0 ]   support 0, predicted once
+#   e [  0, 0, 0, 0, 0 ]   neither true nor predicted: not listed
+# column sums (predicted): a 7, b 5, c 0, d 1, e 0
+HAND = [[4, 1, 0, 1, 0], [2, 3, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+CLASSES = ["a", "b", "c", "d", "e"]
+
+
+def test_per_class_metrics_from_a_hand_computed_confusion_matrix():
+    from core.metrics import class_metrics
+
+    metrics = class_metrics(HAND, CLASSES)
+    assert list(metrics) == ["a", "b", "c", "d"]
+    a, b, c, d = (metrics[k] for k in "abcd")
+    assert a["precision"] == pytest.approx(4 / 7) and a["recall"] == pytest.approx(4 / 6)
+    assert a["f1"] == pytest.approx(8 / 13) and a["support"] == 6  # 2PR/(P+R) = 2*4/(6+7)
+    assert b["precision"] == pytest.approx(3 / 5) and b["recall"] == pytest.approx(3 / 5)
+    assert b["f1"] == pytest.approx(3 / 5) and b["support"] == 5
+    assert c == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}  # never predicted: precision 0
+    assert d == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}  # no true images: recall 0
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
+    from core.metrics import balanced_accuracy
+
+    assert balanced_accuracy(HAND) == pytest.approx((4 / 6 + 3 / 5 + 0 / 2) / 3)  # = 19/45; d and e left out
+    assert balanced_accuracy([[0, 0], [0, 0]]) is None
+    assert balanced_accuracy([[3, 0], [0, 1]]) == 1.0
+
+
+def test_metrics_agree_with_scikit_learn():
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
+
+    from core.metrics import balanced_accuracy, class_metrics
+
+    y_true = [t for t, row in enumerate(HAND) for p, n in enumerate(row) for _ in range(n)]
+    y_pred = [p for t, row in enumerate(HAND) for p, n in enumerate(row) for _ in range(n)]
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=[0, 1, 2, 3], zero_division=0)
+    ours = class_metrics(HAND, CLASSES)
+    for i, name in enumerate("abcd"):
+        assert ours[name]["precision"] == pytest.approx(precision[i])
+        assert ours[name]["recall"] == pytest.approx(recall[i])
+        assert ours[name]["f1"] == pytest.approx(f1[i])
+        assert ours[name]["support"] == support[i]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true": class d
+        assert balanced_accuracy(HAND) == pytest.approx(balanced_accuracy_score(y_true, y_pred))

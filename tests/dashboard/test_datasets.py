@@ -116,3 +116,52 @@ def test_a_zip_bomb_gets_a_message_and_leaves_nothing(home):
     at = upload_zip(app(DATASETS), "bomb.zip", buffer.getvalue(), "bomb")
     assert any(t.startswith("Not imported:") for t in texts(at.error)), texts(at.error)
     assert not (datasets_dir() / "bomb").exists()
+
+
+def csv_zip(per_class: int = 10) -> bytes:
+    """A ZIP with images and a CSV of more columns than (file, label)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    rows = ["id;picture;shape;colour"]
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i in range(2 * per_class):
+            out = io.BytesIO()
+            Image.new("L", (12, 12), 40 + 10 * i).save(out, format="PNG")
+            zf.writestr(f"table/img/{i:03d}.png", out.getvalue())
+            rows.append(f"{i};img/{i:03d};{'round' if i % 2 else 'square'};{'red' if i < per_class else 'blue'}")
+        zf.writestr("table/annotations.csv", "\n".join(rows) + "\n")
+    return buffer.getvalue()
+
+
+def test_a_zip_with_a_csv_asks_for_its_columns(home):
+    at = app(DATASETS)
+    at.file_uploader(key="ds_upload").upload("colours.zip", csv_zip(), "application/zip").run()
+    ok(at)
+    assert list(at.dataframe[0].value.iloc[0]) == ["id", "picture", "shape", "colour"]  # its first line
+    at.text_input(key="ds_name").set_value("colours")
+    at.text_input(key="ds_file_column").set_value("picture")
+    at.text_input(key="ds_label_column").set_value("colour")
+    at.button(key="ds_import").click().run()
+    ok(at)
+    assert any("Imported **colours**" in t for t in texts(at.success)), texts(at.error)
+    assert at.session_state["ds_report"].class_totals() == {"blue": 10, "red": 10}
+    assert any("files from 'picture', labels from 'colour'" in t for t in texts(at.caption))
+    counts = at.dataframe[1].value  # the report's images per class and split, with the total
+    assert list(counts.columns) == ["train", "test", "total"] and counts.loc["red", "total"] == 10
+
+
+def test_a_wrong_column_gets_a_message_and_class_folders_ask_for_none(home):
+    at = app(DATASETS)
+    at.file_uploader(key="ds_upload").upload("wrong.zip", csv_zip(), "application/zip").run()
+    at.text_input(key="ds_label_column").set_value("species")
+    at.button(key="ds_import").click().run()
+    ok(at)
+    assert any(t.startswith("Not imported:") and "no column named 'species'" in t for t in texts(at.error)), texts(at.error)
+    at = app(DATASETS)
+    at.file_uploader(key="ds_upload").upload("plain.zip", class_zip(per_class=3), "application/zip").run()
+    ok(at)
+    assert not [w for w in at.text_input if w.key in ("ds_file_column", "ds_label_column")]

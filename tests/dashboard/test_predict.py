@@ -176,6 +176,12 @@ def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Accuracy"] == widgets.pct(result["accuracy"], 2) and metrics["Images"] == f"{result['count']:,}"
     assert len(at.get("vega_lite_chart")) >= 2  # heat map and per-class accuracy
+    assert metrics["Balanced accuracy"] == widgets.pct(result["balanced_accuracy"], 2)
+    [table] = [d.value for d in at.dataframe if "precision" in d.value.columns]
+    assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert table["support"].sum() == result["count"]
+    first = result["class_metrics"][table["class"][0]]
+    assert table.iloc[0][["precision", "recall", "f1"]].tolist() == pytest.approx([first["precision"], first["recall"], first["f1"]])
     mistakes = result["misclassified"]
     shown = [t for t in texts(at.caption) if t.startswith("true **")]
     assert len(shown) == min(len(mistakes), 48)

@@ -1,0 +1,77 @@
+"""``imori datasets import`` with a CSV's columns picked by flags; its report per class."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMORI_HOME", str(tmp_path / "home"))
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def csv_zip(path, text: str, names: list[str]):
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, name in enumerate(names):
+            zf.writestr(f"set/images/{name}", png(i))
+        zf.writestr("set/meta.csv", text)
+    return path
+
+
+def test_import_with_file_and_label_columns_by_name(tmp_path, capsys):
+    names = [f"im{i}.png" for i in range(6)]
+    rows = "".join(f"{i},images/{n},{'cat' if i < 3 else 'dog'},{'in' if i % 2 else 'out'}\n" for i, n in enumerate(names))
+    archive = csv_zip(tmp_path / "meta.zip", "id,path,animal,where\n" + rows, names)
+    code, out, err = run(capsys, "datasets", "import", str(archive), "--name", "where",
+                         "--file-column", "path", "--label-column", "where")
+    assert code == 0, err
+    assert "imported where (csv)" in out and "files from 'path', labels from 'where'" in dataset_layout("where")
+    table = [line.split() for line in out.splitlines() if line.strip().split()[:1] in (["in"], ["out"])]
+    assert sorted(row[0] for row in table) == ["in", "out"]  # the per-class counts
+    assert all(int(row[-1]) == 3 for row in table)  # 3 images each (train + test = total)
+
+
+def test_import_with_columns_by_index_as_json(tmp_path, capsys):
+    names = [f"im{i}.png" for i in range(6)]
+    rows = "".join(f"x {i % 2} images/im{i}\n" for i in range(6))  # whitespace-separated, ids without extension
+    archive = csv_zip(tmp_path / "idx.zip", rows, names)
+    code, out, err = run(capsys, "datasets", "import", str(archive), "--name", "idx",
+                         "--file-column", "2", "--label-column", "1", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["classes"] == ["0", "1"] and sum(info["counts"].values()) == 6
+
+
+def test_a_missing_column_is_a_one_line_error(tmp_path, capsys):
+    archive = csv_zip(tmp_path / "bad.zip", "file,label\nimages/a.png,x\nimages/b.png,y\n", ["a.png", "b.png"])
+    code, out, err = run(capsys, "datasets", "import", str(archive), "--file-column", "picture")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error:") and "no column named 'picture'" in err and "'file', 'label'" in err
+    code, out, err = run(capsys, "datasets", "--label-column", "label")
+    assert code == 2 and "go with import" in err
+
+
+def dataset_layout(name: str) -> str:
+    from core.data.imported import read_manifest
+
+    return read_manifest(name)["layout"]
