@@ -458,6 +458,32 @@ class RunConfig:
         return p
 
 
+    def machine_problems(self) -> list[str]:
+        """What stops this run on this machine before it is queued: pretrained weights that
+        are neither here nor allowed to be downloaded. (Checked again by the worker that
+        trains it, whose machine may differ.)"""
+        if not (self.pretrained or self.pretrained_path) or self.download:
+            return []
+        from pathlib import Path
+
+        if self.pretrained_path:
+            if not Path(self.pretrained_path).is_file():
+                return [f"the pretrained weights file {self.pretrained_path} does not exist on this machine"]
+            return []
+        from core.models import pretrained_available
+
+        try:
+            present, where = pretrained_available(self.model)
+        except ImoriError as err:
+            return [str(err)]
+        if present:
+            return []
+        return [
+            f"ImageNet weights for {self.model} are not on this machine ({where}); upload a weights file, "
+            "allow downloading them, or choose efficientnet_lite0, whose weights come with imori"
+        ]
+
+
 # -- the descriptions, read back ------------------------------------------------------------------
 
 

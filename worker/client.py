@@ -34,6 +34,14 @@ def send(run_id: int, device: str) -> str:
     return queue
 
 
+def refuse_if_unrunnable_here(config: RunConfig) -> None:
+    """A run that needs pretrained weights this machine lacks is refused before it is
+    queued, not failed later on a worker."""
+    problems = config.machine_problems()
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> int:
     """Validate (this is where a queued run's settings enter), record as ``queued``, send
     to the queue. Returns the run id; a config that cannot run is a ConfigError."""
@@ -41,6 +49,7 @@ def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> in
 
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     config.validate()
+    refuse_if_unrunnable_here(config)
     run_id = store.create_run(config, name=name or config.name)
     send(run_id, config.device)
     return run_id
@@ -52,6 +61,7 @@ def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
     from core.records import store
 
     configs, problems = expand_sweep(config, sweep)
+    problems += config.machine_problems()
     if problems:
         raise ConfigError("; ".join(problems))
     run_ids = []

@@ -135,6 +135,7 @@ def read_form() -> tuple[Any, list[str], dict[str, list[Any]]]:
     problems += reasons
     if config is None:
         return None, problems, {}
+    problems += config.machine_problems()
     sweep: dict[str, list[Any]] = {}
     lrs, why = numbers(s.nr_sweep_lr, float, "learning rate")
     if why:
@@ -149,6 +150,54 @@ def read_form() -> tuple[Any, list[str], dict[str, list[Any]]]:
     if sweep and not problems:
         problems += expand_sweep(config, sweep)[1]  # every run of the sweep must be valid
     return config, problems, sweep
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def weights_here(name: str) -> tuple[bool, str]:
+    from core.models import pretrained_available
+
+    return pretrained_available(name)
+
+
+def weights_note(name: str) -> str:
+    spec = widgets_spec(name)
+    if not spec.pretrainable:
+        return ""
+    return " (ImageNet weights here)" if weights_here(name)[0] else " (no ImageNet weights here)"
+
+
+def weights_upload(model: str) -> None:
+    """Upload a pretrained weights file for ``model``: kept under IMORI_HOME (where workers
+    read it), loaded with weights_only, its keys checked against the model."""
+    uploaded = widgets.safe_uploader(f"Upload ImageNet weights for {model} (.pth / .pt)", ["pth", "pt"],
+                                     "application/octet-stream", key=f"nr_weights_upload_{model}")
+    if uploaded is None:
+        return
+    marker = f"nr_weights_done_{model}"
+    if st.session_state.get(marker) == (uploaded.name, uploaded.size):
+        return
+    with widgets.user_errors("Weights refused: "):
+        data = widgets.read_upload(uploaded, max_bytes=widgets.MAX_CHECKPOINT_BYTES, kinds=("pth", "pt"), what="weights file")
+        path = widgets.store_upload(data, uploaded.name, "weights")
+        check_weights(model, str(path))
+        st.session_state.nr_pretrained_path = str(path)
+        st.session_state.nr_pretrained = True
+        st.session_state[marker] = (uploaded.name, uploaded.size)
+        st.success(f"{uploaded.name} fits {model}: the run will start from it.", icon=":material/check_circle:")
+
+
+def check_weights(model: str, path: str) -> None:
+    """Build the model from the file (on the meta device: shapes only) so that a file of
+    another architecture is refused here, with the keys that do not fit."""
+    from core.models import build_model
+
+    try:
+        build_model(model, 2, pretrained_path=path)
+    except Exception as err:
+        from pathlib import Path
+
+        Path(path).unlink(missing_ok=True)
+        raise err
 
 
 def widgets_spec(name: str):
@@ -217,6 +266,11 @@ for column, name in zip(cards, RECIPE_ORDER):
                 st.markdown(f"{where}: {figure} on {variant.get('dataset', '?')} ({how})")
             else:
                 st.markdown(f"with {variant.get('variant')}: {figure} ({how})")
+        missing = recipe_config(name).machine_problems()
+        if missing:
+            st.warning(f"Its pretrained weights are not on this machine: upload them under "
+                       f"{SECTIONS['fine_tune']} below, or use the finetune recipe (its weights come with imori).",
+                       icon=":material/download:")
         current = st.session_state.get("nr_recipe") == name
         st.button("Using this recipe" if current else "Use this recipe", key=f"recipe_{name}", on_click=use_recipe,
                   args=(name,), type="primary" if current else "secondary", width="stretch",
@@ -277,7 +331,7 @@ with model_col.container(border=True):
 
     specs = {s.name: s for s in list_models()}
     st.selectbox("Model", list(specs), key="nr_model", persist_state=KEEP, on_change=model_changed,
-                 format_func=lambda n: f"{n} — {specs[n].title}")
+                 format_func=lambda n: f"{n} — {specs[n].title}{weights_note(n)}")
     spec = specs[st.session_state.nr_model]
     for option, choices in spec.option_choices.items():
         key = f"nr_opt_{spec.name}_{option}"
@@ -326,7 +380,12 @@ with length_col.container(border=True):
         b.number_input("Iterations", min_value=1, step=10, key="nr_iterations", persist_state=KEEP)
     form.render("length", context)
 
-with st.expander(SECTIONS["fine_tune"]):
+with st.expander(SECTIONS["fine_tune"], expanded=bool(spec.pretrainable and st.session_state.get("nr_pretrained"))):
+    if spec.pretrainable:
+        present, where = weights_here(spec.name)
+        st.caption(f"**{spec.name}'s ImageNet weights**: {spec.weights_source}. Licence: {spec.weights_licence}. "
+                   + (f"On this machine: `{where}`." if present else f"Not on this machine ({where})."))
+        weights_upload(spec.name)
     form.render("fine_tune", context)
     earlier = previous_checkpoints(st.session_state.nr_model)
     init_options = [FRESH, *earlier, INIT_PATH]

@@ -164,3 +164,32 @@ def test_a_new_setting_appears_in_the_form_without_other_edits(broker, monkeypat
     at.button(key="nr_queue_top").click().run()
     [run_id] = submitted(at)
     assert queued(run_id).config["patience"] == 3
+
+
+def test_missing_pretrained_weights_refuse_the_run_until_a_file_is_uploaded(home, tmp_path):
+    import io
+
+    import torch
+    import torchvision
+
+    at = app()
+    at.button(key="recipe_seed002").click().run()
+    ok(at)
+    assert any("Its pretrained weights are not on this machine" in t for t in texts(at.warning))
+    assert any("ImageNet weights for resnet18 are not on this machine" in t for t in texts(at.error))
+    assert at.button(key="nr_queue_top").disabled
+    # A weights file of another architecture is refused with the reason; the right one is taken.
+    at.selectbox(key="nr_model").set_value("mobilenet_v3_small").run()
+    wrong = io.BytesIO()
+    torch.save(torchvision.models.resnet18().state_dict(), wrong)
+    at.file_uploader(key="nr_weights_upload_mobilenet_v3_small").upload("resnet.pth", wrong.getvalue(), "application/octet-stream").run()
+    ok(at)
+    assert any(t.startswith("Weights refused:") for t in texts(at.error)), texts(at.error)
+    right = io.BytesIO()
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), right)
+    at.file_uploader(key="nr_weights_upload_mobilenet_v3_small").upload("mnv3.pth", right.getvalue(), "application/octet-stream").run()
+    ok(at)
+    assert any("fits mobilenet_v3_small" in t for t in texts(at.success)), texts(at.error)
+    assert at.session_state["nr_pretrained_path"].startswith(str(home))
+    at.run()
+    assert not any("not on this machine" in t for t in texts(at.error)), texts(at.error)
