@@ -63,6 +63,7 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # optimizer, scheduler, step, rng...
     metrics: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # facts about the training images
 
     @property
     def step(self) -> int:
@@ -189,11 +190,13 @@ def make_payload(
     config: dict[str, Any],
     metrics: dict[str, float],
     training: dict[str, Any],
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An imori checkpoint's contents: plain values and tensors only (``load_checkpoint``
     reads them back). ``training`` holds what resuming needs: step, epoch, position in the
     epoch (``next_epoch``, ``next_batch``), optimizer and scheduler states, the best
-    validation score so far and the RNG states as tensors."""
+    validation score so far and the RNG states as tensors. ``data`` holds facts about the
+    training images that prediction compares uploads with (``core.train.training_data_facts``)."""
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -203,6 +206,7 @@ def make_payload(
         "preprocessing": dict(preprocessing),
         "config": dict(config),
         "metrics": dict(metrics),
+        "data": dict(data or {}),
         "training": training,
     }
 
@@ -374,6 +378,7 @@ def load_checkpoint(
             config=dict(data.get("config") or {}),
             training=dict(data.get("training") or {}),
             metrics=dict(data.get("metrics") or {}),
+            data=dict(data.get("data") or {}),
         )
         if model and model != ckpt.model_name:
             raise CheckpointError(f"{path}: this checkpoint is a {ckpt.model_name}, not a {model}")

@@ -58,6 +58,7 @@ class FitResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     device: str = "cpu"
+    pretrained_weights: str | None = None  # the file the backbone's weights came from
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -105,6 +106,37 @@ def environment(device: torch.device) -> dict[str, str]:
         "device": device.type,
         "device_name": device_name,
         "threads": str(torch.get_num_threads()),
+    }
+
+
+def pretrained_source(config: RunConfig) -> str | None:
+    """Where a run's pretrained weights come from: the file it was given, else the one the
+    registry finds on this machine (None when it starts from fresh weights)."""
+    if config.pretrained_path:
+        return str(config.pretrained_path)
+    if not config.pretrained:
+        return None
+    from core.models import pretrained_available
+
+    present, where = pretrained_available(config.model)
+    return where if present else None
+
+
+def training_data_facts(
+    train_x: torch.Tensor, train_y: torch.Tensor, val_y: torch.Tensor, classes: list[str], report: Any
+) -> dict[str, Any]:
+    """What prediction later compares an upload with, kept in every checkpoint: the training
+    images' mean brightness (0..1, at the model's size) and its spread across images, the
+    original image sizes when the dataset's report knows them, and how many validation
+    images each class has (validation cannot pick a best checkpoint from a handful)."""
+    brightness = train_x.float().mean(dim=(1, 2, 3)).div_(255.0) if len(train_x) else torch.zeros(1)
+    counts = torch.bincount(val_y.cpu(), minlength=len(classes)).tolist() if len(val_y) else [0] * len(classes)
+    return {
+        "brightness_mean": float(brightness.mean()),
+        "brightness_std": float(brightness.std()) if len(brightness) > 1 else 0.0,
+        "train_images": int(len(train_y)),
+        "val_per_class": dict(zip(classes, (int(c) for c in counts))),
+        "sizes": dict(getattr(report, "sizes", None) or {}),
     }
 
 
@@ -227,6 +259,8 @@ class Trainer:
         if len(self.train_y) < 2:
             raise ConfigError(f"{config.dataset} has too few training images ({len(self.train_y)}) to train on")
 
+        self.data_facts = training_data_facts(self.train_x, self.train_y, self.val_y, self.classes, data.report)
+
         # Seed right before the model is built so its initial weights depend on the seed alone.
         torch.manual_seed(config.seed)
         model = build_model(
@@ -240,6 +274,9 @@ class Trainer:
             freeze_backbone=config.freeze_backbone,
         )
         self.spec = get_spec(config.model)
+        self.pretrained_weights = pretrained_source(config)
+        if self.pretrained_weights:
+            self.recorder.on_log(f"pretrained weights: {self.pretrained_weights}")
         if config.init_from:
             start = load_checkpoint(config.init_from, model=config.model, options=config.model_options)
             skipped = load_init_weights(model, config.model, start.state_dict)
@@ -356,6 +393,7 @@ class Trainer:
             preprocessing=self.prep.to_dict(),
             config=self.config.to_dict(),
             metrics=metrics,
+            data=self.data_facts,
             training={
                 "step": self.step,
                 "epoch": self.epoch_done,
@@ -558,6 +596,7 @@ class Trainer:
             seconds=seconds,
             images_per_second=images / seconds if seconds > 0 else 0.0,
             device=str(self.device),
+            pretrained_weights=self.pretrained_weights,
         )
 
 
