@@ -306,9 +306,19 @@ def eval_frame(rows: Sequence[Any], metric: str, *, x: str, steps_per_epoch: int
     return frame.dropna(subset=["value"])
 
 
+def phase_markers(config: dict, steps_per_epoch: int | None, x_kind: str) -> dict[str, float]:
+    """Where a fine-tune's backbone joins training, on the chart's x axis (by step or epoch)."""
+    freeze = int((config or {}).get("freeze_epochs") or 0)
+    if not freeze or not steps_per_epoch or x_kind not in ("step", "epoch"):
+        return {}
+    return {"all layers train": float(freeze * steps_per_epoch if x_kind == "step" else freeze)}
+
+
 def line_chart(band_frame, point_frame=None, *, x_title: str, y_title: str, log: bool = False,
-               percent: bool = False, height: int = 260, colors: dict[str, str] | None = None):
-    """Mean lines with their min/max band, plus per-epoch points, as one Altair chart."""
+               percent: bool = False, height: int = 260, colors: dict[str, str] | None = None,
+               markers: dict[str, float] | None = None):
+    """Mean lines with their min/max band, plus per-epoch points, as one Altair chart;
+    ``markers`` ({label: x}) draw labelled vertical rules (where a phase begins)."""
     import altair as alt
     import pandas as pd
 
@@ -353,6 +363,11 @@ def line_chart(band_frame, point_frame=None, *, x_title: str, y_title: str, log:
         )
     if not layers:
         return alt.Chart(pd.DataFrame({"x": [], "value": []})).mark_line()
+    if markers:
+        rules = alt.Chart(pd.DataFrame({"x": list(markers.values()), "label": list(markers)}))
+        layers.append(rules.mark_rule(strokeDash=[6, 3], color="#666666").encode(x="x:Q", tooltip=["label:N"]))
+        layers.append(rules.mark_text(align="left", dx=4, dy=-height / 2 + 12, color="#444444", fontSize=11)
+                      .encode(x="x:Q", text="label:N"))
     return alt.layer(*layers).properties(height=height).interactive(bind_y=False)
 
 

@@ -88,6 +88,10 @@ def live() -> None:
         st.info("No iterations recorded yet." if current.status in widgets.ACTIVE else "This run recorded no iterations.",
                 icon=":material/hourglass_top:" if current.status in widgets.ACTIVE else ":material/info:")
         return
+    markers = widgets.phase_markers(run.config, spe, x_kind)
+    if markers:
+        st.caption("The dashed line marks where the backbone joins training: before it, only the new head "
+                   "trained, on the frozen backbone's features.")
     loss_col, acc_col = st.columns(2)
     with loss_col:
         st.markdown("**Loss**")
@@ -95,7 +99,7 @@ def live() -> None:
             widgets.line_chart(
                 widgets.series_frame(series, "loss", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
                 widgets.eval_frame(evals, "loss", x=x_kind, steps_per_epoch=spe, t0=t0),
-                x_title=x_title, y_title="loss", log=log, colors=COLORS,
+                x_title=x_title, y_title="loss", log=log, colors=COLORS, markers=markers,
             ),
             width="stretch",
         )
@@ -105,7 +109,7 @@ def live() -> None:
             widgets.line_chart(
                 widgets.series_frame(series, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
                 widgets.eval_frame(evals, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0),
-                x_title=x_title, y_title="accuracy", log=log, percent=True, colors=COLORS,
+                x_title=x_title, y_title="accuracy", log=log, percent=True, colors=COLORS, markers=markers,
             ),
             width="stretch",
         )
@@ -113,7 +117,7 @@ def live() -> None:
     st.altair_chart(
         widgets.line_chart(
             widgets.series_frame(series, "lr", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=0.0, label="lr"),
-            x_title=x_title, y_title="learning rate", log=log, height=160, colors={"lr": "#9467bd"},
+            x_title=x_title, y_title="learning rate", log=log, height=160, colors={"lr": "#9467bd"}, markers=markers,
         ),
         width="stretch",
     )

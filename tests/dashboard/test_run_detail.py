@@ -130,3 +130,18 @@ def test_the_run_picker_follows_links_and_keeps_the_url_current(home):
     at.run()
     assert at.selectbox(key="detail_run").value == a
     assert any(f"Run {a} · " in t for t in texts(at.title))
+
+
+def test_a_fine_tune_marks_where_the_backbone_joins():
+    from dashboard import widgets
+
+    assert widgets.phase_markers({"freeze_epochs": 2}, 30, "step") == {"all layers train": 60.0}
+    assert widgets.phase_markers({"freeze_epochs": 2}, 30, "epoch") == {"all layers train": 2.0}
+    assert widgets.phase_markers({"freeze_epochs": 0}, 30, "step") == {}
+    import pandas as pd
+
+    band = pd.DataFrame({"x": [1.0, 90.0], "value": [1.0, 0.5], "lo": [0.9, 0.4], "hi": [1.1, 0.6],
+                         "series": ["train", "train"], "step": [1, 90]})
+    spec = widgets.line_chart(band, x_title="step", y_title="loss", markers={"all layers train": 60.0}).to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+    assert "rule" in marks and "text" in marks
