@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.recipes import RECIPES, recipe_config  # noqa: E402
 from core.errors import ImoriError  # noqa: E402
+from core.recorder import MemoryRecorder  # noqa: E402
 from core.train import fit  # noqa: E402
 
 RESULTS = ROOT / "core" / "recipe_results.json"
@@ -39,9 +40,10 @@ VARIANTS = {
 def measure(recipe: str, overrides: dict) -> dict:
     config = recipe_config(recipe, **overrides)
     started = time.time()
+    recorder = MemoryRecorder()
     with tempfile.TemporaryDirectory() as run_dir:
         try:
-            result = fit(config, run_dir)
+            result = fit(config, run_dir, recorder)
         except ImoriError as err:
             return {"error": str(err).split(". ")[0]}  # the reason, not the how-to
     return {
@@ -51,6 +53,7 @@ def measure(recipe: str, overrides: dict) -> dict:
         "iterations": result.step,
         "epochs": result.epoch,
         "seconds": round(time.time() - started, 1),
+        "train_images": recorder.starts[0].train_size if recorder.starts else None,
     }
 
 

@@ -152,6 +152,21 @@ def read_form() -> tuple[Any, list[str], dict[str, list[Any]]]:
     return config, problems, sweep
 
 
+def looks_like_photos(info: Any) -> bool:
+    """An imported or folder dataset of colour images: what a pretrained backbone suits."""
+    return info is not None and info.kind in ("folder", "csv") and info.channels != 1
+
+
+def finetune_minutes(train_images: int) -> int | None:
+    """The finetune recipe's time on this many training images, scaled from what
+    bench/recipes.py measured it taking here (None when it was never measured)."""
+    measured = (recipe_results().get("finetune") or {}).get("results") or []
+    first = next((r for r in measured if r.get("seconds") and r.get("train_images")), None)
+    if first is None or not train_images:
+        return None
+    return max(1, round(first["seconds"] * train_images / first["train_images"] / 60))
+
+
 @st.cache_data(ttl=30, show_spinner=False)
 def weights_here(name: str) -> tuple[bool, str]:
     from core.models import pretrained_available
@@ -324,6 +339,13 @@ with data_col.container(border=True):
     chosen = by_name.get(st.session_state.nr_dataset)
     context["dataset"] = dataset_choice()
     form.render("data", context)
+    if looks_like_photos(chosen) and st.session_state.get("nr_recipe") != "finetune":
+        minutes = finetune_minutes(chosen.counts.get("train", chosen.total))
+        when = f" (about {minutes} min here)" if minutes else ""
+        st.info(f"**{chosen.name}** looks like photos: fine-tuning a pretrained backbone learns far more from "
+                f"a few hundred photos per class than training from scratch{when}.", icon=":material/photo_library:")
+        st.button("Use the finetune recipe on it", key="nr_propose_finetune", on_click=use_recipe,
+                  args=("finetune", {"dataset": chosen.name}), type="primary")
 
 with model_col.container(border=True):
     st.markdown(f"**{SECTIONS['model']}**")

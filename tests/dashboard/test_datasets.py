@@ -47,6 +47,7 @@ def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
     at.number_input(key="nr_iterations").set_value(6)
     at.number_input(key="nr_batch_size").set_value(8).run()
     assert not at.error, texts(at.error)
+    assert not any("looks like photos" in t for t in texts(at.info))  # grayscale squares: not photos
     at.button(key="nr_queue_top").click().run()
     [run_id] = at.session_state["nr_submitted"]
     assert queries.get_run(run_id).config["dataset"] == "myshapes"
@@ -165,3 +166,34 @@ def test_a_wrong_column_gets_a_message_and_class_folders_ask_for_none(home):
     at.file_uploader(key="ds_upload").upload("plain.zip", class_zip(per_class=3), "application/zip").run()
     ok(at)
     assert not [w for w in at.text_input if w.key in ("ds_file_column", "ds_label_column")]
+
+
+def colour_zip(per_class: int = 6) -> bytes:
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng, buffer = np.random.default_rng(0), io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for label in ("red", "blue"):
+            for i in range(per_class):
+                out = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(out, format="JPEG")
+                zf.writestr(f"{label}/{i}.jpg", out.getvalue())
+    return buffer.getvalue()
+
+
+def test_new_run_proposes_finetune_for_a_photo_dataset(broker):
+    at = upload_zip(app(DATASETS), "photos.zip", colour_zip(), "myphotos")
+    at.switch_page("app_pages/new_run.py").run()
+    at.selectbox(key="nr_dataset").set_value("myphotos").run()
+    ok(at)
+    assert any("**myphotos** looks like photos" in t for t in texts(at.info)), texts(at.info)
+    at.button(key="nr_propose_finetune").click().run()
+    ok(at)
+    s = at.session_state
+    assert s["nr_recipe"] == "finetune" and s["nr_dataset"] == "myphotos" and s["nr_model"] == "efficientnet_lite0"
+    assert not at.button(key="nr_queue_top").disabled, texts(at.error)
+    assert not any("looks like photos" in t for t in texts(at.info))
