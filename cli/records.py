@@ -71,7 +71,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {run.last_loss}, last accuracy {_pct(run.last_accuracy)}")
     print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
     for e in queries.eval_series(args.run):
-        print(f"  epoch {e.epoch:>3} {e.split:>4}: loss {e.loss:.4f} accuracy {_pct(e.accuracy)}")
+        balanced = "" if e.balanced_accuracy is None else f" balanced {_pct(e.balanced_accuracy)}"
+        print(f"  epoch {e.epoch:>3} {e.split:>4}: loss {e.loss:.4f} accuracy {_pct(e.accuracy)}{balanced}")
     for c in queries.checkpoints(args.run):
         print(f"  checkpoint {c.path}" + ("  (best)" if c.is_best else ""))
     if run.error:

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="classify images with a checkpoint")
     p.add_argument("images", nargs="+", help="image files")
-    add_checkpoint_options(p)
+    add_checkpoint_options(p, run=True)
     p.add_argument("--top-k", dest="top_k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -91,7 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"run {run_id} {result.status}: {result.step} iterations, {result.epoch} epoch(s) in {result.seconds:.1f} s "
               f"({result.images_per_second:.0f} images/s on {result.device})")
         if result.test:
-            print(f"test accuracy {100 * result.test['accuracy']:.2f} %  (loss {result.test['loss']:.4f})")
+            print(f"test accuracy {100 * result.test['accuracy']:.2f} %, balanced {100 * result.test['balanced_accuracy']:.2f} %"
+                  f"  (loss {result.test['loss']:.4f})")
+        if result.pretrained_weights:
+            print(f"pretrained weights: {result.pretrained_weights}")
         if result.best_val_accuracy is not None:
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f} %")
         print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
@@ -101,16 +104,46 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- predict / evaluate / export -----------------------------------------------------------
 
 
-def add_checkpoint_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="an imori checkpoint, or a bare state_dict with --model")
+def add_checkpoint_options(p: argparse.ArgumentParser, *, run: bool = False) -> None:
+    """``run``: also ``--run RUN`` (the run's default checkpoint), instead of ``--checkpoint``."""
+    if run:
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--checkpoint", help="an imori checkpoint, or a bare state_dict with --model")
+        which.add_argument("--run", type=int, metavar="RUN",
+                           help="a recorded run: its best.pt, or its last checkpoint when validation held too few "
+                                "images to choose (which one, and why, goes to stderr)")
+    else:
+        p.add_argument("--checkpoint", required=True, help="an imori checkpoint, or a bare state_dict with --model")
     p.add_argument("--model", help="model name, for a bare state_dict (a tutorial's cnn.pt)")
     p.add_argument("--classes", help="class names, comma-separated, for a bare state_dict")
     p.add_argument("--kernel", type=int, help="lenet5 kernel of a bare state_dict (3 for seed 004's code)")
 
 
+def run_checkpoint(run_id: int) -> str:
+    """The run's default checkpoint (``core.selection``), saying which and why on stderr."""
+    from core.records import queries
+    from core.selection import choose_checkpoint
+
+    queries.get_run(run_id)  # an unknown run is a one-line error
+    choice = choose_checkpoint(run_id)
+    if choice.path is None:
+        raise ImoriError(choice.reason)
+    row = choice.row
+    where = ""
+    if row is not None:
+        metrics = row.metrics or {}
+        scores = [f"{label} {100 * metrics[key]:.1f} %" for key, label in (("val_accuracy", "val"), ("test_accuracy", "test"))
+                  if metrics.get(key) is not None]
+        where = f" (epoch {row.epoch}, step {row.step}{', ' + ', '.join(scores) if scores else ''})"
+    print(f"run {run_id}: using {choice.path}{where}: {choice.reason}", file=sys.stderr)
+    return choice.path
+
+
 def load_predictor(args: argparse.Namespace):
     from core.predict import Predictor
 
+    if getattr(args, "run", None) is not None:
+        args.checkpoint = run_checkpoint(args.run)
     bare = {}
     if args.model:
         bare["model"] = args.model
@@ -133,6 +166,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             ranked = ", ".join(f"{c} {100 * prob:.1f} %" for c, prob in p.top)
             print(f"{p.source}: {p.label}  ({ranked})")
+    for p in predictions:
+        for warning in p.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return 1 if any(p.error for p in predictions) else 0
 
 

@@ -196,6 +196,11 @@ class RunConfig:
         "auto", section="optimisation", label="Loss", choices=LOSSES,
         help="auto: NLL for a log-softmax model (mnist_cnn), cross-entropy otherwise",
     )
+    class_weights: str = setting(
+        "none", section="optimisation", label="Class weights", choices=("none", "balanced"),
+        help="balanced: weigh each class's loss by n_images / (n_classes * its count), "
+        "as scikit-learn's class_weight='balanced', so a small class counts as much as a large one",
+    )
     batch_size: int = setting(
         64, section="optimisation", label="Batch size", minimum=1, maximum=65536, step=1, unit="images",
         help="images per optimizer step",

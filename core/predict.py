@@ -4,11 +4,18 @@ no gradients, probabilities of every class and the top k.
 ``Predictor`` loads a model once (the dashboard caches it) and answers single images in
 milliseconds; ``evaluate`` runs a whole split and builds the confusion matrix, from which
 the per-class precision, recall, F1 and the balanced accuracy are computed.
+
+``input_warnings`` compares an image with the checkpoint's training images (its ``data``:
+mean brightness and spread, polarity, original sizes) and says in plain words when the
+model is likely to be wrong for that reason; ``Predictor.predict`` attaches them to each
+``Prediction``. ``Predictor.model_input`` and ``to_picture`` show what the model receives,
+``invert_image`` turns dark-on-light into light-on-dark.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,6 +36,7 @@ class Prediction:
     probabilities: dict[str, float]  # every class, in class order
     top: list[tuple[str, float]]  # the k most likely, most likely first
     error: str | None = None  # set (and the rest empty) when the image could not be read
+    warnings: list[str] = field(default_factory=list)  # how it differs from the training images
 
     @property
     def label(self) -> str | None:
@@ -41,6 +49,7 @@ class Prediction:
             "top": [{"class": c, "probability": p} for c, p in self.top],
             "probabilities": self.probabilities,
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 
@@ -65,16 +74,24 @@ class Predictor:
         probs = out.exp() if self.output == "log_probs" else out.softmax(dim=1)
         return probs.cpu()
 
+    def model_input(self, image: Any) -> torch.Tensor:
+        """A decoded Pillow image as the model receives it: normalised ``1 x C x H x W``."""
+        return self.preprocessing(image)
+
     def predict(self, images: Iterable[ImageInput], top_k: int = 5, names: Iterable[str] | None = None) -> list[Prediction]:
-        """Classify images; an unreadable one gets a Prediction with ``error`` set."""
+        """Classify images; an unreadable one gets a Prediction with ``error`` set. Each
+        one's ``warnings`` say how it differs from the training images (``input_warnings``)."""
         images = list(images)
         names = list(names) if names is not None else [_name(img, i) for i, img in enumerate(images)]
         tensors: list[torch.Tensor] = []
         results: list[Prediction | None] = []
+        notes: list[list[str]] = []
         for image, name in zip(images, names):
             try:
                 pil = image if hasattr(image, "mode") and hasattr(image, "size") else open_image(_source(image))
-                tensors.append(self.preprocessing.to_uint8(pil))
+                tensor = self.preprocessing.to_uint8(pil)
+                tensors.append(tensor)
+                notes.append(input_warnings(self.checkpoint.data, pil, self.preprocessing, name=name, tensor=tensor))
                 results.append(None)
             except ImoriError as err:
                 results.append(Prediction(source=name, probabilities={}, top=[], error=str(err)))
@@ -82,6 +99,7 @@ class Predictor:
             probs = self.probabilities(self.preprocessing.normalize(torch.stack(tensors)))
         k = max(1, min(top_k, len(self.classes)))
         rows = iter(probs.tolist() if tensors else [])
+        warned = iter(notes)
         out: list[Prediction] = []
         for result, name in zip(results, names):
             if result is not None:
@@ -94,9 +112,149 @@ class Predictor:
                     source=name,
                     probabilities={c: p for c, p in zip(self.classes, row)},
                     top=[(self.classes[i], row[i]) for i in ranked],
+                    warnings=next(warned),
                 )
             )
         return out
+
+
+# -- how an image differs from the training images --------------------------------------------
+
+# An upload this many standard deviations from the training images' mean brightness is far.
+BRIGHTNESS_SDS = 2.0
+# The spread used is at least this (a set of near-identical images has almost none).
+MIN_BRIGHTNESS_STD = 0.02
+# An original under 1/SIZE_FACTOR or over SIZE_FACTOR times the training images' median
+# size (side length: the square root of width x height) is far from them.
+SIZE_FACTOR = 4.0
+
+
+def brightness(image: Any, preprocessing: Preprocessing | None = None, tensor: torch.Tensor | None = None) -> float:
+    """Mean brightness 0..1, measured as ``core.train.training_data_facts`` measures the
+    training images: over the model's input (its channels, at its size) when
+    ``preprocessing`` is given, otherwise over the image in grayscale."""
+    if tensor is None:
+        if preprocessing is not None:
+            tensor = preprocessing.to_uint8(image)
+        else:
+            import numpy as np
+
+            from core.data.preprocess import to_mode
+
+            tensor = torch.from_numpy(np.array(to_mode(image, "L"), dtype=np.uint8))
+    return float(tensor.float().mean()) / 255.0 if tensor.numel() else 0.0
+
+
+def median_size(sizes: dict[str, Any]) -> tuple[int, int] | None:
+    """The median of ``{"WxH": count}`` by side length (counted images), as ``(w, h)``."""
+    parsed: list[tuple[float, int, int, int]] = []
+    for key, count in (sizes or {}).items():
+        try:
+            w, h = (int(v) for v in str(key).lower().split("x"))
+            n = int(count)
+        except (TypeError, ValueError):
+            continue  # "other" and anything unreadable
+        if w > 0 and h > 0 and n > 0:
+            parsed.append((math.sqrt(w * h), w, h, n))
+    if not parsed:
+        return None
+    parsed.sort()
+    middle = (sum(n for *_, n in parsed) + 1) // 2
+    seen = 0
+    for _, w, h, n in parsed:
+        seen += n
+        if seen >= middle:
+            return w, h
+    return parsed[-1][1], parsed[-1][2]
+
+
+def input_warnings(
+    data: dict[str, Any] | None,
+    image: Any,
+    preprocessing: Preprocessing | None = None,
+    *,
+    name: str | None = None,
+    tensor: torch.Tensor | None = None,
+) -> list[str]:
+    """How ``image`` (a decoded Pillow image) differs from a checkpoint's training images,
+    in plain words; empty when nothing is known (a bare state_dict's ``data`` is ``{}``)
+    or nothing is far.
+
+    - brightness: the image's mean brightness more than ``BRIGHTNESS_SDS`` standard
+      deviations from the training images' (``brightness_mean`` / ``brightness_std``);
+    - polarity: the same, and on the other side of 0.5 (a light background where the
+      training images are dark, or the reverse): then this one warning, not both;
+    - size: the original under a quarter or over four times the training images' median
+      size (``sizes``), by side length.
+
+    ``preprocessing``: the model's, so brightness is measured on what the model receives
+    (``tensor``: that input already made, as ``Preprocessing.to_uint8`` gives it).
+    """
+    data = data or {}
+    what = name or "this image"
+    out: list[str] = []
+    mean, std = data.get("brightness_mean"), data.get("brightness_std")
+    if mean is not None and std is not None:
+        mean, spread = float(mean), max(float(std), MIN_BRIGHTNESS_STD)
+        value = brightness(image, preprocessing, tensor)
+        if abs(value - mean) > BRIGHTNESS_SDS * spread:
+            usual = f"{mean:.2f} ± {float(std):.2f}"
+            if (mean < 0.5) != (value < 0.5):
+                if mean < 0.5:
+                    out.append(
+                        f"{what} looks inverted: it is mostly light (mean brightness {value:.2f}) where the training "
+                        f"images are mostly dark ({usual}), e.g. dark ink on light paper for a model trained on light "
+                        f"strokes on a dark background. Try inverting it."
+                    )
+                else:
+                    out.append(
+                        f"{what} looks inverted: it is mostly dark (mean brightness {value:.2f}) where the training "
+                        f"images are mostly light ({usual}). Try inverting it."
+                    )
+            else:
+                side = "brighter" if value > mean else "darker"
+                out.append(
+                    f"{what} is much {side} than the training images (mean brightness {value:.2f}, theirs "
+                    f"{usual}): the prediction may be unreliable."
+                )
+    usual_size = median_size(data.get("sizes") or {})
+    if usual_size is not None and hasattr(image, "size"):
+        w, h = image.size
+        ratio = math.sqrt(w * h) / math.sqrt(usual_size[0] * usual_size[1])
+        typical = f"{usual_size[0]}x{usual_size[1]}"
+        if ratio > SIZE_FACTOR:
+            out.append(
+                f"{what} is {w}x{h}, {ratio:.0f} times the training images' usual size ({typical}): shrunk to the "
+                f"model's input, fine detail is lost and the subject may not be framed as in training."
+            )
+        elif ratio < 1 / SIZE_FACTOR:
+            out.append(
+                f"{what} is {w}x{h}, far smaller than the training images' usual size ({typical}): enlarged to the "
+                f"model's input, it is blurred."
+            )
+    return out
+
+
+def invert_image(image: Any) -> Any:
+    """Light-on-dark from dark-on-light (and the reverse): the negative, as grayscale or
+    RGB (transparency composited on white first, as everywhere else)."""
+    from PIL import ImageOps
+
+    from core.data.preprocess import to_mode
+
+    mode = "L" if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") else "RGB"
+    return ImageOps.invert(to_mode(image, mode))
+
+
+def to_picture(preprocessing: Preprocessing, x: torch.Tensor) -> torch.Tensor:
+    """A normalised ``[1 x] C x H x W`` model input back to ``uint8 C x H x W`` (the
+    normalisation undone; channels still in the model's order, RGB or BGR)."""
+    if x.dim() == 4:
+        x = x[0]
+    x = x.detach().float().cpu()
+    mean = torch.tensor(preprocessing.mean, dtype=x.dtype).view(-1, 1, 1)
+    std = torch.tensor(preprocessing.std, dtype=x.dtype).view(-1, 1, 1)
+    return (x * std + mean).mul(255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 def _source(image: ImageInput):

@@ -50,6 +50,7 @@ class EvalMetrics:
     accuracy: float
     count: int
     time: float = field(default_factory=time.time)
+    balanced_accuracy: float | None = None  # mean per-class recall (classes present in the split)
 
 
 @dataclass

@@ -109,6 +109,17 @@ def environment(device: torch.device) -> dict[str, str]:
     }
 
 
+def class_weights(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """scikit-learn's ``class_weight="balanced"``: ``n_samples / (n_classes * count)`` per
+    class (float32, shape ``classes``), so every class weighs the same in the loss; a class
+    with no training images gets weight 0."""
+    counts = torch.bincount(labels.cpu(), minlength=classes).float()
+    weights = torch.zeros(classes)
+    present = counts > 0
+    weights[present] = len(labels) / (int(present.sum()) * counts[present])
+    return weights
+
+
 def pretrained_source(config: RunConfig) -> str | None:
     """Where a run's pretrained weights come from: the file it was given, else the one the
     registry finds on this machine (None when it starts from fresh weights)."""
@@ -297,7 +308,9 @@ class Trainer:
             self.optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
         else:
             self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-        self.criterion = torch.nn.NLLLoss() if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss()
+        weight = class_weights(self.train_y, len(self.classes)).to(self.device) if config.class_weights == "balanced" else None
+        loss_cls = torch.nn.NLLLoss if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss
+        self.criterion = loss_cls(weight=weight)
         self.output = self.spec.output  # "logits" or "log_probs"
         # What the network is fed: images through the whole model, or, while a pretrained
         # backbone is frozen and nothing is augmented, its cached features through the head.
@@ -417,8 +430,10 @@ class Trainer:
             return {}
         feed = feed or self.feed
         self.model.eval()
+        classes = len(self.classes)
         loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        hits = torch.zeros(classes, device=self.device, dtype=torch.long)  # right, per true class
+        support = torch.zeros(classes, device=self.device, dtype=torch.long)
         size = self.config.eval_batch_size
         for start in range(0, len(labels), size):
             x = feed.prepare(inputs[start : start + size])
@@ -431,9 +446,19 @@ class Trainer:
                 loss_sum += F.nll_loss(out, y, reduction="sum")
             else:
                 loss_sum += F.cross_entropy(out, y, reduction="sum")
-            correct += (out.argmax(1) == y).sum()
+            hits += torch.bincount(y[out.argmax(1) == y], minlength=classes)
+            support += torch.bincount(y, minlength=classes)
         set_train_mode(self.model)
-        return {"loss": loss_sum.item() / len(labels), "accuracy": correct.item() / len(labels), "count": len(labels)}
+        present = support > 0
+        # Balanced accuracy: the mean recall over the classes present (scikit-learn's
+        # balanced_accuracy_score), honest where one class dwarfs the others.
+        balanced = (hits[present].double() / support[present]).mean().item()
+        return {
+            "loss": loss_sum.item() / len(labels),
+            "accuracy": hits.sum().item() / len(labels),
+            "balanced_accuracy": balanced,
+            "count": len(labels),
+        }
 
     def _prepare_images(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prep.normalize(x.to(self.device, non_blocking=True))
@@ -488,7 +513,8 @@ class Trainer:
         for split, metrics in (("val", val), ("test", test)):
             if metrics:
                 self.recorder.on_eval(
-                    EvalMetrics(epoch=epoch, step=self.step, split=split, loss=metrics["loss"], accuracy=metrics["accuracy"], count=int(metrics["count"]))
+                    EvalMetrics(epoch=epoch, step=self.step, split=split, loss=metrics["loss"], accuracy=metrics["accuracy"],
+                                count=int(metrics["count"]), balanced_accuracy=metrics["balanced_accuracy"])
                 )
         self.last_val, self.last_test = val, test
         metrics = {f"val_{k}": v for k, v in val.items() if k != "count"}

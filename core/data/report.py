@@ -143,6 +143,9 @@ def build_report(
         report.warnings.append(
             f"classes are unbalanced: '{big}' has {totals[big]:,} images, '{small}' only {totals[small]:,}"
         )
+    few_val = few_validation_warning(counts.get("train") or {})
+    if few_val:
+        report.warnings.append(few_val)
     test = counts.get("test")
     if test and sum(test.values()) > 0:
         missing = [name for name in classes if test.get(name, 0) == 0]
@@ -153,6 +156,27 @@ def build_report(
     if test is not None and sum(test.values()) == 0:
         report.warnings.append("the test split is empty: test metrics will not be available")
     return report
+
+
+def few_validation_warning(train_counts: Mapping[str, int], fraction: float | None = None) -> str | None:
+    """A warning when, at the default validation fraction, some class's validation images
+    would be fewer than ``core.selection.MIN_VAL_PER_CLASS`` (too few to choose best.pt);
+    None otherwise. Classes without training images are warned about elsewhere."""
+    from core.selection import MIN_VAL_PER_CLASS, default_val_fraction, expected_val_count, images_needed
+
+    fraction = default_val_fraction() if fraction is None else fraction
+    few = [(name, expected_val_count(n, fraction), n) for name, n in train_counts.items() if n > 0]
+    few = [(name, v, n) for name, v, n in few if v < MIN_VAL_PER_CLASS]
+    if not few:
+        return None
+    shown = ", ".join(f"'{name}' ({v} of its {n})" for name, v, n in few[:5])
+    if len(few) > 5:
+        shown += f" and {len(few) - 5} more"
+    return (
+        f"validation will hold fewer than {MIN_VAL_PER_CLASS} images of {'class' if len(few) == 1 else 'classes'} "
+        f"{shown} (a run holds out {round(100 * fraction)} % of the training images): the best checkpoint cannot be "
+        f"chosen reliably; add images (about {images_needed(fraction)} a class) or use the last checkpoint"
+    )
 
 
 @dataclass

@@ -427,12 +427,15 @@ class EvalRow(_Record):
     accuracy: float
     count: int
     time: float
+    balanced_accuracy: float | None = None  # mean per-class recall
 
 
 def eval_series(run_id: int, *, split: str | None = None, engine: Engine | None = None) -> list[EvalRow]:
     """Per-epoch evaluations of a run, by epoch then split."""
     e = EvalMetric
-    stmt = select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time).where(e.run_id == run_id)
+    stmt = select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time, e.balanced_accuracy).where(
+        e.run_id == run_id
+    )
     if split is not None:
         stmt = stmt.where(e.split == split)
     with _engine(engine).connect() as conn:

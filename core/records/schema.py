@@ -191,6 +191,7 @@ class EvalMetric(Base):
     accuracy: Mapped[float]
     count: Mapped[int] = mapped_column(Integer)
     wall_time: Mapped[float]
+    balanced_accuracy: Mapped[Optional[float]]  # mean per-class recall (migration 0004)
 
 
 class Checkpoint(Base):

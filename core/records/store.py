@@ -320,6 +320,7 @@ def log_batch(
                         "accuracy": e.accuracy,
                         "count": e.count,
                         "wall_time": e.time,
+                        "balanced_accuracy": finite_or_none(getattr(e, "balanced_accuracy", None)),
                     }
                     for e in evals
                 ],

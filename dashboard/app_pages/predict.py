@@ -1,10 +1,17 @@
-"""Predict: a run's checkpoint (best by default) or an uploaded one; images uploaded or
-taken with the camera, each with its top-k probabilities. Evaluate a checkpoint on a
-dataset's split as a job on a worker: accuracy and balanced accuracy, confusion matrix,
-per-class accuracy, precision, recall and F1, the most confident mistakes."""
+"""Predict: a run's checkpoint or an uploaded one; images uploaded or taken with the
+camera, each with its top-k probabilities. Evaluate a checkpoint on a dataset's split as a
+job on a worker: accuracy and balanced accuracy, confusion matrix, per-class accuracy,
+precision, recall and F1, the most confident mistakes.
+
+A run's default checkpoint is ``core.selection``'s: best.pt, or the last checkpoint when
+validation held too few images to choose (the reason is shown). The page names the
+checkpoint it uses and shows that checkpoint's own metrics. Each image is shown as the
+model receives it, with warnings when it differs from the training images
+(``core.predict.input_warnings``) and an option to invert it."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +19,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core import selection
 from core.errors import ImoriError
 from core.metrics import balanced_accuracy, class_metrics
 from core.records import queries
@@ -25,6 +33,20 @@ st.title("Predict")
 # -- which checkpoint -------------------------------------------------------------------------
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _checkpoint_data(path: str, mtime: float) -> dict[str, Any]:
+    return selection.read_data(path)
+
+
+def checkpoint_data(path: str) -> dict[str, Any]:
+    """A checkpoint's ``data``, cached by path and modification time."""
+    return _checkpoint_data(path, Path(path).stat().st_mtime)
+
+
+def choose(path: str) -> None:
+    st.session_state.pr_ckpt = path
+
+
 def from_run() -> tuple[str | None, dict[str, Any], int | None]:
     runs = [r for r in queries.list_runs(limit=500) if r.status != "queued"]
     if not runs:
@@ -35,11 +57,56 @@ def from_run() -> tuple[str | None, dict[str, Any], int | None]:
     if not rows:
         st.info(f"Run {run.id} has no checkpoint yet (one is written after each epoch).", icon=":material/info:")
         return None, {}, run.id
-    labels = {r.path: ("★ " if r.is_best else "") + widgets.checkpoint_label(r) for r in rows}
+    choice = selection.choose_checkpoint(run.id, data_of=checkpoint_data)
+    last = choice.last.path if choice.last is not None else None
+
+    def label(row: Any) -> str:
+        text = ("★ " if row.is_best else "") + widgets.checkpoint_label(row)
+        tags = (["best validation score"] if row.is_best else []) + (["last"] if row.path == last else [])
+        tags += ["default"] if row.path == choice.path else []
+        return text + (f" ({', '.join(tags)})" if tags else "")
+
+    labels = {r.path: label(r) for r in rows}
     if st.session_state.get("pr_ckpt") not in labels:
-        st.session_state.pr_ckpt = rows[0].path
-    path = st.selectbox("Checkpoint", list(labels), key="pr_ckpt", format_func=labels.get)
+        st.session_state.pr_ckpt = choice.path if choice.path in labels else rows[0].path
+    pick, best_button, last_button = st.columns([6, 1, 1], vertical_alignment="bottom")
+    path = pick.selectbox("Checkpoint", list(labels), key="pr_ckpt", format_func=labels.get)
+    if choice.best is not None:
+        best_button.button("Best", key="pr_use_best", on_click=choose, args=(choice.best.path,),
+                           disabled=path == choice.best.path, width="stretch",
+                           help="best.pt: the checkpoint with the best validation score")
+    if last:
+        last_button.button("Last", key="pr_use_last", on_click=choose, args=(last,), disabled=path == last,
+                           width="stretch", help="the run's newest checkpoint: the most trained model")
+    if choice.few:
+        st.warning(f"**Validation cannot choose the best checkpoint here, so the last one is the default.** "
+                   f"{choice.reason[:1].upper()}{choice.reason[1:]}.", icon=":material/warning:")
+    elif choice.path:
+        st.caption(f"Default: {choice.reason}.")
     return path, {}, run.id
+
+
+def show_checkpoint(predictor: Any, path: str) -> None:
+    """Name the checkpoint in use and show its own metrics (those of its step)."""
+    ckpt = predictor.checkpoint
+    name = Path(path).name
+    if ckpt.kind != "imori":
+        st.markdown(f"Using **{name}** (a bare state_dict: no metrics recorded)")
+        return
+    st.markdown(f"Using **{name}**: epoch {ckpt.epoch}, step {ckpt.step}. Its metrics, at that step:")
+    metrics = ckpt.metrics or {}
+    columns = st.columns(4)
+    for column, (key, label) in zip(columns, (("val_accuracy", "Validation accuracy"), ("val_loss", "Validation loss"),
+                                             ("test_accuracy", "Test accuracy"), ("test_loss", "Test loss"))):
+        value = metrics.get(key)
+        column.metric(label, widgets.pct(value) if key.endswith("accuracy") else widgets.num(value))
+    if not metrics:
+        st.caption("This checkpoint was written mid-epoch, before an evaluation: it has no metrics of its own.")
+    few = selection.few_validation_images(ckpt.data)
+    if few and metrics.get("val_accuracy") is not None:
+        total = sum(int(n) for n in (ckpt.data.get("val_per_class") or {}).values())
+        st.caption(f"Its validation accuracy is over {total} image(s) only: a difference of one image moves it by "
+                   f"{widgets.pct(1 / max(1, total))}.")
 
 
 def from_upload() -> tuple[str | None, dict[str, Any], None]:
@@ -93,23 +160,34 @@ if predictor is not None:
         f"({', '.join(map(str, predictor.classes[:12]))}{' …' if len(predictor.classes) > 12 else ''}) · "
         f"input {prep.channels}x{prep.height}x{prep.width} {prep.channel_order if prep.channels == 3 else 'grayscale'}"
     )
+    show_checkpoint(predictor, checkpoint)
 
 
 # -- images -----------------------------------------------------------------------------------
 
 
-def show(predictions: list[Any], images: dict[str, Any], top_k: int) -> None:
-    for prediction in predictions:
+def describe(image: Any) -> str:
+    bands = len(image.getbands())
+    return f"{image.width}x{image.height}, {bands} channel{'s' if bands != 1 else ''} ({image.mode})"
+
+
+def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: int) -> None:
+    """Each image: as uploaded, as the model receives it, its warnings, the invert option
+    and its probabilities. ``entries``: one per prediction (None for an unreadable image)."""
+    prep = predictor.preprocessing
+    seen = f"{prep.width}x{prep.height}, {'grayscale' if prep.channels == 1 else prep.channel_order}"
+    for prediction, entry in zip(predictions, entries):
         with st.container(border=True):
-            if prediction.error:
-                message = prediction.error.replace("uploaded image", prediction.source, 1)
+            if prediction.error or entry is None:
+                message = (prediction.error or "unreadable").replace("uploaded image", prediction.source, 1)
                 st.error(message if prediction.source in message else f"{prediction.source}: {message}",
                          icon=":material/warning:")
                 continue
-            picture, chart = st.columns([1, 3], vertical_alignment="center")
-            image = images.get(prediction.source)
-            if image is not None:
-                picture.image(widgets.upscale(image, 140), caption=prediction.source, width=140)
+            original, model_view, chart = st.columns([1, 1, 3], vertical_alignment="center")
+            original.image(widgets.upscale(entry["original"], 140), width=140,
+                           caption=f"{prediction.source}: {describe(entry['original'])}")
+            model_view.image(widgets.tensor_to_image(entry["seen"], prep.channel_order, 140), width=140,
+                             caption=f"what the model sees: {seen}" + (", inverted" if entry["inverted"] else ""))
             label, probability = prediction.top[0]
             chart.markdown(f"Predicted class: **{label}** ({widgets.pct(probability)})")
             chart.altair_chart(widgets.bars(prediction.top[:top_k]), width="stretch")
@@ -119,6 +197,11 @@ def show(predictions: list[Any], images: dict[str, Any], top_k: int) -> None:
                     hide_index=True,
                     column_config={"probability": st.column_config.NumberColumn(format="%.4f")},
                 )
+            for warning in prediction.warnings:
+                st.warning(warning, icon=":material/warning:")
+            st.checkbox("Invert this image's colours (dark on light ↔ light on dark) and predict again",
+                        key=entry["key"], help="The negative of the image: for a model trained on light strokes on a "
+                                               "dark background (digits, MNIST), a photo of dark ink on light paper.")
 
 
 if predictor is not None:
@@ -153,25 +236,40 @@ if predictor is not None:
             st.error(str(err), icon=":material/warning:")
     if named:
         from core.data.preprocess import open_image
+        from core.predict import invert_image, to_picture
 
-        pictures: dict[str, Any] = {}
+        entries: list[dict[str, Any] | None] = []
         inputs: list[Any] = []
         names: list[str] = []
+        keys: set[str] = set()
         for name, data in named:
+            names.append(name)
             try:
                 picture = open_image(data, name=name)  # every decode failure is a DatasetError
-                pictures[name] = picture
-                inputs.append(picture)
             except ImoriError:
                 inputs.append(data)  # the Predictor reports it as this image's error
-            names.append(name)
+                entries.append(None)
+                continue
+            key = f"pr_invert_{hashlib.sha256(data).hexdigest()[:16]}"
+            while key in keys:  # the same file given twice
+                key += "+"
+            keys.add(key)
+            inverted = bool(st.session_state.get(key, False))
+            given = invert_image(picture) if inverted else picture
+            inputs.append(given)
+            entries.append({"original": picture, "key": key, "inverted": inverted,
+                            "seen": to_picture(predictor.preprocessing, predictor.model_input(given))})
         started = time.perf_counter()
         predictions = widgets.predict(predictor, inputs, names)
         took = time.perf_counter() - started
-        st.session_state.pr_results = [p.to_dict() for p in predictions]
+        st.session_state.pr_results = [
+            {**p.to_dict(), "inverted": bool(e and e["inverted"]),
+             "input_brightness": float(e["seen"].float().mean()) / 255.0 if e else None}
+            for p, e in zip(predictions, entries)
+        ]
         ok = sum(1 for p in predictions if not p.error)
         st.caption(f"{ok} of {len(predictions)} image(s) classified in {took * 1000:.0f} ms")
-        show(predictions, pictures, top_k)
+        show(predictions, entries, top_k)
 
 
 # -- evaluation on a worker -------------------------------------------------------------------

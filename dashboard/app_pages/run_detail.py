@@ -126,7 +126,8 @@ def live() -> None:
             st.dataframe(
                 pd.DataFrame([e.to_dict() for e in evals]).drop(columns=["time"]),
                 hide_index=True,
-                column_config={"accuracy": st.column_config.NumberColumn(format="percent")},
+                column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                               "balanced_accuracy": st.column_config.NumberColumn("balanced accuracy", format="percent")},
             )
 
 

@@ -64,6 +64,31 @@ def test_predict_prints_probabilities_that_sum_to_one(trained, tmp_path, capsys)
     assert len(result["top"]) == 3 and result["label"] == result["top"][0]["class"]
 
 
+def test_predict_with_a_run_uses_its_default_checkpoint_and_says_which_and_why(trained, tmp_path, capsys):
+    from core.records import queries
+
+    image = digit_png(tmp_path / "one.png")
+    # 10 % of digits held out (about 14 images a class): validation chooses, best.pt.
+    code, out, err = run(capsys, "predict", str(image), "--run", str(queries.find_run_by_dir(trained)), "--json")
+    assert code == 0, err
+    assert "best.pt" in err and "best validation score" in err
+    assert sum(json.loads(out)[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # 5 % held out: 7 images a class, too few: the last checkpoint, and why.
+    code, out, _ = run(capsys, "train", "--model", "mnist_cnn", "--iterations", "4", "--val-fraction", "0.05",
+                       "--run-dir", str(tmp_path / "few"), "--json", "--quiet")
+    summary = json.loads(out)
+    code, out, err = run(capsys, "predict", str(image), "--run", str(summary["run_id"]))
+    assert code == 0, err
+    assert f"using {summary['last_checkpoint']} (epoch 1, step 4, val " in err
+    assert "fewer than 10 images" in err and "the last checkpoint is used" in err
+    assert out.startswith(f"{image}: ")
+    # A light-background image: the warning goes to stderr, the answer stays on stdout.
+    light = tmp_path / "paper.png"
+    Image.fromarray(255 - np.asarray(Image.open(image))).resize((300, 300)).save(light)
+    code, out, err = run(capsys, "predict", str(light), "--run", str(summary["run_id"]), "--json")
+    assert code == 0 and "looks inverted" in err and any("looks inverted" in w for w in json.loads(out)[0]["warnings"])
+
+
 def test_predict_with_a_tutorial_state_dict(tmp_path, capsys):
     class LeNet(nn.Module):  # seed 004's own code: 3x3 kernels
         def __init__(self):
@@ -129,6 +154,7 @@ def test_listings(capsys):
         (["train", "--recipe", "seed999"], "unknown recipe"),
         (["train", "--image-size", "big"], "image size must look like"),
         (["predict", "x.png", "--checkpoint", "/no/such.pt"], "no such checkpoint"),
+        (["predict", "x.png", "--run", "99999"], "run 99999 does not exist"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(capsys, argv, message):

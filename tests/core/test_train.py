@@ -176,3 +176,17 @@ def test_pure_helpers():
     x = torch.randn(8, 3, 16, 16)
     y = augment_batch(x, ("flip", "crop", "rotate"))
     assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_balanced_class_weights_and_balanced_accuracy(tmp_path):
+    from core.train import class_weights
+
+    labels = torch.tensor([0, 0, 0, 1])
+    assert class_weights(labels, 3).tolist() == pytest.approx([4 / 6, 2.0, 0.0])  # n / (classes present * count)
+    recorder = MemoryRecorder()
+    result = fit(RunConfig(**FAST, epochs=None, iterations=5, class_weights="balanced"), tmp_path / "run", recorder)
+    test = [e for e in recorder.evals if e.split == "test"][-1]
+    assert 0 <= test.balanced_accuracy <= 1 and result.test["balanced_accuracy"] == test.balanced_accuracy
+    # digits is nearly balanced: the mean per-class recall is close to plain accuracy.
+    assert abs(test.balanced_accuracy - test.accuracy) < 0.1
+    assert "class_weights must be one of" in " ".join(RunConfig(class_weights="heavy").problems())

@@ -233,3 +233,73 @@ def test_a_decompression_bomb_upload_gets_a_message(run_id):
     at.file_uploader(key="pr_images").upload("bomb.png", buffer.getvalue(), "image/png").run()
     ok(at)
     assert any("too large" in t or "decompression" in t for t in texts(at.error) + texts(at.warning)), texts(at.error)
+
+
+# -- issue 12.6: small validation sets; 12.7: what the model sees ------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_val_run(home):
+    """Digits with 5 % held out: 7 validation images a class, too few to choose best.pt."""
+    return train(iterations=4, val_fraction=0.05)
+
+
+def test_too_few_validation_images_make_the_last_checkpoint_the_default_with_its_own_metrics(small_val_run):
+    last = queries.latest_checkpoint(small_val_run)
+    best = queries.best_checkpoint(small_val_run)
+    at = app(PREDICT, run=small_val_run)
+    ok(at)
+    assert at.selectbox(key="pr_ckpt").value == last.path != best.path
+    [why] = [t for t in texts(at.warning) if "Validation cannot choose" in t]
+    assert "fewer than 10 images" in why and "0 (7)" in why and "the last checkpoint is used" in why
+    assert any(t.startswith(f"Using **{os.path.basename(last.path)}**: epoch {last.epoch}, step {last.step}")
+               for t in texts(at.markdown))
+    shown = {m.label: m.value for m in at.metric}
+    assert shown == {
+        "Validation accuracy": widgets.pct(last.metrics["val_accuracy"]),
+        "Validation loss": widgets.num(last.metrics["val_loss"]),
+        "Test accuracy": widgets.pct(last.metrics["test_accuracy"]),
+        "Test loss": widgets.num(last.metrics["test_loss"]),
+    }
+    # best.pt is offered beside it; choosing it shows best.pt's own metrics.
+    at.button(key="pr_use_best").click().run()
+    ok(at)
+    assert at.selectbox(key="pr_ckpt").value == best.path
+    assert any(t.startswith("Using **best.pt**") for t in texts(at.markdown))
+    assert {m.label: m.value for m in at.metric}["Test loss"] == widgets.num(best.metrics["test_loss"])
+    at.button(key="pr_use_last").click().run()
+    assert at.selectbox(key="pr_ckpt").value == last.path
+
+
+def test_enough_validation_images_keep_best_pt_as_the_default_and_offer_the_last(run_id):
+    at = app(PREDICT, run=run_id)
+    ok(at)
+    assert at.selectbox(key="pr_ckpt").value == queries.best_checkpoint(run_id).path
+    assert not any("Validation cannot choose" in t for t in texts(at.warning))
+    assert any("best validation score" in t for t in texts(at.caption))
+    assert not at.button(key="pr_use_last").disabled and at.button(key="pr_use_best").disabled
+
+
+def test_an_inverted_upload_gets_the_polarity_warning_and_can_be_inverted(run_id):
+    from PIL import Image, ImageOps
+
+    png, _ = digit_png(3)
+    paper = io.BytesIO()  # dark ink on light paper, photographed at 300x300
+    ImageOps.invert(Image.open(io.BytesIO(png)).convert("L")).resize((300, 300)).save(paper, format="PNG")
+    at = app(PREDICT, run=run_id)
+    at.file_uploader(key="pr_images").upload("paper.png", paper.getvalue(), "image/png").run()
+    ok(at)
+    [before] = predictions(at)
+    assert not before["inverted"] and before["input_brightness"] > 0.5
+    assert any("paper.png looks inverted" in t for t in texts(at.warning))
+    assert any("300x300" in t and "usual size (28x28)" in t for t in texts(at.warning))
+    captions = [c for image in at.image for c in image.captions]
+    assert "paper.png: 300x300, 1 channel (L)" in captions and "what the model sees: 28x28, grayscale" in captions
+    [invert] = [c for c in at.checkbox if str(c.key).startswith("pr_invert_")]
+    invert.check().run()
+    ok(at)
+    [after] = predictions(at)
+    assert after["inverted"] and after["input_brightness"] < 0.5  # the model now gets light strokes on dark
+    assert not any("looks inverted" in w for w in after["warnings"])
+    assert after["probabilities"] != before["probabilities"]
+    assert "what the model sees: 28x28, grayscale, inverted" in [c for image in at.image for c in image.captions]
