@@ -50,7 +50,10 @@ def add_run_options(parser: argparse.ArgumentParser, config_cls: type | None = N
                 kwargs["choices"] = description.choices
             if description.metavar:
                 kwargs["metavar"] = description.metavar
-        groups.get(description.section, parser).add_argument(flag, **kwargs)
+        group = groups.get(description.section, parser)
+        group.add_argument(flag, **kwargs)
+        for alias, value, alias_help in description.aliases:
+            group.add_argument(alias, dest=name, action="store_const", const=value, default=s, help=alias_help)
     for option, (kind, text) in run_config.MODEL_OPTION_FLAGS.items():
         groups["model"].add_argument(f"--{option.replace('_', '-')}", dest=f"option:{option}", type=kind, default=s, metavar=option[0].upper(), help=text)
 

@@ -33,6 +33,10 @@ SCHEDULES = ("none", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 AUGMENTATIONS = ("flip", "crop", "rotate")
 CHANNEL_ORDERS = ("RGB", "BGR")
+PRECISIONS = ("auto", "fp32", "bf16")
+# Settings that older imori versions recorded, read into today's (recorded configs never
+# stop reading): ``amp: false`` meant fp32 training.
+LEGACY = {"amp": lambda value: {} if value else {"precision": "fp32"}}
 
 # Form sections, in the order the New run page shows them (also the CLI's option groups).
 SECTIONS = {
@@ -110,6 +114,7 @@ class Setting:
     widget: str | None = None
     flag: str | None = None  # the CLI flag; default --name-with-dashes; "" for none
     metavar: str | None = None
+    aliases: tuple[tuple[str, Any, str], ...] = ()  # (CLI flag, the value it sets, help)
 
     def label_for(self, name: str) -> str:
         return self.label or name.replace("_", " ").capitalize()
@@ -235,8 +240,16 @@ class RunConfig:
         512, section="hardware", label="Evaluation batch size", minimum=1, step=64, unit="images",
         help="images per forward pass when evaluating",
     )
-    amp: bool = setting(True, section="hardware", label="Mixed precision on CUDA (bf16)", help="mixed precision on CUDA")
-    channels_last: bool = setting(True, section="hardware", label="channels_last on CUDA", help="channels-last memory format on CUDA")
+    precision: str = setting(
+        "auto", section="hardware", label="Precision", choices=PRECISIONS,
+        aliases=(("--no-amp", "fp32", "the same as --precision fp32"),),
+        help="auto: bf16 autocast where this processor or GPU has bf16 and it measurably pays for the model, "
+        "fp32 elsewhere; the loss, the optimizer state and the recorded metrics stay fp32",
+    )
+    channels_last: bool = setting(
+        True, section="hardware", label="channels_last with bf16 or CUDA",
+        help="channels-last memory format on CUDA and with bf16 on the CPU (where bf16 pays, it pays most with it)",
+    )
     compile: bool = setting(False, section="hardware", label="torch.compile", help="torch.compile the model")
     feature_cache: bool = setting(
         True, section="hardware", label="Cache a frozen backbone's features",
@@ -298,6 +311,10 @@ class RunConfig:
         """Read plain values (JSON, a config file, a form), converting each to its field's
         type; unknown names and values of the wrong kind are a ConfigError."""
         known = {f.name: f for f in dataclasses.fields(cls)}
+        data = dict(data)
+        for old, upgrade in LEGACY.items():
+            if old in data and old not in known:
+                data = {**upgrade(data.pop(old)), **data}
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")

@@ -37,11 +37,11 @@ def head_removed(model: nn.Module, head: str):
         model.set_submodule(head, original)
 
 
-def fingerprint(images: torch.Tensor, model: nn.Module, head: str, prep: Preprocessing) -> str:
-    """A digest of the images' bytes, the backbone's weights (everything but the head) and
-    the preprocessing: what the features depend on."""
+def fingerprint(images: torch.Tensor, model: nn.Module, head: str, prep: Preprocessing, precision: str = "fp32") -> str:
+    """A digest of the images' bytes, the backbone's weights (everything but the head), the
+    preprocessing and the precision of the pass: what the features depend on."""
     h = hashlib.blake2b(digest_size=20)
-    h.update(f"{cache.CACHE_VERSION}|{prep.cache_key()}|{prep.mean}|{prep.std}|{head}|{tuple(images.shape)}".encode())
+    h.update(f"{cache.CACHE_VERSION}|{prep.cache_key()}|{prep.mean}|{prep.std}|{head}|{tuple(images.shape)}|{precision}".encode())
     h.update(memoryview(images.contiguous().numpy()).cast("B"))
     prefix = head + "."
     for name, tensor in model.state_dict().items():
@@ -93,7 +93,7 @@ def cached_features(
     **options,
 ) -> tuple[torch.Tensor, bool]:
     """(features of ``images``, whether they came from the cache). See ``extract_features``."""
-    key = fingerprint(images, model, head, prep)
+    key = fingerprint(images, model, head, prep, str(options.get("autocast_dtype") or "fp32"))
     path = Path(paths.cache_dir()) / "features" / f"{key}.pt"
     stored = cache.load(path)
     if stored is not None and isinstance(stored.get("features"), torch.Tensor):

@@ -31,6 +31,7 @@ from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_
 from core.config import RunConfig
 from core.errors import ConfigError, ImoriError
 from core.models import set_backbone_frozen, set_train_mode
+from core.precision import resolve_precision
 from core.recorder import (
     EvalMetrics,
     Recorder,
@@ -59,6 +60,7 @@ class FitResult:
     images_per_second: float = 0.0
     device: str = "cpu"
     pretrained_weights: str | None = None  # the file the backbone's weights came from
+    precision: str = "fp32"  # what the loop trained in: "fp32" or "bf16" (autocast)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -294,9 +296,14 @@ class Trainer:
             note = f" (new head, {len(skipped)} tensors not taken)" if skipped else ""
             self.recorder.on_log(f"initialised from {config.init_from}{note}")
         self.summary = summarize(model).to_dict()
-        self.cuda_fast = self.device.type == "cuda" and config.channels_last
+        # Precision: bf16 autocast where the device has it and it pays for this model
+        # (core.precision); the loss, the optimizer state and the metrics stay fp32.
+        self.precision = resolve_precision(config.precision, self.device.type, config.model)
+        self.amp_dtype = torch.bfloat16 if self.precision == "bf16" else None
+        # Channels-last is what makes bf16 pay on the CPU (measured: bench/precision.py).
+        self.channels_last = config.channels_last and (self.device.type == "cuda" or self.precision == "bf16")
         model = model.to(self.device)
-        if self.cuda_fast:
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.net = torch.compile(model) if config.compile else model
@@ -330,10 +337,9 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
 
-        self.amp_dtype = None
-        if self.device.type == "cuda" and config.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # Evaluation as prediction runs: fp32 on the CPU (so a test figure is what Predict
+        # gives); on CUDA under the run's autocast, where it is cheap and exact enough.
+        self.eval_dtype = self.amp_dtype if self.device.type == "cuda" else None
 
         self.step = 0
         self.next_epoch = 1
@@ -370,8 +376,6 @@ class Trainer:
         self.model.load_state_dict(ckpt.state_dict)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.next_epoch = int(state["next_epoch"])
         self.next_batch = int(state["next_batch"])
@@ -415,7 +419,6 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
                 "best_val": list(best) if best else None,
                 "rng": rng,
             },
@@ -438,7 +441,7 @@ class Trainer:
         for start in range(0, len(labels), size):
             x = feed.prepare(inputs[start : start + size])
             y = labels[start : start + size].to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            with torch.autocast(self.device.type, dtype=self.eval_dtype, enabled=self.eval_dtype is not None):
                 out = feed.forward(x)
             out = out.float()
             # Log-probabilities take NLL; cross-entropy on them would give the same figure.
@@ -462,7 +465,7 @@ class Trainer:
 
     def _prepare_images(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prep.normalize(x.to(self.device, non_blocking=True))
-        if self.cuda_fast:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -529,7 +532,7 @@ class Trainer:
         self.feed = feed = self.feed_for(epoch)
         model, prepare, inputs = feed.forward, feed.prepare, feed.train
         augment = config.augment if feed.augment else ()
-        scaled, scheduled = self.scaler.is_enabled(), config.schedule != "none"
+        scheduled = config.schedule != "none"
         order = epoch_order(len(self.train_y), config.seed, epoch).to(self.train_y.device)
         set_train_mode(self.model)  # a frozen backbone's BatchNorm stays in eval
         for b in range(self.next_batch, self.steps_per_epoch):
@@ -543,13 +546,8 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 output = model(x)
                 loss = criterion(output.float(), y)
-            if scaled:  # float16 on CUDA only; elsewhere the plain calls, no wrapper cost
-                self.scaler.scale(loss).backward()
-                self.scaler.step(optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            loss.backward()
+            optimizer.step()
             lr = max(group["lr"] for group in optimizer.param_groups)
             if scheduled:
                 self.scheduler.step()
@@ -578,7 +576,8 @@ class Trainer:
                 val_size=len(self.val_y),
                 test_size=len(self.test_y),
                 model_summary=self.summary,
-                environment=environment(self.device),
+                environment={**environment(self.device), "precision": self.precision,
+                             "channels_last": str(self.channels_last).lower()},
             )
         )
         started, start_step = time.monotonic(), self.step
@@ -623,6 +622,7 @@ class Trainer:
             images_per_second=images / seconds if seconds > 0 else 0.0,
             device=str(self.device),
             pretrained_weights=self.pretrained_weights,
+            precision=self.precision,
         )
 
 

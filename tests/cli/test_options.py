@@ -53,7 +53,7 @@ def test_every_existing_flag_keeps_its_name_and_meaning():
         "--iterations", "7", "--compile", "--threads", "1", "--val-fraction", "0.2",
     ))
     assert config.model_options == {"kernel": 3} and config.image_size == (28, 28)
-    assert config.mean == (0.5,) and config.std == (0.25,) and config.amp is False and config.compile is True
+    assert config.mean == (0.5,) and config.std == (0.25,) and config.precision == "fp32" and config.compile is True
     assert config.augment == ("flip", "rotate") and (config.iterations, config.epochs) == (7, None)
     assert build_config(train_args("--image-size", "64x48", "--model", "mynet")).image_size == (64, 48)
     rgb = build_config(train_args("--model", "mynet", "--mean", "0.4,0.5,0.6"))

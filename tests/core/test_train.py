@@ -48,10 +48,15 @@ def _losses(recorder, after=0):
     return [(s.step, s.epoch, s.loss, s.accuracy, s.lr) for s in recorder.steps if s.step > after]
 
 
-def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path, precision):
+    from core.precision import cpu_supports_bf16
+
+    if precision == "bf16" and not cpu_supports_bf16():
+        pytest.skip("this processor has no native bf16: the fast path is not taken here")
     # Augmentation draws random numbers every step, so this also proves the RNG state
     # travels with the checkpoint; the cosine schedule proves the lr does.
-    config = RunConfig(**FAST, epochs=2, augment=("flip", "rotate", "crop"), schedule="cosine")
+    config = RunConfig(**FAST, epochs=2, augment=("flip", "rotate", "crop"), schedule="cosine", precision=precision)
     whole = MemoryRecorder()
     fit(config, tmp_path / "whole", whole)
 
@@ -63,7 +68,8 @@ def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path):
 
     rest = MemoryRecorder()
     resumed = fit(config, tmp_path / "part", rest, resume_from=part.last_checkpoint)
-    assert resumed.status == "succeeded"
+    assert resumed.status == "succeeded" and resumed.precision == precision
+    assert whole.starts[0].environment["precision"] == precision
     assert _losses(first) == _losses(whole)[:7]
     assert _losses(rest) == _losses(whole, after=7)
     assert [(e.split, e.loss, e.accuracy) for e in rest.evals] == [(e.split, e.loss, e.accuracy) for e in whole.evals]
@@ -190,3 +196,18 @@ def test_balanced_class_weights_and_balanced_accuracy(tmp_path):
     # digits is nearly balanced: the mean per-class recall is close to plain accuracy.
     assert abs(test.balanced_accuracy - test.accuracy) < 0.1
     assert "class_weights must be one of" in " ".join(RunConfig(class_weights="heavy").problems())
+
+
+def test_precision_is_one_setting_for_both_devices(tmp_path):
+    from cli.main import make_parser
+    from cli.options import build_config
+
+    def parsed(*argv):
+        return build_config(make_parser().parse_args(["train", *argv]))
+
+    assert parsed().precision == "auto" and parsed("--no-amp").precision == "fp32"
+    assert parsed("--precision", "bf16").precision == "bf16"
+    assert RunConfig.from_dict({"amp": False}).precision == "fp32"  # a config recorded before precision
+    assert "precision must be one of" in " ".join(RunConfig(precision="fp16").problems())
+    result = fit(RunConfig(**FAST, epochs=None, iterations=3, precision="fp32"), tmp_path / "fp32")
+    assert result.precision == "fp32"

@@ -75,7 +75,7 @@ def test_every_option_reaches_the_run_config(broker):
     at.text_input(key="nr_std").set_value("0.25")
     at.selectbox(key="nr_device").set_value("cpu")
     at.number_input(key="nr_threads").set_value(1)
-    at.checkbox(key="nr_amp").uncheck()
+    at.selectbox(key="nr_precision").set_value("fp32")
     at.checkbox(key="nr_channels_last").uncheck()
     at.checkbox(key="nr_compile").check()
     at.number_input(key="nr_eval_batch_size").set_value(128)
@@ -93,7 +93,7 @@ def test_every_option_reaches_the_run_config(broker):
         model="lenet5", model_options={"kernel": 3}, image_size=[28, 28], optimizer="sgd", lr=0.05, momentum=0.8,
         weight_decay=0.0005, loss="cross_entropy", schedule="step", step_epochs=2, gamma=0.5, batch_size=32,
         epochs=None, iterations=40, seed=7, val_fraction=0.2, augment=["flip", "rotate"], mean=[0.5], std=[0.25],
-        device="cpu", threads=1, amp=False, channels_last=False, compile=True, eval_batch_size=128,
+        device="cpu", threads=1, precision="fp32", channels_last=False, compile=True, eval_batch_size=128,
         checkpoint_every_epochs=2, checkpoint_every_minutes=5.0, keep_checkpoints=4, name="everything",
         dataset="digits", init_from=None, pretrained=False, freeze_backbone=False,
     )
