@@ -8,10 +8,13 @@ import tempfile
 
 import pytest
 
-# Set before any imori module computes a path.
-_OWN_HOME = "IMORI_HOME" not in os.environ
-os.environ.setdefault("IMORI_HOME", tempfile.mkdtemp(prefix="imori-test-home-"))
-os.environ.setdefault("TORCH_HOME", os.path.join(os.environ["IMORI_HOME"], "torch-hub"))
+# Set before any imori module computes a path. Always a folder of the suite's own: a user's
+# exported IMORI_HOME (their real runs and datasets) is never read or written, and neither
+# are their torch hub, Hugging Face or XDG caches.
+os.environ["IMORI_HOME"] = tempfile.mkdtemp(prefix="imori-test-home-")
+os.environ["TORCH_HOME"] = os.path.join(os.environ["IMORI_HOME"], "torch-hub")
+os.environ["HF_HOME"] = os.path.join(os.environ["IMORI_HOME"], "hf-home")
+os.environ["XDG_CACHE_HOME"] = os.path.join(os.environ["IMORI_HOME"], "xdg-cache")
 # The suite's own services come from IMORI_TEST_*; never a developer's real ones.
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("REDIS_URL", None)
@@ -29,14 +32,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _OWN_HOME:
-        from worker import broker
+    from worker import broker
 
-        try:
-            broker.stop()  # an embedded Redis a test left running under this home
-        except Exception:  # noqa: BLE001
-            pass
-        shutil.rmtree(os.environ["IMORI_HOME"], ignore_errors=True)
+    try:
+        broker.stop()  # an embedded Redis a test left running under this home
+    except Exception:  # noqa: BLE001
+        pass
+    shutil.rmtree(os.environ["IMORI_HOME"], ignore_errors=True)
 
 
 @pytest.fixture
