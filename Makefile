@@ -21,8 +21,12 @@ setup: $(STAMP)
 system-deps:
 	scripts/system-deps.sh
 
+# make up HOST=0.0.0.0 PORT=8600 (or IMORI_HOST / IMORI_PORT in the environment)
+HOST ?= $(or $(IMORI_HOST),127.0.0.1)
+PORT ?= $(or $(IMORI_PORT),8501)
+
 up: setup
-	$(BIN)/imori up
+	$(BIN)/imori up --host $(HOST) --port $(PORT)
 
 test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -40,11 +40,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     if not runs:
         print("no runs yet: try `imori train --recipe seed003`")
+        return 0
+    print(f"{'run':>5}  {'status':<10} {'done':>5}  {'model':<18} {'dataset':<12} {'loss':<8} "
+          f"{'best val':>8}  {'test':>8}  name")
     for r in runs:
         progress = f"{100 * (r.progress or 0):.0f} %"
-        print(f"{r.id:>5}  {r.status:<10} {progress:>5}  {str(r.model):<12} {str(r.dataset):<12} "
-              f"loss {r.last_loss if r.last_loss is None else round(r.last_loss, 4)!s:<8} "
-              f"best val {_pct(r.best_val_accuracy):>8}  test {_pct(r.test_accuracy):>8}  {r.name}")
+        loss = "-" if r.last_loss is None else f"{r.last_loss:.4f}"
+        print(f"{r.id:>5}  {r.status:<10} {progress:>5}  {str(r.model or '-'):<18} {str(r.dataset or '-'):<12} "
+              f"{loss:<8} {_pct(r.best_val_accuracy):>8}  {_pct(r.test_accuracy):>8}  {r.name or ''}")
     return 0
 
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+# The dashboard's address: flags, else IMORI_HOST / IMORI_PORT, else localhost:8501.
+DEFAULT_HOST = os.environ.get("IMORI_HOST") or "127.0.0.1"
+DEFAULT_PORT = int(os.environ.get("IMORI_PORT") or 8501)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,16 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("up", help="start everything: Redis (embedded unless REDIS_URL), a worker, the dashboard")
-    p.add_argument("--host", default="127.0.0.1", help="dashboard address (default: localhost only)")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default=DEFAULT_HOST, help="dashboard address (default: IMORI_HOST, else localhost only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="dashboard port (default: IMORI_PORT, else 8501)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (one per machine trains fastest)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--open-for", dest="open_for", type=float, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("dashboard", help="run the dashboard alone")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default=DEFAULT_HOST, help="default: IMORI_HOST, else localhost only")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: IMORI_PORT, else 8501")
     p.set_defaults(func=cmd_dashboard)
 
 

@@ -248,3 +248,25 @@ def test_zip_bomb_through_the_cli_is_refused(tmp_path, capsys):
     from core.paths import datasets_dir
 
     assert not (datasets_dir() / "bomb").exists()  # nothing half-imported left behind
+
+
+def test_small_things_a_user_sees(tmp_path, capsys):
+    # A header row, and "-" rather than "None" for a run that recorded no loss.
+    from core.config import RunConfig
+    from core.records import store
+
+    store.create_run(RunConfig(name="never trained"))
+    code, out, _ = run(capsys, "runs")
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:3] == ["run", "status", "done"] and "None" not in out
+    # A closed pipe (`imori ... | head`) ends quietly, with no traceback: the reader here
+    # closes its end before imori writes a byte.
+    child = subprocess.Popen([sys.executable, "-m", "cli", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+    # The dashboard's address from the environment (make up HOST=... PORT=... passes them on).
+    probe = "from cli.main import make_parser; a = make_parser().parse_args(['up']); print(a.host, a.port)"
+    env = {**__import__("os").environ, "IMORI_PORT": "9123", "IMORI_HOST": "0.0.0.0"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.stdout.split() == ["0.0.0.0", "9123"], result.stderr
