@@ -293,20 +293,64 @@ class Checkpointer:
 # -- reading -------------------------------------------------------------------------------
 
 
+def _numpy_plain_data() -> list[Any]:
+    """The numpy globals that a training script's checkpoint holds for plain numbers and
+    numeric arrays (``numpy.float64(0.94)``, ``np.arange(3)``): allowed in weights_only
+    loads (PyTorch's ``torch.serialization.safe_globals``). Object arrays stay refused:
+    torch does not allow their dtype."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray  # numpy 2
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    dtype_classes = [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
+    return [multiarray.scalar, multiarray._reconstruct, np.ndarray, np.dtype, *dtype_classes]
+
+
 def read_file(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError."""
+    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError.
+
+    Besides tensors and plain Python values, numpy scalars and numeric arrays load (a
+    training script's ``'best_acc': np.float64(0.94)``); nothing that runs code does."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_plain_data()):
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types here; all mean "refused"
         raise CheckpointError(f"{path}: {_explain_refusal(path, err)}") from None
+    return data
+
+
+def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A state_dict without the key prefixes that PyTorch's own wrappers add, nested ones
+    too: ``module.`` (DataParallel, DistributedDataParallel, swa_utils.AveragedModel),
+    ``_orig_mod.`` (torch.compile), ``_fsdp_wrapped_module.`` (FSDP) and
+    ``_checkpoint_wrapped_module.`` (activation checkpointing). A prefix is removed only
+    when every key carries it, with PyTorch's ``consume_prefix_in_state_dict_if_present``."""
+    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+    state = dict(state_dict)
+    state.pop("n_averaged", None)  # AveragedModel's counter, not a weight
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(key.startswith(prefix) for key in state):
+                consume_prefix_in_state_dict_if_present(state, prefix)
+                changed = True
+    return state
+
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 
 
 def _explain_refusal(path: Path, err: Exception) -> str:
     text = str(err)
-    globals_named = _pickle_globals(path)
+    found = _pickle_globals(path)
+    globals_named = set(found)
     if any(_runs_code(name) for name in globals_named):
         return (
             "refused: this file holds a pickle that would run code when loaded "
@@ -319,34 +363,53 @@ def _explain_refusal(path: Path, err: Exception) -> str:
             "you trust it and run torch.save(model.state_dict(), 'weights.pt'), then give "
             "imori that file with its model name and classes"
         )
+    if "ObjectDType" in text:
+        return ("refused: an entry is a numpy array of Python objects, not numbers; "
+                "save numbers, tensors and strings only")
     if globals_named or "Unsupported global" in text or "weights_only" in text.lower():
+        # Name only what weights_only refuses (never OrderedDict, which it allows), and the
+        # entry that holds it.
+        try:
+            culprits = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # noqa: BLE001 - a file torch cannot list: fall back to our scan
+            culprits = sorted(n for n in globals_named if n not in _ALLOWED_GLOBALS)
+        allowed = {f"{getattr(g, '__module__', '')}.{getattr(g, '__qualname__', '')}" for g in _numpy_plain_data()}
+        culprits = [c for c in culprits if c not in allowed and c.replace("numpy._core", "numpy.core") not in allowed]
+        where = [f"{c} (under {found[c]!r})" if found.get(c) else c for c in culprits[:3]]
         return (
-            "refused: this file holds Python objects, not only tensors and plain values "
-            f"({', '.join(sorted(globals_named)[:3]) or 'unknown objects'}); it is not a checkpoint"
+            f"refused: this file holds Python objects, not only tensors and plain values: "
+            f"{', '.join(where) or 'unknown objects'}. Re-save it with plain data only, e.g. "
+            "torch.save({'model_state_dict': model.state_dict(), 'args': vars(args)}, path)"
         )
     return f"not a PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:200] if text else 'empty'})"
 
 
-def _pickle_globals(path: Path) -> set[str]:
-    """Names of the globals a torch (zip) or plain pickle refers to, read without running it."""
+# Globals that torch's weights_only unpickler allows (named by a pickle, harmless).
+_ALLOWED_GLOBALS = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
+                    "builtins.set", "builtins.frozenset", "builtins.bytearray", "torch.Size"}
+
+
+def _pickle_globals(path: Path) -> dict[str, str | None]:
+    """Names of the globals a torch (zip) or plain pickle refers to, each with the string
+    pushed just before it (usually the dict key that holds it), read without running it."""
     try:
         raw = path.read_bytes()
         if zipfile.is_zipfile(io.BytesIO(raw)):
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:
                 pkl = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
                 raw = zf.read(pkl) if pkl else b""
-        names: set[str] = set()
+        names: dict[str, str | None] = {}
         strings: list[str] = []
         for opcode, arg, _ in pickletools.genops(raw):
             if opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
-                names.add(arg.replace(" ", "."))
+                names.setdefault(arg.replace(" ", "."), strings[-1] if strings else None)
             elif opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and isinstance(arg, str):
                 strings.append(arg)
             elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.add(f"{strings[-2]}.{strings[-1]}")
+                names.setdefault(f"{strings[-2]}.{strings[-1]}", strings[-3] if len(strings) >= 3 else None)
         return names
     except Exception:  # noqa: BLE001 - garbage in, no names out
-        return set()
+        return {}
 
 
 def load_checkpoint(
@@ -398,13 +461,15 @@ def _as_state_dict(data: Any, path: str | Path) -> dict[str, torch.Tensor]:
             if isinstance(data.get(key), dict):
                 data = data[key]
                 break
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "n_averaged"}  # swa_utils.AveragedModel's counter
     if (
         isinstance(data, dict)
         and data
         and all(isinstance(k, str) for k in data)
         and all(isinstance(v, torch.Tensor) for v in data.values())
     ):
-        return data
+        return strip_wrapper_prefixes(data)
     raise CheckpointError(
         f"{path}: not a checkpoint: expected imori's checkpoint or a state_dict "
         f"(a dict of parameter names to tensors), found {type(data).__name__}"

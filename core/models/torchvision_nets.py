@@ -160,8 +160,8 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def clean_state_dict(obj: Any, source: str = "the weights") -> dict[str, torch.Tensor]:
     """A plain ``{name: tensor}`` dict from a state_dict or a checkpoint dict holding one.
 
-    Accepts ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers and strips the
-    ``module.`` (DataParallel) or ``_orig_mod.`` (torch.compile) prefix.
+    Accepts ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers and strips the prefixes
+    PyTorch's own wrappers add (``core.checkpoint.strip_wrapper_prefixes``).
     """
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
@@ -173,11 +173,9 @@ def clean_state_dict(obj: Any, source: str = "the weights") -> dict[str, torch.T
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ModelError(f"{source} is not a state_dict: {bad[0]!r} is not a named tensor")
-    state = dict(obj)
-    for prefix in ("module.", "_orig_mod."):
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+    from core.checkpoint import strip_wrapper_prefixes
+
+    return strip_wrapper_prefixes(dict(obj))
 
 
 def shape_mismatches(

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from core.checkpoint import export_state_dict, load_checkpoint, save_atomic
+from core.checkpoint import export_state_dict, load_checkpoint, read_file, save_atomic
 from core.config import RunConfig
 from core.errors import CheckpointError
 from core.train import fit
@@ -132,3 +132,51 @@ def test_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
         save_atomic({"a": torch.ones(1)}, blocker / "sub" / "c.pt")
+
+
+def _mnist_state():
+    from core.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("mnist_cnn", 10).state_dict()
+
+
+@pytest.mark.parametrize("prefix", ["module.", "module._orig_mod.", "_orig_mod.module.", "_fsdp_wrapped_module."])
+def test_wrapper_prefixes_are_stripped_wherever_a_checkpoint_is_read(tmp_path, prefix):
+    from core.predict import Predictor
+
+    state = _mnist_state()
+    path = tmp_path / "cnn.pt"
+    torch.save({prefix + k: v for k, v in state.items()}, path)
+    ckpt = load_checkpoint(path, model="mnist_cnn")
+    assert set(ckpt.state_dict) == set(state)
+    assert Predictor(str(path), model="mnist_cnn").classes == [str(i) for i in range(10)]
+    # An averaged model (torch.optim.swa_utils.AveragedModel) adds a counter too.
+    torch.save({"n_averaged": torch.tensor(3), **{"module." + k: v for k, v in state.items()}}, path)
+    assert set(load_checkpoint(path, model="mnist_cnn").state_dict) == set(state)
+
+
+def test_a_training_scripts_checkpoint_with_numpy_numbers_loads(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model_state_dict": _mnist_state(), "epoch": 7, "best_acc": np.float64(0.94),
+                "history": np.arange(3, dtype=np.float32)}, path)
+    data = read_file(path)
+    assert data["best_acc"] == pytest.approx(0.94) and data["history"].tolist() == [0.0, 1.0, 2.0]
+    assert load_checkpoint(path, model="mnist_cnn").model_name == "mnist_cnn"
+    torch.save({"model_state_dict": _mnist_state(), "notes": np.array([1, "x"], dtype=object)}, path)
+    with pytest.raises(CheckpointError, match="numpy array of Python objects"):
+        read_file(path)
+
+
+def test_a_checkpoint_holding_an_argparse_namespace_names_it_and_says_how_to_resave(tmp_path):
+    import argparse
+
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model_state_dict": _mnist_state(), "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError) as err:
+        read_file(path)
+    text = str(err.value)
+    assert "argparse.Namespace" in text and "'args'" in text and "vars(args)" in text
+    assert "OrderedDict" not in text
