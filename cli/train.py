@@ -151,7 +151,12 @@ def load_predictor(args: argparse.Namespace):
         bare["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
     if args.kernel:
         bare["options"] = {"kernel": args.kernel}
-    return Predictor(args.checkpoint, **bare)
+    predictor = Predictor(args.checkpoint, **bare)
+    if predictor.checkpoint.kind == "state_dict" and "classes" not in bare:
+        print(f"warning: {args.checkpoint} is a bare state_dict and no class names were given: the classes are "
+              f"indices 0..{len(predictor.classes) - 1}, in the order the model was trained with "
+              "(give --classes a,b,... or use the .preprocess.json that imori export wrote)", file=sys.stderr)
+    return predictor
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -211,8 +216,11 @@ def class_table(metrics: dict[str, dict[str, float]]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.checkpoint import export_state_dict
+    from core.checkpoint import export_state_dict, load_checkpoint, preprocess_path
 
-    out = export_state_dict(args.checkpoint, args.output)
+    ckpt = load_checkpoint(args.checkpoint)
+    out = export_state_dict(ckpt, args.output)
     print(f"wrote {out}: a bare state_dict; load it with model.load_state_dict(torch.load(path, weights_only=True))")
+    print(f"wrote {preprocess_path(out)}: the input it expects and the class order")
+    print("classes, in output order: " + ", ".join(f"{i}={c}" for i, c in enumerate(ckpt.classes)))
     return 0

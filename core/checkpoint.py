@@ -175,9 +175,44 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def export_state_dict(checkpoint: str | Path | Checkpoint, out: str | Path) -> Path:
-    """Write the bare ``state_dict`` that the tutorial's own model class loads."""
+    """Write the bare ``state_dict`` that the tutorial's own model class loads, and beside
+    it ``<out>.preprocess.json`` (``preprocess_path``): what an application must do to an
+    image first and how to read the output, so no one has to guess the class order."""
+    import json
+
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    return save_atomic({k: v.contiguous() for k, v in ckpt.state_dict.items()}, out)
+    path = save_atomic({k: v.contiguous() for k, v in ckpt.state_dict.items()}, out)
+    sidecar = preprocess_path(path)
+    sidecar.write_text(json.dumps(preprocess_description(ckpt), indent=2) + "\n")
+    return path
+
+
+def preprocess_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".preprocess.json")
+
+
+def preprocess_description(ckpt: Checkpoint) -> dict[str, Any]:
+    """A checkpoint's input and output contract as plain JSON values: class names in
+    output order, input size (pixels), channels, channel order, resize method, the scale
+    to [0, 1], mean and std, and whether the model outputs logits or log-probabilities."""
+    from core.models import get_spec
+
+    prep = ckpt.preprocessing
+    return {
+        "model": ckpt.model_name,
+        "model_options": dict(ckpt.model_options),
+        "classes": list(ckpt.classes),
+        "input_size": {"height": int(prep["height"]), "width": int(prep["width"])},
+        "channels": int(prep["channels"]),
+        "channel_order": prep.get("channel_order", "RGB"),
+        "resize": "bilinear (Pillow), to exactly height x width",
+        "scale": 1 / 255,
+        "mean": list(prep.get("mean", [0.0])),
+        "std": list(prep.get("std", [1.0])),
+        "layout": "N x C x H x W, float32",
+        "output": get_spec(ckpt.model_name).output,
+    }
 
 
 def make_payload(

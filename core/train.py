@@ -367,6 +367,13 @@ class Trainer:
         ckpt = load_checkpoint(path)
         if ckpt.kind != "imori" or not ckpt.training:
             raise ConfigError(f"{path}: not a resumable imori checkpoint (no training state)")
+        if ckpt.classes != self.classes and sorted(ckpt.classes) == sorted(self.classes):
+            # The dataset lists its classes in another order than when the run began (a
+            # newer imori orders integer class folders numerically): keep the run's order.
+            remap = torch.tensor([ckpt.classes.index(c) for c in self.classes])
+            self.train_y = remap.to(self.train_y.device)[self.train_y]
+            self.val_y, self.test_y = remap[self.val_y], remap[self.test_y]
+            self.classes = list(ckpt.classes)
         if ckpt.model_name != self.config.model or ckpt.classes != self.classes:
             raise ConfigError(
                 f"{path}: checkpoint is a {ckpt.model_name} over {len(ckpt.classes)} classes; "

@@ -24,7 +24,7 @@ from core import paths
 log = logging.getLogger(__name__)
 
 # Bump when the layout of cached payloads (or how images are decoded) changes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: integer class folders in numeric order
 # Decoded datasets larger than this are not written to the cache (they are still loaded).
 MAX_CACHE_BYTES = 4 * 1024**3
 

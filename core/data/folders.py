@@ -177,6 +177,15 @@ def _loose_files(root: Path, files: list[Path], skipped: list[tuple[str, str]]) 
         skipped.append((file.relative_to(root).as_posix(), "not inside a class folder"))
 
 
+def order_classes(names) -> list[str]:
+    """Class names in label order: numerically when every name is a whole number (folders
+    0, 1, ..., 10, 11 as 0, 1, 2, ..., not 0, 1, 10, 11, 2), else as strings."""
+    names = list(names)
+    if names and all(n.strip().lstrip("-").isdigit() for n in names):
+        return sorted(names, key=lambda n: (int(n), n))
+    return sorted(names)
+
+
 def _scan_class_folders(root: Path, dirs: list[Path], files: list[Path], display: str) -> Scan:
     if not dirs:
         hint = " (it has files but no class folders)" if files else " (it is empty)"
@@ -187,6 +196,7 @@ def _scan_class_folders(root: Path, dirs: list[Path], files: list[Path], display
     exts = image_extensions()
     skipped: list[tuple[str, str]] = []
     _loose_files(root, files, skipped)
+    dirs = sorted(dirs, key=lambda d: order_classes([x.name for x in dirs]).index(d.name))
     classes = [d.name for d in dirs]
     entries = [ScanEntry(rel, label) for label, d in enumerate(dirs) for rel in _class_files(root, d, exts, skipped)]
     return Scan(root, "folder", "class folders, split into train/test by ratio", classes, entries, skipped)
@@ -209,7 +219,7 @@ def _scan_split_folders(
         sub_dirs, sub_files = _listdir(folder)
         _loose_files(root, sub_files, skipped)
         class_dirs[split] = sub_dirs
-    classes = sorted({d.name for ds in class_dirs.values() for d in ds})
+    classes = order_classes({d.name for ds in class_dirs.values() for d in ds})
     if not classes:
         raise DatasetError(f"{display}: '{train_dir.name}' holds no class folders; expected {train_dir.name}/<class>/<images>")
     index = {name: i for i, name in enumerate(classes)}

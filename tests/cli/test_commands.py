@@ -270,3 +270,32 @@ def test_small_things_a_user_sees(tmp_path, capsys):
     env = {**__import__("os").environ, "IMORI_PORT": "9123", "IMORI_HOST": "0.0.0.0"}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
     assert result.stdout.split() == ["0.0.0.0", "9123"], result.stderr
+
+
+def test_integer_class_folders_keep_numeric_order_through_export_and_predict(tmp_path, capsys):
+    # Folders 0..11: classes in numeric order, and the export says which output is which.
+    from core.data.folders import order_classes
+
+    assert order_classes(["0", "1", "10", "11", "2"]) == ["0", "1", "2", "10", "11"]
+    assert order_classes(["b", "a", "10"]) == ["10", "a", "b"]
+    data = tmp_path / "numbers"
+    rng = np.random.default_rng(0)
+    for label in range(12):
+        (data / str(label)).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(data / str(label) / f"{i}.png")
+    code, out, err = run(capsys, "train", "--model", "tiny_net", "--dataset", str(data), "--iterations", "2",
+                         "--batch-size", "8", "--run-dir", str(tmp_path / "r"), "--json", "--quiet")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["classes"] == [str(i) for i in range(12)]
+    exported = tmp_path / "weights.pt"
+    code, out, _ = run(capsys, "export", summary["last_checkpoint"], str(exported))
+    assert code == 0 and "0=0, 1=1, 2=2" in out and "11=11" in out
+    contract = json.loads((tmp_path / "weights.preprocess.json").read_text())
+    assert contract["classes"] == [str(i) for i in range(12)] and contract["output"] == "logits"
+    assert contract["input_size"] == {"height": 32, "width": 32} and contract["channels"] == 1
+    # Given back bare without class names: a warning that the classes are indices.
+    image = data / "2" / "0.png"
+    code, out, err = run(capsys, "predict", str(image), "--checkpoint", str(exported), "--model", "tiny_net")
+    assert code == 0 and "classes are indices" in err

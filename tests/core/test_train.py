@@ -211,3 +211,30 @@ def test_precision_is_one_setting_for_both_devices(tmp_path):
     assert "precision must be one of" in " ".join(RunConfig(precision="fp16").problems())
     result = fit(RunConfig(**FAST, epochs=None, iterations=3, precision="fp32"), tmp_path / "fp32")
     assert result.precision == "fp32"
+
+
+def test_a_run_resumed_over_a_new_class_order_keeps_its_own(tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    from core.checkpoint import save_atomic
+    from core.train import Trainer
+
+    data = tmp_path / "numbers"
+    rng = np.random.default_rng(0)
+    for label in ("0", "1", "2", "10"):
+        (data / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(data / label / f"{i}.png")
+    config = RunConfig(model="tiny_net", dataset=str(data), epochs=None, iterations=2, batch_size=4, threads=2)
+    first = fit(config, tmp_path / "run")
+    # As an older imori recorded it: string order, 0, 1, 10, 2.
+    payload = read_file(first.last_checkpoint)
+    payload["classes"] = ["0", "1", "10", "2"]
+    save_atomic(payload, first.last_checkpoint)
+    trainer = Trainer(config.replace(iterations=4), tmp_path / "run")
+    labels_before = trainer.test_y.clone()
+    trainer.resume(first.last_checkpoint)
+    assert trainer.classes == ["0", "1", "10", "2"]
+    # The same images keep the same class names: "10" (index 3 numerically) is now index 2.
+    assert [trainer.classes[int(v)] for v in trainer.test_y] == [["0", "1", "2", "10"][int(v)] for v in labels_before]
