@@ -477,7 +477,23 @@ class RunConfig:
                     self.preprocessing()
                 except ImoriError as err:
                     p.append(str(err))
+            if whole(self.batch_size, 1) and self.batch_size < 2 and not p:
+                p += self._batchnorm_problems()
         return p
+
+    def _batchnorm_problems(self) -> list[str]:
+        """A batch of one image cannot train a model whose BatchNorm would then see a single
+        value per channel (PyTorch: "Expected more than 1 value per channel")."""
+        from core.models import smallest_batchnorm_input
+
+        size = self.input_size()
+        values = smallest_batchnorm_input(self.model, size, self.model_options)
+        if values is None or self.batch_size * values >= 2:
+            return []
+        return [
+            f"batch size {self.batch_size} cannot train {self.model} at {size[0]}x{size[1]}: its BatchNorm layers "
+            "would see a single value per channel; use a batch of 2 or more, or a larger input size"
+        ]
 
 
     def machine_problems(self) -> list[str]:

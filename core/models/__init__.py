@@ -16,6 +16,7 @@ from core.models.registry import (
     load_init_weights,
     param_groups,
     set_backbone_frozen,
+    smallest_batchnorm_input,
     pretrained_available,
     set_train_mode,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "load_init_weights",
     "param_groups",
     "set_backbone_frozen",
+    "smallest_batchnorm_input",
     "pretrained_available",
     "set_train_mode",
     "summarize",

@@ -335,6 +335,36 @@ def build_model(
     return model
 
 
+def smallest_batchnorm_input(
+    name: str, image_size: tuple[int, int] | None = None, options: Mapping[str, Any] | None = None
+) -> int | None:
+    """The fewest values per channel that any BatchNorm layer of ``name`` sees for one
+    image of ``image_size`` (H x W of its input there; 1 for a BatchNorm1d), or None when
+    the model has no BatchNorm. Found by one forward pass on the meta device (shapes only,
+    no memory, no arithmetic). In training, BatchNorm needs more than one value per
+    channel across the batch: ``batch_size * this`` must be at least 2."""
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = build_model(name, 2, image_size=image_size, options=options)
+    seen: list[int] = []
+
+    def record(module, inputs):  # noqa: ARG001
+        shape = inputs[0].shape
+        seen.append(int(torch.Size(shape[2:]).numel()) if len(shape) > 2 else 1)
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not hooks:
+        return None
+    height, width = image_size or spec.size_for(options)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty(1, spec.in_channels, height, width, device="meta"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return min(seen) if seen else None
+
+
 def set_backbone_frozen(model: nn.Module, name: str, frozen: bool = True) -> nn.Module:
     """Freeze (or unfreeze) every parameter of ``model`` but its head's. An optimizer built
     over all of them skips the frozen ones (their gradients stay None), so one optimizer

@@ -35,6 +35,8 @@ def test_defaults_validate_and_round_trip_through_json():
         ({"augment": ("flip", "blur")}, "unknown augmentation blur"),
         ({"model": "nope"}, "nope"),
         ({"std": (0.0,)}, "std values must be positive"),
+        ({"model": "resnet18", "image_size": (32, 32), "batch_size": 1}, "BatchNorm layers would see a single value"),
+        ({"model": "efficientnet_lite0", "image_size": (32, 32), "batch_size": 1}, "batch of 2 or more"),
     ],
 )
 def test_nonsense_is_refused_with_a_reason(changes, message):
@@ -84,3 +86,9 @@ def test_recipe_overrides_swap_epochs_and_iterations():
 def test_lenet5_kernel_changes_the_default_size():
     assert RunConfig(model="lenet5").input_size() == (32, 32)
     assert RunConfig(model="lenet5", model_options={"kernel": 3}).input_size() == (28, 28)
+
+
+def test_a_batch_of_one_is_fine_where_batchnorm_sees_enough_values():
+    assert RunConfig(model="resnet18", image_size=(224, 224), batch_size=1).problems() == []
+    assert RunConfig(model="mynet", batch_size=1).problems() == []  # 4x4 values at its last BatchNorm
+    assert RunConfig(model="lenet5", batch_size=1).problems() == []  # no BatchNorm at all
