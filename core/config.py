@@ -112,6 +112,7 @@ class Setting:
     show: Callable[[Mapping[str, Any]], bool] | None = None
     placeholder: str | None = None
     widget: str | None = None
+    path: bool = False  # a file or folder on the submitting machine: made absolute when queued
     flag: str | None = None  # the CLI flag; default --name-with-dashes; "" for none
     metavar: str | None = None
     aliases: tuple[tuple[str, Any, str], ...] = ()  # (CLI flag, the value it sets, help)
@@ -156,7 +157,7 @@ class RunConfig:
         {}, section="model", widget="custom", flag="", help="options of the model (lenet5: kernel)"
     )
     data_root: str | None = setting(
-        None, section="data", label="Data root", show=_only_for_torchvision_data,
+        None, section="data", label="Data root", show=_only_for_torchvision_data, path=True,
         placeholder="default: IMORI_HOME/torchvision", help="where torchvision datasets live",
     )
     download: bool = setting(
@@ -275,7 +276,7 @@ class RunConfig:
         help="start from ImageNet-pretrained weights",
     )
     pretrained_path: str | None = setting(
-        None, section="fine_tune", label="Pretrained weights file", placeholder="default: the torch hub cache",
+        None, section="fine_tune", label="Pretrained weights file", placeholder="default: the torch hub cache", path=True,
         help="a local file of pretrained weights (default: the torch hub cache)",
     )
     freeze_backbone: bool = setting(
@@ -291,7 +292,7 @@ class RunConfig:
         placeholder="auto: 0.1 when pretrained, else 1", help="the backbone's learning rate as a fraction of --lr",
     )
     init_from: str | None = setting(
-        None, section="fine_tune", widget="custom", metavar="CHECKPOINT",
+        None, section="fine_tune", widget="custom", metavar="CHECKPOINT", path=True,
         help="start from an earlier checkpoint of the same model",
     )
     # Bookkeeping.
@@ -495,6 +496,30 @@ class RunConfig:
             "would see a single value per channel; use a batch of 2 or more, or a larger input size"
         ]
 
+
+    def with_absolute_paths(self) -> "RunConfig":
+        """This config with every path-valued setting made absolute, as seen from here: a
+        worker started in another folder finds the same files. A dataset that names no
+        known dataset and no existing file is a ConfigError now, not a failed run later."""
+        from pathlib import Path
+
+        changes: dict[str, Any] = {}
+        for name, description in described_fields(type(self)):
+            value = getattr(self, name)
+            if description.path and value:
+                path = Path(value).expanduser()
+                if not path.exists():
+                    raise ConfigError(f"{name.replace('_', ' ')} {value!r}: no such file or folder on this machine")
+                changes[name] = str(path.resolve())
+        from core.data.registry import resolve
+
+        try:
+            kind, _ = resolve(self.dataset)
+        except ImoriError as err:
+            raise ConfigError(str(err)) from None
+        if kind == "path":
+            changes["dataset"] = str(Path(self.dataset).expanduser().resolve())
+        return self.replace(**changes) if changes else self
 
     def machine_problems(self) -> list[str]:
         """What stops this run on this machine before it is queued: pretrained weights that

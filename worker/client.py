@@ -48,7 +48,7 @@ def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> in
     from core.records import store
 
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
-    config.validate()
+    config = config.validate().with_absolute_paths()
     refuse_if_unrunnable_here(config)
     run_id = store.create_run(config, name=name or config.name)
     send(run_id, config.device)
@@ -60,7 +60,7 @@ def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
     is queued unless every one of them can run."""
     from core.records import store
 
-    configs, problems = expand_sweep(config, sweep)
+    configs, problems = expand_sweep(config.with_absolute_paths(), sweep)
     problems += config.machine_problems()
     if problems:
         raise ConfigError("; ".join(problems))

@@ -299,3 +299,23 @@ def test_integer_class_folders_keep_numeric_order_through_export_and_predict(tmp
     image = data / "2" / "0.png"
     code, out, err = run(capsys, "predict", str(image), "--checkpoint", str(exported), "--model", "tiny_net")
     assert code == 0 and "classes are indices" in err
+
+
+def test_submit_resolves_local_paths_or_refuses_at_once(tmp_path, monkeypatch):
+    from core.config import RunConfig
+    from core.errors import ConfigError
+
+    photos = tmp_path / "photos"
+    (photos / "a").mkdir(parents=True)
+    (photos / "b").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig(dataset="./photos", init_from=None).with_absolute_paths()
+    assert config.dataset == str(photos.resolve())
+    assert RunConfig(dataset="digits").with_absolute_paths().dataset == "digits"
+    with pytest.raises(ConfigError, match="unknown dataset './elsewhere'"):
+        RunConfig(dataset="./elsewhere").with_absolute_paths()
+    with pytest.raises(ConfigError, match="init from 'old.pt': no such file"):
+        RunConfig(init_from="old.pt").with_absolute_paths()
+    # Through the CLI: refused before anything is queued, one line, no traceback.
+    code = main(["submit", "--dataset", "./elsewhere"])
+    assert code == 2
