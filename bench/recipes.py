@@ -34,16 +34,22 @@ VARIANTS = {
     "seed003": [("as written", {})],
     "seed004": [("as written", {}), ("lr 0.01, momentum 0.9", {"lr": 0.01, "momentum": 0.9})],
     "seed002": [("as written", {})],
+    "finetune": [("as written", {})],
 }
+# Each variant also trains in fp32, to show the CPU fast path (bf16) keeps accuracy:
+# the card shows the default precision's figure and the fp32 one beside it.
+COMPARE_FP32 = {"seed000", "seed003", "seed004", "finetune"}
 
 
 def measure(recipe: str, overrides: dict) -> dict:
     config = recipe_config(recipe, **overrides)
+    precision = "fp32"
     started = time.time()
     recorder = MemoryRecorder()
     with tempfile.TemporaryDirectory() as run_dir:
         try:
             result = fit(config, run_dir, recorder)
+            precision = result.precision
         except ImoriError as err:
             return {"error": str(err).split(". ")[0]}  # the reason, not the how-to
     return {
@@ -54,6 +60,7 @@ def measure(recipe: str, overrides: dict) -> dict:
         "epochs": result.epoch,
         "seconds": round(time.time() - started, 1),
         "train_images": recorder.starts[0].train_size if recorder.starts else None,
+        "precision": precision,
     }
 
 
@@ -66,14 +73,20 @@ def main(names: list[str]) -> None:
             row = {"variant": label, "overrides": overrides, **measure(name, overrides)}
             print(name, json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
+            if name in COMPARE_FP32 and row.get("precision") not in (None, "fp32"):
+                fp32 = {"variant": f"{label} (fp32)", "overrides": {**overrides, "precision": "fp32"},
+                        "compare_only": True, **measure(name, {**overrides, "precision": "fp32"})}
+                print(name, json.dumps(fp32), file=sys.stderr, flush=True)
+                rows.append(fp32)
         results[name] = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "device": "cpu", "results": rows}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print("| recipe | variant | dataset | test accuracy | iterations | seconds |")
-    print("|---|---|---|---|---|---|")
+    print("| recipe | variant | precision | dataset | test accuracy | iterations | seconds |")
+    print("|---|---|---|---|---|---|---|")
     for name in names or list(RECIPES):
         for row in results[name]["results"]:
             accuracy = f"{100 * row['test_accuracy']:.1f} %" if "test_accuracy" in row else row.get("error", "-")
-            print(f"| {name} | {row['variant']} | {row.get('dataset', '-')} | {accuracy} | {row.get('iterations', '-')} | {row.get('seconds', '-')} |")
+            print(f"| {name} | {row['variant']} | {row.get('precision', '-')} | {row.get('dataset', '-')} | {accuracy} "
+                  f"| {row.get('iterations', '-')} | {row.get('seconds', '-')} |")
     print(f"wrote {RESULTS}")
 
 

@@ -1,6 +1,6 @@
 """Every benchmark, one after the other (never two at once), into one report.
 
-    .venv/bin/python bench/run_all.py            # about 15-20 minutes on 2 cores
+    .venv/bin/python bench/run_all.py            # about 45 minutes on 2 cores
     .venv/bin/python bench/run_all.py --quick    # fewer rounds, smaller sizes
     make bench
 
@@ -29,6 +29,9 @@ SUITE = [
     ("Prediction latency, warm model, one upload, one torch thread (e)", "predict_latency.py", [], ["--repeats", "20"]),
     ("Data pipeline on an image folder of 64x64 JPEGs (f)", "pipeline.py", [], ["--images", "3000", "--seed000-counts", "250,500,1000"]),
     ("What each recipe reaches on the built-in data (for the recipe cards)", "recipes.py", [], ["seed003", "seed004"]),
+    ("CPU precision per model: fp32, bf16, bf16 + channels-last (issue 18)", "precision.py", [], ["--rounds", "2"]),
+    ("A whole seed 003 run against the tutorial's own script (issue 18)", "whole_run.py", [], ["--rounds", "1"]),
+    ("Real photos: finetune vs the frozen head vs mynet from scratch (issue 12)", "real_photos.py", [], ["--per-class", "120"]),
 ]
 
 

@@ -270,6 +270,9 @@ for column, name in zip(cards, RECIPE_ORDER):
         where = f"measured {measured.get('date', '?')} on {measured.get('machine', '?')}"
         if not variants:
             st.caption("not measured yet (bench/recipes.py)")
+        # fp32 rows only show that the CPU fast path keeps accuracy: beside their variant.
+        fp32_of = {v["variant"].removesuffix(" (fp32)"): v for v in variants if v.get("compare_only")}
+        variants = [v for v in variants if not v.get("compare_only")]
         for i, variant in enumerate(variants):
             if variant.get("error"):
                 st.caption(f"Not measured on {measured.get('machine', '?')} ({measured.get('date', '?')}): "
@@ -277,6 +280,11 @@ for column, name in zip(cards, RECIPE_ORDER):
                 continue
             figure = f"**{widgets.pct(variant.get('test_accuracy'))} test accuracy**"
             how = f"{variant.get('iterations', '?')} iterations, {widgets.duration(variant.get('seconds'))}"
+            if variant.get("precision"):
+                how += f", {variant['precision']}"
+            fp32 = fp32_of.get(variant.get("variant"))
+            if fp32 and fp32.get("test_accuracy") is not None:
+                how += f"; in fp32 {widgets.pct(fp32['test_accuracy'])}, {widgets.duration(fp32.get('seconds'))}"
             if i == 0:
                 st.markdown(f"{where}: {figure} on {variant.get('dataset', '?')} ({how})")
             else:
