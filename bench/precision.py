@@ -14,11 +14,11 @@ shape (the point is compute, not data):
 All three start from the same weights (one model built, copied per variant, each with
 its own optimizer) and run in ONE process, interleaved: each round runs every variant
 once, in an order rotated from round to round, for a fixed number of timed steps
-(chosen per model so an fp32 segment lasts about ``--seconds``). A model with short
-steps gets one discarded warm-up step after each switch of variant; a 224-pixel model's
-segment is a single step and needs none (oneDNN keeps every variant's primitives
-cached), and that fine interleaving keeps a neighbour's load from landing on one
-variant. Images per second: the median of the rounds with the min-max. Ratio to fp32:
+(chosen per model so an fp32 segment lasts about ``--seconds``). A model whose fp32
+step is under ``--switch-warmup-below`` (0.25 s) gets one discarded warm-up step after
+each switch of variant; a slower one does not (oneDNN keeps every variant's primitives
+cached), and its segments are one to a few steps, an interleaving fine enough that a
+neighbour's burst of load lands on all variants rather than one. Images per second: the median of the rounds with the min-max. Ratio to fp32:
 the median (min-max) of the per-round ratios, fp32 and the variant measured in the same
 round. Prints a Markdown table and writes bench/precision.json.
 
