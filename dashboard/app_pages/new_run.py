@@ -291,9 +291,16 @@ for column, name in zip(cards, RECIPE_ORDER):
                 st.markdown(f"with {variant.get('variant')}: {figure} ({how})")
         missing = recipe_config(name).machine_problems()
         if missing:
-            st.warning(f"Its pretrained weights are not on this machine: upload them under "
-                       f"{SECTIONS['fine_tune']} below, or use the finetune recipe (its weights come with imori).",
+            from core.models import torchvision_nets
+
+            spec = widgets_spec(RECIPES[name]["config"]["model"])
+            where = (f" (torchvision's file `{torchvision_nets.weights_url(spec.name).rsplit('/', 1)[-1]}`, kept in "
+                     f"`{torchvision_nets.expected_cache_path(spec.name).rsplit('/', 1)[0]}`)") if spec.torchvision else ""
+            st.warning(f"Its pretrained weights are not on this machine{where}: copy the file there or upload it "
+                       f"under {SECTIONS['fine_tune']} below, or use the finetune recipe, whose weights come with imori.",
                        icon=":material/download:")
+            st.button("Use finetune instead", key=f"recipe_{name}_finetune", on_click=use_recipe,
+                      args=("finetune", {"dataset": RECIPES[name]["config"]["dataset"]}), width="stretch")
         current = st.session_state.get("nr_recipe") == name
         st.button("Using this recipe" if current else "Use this recipe", key=f"recipe_{name}", on_click=use_recipe,
                   args=(name,), type="primary" if current else "secondary", width="stretch",

@@ -175,9 +175,13 @@ def test_missing_pretrained_weights_refuse_the_run_until_a_file_is_uploaded(home
     at = app()
     at.button(key="recipe_seed002").click().run()
     ok(at)
-    assert any("Its pretrained weights are not on this machine" in t for t in texts(at.warning))
+    assert any("Its pretrained weights are not on this machine (torchvision's file `resnet18-f37072fd.pth`" in t
+               for t in texts(at.warning)), texts(at.warning)
     assert any("ImageNet weights for resnet18 are not on this machine" in t for t in texts(at.error))
     assert at.button(key="nr_queue_top").disabled
+    at.button(key="recipe_seed002_finetune").click().run()  # the card offers finetune instead
+    assert at.session_state["nr_recipe"] == "finetune" and not at.button(key="nr_queue_top").disabled
+    at.button(key="recipe_seed002").click().run()
     # A weights file of another architecture is refused with the reason; the right one is taken.
     at.selectbox(key="nr_model").set_value("mobilenet_v3_small").run()
     wrong = io.BytesIO()
