@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-column", dest="label_column", metavar="COLUMN",
                    help="import: the CSV column holding the labels, by header name or 0-based index "
                         "(default: a header such as label/class/category, else the other column)")
+    p.add_argument("--filename-encoding", dest="filename_encoding", metavar="ENC",
+                   help="import: the encoding of file names (and of a CSV) that are not UTF-8, e.g. cp932 for a ZIP "
+                        "made by Windows on a Japanese system, gbk, euc-kr, cp850, cp1252 (default: UTF-8 when they "
+                        "are, else the likeliest legacy encoding, which the report names)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
@@ -40,8 +44,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     if args.action == "import":
         if not args.path:
-            raise ImoriError("imori datasets import PATH [--name NAME] [--file-column C --label-column L]")
-        info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column)
+            raise ImoriError("imori datasets import PATH [--name NAME] [--file-column C --label-column L] [--filename-encoding ENC]")
+        info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column,
+                              filename_encoding=args.filename_encoding)
         if args.json:
             print(json.dumps(_info_dict(info), indent=2, default=str))
         else:
@@ -53,6 +58,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         return 0
     if args.file_column is not None or args.label_column is not None:
         raise ImoriError("--file-column and --label-column go with import: imori datasets import PATH --file-column C --label-column L")
+    if args.filename_encoding is not None:
+        raise ImoriError("--filename-encoding goes with import: imori datasets import PATH --filename-encoding ENC")
     infos = list_datasets()
     if args.json:
         print(json.dumps([_info_dict(i) for i in infos], indent=2, default=str))
@@ -117,12 +124,30 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_recipes(args: argparse.Namespace) -> int:
-    from core.recipes import RECIPES
+def measured_line(measured: dict) -> str:
+    """What bench/recipes.py measured a recipe reaching, in one line."""
+    rows = [r for r in measured.get("results") or [] if not r.get("compare_only")]
+    if not rows:
+        return "not measured yet (bench/recipes.py)"
+    first = rows[0]
+    if first.get("error"):
+        return f"not measured on {measured.get('machine', '?')} ({measured.get('date', '?')}): {first['error']}"
+    fp32 = next((r for r in measured["results"] if r.get("compare_only") and r["variant"] == f"{first['variant']} (fp32)"), None)
+    line = (f"measured {measured.get('date', '?')} on {measured.get('machine', '?')}: "
+            f"{100 * first['test_accuracy']:.1f} % test accuracy on {first.get('dataset', '?')} "
+            f"({first.get('iterations', '?')} iterations, {first.get('seconds', '?')} s, {first.get('precision', 'fp32')})")
+    if fp32 and fp32.get("test_accuracy") is not None:
+        line += f"; in fp32 {100 * fp32['test_accuracy']:.1f} %"
+    return line
 
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from core.recipes import RECIPES, recipe_results
+
+    results = recipe_results()
     if args.json:
-        print(json.dumps(RECIPES, indent=2))
+        print(json.dumps({k: {**v, "measured": results.get(k)} for k, v in RECIPES.items()}, indent=2))
         return 0
     for key, recipe in RECIPES.items():
-        print(f"{key}: {recipe['title']}\n    {recipe['about']}")
+        print(f"{key}: {recipe['title']}\n    {recipe['about']}\n    {measured_line(results.get(key) or {})}")
     return 0
