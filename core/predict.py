@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import torch
 
 from core.checkpoint import Checkpoint, load_checkpoint
-from core.data.preprocess import Preprocessing, open_image
+from core.data.preprocess import HIGH_DEPTH_MODES, Preprocessing, open_image, original_size
 from core.errors import DatasetError, ImoriError
 from core.metrics import balanced_accuracy, class_metrics
 
@@ -88,7 +88,7 @@ class Predictor:
         notes: list[list[str]] = []
         for image, name in zip(images, names):
             try:
-                pil = image if hasattr(image, "mode") and hasattr(image, "size") else open_image(_source(image))
+                pil = image if hasattr(image, "mode") and hasattr(image, "size") else open_image(_source(image), fit=self.preprocessing.size)
                 tensor = self.preprocessing.to_uint8(pil)
                 tensors.append(tensor)
                 notes.append(input_warnings(self.checkpoint.data, pil, self.preprocessing, name=name, tensor=tensor))
@@ -219,7 +219,7 @@ def input_warnings(
                 )
     usual_size = median_size(data.get("sizes") or {})
     if usual_size is not None and hasattr(image, "size"):
-        w, h = image.size
+        w, h = original_size(image) if hasattr(image, "info") else image.size  # as stored, if decoded smaller
         ratio = math.sqrt(w * h) / math.sqrt(usual_size[0] * usual_size[1])
         typical = f"{usual_size[0]}x{usual_size[1]}"
         if ratio > SIZE_FACTOR:
@@ -242,7 +242,7 @@ def invert_image(image: Any) -> Any:
 
     from core.data.preprocess import to_mode
 
-    mode = "L" if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") else "RGB"
+    mode = "L" if image.mode in ("1", "L", "LA") or image.mode in HIGH_DEPTH_MODES else "RGB"
     return ImageOps.invert(to_mode(image, mode))
 
 

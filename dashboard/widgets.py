@@ -40,7 +40,6 @@ MAX_IMAGE_BYTES = 20 * MB
 MAX_IMAGES = 64
 MAX_CHECKPOINT_BYTES = 1024 * MB
 MAX_ZIP_BYTES = 1024 * MB
-IMAGE_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")
 CHECKPOINT_TYPES = ("pt", "pth", "bin", "ckpt")
 
 STATUS_ICONS = {
@@ -443,8 +442,42 @@ def safe_uploader(label: str, types: Sequence[str], mime: str, **kwargs: Any):
     return st.file_uploader(label, type=[*(f".{t}" for t in types), mime], **kwargs)
 
 
+def image_types() -> tuple[str, ...]:
+    """Extensions for the image pickers: every format imori opens (``core.data.formats``:
+    Pillow's, plus HEIC/HEIF), from the one list every page and command uses. They only
+    guide the browser's file picker: ``read_image_upload`` judges the content."""
+    from core.data.formats import upload_types
+
+    return upload_types()
+
+
+def read_image_upload(uploaded: Any, *, max_bytes: int | None = None, what: str = "image") -> bytes:
+    """The bytes of an uploaded image, accepted by its content (any file Pillow can open,
+    whatever its name says: ``newt.jfif``, ``IMG_0001.HEIC``, a PNG without extension)."""
+    from core.data.formats import identify, not_an_image_reason
+
+    data = read_upload(uploaded, max_bytes=MAX_IMAGE_BYTES if max_bytes is None else max_bytes, kinds=(), what=what)
+    if identify(data) is None:
+        name = getattr(uploaded, "name", None) or what
+        raise UploadError(f"{name} was refused: {not_an_image_reason(name)}")
+    return data
+
+
+def read_zip_upload(uploaded: Any, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of an uploaded ZIP, accepted by its content (``dataset.ZIP``, a name without extension)."""
+    import io
+    import zipfile
+
+    data = read_upload(uploaded, max_bytes=MAX_ZIP_BYTES if max_bytes is None else max_bytes, kinds=(), what="ZIP file")
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        name = getattr(uploaded, "name", None) or "the upload"
+        raise UploadError(f"{name} was refused: not a ZIP file (make one of the class folders, e.g. with Compress / Send to ZIP)")
+    return data
+
+
 def read_upload(uploaded: Any, *, max_bytes: int, kinds: Sequence[str], what: str) -> bytes:
-    """The bytes of an uploaded file, after checking its size and name on the server."""
+    """The bytes of an uploaded file, after checking its size (and, given ``kinds``, its
+    extension) on the server."""
     name = getattr(uploaded, "name", None) or what
     size = getattr(uploaded, "size", None)
     if size is not None and size > max_bytes:
@@ -561,9 +594,13 @@ def tensor_to_image(tensor: Any, channel_order: str = "RGB", size: int | None = 
 
 
 def upscale(image: Any, size: int = 112):
-    """Small images (8x8 digits) drawn large enough to see, with crisp pixels."""
+    """Small images (8x8 digits) drawn large enough to see, with crisp pixels; float,
+    16-bit, CMYK... images as 8-bit pictures a browser can show."""
     from PIL import Image
 
+    from core.data.preprocess import for_display
+
+    image = for_display(image)
     if max(image.size) >= size:
         return image
     scale = max(1, size // max(image.size))

@@ -24,7 +24,8 @@ from core import paths
 log = logging.getLogger(__name__)
 
 # Bump when the layout of cached payloads (or how images are decoded) changes.
-CACHE_VERSION = 2  # 2: integer class folders in numeric order
+CACHE_VERSION = 3  # 2: integer class folders in numeric order; 3: 0..1 float images scaled,
+# large images decoded smaller, ZIP names and CSVs by their encoding, files judged by content
 # Decoded datasets larger than this are not written to the cache (they are still loaded).
 MAX_CACHE_BYTES = 4 * 1024**3
 

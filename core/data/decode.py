@@ -23,13 +23,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.data.preprocess import Preprocessing, open_image
+from core.data.preprocess import LARGE_IMAGE_FACTOR, LARGE_IMAGE_PIXELS, ORIGINAL_SIZE, Preprocessing, open_image, original_size
 from core.data.report import ImportReport, build_report
 from core.data.splits import DataSplits, TensorSet, stratified_split
 from core.errors import DatasetError
 
 TRAIN, TEST, UNASSIGNED = 0, 1, -1
 _CHUNK = 128
+# Checking a dataset without decoding it for a model: large images are read at this scale.
+VALIDATE_FIT = (256, 256)
 
 
 # Decoded datasets may take at most this share of the machine's memory.
@@ -92,6 +94,7 @@ class Decoded:
     warnings: list[str] = field(default_factory=list)
     kind: str = "folder"
     names: list[str] = field(default_factory=list)  # file of each image (files only)
+    notes: list[str] = field(default_factory=list)  # how names and texts were read
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -105,6 +108,7 @@ class Decoded:
             "warnings": list(self.warnings),
             "kind": self.kind,
             "names": list(self.names),
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -120,6 +124,7 @@ class Decoded:
             warnings=[str(w) for w in payload.get("warnings", [])],
             kind=str(payload.get("kind", "folder")),
             names=[str(n) for n in payload.get("names", [])],
+            notes=[str(n) for n in payload.get("notes", [])],
         )
 
 
@@ -146,6 +151,8 @@ def decode_files(
     else:
         out = torch.empty((0, 1, 1, 1), dtype=torch.uint8)
     ok = np.zeros(n, dtype=bool)
+    reduced = np.zeros(n, dtype=bool)
+    fit = prep.size if prep is not None else VALIDATE_FIT
     sizes: list[str | None] = [None] * n
     modes: list[str | None] = [None] * n
     reasons: list[str | None] = [None] * n
@@ -154,9 +161,11 @@ def decode_files(
         for i in chunk:
             entry = entries[i]
             try:
-                image = open_image(entry.path, name=entry.name)
-                sizes[i] = f"{image.width}x{image.height}"
+                image = open_image(entry.path, name=entry.name, fit=fit)
+                width, height = original_size(image)
+                sizes[i] = f"{width}x{height}"
                 modes[i] = image.mode
+                reduced[i] = ORIGINAL_SIZE in image.info
                 if prep is not None:
                     try:
                         out[i] = prep.to_uint8(image)
@@ -175,6 +184,14 @@ def decode_files(
     splits = torch.tensor([entries[i].split for i in keep], dtype=torch.int8)
     if prep is not None and len(keep) != n:
         out = out[torch.from_numpy(keep)]
+    notes = []
+    if reduced.any():
+        count = int(reduced.sum())
+        notes.append(
+            f"{count} image{'s' if count != 1 else ''} over {LARGE_IMAGE_PIXELS // 1_000_000} megapixels "
+            f"{'were' if count != 1 else 'was'} decoded at reduced size (at least {LARGE_IMAGE_FACTOR}x the model's input), "
+            "to save memory"
+        )
     return Decoded(
         classes=list(classes),
         images=out,
@@ -185,6 +202,7 @@ def decode_files(
         skipped=skipped,
         kind=kind,
         names=[entries[i].name for i in keep],
+        notes=notes,
     )
 
 
@@ -292,5 +310,6 @@ def finish(
         modes=decoded.modes,
         skipped=list(extra_skipped) + list(decoded.skipped),
         warnings=decoded.warnings,
+        notes=decoded.notes,
     )
     return DataSplits(name=name, classes=list(decoded.classes), train=train, test=test, report=report)

@@ -15,14 +15,19 @@ Layouts understood (after unwrapping a single top-level folder, as ZIP files oft
   the user picks them (``Columns``). An id without an extension (``img_001``) names the
   one image with that stem; two such images are an error naming both.
 
-Every file that is not a readable image, and every CSV row that names no file or has an
-empty label, is skipped and listed with its reason.
+Every file that is not a readable image (judged by its content: any file Pillow can
+open counts, whatever its extension), and every CSV row that names no file or has an
+empty label, is skipped and listed with its reason. A CSV that is not UTF-8 is read in
+the likeliest legacy encoding (or the one given), and folder names that are not UTF-8
+on disk likewise; the report says which (``Scan.notes``). Names are compared composed
+(NFC), as macOS writes them decomposed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import tempfile
@@ -34,7 +39,8 @@ from typing import IO
 from PIL import Image
 
 from core import paths
-from core.data import cache, safezip
+from core.data import cache, formats, safezip
+from core.data import names as text_names
 from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, decode_files, finish
 from core.data.preprocess import Preprocessing, open_image
 from core.data.splits import DataSplits
@@ -42,8 +48,6 @@ from core.errors import DatasetError
 
 TRAIN_DIRS = ("train", "training")
 TEST_DIRS = ("test", "testing", "val", "valid", "validation")
-# Extensions Pillow registers but imori never decodes (Ghostscript, containers, video).
-_NOT_IMAGES = {".eps", ".ps", ".pdf", ".h5", ".hdf", ".mpeg", ".mpg", ".bufr", ".grib", ".wmf", ".emf"}
 MAX_CSV_BYTES = 64 * 1024**2
 
 FILE_WORDS = {
@@ -54,8 +58,9 @@ LABEL_WORDS = {"label", "labels", "class", "classes", "class_name", "classname",
 
 
 def image_extensions() -> set[str]:
-    Image.init()
-    return {ext.lower() for ext in Image.registered_extensions()} - _NOT_IMAGES
+    """Extensions of the formats imori opens (see ``core.data.formats``): used to match a
+    CSV's ids without extension; files themselves are judged by their content."""
+    return formats.image_extensions()
 
 
 @dataclass
@@ -76,6 +81,7 @@ class Scan:
     entries: list[ScanEntry]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how names and the CSV were read
 
     def signature(self) -> str:
         return cache.digest(self.kind, self.classes, [(e.rel, e.label, e.split) for e in self.entries], self.skipped)
@@ -86,7 +92,7 @@ class Scan:
         for e in self.entries:
             path = self.root / e.rel
             name = path.relative_to(base).as_posix() if base is not None else e.rel
-            out.append(FileEntry(path=path, name=name, label=e.label, split=e.split))
+            out.append(FileEntry(path=path, name=safezip.printable(name), label=e.label, split=e.split))
         return out
 
 
@@ -132,11 +138,14 @@ def unwrap(root: Path) -> Path:
     return root
 
 
-def scan_directory(root: Path, display: str | None = None, columns: Columns | None = None) -> Scan:
+def scan_directory(
+    root: Path, display: str | None = None, columns: Columns | None = None, encoding: str | None = None
+) -> Scan:
     """Find the layout of a dataset directory and list its candidate files.
 
     ``columns`` picks the file and label columns of a CSV (see ``Columns``); given for a
-    dataset without a CSV, it is an error.
+    dataset without a CSV, it is an error. ``encoding`` reads a CSV (and folder names)
+    that are not UTF-8 (default: the likeliest legacy encoding, said in ``Scan.notes``).
     """
     root = Path(root)
     display = display or str(root)
@@ -147,7 +156,7 @@ def scan_directory(root: Path, display: str | None = None, columns: Columns | No
     dirs, files = _listdir(root)
     csvs = _list_files(root, files)
     if csvs:
-        return _scan_csv(root, csvs, display, columns)
+        return _scan_csv(root, csvs, display, columns, encoding)
     if columns.given:
         raise DatasetError(
             f"{display}: file and label columns were given, but it holds no CSV of (file, label) rows; "
@@ -156,20 +165,26 @@ def scan_directory(root: Path, display: str | None = None, columns: Columns | No
     by_name = {d.name.lower(): d for d in dirs}
     train_dir = next((by_name[n] for n in TRAIN_DIRS if n in by_name), None)
     if train_dir is not None:
-        return _scan_split_folders(root, train_dir, by_name, dirs, files, display)
-    return _scan_class_folders(root, dirs, files, display)
+        return _scan_split_folders(root, train_dir, by_name, dirs, files, display, encoding)
+    return _scan_class_folders(root, dirs, files, display, encoding)
 
 
-def _class_files(root: Path, class_dir: Path, exts: set[str], skipped: list[tuple[str, str]]) -> list[str]:
-    rels = []
-    for file in _walk_files(class_dir):
-        rel = file.relative_to(root).as_posix()
-        suffix = file.suffix.lower()
-        if suffix and suffix not in exts:
-            skipped.append((rel, f"not an image file ({suffix})"))
-            continue
-        rels.append(rel)
-    return rels
+def _class_files(root: Path, class_dir: Path) -> list[str]:
+    """Every file of a class folder: whether it is an image is judged by its content when
+    it is decoded (``open_image``), not by its extension."""
+    return [file.relative_to(root).as_posix() for file in _walk_files(class_dir)]
+
+
+def _class_names(dirs: list[Path], where: str, encoding: str | None) -> tuple[dict[Path, str], list[str]]:
+    """Each class folder's class name (composed, NFC; read with ``encoding`` or the
+    likeliest legacy one when its bytes on disk are not UTF-8), and the note saying so."""
+    raws = [os.fsencode(d.name) for d in dirs]
+    foreign = sorted({r for r in raws if not text_names.is_utf8(r)})
+    decoded, reading = text_names.decode_names(foreign, encoding, what="folder names")
+    mapping = dict(zip(foreign, decoded))
+    names = {d: text_names.nfc(mapping[r] if r in mapping else r.decode("utf-8")) for d, r in zip(dirs, raws)}
+    note = reading.note(where)
+    return names, [note] if note else []
 
 
 def _loose_files(root: Path, files: list[Path], skipped: list[tuple[str, str]]) -> None:
@@ -186,26 +201,26 @@ def order_classes(names) -> list[str]:
     return sorted(names)
 
 
-def _scan_class_folders(root: Path, dirs: list[Path], files: list[Path], display: str) -> Scan:
+def _scan_class_folders(root: Path, dirs: list[Path], files: list[Path], display: str, encoding: str | None = None) -> Scan:
     if not dirs:
         hint = " (it has files but no class folders)" if files else " (it is empty)"
         raise DatasetError(
             f"{display}: no class folders found{hint}. Put each class's images in its own folder "
             "(<class>/image.jpg, or train/<class>/... and test/<class>/...), or add a CSV of (file, label)"
         )
-    exts = image_extensions()
     skipped: list[tuple[str, str]] = []
     _loose_files(root, files, skipped)
-    dirs = sorted(dirs, key=lambda d: order_classes([x.name for x in dirs]).index(d.name))
-    classes = [d.name for d in dirs]
-    entries = [ScanEntry(rel, label) for label, d in enumerate(dirs) for rel in _class_files(root, d, exts, skipped)]
-    return Scan(root, "folder", "class folders, split into train/test by ratio", classes, entries, skipped)
+    names, notes = _class_names(dirs, display, encoding)
+    classes = order_classes(set(names.values()))  # folders whose names differ only in composition are one class
+    index = {name: i for i, name in enumerate(classes)}
+    entries = [ScanEntry(rel, index[names[d]]) for d in sorted(dirs, key=lambda d: index[names[d]]) for rel in _class_files(root, d)]
+    return Scan(root, "folder", "class folders, split into train/test by ratio", classes, entries, skipped, notes=notes)
 
 
 def _scan_split_folders(
-    root: Path, train_dir: Path, by_name: dict[str, Path], dirs: list[Path], files: list[Path], display: str
+    root: Path, train_dir: Path, by_name: dict[str, Path], dirs: list[Path], files: list[Path], display: str,
+    encoding: str | None = None,
 ) -> Scan:
-    exts = image_extensions()
     skipped: list[tuple[str, str]] = []
     warnings: list[str] = []
     _loose_files(root, files, skipped)
@@ -219,21 +234,22 @@ def _scan_split_folders(
         sub_dirs, sub_files = _listdir(folder)
         _loose_files(root, sub_files, skipped)
         class_dirs[split] = sub_dirs
-    classes = order_classes({d.name for ds in class_dirs.values() for d in ds})
+    names, notes = _class_names([d for ds in class_dirs.values() for d in ds], display, encoding)
+    classes = order_classes(set(names.values()))
     if not classes:
         raise DatasetError(f"{display}: '{train_dir.name}' holds no class folders; expected {train_dir.name}/<class>/<images>")
     index = {name: i for i, name in enumerate(classes)}
     entries: list[ScanEntry] = []
     for split, folder in parts:
         for d in class_dirs[split]:
-            for rel in _class_files(root, d, exts, skipped):
-                entries.append(ScanEntry(rel, index[d.name], split if test_dir is not None else UNASSIGNED))
+            for rel in _class_files(root, d):
+                entries.append(ScanEntry(rel, index[names[d]], split if test_dir is not None else UNASSIGNED))
     layout = (
         f"{train_dir.name}/ and {test_dir.name}/ class folders"
         if test_dir is not None
         else f"{train_dir.name}/ class folders, test split drawn by ratio"
     )
-    return Scan(root, "folder", layout, classes, entries, skipped, warnings)
+    return Scan(root, "folder", layout, classes, entries, skipped, warnings, notes)
 
 
 # -- CSV ------------------------------------------------------------------------------
@@ -275,11 +291,11 @@ class Columns:
         return self.file is not None or self.label is not None
 
 
-def _decode_text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+def _decode_text(raw: bytes, encoding: str | None = None, *, partial: bool = False) -> tuple[str, text_names.Reading]:
+    """A CSV's text: UTF-8 (or UTF-16 with its byte-order mark, as Excel's "Unicode text"),
+    else ``encoding``, else the likeliest legacy encoding (Excel on a Japanese system
+    writes cp932); with how it was read."""
+    return text_names.decode_text(raw, encoding, partial=partial)
 
 
 def _whitespace_separated(sample: str) -> bool:
@@ -311,14 +327,24 @@ def split_rows(text: str) -> tuple[list[tuple[int, list[str]]], str]:
     return rows, dialect.delimiter if dialect is not None else ","
 
 
-def _read_rows(path: Path, display: str, *, probe: bool = False) -> tuple[list[tuple[int, list[str]]], str]:
-    """The rows of a CSV (or only those of its first ``PROBE_BYTES`` when ``probe``)."""
+def _read_rows(
+    path: Path, display: str, *, probe: bool = False, encoding: str | None = None, notes: list[str] | None = None
+) -> tuple[list[tuple[int, list[str]]], str]:
+    """The rows of a CSV (or only those of its first ``PROBE_BYTES`` when ``probe``);
+    how its text was read is added to ``notes``."""
     if not probe and path.stat().st_size > MAX_CSV_BYTES:
         raise DatasetError(f"{display}: {path.name} is larger than {MAX_CSV_BYTES // 1024**2} MB")
     with open(path, "rb") as handle:
         raw = handle.read(PROBE_BYTES if probe else -1)
     try:
-        return split_rows(_decode_text(raw))
+        text, reading = _decode_text(raw, encoding, partial=probe)
+    except DatasetError as err:
+        raise DatasetError(f"{display}: {path.name}: {err}") from None
+    note = reading.note(path.name)
+    if note and notes is not None and note not in notes:
+        notes.append(note)
+    try:
+        return split_rows(text)
     except csv.Error as err:
         raise DatasetError(f"{display}: {path.name} is not a readable CSV file ({err})") from None
 
@@ -340,12 +366,15 @@ class _Resolver:
     an id without an extension (``img_001``) names the one image with that stem."""
 
     def __init__(self, csv_dir: str, files: list[str], exts: set[str]):
-        self.csv_dir = PurePosixPath(csv_dir)
-        self.files = set(files)
+        self.csv_dir = PurePosixPath(text_names.nfc(csv_dir))
+        # Compared composed (NFC): a CSV written on Windows names ``café.jpg`` composed,
+        # macOS stores the file decomposed.
+        self.real = {text_names.nfc(rel): rel for rel in files}
+        self.files = set(self.real)
         self.exts = exts
         self.by_name: dict[str, list[str]] = {}
         self.by_stem: dict[str, list[str]] = {}
-        for rel in files:
+        for rel in self.real:  # in the files' order (a dict keeps it): messages list candidates stably
             path = PurePosixPath(rel)
             self.by_name.setdefault(path.name, []).append(rel)
             if path.suffix.lower() in exts:
@@ -356,6 +385,11 @@ class _Resolver:
         return found.rel, found.reason
 
     def find(self, ref: str) -> _Found:
+        found = self._find(text_names.nfc(ref))
+        real = lambda r: self.real.get(r, r)  # noqa: E731
+        return _Found(real(found.rel) if found.rel else None, found.reason, [real(c) for c in found.candidates], found.by_stem)
+
+    def _find(self, ref: str) -> _Found:
         text = ref.strip().replace("\\", "/")
         absolute = text.startswith("/") or bool(re.match(r"^[A-Za-z]:", text))
         parts = [p for p in text.split("/") if p not in ("", ".")]
@@ -512,9 +546,12 @@ class _Parsed:
     note: str  # how it was read, for the layout line
 
 
-def _parse_csv(path: Path, root: Path, resolve: _Resolver, display: str, columns: Columns) -> _Parsed:
+def _parse_csv(
+    path: Path, root: Path, resolve: _Resolver, display: str, columns: Columns,
+    encoding: str | None = None, notes: list[str] | None = None,
+) -> _Parsed:
     """The rows of one CSV, with the rows skipped and why."""
-    rows, delimiter = _read_rows(path, display)
+    rows, delimiter = _read_rows(path, display, encoding=encoding, notes=notes)
     name = path.relative_to(root).as_posix()
     if not rows:
         raise DatasetError(f"{display}: {name} has no rows")
@@ -538,7 +575,7 @@ def _parse_csv(path: Path, root: Path, resolve: _Resolver, display: str, columns
         if len(row) < need:
             skipped.append((where, short))
             continue
-        ref, label = row[file_col].strip(), row[label_col].strip()
+        ref, label = row[file_col].strip(), text_names.nfc(row[label_col].strip())
         if not ref:
             skipped.append((where, "empty file name"))
             continue
@@ -559,11 +596,11 @@ def _parse_csv(path: Path, root: Path, resolve: _Resolver, display: str, columns
     return _Parsed(out, skipped, ambiguous, listed, notes)
 
 
-def _reads_as_list(path: Path, resolve: _Resolver) -> bool:
+def _reads_as_list(path: Path, resolve: _Resolver, encoding: str | None = None) -> bool:
     """Whether a .txt holds (file, label) rows: two or more fields on most of its first
     lines, and images of the dataset named on half of them."""
     try:
-        rows, _ = _read_rows(path, str(path), probe=True)
+        rows, _ = _read_rows(path, str(path), probe=True, encoding=encoding)
     except (DatasetError, OSError):
         return False
     rows = [r for _, r in rows[:20]]
@@ -587,7 +624,7 @@ def _list_files(folder: Path, files: list[Path]) -> list[Path]:
     return [f for f in texts if _reads_as_list(f, resolve)]
 
 
-def _scan_csv(root: Path, csvs: list[Path], display: str, columns: Columns) -> Scan:
+def _scan_csv(root: Path, csvs: list[Path], display: str, columns: Columns, encoding: str | None = None) -> Scan:
     if len(csvs) == 1:
         plan = [(UNASSIGNED, csvs[0])]
     else:
@@ -608,9 +645,10 @@ def _scan_csv(root: Path, csvs: list[Path], display: str, columns: Columns) -> S
     ambiguous: list[str] = []
     listed: set[str] = set()
     notes: list[str] = []
+    read_notes: list[str] = []  # how the CSVs' text was read
     for split, path in plan:
         resolve = _Resolver(path.parent.relative_to(root).as_posix(), data_files, exts)
-        parsed = _parse_csv(path, root, resolve, display, columns)
+        parsed = _parse_csv(path, root, resolve, display, columns, encoding, read_notes)
         skipped.extend(parsed.skipped)
         ambiguous.extend(parsed.ambiguous)
         listed |= parsed.listed
@@ -656,31 +694,35 @@ def _scan_csv(root: Path, csvs: list[Path], display: str, columns: Columns) -> S
         raise DatasetError(f"{display}: none of the files the CSV lists could be found ({shown})")
     csv_desc = " + ".join(p.name for _, p in plan)
     layout = f"CSV ({csv_desc}) with {kind_of_labels}" + "".join(f"; {n}" for n in notes)
-    return Scan(root, "csv", layout, classes, entries, skipped, warnings)
+    return Scan(root, "csv", layout, classes, entries, skipped, warnings, read_notes)
 
 
-def zip_tables(source: str | Path | IO[bytes]) -> dict[str, list[str]]:
+def zip_tables(source: str | Path | IO[bytes], encoding: str | None = None) -> dict[str, list[str]]:
     """The CSV-like files (.csv, .tsv, .txt) of a ZIP and the cells of their first line,
     read without extracting anything: what a page shows before it asks for columns.
+    Names and text are read as an import reads them (``encoding``: for those not UTF-8).
 
     An archive that cannot be read gives ``{}``: importing it says what is wrong.
     """
     out: dict[str, list[str]] = {}
     try:
         with zipfile.ZipFile(source) as zf:
-            for info in zf.infolist()[: safezip.MAX_MEMBERS]:
-                path = PurePosixPath(info.filename)
+            members = zf.infolist()[: safezip.MAX_MEMBERS]
+            decoded, _ = safezip.entry_names(members, encoding)
+            for info, name in zip(members, decoded):
+                path = PurePosixPath(name)
                 suffix = path.suffix.lower()
                 if info.is_dir() or suffix not in (*TABLE_SUFFIXES, LIST_SUFFIX) or len(path.parts) > 6:
                     continue
-                if safezip.unsafe_reason(info) is not None or safezip.is_junk(info.filename):
+                if safezip.unsafe_reason(info, name) is not None or safezip.is_junk(name):
                     continue
                 with zf.open(info) as handle:
-                    rows, _ = split_rows(_decode_text(handle.read(8192)))
+                    text, _ = _decode_text(handle.read(8192), encoding, partial=True)
+                    rows, _ = split_rows(text)
                 first = [c.strip() for c in rows[0][1]] if rows else []
                 if suffix == LIST_SUFFIX and len(first) < 2:
                     continue  # a readme, not a list
-                out[info.filename] = first
+                out[name] = first
                 if len(out) >= 10:
                     break
     except Exception:  # noqa: BLE001 - whatever is wrong with the archive, the import reports it
@@ -695,6 +737,7 @@ def _decode_scan(scan: Scan, prep: Preprocessing | None, base: Path | None = Non
     decoded = decode_files(scan.file_entries(base), prep, scan.classes, kind=scan.kind)
     decoded.skipped = list(scan.skipped) + decoded.skipped
     decoded.warnings = list(scan.warnings) + decoded.warnings
+    decoded.notes = list(scan.notes) + decoded.notes
     return decoded
 
 
@@ -737,22 +780,26 @@ def _cached_decode(name: str, identity: str, prep: Preprocessing, use_cache: boo
     return decoded
 
 
-def extracted(path: Path):
-    """Context manager: a ZIP extracted safely into a temporary folder (removed after)."""
-    return _Extracted(path)
+def extracted(path: Path, encoding: str | None = None):
+    """Context manager: a ZIP extracted safely into a temporary folder (removed after);
+    ``encoding`` reads the names not marked as UTF-8 (default: guessed; see ``.notes``)."""
+    return _Extracted(path, encoding)
 
 
 class _Extracted:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, encoding: str | None = None):
         self.path = path
+        self.encoding = encoding
         self.tmp: str | None = None
         self.skipped: list[tuple[str, str]] = []
+        self.notes: list[str] = []
 
     def __enter__(self) -> "_Extracted":
         self.tmp = tempfile.mkdtemp(prefix=".unzip-", dir=paths.cache_dir())
         self.root = Path(self.tmp) / "data"
         try:
-            self.skipped = safezip.extract(self.path, self.root)
+            result = safezip.extract_zip(self.path, self.root, encoding=self.encoding)
+            self.skipped, self.notes = result.skipped, result.notes
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
@@ -767,6 +814,7 @@ def _decode_zip(path: Path, prep: Preprocessing, display: str) -> Decoded:
         scan = scan_directory(zipped.root, display)
         decoded = _decode_scan(scan, prep)
         decoded.skipped = list(zipped.skipped) + decoded.skipped
+        decoded.notes = list(zipped.notes) + decoded.notes
         return decoded
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 
 from core import paths
 from core.data import cache, safezip
+from core.data import names as text_names
 from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, assign_splits, check_classes, decode_files, finish
 from core.data.folders import Columns, Scan, is_zip, scan_directory
 from core.data.preprocess import Preprocessing, open_image
@@ -98,13 +99,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def import_source(source: str | Path, name: str | None, reserved: set[str], columns: Columns | None = None) -> DatasetInfo:
+def import_source(
+    source: str | Path, name: str | None, reserved: set[str], columns: Columns | None = None,
+    filename_encoding: str | None = None,
+) -> DatasetInfo:
     source = Path(source).expanduser()
     if not source.exists():
         raise DatasetError(f"{source}: no such file or directory")
     zipped = is_zip(source)
     if not zipped and not source.is_dir():
         raise DatasetError(f"{source}: not a ZIP file or a directory of images")
+    filename_encoding = text_names.check_encoding(filename_encoding)
     name = name if name is not None else sanitize_name(source.stem if zipped else source.name)
     validate_name(name, reserved)
     final = dataset_dir(name)
@@ -112,11 +117,11 @@ def import_source(source: str | Path, name: str | None, reserved: set[str], colu
     data = staging / "data"
     try:
         if zipped:
-            unsafe = safezip.extract(source, data)
+            copied = safezip.extract_zip(source, data, encoding=filename_encoding)
         else:
-            unsafe = safezip.copy_tree(source, data)
-        scan = scan_directory(data, source.name, columns)
-        manifest = _validate(scan, data, source, name, unsafe)
+            copied = safezip.copy_dir(source, data, encoding=filename_encoding)
+        scan = scan_directory(data, source.name, columns, filename_encoding)
+        manifest = _validate(scan, data, source, name, copied)
         _write_json(staging / MANIFEST, manifest)
         if final.exists():
             raise DatasetError(f"a dataset named {name!r} already exists; choose another name or delete it first")
@@ -127,11 +132,11 @@ def import_source(source: str | Path, name: str | None, reserved: set[str], colu
     return info_from_manifest(name, manifest)
 
 
-def _validate(scan: Scan, data: Path, source: Path, name: str, unsafe: list[tuple[str, str]]) -> dict[str, Any]:
+def _validate(scan: Scan, data: Path, source: Path, name: str, copied: safezip.Extraction) -> dict[str, Any]:
     decoded = decode_files(scan.file_entries(base=data), None, scan.classes, kind=scan.kind)
     prefix = scan.root.relative_to(data).as_posix()
     scan_skipped = [(f if prefix == "." else f"{prefix}/{f}", r) for f, r in scan.skipped]  # named like the files
-    decoded.skipped = list(unsafe) + scan_skipped + decoded.skipped
+    decoded.skipped = list(copied.skipped) + scan_skipped + decoded.skipped
     check_classes(decoded, source.name)
     kept = decoded.names
     splits = assign_splits(decoded, IMPORT_TEST_FRACTION, IMPORT_SPLIT_SEED)
@@ -147,6 +152,8 @@ def _validate(scan: Scan, data: Path, source: Path, name: str, unsafe: list[tupl
         modes=decoded.modes,
         skipped=decoded.skipped,
         warnings=scan.warnings,
+        notes=list(copied.notes) + list(scan.notes) + list(decoded.notes),
+        filename_encoding=copied.encoding,
     )
     layout = scan.layout
     if bool((decoded.splits == UNASSIGNED).any()):  # the folders gave no test split: drawn here
@@ -230,6 +237,8 @@ def load_imported(name: str, prep: Preprocessing, *, use_cache: bool = True) -> 
     else:
         decoded = decode_files(entries, prep, manifest["classes"], kind=str(manifest.get("kind", "folder")))
         decoded.warnings = list(manifest.get("scan_warnings", []))
+        import_notes = [str(n) for n in manifest.get("report", {}).get("notes", [])]
+        decoded.notes = import_notes + [n for n in decoded.notes if n not in import_notes]
         if use_cache:
             cache.save(target, decoded.to_payload())
     import_skipped = [(str(f), str(r)) for f, r in manifest.get("report", {}).get("skipped", [])]

@@ -15,6 +15,7 @@ holding it loads with ``torch.load(weights_only=True)`` and prediction repeats i
 from __future__ import annotations
 
 import io
+import math
 import threading
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -25,12 +26,22 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
+from core.data import formats
 from core.errors import DatasetError
 
-# Larger images than this are refused as decompression bombs (Pillow warns at half of
-# its own default and raises at twice; we turn both into one clear error).
-MAX_IMAGE_PIXELS = 64_000_000
+# Larger images than this are refused as decompression bombs: Pillow's own limit (it
+# warns above it and raises above twice it; both become one clear error here).
+MAX_IMAGE_PIXELS = 178_956_970
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# Larger images than this (a 108-megapixel phone photo) are decoded smaller, one at a
+# time: JPEGs at reduced scale by the decoder itself (``Image.draft``), others in full and
+# then shrunk, to no less than ``LARGE_IMAGE_FACTOR`` times the model's input size.
+LARGE_IMAGE_PIXELS = 64_000_000
+LARGE_IMAGE_FACTOR = 4
+# The input size assumed when the caller gives none (previews, import checks).
+DEFAULT_FIT = (512, 512)
+# Keys in ``Image.info`` of an image decoded smaller: its size as stored (upright).
+ORIGINAL_SIZE = "imori_original_size"
 # A truncated file must fail loudly, not decode as grey padding.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -125,24 +136,75 @@ class Preprocessing:
         return self.normalize(self.to_uint8(image).unsqueeze(0))
 
 
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def depth_scale(image: Image.Image, array: np.ndarray | None = None) -> float:
+    """The factor that brings a high-bit-depth image (16-bit, 32-bit integer, float) to 0..255.
+
+    - 16-bit (``I;16``) by its type's range: 65535 -> 255 (``/257``), the same for every image;
+    - floats whose maximum is at most 1 (0..1 data, as scientific TIFFs hold) by 255;
+    - 32-bit integers and floats up to 255 as they are, up to 65535 as 16-bit, beyond that
+      by their own maximum.
+
+    Negative, NaN or infinite values are refused (``DatasetError``, with the reason): no
+    brightness can be read from them without inventing one.
+    """
+    if array is None:
+        array = np.asarray(image, dtype=np.float64)
+    if not array.size:
+        return 1.0
+    if not np.isfinite(array).all():
+        raise DatasetError(
+            f"a {_depth_words(image.mode)} image holding NaN or infinite values: no brightness can be read from them; "
+            "save it with finite values (e.g. 0..1 floats, or 8- or 16-bit integers)"
+        )
+    low, top = float(array.min()), float(array.max())
+    if low < 0:
+        raise DatasetError(
+            f"a {_depth_words(image.mode)} image with negative values ({low:g} to {top:g}): imori cannot tell "
+            "which brightness they stand for; save it with values from 0 (black) to 1 (floats), 255 or 65535 (white)"
+        )
+    if image.mode.startswith("I;16"):
+        return 1 / 257
+    if image.mode == "F" and top <= 1.0:
+        return 255.0
+    if top <= 255.0:
+        return 1.0
+    if top <= 65535.0:
+        return 1 / 257
+    return 255.0 / top
+
+
+def _depth_words(mode: str) -> str:
+    return {"F": "32-bit float", "I": "32-bit integer (or signed 16-bit)"}.get(mode, "16-bit")
+
+
+def original_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the image as stored, upright, also when it was decoded smaller."""
+    size = image.info.get(ORIGINAL_SIZE)
+    return (int(size[0]), int(size[1])) if size else image.size
+
+
+def for_display(image: Image.Image) -> Image.Image:
+    """An 8-bit L or RGB(A) copy that a browser can show (float and 16-bit images, CMYK,
+    LAB... cannot be written as PNG or shown as they are)."""
+    if image.mode in ("L", "RGB", "RGBA"):
+        return image
+    return to_mode(image, "L" if image.mode in ("1", "LA", "La") or image.mode in HIGH_DEPTH_MODES else "RGB")
+
+
 def to_mode(image: Image.Image, mode: str) -> Image.Image:
     """Convert any Pillow image (CMYK, 16-bit, palette, RGBA, LA, 1-bit...) to L or RGB.
 
-    Transparent pixels are composited on white, the way a viewer shows them.
+    Transparent pixels are composited on white, the way a viewer shows them; high-bit-depth
+    images are scaled to 8 bits by ``depth_scale`` (which refuses negative or NaN values).
     """
     if image.mode == mode:
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # Scale high-bit-depth images to 8 bits instead of clipping them to white: 16-bit
-        # by its full range (65535 -> 255, the same for every image), 32-bit integer or
-        # float data by its own maximum when it exceeds the 16-bit range.
+    if image.mode in HIGH_DEPTH_MODES:
         array = np.asarray(image, dtype=np.float64)
-        top = float(array.max()) if array.size else 0.0
-        if image.mode.startswith("I;16") or 255.0 < top <= 65535.0:
-            array = array / 257.0
-        elif top > 65535.0:
-            array = array / top * 255.0
-        image = Image.fromarray(np.rint(array).clip(0, 255).astype(np.uint8))
+        image = Image.fromarray(np.rint(array * depth_scale(image, array)).clip(0, 255).astype(np.uint8))
     elif image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     elif image.mode in ("RGBa", "La"):  # premultiplied alpha
@@ -156,16 +218,9 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
         return image.convert("RGB").convert(mode)
 
 
-# Formats never opened: EPS/PS would run Ghostscript on untrusted input.
-_REFUSED_FORMATS = frozenset({"EPS"})
-
-
-def _readable_formats() -> list[str]:
-    Image.init()
-    return [f for f in Image.OPEN if f not in _REFUSED_FORMATS]
-
-
-_OPEN_LOCK = threading.Lock()
+_OPEN_LOCK = formats.OPEN_LOCK
+# Large images are decoded one at a time, so that parallel decoding stays within memory.
+_LARGE_LOCK = threading.Lock()
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -180,39 +235,87 @@ def _upright(image: Image.Image) -> Image.Image:
     return image.copy()
 
 
-def open_image(source: str | Path | bytes | io.BytesIO, *, name: str | None = None) -> Image.Image:
+def _reduced(width: int, height: int, fit: tuple[int, int]) -> tuple[int, int] | None:
+    """The size, keeping the aspect ratio, at which both sides are still at least
+    ``LARGE_IMAGE_FACTOR`` times ``fit`` (height, width); None when that is no smaller."""
+    scale = max(LARGE_IMAGE_FACTOR * fit[1] / width, LARGE_IMAGE_FACTOR * fit[0] / height)
+    if scale >= 1:
+        return None
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+def _open_large(image: Image.Image, fit: tuple[int, int]) -> Image.Image:
+    """Decode an image over ``LARGE_IMAGE_PIXELS`` no larger than ``fit`` needs."""
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - broken EXIF: as stored
+        orientation = 1
+    turned = orientation in (5, 6, 7, 8)
+    stored = image.size
+    upright_size = (stored[1], stored[0]) if turned else stored
+    goal = _reduced(*upright_size, fit)
+    if goal is not None:
+        request = (goal[1], goal[0]) if turned else goal
+        image.draft(None, request)  # JPEG: the decoder scales by 1/2, 1/4 or 1/8; others: no-op
+    image.load()
+    if image.mode in HIGH_DEPTH_MODES:
+        depth_scale(image)
+    out = _upright(image)
+    if goal is not None and (out.width > goal[0] or out.height > goal[1]):
+        out = out.resize(goal, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out.info[ORIGINAL_SIZE] = upright_size
+    return out
+
+
+def open_image(
+    source: str | Path | bytes | io.BytesIO, *, name: str | None = None, fit: tuple[int, int] | None = None
+) -> Image.Image:
     """Decode an image fully, turning every way it can fail into a ``DatasetError``.
 
     ``source`` is a path, raw bytes or a file object; ``name`` is how messages call it
-    (default: the path, or "uploaded image"). The image is loaded eagerly so truncation
-    is found here, not later inside a training loop, and turned upright by its EXIF
-    orientation (as cv2.imread, which seed 000 uses, does too).
+    (default: the path, or "uploaded image"). Any file Pillow (with the HEIF plugin) can
+    open is accepted, judged by its content, never by its extension. The image is loaded
+    eagerly so truncation is found here, not later inside a training loop, and turned
+    upright by its EXIF orientation (as cv2.imread, which seed 000 uses, does too).
+
+    An image over ``LARGE_IMAGE_PIXELS`` (up to Pillow's ``MAX_IMAGE_PIXELS``) comes back
+    smaller: no less than four times ``fit`` (the model's input, height and width;
+    default ``DEFAULT_FIT``), with its stored size in ``original_size(image)``. A 16-bit,
+    32-bit or float image whose values cannot be read as brightness is refused here.
     """
     if name is None:
         name = str(source) if isinstance(source, (str, Path)) else "uploaded image"
     if isinstance(source, bytes):
         source = io.BytesIO(source)
+    allowed = formats.readable_formats()
     try:
         # Pillow checks the pixel count inside ``Image.open`` and only warns between the
         # limit and twice it; the warning filter is process-wide state, so threads
         # decoding in parallel take turns for this (cheap, header-only) step.
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source, formats=_readable_formats())
+            image = Image.open(source, formats=allowed)
         with image:
+            if image.width * image.height > LARGE_IMAGE_PIXELS:
+                with _LARGE_LOCK:
+                    return _open_large(image, fit or DEFAULT_FIT)
             image.load()
+            if image.mode in HIGH_DEPTH_MODES:
+                depth_scale(image)
             return _upright(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except DatasetError as err:
+        raise DatasetError(f"{name}: {err}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DatasetError(
-            f"{name}: image too large ({err}); imori refuses images over "
-            f"{MAX_IMAGE_PIXELS:,} pixels as possible decompression bombs"
+            f"{name}: image too large: imori refuses images over {MAX_IMAGE_PIXELS:,} pixels (Pillow's limit) "
+            "as possible decompression bombs; scale it down first"
         ) from None
     except FileNotFoundError:
         raise DatasetError(f"{name}: file not found") from None
     except IsADirectoryError:
         raise DatasetError(f"{name}: is a directory, not an image file") from None
     except Image.UnidentifiedImageError:
-        raise DatasetError(f"{name}: not an image file Pillow can read") from None
+        raise DatasetError(f"{name}: {formats.not_an_image_reason(name)}") from None
     except (OSError, SyntaxError, ValueError) as err:
         # Truncated or corrupt data: Pillow raises OSError ("image file is truncated").
         raise DatasetError(f"{name}: unreadable image ({err})") from None

@@ -87,16 +87,19 @@ def import_dataset(
     *,
     file_column: str | int | None = None,
     label_column: str | int | None = None,
+    filename_encoding: str | None = None,
 ) -> DatasetInfo:
     """Copy (directory) or safely extract (ZIP) ``source`` into ``datasets_dir()/<name>/``.
 
     Every image is validated; the manifest holds the classes, the file lists per split
     and the validation report. An existing name is refused. ``file_column`` and
     ``label_column`` pick a CSV's columns, by header name or 0-based index (each found
-    from the header or the cells when not given).
+    from the header or the cells when not given). ``filename_encoding`` reads the names
+    (and a CSV) that are not UTF-8, e.g. ``cp932`` for a ZIP made by Windows on a Japanese
+    system (default: the likeliest legacy encoding, said in the report's notes).
     """
     columns = folders.Columns.of(file_column, label_column)
-    return imported.import_source(source, name, _RESERVED, columns)
+    return imported.import_source(source, name, _RESERVED, columns, filename_encoding)
 
 
 def list_datasets(*, data_root: str | None = None) -> list[DatasetInfo]:

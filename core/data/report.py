@@ -8,6 +8,7 @@ split, files that were skipped and why, image sizes and modes seen, warnings).
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -31,6 +32,8 @@ class ImportReport:
     sizes: dict[str, int] = field(default_factory=dict)  # "WxH" -> images, most common first
     modes: dict[str, int] = field(default_factory=dict)  # Pillow mode -> images
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how names and texts were read, images decoded smaller
+    filename_encoding: str | None = None  # the legacy encoding names were read in (None: UTF-8 or ASCII)
 
     # -- derived ------------------------------------------------------------------------
 
@@ -58,6 +61,8 @@ class ImportReport:
             "sizes": dict(self.sizes),
             "modes": dict(self.modes),
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
+            "filename_encoding": self.filename_encoding,
         }
 
     @classmethod
@@ -68,6 +73,8 @@ class ImportReport:
             sizes={str(k): int(v) for k, v in data.get("sizes", {}).items()},
             modes={str(k): int(v) for k, v in data.get("modes", {}).items()},
             warnings=[str(w) for w in data.get("warnings", [])],
+            notes=[str(n) for n in data.get("notes", [])],
+            filename_encoding=data.get("filename_encoding"),
         )
 
     def as_text(self) -> str:
@@ -79,11 +86,11 @@ class ImportReport:
         if classes:
             totals = self.class_totals()
             both = len(splits) > 1  # a total column only adds something to two splits
-            width = max(len(c) for c in classes + ["class"])
-            lines.append("  " + "class".ljust(width) + "".join(f"{s:>10}" for s in splits) + (f"{'total':>10}" if both else ""))
+            width = max(_columns(c) for c in classes + ["class"])
+            lines.append("  " + _pad("class", width) + "".join(f"{s:>10}" for s in splits) + (f"{'total':>10}" if both else ""))
             for name in classes:
                 row = "".join(f"{self.counts[s].get(name, 0):>10,}" for s in splits)
-                lines.append("  " + name.ljust(width) + row + (f"{totals[name]:>10,}" if both else ""))
+                lines.append("  " + _pad(name, width) + row + (f"{totals[name]:>10,}" if both else ""))
         if self.sizes:
             shown = ", ".join(f"{size} ({n:,})" for size, n in self.sizes.items())
             lines.append(f"sizes: {shown}")
@@ -95,9 +102,20 @@ class ImportReport:
                 lines.append(f"  {file}: {reason}")
             if len(self.skipped) > MAX_SKIPPED_SHOWN:
                 lines.append(f"  ... and {len(self.skipped) - MAX_SKIPPED_SHOWN:,} more")
+        for note in self.notes:
+            lines.append(f"note: {note}")
         for warning in self.warnings:
             lines.append(f"warning: {warning}")
         return "\n".join(lines)
+
+
+def _columns(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide characters (アカハライモリ) take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _columns(text))
 
 
 def size_counts(counter: Mapping[str, int]) -> dict[str, int]:
@@ -118,6 +136,8 @@ def build_report(
     modes: Mapping[str, int] | None = None,
     skipped: Iterable[tuple[str, str]] = (),
     warnings: Iterable[str] = (),
+    notes: Iterable[str] = (),
+    filename_encoding: str | None = None,
 ) -> ImportReport:
     """Count images per split and class, and add the usual warnings."""
     counts: dict[str, dict[str, int]] = {}
@@ -130,6 +150,8 @@ def build_report(
         sizes=size_counts(sizes or {}),
         modes=dict(sorted((modes or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
         warnings=list(warnings),
+        notes=list(notes),
+        filename_encoding=filename_encoding,
     )
     totals = report.class_totals()
     for name in classes:

@@ -1,6 +1,7 @@
 """Datasets: every dataset imori knows; import a ZIP (class folders, or a CSV of file,label
 rows and its images, whose columns can be picked) with its validation report (images per
-class and split, files skipped and why); a grid of samples per class."""
+class and split, files skipped and why, how names not in UTF-8 were read: the encoding can
+be chosen); a grid of samples per class."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ st.title("Datasets")
 def samples(ref: str, per_class: int, stamp: str):  # noqa: ARG001 - stamp: a re-import refreshes the cache
     from core.data import sample_images
 
-    return {name: [widgets.upscale(im, 72) for im in images] for name, images in sample_images(ref, per_class).items()}
+    return {name: [thumbnail(im) for im in images] for name, images in sample_images(ref, per_class).items()}
+
+
+def thumbnail(image, side: int = 288):
+    """A sample as the grid shows it: small ones enlarged, large ones (a 108-megapixel photo)
+    shrunk, so the cached previews stay small."""
+    image = widgets.upscale(image, 72)
+    if max(image.size) > side:
+        image = image.copy()
+        image.thumbnail((side, side))
+    return image
 
 
 def report_view(report) -> None:
@@ -34,6 +45,8 @@ def report_view(report) -> None:
         if len(frame.columns) > 1:
             frame["total"] = frame.sum(axis=1)
         st.dataframe(frame, column_config={s: st.column_config.NumberColumn(f"{s} ({totals.get(s, 0):,})") for s in frame})
+    for note in getattr(report, "notes", []):
+        st.info(note.replace("`", "'"), icon=":material/translate:")
     for warning in report.warnings:
         st.warning(warning, icon=":material/warning:")
     if report.skipped:
@@ -47,7 +60,7 @@ def report_view(report) -> None:
 # -- import -----------------------------------------------------------------------------------
 
 
-def csv_tables(upload) -> dict[str, list[str]]:
+def csv_tables(upload, encoding: str | None) -> dict[str, list[str]]:
     """The CSV-like files of an uploaded ZIP with their first line (nothing is extracted)."""
     import io
 
@@ -55,7 +68,18 @@ def csv_tables(upload) -> dict[str, list[str]]:
 
     if upload.size > widgets.MAX_ZIP_BYTES:
         return {}  # refused when imported, with the reason
-    return zip_tables(io.BytesIO(upload.getvalue()))
+    return zip_tables(io.BytesIO(upload.getvalue()), encoding)
+
+
+AUTOMATIC = "automatic"
+
+
+def encoding_options() -> dict[str, str]:
+    """The File-name encoding choices: automatic, UTF-8, then the legacy code pages."""
+    from core.data.names import CANDIDATES, describe
+
+    return {AUTOMATIC: "automatic (UTF-8, else the likeliest; the report says which)", "utf-8": "utf-8",
+            **{enc: describe(enc) for enc, _ in CANDIDATES}}
 
 
 with st.container(border=True):
@@ -63,7 +87,8 @@ with st.container(border=True):
     st.caption(
         "Class folders (`train/<class>/…` and optionally `test/<class>/…`, or flat `<class>/…`, split 80/20 by a seed), "
         "or a CSV of `file,label` rows next to its images (comma, semicolon, tab or space separated; ids without an "
-        "extension are matched to their image). Every image is checked; unreadable ones are skipped and listed. "
+        "extension are matched to their image). Every file Pillow can open counts as an image (JPEG, PNG, HEIC, "
+        "TIFF, WebP…, judged by its content); unreadable ones are skipped and listed. "
         f"Up to {widgets.MAX_ZIP_BYTES // widgets.MB} MB."
     )
     left, right = st.columns([3, 2], vertical_alignment="bottom")
@@ -71,10 +96,19 @@ with st.container(border=True):
         upload = widgets.safe_uploader("ZIP file", ("zip",), "application/zip", key="ds_upload",
                                        max_upload_size=max(1, widgets.MAX_ZIP_BYTES // widgets.MB))
     suggested = widgets.safe_name(Path(upload.name).stem, "dataset") if upload is not None else ""
-    if upload is not None and st.session_state.get("ds_upload_seen") != upload.file_id:
-        st.session_state.ds_upload_seen = upload.file_id
-        st.session_state.ds_name = suggested
-        st.session_state.ds_tables = csv_tables(upload)
+    choices = encoding_options()
+    chosen = st.selectbox(
+        "File-name encoding", list(choices), key="ds_encoding", format_func=choices.get,
+        help="How to read file and folder names (and a CSV) that are not UTF-8. A ZIP made by Windows' "
+             "“compressed folder” stores them in the system's code page: cp932 on a Japanese system, gbk on a "
+             "Chinese one, cp850 in Western Europe… Automatic picks the likeliest and the report names it; "
+             "choose another if the class names look wrong.")
+    encoding = None if chosen == AUTOMATIC else chosen
+    if upload is not None and st.session_state.get("ds_upload_seen") != (upload.file_id, encoding):
+        if st.session_state.get("ds_upload_seen", (None,))[0] != upload.file_id:
+            st.session_state.ds_name = suggested
+        st.session_state.ds_upload_seen = (upload.file_id, encoding)
+        st.session_state.ds_tables = csv_tables(upload, encoding)
     name = right.text_input("Name", key="ds_name", placeholder="the name to pick it by in New run")
     tables = (st.session_state.get("ds_tables") or {}) if upload is not None else {}
     file_column = label_column = ""
@@ -97,11 +131,12 @@ with st.container(border=True):
         from core.data import import_dataset
 
         try:
-            data = widgets.read_upload(upload, max_bytes=widgets.MAX_ZIP_BYTES, kinds=("zip",), what="ZIP file")
+            data = widgets.read_zip_upload(upload)  # judged by its content, not by its name
             stored = widgets.store_upload(data, upload.name, "datasets")
             try:
                 info = import_dataset(stored, (name or suggested).strip() or None,
-                                      file_column=file_column.strip() or None, label_column=label_column.strip() or None)
+                                      file_column=file_column.strip() or None, label_column=label_column.strip() or None,
+                                      filename_encoding=encoding)
             finally:
                 stored.unlink(missing_ok=True)  # extracted into the datasets folder; the ZIP is not needed
             st.session_state.ds_imported = info.name

@@ -167,8 +167,11 @@ if predictor is not None:
 
 
 def describe(image: Any) -> str:
+    from core.data.preprocess import original_size
+
     bands = len(image.getbands())
-    return f"{image.width}x{image.height}, {bands} channel{'s' if bands != 1 else ''} ({image.mode})"
+    width, height = original_size(image)
+    return f"{width}x{height}, {bands} channel{'s' if bands != 1 else ''} ({image.mode})"
 
 
 def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: int) -> None:
@@ -210,7 +213,7 @@ if predictor is not None:
     with upload_tab:
         files = widgets.safe_uploader(
             f"Images (up to {widgets.MAX_IMAGES}, {widgets.MAX_IMAGE_BYTES // widgets.MB} MB each)",
-            widgets.IMAGE_TYPES, "image/*", accept_multiple_files=True, key="pr_images",
+            widgets.image_types(), "image/*", accept_multiple_files=True, key="pr_images",
             max_upload_size=max(1, widgets.MAX_IMAGE_BYTES // widgets.MB),
         ) or []
     with camera_tab:
@@ -225,13 +228,12 @@ if predictor is not None:
         st.warning(f"{len(files)} images given: only the first {widgets.MAX_IMAGES} are classified.", icon=":material/warning:")
     for file in files[: widgets.MAX_IMAGES]:
         try:
-            named.append((file.name, widgets.read_upload(file, max_bytes=widgets.MAX_IMAGE_BYTES,
-                                                         kinds=widgets.IMAGE_TYPES, what="image")))
+            named.append((file.name, widgets.read_image_upload(file)))  # judged by content, not by name
         except ImoriError as err:
             st.error(str(err), icon=":material/warning:")
     if shot is not None:
         try:
-            named.append(("camera", widgets.read_upload(shot, max_bytes=widgets.MAX_IMAGE_BYTES, kinds=(), what="picture")))
+            named.append(("camera", widgets.read_image_upload(shot, what="picture")))
         except ImoriError as err:
             st.error(str(err), icon=":material/warning:")
     if named:
@@ -245,7 +247,8 @@ if predictor is not None:
         for name, data in named:
             names.append(name)
             try:
-                picture = open_image(data, name=name)  # every decode failure is a DatasetError
+                # every decode failure is a DatasetError; a 108-megapixel photo is decoded smaller
+                picture = open_image(data, name=name, fit=predictor.preprocessing.size)
             except ImoriError:
                 inputs.append(data)  # the Predictor reports it as this image's error
                 entries.append(None)

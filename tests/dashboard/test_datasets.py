@@ -197,3 +197,76 @@ def test_new_run_proposes_finetune_for_a_photo_dataset(broker):
     assert s["nr_recipe"] == "finetune" and s["nr_dataset"] == "myphotos" and s["nr_model"] == "efficientnet_lite0"
     assert not at.button(key="nr_queue_top").disabled, texts(at.error)
     assert not any("looks like photos" in t for t in texts(at.info))
+
+
+# -- issue 13.4/13.5/13.7: names not in UTF-8, float images, content not extensions -------------
+
+
+JP = ["アカハライモリ", "シリケンイモリ"]
+
+
+def japanese_zip() -> bytes:
+    """What Windows' "compressed folder" makes on a Japanese system: cp932 names, no UTF-8 flag."""
+    import io
+    import zipfile
+
+    class LegacyName(zipfile.ZipInfo):
+        def __init__(self, raw: bytes):
+            super().__init__(raw.decode("cp437"))
+            self.raw = raw
+
+        def _encodeFilenameFlags(self):  # noqa: N802 - zipfile's name
+            return self.raw, self.flag_bits & ~0x800
+
+    source = __import__("zipfile").ZipFile(io.BytesIO(class_zip(per_class=4)))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for info in source.infolist():
+            parts = info.filename.split("/")  # shapes/<circle|square>/<i>.png
+            parts[1] = JP[0] if parts[1] == "circle" else JP[1]
+            zf.writestr(LegacyName("/".join(parts).encode("cp932")), source.read(info))
+    return buffer.getvalue()
+
+
+def test_a_japanese_windows_zip_gets_its_class_names_and_the_page_says_how(home):
+    at = upload_zip(app(DATASETS), "imori.zip", japanese_zip(), "imori")
+    assert any("Imported **imori**" in t for t in texts(at.success)), texts(at.error)
+    assert sorted(at.session_state["ds_report"].class_totals()) == sorted(JP)
+    assert any("read as cp932 (Japanese, Shift JIS)" in t for t in texts(at.info)), texts(at.info)
+    # The encoding can be chosen too; the file is judged by its content, not its name.
+    at = app(DATASETS)
+    at.selectbox(key="ds_encoding").set_value("cp932")
+    at = upload_zip(at, "imori", japanese_zip(), "imori2")
+    assert sorted(at.session_state["ds_report"].class_totals()) == sorted(JP), texts(at.error)
+    assert any("as asked" in t for t in texts(at.info))
+    at = app(DATASETS)
+    at.selectbox(key="ds_encoding").set_value("utf-8")
+    at = upload_zip(at, "imori.zip", japanese_zip(), "imori3")
+    assert any(t.startswith("Not imported:") and "not valid utf-8" in t for t in texts(at.error)), texts(at.error)
+    at = upload_zip(app(DATASETS), "notes.zip", b"just text", "notzip")
+    assert any("refused: not a ZIP file" in t for t in texts(at.error)), texts(at.error)
+
+
+def test_float_tiffs_and_heic_photos_import_and_preview(home):
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for label, top in (("dim", 0.4), ("bright", 1.0)):
+            for i in range(3):
+                out = io.BytesIO()
+                Image.fromarray(np.linspace(0, top, 64, dtype=np.float32).reshape(8, 8)).save(out, "TIFF")
+                zf.writestr(f"{label}/{i}.tif", out.getvalue())
+            out = io.BytesIO()
+            Image.new("RGB", (16, 12), (200, 60, 60)).save(out, "HEIF")
+            zf.writestr(f"{label}/IMG_000{label == 'dim'}.HEIC", out.getvalue())
+    at = upload_zip(app(DATASETS), "floats.zip", buffer.getvalue(), "floats")
+    assert any("Imported **floats**" in t for t in texts(at.success)), texts(at.error)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "8" and metrics["Skipped files"] == "0"
+    assert at.selectbox(key="ds_preview").value == "floats"
+    assert len(at.image) == 2  # each class's samples shown (a mode F image cannot be shown as it is)

@@ -57,10 +57,10 @@ def test_several_images_at_once_and_a_corrupt_one_gets_a_message(run_id):
     at.run()
     ok(at)
     results = predictions(at)
-    assert [r["source"] for r in results] == ["a.png", "broken.png", "b.png"]
-    assert results[1]["error"] and not results[0]["error"] and not results[2]["error"]
-    assert any("broken.png" in t for t in texts(at.error))
-    assert any("2 of 3 image(s) classified" in t for t in texts(at.caption))
+    assert [r["source"] for r in results] == ["a.png", "b.png"]  # judged by its content, broken.png is refused
+    assert not results[0]["error"] and not results[1]["error"]
+    assert any("broken.png was refused: not an image file Pillow can read" in t for t in texts(at.error)), texts(at.error)
+    assert any("2 of 2 image(s) classified" in t for t in texts(at.caption))
 
 
 def test_a_picture_from_the_camera_is_classified(run_id):
@@ -225,12 +225,16 @@ def test_evaluation_runs_on_a_real_worker_process(run_id, home):
 
 def test_a_decompression_bomb_upload_gets_a_message(run_id):
     """A small PNG that claims a huge size: refused by Pillow's limit, shown as a message."""
-    from PIL import Image
+    import struct
+    import zlib
 
-    buffer = io.BytesIO()
-    Image.new("1", (10_000, 10_000)).save(buffer, "PNG")  # 100 Mpixels in a few KB
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    side = 14_000  # 196 Mpixels, over Pillow's limit (178,956,970), in a few bytes
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)) + chunk(b"IEND", b"")
     at = app(PREDICT, run=run_id)
-    at.file_uploader(key="pr_images").upload("bomb.png", buffer.getvalue(), "image/png").run()
+    at.file_uploader(key="pr_images").upload("bomb.png", bomb, "image/png").run()
     ok(at)
     assert any("too large" in t or "decompression" in t for t in texts(at.error) + texts(at.warning)), texts(at.error)
 
@@ -303,3 +307,43 @@ def test_an_inverted_upload_gets_the_polarity_warning_and_can_be_inverted(run_id
     assert not any("looks inverted" in w for w in after["warnings"])
     assert after["probabilities"] != before["probabilities"]
     assert "what the model sees: 28x28, grayscale, inverted" in [c for image in at.image for c in image.captions]
+
+
+# -- issue 13.5-13.7: what Pillow opens is an image, a 108-megapixel photo, float TIFFs ---------
+
+
+def test_whatever_pillow_opens_is_classified_whatever_its_name(run_id):
+    """newt.jfif (an ordinary JPEG), an iPhone HEIC, a PNG without extension, a 0..1 float
+    TIFF and a 108-megapixel phone photo: all accepted by content, like imori predict."""
+    import numpy as np
+    from PIL import Image
+
+    from core.data.formats import upload_types
+
+    png, _ = digit_png(2)
+    digit = Image.open(io.BytesIO(png))
+    files = {}
+    for name, fmt, image in (
+        ("newt.jfif", "JPEG", digit.convert("RGB")),
+        ("IMG_0001.HEIC", "HEIF", digit.convert("RGB")),
+        ("scan.tif", "TIFF", Image.fromarray(np.asarray(digit, dtype=np.float32) / 255.0)),
+        ("phone.jpg", "JPEG", Image.new("RGB", (12000, 9000), (30, 30, 30))),
+    ):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **({"quality": 10} if name == "phone.jpg" else {}))
+        files[name] = buffer.getvalue()
+    files["digit"] = png
+    at = app(PREDICT, run=run_id)
+    uploader = at.file_uploader(key="pr_images")
+    assert {"jfif", "heic", "tif", "webp", "avif"} <= set(upload_types())
+    for name, data in files.items():
+        uploader.upload(name, data, "application/octet-stream")
+    at.run()
+    ok(at)
+    results = predictions(at)
+    assert [r["source"] for r in results] == list(files) and [r["error"] for r in results] == [None] * 5, texts(at.error)
+    captions = [c for image in at.image for c in image.captions]
+    assert any(c.startswith("phone.jpg: 12000x9000") for c in captions), captions  # its size as taken
+    assert any("phone.jpg is 12000x9000" in t for t in texts(at.warning))  # far larger than the training images
+    floats = results[2]
+    assert floats["input_brightness"] > 0.05  # the float picture, not black
