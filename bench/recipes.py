@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/recipes.py            # every recipe, as written and tuned
     .venv/bin/python bench/recipes.py seed003    # one recipe
+    .venv/bin/python bench/recipes.py --no-fp32 finetune   # without the fp32 comparison
 
 Writes core/recipe_results.json (shipped with the package, read by
 ``core.recipes.recipe_results``), so a card's figure is always one this script measured,
@@ -65,6 +66,8 @@ def measure(recipe: str, overrides: dict) -> dict:
 
 
 def main(names: list[str]) -> None:
+    compare = "--no-fp32" not in names  # skip the fp32 comparison rows (they double the time)
+    names = [n for n in names if n != "--no-fp32"]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     machine = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores"
     for name in names or list(RECIPES):
@@ -73,13 +76,13 @@ def main(names: list[str]) -> None:
             row = {"variant": label, "overrides": overrides, **measure(name, overrides)}
             print(name, json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
-            if name in COMPARE_FP32 and row.get("precision") not in (None, "fp32"):
+            if compare and name in COMPARE_FP32 and row.get("precision") not in (None, "fp32"):
                 fp32 = {"variant": f"{label} (fp32)", "overrides": {**overrides, "precision": "fp32"},
                         "compare_only": True, **measure(name, {**overrides, "precision": "fp32"})}
                 print(name, json.dumps(fp32), file=sys.stderr, flush=True)
                 rows.append(fp32)
         results[name] = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "device": "cpu", "results": rows}
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")  # after each recipe: a long run keeps what it measured
     print("| recipe | variant | precision | dataset | test accuracy | iterations | seconds |")
     print("|---|---|---|---|---|---|---|")
     for name in names or list(RECIPES):

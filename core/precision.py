@@ -49,9 +49,15 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #   at 224 px), `--models vgg16 --size 112`: bf16 2.14, bf16+cl 2.42 (1.95..3.05).
 # tiny_net and lenet5 gain the least, and their steps are 3-5 ms, where the loop's own
 # per-step work dilutes the gain; mobilenet_v3_small (depthwise convs) gains nothing.
-CPU_BF16_MODELS: frozenset[str] = frozenset(
-    {"mynet", "mnist_cnn", "lenet5", "tiny_net", "resnet18", "efficientnet_lite0", "vgg16"}
-)
+#
+# Speed is not enough: a recipe must reach within 0.5 points of its fp32 figure
+# (bench/recipes.py, 2026-12-01). seed 003 (mnist_cnn) did: 96.38 % both ways. seed 000
+# (mynet, the tutorial's 100 iterations) did not: 92.0 % in bf16 against 99.6 % in fp32
+# (its 300-iteration variant reached 100 % in bf16, so bf16 changes the early trajectory
+# rather than the end point), and seed 004's tuned variant (lenet5) lost 0.56 points.
+# So mynet, lenet5 and tiny_net (untested by a recipe, and the smallest gain) keep fp32
+# under auto; --precision bf16 still asks for the fast path explicitly.
+CPU_BF16_MODELS: frozenset[str] = frozenset({"mnist_cnn", "resnet18", "efficientnet_lite0", "vgg16"})
 
 
 @functools.lru_cache(maxsize=1)
