@@ -73,9 +73,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  model {run.model} on {run.dataset}, device {run.device or '-'}, worker {run.worker or '-'}, attempt {run.attempt}")
     print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {run.last_loss}, last accuracy {_pct(run.last_accuracy)}")
     print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
-    for e in queries.eval_series(args.run):
+    evals = queries.eval_series(args.run)
+    for e in evals:
         balanced = "" if e.balanced_accuracy is None else f" balanced {_pct(e.balanced_accuracy)}"
         print(f"  epoch {e.epoch:>3} {e.split:>4}: loss {e.loss:.4f} accuracy {_pct(e.accuracy)}{balanced}")
+    latest = next((e for e in reversed(evals) if e.split == "test" and e.per_class), None)
+    if latest is not None:
+        width = max(5, *(len(name) for name in latest.per_class))
+        print(f"  per class, test split of epoch {latest.epoch}:")
+        print(f"    {'class':<{width}}  precision  recall     f1  support")
+        for name, m in latest.per_class.items():
+            print(f"    {name:<{width}}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  {int(m['support']):7d}")
     for c in queries.checkpoints(args.run):
         print(f"  checkpoint {c.path}" + ("  (best)" if c.is_best else ""))
     if run.error:

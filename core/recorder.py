@@ -51,6 +51,8 @@ class EvalMetrics:
     count: int
     time: float = field(default_factory=time.time)
     balanced_accuracy: float | None = None  # mean per-class recall (classes present in the split)
+    # class name -> {"precision", "recall", "f1", "support"} (core.metrics.class_metrics)
+    per_class: dict[str, dict[str, float]] | None = None
 
 
 @dataclass

@@ -30,6 +30,7 @@ import core
 from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
 from core.errors import ConfigError, ImoriError
+from core.metrics import class_metrics
 from core.models import set_backbone_frozen, set_train_mode
 from core.precision import resolve_precision
 from core.recorder import (
@@ -434,16 +435,17 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, inputs: torch.Tensor, labels: torch.Tensor, feed: "_Feed | None" = None) -> dict[str, float]:
-        """Mean loss and accuracy over a whole split (sums, then one division: exact)."""
+    def evaluate(self, inputs: torch.Tensor, labels: torch.Tensor, feed: "_Feed | None" = None) -> dict[str, Any]:
+        """Mean loss, accuracy and balanced accuracy over a whole split (sums, then one
+        division: exact), and ``per_class``: each class's precision, recall, F1 and support
+        from the split's confusion matrix (``core.metrics.class_metrics``)."""
         if len(labels) == 0:
             return {}
         feed = feed or self.feed
         self.model.eval()
         classes = len(self.classes)
         loss_sum = torch.zeros((), device=self.device)
-        hits = torch.zeros(classes, device=self.device, dtype=torch.long)  # right, per true class
-        support = torch.zeros(classes, device=self.device, dtype=torch.long)
+        confusion = torch.zeros(classes * classes, device=self.device, dtype=torch.long)  # [true * classes + predicted]
         size = self.config.eval_batch_size
         for start in range(0, len(labels), size):
             x = feed.prepare(inputs[start : start + size])
@@ -456,9 +458,10 @@ class Trainer:
                 loss_sum += F.nll_loss(out, y, reduction="sum")
             else:
                 loss_sum += F.cross_entropy(out, y, reduction="sum")
-            hits += torch.bincount(y[out.argmax(1) == y], minlength=classes)
-            support += torch.bincount(y, minlength=classes)
+            confusion += torch.bincount(y * classes + out.argmax(1), minlength=classes * classes)
         set_train_mode(self.model)
+        confusion = confusion.view(classes, classes)
+        hits, support = confusion.diagonal(), confusion.sum(1)
         present = support > 0
         # Balanced accuracy: the mean recall over the classes present (scikit-learn's
         # balanced_accuracy_score), honest where one class dwarfs the others.
@@ -468,6 +471,7 @@ class Trainer:
             "accuracy": hits.sum().item() / len(labels),
             "balanced_accuracy": balanced,
             "count": len(labels),
+            "per_class": class_metrics(confusion.tolist(), [str(c) for c in self.classes]),
         }
 
     def _prepare_images(self, x: torch.Tensor) -> torch.Tensor:
@@ -524,11 +528,12 @@ class Trainer:
             if metrics:
                 self.recorder.on_eval(
                     EvalMetrics(epoch=epoch, step=self.step, split=split, loss=metrics["loss"], accuracy=metrics["accuracy"],
-                                count=int(metrics["count"]), balanced_accuracy=metrics["balanced_accuracy"])
+                                count=int(metrics["count"]), balanced_accuracy=metrics["balanced_accuracy"],
+                                per_class=metrics["per_class"])
                 )
         self.last_val, self.last_test = val, test
-        metrics = {f"val_{k}": v for k, v in val.items() if k != "count"}
-        metrics.update({f"test_{k}": v for k, v in test.items() if k != "count"})
+        metrics = {f"val_{k}": v for k, v in val.items() if k not in ("count", "per_class")}
+        metrics.update({f"test_{k}": v for k, v in test.items() if k not in ("count", "per_class")})
         self.checkpointer.after_epoch(epoch, val, metrics, finished=self.step >= self.total_steps)
 
     # -- the loop --------------------------------------------------------------------------

@@ -674,3 +674,22 @@ def dataset_label(info: Any) -> str:
     if info.total:
         parts.append(f"{info.total:,} images")
     return f"{info.name} ({', '.join(parts)})"
+
+
+# -- per-class metrics -------------------------------------------------------------------------
+
+CLASS_METRIC_COLUMNS = ("precision", "recall", "f1")
+
+
+def class_metrics_table(metrics: dict[str, dict[str, float]], *, key: str) -> None:
+    """One row a class: precision, recall, F1 (3 decimals) and support, as
+    ``core.metrics.class_metrics`` gives them (a class never predicted has precision 0)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [{"class": str(name), **{k: m[k] for k in CLASS_METRIC_COLUMNS}, "support": int(m["support"])}
+         for name, m in metrics.items()],
+        columns=["class", *CLASS_METRIC_COLUMNS, "support"],
+    )
+    st.dataframe(frame, hide_index=True, key=key,
+                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in CLASS_METRIC_COLUMNS})

@@ -428,12 +428,13 @@ class EvalRow(_Record):
     count: int
     time: float
     balanced_accuracy: float | None = None  # mean per-class recall
+    per_class: dict[str, dict[str, float]] | None = None  # class -> precision, recall, f1, support
 
 
 def eval_series(run_id: int, *, split: str | None = None, engine: Engine | None = None) -> list[EvalRow]:
     """Per-epoch evaluations of a run, by epoch then split."""
     e = EvalMetric
-    stmt = select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time, e.balanced_accuracy).where(
+    stmt = select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time, e.balanced_accuracy, e.per_class).where(
         e.run_id == run_id
     )
     if split is not None:

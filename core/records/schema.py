@@ -192,6 +192,8 @@ class EvalMetric(Base):
     count: Mapped[int] = mapped_column(Integer)
     wall_time: Mapped[float]
     balanced_accuracy: Mapped[Optional[float]]  # mean per-class recall (migration 0004)
+    # class -> {"precision", "recall", "f1", "support"} (migration 0005)
+    per_class: Mapped[Optional[dict[str, Any]]]
 
 
 class Checkpoint(Base):

@@ -321,6 +321,7 @@ def log_batch(
                         "count": e.count,
                         "wall_time": e.time,
                         "balanced_accuracy": finite_or_none(getattr(e, "balanced_accuracy", None)),
+                        "per_class": getattr(e, "per_class", None),
                     }
                     for e in evals
                 ],

@@ -148,8 +148,11 @@ with st.container(border=True):
             st.session_state.ds_imported = None
             st.error(f"Not imported: {err}", icon=":material/warning:")
     if st.session_state.get("ds_imported"):
-        st.success(f"Imported **{st.session_state.ds_imported}**: pick it as the dataset in New run.", icon=":material/check_circle:")
-        st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+        st.success(f"Imported **{st.session_state.ds_imported}**.", icon=":material/check_circle:")
+        if st.button(f"Train a model on {st.session_state.ds_imported}", key="ds_train", type="primary",
+                     icon=":material/add_circle:"):
+            st.session_state.nr_request_dataset = st.session_state.ds_imported  # New run picks it up
+            st.switch_page(widgets.NEW_RUN)
         if st.session_state.get("ds_layout"):
             st.caption(st.session_state.ds_layout.replace("`", "'"))
         if st.session_state.get("ds_report") is not None:

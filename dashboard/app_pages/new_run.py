@@ -255,6 +255,11 @@ st.title("New run")
 if "nr_model" not in st.session_state:
     with st.spinner("Loading PyTorch, the models and the datasets (first visit only)…"):
         fill(recipe_config("seed003"), recipe="seed003")
+if st.session_state.get("nr_request_dataset"):  # "Train a model on it" on the Datasets page
+    requested = st.session_state.pop("nr_request_dataset")
+    if requested in {d.name for d in widgets.all_datasets()}:
+        st.session_state.nr_dataset, st.session_state.nr_dataset_path = requested, ""
+        st.session_state.nr_submitted = None
 
 # Recipe cards: the four tutorials, each with what it measurably reaches here.
 st.subheader("Start from a tutorial's recipe")

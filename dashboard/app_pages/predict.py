@@ -335,15 +335,10 @@ def per_class_bars(result: dict[str, Any]):
     ).properties(height=alt.Step(20))
 
 
-def class_table(result: dict[str, Any]) -> pd.DataFrame:
-    """One row a class: precision, recall, F1, support (computed for evaluations recorded
-    before they were stored)."""
-    metrics = result.get("class_metrics") or class_metrics(result["confusion"], [str(c) for c in result["classes"]])
-    return pd.DataFrame(
-        [{"class": str(name), **{k: m[k] for k in ("precision", "recall", "f1")}, "support": int(m["support"])}
-         for name, m in metrics.items()],
-        columns=["class", "precision", "recall", "f1", "support"],
-    )
+def result_class_metrics(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per-class precision, recall, F1, support (computed for evaluations recorded before
+    they were stored)."""
+    return result.get("class_metrics") or class_metrics(result["confusion"], [str(c) for c in result["classes"]])
 
 
 def gallery(row: Any, result: dict[str, Any]) -> None:
@@ -399,8 +394,7 @@ def show_evaluation(eval_id: int) -> None:
         st.markdown("**Per-class accuracy** (red: below the overall accuracy)")
         st.altair_chart(per_class_bars(result), width="stretch")
     st.markdown("**Per-class precision, recall and F1** (a class never predicted has precision 0)")
-    st.dataframe(class_table(result), hide_index=True, key="pr_class_metrics",
-                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")})
+    widgets.class_metrics_table(result_class_metrics(result), key="pr_class_metrics")
     gallery(row, result)
 
 

@@ -121,10 +121,17 @@ def live() -> None:
         ),
         width="stretch",
     )
+    latest = next((e for e in reversed(evals) if e.split == "test" and e.per_class), None) or next(
+        (e for e in reversed(evals) if e.per_class), None)
+    if latest is not None:
+        split = "test" if latest.split == "test" else "validation"
+        st.markdown(f"**Per-class precision, recall and F1** ({split} split, epoch {latest.epoch}, "
+                    f"{latest.count:,} images; balanced accuracy {widgets.pct(latest.balanced_accuracy)})")
+        widgets.class_metrics_table(latest.per_class, key="rd_class_metrics")
     if evals:
         with st.expander("Per-epoch evaluations"):
             st.dataframe(
-                pd.DataFrame([e.to_dict() for e in evals]).drop(columns=["time"]),
+                pd.DataFrame([e.to_dict() for e in evals]).drop(columns=["time", "per_class"]),
                 hide_index=True,
                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                                "balanced_accuracy": st.column_config.NumberColumn("balanced accuracy", format="percent")},

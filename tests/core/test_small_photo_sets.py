@@ -7,37 +7,20 @@ default that Predict uses must not be an untrained one, and finetune must get at
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
+
 import pytest
-from PIL import Image
 
-from core.predict import Predictor, evaluate
-from core.records import DbRecorder, queries, store
-from core.recipes import recipe_config
-from core.selection import LAST, choose_checkpoint
-from core.train import fit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/photos.py (importlib mode)
 
+from photos import photo_like_folder  # noqa: E402
 
-def photo_like_zip_folder(folder, per_class=30, size=96):
-    """Two kinds of leaf-ish blobs on cluttered backgrounds: round ones and long ones,
-    random colours, positions and rotations, so colour gives nothing away."""
-    rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[0:size, 0:size]
-    for name in ("round", "long"):
-        (folder / name).mkdir(parents=True)
-        for i in range(per_class):
-            image = rng.integers(40, 120, (size, size, 3)).astype(np.float32)
-            image += rng.normal(0, 12, (size, size, 3))
-            cx, cy = rng.uniform(0.35, 0.65, 2) * size
-            angle = rng.uniform(0, np.pi)
-            a = rng.uniform(0.22, 0.3) * size
-            b = a if name == "round" else a * 0.35
-            u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
-            v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
-            inside = (u / a) ** 2 + (v / b) ** 2 <= 1
-            image[inside] = rng.integers(120, 256, 3)
-            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / name / f"{i:02d}.jpg", quality=90)
-    return folder
+from core.predict import Predictor, evaluate  # noqa: E402
+from core.records import DbRecorder, queries, store  # noqa: E402
+from core.recipes import recipe_config  # noqa: E402
+from core.selection import LAST, choose_checkpoint  # noqa: E402
+from core.train import fit  # noqa: E402
 
 
 def trained(config, name):
@@ -51,7 +34,7 @@ def trained(config, name):
 def photos(tmp_path_factory):
     from core.data import import_dataset
 
-    folder = photo_like_zip_folder(tmp_path_factory.mktemp("photos") / "leaves")
+    folder = photo_like_folder(tmp_path_factory.mktemp("photos") / "leaves")
     info = import_dataset(folder, name="leaves60")
     assert info.total == 60
     return info.name

@@ -195,6 +195,16 @@ def test_balanced_class_weights_and_balanced_accuracy(tmp_path):
     assert 0 <= test.balanced_accuracy <= 1 and result.test["balanced_accuracy"] == test.balanced_accuracy
     # digits is nearly balanced: the mean per-class recall is close to plain accuracy.
     assert abs(test.balanced_accuracy - test.accuracy) < 0.1
+    # Every evaluation carries its per-class precision, recall, F1 and support, and they
+    # agree with the split's figures: supports add up to the split, recalls to balanced.
+    assert all(e.per_class for e in recorder.evals)
+    per_class = test.per_class
+    assert sum(m["support"] for m in per_class.values()) == test.count
+    recalls = [m["recall"] for m in per_class.values() if m["support"]]
+    assert sum(recalls) / len(recalls) == pytest.approx(test.balanced_accuracy)
+    hits = sum(m["recall"] * m["support"] for m in per_class.values())
+    assert hits / test.count == pytest.approx(test.accuracy)
+    assert result.test["per_class"] == per_class
     assert "class_weights must be one of" in " ".join(RunConfig(class_weights="heavy").problems())
 
 

@@ -187,9 +187,12 @@ def colour_zip(per_class: int = 6) -> bytes:
 
 def test_new_run_proposes_finetune_for_a_photo_dataset(broker):
     at = upload_zip(app(DATASETS), "photos.zip", colour_zip(), "myphotos")
-    at.switch_page("app_pages/new_run.py").run()
-    at.selectbox(key="nr_dataset").set_value("myphotos").run()
+    # "Train a model on myphotos" opens New run with it chosen.
+    at.button(key="ds_train").click().run()
     ok(at)
+    assert at.session_state["nr_dataset"] == "myphotos"
+    assert at.selectbox(key="nr_dataset").value == "myphotos"
+    at.switch_page("app_pages/new_run.py").run()  # AppTest reruns the page it was given, not st.switch_page's
     assert any("**myphotos** looks like photos" in t for t in texts(at.info)), texts(at.info)
     at.button(key="nr_propose_finetune").click().run()
     ok(at)

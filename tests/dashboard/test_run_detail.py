@@ -36,6 +36,13 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home):
     config = config.set_index("setting")["value"]
     assert config["model"] == "mnist_cnn" and config["iterations"] == "30"
     assert not any(widgets.NOT_LEARNING in t for t in texts(at.warning))  # 30 steps: not even two epochs
+    # The latest test evaluation's per-class table: one row a digit, with its support.
+    [per_class] = [d.value for d in at.dataframe if "precision" in d.value.columns]
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert list(per_class["class"]) == [str(i) for i in range(10)]
+    test = [e for e in queries.eval_series(run_id) if e.split == "test"][-1]
+    assert int(per_class["support"].sum()) == test.count
+    assert any(t.startswith("**Per-class precision, recall and F1** (test split") for t in texts(at.markdown))
 
 
 def test_each_x_axis_and_log_scale_draw(home):
