@@ -334,7 +334,9 @@ def line_chart(band_frame, point_frame=None, *, x_title: str, y_title: str, log:
         domain = [n for n in colors if n in names] + [n for n in names if n not in colors]
         scale = alt.Scale(domain=domain, range=[colors.get(n, "#888888") for n in domain])
     else:
-        scale = alt.Scale()
+        # Tableau's categorical palettes: neighbours differ in hue (Streamlit's default
+        # draws the first two series in two blues).
+        scale = alt.Scale(scheme="tableau10" if len(names) <= 10 else "tableau20")
     color = alt.Color("series:N", scale=scale, title=None, legend=alt.Legend(orient="top", symbolOpacity=1))
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     y_axis = alt.Axis(format="%") if percent else alt.Axis(format="~g")

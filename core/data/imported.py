@@ -101,16 +101,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def import_source(
     source: str | Path, name: str | None, reserved: set[str], columns: Columns | None = None,
-    filename_encoding: str | None = None,
+    filename_encoding: str | None = None, source_name: str | None = None,
 ) -> DatasetInfo:
     source = Path(source).expanduser()
+    shown = source_name or source.name  # an upload is stored under a name of ours: say the user's
     if not source.exists():
         raise DatasetError(f"{source}: no such file or directory")
     zipped = is_zip(source)
     if not zipped and not source.is_dir():
         raise DatasetError(f"{source}: not a ZIP file or a directory of images")
     filename_encoding = text_names.check_encoding(filename_encoding)
-    name = name if name is not None else sanitize_name(source.stem if zipped else source.name)
+    name = name if name is not None else sanitize_name(Path(shown).stem if zipped else shown)
     validate_name(name, reserved)
     final = dataset_dir(name)
     staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=paths.datasets_dir()))
@@ -120,8 +121,8 @@ def import_source(
             copied = safezip.extract_zip(source, data, encoding=filename_encoding)
         else:
             copied = safezip.copy_dir(source, data, encoding=filename_encoding)
-        scan = scan_directory(data, source.name, columns, filename_encoding)
-        manifest = _validate(scan, data, source, name, copied)
+        scan = scan_directory(data, shown, columns, filename_encoding)
+        manifest = _validate(scan, data, shown, name, copied)
         _write_json(staging / MANIFEST, manifest)
         if final.exists():
             raise DatasetError(f"a dataset named {name!r} already exists; choose another name or delete it first")
@@ -132,12 +133,12 @@ def import_source(
     return info_from_manifest(name, manifest)
 
 
-def _validate(scan: Scan, data: Path, source: Path, name: str, copied: safezip.Extraction) -> dict[str, Any]:
+def _validate(scan: Scan, data: Path, source: str, name: str, copied: safezip.Extraction) -> dict[str, Any]:
     decoded = decode_files(scan.file_entries(base=data), None, scan.classes, kind=scan.kind)
     prefix = scan.root.relative_to(data).as_posix()
     scan_skipped = [(f if prefix == "." else f"{prefix}/{f}", r) for f, r in scan.skipped]  # named like the files
     decoded.skipped = list(copied.skipped) + scan_skipped + decoded.skipped
-    check_classes(decoded, source.name)
+    check_classes(decoded, source)
     kept = decoded.names
     splits = assign_splits(decoded, IMPORT_TEST_FRACTION, IMPORT_SPLIT_SEED)
     labels = decoded.labels.tolist()
@@ -169,7 +170,7 @@ def _validate(scan: Scan, data: Path, source: Path, name: str, copied: safezip.E
         "name": name,
         "kind": scan.kind,
         "layout": layout,
-        "source": source.name,
+        "source": source,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "root": scan.root.relative_to(data).as_posix(),
         "classes": scan.classes,

@@ -88,6 +88,7 @@ def import_dataset(
     file_column: str | int | None = None,
     label_column: str | int | None = None,
     filename_encoding: str | None = None,
+    source_name: str | None = None,
 ) -> DatasetInfo:
     """Copy (directory) or safely extract (ZIP) ``source`` into ``datasets_dir()/<name>/``.
 
@@ -97,9 +98,14 @@ def import_dataset(
     from the header or the cells when not given). ``filename_encoding`` reads the names
     (and a CSV) that are not UTF-8, e.g. ``cp932`` for a ZIP made by Windows on a Japanese
     system (default: the likeliest legacy encoding, said in the report's notes).
+    ``source_name`` is the file name to show and record (an upload's own name, where the
+    file was stored under another); also the default dataset name's origin.
+
+    Raises DatasetError for a missing, unreadable or hostile source, a taken name or a
+    set with fewer than two classes.
     """
     columns = folders.Columns.of(file_column, label_column)
-    return imported.import_source(source, name, _RESERVED, columns, filename_encoding)
+    return imported.import_source(source, name, _RESERVED, columns, filename_encoding, source_name)
 
 
 def list_datasets(*, data_root: str | None = None) -> list[DatasetInfo]:

@@ -106,6 +106,12 @@ class DbRecorder(Recorder):
             progress=start.start_step / start.total_steps if start.total_steps else 0.0,
         )
         self._speed_window.clear()
+        # The run's story in its log, beside what the loop logs itself (weights, phases).
+        resumed = f", resuming at step {start.start_step}" if start.start_step else ""
+        self._logs.append((time.time(), (
+            f"training on {start.device}: {start.train_size} train / {start.val_size} val / {start.test_size} test "
+            f"images, {len(start.classes)} classes, {start.total_steps} iterations "
+            f"({start.steps_per_epoch} an epoch){resumed}")))
         self.flush()
         if self.heartbeat_interval and self._beat is None:
             self._beat = threading.Thread(target=self._heartbeat, name=f"imori-heartbeat-{self.run_id}", daemon=True)
@@ -121,6 +127,10 @@ class DbRecorder(Recorder):
 
     def on_eval(self, metrics: EvalMetrics) -> None:
         self._evals.append(metrics)
+        loss = "" if metrics.loss is None else f"loss {metrics.loss:.4f}, "
+        balanced = "" if metrics.balanced_accuracy is None else f", balanced {100 * metrics.balanced_accuracy:.2f} %"
+        self._logs.append((metrics.time, f"epoch {metrics.epoch} {metrics.split} ({metrics.count} images, step "
+                                         f"{metrics.step}): {loss}accuracy {100 * metrics.accuracy:.2f} %{balanced}"))
         self._flush_if_due()
 
     def before_checkpoint(self) -> None:
@@ -163,6 +173,8 @@ class DbRecorder(Recorder):
         if self._stale is not None or self._ended:
             return
         self._run.update(status=end.status, finished_at=utcnow(), step=end.step, epoch=end.epoch, error=end.error)
+        why = f": {end.error.strip().splitlines()[0][:300]}" if end.error and end.error.strip() else ""
+        self._logs.append((time.time(), f"{end.status} at step {end.step} (epoch {end.epoch}){why}"))
         if end.status == SUCCEEDED:
             self._run["progress"] = 1.0
         elif self._total_steps:

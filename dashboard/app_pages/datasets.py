@@ -130,13 +130,14 @@ with st.container(border=True):
     if st.button("Import", type="primary", key="ds_import", disabled=upload is None, icon=":material/upload:"):
         from core.data import import_dataset
 
+        stored = None
         try:
             data = widgets.read_zip_upload(upload)  # judged by its content, not by its name
             stored = widgets.store_upload(data, upload.name, "datasets")
             try:
                 info = import_dataset(stored, (name or suggested).strip() or None,
                                       file_column=file_column.strip() or None, label_column=label_column.strip() or None,
-                                      filename_encoding=encoding)
+                                      filename_encoding=encoding, source_name=upload.name)
             finally:
                 stored.unlink(missing_ok=True)  # extracted into the datasets folder; the ZIP is not needed
             st.session_state.ds_imported = info.name
@@ -146,7 +147,8 @@ with st.container(border=True):
             widgets.all_datasets.clear()
         except ImoriError as err:
             st.session_state.ds_imported = None
-            st.error(f"Not imported: {err}", icon=":material/warning:")
+            message = str(err) if stored is None else str(err).replace(str(stored), upload.name).replace(stored.name, upload.name)
+            st.error(f"Not imported: {message}", icon=":material/warning:")
     if st.session_state.get("ds_imported"):
         st.success(f"Imported **{st.session_state.ds_imported}**.", icon=":material/check_circle:")
         if st.button(f"Train a model on {st.session_state.ds_imported}", key="ds_train", type="primary",

@@ -187,7 +187,8 @@ with log_tab:
     if lines:
         st.code("\n".join(f"[attempt {line.attempt}] {line.message}" for line in lines), language=None)
     else:
-        st.caption("No log lines.")
+        st.caption("Nothing logged yet: the log starts when a worker starts the run."
+                   if run.status in widgets.ACTIVE else "This run logged nothing (it never started).")
 with ckpt_tab:
     rows = queries.checkpoints(run.id)
     if not rows:

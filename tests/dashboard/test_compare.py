@@ -14,6 +14,8 @@ def test_two_runs_overlay_and_their_differences_stand_out(home):
     ok(at)
     assert at.multiselect(key="compare_runs").value == [a, b]
     [chart] = at.get("vega_lite_chart")
+    # Each run in its own hue: Tableau's categorical palette, not Streamlit's two blues.
+    assert '"scheme": "tableau10"' in chart.proto.spec.replace('":"', '": "'), chart.proto.spec[:400]
     table = at.dataframe[0].value
     assert list(table.columns) == [f"#{a} mnist_cnn on digits", f"#{b} mnist_cnn on digits"]
     # Only what differs (and the results) by default: lr and batch size, not the model.

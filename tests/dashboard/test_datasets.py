@@ -37,6 +37,11 @@ def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
     assert metrics["Images"] == "24" and metrics["Classes"] == "2" and metrics["Skipped files"] == "2"
     assert at.selectbox(key="ds_preview").value == "myshapes"
     assert len(at.image) == 2  # a row of samples for each class
+    # The list says the user's file name, never the name it was stored under.
+    [listed] = [d.value for d in at.dataframe if "about" in d.value.columns]
+    about = listed.set_index("name").loc["myshapes", "about"]
+    assert "my shapes.zip" in about and "uploads" not in about, about
+    assert not any(c.isalnum() and len(c) == 16 for c in about.split("-")), about
 
     # New run offers it; a run on it is queued, and trains as a worker would train it.
     at.switch_page("app_pages/new_run.py").run()

@@ -43,6 +43,9 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home):
     test = [e for e in queries.eval_series(run_id) if e.split == "test"][-1]
     assert int(per_class["support"].sum()) == test.count
     assert any(t.startswith("**Per-class precision, recall and F1** (test split") for t in texts(at.markdown))
+    # The Log tab tells the run's story: its start, each evaluation, its end.
+    log = "\n".join(texts(at.code))
+    assert "training on cpu:" in log and "epoch 1 val (" in log and "succeeded at step 30 (epoch 2)" in log, log
 
 
 def test_each_x_axis_and_log_scale_draw(home):
