@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -19,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", dest="run_dir", help="where checkpoints go (default: IMORI_HOME/runs/<id>)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-wait", dest="no_wait", action="store_true",
+                   help="when another training uses this machine's CPU cores, fail at once instead of waiting "
+                        "for it (or give --threads N to train beside it)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="classify images with a checkpoint")
@@ -55,15 +60,78 @@ def resumed_config(args: argparse.Namespace):
     return build_config(args, base=dict(ckpt.config))
 
 
+def cpu_slot(config, *, no_wait: bool):
+    """This machine's CPU training slot (``core.cpu_lock``) for a run that trains on the CPU
+    with the default threads: taken at once when free, else waited for (saying so once on
+    stderr) or, with ``no_wait``, a one-line error. A run given ``--threads`` trains beside
+    another without waiting (saying so); a CUDA run needs no slot."""
+    from core import cpu_lock
+    from core.errors import ConfigError
+    from core.train import resolve_device
+
+    try:
+        on_cpu = resolve_device(config.device).type == "cpu"
+    except ConfigError:
+        on_cpu = False  # `--device cuda` without a GPU: the run records that error itself
+    if not on_cpu:
+        return contextlib.nullcontext()
+    if config.threads is not None:
+        try:
+            busy = cpu_lock.slot_busy()
+        except ImoriError:
+            busy = False  # no lock folder: nothing to say beside whom it trains
+        if busy:
+            print(f"imori: another training is using this machine's CPU cores: {cpu_lock.busy_message(cpu_lock.read_holder())}; "
+                  f"training beside it with {config.threads} thread(s)", file=sys.stderr, flush=True)
+        return contextlib.nullcontext()
+
+    waited = []
+
+    def on_wait(holder) -> None:
+        waited.append(holder)
+        print(f"imori: another training is using this machine's CPU cores: {cpu_lock.busy_message(holder)}; "
+              "waiting for it to finish (Ctrl-C to stop, or --threads N to run beside it)", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def slot():
+        with contextlib.ExitStack() as stack:
+            try:
+                taken = stack.enter_context(
+                    cpu_lock.cpu_training_slot(f"imori train (pid {os.getpid()})", wait=not no_wait, on_wait=on_wait)
+                )
+            except cpu_lock.CpuSlotBusy as err:
+                raise ImoriError(f"{err}; not waiting (--no-wait): try again when it has finished, "
+                                 "or give --threads N to train beside it") from None
+            except ImoriError as err:  # the lock folder cannot be made: train as before, and say so
+                print(f"warning: {err}; training without checking for other trainings", file=sys.stderr, flush=True)
+                yield None
+                return
+            if not taken.held:
+                print(f"imori: {cpu_lock.busy_message(taken.holder)} holds this machine's CPU cores but is stopped; "
+                      "training beside it", file=sys.stderr, flush=True)
+            elif waited:
+                print("imori: the CPU cores are free; training", file=sys.stderr, flush=True)
+            yield taken
+
+    return slot()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train in the foreground, recorded in the run records like a queued run: the same
-    life cycle (``core.run.execute_run``) as a worker's, with a progress bar."""
+    life cycle (``core.run.execute_run``) as a worker's, with a progress bar. A CPU run
+    first takes this machine's CPU training slot (``cpu_slot``)."""
+    resume = getattr(args, "resume", None)
+    config = resumed_config(args) if resume else build_config(args)
+    # Before any record is written: a run queued in the records meanwhile could be sent to a worker.
+    with cpu_slot(config, no_wait=getattr(args, "no_wait", False)) as slot:
+        return train_recorded(args, config, resume, slot)
+
+
+def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -> int:
     from cli.progress import CliRecorder
     from core.records import RunStateError, queries, store
     from core.run import execute_run
 
-    resume = getattr(args, "resume", None)
-    config = resumed_config(args) if resume else build_config(args)
     run_id = None
     if resume:
         run_dir = Path(args.run_dir) if args.run_dir else Path(resume).resolve().parent.parent
@@ -77,10 +145,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else None
     if run_id is None:
         run_id = store.create_run(config, name=config.name, run_dir=run_dir.resolve() if run_dir else None)
+    if slot is not None:
+        slot.describe(f"run {run_id} from imori train (pid {os.getpid()})")
     cli = CliRecorder(quiet=args.quiet)
     cli.write(f"run {run_id}: {queries.get_run(run_id).run_dir}")
     cli.install_sigint()
-    outcome = execute_run(run_id, f"cli@{socket.gethostname()}", listeners=lambda run: [cli], resume_from=resume)
+    outcome = execute_run(run_id, f"cli@{socket.gethostname()}", listeners=lambda run: [cli], resume_from=resume,
+                          cpu_slot=False)
     if outcome.result is None:
         raise ImoriError(f"run {run_id} {outcome.status}: {outcome.error}")
     result = outcome.result

@@ -9,7 +9,10 @@ Claiming is atomic in the database, so a second delivery of the same message fin
 run no longer queued and does nothing ("skipped"). A run that has checkpoints resumes
 from its latest one (a worker died, or the run is continued for more epochs); the
 database recorder writes every step, evaluation, checkpoint and the final status, and a
-heartbeat keeps the run alive for the watchdogs while it trains.
+heartbeat keeps the run alive for the watchdogs while it trains. A run that trains on
+the CPU with the default threads first waits, still queued, for this machine's CPU
+training slot (``core.cpu_lock``): two such trainings on one machine would each run at a
+fraction of their speed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,14 +55,84 @@ def execute_run(
     listeners: Callable[[Any], Sequence[Recorder | None]] | None = None,
     resume_from: str | Path | None = None,
     heartbeat_s: float = 5.0,
+    cpu_slot: bool = True,
 ) -> RunOutcome:
     """Claim queued run ``run_id`` for ``worker`` and train it to its end, recorded.
 
     ``listeners(run)`` gives extra recorders for this run (the CLI's progress bar, a test's
     fault injector), given the run's record. ``resume_from`` names the checkpoint to
     continue from; by default the run's latest recorded checkpoint, when its file exists.
+    With ``cpu_slot``, a run that trains on the CPU with the default threads first waits,
+    still queued, for this machine's CPU training slot (``core.cpu_lock``) and holds it
+    while it trains; ``imori train``, which has taken the slot itself, passes False.
     Never raises for a failed run: the failure is recorded and returned.
     """
+    if cpu_slot and trains_on_cpu_cores(run_id):
+        return _in_cpu_slot(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s)
+    return _claim_and_train(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s)
+
+
+def trains_on_cpu_cores(run_id: int) -> bool:
+    """True when queued run ``run_id`` would train on this machine's CPU with the default
+    threads (its ``threads`` unset): the runs that take the CPU training slot. False for a
+    CUDA run, one that sets its threads, and one whose record does not read (the claim
+    reports that)."""
+    from core.records import RunNotFound, queries
+    from core.train import resolve_device
+
+    try:
+        config = RunConfig.from_dict(queries.get_run(run_id).config)
+        return config.threads is None and resolve_device(config.device).type == "cpu"
+    except (ImoriError, RunNotFound):
+        return False
+
+
+def _in_cpu_slot(run_id: int, worker: str, **kwargs: Any) -> RunOutcome:
+    """``_claim_and_train`` inside this machine's CPU training slot, waiting for it while the
+    run stays queued (a run cancelled meanwhile stops the wait)."""
+    from core.cpu_lock import CpuSlotBusy, busy_message, cpu_training_slot
+    from core.records import QUEUED, RunNotFound, queries, store
+
+    def note(text: str) -> None:
+        log.info("run %s: %s", run_id, text)
+        try:
+            store.add_log(run_id, text)
+        except Exception:  # noqa: BLE001 - the log line is a courtesy
+            pass
+
+    def on_wait(holder) -> None:
+        note(f"waiting for this machine's CPU cores: {busy_message(holder)} is training on them")
+
+    def still_queued() -> bool:
+        try:
+            return queries.get_run(run_id).status == QUEUED
+        except RunNotFound:
+            return False
+
+    with ExitStack() as held:
+        try:
+            slot = held.enter_context(
+                cpu_training_slot(f"run {run_id} on worker {worker}", wait=True, on_wait=on_wait, still_wanted=still_queued)
+            )
+        except CpuSlotBusy as err:  # the run left the queue while it waited
+            log.info("run %s: not claimed (%s)", run_id, err)
+            return RunOutcome(run_id, SKIPPED, error=str(err))
+        except ImoriError as err:  # the lock folder cannot be made: train as before, and say so
+            log.warning("run %s: %s; training without the CPU training slot", run_id, err)
+            slot = None
+        if slot is not None and not slot.held:
+            note(f"training beside {busy_message(slot.holder)}, which is stopped")
+        return _claim_and_train(run_id, worker, **kwargs)
+
+
+def _claim_and_train(
+    run_id: int,
+    worker: str,
+    *,
+    listeners: Callable[[Any], Sequence[Recorder | None]] | None = None,
+    resume_from: str | Path | None = None,
+    heartbeat_s: float = 5.0,
+) -> RunOutcome:
     from core.records import FAILED, DbRecorder, RunNotFound, RunStateError, StaleAttemptError, queries, store
     from core.train import fit
 

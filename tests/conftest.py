@@ -15,6 +15,7 @@ os.environ["IMORI_HOME"] = tempfile.mkdtemp(prefix="imori-test-home-")
 os.environ["TORCH_HOME"] = os.path.join(os.environ["IMORI_HOME"], "torch-hub")
 os.environ["HF_HOME"] = os.path.join(os.environ["IMORI_HOME"], "hf-home")
 os.environ["XDG_CACHE_HOME"] = os.path.join(os.environ["IMORI_HOME"], "xdg-cache")
+os.environ["IMORI_LOCK_DIR"] = os.path.join(os.environ["IMORI_HOME"], "cpu-lock")  # never a real machine's CPU slot
 # The suite's own services come from IMORI_TEST_*; never a developer's real ones.
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("REDIS_URL", None)

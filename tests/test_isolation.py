@@ -11,7 +11,7 @@ PROBE = """
 import importlib.util, json, os, sys
 spec = importlib.util.spec_from_file_location("suite_conftest", sys.argv[1])
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
-print(json.dumps({k: os.environ[k] for k in ("IMORI_HOME", "TORCH_HOME", "HF_HOME", "XDG_CACHE_HOME")}))
+print(json.dumps({k: os.environ[k] for k in ("IMORI_HOME", "TORCH_HOME", "HF_HOME", "XDG_CACHE_HOME", "IMORI_LOCK_DIR")}))
 """
 
 
@@ -21,7 +21,7 @@ def test_an_exported_imori_home_is_never_the_suites(tmp_path):
     users = tmp_path / "users-real-home"
     users.mkdir()
     env = {**os.environ, "IMORI_HOME": str(users), "TORCH_HOME": str(users / "torch"),
-           "HF_HOME": str(users / "hf"), "XDG_CACHE_HOME": str(users / "cache")}
+           "HF_HOME": str(users / "hf"), "XDG_CACHE_HOME": str(users / "cache"), "IMORI_LOCK_DIR": str(users / "lock")}
     result = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "tests" / "conftest.py")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
