@@ -26,7 +26,7 @@ from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence, TextIO
 
-from sqlalchemy import Connection, Engine, and_, func, select, text
+from sqlalchemy import Connection, Engine, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from core.records.engine import get_engine
@@ -40,6 +40,7 @@ from core.records.schema import (
     IterationMetric,
     Run,
     RunLog,
+    RunTag,
 )
 
 DEFAULT_MAX_POINTS = 2000
@@ -96,6 +97,8 @@ class RunSummary(_Record):
     test_accuracy: float | None  # the latest test evaluation
     test_loss: float | None
     error: str | None
+    note: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,61 +114,92 @@ class RunDetail(RunSummary):
     checkpoints: int = 0
 
 
-def _runs_select():
-    best = (
-        select(EvalMetric.run_id, func.max(EvalMetric.accuracy).label("best_val_accuracy"))
-        .where(EvalMetric.split == "val")
-        .group_by(EvalMetric.run_id)
-        .subquery()
-    )
-    latest = (
-        select(EvalMetric.run_id, func.max(EvalMetric.epoch).label("epoch"))
-        .where(EvalMetric.split == "test")
-        .group_by(EvalMetric.run_id)
-        .subquery()
-    )
-    test = EvalMetric.__table__.alias("test")
-    return (
-        select(Run, best.c.best_val_accuracy, test.c.accuracy.label("test_accuracy"), test.c.loss.label("test_loss"))
-        .outerjoin(best, best.c.run_id == Run.id)
-        .outerjoin(latest, latest.c.run_id == Run.id)
-        .outerjoin(test, and_(test.c.run_id == Run.id, test.c.epoch == latest.c.epoch, test.c.split == "test"))
-    )
+# The runs row's own columns behind a RunSummary: the list never reads the config JSON
+# or groups evaluations (revision 0006 keeps model, dataset and the figures on the row).
+_SUMMARY_COLUMNS = (
+    Run.id, Run.name, Run.status, Run.cancel_requested, Run.model, Run.dataset, Run.created_at, Run.started_at,
+    Run.finished_at, Run.heartbeat_at, Run.device, Run.worker, Run.attempt, Run.progress, Run.step, Run.epoch,
+    Run.total_steps, Run.last_loss, Run.last_accuracy, Run.last_lr, Run.steps_per_second, Run.best_val_accuracy,
+    Run.test_accuracy, Run.test_loss, Run.error, Run.note,
+)
 
 
-def _summary_values(run: Run, best: float | None, test_accuracy: float | None, test_loss: float | None) -> dict[str, Any]:
-    config = run.config or {}
+def _summary_values(row: Any, tags: Sequence[str] = ()) -> dict[str, Any]:
+    values = dict(row._mapping)
     eta = None
-    if run.status == RUNNING and run.steps_per_second and run.total_steps:
-        eta = max(0, run.total_steps - run.step) / run.steps_per_second
-    return dict(
-        id=run.id,
-        name=run.name,
-        status=run.status,
-        cancel_requested=bool(run.cancel_requested),
-        model=config.get("model"),
-        dataset=config.get("dataset"),
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        heartbeat_at=run.heartbeat_at,
-        device=run.device,
-        worker=run.worker,
-        attempt=run.attempt,
-        progress=run.progress,
-        step=run.step,
-        epoch=run.epoch,
-        total_steps=run.total_steps,
-        last_loss=run.last_loss,
-        last_accuracy=run.last_accuracy,
-        last_lr=run.last_lr,
-        steps_per_second=run.steps_per_second,
-        eta_seconds=eta,
-        best_val_accuracy=best,
-        test_accuracy=test_accuracy,
-        test_loss=test_loss,
-        error=run.error,
-    )
+    if values["status"] == RUNNING and values["steps_per_second"] and values["total_steps"]:
+        eta = max(0, values["total_steps"] - values["step"]) / values["steps_per_second"]
+    values.update(cancel_requested=bool(values["cancel_requested"]), eta_seconds=eta, tags=tuple(tags))
+    return values
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What the runs list is narrowed to; every part optional, all of them must hold.
+
+    ``text`` matches (case-insensitively, anywhere) a run's name, model, dataset, note or
+    one of its tags, or is a run id ("12" or "#12"); ``tags``: runs with every one of them; ``since`` /
+    ``until``: created at or after / before (UTC datetimes, or dates: a whole day).
+    """
+
+    text: str | None = None
+    status: Sequence[str] | None = None
+    model: str | None = None
+    dataset: str | None = None
+    tags: Sequence[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    ids: Iterable[int] | None = None
+
+    def where(self, stmt):
+        if self.status:
+            stmt = stmt.where(Run.status.in_([self.status] if isinstance(self.status, str) else list(self.status)))
+        if self.ids is not None:
+            stmt = stmt.where(Run.id.in_(list(self.ids)))
+        if self.model:
+            stmt = stmt.where(Run.model == self.model)
+        if self.dataset:
+            stmt = stmt.where(Run.dataset == self.dataset)
+        for tag in self.tags or ():
+            stmt = stmt.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
+        if self.since is not None:
+            stmt = stmt.where(Run.created_at >= _as_utc(self.since))
+        if self.until is not None:
+            stmt = stmt.where(Run.created_at < _as_utc(self.until))
+        text_ = (self.text or "").strip()
+        if text_:
+            pattern = "%" + text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            matches = [column.ilike(pattern, escape="\\") for column in (Run.name, Run.model, Run.dataset, Run.note)]
+            matches.append(Run.id.in_(select(RunTag.run_id).where(RunTag.tag.ilike(pattern, escape="\\"))))
+            number = text_.removeprefix("#")
+            if number.isdigit():
+                matches.append(Run.id == int(number))
+            stmt = stmt.where(or_(*matches))
+        return stmt
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _tags_of(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    if ids:
+        for run_id, tag in session.execute(
+            select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(list(ids))).order_by(RunTag.run_id, RunTag.tag)
+        ):
+            out.setdefault(run_id, []).append(tag)
+    return out
+
+
+# How the runs list can be ordered: by id (newest first), or best figures first (runs
+# without one last, newest first among equals).
+ORDERS = {
+    "newest": (Run.id.desc(),),
+    "oldest": (Run.id.asc(),),
+    "best validation accuracy": (Run.best_val_accuracy.desc().nulls_last(), Run.id.desc()),
+    "test accuracy": (Run.test_accuracy.desc().nulls_last(), Run.id.desc()),
+}
 
 
 def list_runs(
@@ -174,36 +208,103 @@ def list_runs(
     ids: Iterable[int] | None = None,
     limit: int | None = 200,
     offset: int = 0,
+    where: RunFilter | None = None,
+    order: str = "newest",
     engine: Engine | None = None,
 ) -> list[RunSummary]:
-    """Runs, newest first, with their latest metrics and best validation accuracy."""
-    stmt = _runs_select().order_by(Run.id.desc()).offset(offset)
-    if status is not None:
-        stmt = stmt.where(Run.status.in_([status] if isinstance(status, str) else list(status)))
-    if ids is not None:
-        stmt = stmt.where(Run.id.in_(list(ids)))
+    """Runs with their latest metrics, best validation accuracy and tags, in ``order``
+    (a key of ``ORDERS``; ValueError for another), newest first by default; ``where``
+    narrows them (``status`` and ``ids`` are shorthands for its parts)."""
+    if order not in ORDERS:
+        raise ValueError(f"order is one of {', '.join(ORDERS)}, not {order!r}")
+    flt = where or RunFilter()
+    stmt = flt.where(select(*_SUMMARY_COLUMNS))
+    if status is not None or ids is not None:
+        stmt = RunFilter(status=[status] if isinstance(status, str) else status, ids=ids).where(stmt)
+    stmt = stmt.order_by(*ORDERS[order]).offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     with Session(_engine(engine)) as session:
-        return [RunSummary(**_summary_values(*row)) for row in session.execute(stmt)]
+        rows = session.execute(stmt).all()
+        tags = _tags_of(session, [row.id for row in rows])
+    return [RunSummary(**_summary_values(row, tags.get(row.id, ()))) for row in rows]
+
+
+def count_runs(where: RunFilter | None = None, *, engine: Engine | None = None) -> int:
+    """How many runs ``where`` lets through (all of them without it)."""
+    stmt = (where or RunFilter()).where(select(func.count()).select_from(Run))
+    with _engine(engine).connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+@dataclass(frozen=True)
+class RunPage(_Record):
+    """One page of the runs list: its runs, and where it stands among all that match."""
+
+    runs: list[RunSummary]
+    total: int  # runs that match
+    page: int  # 1-based
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+
+def run_page(where: RunFilter | None = None, *, page: int = 1, per_page: int = 50, order: str = "newest",
+             engine: Engine | None = None) -> RunPage:
+    """Page ``page`` (1-based; past the end: the last page) of the runs ``where`` lets
+    through, newest first, ``per_page`` a page. Raises ValueError for a page or size < 1."""
+    if page < 1 or per_page < 1:
+        raise ValueError(f"page and per_page start at 1, not {page} and {per_page}")
+    total = count_runs(where, engine=engine)
+    page = min(page, max(1, math.ceil(total / per_page)))
+    runs = list_runs(where=where, limit=per_page, offset=(page - 1) * per_page, order=order, engine=engine)
+    return RunPage(runs=runs, total=total, page=page, per_page=per_page)
+
+
+def status_counts(*, engine: Engine | None = None) -> dict[str, int]:
+    """How many runs are in each state (states with none are left out)."""
+    with _engine(engine).connect() as conn:
+        return {status: int(n) for status, n in conn.execute(select(Run.status, func.count()).group_by(Run.status))}
+
+
+def run_tags(*, engine: Engine | None = None) -> dict[str, int]:
+    """Every tag in use, with how many runs carry it, most used first."""
+    stmt = select(RunTag.tag, func.count()).group_by(RunTag.tag).order_by(func.count().desc(), RunTag.tag)
+    with _engine(engine).connect() as conn:
+        return {tag: int(n) for tag, n in conn.execute(stmt)}
+
+
+def run_facets(*, engine: Engine | None = None) -> dict[str, list[str]]:
+    """The models and datasets that recorded runs use (the list's filter choices)."""
+    with _engine(engine).connect() as conn:
+        return {
+            "model": [m for (m,) in conn.execute(select(Run.model).where(Run.model.is_not(None)).distinct().order_by(Run.model))],
+            "dataset": [d for (d,) in conn.execute(select(Run.dataset).where(Run.dataset.is_not(None)).distinct().order_by(Run.dataset))],
+        }
 
 
 def get_run(run_id: int, *, engine: Engine | None = None) -> RunDetail:
     """One run with its config, environment and model summary; RunNotFound if none."""
     with Session(_engine(engine)) as session:
-        row = session.execute(_runs_select().where(Run.id == run_id)).first()
+        row = session.execute(select(*_SUMMARY_COLUMNS).where(Run.id == run_id)).first()
         if row is None:
             raise RunNotFound(run_id)
+        extra = session.execute(
+            select(Run.config, Run.run_dir, Run.steps_per_epoch, Run.classes, Run.environment, Run.model_summary)
+            .where(Run.id == run_id)
+        ).one()
         count = session.execute(select(func.count()).select_from(Checkpoint).where(Checkpoint.run_id == run_id)).scalar_one()
-    run = row[0]
+        tags = _tags_of(session, [run_id]).get(run_id, ())
     return RunDetail(
-        **_summary_values(*row),
-        config=run.config or {},
-        run_dir=run.run_dir,
-        steps_per_epoch=run.steps_per_epoch,
-        classes=run.classes,
-        environment=run.environment,
-        model_summary=run.model_summary,
+        **_summary_values(row, tags),
+        config=extra.config or {},
+        run_dir=extra.run_dir,
+        steps_per_epoch=extra.steps_per_epoch,
+        classes=extra.classes,
+        environment=extra.environment,
+        model_summary=extra.model_summary,
         checkpoints=count,
     )
 
@@ -229,9 +330,9 @@ def stale_runs(older_than: float, *, engine: Engine | None = None) -> list[RunSu
     """Running runs whose heartbeat is older than ``older_than`` seconds (the watchdog's list)."""
     cutoff = datetime.now(timezone.utc).timestamp() - older_than
     cutoff_dt = datetime.fromtimestamp(cutoff, timezone.utc)
-    stmt = _runs_select().where(Run.status == RUNNING, Run.heartbeat_at < cutoff_dt).order_by(Run.id)
+    stmt = select(*_SUMMARY_COLUMNS).where(Run.status == RUNNING, Run.heartbeat_at < cutoff_dt).order_by(Run.id)
     with Session(_engine(engine)) as session:
-        return [RunSummary(**_summary_values(*row)) for row in session.execute(stmt)]
+        return [RunSummary(**_summary_values(row)) for row in session.execute(stmt)]
 
 
 # -- series ----------------------------------------------------------------------------------

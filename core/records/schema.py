@@ -103,7 +103,12 @@ class Run(Base):
     __tablename__ = "runs"
     # AUTOINCREMENT on SQLite: a deleted run's id is never handed out again (its
     # folder and its charts' links must not point at a newcomer).
-    __table_args__ = (Index("ix_runs_status", "status"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_model", "model"),
+        Index("ix_runs_dataset", "dataset"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -132,9 +137,28 @@ class Run(Base):
     last_accuracy: Mapped[Optional[float]]
     last_lr: Mapped[Optional[float]]
     steps_per_second: Mapped[Optional[float]]
+    # Revision 0006: what the runs list searches and shows without reading the config
+    # JSON or grouping the evaluations (kept by create_run and the recorder's writes),
+    # and the user's own note (tags are in run_tags).
+    model: Mapped[Optional[str]] = mapped_column(String(100))
+    dataset: Mapped[Optional[str]] = mapped_column(String(1024))
+    best_val_accuracy: Mapped[Optional[float]]
+    test_accuracy: Mapped[Optional[float]]  # of the latest test evaluation
+    test_loss: Mapped[Optional[float]]
+    note: Mapped[Optional[str]] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id}, status={self.status!r}, step={self.step}, attempt={self.attempt})"
+
+
+class RunTag(Base):
+    """A user's tag on a run ("baseline", "paper"): many a run, found by tag (revision 0006)."""
+
+    __tablename__ = "run_tags"
+    __table_args__ = (Index("ix_run_tags_tag", "tag"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class IterationMetric(Base):

@@ -40,6 +40,7 @@ from core.records.schema import (
     IterationMetric,
     Run,
     RunLog,
+    RunTag,
     utcnow,
 )
 
@@ -96,11 +97,17 @@ def create_run(
         name = data.get("name") or f"{data.get('model', 'model')} on {data.get('dataset', 'data')}"
     with write_transaction(_engine(engine)) as conn:
         run_id = conn.execute(
-            insert(Run).values(name=str(name)[:200], config=data, status=status, created_at=utcnow()).returning(Run.id)
+            insert(Run).values(name=str(name)[:200], config=data, status=status, created_at=utcnow(),
+                               model=_text_or_none(data.get("model"), 100), dataset=_text_or_none(data.get("dataset"), 1024))
+            .returning(Run.id)
         ).scalar_one()
         folder = str(run_dir) if run_dir is not None else str(runs_dir() / str(run_id))
         conn.execute(update(Run).where(Run.id == run_id).values(run_dir=folder))
     return run_id
+
+
+def _text_or_none(value: Any, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
 
 
 def claim_run(run_id: int, worker: str, *, engine: Engine | None = None) -> int:
@@ -346,12 +353,80 @@ def log_batch(
                 ],
                 ("run_id", "path"),
             )
+        if evals or truncate_after is not None:
+            _refresh_run_figures(conn, run_id)
         removed = list(removed)
         if removed:
             conn.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.path.in_(removed)))
         if logs:
             _insert_logs(conn, run_id, attempt, logs)
     return flags
+
+
+def _refresh_run_figures(conn: Connection, run_id: int) -> None:
+    """The runs row's best validation accuracy and latest test figures, from this run's
+    evaluations (a few rows by primary key), so the runs list never groups them."""
+    e = EvalMetric
+    best = select(func.max(e.accuracy)).where(e.run_id == run_id, e.split == "val").scalar_subquery()
+    latest = select(e.accuracy, e.loss).where(e.run_id == run_id, e.split == "test").order_by(e.epoch.desc()).limit(1)
+    test = conn.execute(latest).first()
+    conn.execute(update(Run).where(Run.id == run_id).values(
+        best_val_accuracy=best, test_accuracy=test.accuracy if test else None, test_loss=test.loss if test else None))
+
+
+# -- the user's tags and notes ----------------------------------------------------------------
+
+MAX_TAG = 64
+MAX_NOTE = 10_000
+
+
+def clean_tags(tags: Iterable[str]) -> list[str]:
+    """Tags as given, trimmed, each once, in order; ConfigError for an empty one, one over
+    64 characters or one with a comma (the CLI and the dashboard split lists on commas)."""
+    from core.errors import ConfigError
+
+    out: list[str] = []
+    for raw in tags:
+        tag = " ".join(str(raw).split())
+        if not tag:
+            raise ConfigError("a tag cannot be empty")
+        if len(tag) > MAX_TAG or "," in tag:
+            raise ConfigError(f"tag {tag[:80]!r}: at most {MAX_TAG} characters, and no commas")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def tag_runs(run_ids: Iterable[int], *, add: Iterable[str] = (), remove: Iterable[str] = (),
+             engine: Engine | None = None) -> None:
+    """Add and remove tags on every run of ``run_ids`` (one transaction). RunNotFound,
+    changing nothing, when one of them does not exist; ConfigError for a bad tag."""
+    ids, add, remove = sorted(set(run_ids)), clean_tags(add), clean_tags(remove)
+    with write_transaction(_engine(engine)) as conn:
+        found = set(conn.execute(select(Run.id).where(Run.id.in_(ids))).scalars())
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise RunNotFound(missing[0])
+        if remove:
+            conn.execute(delete(RunTag).where(RunTag.run_id.in_(ids), RunTag.tag.in_(remove)))
+        if add and ids:
+            have = {tuple(row) for row in conn.execute(select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(ids), RunTag.tag.in_(add)))}
+            rows = [{"run_id": i, "tag": t} for i in ids for t in add if (i, t) not in have]
+            if rows:
+                conn.execute(insert(RunTag), rows)
+
+
+def set_note(run_id: int, note: str | None, *, engine: Engine | None = None) -> None:
+    """A run's free-text note (None or blank clears it). RunNotFound if there is no such
+    run; ConfigError for a note over 10,000 characters."""
+    from core.errors import ConfigError
+
+    text_ = (note or "").strip() or None
+    if text_ is not None and len(text_) > MAX_NOTE:
+        raise ConfigError(f"a note holds at most {MAX_NOTE:,} characters, not {len(text_):,}")
+    with write_transaction(_engine(engine)) as conn:
+        if conn.execute(update(Run).where(Run.id == run_id).values(note=text_)).rowcount != 1:
+            raise RunNotFound(run_id)
 
 
 def _check_and_update(conn: Connection, run_id: int, attempt: int, values: Mapping[str, Any]) -> RunFlags:

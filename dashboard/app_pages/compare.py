@@ -20,20 +20,30 @@ METRICS = {
 }
 
 st.title("Compare runs")
-runs = queries.list_runs(limit=500)
-if len(runs) < 1:
+if queries.count_runs() == 0:
     st.info("No runs yet. Queue some from **New run** (a sweep makes several at once).", icon=":material/info:")
     st.stop()
 
-by_id = {r.id: r for r in runs}
+# The choices: the runs already chosen or linked, and the newest ones the search finds
+# (any recorded run can be found, however many there are).
 linked = [int(p) for p in str(st.query_params.get("runs", "")).split(",") if p.strip().isdigit()]
+search = st.text_input("Find runs to add", key="compare_search", placeholder="name, model, dataset, tag or #id",
+                       persist_state="session",
+                       help=f"The newest {widgets.PICKER_LIMIT} matching runs are offered below; type to find older ones.")
+found = queries.list_runs(where=queries.RunFilter(text=search or None), limit=widgets.PICKER_LIMIT)
+wanted = set(linked) | set(st.session_state.get("compare_runs", []))
+known = {r.id: r for r in found}
+missing = [i for i in wanted if i not in known]
+if missing:
+    known.update({r.id: r for r in queries.list_runs(ids=missing, limit=None)})
+by_id = dict(sorted(known.items(), reverse=True))
 linked = [i for i in linked if i in by_id]
 current = [i for i in st.session_state.get("compare_runs", []) if i in by_id]
 if linked and linked != current:
     # A link: several runs replace the selection; one run (from its detail page) joins it.
     current = linked if len(linked) > 1 else linked + [i for i in current if i not in linked]
 if len(current) < 2 and "compare_runs" not in st.session_state:
-    current += [r.id for r in runs if r.status != "queued" and r.id not in current][: 2 - len(current)]
+    current += [r.id for r in found if r.status != "queued" and r.id not in current][: 2 - len(current)]
 st.session_state.compare_runs = current
 
 

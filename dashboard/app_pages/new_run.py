@@ -238,11 +238,8 @@ def previous_checkpoints(model: str) -> dict[str, str]:
     from core.records import queries
 
     out: dict[str, str] = {}
-    for run in queries.list_runs(status=("succeeded", "cancelled"), limit=200):
-        if run.model != model:
-            continue
-        if len(out) >= 20:
-            break
+    finished = queries.RunFilter(status=("succeeded", "cancelled"), model=model)
+    for run in queries.list_runs(where=finished, limit=20):
         best = queries.best_checkpoint(run.id) or queries.latest_checkpoint(run.id)
         if best is not None:
             out[best.path] = f"run #{run.id} {run.name}: {widgets.checkpoint_label(best)}"

@@ -48,11 +48,12 @@ def choose(path: str) -> None:
 
 
 def from_run() -> tuple[str | None, dict[str, Any], int | None]:
-    runs = [r for r in queries.list_runs(limit=500) if r.status != "queued"]
-    if not runs:
-        st.info("No run has a checkpoint yet: train one, or upload a checkpoint.", icon=":material/info:")
+    started = queries.RunFilter(status=("running", "succeeded", "failed", "cancelled"))
+    run = widgets.run_picker(key="pr_run", where=started)
+    if run is None:
+        if queries.count_runs(started) == 0:
+            st.info("No run has a checkpoint yet: train one, or upload a checkpoint.", icon=":material/info:")
         return None, {}, None
-    run = widgets.run_picker(runs, key="pr_run")
     rows = sorted(queries.checkpoints(run.id), key=lambda r: (not r.is_best, -r.step))
     if not rows:
         st.info(f"Run {run.id} has no checkpoint yet (one is written after each epoch).", icon=":material/info:")

@@ -12,14 +12,13 @@ from dashboard import widgets
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 head, badge = st.columns([8, 1], vertical_alignment="center")
-runs = queries.list_runs(limit=500)
-if not runs:
+picked = widgets.run_picker(key="detail_run")
+if picked is None:
     head.title("Run detail")
-    st.info("No runs yet. Queue one from **New run**.", icon=":material/info:")
-    st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+    if queries.count_runs() == 0:
+        st.info("No runs yet. Queue one from **New run**.", icon=":material/info:")
+        st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
     st.stop()
-
-picked = widgets.run_picker(runs, key="detail_run")
 run = queries.get_run(picked.id)
 active_at_start = run.status in widgets.ACTIVE
 
@@ -45,6 +44,46 @@ if run.checkpoints:
     actions.page_link(widgets.PREDICT, label="Predict with it", icon=":material/image_search:",
                       query_params={"run": run.id})
 actions.page_link(widgets.COMPARE, label="Compare", icon=":material/compare_arrows:", query_params={"runs": run.id})
+
+
+def save_tags_and_note(run_id: int) -> None:
+    """The editor's tags and note into the records (a callback: before the page redraws)."""
+    from core.errors import ImoriError
+    from core.records import store
+
+    s = st.session_state
+    chosen = list(s.get(f"detail_tags_{run_id}") or [])
+    try:
+        current = set(queries.get_run(run_id).tags)
+        store.tag_runs([run_id], add=[t for t in chosen if t not in current],
+                       remove=[t for t in current if t not in chosen])
+        store.set_note(run_id, s.get(f"detail_note_{run_id}"))
+        s.detail_saved = (run_id, None)
+    except ImoriError as err:
+        s.detail_saved = (run_id, str(err))
+
+
+with st.expander(("Tags: " + ", ".join(run.tags) if run.tags else "Tags and note")
+                 + (" · " + widgets.first_line(run.note, 60) if run.note else ""), icon=":material/sell:",
+                 expanded=bool(run.note or run.tags)):
+    tag_key, note_key = f"detail_tags_{run.id}", f"detail_note_{run.id}"
+    if tag_key not in st.session_state:
+        st.session_state[tag_key] = list(run.tags)
+    if note_key not in st.session_state:
+        st.session_state[note_key] = run.note or ""
+    known_tags = sorted(set(queries.run_tags()) | set(st.session_state[tag_key]))
+    st.multiselect("Tags", known_tags, key=tag_key, accept_new_options=True, placeholder="type a tag and press Enter",
+                   help="Find runs by tag on the Runs page (or `imori runs --tag T`).")
+    st.text_area("Note", key=note_key, height=90, max_chars=10_000,
+                 placeholder="what this run tried, what you learnt from it")
+    st.button("Save tags and note", key="detail_save", on_click=save_tags_and_note, args=(run.id,),
+              icon=":material/save:")
+    saved = st.session_state.pop("detail_saved", None)
+    if saved and saved[0] == run.id:
+        if saved[1]:
+            st.error(f"Not saved: {saved[1]}", icon=":material/warning:")
+        else:
+            st.toast(f"Run {run.id}: tags and note saved")
 
 x_kind, smoothing, log = widgets.chart_controls("detail")
 

@@ -1,13 +1,19 @@
-"""Runs: every run with its progress, live while anything trains; cancel, clone, continue,
-delete; the workers and what each trains."""
+"""Runs: every run, searched, filtered and paged (any number of them), live while anything
+trains; select several to compare, tag, cancel or delete at once; manage one (cancel,
+clone, continue, delete); the workers and what each trains."""
 
 from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
 
 import pandas as pd
 import streamlit as st
 
 from core.records import queries
 from dashboard import widgets
+
+PER_PAGE = 50
+ANY = "any"
 
 
 def table(runs, notes) -> pd.DataFrame:
@@ -20,7 +26,7 @@ def table(runs, notes) -> pd.DataFrame:
         elif r.status == "failed":
             note = widgets.first_line(r.error)
         else:
-            note = ""
+            note = r.note.splitlines()[0] if r.note else ""
         rows.append(
             {
                 "run": r.id,
@@ -29,22 +35,26 @@ def table(runs, notes) -> pd.DataFrame:
                 "progress": r.progress or 0.0,
                 "step": f"{r.step:,} / {r.total_steps:,}" if r.total_steps else f"{r.step:,}",
                 "ETA": widgets.duration(r.eta_seconds) if r.status == "running" else "",
-                "best val acc": r.best_val_accuracy,
-                "test acc": r.test_accuracy,
+                # Text, so a run with no figure yet shows a dash (the list sorts by them on the server).
+                "best val acc": widgets.pct(r.best_val_accuracy),
+                "test acc": widgets.pct(r.test_accuracy),
+                "tags": ", ".join(r.tags),
                 "device": r.device or "",
                 "duration": widgets.duration(widgets.elapsed(r)) if r.started_at else "",
                 "note": note,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["run", "name", "status", "progress", "step", "ETA", "best val acc", "test acc",
+                                       "tags", "device", "duration", "note"])
 
 
 COLUMNS = {
     "run": st.column_config.NumberColumn("run", format="%d", width="small"),
-    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-    "best val acc": st.column_config.NumberColumn("best val acc", format="percent"),
-    "test acc": st.column_config.NumberColumn("test acc", format="percent"),
-    "note": st.column_config.TextColumn("queue / note", width="large"),
+    "name": st.column_config.TextColumn("name", width="medium"),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent", width="small"),
+    "best val acc": st.column_config.TextColumn("best val acc", width="small"),
+    "test acc": st.column_config.TextColumn("test acc", width="small"),
+    "note": st.column_config.TextColumn("queue / note", width="medium"),
 }
 
 
@@ -62,43 +72,163 @@ def devices_of(queued) -> dict[int, str]:
     return out
 
 
+def first_page() -> None:
+    st.session_state.runs_page = 1
+
+
+def go_to_page(number: int) -> None:
+    st.session_state.runs_page = max(1, number)
+
+
+def day_start(d: date, shift: int = 0) -> datetime:
+    return datetime.combine(d + timedelta(days=shift), time(), timezone.utc)
+
+
+def current_filter() -> queries.RunFilter:
+    s = st.session_state
+    dates = s.get("runs_dates") or ()
+    since = day_start(dates[0]) if len(dates) >= 1 else None
+    until = day_start(dates[-1], 1) if len(dates) >= 2 else None
+    return queries.RunFilter(
+        text=(s.get("runs_search") or "").strip() or None,
+        status=s.get("runs_status") or None,
+        model=None if s.get("runs_model", ANY) == ANY else s.runs_model,
+        dataset=None if s.get("runs_dataset", ANY) == ANY else s.runs_dataset,
+        tags=s.get("runs_tags") or None,
+        since=since,
+        until=until,
+    )
+
+
 st.title("Runs")
-runs_now = queries.list_runs(limit=500)
-live_at_start = any(r.status in widgets.ACTIVE for r in runs_now)
-statuses_at_start = {r.id: r.status for r in runs_now}
+counts_at_start = queries.status_counts()
+live_at_start = any(counts_at_start.get(s, 0) for s in widgets.ACTIVE)
+
+# -- search and filters -------------------------------------------------------------------------
+facets = queries.run_facets()
+all_tags = queries.run_tags()
+search_col, status_col, order_col = st.columns([3, 3, 2], vertical_alignment="bottom")
+search_col.text_input("Search", key="runs_search", on_change=first_page, persist_state="session",
+                      placeholder="name, model, dataset, tag, note or #id")
+status_col.multiselect("Status", list(widgets.STATUS_ICONS), key="runs_status", on_change=first_page,
+                       persist_state="session", placeholder="every status")
+order_col.selectbox("Order", list(queries.ORDERS), key="runs_order", on_change=first_page, persist_state="session")
+model_col, dataset_col, tags_col, dates_col = st.columns(4, vertical_alignment="bottom")
+for column, key, label in ((model_col, "runs_model", "Model"), (dataset_col, "runs_dataset", "Dataset")):
+    options = [ANY, *facets[label.lower()]]
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = ANY
+    column.selectbox(label, options, key=key, on_change=first_page, persist_state="session")
+if any(t not in all_tags for t in st.session_state.get("runs_tags") or ()):
+    st.session_state.runs_tags = [t for t in st.session_state.runs_tags if t in all_tags]
+tags_col.multiselect("Tags", list(all_tags), key="runs_tags", on_change=first_page, persist_state="session",
+                     format_func=lambda t: f"{t} ({all_tags.get(t, 0)})", placeholder="any tags")
+dates_col.date_input("Created between", value=(), key="runs_dates", on_change=first_page, format="YYYY-MM-DD",
+                     help="One day, or a first and a last day (UTC).")
+where = current_filter()
+
+
+def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
+    """What can be done to the selected runs at once."""
+    from core.records import store
+
+    n = len(selected)
+    bar = st.container(horizontal=True, vertical_alignment="center")
+    bar.markdown(f"**{n} selected**")
+    if bar.button(f"Compare {n}", key="runs_bulk_compare", icon=":material/compare_arrows:", disabled=n < 2,
+                  help="Pick at least two runs" if n < 2 else None):
+        st.switch_page(widgets.COMPARE, query_params={"runs": ",".join(map(str, selected))})
+    active = [i for i in selected if by_id[i].status in widgets.ACTIVE]
+    if bar.button(f"Cancel {len(active)}", key="runs_bulk_cancel", icon=":material/stop:", disabled=not active):
+        from worker import client
+
+        with widgets.user_errors("Not cancelled: "):
+            for run_id in active:
+                client.cancel(run_id)
+            st.session_state.runs_message = f"Cancelled {len(active)} run(s): " + ", ".join(f"#{i}" for i in active)
+            st.rerun()
+    with bar.popover(f"Tag {n}", icon=":material/sell:"):
+        st.text_input("Tags (commas between several)", key="runs_bulk_tags", placeholder="baseline, paper")
+        add_col, remove_col = st.columns(2)
+        given = [t for t in (st.session_state.get("runs_bulk_tags") or "").split(",") if t.strip()]
+        for column, verb, key in ((add_col, "Add", "runs_bulk_tag_add"), (remove_col, "Remove", "runs_bulk_tag_remove")):
+            if column.button(verb, key=key, disabled=not given, width="stretch"):
+                with widgets.user_errors("Not tagged: "):
+                    store.tag_runs(selected, **({"add": given} if verb == "Add" else {"remove": given}))
+                    st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {n} run(s): "
+                                                     + ", ".join(store.clean_tags(given)))
+                    st.rerun()
+    deletable = [i for i in selected if by_id[i].status != "running"]
+    if bar.button(f"Delete {len(deletable)}", key="runs_bulk_delete", icon=":material/delete:", disabled=not deletable,
+                  help="Running runs are left alone: cancel them first" if len(deletable) < n else None):
+        st.session_state.runs_confirm_bulk = deletable
+    if st.session_state.get("runs_confirm_bulk") and set(st.session_state.runs_confirm_bulk) <= set(deletable):
+        doomed = st.session_state.runs_confirm_bulk
+        with st.container(border=True):
+            st.warning(f"Delete {len(doomed)} run(s) ({', '.join(f'#{i}' for i in doomed)}), their metrics and "
+                       "checkpoints? This cannot be undone.", icon=":material/delete:")
+            yes, no = st.columns(2)
+            if yes.button(f"Yes, delete {len(doomed)} run(s)", type="primary", key="runs_bulk_delete_yes"):
+                with widgets.user_errors("Not deleted: "):
+                    for run_id in doomed:
+                        store.delete_run(run_id, remove_files=True)
+                    st.session_state.runs_confirm_bulk = None
+                    st.session_state.runs_message = f"Deleted {len(doomed)} run(s) with their checkpoints."
+                    st.rerun()
+            if no.button("Keep them", key="runs_bulk_delete_no"):
+                st.session_state.runs_confirm_bulk = None
+                st.rerun()
 
 
 @st.fragment(run_every=widgets.REFRESH if live_at_start else None)
 def live_table() -> None:
-    runs = queries.list_runs(limit=500)
-    active = any(r.status in widgets.ACTIVE for r in runs)
-    if {r.id: r.status for r in runs} != statuses_at_start:
+    counts = queries.status_counts()
+    if counts != counts_at_start:
         # A run started, finished, appeared or went: redraw the whole page once (its
         # buttons too); when nothing is left running, without the timer.
         st.rerun()
-    live, offline = widgets.workers()
-    queued = [r for r in runs if r.status == "queued"]
-    notes = widgets.queue_notes(queued, devices_of(queued), live, offline)
-    counts = {s: sum(1 for r in runs if r.status == s) for s in widgets.STATUS_ICONS}
-    cols = st.columns(len(counts))
-    for col, (status, n) in zip(cols, counts.items()):
-        col.metric(widgets.status_label(status), n)
-    if not runs:
+    cols = st.columns(len(widgets.STATUS_ICONS))
+    for col, status in zip(cols, widgets.STATUS_ICONS):
+        col.metric(widgets.status_label(status), f"{counts.get(status, 0):,}")
+    if not counts:
         st.info("No runs yet. Queue one from **New run**.", icon=":material/info:")
         st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+        return
+    page = queries.run_page(where, page=int(st.session_state.get("runs_page") or 1), per_page=PER_PAGE,
+                            order=st.session_state.get("runs_order") or "newest")
+    if not page.runs:
+        st.info("No run matches the search and filters.", icon=":material/search_off:")
+        return
+    live, offline = widgets.workers()
+    queued = queries.list_runs(status="queued", limit=1000, order="oldest")  # the queue's places count them all
+    notes = widgets.queue_notes(queued, devices_of(queued), live, offline)
+    frame = table(page.runs, notes)
+    event = st.dataframe(frame.style.map(status_color, subset=["status"]), hide_index=True, column_config=COLUMNS,
+                         key="runs_table", on_select="rerun", selection_mode="multi-row", width="stretch")
+    rows = [i for i in (event.selection.rows if event is not None else []) if i < len(frame)]
+    selected = [int(frame.iloc[i]["run"]) for i in rows]
+    first = (page.page - 1) * page.per_page + 1
+    pager = st.container(horizontal=True, vertical_alignment="center")
+    pager.button("Newer", key="runs_prev", icon=":material/chevron_left:", disabled=page.page <= 1,
+                 on_click=go_to_page, args=(page.page - 1,))
+    pager.caption(f"runs {first:,}-{first + len(page.runs) - 1:,} of {page.total:,} · page {page.page:,} of "
+                  f"{page.pages:,}" + (" · refreshing every 2 s" if any(counts.get(s) for s in widgets.ACTIVE) else ""))
+    pager.button("Older", key="runs_next", icon=":material/chevron_right:", disabled=page.page >= page.pages,
+                 on_click=go_to_page, args=(page.page + 1,))
+    if selected:
+        bulk_actions(selected, {r.id: r for r in page.runs})
     else:
-        frame = table(runs, notes)
-        st.dataframe(frame.style.map(status_color, subset=["status"]), hide_index=True, column_config=COLUMNS,
-                     key="runs_table")
-        if active:
-            st.caption(f"Refreshing every {widgets.REFRESH} while runs are queued or running.")
+        st.caption("Tick runs in the table's first column to compare, tag, cancel or delete several at once.")
 
 
 live_table()
+message = st.session_state.pop("runs_message", None)
+if message:
+    st.success(message, icon=":material/check_circle:")
 
-if runs_now:
+if counts_at_start:
     st.subheader("Manage a run")
-    run = widgets.run_picker(runs_now, key="runs_pick")
+    run = widgets.run_picker(key="runs_pick")
     if run is not None:
         run = queries.get_run(run.id)
         open_col, cancel_col, clone_col, cont_col, delete_col = st.columns(5, vertical_alignment="bottom")
@@ -161,9 +291,6 @@ if runs_now:
                 if no.button("Keep it", key="runs_delete_no"):
                     st.session_state.runs_confirm_delete = None
                     st.rerun()
-        message = st.session_state.pop("runs_message", None)
-        if message:
-            st.success(message, icon=":material/check_circle:")
 
 
 @st.fragment(run_every=widgets.REFRESH if live_at_start else None)

@@ -193,6 +193,46 @@ def test_train_is_recorded_and_runs_show_list_it(tmp_path, capsys):
     assert [int(line.split(",")[0]) for line in out.strip().splitlines()[1:]] == list(range(1, 11))
 
 
+def test_runs_are_searched_tagged_noted_and_paged_from_the_cli(capsys):
+    from core.records import store
+
+    ids = [store.create_run({"model": "lenet5", "dataset": "digits"}, name=f"cli sweep {i}") for i in range(7)]
+    code, out, err = run(capsys, "tag", str(ids[0]), str(ids[1]), "--add", "paper,baseline")
+    assert code == 0, err
+    assert f"run {ids[0]}: baseline, paper" in out
+    assert run(capsys, "tag", str(ids[1]), "--remove", "baseline")[0] == 0
+    assert run(capsys, "note", str(ids[2]), "the odd learning rate")[0] == 0
+    code, out, _ = run(capsys, "note", str(ids[2]))
+    assert out.strip() == "the odd learning rate"
+    code, out, _ = run(capsys, "runs", "--tag", "paper", "--json")
+    assert sorted(r["id"] for r in json.loads(out)) == sorted(ids[:2])
+    code, out, _ = run(capsys, "runs", "--tag", "paper", "--tag", "baseline", "--json")
+    assert [r["id"] for r in json.loads(out)] == [ids[0]] and json.loads(out)[0]["tags"] == ["baseline", "paper"]
+    code, out, _ = run(capsys, "runs", "--search", "ODD learning", "--json")
+    assert [r["id"] for r in json.loads(out)] == [ids[2]]
+    code, out, _ = run(capsys, "runs", "--search", "cli sweep", "--per-page", "3", "--page", "2")
+    assert code == 0 and "runs 4-6 of 7 (page 2 of 3" in out
+    assert "cli sweep 3" in out and "cli sweep 1  [paper]" in out and "cli sweep 4" not in out  # newest first
+    code, out, _ = run(capsys, "runs", "--search", "no such run at all")
+    assert out.strip() == "no runs match"
+    # Nonsense is a one-line error, nothing changed.
+    for argv, message in ((("tag", str(ids[0]), "--add", ""), "give --add TAG"),
+                          (("tag", "99999", "--add", "x"), "99999"),
+                          (("note", "99999", "hello"), "99999")):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+    assert queries_tags() == {"paper": 2, "baseline": 1}
+    with pytest.raises(SystemExit):
+        main(["runs", "--page", "0"])
+    assert "not a whole number from 1" in capsys.readouterr().err
+
+
+def queries_tags():
+    from core.records import queries
+
+    return queries.run_tags()
+
+
 def test_show_an_unknown_run_is_a_clear_error(capsys):
     code, out, err = run(capsys, "show", "999999")
     assert code == 2 and "999999" in err and "Traceback" not in err

@@ -155,3 +155,28 @@ def test_a_fine_tune_marks_where_the_backbone_joins():
     spec = widgets.line_chart(band, x_title="step", y_title="loss", markers={"all layers train": 60.0}).to_dict()
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
     assert "rule" in marks and "text" in marks
+
+
+def test_tags_and_a_note_are_edited_on_the_run_page(home):
+    from core.records import store
+
+    other = train(iterations=5)
+    store.tag_runs([other], add=["baseline"])
+    run_id = train(iterations=5)
+    at = app(DETAIL, run=run_id)
+    ok(at)
+    tags = at.multiselect(key=f"detail_tags_{run_id}")
+    assert "baseline" in tags.options  # tags already in use are offered
+    tags.set_value(["baseline"])
+    at.text_area(key=f"detail_note_{run_id}").set_value("lr 3e-3 was too high")
+    at.button(key="detail_save").click().run()
+    ok(at)
+    run = queries.get_run(run_id)
+    assert run.tags == ("baseline",) and run.note == "lr 3e-3 was too high"
+    # Removing the tag and clearing the note saves too.
+    at.multiselect(key=f"detail_tags_{run_id}").set_value([])
+    at.text_area(key=f"detail_note_{run_id}").set_value("")
+    at.button(key="detail_save").click().run()
+    run = queries.get_run(run_id)
+    assert run.tags == () and run.note is None
+    assert queries.get_run(other).tags == ("baseline",)

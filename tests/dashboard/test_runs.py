@@ -36,11 +36,13 @@ def test_the_table_lists_every_run_with_status_and_queue_place(broker):
     assert set(table["run"]) >= {done, waiting, gpu}
     row = table.set_index("run")
     assert row.loc[done, "status"] == "succeeded" and row.loc[done, "progress"] == pytest.approx(1.0)
-    assert row.loc[done, "best val acc"] > 0 and row.loc[done, "step"] == "10 / 10"
+    assert row.loc[done, "best val acc"].endswith(" %") and row.loc[done, "step"] == "10 / 10"
+    assert row.loc[waiting, "best val acc"] == "—"  # no figure yet: a dash, never "None"
+    assert not (table.astype(str) == "None").any().any()
     assert row.loc[waiting, "status"] == "queued"
     assert row.loc[waiting, "note"].startswith("waiting for a worker")  # no worker runs in this test
     assert row.loc[gpu, "note"] == "waiting for a GPU worker"
-    assert any("Refreshing every" in t for t in texts(at.caption))  # live while runs wait
+    assert any("refreshing every 2 s" in t for t in texts(at.caption))  # live while runs wait
 
 
 def test_cancel_a_queued_run(broker):
@@ -102,3 +104,90 @@ def test_a_running_run_cannot_be_deleted_before_it_is_cancelled(broker):
     at.button(key="runs_cancel").click().run()
     run = queries.get_run(run_id)
     assert run.status == "running" and run.cancel_requested  # stops at its next iteration
+
+
+# -- many runs (issue 13.11) ---------------------------------------------------------------------
+
+
+def select_rows(at, run_ids):
+    """Tick these runs' rows in the table (what a click in its first column does)."""
+    table = at.dataframe[0].value
+    rows = [int(i) for i in table.index[table["run"].isin(run_ids)]]
+    at.session_state["runs_table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+    ok(at)
+    return at
+
+
+def test_runs_are_searched_filtered_and_paged(home):
+    from core.records import store
+
+    for earlier in queries.list_runs(limit=None):  # this module's earlier tests share the home
+        if earlier.status == "running":
+            store.set_status(earlier.id, "cancelled")
+        store.delete_run(earlier.id)
+    ids = [store.create_run({**TINY, "model": "lenet5" if i % 3 == 0 else "mnist_cnn"}, name=f"sweep {i}")
+           for i in range(57)]
+    newest = sorted(ids, reverse=True)
+    store.tag_runs(ids[:5], add=["paper"])
+    store.set_note(ids[10], "the one with the odd learning rate")
+    at = app(RUNS)
+    ok(at)
+    assert at.dataframe[0].value["run"].tolist() == newest[:50]
+    assert any("runs 1-50 of 57 · page 1 of 2" in t for t in texts(at.caption))
+    assert at.metric[0].value == "57"  # queued: counted over every run, not the page
+    at.button(key="runs_next").click().run()
+    ok(at)
+    assert at.dataframe[0].value["run"].tolist() == newest[50:]
+    assert at.button(key="runs_next").disabled
+    # A search goes back to the first page and finds a run by its note.
+    at.text_input(key="runs_search").set_value("odd learning").run()
+    ok(at)
+    assert at.dataframe[0].value["run"].tolist() == [ids[10]]
+    assert at.session_state["runs_page"] == 1
+    at.text_input(key="runs_search").set_value("").run()
+    at.multiselect(key="runs_tags").set_value(["paper"]).run()
+    assert sorted(at.dataframe[0].value["run"]) == sorted(ids[:5])
+    assert set(at.dataframe[0].value["tags"]) == {"paper"}
+    at.multiselect(key="runs_tags").set_value([]).run()
+    at.selectbox(key="runs_model").set_value("lenet5").run()
+    assert at.dataframe[0].value["run"].tolist() == [i for i in newest if ids.index(i) % 3 == 0]
+    at.text_input(key="runs_search").set_value("no such run anywhere").run()
+    ok(at)
+    assert "No run matches the search and filters." in texts(at.info)
+    # The run picker below finds any run, however old.
+    at.text_input(key="runs_search").set_value("").run()
+    at.selectbox(key="runs_model").set_value("any").run()
+    at.text_input(key="runs_pick_search").set_value("sweep 1").run()
+    options = at.selectbox(key="runs_pick").options
+    assert f"#{ids[1]} sweep 1" in options and f"#{ids[2]} sweep 2" not in options, options
+
+
+def test_several_runs_are_tagged_and_deleted_at_once(broker):
+    from core.records import store
+
+    a, b, keep = train(), train(), train()
+    running = submit(name="busy")
+    store.claim_run(running, "somewhere")
+    at = select_rows(app(RUNS), [a, b, running])
+    assert any(t == "**3 selected**" for t in texts(at.markdown))
+    at.text_input(key="runs_bulk_tags").set_value("baseline, paper").run()
+    at.button(key="runs_bulk_tag_add").click().run()
+    ok(at)
+    assert [queries.get_run(i).tags for i in (a, b, running, keep)] == [("baseline", "paper")] * 3 + [()]
+    assert any("Tagged 3 run(s): baseline, paper" in t for t in texts(at.success))
+    at = select_rows(at, [a, b, running])
+    assert at.button(key="runs_bulk_delete").label == "Delete 2"  # a running run is left alone
+    at.button(key="runs_bulk_delete").click().run()
+    assert any("cannot be undone" in t for t in texts(at.warning))
+    at.button(key="runs_bulk_delete_yes").click().run()
+    ok(at)
+    for gone in (a, b):
+        with pytest.raises(RunNotFound):
+            queries.get_run(gone)
+    assert queries.get_run(keep) and queries.get_run(running).status == "running"
+    at = select_rows(at, [running])
+    assert at.button(key="runs_bulk_compare").disabled  # one run: nothing to compare with
+    at.button(key="runs_bulk_cancel").click().run()
+    ok(at)
+    assert queries.get_run(running).cancel_requested

@@ -14,7 +14,7 @@ from core.records.schema import Base
 
 def test_a_new_database_is_created_at_the_newest_revision_matching_the_models(engine):
     # HEAD_REVISION lets get_engine skip Alembic for an up-to-date database: it must be true.
-    assert current_revision(engine) == head_revision() == HEAD_REVISION == "0005"
+    assert current_revision(engine) == head_revision() == HEAD_REVISION == "0006"
     tables = set(inspect(engine).get_table_names())
     assert {"runs", "iteration_metrics", "metric_rollups", "eval_metrics", "checkpoints", "datasets", "run_logs"} <= tables
     with engine.connect() as conn:
@@ -92,6 +92,11 @@ def test_a_database_at_revision_1_is_upgraded_keeping_every_row(db_url):
         assert [e.balanced_accuracy for e in queries.eval_series(7, engine=engine)] == [None]
         # 0005: and per-class metrics likewise.
         assert [e.per_class for e in queries.eval_series(7, engine=engine)] == [None]
+        # 0006: model and dataset come out of the config JSON into searchable columns.
+        old = queries.get_run(7, engine=engine)
+        assert (old.model, old.dataset, old.tags, old.note) == ("lenet5", "digits", (), None)
+        assert [r.id for r in queries.list_runs(where=queries.RunFilter(model="lenet5"), engine=engine)] == [7]
+        assert queries.list_runs(where=queries.RunFilter(dataset="mnist"), engine=engine) == []
         expected_mean = sum(2.0 / s if s != 150 else 50.0 for s in range(1, 301)) / 300
         total = sum(m * n for m, n in zip(reduced.loss, reduced.count))
         assert math.isclose(total / 300, expected_mean, rel_tol=1e-9)

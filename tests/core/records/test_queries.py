@@ -164,3 +164,86 @@ def test_datasets_are_recorded_once_per_name(engine):
     assert row.kind == "zip" and row.counts == {"train": {"akahara": 4}} and row.report == {"skipped": []}
     assert [d.name for d in queries.list_datasets(engine=engine)] == ["newts"]
     assert store.delete_dataset("newts", engine=engine) and queries.get_dataset("newts", engine=engine) is None
+
+
+def test_runs_are_searched_filtered_ordered_and_paged(engine, helpers):
+    """The runs list's search (issue 13.11): name, model, dataset, note, tag or id; status,
+    model, dataset, tags, dates; pages of any size; ordered by a figure."""
+    from datetime import datetime, timedelta, timezone
+
+    from core.errors import ConfigError
+    from core.records.queries import RunFilter
+
+    ids = [
+        store.create_run({"model": "lenet5" if i % 3 == 0 else "mnist_cnn", "dataset": "digits" if i % 2 else "shapes"},
+                         name=f"sweep 100%_{i}" if i < 3 else f"run {i}", engine=engine)
+        for i in range(12)
+    ]
+    newest_first = sorted(ids, reverse=True)
+    store.tag_runs(ids[:4], add=["paper", "baseline"], engine=engine)
+    store.tag_runs(ids[1:2], remove=["baseline"], engine=engine)
+    store.set_note(ids[5], "  The ODD learning rate  ", engine=engine)
+    store.claim_run(ids[6], "worker-a", engine=engine)  # running: the rest stay queued
+
+    def found(**parts):
+        return [r.id for r in queries.list_runs(where=RunFilter(**parts), limit=None, engine=engine)]
+
+    assert found() == newest_first
+    assert found(text="odd LEARNING") == [ids[5]]  # the note, any case
+    assert queries.get_run(ids[5], engine=engine).note == "The ODD learning rate"  # trimmed
+    assert found(text="100%_") == sorted(ids[:3], reverse=True)  # % and _ are plain characters
+    assert ids == list(range(1, 13))  # a fresh database: run i + 1 is named "run i" (from 3 on)
+    assert found(text="#9") == [9]  # "#N" is a run id
+    assert found(text="9") == [10, 9]  # a bare number: the id, and names that hold it ("run 9")
+    assert found(model="lenet5") == [i for i in newest_first if ids.index(i) % 3 == 0]
+    assert found(model="lenet5", dataset="shapes") == [i for i in newest_first if ids.index(i) % 6 == 0]
+    assert found(tags=["paper"]) == sorted(ids[:4], reverse=True)
+    assert found(tags=["paper", "baseline"]) == sorted([ids[0], ids[2], ids[3]], reverse=True)  # all of them
+    assert found(text="basel") == sorted([ids[0], ids[2], ids[3]], reverse=True)  # a tag is searched too
+    assert queries.run_tags(engine=engine) == {"paper": 4, "baseline": 3}
+    assert queries.get_run(ids[0], engine=engine).tags == ("baseline", "paper")
+    now = datetime.now(timezone.utc)
+    assert found(since=now - timedelta(hours=1)) == newest_first
+    assert found(until=now - timedelta(hours=1)) == []
+    assert found(status=["queued"]) == [i for i in newest_first if i != ids[6]]
+    assert found(status=["running"], model="lenet5") == [ids[6]]
+    assert queries.count_runs(RunFilter(tags=["paper"]), engine=engine) == 4
+    assert queries.status_counts(engine=engine) == {"queued": 11, "running": 1}
+    assert queries.run_facets(engine=engine) == {"model": ["lenet5", "mnist_cnn"], "dataset": ["digits", "shapes"]}
+
+    page = queries.run_page(page=2, per_page=5, engine=engine)
+    assert (page.total, page.pages, page.page) == (12, 3, 2)
+    assert [r.id for r in page.runs] == newest_first[5:10]
+    assert queries.run_page(page=99, per_page=5, engine=engine).page == 3  # past the end: the last page
+    with pytest.raises(ValueError):
+        queries.run_page(page=0, engine=engine)
+
+    with pytest.raises(ConfigError, match="no commas"):
+        store.tag_runs(ids[:1], add=["a,b"], engine=engine)
+    with pytest.raises(RunNotFound):
+        store.tag_runs([ids[0], 10_000], add=["x"], engine=engine)
+    assert "x" not in queries.run_tags(engine=engine)  # nothing changed
+    store.set_note(ids[5], "", engine=engine)
+    assert queries.get_run(ids[5], engine=engine).note is None
+    store.delete_run(ids[0], engine=engine)
+    assert queries.run_tags(engine=engine)["paper"] == 3  # a deleted run's tags go with it
+
+
+def test_the_runs_list_keeps_each_runs_figures_on_its_row(engine, helpers):
+    """Best validation and latest test accuracy are kept on the runs row by the recorder's
+    writes (revision 0006), and follow a resumed run's rewind."""
+    from core.recorder import EvalMetrics
+
+    run_id, attempt = helpers.start_run(engine)
+    recorder = DbRecorder(run_id, attempt, engine, flush_interval=3600)
+    recorder.on_start(helpers.run_start())
+    for epoch, (val, test) in enumerate(((0.5, 0.4), (0.8, 0.7), (0.6, 0.65)), start=1):
+        recorder.on_eval(EvalMetrics(epoch=epoch, step=epoch * 5, split="val", loss=1 - val, accuracy=val, count=100))
+        recorder.on_eval(EvalMetrics(epoch=epoch, step=epoch * 5, split="test", loss=1 - test, accuracy=test, count=100))
+    recorder.flush()
+    [row] = queries.list_runs(engine=engine)
+    assert (row.best_val_accuracy, row.test_accuracy, row.test_loss) == (0.8, 0.65, pytest.approx(0.35))
+    order = [r.id for r in queries.list_runs(order="best validation accuracy", engine=engine)]
+    assert order == [run_id]
+    with pytest.raises(ValueError):
+        queries.list_runs(order="loudest", engine=engine)

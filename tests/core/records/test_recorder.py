@@ -55,7 +55,9 @@ def test_a_training_run_is_recorded(engine, tmp_path):
     run_id = store.create_run(RunConfig(**FAST), engine=engine)
     attempt = store.claim_run(run_id, "test", engine=engine)
     recorder = DbRecorder(run_id, attempt, engine)
+    started = time.monotonic()
     result = fit(RunConfig(**FAST, epochs=None, iterations=30), tmp_path / "run", recorder)
+    seconds = time.monotonic() - started
     assert _steps_in_db(engine, run_id) == list(range(1, 31))
     run = queries.get_run(run_id, engine=engine)
     assert run.status == "succeeded" and run.progress == 1.0 and run.step == 30 and run.epoch == 2
@@ -69,8 +71,9 @@ def test_a_training_run_is_recorded(engine, tmp_path):
     assert sorted(c.path for c in queries.checkpoints(run_id, engine=engine)) == on_disk
     assert queries.best_checkpoint(run_id, engine=engine).path == result.best_checkpoint
     assert queries.latest_checkpoint(run_id, engine=engine).path == result.last_checkpoint
-    # A run this short is written in a handful of transactions, not one per step.
-    assert recorder.flushes < 20
+    # Written in a few transactions, not one per step: one each flush interval (however
+    # slow a loaded machine makes the run), plus start, evaluations, checkpoints and end.
+    assert recorder.flushes <= seconds / recorder.flush_interval + 12 and recorder.flushes < 30, (recorder.flushes, seconds)
 
 
 def test_the_rows_before_a_crash_are_recorded(engine, tmp_path):
