@@ -32,6 +32,7 @@ SUITE = [
     ("CPU precision per model: fp32, bf16, bf16 + channels-last (issue 18)", "precision.py", [], ["--rounds", "2"]),
     ("A whole seed 003 run against the tutorial's own script (issue 18)", "whole_run.py", [], ["--rounds", "1"]),
     ("Real photos: finetune vs the frozen head vs mynet from scratch (issue 12)", "real_photos.py", [], ["--per-class", "120"]),
+    ("The runs list with 100,000 runs: one page of 50, searched and filtered (issue 13.11)", "runs_list.py", [], ["--runs", "20000"]),
 ]
 
 

@@ -122,7 +122,7 @@ def cases(runs: int):
         ("first page, no filter", RunFilter(), 1, "newest"),
         ("search a name: 'sweep 421 '", RunFilter(text="sweep 421 "), 1, "newest"),
         ("search a common word: 'lr 0.01'", RunFilter(text="lr 0.01"), 1, "newest"),
-        ("status failed + model resnet18", RunFilter(status=["failed"], model="resnet18"), 1, "newest"),
+        ("status failed + model mynet", RunFilter(status=["failed"], model="mynet"), 1, "newest"),
         ("tag 'paper'", RunFilter(tags=["paper"]), 1, "newest"),
         ("created in the last 30 days", RunFilter(since=month), 1, "newest"),
         ("dataset newts, best validation first", RunFilter(dataset="newts"), 1, "best validation accuracy"),
