@@ -1,6 +1,8 @@
 """The dashboard in a real browser against `imori up`: headless Debian Chromium driven by
 Playwright. Queue a run from the form, watch its chart grow with no navigation, predict
-an uploaded digit, then stop the stack with SIGTERM.
+an uploaded digit; import a ZIP of photos, take the finetune recipe New run proposes,
+train it, predict one of the photos and see what the model saw; then stop the stack with
+SIGTERM. The tests share one stack and run in this order.
 
 Screenshots of every page go to $IMORI_SCREENSHOTS (default tests/e2e/screenshots).
 """
@@ -18,9 +20,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/photos.py (importlib mode)
+
+from photos import photo_like_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -265,7 +272,108 @@ def test_queue_watch_and_predict_in_a_browser(stack):
     assert predicted == expected.label, (predicted, expected.to_dict())
     assert predicted in [str(i) for i in range(10)]
 
-    # SIGTERM stops imori up, its worker, its dashboard and its Redis.
+
+def test_own_photos_finetune_and_predict_in_a_browser(stack):
+    """Issue 12's walk: a ZIP of photos, New run proposes finetune, it trains (two epochs:
+    the frozen head, then every layer), Predict shows what the model saw."""
+    from playwright.sync_api import sync_playwright
+
+    shots = screenshots_dir()
+    folder = photo_like_folder(stack["home"] / "photo-src" / "leaves", per_class=30, size=96)
+    archive = stack["home"] / "leaves.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(folder.rglob("*.jpg")):
+            z.write(path, path.relative_to(folder).as_posix())
+    photo = folder / "long" / "03.jpg"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+            page.set_default_timeout(60_000)
+            b = Browser(page, stack["url"], shots)
+            page.goto(stack["url"])
+            page.get_by_role("heading", name="New run").wait_for()
+            page.get_by_role("button", name="Queue run").first.wait_for(timeout=120_000)
+            b.idle()
+
+            # Datasets: upload the ZIP, import it, and go on to train on it.
+            b.nav("Datasets")
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(archive))
+            page.get_by_text("leaves.zip", exact=True).first.wait_for()  # the uploaded file's chip
+            b.idle()
+            name_box = page.get_by_label("Name", exact=True)
+            name_box.fill("leaves")
+            name_box.press("Enter")
+            b.idle()
+            import_button = page.get_by_role("button", name="Import")
+            deadline = time.monotonic() + 60
+            while not import_button.is_enabled() and time.monotonic() < deadline:  # the upload's rerun
+                time.sleep(0.3)
+            import_button.click()
+            page.get_by_text("Imported leaves.").wait_for(timeout=120_000)
+            b.idle()
+            b.shot("9-photo-import")
+            page.get_by_role("button", name="Train a model on leaves").click()
+
+            # New run: the photos are recognised, finetune is proposed with its time here.
+            page.get_by_role("heading", name="New run").wait_for()
+            b.idle()
+            proposal = page.get_by_text(re.compile(r"leaves looks like photos"))
+            proposal.wait_for()
+            b.shot("10-new-run-proposes-finetune")
+            page.get_by_role("button", name="Use the finetune recipe on it").click()
+            b.idle()
+            page.get_by_text(re.compile(r"leaves looks like photos")).wait_for(state="detached", timeout=30_000)  # taken
+            b.idle()
+            b.number("Epochs", 2)  # the frozen head's epoch, then one of every layer (at 224x224: seconds here)
+            page.get_by_role("button", name="Queue run").first.click()
+            queued = page.get_by_text(re.compile(r"^Queued run #\d+\.$"))
+            queued.wait_for()
+            run_id = int(re.search(r"#(\d+)", queued.inner_text()).group(1))
+            b.idle()
+
+            # The run page: it trains, then shows the phase change and the per-class table.
+            page.get_by_role("link", name=f"Open run {run_id}").click()
+            page.get_by_role("heading", name=re.compile(rf"^Run {run_id} · efficientnet_lite0 on leaves")).wait_for()
+            main = page.locator('[data-testid="stMain"]')
+            main.get_by_text("succeeded", exact=True).filter(visible=True).first.wait_for(timeout=300_000)
+            main.get_by_text("Duration", exact=True).filter(visible=True).first.wait_for()
+            b.idle()
+            page.get_by_text("The dashed line marks where the backbone joins training").first.wait_for()
+            page.get_by_text(re.compile(r"^Per-class precision, recall and F1 \(test split")).first.wait_for()
+            # The grid draws on a canvas: its cells are read from its accessible copy.
+            cells = page.locator('[data-testid="stDataFrame"] [role="columnheader"], [data-testid="stDataFrame"] th')
+            headers = " ".join(cells.all_inner_texts())
+            assert all(word in headers for word in ("precision", "recall", "f1", "support")), headers
+            b.shot("11-finetune-run")
+
+            # Predict: the run's default checkpoint; one of the photos; what the model saw.
+            b.nav("Predict")
+            page.get_by_text("Classify images").wait_for()
+            using = page.get_by_text(re.compile(r"^Using \S+\.pt")).first.inner_text()
+            checkpoint_name = re.match(r"Using (\S+\.pt)", using).group(1)
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(photo))
+            answer = page.get_by_text(re.compile(r"^Predicted class: ")).first
+            answer.wait_for(timeout=60_000)
+            b.idle()
+            predicted = re.match(r"Predicted class: (\S+) \(", answer.inner_text()).group(1)
+            page.get_by_text("what the model sees: 224x224, RGB").first.wait_for()
+            assert page.locator('[data-testid="stImage"]').count() >= 2  # the upload and the model's view
+            b.shot("12-predict-photo")
+        finally:
+            browser.close()
+
+    from core.predict import Predictor
+
+    path = stack["home"] / "runs" / str(run_id) / "checkpoints" / checkpoint_name
+    [expected] = Predictor(path).predict([photo.read_bytes()])
+    assert predicted == expected.label, (predicted, expected.to_dict())
+    assert predicted in ("round", "long")
+
+
+def test_sigterm_stops_the_whole_stack(stack):
+    """SIGTERM stops imori up, its worker, its dashboard and its Redis."""
     redis_pid = int((stack["home"] / "redis" / "redis.pid").read_text())
     up = stack["proc"]
     os.killpg(up.pid, signal.SIGTERM)
