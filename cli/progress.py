@@ -19,13 +19,17 @@ class CliRecorder(Recorder):
         self.step = 0
 
     def install_sigint(self) -> None:
+        """Ctrl-C, and SIGTERM (a closed session, `kill`, a job scheduler): stop after this
+        iteration with a checkpoint, the run recorded ``cancelled``, never left ``running``."""
         def handler(signum, frame):  # noqa: ARG001
             if self.stop_requested:
                 raise KeyboardInterrupt
             self.stop_requested = True
-            self.write("stopping after this iteration (Ctrl-C again to abort at once)")
+            how = "Ctrl-C again" if signum == signal.SIGINT else "a second signal"
+            self.write(f"stopping after this iteration ({how} to abort at once)")
 
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
 
     def write(self, text: str) -> None:
         if not self.quiet:

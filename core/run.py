@@ -18,6 +18,7 @@ fraction of their speed.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -33,6 +34,7 @@ log = logging.getLogger("imori.run")
 
 SKIPPED = "skipped"  # not claimed: another delivery or worker has it, or it is gone
 SUPERSEDED = "superseded"  # taken over by another worker mid-run; this attempt stood down
+INTERRUPTED = "interrupted"  # its worker shut down: stopped with a checkpoint, back in the queue
 
 
 @dataclass
@@ -56,6 +58,7 @@ def execute_run(
     resume_from: str | Path | None = None,
     heartbeat_s: float = 5.0,
     cpu_slot: bool = True,
+    interrupt: threading.Event | None = None,
 ) -> RunOutcome:
     """Claim queued run ``run_id`` for ``worker`` and train it to its end, recorded.
 
@@ -65,11 +68,15 @@ def execute_run(
     With ``cpu_slot``, a run that trains on the CPU with the default threads first waits,
     still queued, for this machine's CPU training slot (``core.cpu_lock``) and holds it
     while it trains; ``imori train``, which has taken the slot itself, passes False.
+    ``interrupt`` (a worker's shutdown): once set, the run stops within an iteration with a
+    checkpoint and goes back to the queue (``interrupted``), to be resumed by the next worker.
     Never raises for a failed run: the failure is recorded and returned.
     """
     if cpu_slot and trains_on_cpu_cores(run_id):
-        return _in_cpu_slot(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s)
-    return _claim_and_train(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s)
+        return _in_cpu_slot(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s,
+                            interrupt=interrupt)
+    return _claim_and_train(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s,
+                            interrupt=interrupt)
 
 
 def trains_on_cpu_cores(run_id: int) -> bool:
@@ -132,6 +139,7 @@ def _claim_and_train(
     listeners: Callable[[Any], Sequence[Recorder | None]] | None = None,
     resume_from: str | Path | None = None,
     heartbeat_s: float = 5.0,
+    interrupt: threading.Event | None = None,
 ) -> RunOutcome:
     from core.records import FAILED, DbRecorder, RunNotFound, RunStateError, StaleAttemptError, queries, store
     from core.train import fit
@@ -154,7 +162,8 @@ def _claim_and_train(
         if latest is not None and Path(latest.path).is_file():
             resume_from = latest.path
             store.add_log(run_id, f"resuming from {resume_from} (step {latest.step})", attempt=attempt)
-    recorder = Recorders(DbRecorder(run_id, attempt, heartbeat_interval=heartbeat_s), *(listeners(run) if listeners else ()))
+    db = DbRecorder(run_id, attempt, heartbeat_interval=heartbeat_s, interrupt=interrupt)
+    recorder = Recorders(db, *(listeners(run) if listeners else ()))
     try:
         result = fit(config, run.run_dir, recorder, resume_from=resume_from)
     except StaleAttemptError as err:
@@ -171,4 +180,7 @@ def _claim_and_train(
         except Exception:  # noqa: BLE001 - the records may be what failed; the log has it
             pass
         return RunOutcome(run_id, FAILED, attempt, error=text)
+    if db.interrupted:
+        log.info("run %s: interrupted by the worker's shutdown at step %s; back in the queue", run_id, result.step)
+        return RunOutcome(run_id, INTERRUPTED, attempt, result=result)
     return RunOutcome(run_id, result.status, attempt, result=result)

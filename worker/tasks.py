@@ -10,7 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 
+from celery.exceptions import Reject
+from celery.signals import worker_shutting_down
+
+from core.run import INTERRUPTED
 from worker.app import EVALUATE_TASK, TRAIN_TASK, get_app
 
 log = logging.getLogger("imori.worker")
@@ -22,6 +27,15 @@ HEARTBEAT_S = float(os.environ.get("IMORI_HEARTBEAT_S", "5"))
 
 # Set by ``imori worker`` before the worker consumes anything.
 presence = None
+
+# Set when this worker begins a warm shutdown (SIGTERM, Ctrl-C, `imori up` stopping): the
+# run in progress stops within an iteration, keeps a checkpoint and goes back to the queue.
+shutting_down = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_: object) -> None:
+    shutting_down.set()
 
 
 def worker_name() -> str:
@@ -38,11 +52,16 @@ def train_run(run_id: int) -> str:
         presence.set_run(int(run_id))
     try:
         outcome = execute_run(
-            int(run_id), worker_name(), heartbeat_s=HEARTBEAT_S, listeners=lambda run: [fault_injector(run.name)]
+            int(run_id), worker_name(), heartbeat_s=HEARTBEAT_S, listeners=lambda run: [fault_injector(run.name)],
+            interrupt=shutting_down,
         )
     finally:
         if presence is not None:
             presence.set_run(None)
+    if outcome.status == INTERRUPTED:
+        # The message goes back to the broker (Celery's own requeue of an acks_late task),
+        # so the next worker to start takes the run up again.
+        raise Reject(f"run {run_id} interrupted by the worker's shutdown", requeue=True)
     return outcome.status
 
 

@@ -33,7 +33,7 @@ from core.recorder import CheckpointInfo, EvalMetrics, Recorder, RunEnd, RunStar
 from core.records import queries, store
 from core.records.engine import get_engine
 from core.records.errors import RecordsError, RunNotFound, StaleAttemptError
-from core.records.schema import RUNNING, SUCCEEDED, utcnow
+from core.records.schema import CANCELLED, QUEUED, RUNNING, SUCCEEDED, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,14 @@ class DbRecorder(Recorder):
         max_rows: int = 2000,
         heartbeat_interval: float | None = None,
         retry_for: float = 300.0,
+        interrupt: threading.Event | None = None,
     ) -> None:
         self.run_id = run_id
         self.attempt = attempt
+        # Set when this process is shutting down: the loop stops within an iteration (with
+        # a checkpoint) and the run goes back to the queue instead of ending cancelled.
+        self.interrupt = interrupt
+        self.interrupted = False
         self.engine = engine if engine is not None else get_engine()
         self.flush_interval = flush_interval
         self.max_rows = max_rows
@@ -164,17 +169,26 @@ class DbRecorder(Recorder):
             self.flush()
 
     def should_stop(self) -> bool:
-        """True once a flush (or heartbeat) found a cancel request: no query of its own."""
-        return self._stop or self._stale is not None
+        """True once a flush (or heartbeat) found a cancel request, or this process is
+        shutting down (``interrupt``): no query of its own."""
+        return self._stop or self._stale is not None or (self.interrupt is not None and self.interrupt.is_set())
 
     def on_end(self, end: RunEnd) -> None:
         self._stop_heartbeat()
         self._raise_pending()  # a takeover the heartbeat found: the worker must hear of it
         if self._stale is not None or self._ended:
             return
-        self._run.update(status=end.status, finished_at=utcnow(), step=end.step, epoch=end.epoch, error=end.error)
-        why = f": {end.error.strip().splitlines()[0][:300]}" if end.error and end.error.strip() else ""
-        self._logs.append((time.time(), f"{end.status} at step {end.step} (epoch {end.epoch}){why}"))
+        if end.status == CANCELLED and self.interrupt is not None and self.interrupt.is_set() and not self._stop:
+            # Stopped by the worker's shutdown, not by the user: back in the queue, where
+            # the next worker resumes it from the checkpoint just written.
+            self.interrupted = True
+            self._run.update(status=QUEUED, worker=None, step=end.step, epoch=end.epoch)
+            self._logs.append((time.time(), f"the worker is shutting down: back in the queue at step {end.step} "
+                                            "(the next worker resumes from its checkpoint)"))
+        else:
+            self._run.update(status=end.status, finished_at=utcnow(), step=end.step, epoch=end.epoch, error=end.error)
+            why = f": {end.error.strip().splitlines()[0][:300]}" if end.error and end.error.strip() else ""
+            self._logs.append((time.time(), f"{end.status} at step {end.step} (epoch {end.epoch}){why}"))
         if end.status == SUCCEEDED:
             self._run["progress"] = 1.0
         elif self._total_steps:

@@ -190,6 +190,34 @@ def test_a_killed_worker_loses_nothing(stack):
     assert run.test_accuracy == pytest.approx(whole.test["accuracy"], abs=1e-9)
 
 
+def test_a_stopped_worker_gives_its_run_back_and_the_next_one_resumes_it(stack):
+    """SIGTERM (what `imori up` sends on Ctrl-C) mid-run: the worker stops within an
+    iteration with a checkpoint, the run goes back to the queue (not left `running`),
+    and the next worker resumes it: one row per step."""
+    from core.records import queries
+    from worker.client import submit
+
+    stack.stop_workers()
+    config = RunConfig(**TINY, epochs=None, iterations=400, name="stopped")
+    first = stack.start_worker("stopping")
+    run_id = submit(config)
+    stack.wait_for(lambda: stack.run(run_id).step >= 30, 120, "the run to train", first)
+    os.killpg(first.pid, signal.SIGTERM)
+    started = time.monotonic()
+    first.wait(timeout=60)
+    assert time.monotonic() - started < 30, "the worker finished its run instead of stopping"
+    run = stack.run(run_id)
+    assert run.status == "queued" and 30 <= run.step < 400, (run.status, run.step)
+    assert checkpoint_exists(run_id)
+    assert any("the worker is shutting down" in line.message for line in queries.run_logs(run_id))
+    second = stack.start_worker("next")
+    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=180)
+    assert run.status == "succeeded", run.error
+    assert run.attempt == 2 and run.worker.startswith("next")
+    assert steps_in_db(run_id) == list(range(1, 401))
+    stack.stop_worker(second)
+
+
 def test_a_frozen_worker_cannot_write_after_its_run_was_taken_over(stack):
     from core.records import queries
     from worker.client import submit
