@@ -10,9 +10,11 @@ from core.errors import ImoriError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("datasets", help="list datasets, or import a folder or ZIP")
-    p.add_argument("action", nargs="?", choices=("list", "import"), default="list")
-    p.add_argument("path", nargs="?")
+    p = sub.add_parser("datasets", help="list datasets, import a folder or ZIP, or delete an imported one",
+                       description="imori datasets [list]; imori datasets import PATH [--name NAME] [...]; "
+                                   "imori datasets delete NAME")
+    p.add_argument("action", nargs="?", choices=("list", "import", "delete"), default="list")
+    p.add_argument("path", nargs="?", help="import: the folder, ZIP or CSV to import; delete: the dataset's name")
     p.add_argument("--name")
     p.add_argument("--file-column", dest="file_column", metavar="COLUMN",
                    help="import: the CSV column holding the image files, by header name or 0-based index "
@@ -56,6 +58,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             if report is not None:
                 print(report.as_text())
         return 0
+    if args.action == "delete":
+        from core.data import delete_dataset
+
+        if not args.path:
+            raise ImoriError("imori datasets delete NAME (an imported dataset; `imori datasets` lists them)")
+        delete_dataset(args.path)
+        print(f"deleted dataset {args.path} (runs trained on it keep their records and checkpoints)")
+        return 0
     if args.file_column is not None or args.label_column is not None:
         raise ImoriError("--file-column and --label-column go with import: imori datasets import PATH --file-column C --label-column L")
     if args.filename_encoding is not None:
@@ -67,7 +77,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     for info in infos:
         d = _info_dict(info)
         classes = d.get("classes") or []
-        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {d.get('location') or ''}")
+        where = d.get("location") or ""
+        if not d.get("present", True):
+            where = f"not downloaded (train with --download, or put it under {where})" if where else "not downloaded"
+        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {where}")
     return 0
 
 

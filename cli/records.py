@@ -154,16 +154,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"run {run.id}: {run.name}  [{run.status}]")
     print(f"  model {run.model} on {run.dataset}, device {run.device or '-'}, worker {run.worker or '-'}, attempt {run.attempt}")
-    print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {run.last_loss}, last accuracy {_pct(run.last_accuracy)}")
+    loss = "-" if run.last_loss is None else f"{run.last_loss:.4f}"
+    print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {loss}, last accuracy {_pct(run.last_accuracy)}")
     print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
     if run.tags:
         print(f"  tags: {', '.join(run.tags)}")
     if run.note:
         print("  note: " + run.note.replace("\n", "\n        "))
-    evals = queries.eval_series(args.run)
+    evals = sorted(queries.eval_series(args.run), key=lambda e: (e.epoch, e.split != "val"))  # val, then test
     for e in evals:
         balanced = "" if e.balanced_accuracy is None else f" balanced {_pct(e.balanced_accuracy)}"
-        print(f"  epoch {e.epoch:>3} {e.split:>4}: loss {e.loss:.4f} accuracy {_pct(e.accuracy)}{balanced}")
+        loss = "-" if e.loss is None else f"{e.loss:.4f}"
+        print(f"  epoch {e.epoch:>3} {e.split:>4}: loss {loss} accuracy {_pct(e.accuracy)}{balanced}")
     latest = next((e for e in reversed(evals) if e.split == "test" and e.per_class), None)
     if latest is not None:
         width = max(5, *(len(name) for name in latest.per_class))

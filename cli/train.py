@@ -122,6 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     first takes this machine's CPU training slot (``cpu_slot``)."""
     resume = getattr(args, "resume", None)
     config = resumed_config(args) if resume else build_config(args)
+    config = config.checked_here()  # refused here, before a run is recorded, not failed after
     # Before any record is written: a run queued in the records meanwhile could be sent to a worker.
     with cpu_slot(config, no_wait=getattr(args, "no_wait", False)) as slot:
         return train_recorded(args, config, resume, slot)

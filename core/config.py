@@ -521,6 +521,16 @@ class RunConfig:
             changes["dataset"] = str(Path(self.dataset).expanduser().resolve())
         return self.replace(**changes) if changes else self
 
+    def checked_here(self) -> "RunConfig":
+        """This config with its paths made absolute, or a ConfigError for what stops it on
+        this machine (an unknown dataset, a missing file, absent pretrained weights):
+        what ``imori train`` and every submit check before a run is recorded."""
+        config = self.with_absolute_paths()
+        problems = config.machine_problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return config
+
     def machine_problems(self) -> list[str]:
         """What stops this run on this machine before it is queued: pretrained weights that
         are neither here nor allowed to be downloaded. (Checked again by the worker that

@@ -359,3 +359,21 @@ def test_submit_resolves_local_paths_or_refuses_at_once(tmp_path, monkeypatch):
     # Through the CLI: refused before anything is queued, one line, no traceback.
     code = main(["submit", "--dataset", "./elsewhere"])
     assert code == 2
+
+
+def test_train_refuses_what_cannot_run_here_before_recording_a_run(tmp_path, capsys, monkeypatch):
+    """Like submit: an unknown dataset, a missing weights file or absent pretrained
+    weights are one-line errors, and no failed run is left behind."""
+    from core.records import queries
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    before = queries.count_runs()
+    for argv, message in (
+        (("--dataset", "nosuch"), "unknown dataset 'nosuch'"),
+        (("--dataset", str(tmp_path / "missing-folder")), "unknown dataset"),
+        (("--model", "resnet18", "--pretrained"), "ImageNet weights for resnet18 are not on this machine"),
+        (("--model", "resnet18", "--pretrained-path", str(tmp_path / "nope.pt")), "no such file"),
+    ):
+        code, out, err = run(capsys, "train", "--iterations", "2", "--threads", "1", *argv)
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+    assert queries.count_runs() == before
