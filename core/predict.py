@@ -201,10 +201,12 @@ def input_warnings(
             usual = f"{mean:.2f} ± {float(std):.2f}"
             if (mean < 0.5) != (value < 0.5):
                 if mean < 0.5:
+                    # The example fits a grayscale model (digits, MNIST); a photo model gets none.
+                    example = (", e.g. dark ink on light paper for a model trained on light strokes on a dark "
+                               "background" if getattr(preprocessing, "channels", 1) == 1 else "")
                     out.append(
                         f"{what} looks inverted: it is mostly light (mean brightness {value:.2f}) where the training "
-                        f"images are mostly dark ({usual}), e.g. dark ink on light paper for a model trained on light "
-                        f"strokes on a dark background. Try inverting it."
+                        f"images are mostly dark ({usual}){example}. Try inverting it."
                     )
                 else:
                     out.append(

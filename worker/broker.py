@@ -12,7 +12,9 @@ re-attach through a ``.settings`` file, so the server's lifetime depends on who 
 to be connected at the moment some process exits (seen: a server dying under a connected
 worker, and orphaned servers). Here the server is a plain daemon (``daemonize yes``) with
 a generated config file; it lives until :func:`stop` (``imori`` stops it explicitly) and
-survives the process that started it. Only the wheel's binary is used.
+survives the process that started it; ``imori up`` instead starts it as an ordinary child
+(``daemonize no``) that ends when ``imori up`` ends, however it ends. Only the wheel's
+binary is used.
 
 Files, all under ``IMORI_HOME/redis/``:
 
@@ -344,11 +346,15 @@ class EmbeddedRedis:
 
     # start / stop
 
-    def start(self, timeout: float = 30.0) -> str:
+    def start(self, timeout: float = 30.0, *, as_child: bool = False) -> str:
         """Start the server, or reuse the one already running; return its Celery URL.
 
-        Returns once it answers PING. Safe to call from several processes at once.
+        Returns once it answers PING. Safe to call from several processes at once. With
+        ``as_child`` (``imori up``), a server started here is an ordinary child of this
+        process (``daemonize no``) that ends when this process ends, however it ends
+        (``worker.lifetime.die_with_parent``); otherwise a daemon of its own.
         """
+        self.as_child = as_child
         if self.is_running():
             return self.url
         with self._locked():
@@ -371,15 +377,25 @@ class EmbeddedRedis:
 
     def _spawn(self, timeout: float) -> None:
         exe = _redis_executable()
+        as_child = getattr(self, "as_child", False)
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         if self.socket_path.parent != self.dir:
             self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.conf_path.write_text(self.config_text())
+        text = self.config_text()
+        self.conf_path.write_text(text.replace("daemonize yes", "daemonize no") if as_child else text)
         try:
             log_offset = self.log_path.stat().st_size
         except FileNotFoundError:
             log_offset = 0
+        if as_child:
+            from worker.lifetime import die_with_parent
+
+            with open(self.start_output_path, "wb") as out:
+                self.process = subprocess.Popen([exe, str(self.conf_path)], stdin=subprocess.DEVNULL, stdout=out,
+                                                stderr=subprocess.STDOUT, cwd=self.dir, preexec_fn=die_with_parent)
+            self._wait_ready(timeout, pid=self.process.pid)
+            return
         with open(self.start_output_path, "wb") as out:
             # daemonize yes: this process forks the daemon (which calls setsid, so Ctrl-C
             # in our terminal does not reach it) and exits at once. Output goes to a file,
@@ -492,9 +508,10 @@ class EmbeddedRedis:
 # -- module-level API ----------------------------------------------------------------------
 
 
-def start(home: Path | None = None, timeout: float = 30.0) -> str:
-    """Start (or reuse) the embedded Redis under ``home`` and return its Celery URL."""
-    return EmbeddedRedis(home).start(timeout=timeout)
+def start(home: Path | None = None, timeout: float = 30.0, *, as_child: bool = False) -> str:
+    """Start (or reuse) the embedded Redis under ``home`` and return its Celery URL
+    (``as_child``: see ``EmbeddedRedis.start``)."""
+    return EmbeddedRedis(home).start(timeout=timeout, as_child=as_child)
 
 
 def stop(home: Path | None = None, timeout: float = 30.0) -> bool:

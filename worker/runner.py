@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.errors import ImoriError
+from worker.lifetime import die_with_parent
 
 log = logging.getLogger("imori.worker")
 
@@ -126,23 +127,80 @@ def dashboard_command(host: str, port: int) -> list[str]:
         "--server.enableXsrfProtection", "true",
         "--server.maxUploadSize", "1024",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",  # no "Deploy" button: this dashboard is the user's own
     ]
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (as the dashboard's does, with
+    SO_REUSEADDR: a port a stopped server left in TIME_WAIT counts as free)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class AlreadyUp(ImoriError):
+    """Another `imori up` serves this IMORI_HOME."""
+
+
+def up_lock():
+    """This IMORI_HOME's `imori up` lock (an flock, freed by the OS however its holder
+    ends) and the file naming the holder; AlreadyUp, with its URL and pid, when held."""
+    import json
+
+    from filelock import FileLock, Timeout
+
+    from core.paths import imori_home
+
+    folder = imori_home()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / "up.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = json.loads((folder / "up.json").read_text())
+        except (OSError, ValueError):
+            holder = {}
+        raise AlreadyUp(
+            f"imori is already up for {folder}: {holder.get('url', '?')} (pid {holder.get('pid', '?')}); "
+            "open that, or stop it first (Ctrl-C in its terminal)"
+        ) from None
+    return lock, folder / "up.json"
 
 
 def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: str = "auto", open_for: float | None = None) -> int:
     """Start the embedded Redis (unless ``REDIS_URL``), ``workers`` worker(s) and the
-    dashboard; print the URL; stop everything on Ctrl-C or SIGTERM.
+    dashboard; print the URL; stop everything on Ctrl-C or SIGTERM. Returns 0 after a
+    requested stop, 1 when a component failed (its reason printed), or when another
+    `imori up` serves this IMORI_HOME or the port is taken (nothing started).
 
+    Every child ends when this process ends, however it ends (``die_with_parent``).
     ``open_for`` (seconds) stops by itself after that long (for tests and demos).
     """
+    import json
+
     from core.records import get_engine
     from worker import broker
 
+    try:
+        lock, holder_file = up_lock()
+    except AlreadyUp as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    url = f"http://{host}:{port}"
+    if not port_free(host, port):
+        lock.release()
+        print(f"error: port {port} on {host} is in use by another program: choose another with --port "
+              "(or IMORI_PORT)", file=sys.stderr, flush=True)
+        return 1
+    holder_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "host": socket.gethostname()}))
     started_redis = False
-    if not os.environ.get("REDIS_URL"):
-        started_redis = not broker.is_running()
-        broker.start()
-    get_engine()  # migrate once here, not raced by the children
+    failed: str | None = None
     children: list[tuple[str, subprocess.Popen]] = []
     stop = threading.Event()
 
@@ -151,18 +209,25 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if not os.environ.get("REDIS_URL"):
+            ours = not broker.is_running()
+            try:
+                broker.start(as_child=True)  # an ordinary child of this process: it ends with it
+            except OSError as err:
+                raise ImoriError(f"the embedded Redis cannot start: {err}") from None
+            started_redis = ours
+        get_engine()  # migrate once here, not raced by the children
         for i in range(workers):
             cmd = [sys.executable, "-m", "cli", "worker", "--device", device]
             if workers > 1:
                 cmd += ["--name", f"{device}-{socket.gethostname()}-{i + 1}"]
-            children.append((f"worker {i + 1}", subprocess.Popen(cmd, start_new_session=True)))
-        dashboard = subprocess.Popen(dashboard_command(host, port), start_new_session=True)
+            children.append((f"worker {i + 1}", subprocess.Popen(cmd, preexec_fn=die_with_parent)))
+        dashboard = subprocess.Popen(dashboard_command(host, port), preexec_fn=die_with_parent)
         children.append(("dashboard", dashboard))
-        url = f"http://{host}:{port}"
         if wait_http(f"{url}/_stcore/health", proc=dashboard):
             print(f"\nimori is up: open {url}   (Ctrl-C stops everything)\n", flush=True)
         else:
-            print("the dashboard did not start; see its output above", file=sys.stderr, flush=True)
+            failed = "the dashboard did not start; see its output above"
             stop.set()
         deadline = time.monotonic() + open_for if open_for else None
         while not stop.is_set():
@@ -170,14 +235,18 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
                 break
             for label, proc in children:
                 if proc.poll() is not None:
-                    print(f"{label} exited with status {proc.returncode}; stopping", file=sys.stderr, flush=True)
+                    failed = f"{label} exited with status {proc.returncode}"
                     stop.set()
             stop.wait(0.5)
+    except (ImoriError, OSError) as err:  # a component that cannot start: say why, exit 1
+        failed = str(err)
     finally:
+        if failed:
+            print(f"error: {failed}; stopping imori", file=sys.stderr, flush=True)
         print("stopping imori...", file=sys.stderr, flush=True)
         for _, proc in children:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)  # a worker gives its run back within an iteration
         for label, proc in children:
             try:
                 proc.wait(timeout=60)
@@ -189,4 +258,6 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
             broker.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0
+        holder_file.unlink(missing_ok=True)
+        lock.release()
+    return 1 if failed else 0

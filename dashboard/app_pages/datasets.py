@@ -44,6 +44,7 @@ def report_view(report) -> None:
         frame.index.name = "class"
         if len(frame.columns) > 1:
             frame["total"] = frame.sum(axis=1)
+        totals = {**totals, "total": report.total}
         st.dataframe(frame, column_config={s: st.column_config.NumberColumn(f"{s} ({totals.get(s, 0):,})") for s in frame})
     for note in getattr(report, "notes", []):
         st.info(note.replace("`", "'"), icon=":material/translate:")

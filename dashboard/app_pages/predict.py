@@ -87,10 +87,16 @@ def from_run() -> tuple[str | None, dict[str, Any], int | None]:
     return path, {}, run.id
 
 
+def shown_name(path: str) -> str:
+    """A checkpoint's name as the user knows it: an upload's own file name, not the name
+    it is stored under."""
+    return (st.session_state.get("pr_upload_names") or {}).get(str(path)) or Path(path).name
+
+
 def show_checkpoint(predictor: Any, path: str) -> None:
     """Name the checkpoint in use and show its own metrics (those of its step)."""
     ckpt = predictor.checkpoint
-    name = Path(path).name
+    name = shown_name(path)
     if ckpt.kind != "imori":
         st.markdown(f"Using **{name}** (a bare state_dict: no metrics recorded)")
         return
@@ -135,6 +141,7 @@ def from_upload() -> tuple[str | None, dict[str, Any], None]:
     data = widgets.read_upload(uploaded, max_bytes=widgets.MAX_CHECKPOINT_BYTES, kinds=widgets.CHECKPOINT_TYPES,
                                what="checkpoint")
     path = widgets.store_upload(data, uploaded.name, "checkpoints")
+    st.session_state.setdefault("pr_upload_names", {})[str(path)] = uploaded.name  # what the user calls it
     bare: dict[str, Any] = {}
     if model in specs:
         classes = [c.strip() for c in classes_text.replace(";", ",").split(",") if c.strip()]
@@ -153,7 +160,8 @@ if checkpoint:
     try:
         predictor = widgets.load_predictor(checkpoint, **bare)
     except ImoriError as err:
-        st.error(f"Cannot use this checkpoint: {err}", icon=":material/warning:")
+        message = str(err).replace(str(checkpoint), shown_name(checkpoint)).replace(Path(checkpoint).name, shown_name(checkpoint))
+        st.error(f"Cannot use this checkpoint: {message}", icon=":material/warning:")
 if predictor is not None:
     prep = predictor.preprocessing
     st.caption(
@@ -203,9 +211,10 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                 )
             for warning in prediction.warnings:
                 st.warning(warning, icon=":material/warning:")
-            st.checkbox("Invert this image's colours (dark on light ↔ light on dark) and predict again",
-                        key=entry["key"], help="The negative of the image: for a model trained on light strokes on a "
-                                               "dark background (digits, MNIST), a photo of dark ink on light paper.")
+            if prep.channels == 1 or entry["inverted"] or any("looks inverted" in w for w in prediction.warnings):
+                st.checkbox("Invert this image's colours (dark on light ↔ light on dark) and predict again",
+                            key=entry["key"], help="The negative of the image: for a model trained on light strokes on "
+                                                   "a dark background (digits, MNIST), a photo of dark ink on light paper.")
 
 
 if predictor is not None:
@@ -272,7 +281,8 @@ if predictor is not None:
             for p, e in zip(predictions, entries)
         ]
         ok = sum(1 for p in predictions if not p.error)
-        st.caption(f"{ok} of {len(predictions)} image(s) classified in {took * 1000:.0f} ms")
+        given = min(len(files), widgets.MAX_IMAGES) + (shot is not None)  # refused uploads count too
+        st.caption(f"{ok} of {given} image(s) classified in {took * 1000:.0f} ms")
         show(predictions, entries, top_k)
 
 
@@ -399,7 +409,7 @@ def show_evaluation(eval_id: int) -> None:
     gallery(row, result)
 
 
-if checkpoint:
+if checkpoint and predictor is not None:  # a checkpoint that does not load cannot be evaluated either
     st.subheader("Evaluate on a dataset")
     st.caption("Runs as a job on a worker (the dashboard never does training-size work).")
     infos = [d for d in widgets.all_datasets() if d.present]

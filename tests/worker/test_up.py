@@ -138,3 +138,103 @@ def test_the_dashboard_listens_on_localhost_with_xsrf_on_by_default():
     assert setting["--server.address"] == "127.0.0.1"
     assert setting["--server.enableXsrfProtection"] == "true"
     assert make_parser().parse_args(["dashboard"]).host == "127.0.0.1"
+
+
+def processes_of(home: str) -> list[int]:
+    """Live processes whose environment holds this IMORI_HOME (the stack's, however started)."""
+    needle = f"IMORI_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0") and alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def start_up(home: str, port: int, log_name: str = "up.log") -> subprocess.Popen:
+    env = {**os.environ, "IMORI_HOME": home, "PYTHONUNBUFFERED": "1"}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=open(Path(home) / log_name, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_up(up: subprocess.Popen, home: str, log_name: str = "up.log", timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while "imori is up" not in (Path(home) / log_name).read_text():
+        assert up.poll() is None and time.monotonic() < deadline, (Path(home) / log_name).read_text()
+        time.sleep(0.5)
+
+
+def test_sigkill_of_imori_up_takes_every_child_with_it_and_the_next_up_serves():
+    """SIGKILL (the OOM killer, a closed terminal's last resort) leaves nothing behind:
+    worker, dashboard and embedded Redis end with it. A second `imori up` beside a live
+    one refuses with its URL and exits 1; after the kill, the next one serves and trains."""
+    home = tempfile.mkdtemp(prefix="imori-kill-", dir="/tmp")
+    port = free_port()
+    up = start_up(home, port)
+    second = None
+    try:
+        wait_up(up, home)
+        assert len(processes_of(home)) >= 3  # up, worker, dashboard (redis-server rewrites its environ: by pid)
+        redis_pid = int((Path(home) / "redis" / "redis.pid").read_text())
+        assert alive(redis_pid)
+        # Beside a live one: refused at once, with its URL and pid, nothing started.
+        beside = subprocess.run([sys.executable, "-m", "cli", "up", "--port", str(free_port())], cwd=ROOT,
+                                env={**os.environ, "IMORI_HOME": home}, capture_output=True, text=True, timeout=120)
+        assert beside.returncode == 1, beside.stdout + beside.stderr
+        assert f"http://127.0.0.1:{port}" in beside.stderr and f"pid {up.pid}" in beside.stderr
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait()
+        deadline = time.monotonic() + 10
+        while processes_of(home) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_of(home) == [], "left running after SIGKILL: " + ", ".join(
+            Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+            for p in processes_of(home))
+        while alive(redis_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(redis_pid), "the embedded Redis outlived imori up"
+        # What the dead one left (its lock, its files) does not stop the next one.
+        second = start_up(home, port, "up2.log")
+        wait_up(second, home, "up2.log")
+        env = {**os.environ, "IMORI_HOME": home}
+        out = subprocess.run([sys.executable, "-m", "cli", "submit", "--model", "mnist_cnn", "--iterations", "8",
+                              "--json"], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+        run_id = __import__("json").loads(out)["run_id"]
+        waited = subprocess.run([sys.executable, "-m", "cli", "wait", str(run_id), "--timeout", "120"], cwd=ROOT,
+                                env=env, capture_output=True, text=True)
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+    finally:
+        for proc in (up, second):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=90)
+
+
+def test_imori_up_on_a_taken_port_exits_1_with_the_reason_and_starts_nothing():
+    home = tempfile.mkdtemp(prefix="imori-port-", dir="/tmp")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = start_up(home, port)
+        assert up.wait(timeout=120) == 1
+    text = (Path(home) / "up.log").read_text()
+    assert f"port {port} on 127.0.0.1 is in use" in text and "imori is up" not in text
+    assert processes_of(home) == []
+
+
+def test_a_component_that_fails_makes_imori_up_exit_non_zero(tmp_path):
+    """The embedded Redis cannot start (its folder is a file): imori up says why, exit 1."""
+    home = tempfile.mkdtemp(prefix="imori-fail-", dir="/tmp")
+    (Path(home) / "redis").write_text("not a folder")
+    up = start_up(home, free_port())
+    assert up.wait(timeout=120) == 1
+    text = (Path(home) / "up.log").read_text()
+    assert "error:" in text and "imori is up" not in text and "Traceback" not in text, text
+    assert processes_of(home) == []
