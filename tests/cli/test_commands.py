@@ -238,9 +238,8 @@ def test_show_an_unknown_run_is_a_clear_error(capsys):
     assert code == 2 and "999999" in err and "Traceback" not in err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine can run a GPU worker: nothing to refuse")
 def test_a_gpu_worker_needs_cuda(capsys):
-    if torch.cuda.is_available():
-        return  # this machine can run one; nothing to refuse
     code, out, err = run(capsys, "worker", "--device", "cuda")
     assert code == 2 and "needs CUDA" in err
 

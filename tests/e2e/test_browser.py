@@ -344,7 +344,12 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
             page.get_by_text(re.compile(r"^Per-class precision, recall and F1 \(test split")).first.wait_for()
             # The grid draws on a canvas: its cells are read from its accessible copy.
             cells = page.locator('[data-testid="stDataFrame"] [role="columnheader"], [data-testid="stDataFrame"] th')
-            headers = " ".join(cells.all_inner_texts())
+            deadline = time.monotonic() + 30
+            while True:  # each grid fills its accessible copy once drawn
+                headers = " ".join(cells.all_inner_texts())
+                if all(word in headers for word in ("precision", "recall", "f1", "support")) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             assert all(word in headers for word in ("precision", "recall", "f1", "support")), headers
             b.shot("11-finetune-run")
 
