@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -99,13 +100,63 @@ def save(path: Path, payload: dict[str, Any]) -> bool:
         return False
 
 
-def clear() -> int:
-    """Delete every cached dataset; returns how many files were removed."""
+KINDS = ("data", "features")  # decoded datasets; a frozen backbone's features (core.features)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached file: ``kind`` (one of ``KINDS``), a readable ``name``, its size in
+    bytes and its modification time (seconds since the epoch)."""
+
+    kind: str
+    name: str
+    path: str
+    bytes: int
+    modified: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "path": self.path, "bytes": self.bytes, "modified": self.modified}
+
+
+def _files(kind: str) -> Iterable[Path]:
+    folder = paths.cache_dir() if kind == "data" else paths.cache_dir() / "features"
+    return sorted(folder.glob("*.pt")) if folder.is_dir() else []
+
+
+def entries(kind: str | None = None) -> list[CacheEntry]:
+    """What the caches hold (every kind, or ``kind``), largest first. ValueError for a
+    kind that is not one of ``KINDS``."""
+    kinds = _kinds(kind)
+    out = []
+    for k in kinds:
+        for file in _files(k):
+            try:
+                stat = file.stat()
+            except OSError:
+                continue  # removed meanwhile
+            # A decoded dataset's file is "<dataset>-<preprocessing>-<key>.pt"; features are keyed only.
+            name = file.stem.rsplit("-", 1)[0] if k == "data" else file.stem[:16]
+            out.append(CacheEntry(k, name, str(file), stat.st_size, stat.st_mtime))
+    return sorted(out, key=lambda e: -e.bytes)
+
+
+def _kinds(kind: str | None) -> tuple[str, ...]:
+    if kind is None:
+        return KINDS
+    if kind not in KINDS:
+        raise ValueError(f"cache kind is one of {', '.join(KINDS)}, not {kind!r}")
+    return (kind,)
+
+
+def clear(kind: str | None = None) -> int:
+    """Delete every cached file (or those of ``kind``); returns how many were removed.
+    Safe at any time: a run that needs one rebuilds it."""
     removed = 0
-    for file in paths.cache_dir().glob("*.pt"):
-        try:
-            file.unlink()
-            removed += 1
-        except OSError:
-            pass
+    for k in _kinds(kind):
+        for file in _files(k):
+            try:
+                file.unlink()
+                removed += 1
+            except OSError:
+                pass
     return removed
