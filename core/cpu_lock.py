@@ -34,6 +34,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from core.errors import ImoriError
+from core.processes import pid_alive, process_stopped
 
 LOCK_NAME = "cpu-training.lock"
 HOLDER_NAME = "cpu-training.holder.json"
@@ -112,30 +113,6 @@ def ago(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min ago"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's, but alive
-    except OSError:
-        return False
-    return True
-
-
-def process_stopped(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parens).
-    fields = stat.rsplit(")", 1)[-1].split()
-    return bool(fields) and fields[0] in ("T", "t")
 
 
 def read_holder() -> HolderInfo | None:

@@ -56,6 +56,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from core.errors import ImoriError
 from core.paths import imori_home
+from core.processes import pid_alive
 
 __all__ = [
     "BrokerError",
@@ -140,29 +141,6 @@ def client(home: Path | None = None, **kwargs: Any):
 
 
 # -- processes -----------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process; reaps it when it is our zombie."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): trust kill(0)
-    state = stat.rpartition(")")[2].split()[0:1]
-    if state == ["Z"]:
-        # A daemon reparented to us (we are PID 1 or a subreaper) and now dead.
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
 
 
 def _is_our_server(pid: int, marks: tuple[Path, ...]) -> bool:
@@ -361,7 +339,7 @@ class EmbeddedRedis:
             if self._ping() is True:
                 return self.url
             pid = self.pid()
-            if pid is not None and _pid_alive(pid) and self._is_ours(pid):
+            if pid is not None and pid_alive(pid) and self._is_ours(pid):
                 # Alive but not answering yet (loading a large AOF, or just started by a
                 # process that was killed before it could see the PING): give it time.
                 self._wait_ready(timeout, pid=pid)
@@ -440,7 +418,7 @@ class EmbeddedRedis:
                 current = pid or self.pid()
                 if current is None and log_offset is not None:
                     current = self._pid_from_log(log_offset)
-                if current is not None and not _pid_alive(current):
+                if current is not None and not pid_alive(current):
                     if self._ping(timeout=1.0) is True:  # it was the launcher's pid
                         return
                     raise BrokerError(self._failure("redis-server exited while starting"))
@@ -466,7 +444,7 @@ class EmbeddedRedis:
         wait for its process to exit. Returns False when none was running."""
         with self._locked():
             pid = self.pid()
-            alive = pid is not None and _pid_alive(pid) and self._is_ours(pid)
+            alive = pid is not None and pid_alive(pid) and self._is_ours(pid)
             answered = self._ping() is not False
             if not alive and not answered:
                 self._clean_stale()
@@ -489,7 +467,7 @@ class EmbeddedRedis:
                 os.kill(pid, signal.SIGTERM)
             if alive:
                 deadline = time.monotonic() + timeout
-                while _pid_alive(pid):
+                while pid_alive(pid):
                     if time.monotonic() >= deadline:
                         raise BrokerError(self._failure(
                             f"redis-server (pid {pid}) did not exit within {timeout:g} s"))

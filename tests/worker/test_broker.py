@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from core.processes import pid_alive
 from worker import broker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def our_servers(home: Path) -> list[int]:
 
 def wait_dead(pid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while broker._pid_alive(pid):
+    while pid_alive(pid):
         assert time.monotonic() < deadline, f"pid {pid} still alive"
         time.sleep(0.01)
 
@@ -126,10 +127,10 @@ def test_stop_really_stops_the_process(home):
     server = broker.EmbeddedRedis()
     server.start()
     pid = server.pid()
-    assert broker._pid_alive(pid)
+    assert pid_alive(pid)
 
     assert broker.stop() is True
-    assert not broker._pid_alive(pid)
+    assert not pid_alive(pid)
     assert our_servers(home) == []
     assert not server.socket_path.exists()
     assert not server.pid_path.exists()
@@ -153,7 +154,7 @@ def test_stale_socket_and_pidfile_after_sigkill_are_recovered(home):
     url = broker.start()
     assert url == server.url
     new_pid = server.pid()
-    assert new_pid != pid and broker._pid_alive(new_pid)
+    assert new_pid != pid and pid_alive(new_pid)
     conn = server.client()
     assert conn.ping()
     assert conn.get("before-kill") == b"1"
