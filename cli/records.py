@@ -148,6 +148,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         data = run.to_dict()
+        data["not_learning"] = queries.not_learning(run)
         data["evaluations"] = [e.to_dict() for e in queries.eval_series(args.run)]
         data["checkpoint_files"] = [c.to_dict() for c in queries.checkpoints(args.run)]
         print(json.dumps(data, indent=2, default=str))
@@ -157,6 +158,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4f}"
     print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {loss}, last accuracy {_pct(run.last_accuracy)}")
     print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
+    if queries.not_learning(run):
+        print(f"  warning: {queries.NOT_LEARNING} (the loss has not fallen since the first epoch)")
     if run.tags:
         print(f"  tags: {', '.join(run.tags)}")
     if run.note:

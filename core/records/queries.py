@@ -21,12 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence, TextIO
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from core.records.engine import get_engine
@@ -737,3 +738,48 @@ def list_evaluations(*, run_id: int | None = None, limit: int = 20, engine: Engi
         stmt = stmt.where(E.run_id == run_id)
     with Session(_engine(engine)) as session:
         return [EvaluationRow(*row) for row in session.execute(stmt)]
+
+
+# -- not learning: the loss has not fallen after the first epoch ----------------------------
+
+NOT_LEARNING = "not learning: raise the learning rate or add momentum"
+STALL_RATIO = 0.95
+
+
+def stalled(early: Sequence[float], latest: Sequence[float], ratio: float = STALL_RATIO) -> bool:
+    """True when the latest epoch's median loss is not below ``ratio`` x the median loss of
+    the first steps of epoch 1 (medians: a few spikes do not decide)."""
+    early = [v for v in early if v is not None and math.isfinite(v)]
+    latest = [v for v in latest if v is not None and math.isfinite(v)]
+    if not early or not latest:
+        return False
+    return statistics.median(latest) >= ratio * statistics.median(early)
+
+
+def stall_windows(step: int, steps_per_epoch: int | None) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((first, last) of epoch 1's first 10 %, (first, last) of the latest epoch), or None
+    before one full epoch has run."""
+    if not steps_per_epoch or step < steps_per_epoch or steps_per_epoch < 2:
+        return None
+    early = (1, max(1, steps_per_epoch // 10))
+    epoch = math.ceil(step / steps_per_epoch)
+    in_epoch = step - (epoch - 1) * steps_per_epoch
+    if in_epoch < max(1, steps_per_epoch // 10) and epoch > 1:
+        epoch -= 1  # the current epoch has barely begun: judge the last full one
+        last = epoch * steps_per_epoch
+    else:
+        last = step
+    return early, ((epoch - 1) * steps_per_epoch + 1, last)
+
+
+def not_learning(run: Any, *, engine: Engine | None = None) -> bool:
+    """Whether ``run`` (a RunSummary/RunDetail: its id, step, steps_per_epoch) is not
+    learning: the loss has not fallen after the first epoch (see ``stalled``). The
+    dashboard's run page and ``imori show`` say so with ``NOT_LEARNING``."""
+    windows = stall_windows(run.step, getattr(run, "steps_per_epoch", None))
+    if windows is None:
+        return False
+    (e0, e1), (l0, l1) = windows
+    early = series(run.id, max_points=200, step_from=e0, step_to=e1, engine=engine)
+    latest = series(run.id, max_points=200, step_from=l0, step_to=l1, engine=engine)
+    return stalled(early.loss, latest.loss)

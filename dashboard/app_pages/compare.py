@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.records import queries
-from dashboard import widgets
+from dashboard import charts, fmt, live, nav
 
 METRICS = {
     "train loss": ("steps", "loss"),
@@ -29,8 +29,8 @@ if queries.count_runs() == 0:
 linked = [int(p) for p in str(st.query_params.get("runs", "")).split(",") if p.strip().isdigit()]
 search = st.text_input("Find runs to add", key="compare_search", placeholder="name, model, dataset, tag or #id",
                        persist_state="session",
-                       help=f"The newest {widgets.PICKER_LIMIT} matching runs are offered below; type to find older ones.")
-found = queries.list_runs(where=queries.RunFilter(text=search or None), limit=widgets.PICKER_LIMIT)
+                       help=f"The newest {nav.PICKER_LIMIT} matching runs are offered below; type to find older ones.")
+found = queries.list_runs(where=queries.RunFilter(text=search or None), limit=nav.PICKER_LIMIT)
 wanted = set(linked) | set(st.session_state.get("compare_runs", []))
 known = {r.id: r for r in found}
 missing = [i for i in wanted if i not in known]
@@ -51,7 +51,7 @@ def follow() -> None:
     st.query_params["runs"] = ",".join(map(str, st.session_state.compare_runs))
 
 
-chosen = st.multiselect("Runs", list(by_id), key="compare_runs", format_func=lambda i: widgets.run_label(by_id[i]),
+chosen = st.multiselect("Runs", list(by_id), key="compare_runs", format_func=lambda i: fmt.run_label(by_id[i]),
                         on_change=follow, persist_state="session")
 if not chosen:
     st.info("Pick two or more runs.", icon=":material/info:")
@@ -62,25 +62,27 @@ details = {i: queries.get_run(i) for i in chosen}
 labels = {i: f"#{i} {details[i].name}" for i in chosen}
 metric = st.segmented_control("Metric", list(METRICS), default="train loss", key="compare_metric",
                               persist_state="session") or "train loss"
-x_kind, smoothing, log = widgets.chart_controls("compare")
+x_kind, smoothing, log = charts.chart_controls("compare")
 source, field = METRICS[metric]
 
 
-@st.fragment(run_every=widgets.REFRESH if any(details[i].status in widgets.ACTIVE for i in chosen) else None)
+@live.fragment(lambda: tuple(queries.run_status(i)[0] for i in chosen))
 def overlay() -> None:
+    """The chosen runs' curves (while one trains, redrawn; when it finishes, the page once,
+    and then the part stops ticking)."""
     frames, points = [], []
     if source == "steps":
         all_series = queries.compare_series(chosen, max_points=800)
         for run_id, series in all_series.items():
             run = details[run_id]
             t0 = run.started_at.timestamp() if run.started_at else None
-            frames.append(widgets.series_frame(series, field, x=x_kind, steps_per_epoch=run.steps_per_epoch, t0=t0,
+            frames.append(charts.series_frame(series, field, x=x_kind, steps_per_epoch=run.steps_per_epoch, t0=t0,
                                                smoothing=0.0 if field == "lr" else smoothing, label=labels[run_id]))
     else:
         for run_id in chosen:
             run = details[run_id]
             t0 = run.started_at.timestamp() if run.started_at else None
-            frame = widgets.eval_frame(queries.eval_series(run_id, split=source), field, x=x_kind,
+            frame = charts.eval_frame(queries.eval_series(run_id, split=source), field, x=x_kind,
                                        steps_per_epoch=run.steps_per_epoch, t0=t0)
             points.append(frame.assign(series=labels[run_id]))
     band = pd.concat(frames, ignore_index=True) if frames else None
@@ -89,7 +91,7 @@ def overlay() -> None:
         st.info(f"No {metric} recorded yet for these runs.", icon=":material/info:")
         return
     st.altair_chart(
-        widgets.line_chart(band, dots, x_title=widgets.X_TITLES[x_kind], y_title=metric, log=log,
+        charts.line_chart(band, dots, x_title=charts.X_TITLES[x_kind], y_title=metric, log=log,
                            percent="accuracy" in field, height=360),
         width="stretch",
     )
@@ -103,15 +105,15 @@ configs = {i: details[i].config or {} for i in chosen}
 keys = sorted(set().union(*[set(c) for c in configs.values()]))
 results = {
     "status": {i: details[i].status for i in chosen},
-    "best val accuracy": {i: widgets.pct(details[i].best_val_accuracy, 2) for i in chosen},
-    "test accuracy": {i: widgets.pct(details[i].test_accuracy, 2) for i in chosen},
-    "test loss": {i: widgets.num(details[i].test_loss) for i in chosen},
+    "best val accuracy": {i: fmt.pct(details[i].best_val_accuracy, 2) for i in chosen},
+    "test accuracy": {i: fmt.pct(details[i].test_accuracy, 2) for i in chosen},
+    "test loss": {i: fmt.num(details[i].test_loss) for i in chosen},
     "steps": {i: f"{details[i].step:,}" for i in chosen},
-    "duration": {i: widgets.duration(widgets.elapsed(details[i])) for i in chosen},
+    "duration": {i: fmt.duration(fmt.elapsed(details[i])) for i in chosen},
 }
 rows = {name: values for name, values in results.items()}
 for key in keys:
-    rows[key] = {i: widgets.plain(configs[i].get(key)) for i in chosen}
+    rows[key] = {i: fmt.plain(configs[i].get(key)) for i in chosen}
 frame = pd.DataFrame.from_dict(rows, orient="index")
 frame.columns = [labels[i] for i in chosen]
 differs = frame.nunique(axis=1) > 1

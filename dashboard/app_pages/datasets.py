@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ImoriError
-from dashboard import widgets
+from dashboard import fmt, loading, nav, uploads
 
 st.title("Datasets")
 
@@ -26,7 +26,7 @@ def samples(ref: str, per_class: int, stamp: str):  # noqa: ARG001 - stamp: a re
 def thumbnail(image, side: int = 288):
     """A sample as the grid shows it: small ones enlarged, large ones (a 108-megapixel photo)
     shrunk, so the cached previews stay small."""
-    image = widgets.upscale(image, 72)
+    image = loading.upscale(image, 72)
     if max(image.size) > side:
         image = image.copy()
         image.thumbnail((side, side))
@@ -67,7 +67,7 @@ def csv_tables(upload, encoding: str | None) -> dict[str, list[str]]:
 
     from core.data.folders import zip_tables
 
-    if upload.size > widgets.MAX_ZIP_BYTES:
+    if upload.size > uploads.MAX_ZIP_BYTES:
         return {}  # refused when imported, with the reason
     return zip_tables(io.BytesIO(upload.getvalue()), encoding)
 
@@ -90,13 +90,13 @@ with st.container(border=True):
         "or a CSV of `file,label` rows next to its images (comma, semicolon, tab or space separated; ids without an "
         "extension are matched to their image). Every file Pillow can open counts as an image (JPEG, PNG, HEIC, "
         "TIFF, WebP…, judged by its content); unreadable ones are skipped and listed. "
-        f"Up to {widgets.MAX_ZIP_BYTES // widgets.MB} MB."
+        f"Up to {uploads.MAX_ZIP_BYTES // uploads.MB} MB."
     )
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     with left:
-        upload = widgets.safe_uploader("ZIP file", ("zip",), "application/zip", key="ds_upload",
-                                       max_upload_size=max(1, widgets.MAX_ZIP_BYTES // widgets.MB))
-    suggested = widgets.safe_name(Path(upload.name).stem, "dataset") if upload is not None else ""
+        upload = uploads.safe_uploader("ZIP file", ("zip",), "application/zip", key="ds_upload",
+                                       max_upload_size=max(1, uploads.MAX_ZIP_BYTES // uploads.MB))
+    suggested = uploads.safe_name(Path(upload.name).stem, "dataset") if upload is not None else ""
     choices = encoding_options()
     chosen = st.selectbox(
         "File-name encoding", list(choices), key="ds_encoding", format_func=choices.get,
@@ -133,8 +133,8 @@ with st.container(border=True):
 
         stored = None
         try:
-            data = widgets.read_zip_upload(upload)  # judged by its content, not by its name
-            stored = widgets.store_upload(data, upload.name, "datasets")
+            data = uploads.read_zip_upload(upload)  # judged by its content, not by its name
+            stored = uploads.store_upload(data, upload.name, "datasets")
             try:
                 info = import_dataset(stored, (name or suggested).strip() or None,
                                       file_column=file_column.strip() or None, label_column=label_column.strip() or None,
@@ -145,7 +145,7 @@ with st.container(border=True):
             st.session_state.ds_report = info.report
             st.session_state.ds_layout = info.description
             st.session_state.ds_preview = info.name
-            widgets.all_datasets.clear()
+            loading.all_datasets.clear()
         except ImoriError as err:
             st.session_state.ds_imported = None
             message = str(err) if stored is None else str(err).replace(str(stored), upload.name).replace(stored.name, upload.name)
@@ -155,7 +155,7 @@ with st.container(border=True):
         if st.button(f"Train a model on {st.session_state.ds_imported}", key="ds_train", type="primary",
                      icon=":material/add_circle:"):
             st.session_state.nr_request_dataset = st.session_state.ds_imported  # New run picks it up
-            st.switch_page(widgets.NEW_RUN)
+            st.switch_page(nav.NEW_RUN)
         if st.session_state.get("ds_layout"):
             st.caption(st.session_state.ds_layout.replace("`", "'"))
         if st.session_state.get("ds_report") is not None:
@@ -163,7 +163,7 @@ with st.container(border=True):
 
 # -- the list ---------------------------------------------------------------------------------
 
-infos = widgets.all_datasets()
+infos = loading.all_datasets()
 st.subheader("Datasets")
 st.dataframe(
     pd.DataFrame(
@@ -193,7 +193,7 @@ by_name = {d.name: d for d in infos}
 if st.session_state.get("ds_preview") not in names:
     st.session_state.ds_preview = names[0]
 pick_col, count_col = st.columns([3, 1])
-ref = pick_col.selectbox("Dataset", names, key="ds_preview", format_func=lambda n: widgets.dataset_label(by_name[n]))
+ref = pick_col.selectbox("Dataset", names, key="ds_preview", format_func=lambda n: fmt.dataset_label(by_name[n]))
 per_class = count_col.slider("Images per class", 1, 16, 8, key="ds_per_class")
 info = by_name[ref]
 if not info.present:
@@ -225,12 +225,12 @@ else:
             if yes.button(f"Yes, delete {ref}", type="primary", key="ds_delete_yes"):
                 from core.data import delete_dataset
 
-                with widgets.user_errors():
+                with fmt.user_errors():
                     delete_dataset(ref)
                     st.session_state.ds_confirm = None
                     if st.session_state.get("ds_imported") == ref:
                         st.session_state.ds_imported = None
-                    widgets.all_datasets.clear()
+                    loading.all_datasets.clear()
                     st.rerun()
             if no.button("Keep it", key="ds_delete_no"):
                 st.session_state.ds_confirm = None

@@ -17,7 +17,7 @@ from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
 from core.recipes import RECIPES, recipe_config, recipe_results
 from dashboard import settings_form as form
-from dashboard import widgets
+from dashboard import fmt, live, loading, nav, uploads
 
 OTHER_DATASET = "__path__"
 FRESH = "__fresh__"
@@ -33,7 +33,7 @@ def fill(config: Any, recipe: str | None = None) -> None:
     """Put ``config`` into the form's widgets (a recipe card's button, first visit)."""
     s = st.session_state
     form.fill(config)
-    known = {d.name for d in widgets.all_datasets()}
+    known = {d.name for d in loading.all_datasets()}
     if config.dataset in known:
         s.nr_dataset, s.nr_dataset_path = config.dataset, ""
     else:
@@ -184,16 +184,16 @@ def weights_note(name: str) -> str:
 def weights_upload(model: str) -> None:
     """Upload a pretrained weights file for ``model``: kept under IMORI_HOME (where workers
     read it), loaded with weights_only, its keys checked against the model."""
-    uploaded = widgets.safe_uploader(f"Upload ImageNet weights for {model} (.pth / .pt)", ["pth", "pt"],
+    uploaded = uploads.safe_uploader(f"Upload ImageNet weights for {model} (.pth / .pt)", ["pth", "pt"],
                                      "application/octet-stream", key=f"nr_weights_upload_{model}")
     if uploaded is None:
         return
     marker = f"nr_weights_done_{model}"
     if st.session_state.get(marker) == (uploaded.name, uploaded.size):
         return
-    with widgets.user_errors("Weights refused: "):
-        data = widgets.read_upload(uploaded, max_bytes=widgets.MAX_CHECKPOINT_BYTES, kinds=("pth", "pt"), what="weights file")
-        path = widgets.store_upload(data, uploaded.name, "weights")
+    with fmt.user_errors("Weights refused: "):
+        data = uploads.read_upload(uploaded, max_bytes=uploads.MAX_CHECKPOINT_BYTES, kinds=("pth", "pt"), what="weights file")
+        path = uploads.store_upload(data, uploaded.name, "weights")
         check_weights(model, str(path))
         st.session_state.nr_pretrained_path = str(path)
         st.session_state.nr_pretrained = True
@@ -242,7 +242,7 @@ def previous_checkpoints(model: str) -> dict[str, str]:
     for run in queries.list_runs(where=finished, limit=20):
         best = queries.best_checkpoint(run.id) or queries.latest_checkpoint(run.id)
         if best is not None:
-            out[best.path] = f"run #{run.id} {run.name}: {widgets.checkpoint_label(best)}"
+            out[best.path] = f"run #{run.id} {run.name}: {fmt.checkpoint_label(best)}"
     return out
 
 
@@ -254,7 +254,7 @@ if "nr_model" not in st.session_state:
         fill(recipe_config("seed003"), recipe="seed003")
 if st.session_state.get("nr_request_dataset"):  # "Train a model on it" on the Datasets page
     requested = st.session_state.pop("nr_request_dataset")
-    if requested in {d.name for d in widgets.all_datasets()}:
+    if requested in {d.name for d in loading.all_datasets()}:
         st.session_state.nr_dataset, st.session_state.nr_dataset_path = requested, ""
         st.session_state.nr_submitted = None
 
@@ -280,13 +280,13 @@ for column, name in zip(cards, RECIPE_ORDER):
                 st.caption(f"Not measured on {measured.get('machine', '?')} ({measured.get('date', '?')}): "
                            f"{variant['error']}.")
                 continue
-            figure = f"**{widgets.pct(variant.get('test_accuracy'))} test accuracy**"
-            how = f"{variant.get('iterations', '?')} iterations, {widgets.duration(variant.get('seconds'))}"
+            figure = f"**{fmt.pct(variant.get('test_accuracy'))} test accuracy**"
+            how = f"{variant.get('iterations', '?')} iterations, {fmt.duration(variant.get('seconds'))}"
             if variant.get("precision"):
                 how += f", {variant['precision']}"
             fp32 = fp32_of.get(variant.get("variant"))
             if fp32 and fp32.get("test_accuracy") is not None:
-                how += f"; in fp32 {widgets.pct(fp32['test_accuracy'])}, {widgets.duration(fp32.get('seconds'))}"
+                how += f"; in fp32 {fmt.pct(fp32['test_accuracy'])}, {fmt.duration(fp32.get('seconds'))}"
             if i == 0:
                 st.markdown(f"{where}: {figure} on {variant.get('dataset', '?')} ({how})")
             else:
@@ -319,10 +319,10 @@ if submitted:
     st.success(f"Queued {'run' if len(submitted) == 1 else 'runs'} {runs_text}.", icon=":material/check_circle:")
     links = st.columns(min(len(submitted), 6) + 1)
     for column, run_id in zip(links, submitted[:6]):
-        column.page_link(widgets.RUN_DETAIL, label=f"Open run {run_id}", icon=":material/monitoring:",
+        column.page_link(nav.RUN_DETAIL, label=f"Open run {run_id}", icon=":material/monitoring:",
                          query_params={"run": run_id})
-    links[-1].page_link(widgets.RUNS, label="All runs", icon=":material/format_list_bulleted:")
-    live, offline = widgets.workers()
+    links[-1].page_link(nav.RUNS, label="All runs", icon=":material/format_list_bulleted:")
+    live, offline = live.workers()
     if offline or not live:
         st.warning("No worker is running, so queued runs wait: start one with `imori worker` "
                    "(or everything with `imori up`).", icon=":material/warning:")
@@ -330,7 +330,7 @@ if submitted:
 recipe_name = st.session_state.get("nr_recipe")
 st.subheader("Settings" + (f" (from {recipe_name})" if recipe_name else ""))
 
-all_datasets = widgets.all_datasets()
+all_datasets = loading.all_datasets()
 by_name = {d.name: d for d in all_datasets}
 # What the generated widgets' "applies when" rules look at: the values as they stand.
 context = {**form.read(), "dataset": dataset_choice() if "nr_dataset" in st.session_state else "",
@@ -344,7 +344,7 @@ with data_col.container(border=True):
         [d.name for d in all_datasets] + [OTHER_DATASET],
         key="nr_dataset",
         persist_state=KEEP,
-        format_func=lambda n: "a folder or ZIP on the server…" if n == OTHER_DATASET else widgets.dataset_label(by_name[n]),
+        format_func=lambda n: "a folder or ZIP on the server…" if n == OTHER_DATASET else fmt.dataset_label(by_name[n]),
         help="Built-in datasets work offline; torchvision ones need to be under the data root (or tick download); "
              "imported ones come from the Datasets page.",
     )
@@ -472,7 +472,7 @@ def queue(where: str) -> None:
                          icon=":material/play_arrow:", width="stretch"):
             from worker import client
 
-            with widgets.user_errors("Not queued: "):
+            with fmt.user_errors("Not queued: "):
                 ids = client.submit_sweep(config, sweep) if sweep else [client.submit(config)]
                 st.session_state.nr_submitted = ids
                 st.rerun()

@@ -23,7 +23,7 @@ from core import selection
 from core.errors import ImoriError
 from core.metrics import balanced_accuracy, class_metrics
 from core.records import queries
-from dashboard import widgets
+from dashboard import charts, fmt, live, loading, nav, uploads
 
 FROM_CHECKPOINT = "(as the checkpoint says)"
 
@@ -49,7 +49,7 @@ def choose(path: str) -> None:
 
 def from_run() -> tuple[str | None, dict[str, Any], int | None]:
     started = queries.RunFilter(status=("running", "succeeded", "failed", "cancelled"))
-    run = widgets.run_picker(key="pr_run", where=started)
+    run = nav.run_picker(key="pr_run", where=started)
     if run is None:
         if queries.count_runs(started) == 0:
             st.info("No run has a checkpoint yet: train one, or upload a checkpoint.", icon=":material/info:")
@@ -62,7 +62,7 @@ def from_run() -> tuple[str | None, dict[str, Any], int | None]:
     last = choice.last.path if choice.last is not None else None
 
     def label(row: Any) -> str:
-        text = ("★ " if row.is_best else "") + widgets.checkpoint_label(row)
+        text = ("★ " if row.is_best else "") + fmt.checkpoint_label(row)
         tags = (["best validation score"] if row.is_best else []) + (["last"] if row.path == last else [])
         tags += ["default"] if row.path == choice.path else []
         return text + (f" ({', '.join(tags)})" if tags else "")
@@ -106,14 +106,14 @@ def show_checkpoint(predictor: Any, path: str) -> None:
     for column, (key, label) in zip(columns, (("val_accuracy", "Validation accuracy"), ("val_loss", "Validation loss"),
                                              ("test_accuracy", "Test accuracy"), ("test_loss", "Test loss"))):
         value = metrics.get(key)
-        column.metric(label, widgets.pct(value) if key.endswith("accuracy") else widgets.num(value))
+        column.metric(label, fmt.pct(value) if key.endswith("accuracy") else fmt.num(value))
     if not metrics:
         st.caption("This checkpoint was written mid-epoch, before an evaluation: it has no metrics of its own.")
     few = selection.few_validation_images(ckpt.data)
     if few and metrics.get("val_accuracy") is not None:
         total = sum(int(n) for n in (ckpt.data.get("val_per_class") or {}).values())
         st.caption(f"Its validation accuracy is over {total} image(s) only: a difference of one image moves it by "
-                   f"{widgets.pct(1 / max(1, total))}.")
+                   f"{fmt.pct(1 / max(1, total))}.")
 
 
 def from_upload() -> tuple[str | None, dict[str, Any], None]:
@@ -121,9 +121,9 @@ def from_upload() -> tuple[str | None, dict[str, Any], None]:
 
     left, right = st.columns(2)
     with left:
-        uploaded = widgets.safe_uploader(
+        uploaded = uploads.safe_uploader(
             "Checkpoint (.pt / .pth): imori's, or a tutorial's bare state_dict",
-            widgets.CHECKPOINT_TYPES, "application/octet-stream", key="pr_ckpt_upload", max_upload_size=max(1, widgets.MAX_CHECKPOINT_BYTES // widgets.MB),
+            uploads.CHECKPOINT_TYPES, "application/octet-stream", key="pr_ckpt_upload", max_upload_size=max(1, uploads.MAX_CHECKPOINT_BYTES // uploads.MB),
         )
     specs = {s.name: s for s in list_models()}
     with right:
@@ -138,9 +138,9 @@ def from_upload() -> tuple[str | None, dict[str, Any], None]:
                 options[option] = st.selectbox(option, list(choices), key=f"pr_opt_{model}_{option}")
     if uploaded is None:
         return None, {}, None
-    data = widgets.read_upload(uploaded, max_bytes=widgets.MAX_CHECKPOINT_BYTES, kinds=widgets.CHECKPOINT_TYPES,
+    data = uploads.read_upload(uploaded, max_bytes=uploads.MAX_CHECKPOINT_BYTES, kinds=uploads.CHECKPOINT_TYPES,
                                what="checkpoint")
-    path = widgets.store_upload(data, uploaded.name, "checkpoints")
+    path = uploads.store_upload(data, uploaded.name, "checkpoints")
     st.session_state.setdefault("pr_upload_names", {})[str(path)] = uploaded.name  # what the user calls it
     bare: dict[str, Any] = {}
     if model in specs:
@@ -152,13 +152,13 @@ def from_upload() -> tuple[str | None, dict[str, Any], None]:
 source = st.segmented_control("Checkpoint from", ["a run", "an upload"], default="a run", key="pr_source",
                               persist_state="session") or "a run"
 checkpoint, bare, run_id = (None, {}, None)
-with widgets.user_errors():
+with fmt.user_errors():
     checkpoint, bare, run_id = from_run() if source == "a run" else from_upload()
 
 predictor = None
 if checkpoint:
     try:
-        predictor = widgets.load_predictor(checkpoint, **bare)
+        predictor = loading.load_predictor(checkpoint, **bare)
     except ImoriError as err:
         message = str(err).replace(str(checkpoint), shown_name(checkpoint)).replace(Path(checkpoint).name, shown_name(checkpoint))
         st.error(f"Cannot use this checkpoint: {message}", icon=":material/warning:")
@@ -196,13 +196,13 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                          icon=":material/warning:")
                 continue
             original, model_view, chart = st.columns([1, 1, 3], vertical_alignment="center")
-            original.image(widgets.upscale(entry["original"], 140), width=140,
+            original.image(loading.upscale(entry["original"], 140), width=140,
                            caption=f"{prediction.source}: {describe(entry['original'])}")
-            model_view.image(widgets.tensor_to_image(entry["seen"], prep.channel_order, 140), width=140,
+            model_view.image(loading.tensor_to_image(entry["seen"], prep.channel_order, 140), width=140,
                              caption=f"what the model sees: {seen}" + (", inverted" if entry["inverted"] else ""))
             label, probability = prediction.top[0]
-            chart.markdown(f"Predicted class: **{label}** ({widgets.pct(probability)})")
-            chart.altair_chart(widgets.bars(prediction.top[:top_k]), width="stretch")
+            chart.markdown(f"Predicted class: **{label}** ({fmt.pct(probability)})")
+            chart.altair_chart(charts.bars(prediction.top[:top_k]), width="stretch")
             with chart.expander("Every class's probability"):
                 st.dataframe(
                     pd.DataFrame({"class": list(prediction.probabilities), "probability": list(prediction.probabilities.values())}),
@@ -221,10 +221,10 @@ if predictor is not None:
     st.subheader("Classify images")
     upload_tab, camera_tab = st.tabs(["Upload images", "Camera"])
     with upload_tab:
-        files = widgets.safe_uploader(
-            f"Images (up to {widgets.MAX_IMAGES}, {widgets.MAX_IMAGE_BYTES // widgets.MB} MB each)",
-            widgets.image_types(), "image/*", accept_multiple_files=True, key="pr_images",
-            max_upload_size=max(1, widgets.MAX_IMAGE_BYTES // widgets.MB),
+        files = uploads.safe_uploader(
+            f"Images (up to {uploads.MAX_IMAGES}, {uploads.MAX_IMAGE_BYTES // uploads.MB} MB each)",
+            uploads.image_types(), "image/*", accept_multiple_files=True, key="pr_images",
+            max_upload_size=max(1, uploads.MAX_IMAGE_BYTES // uploads.MB),
         ) or []
     with camera_tab:
         shot = None
@@ -234,16 +234,16 @@ if predictor is not None:
     top_k = k_col.slider("Top k", 1, max(2, min(10, len(predictor.classes))), min(5, len(predictor.classes)), key="pr_topk")
 
     named: list[tuple[str, bytes]] = []
-    if len(files) > widgets.MAX_IMAGES:
-        st.warning(f"{len(files)} images given: only the first {widgets.MAX_IMAGES} are classified.", icon=":material/warning:")
-    for file in files[: widgets.MAX_IMAGES]:
+    if len(files) > uploads.MAX_IMAGES:
+        st.warning(f"{len(files)} images given: only the first {uploads.MAX_IMAGES} are classified.", icon=":material/warning:")
+    for file in files[: uploads.MAX_IMAGES]:
         try:
-            named.append((file.name, widgets.read_image_upload(file)))  # judged by content, not by name
+            named.append((file.name, uploads.read_image_upload(file)))  # judged by content, not by name
         except ImoriError as err:
             st.error(str(err), icon=":material/warning:")
     if shot is not None:
         try:
-            named.append(("camera", widgets.read_image_upload(shot, what="picture")))
+            named.append(("camera", uploads.read_image_upload(shot, what="picture")))
         except ImoriError as err:
             st.error(str(err), icon=":material/warning:")
     if named:
@@ -273,7 +273,7 @@ if predictor is not None:
             entries.append({"original": picture, "key": key, "inverted": inverted,
                             "seen": to_picture(predictor.preprocessing, predictor.model_input(given))})
         started = time.perf_counter()
-        predictions = widgets.predict(predictor, inputs, names)
+        predictions = loading.predict(predictor, inputs, names)
         took = time.perf_counter() - started
         st.session_state.pr_results = [
             {**p.to_dict(), "inverted": bool(e and e["inverted"]),
@@ -281,7 +281,7 @@ if predictor is not None:
             for p, e in zip(predictions, entries)
         ]
         ok = sum(1 for p in predictions if not p.error)
-        given = min(len(files), widgets.MAX_IMAGES) + (shot is not None)  # refused uploads count too
+        given = min(len(files), uploads.MAX_IMAGES) + (shot is not None)  # refused uploads count too
         st.caption(f"{ok} of {given} image(s) classified in {took * 1000:.0f} ms")
         show(predictions, entries, top_k)
 
@@ -361,7 +361,7 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
     try:
         import json
 
-        ev_predictor = widgets.load_predictor(row.checkpoint, **(row.bare or {}))
+        ev_predictor = loading.load_predictor(row.checkpoint, **(row.bare or {}))
         seed = int(ev_predictor.checkpoint.config.get("seed", 0))
         prep = ev_predictor.preprocessing
         images = split_images(row.dataset, json.dumps(prep.to_dict(), sort_keys=True), seed, row.split)
@@ -374,15 +374,15 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
         for col, m in zip(cols, mistakes[start : start + per_row]):
             with col:
                 if images is not None and 0 <= m["index"] < len(images):
-                    st.image(widgets.tensor_to_image(images[m["index"]], prep.channel_order, 96), width=96)
-                st.caption(f"true **{m['true']}** → **{m['predicted']}** ({widgets.pct(m['confidence'], 0)})")
+                    st.image(loading.tensor_to_image(images[m["index"]], prep.channel_order, 96), width=96)
+                st.caption(f"true **{m['true']}** → **{m['predicted']}** ({fmt.pct(m['confidence'], 0)})")
 
 
 def show_evaluation(eval_id: int) -> None:
     row = queries.get_evaluation(eval_id)
     st.caption(f"Evaluation {row.id}: {Path(row.checkpoint).name} on {row.dataset} ({row.split} split) · "
-               f"{widgets.status_label(row.status)}")
-    if row.status in widgets.ACTIVE:
+               f"{fmt.status_label(row.status)}")
+    if row.status in live.ACTIVE:
         st.info("Waiting for a worker…" if row.status == "queued" else "A worker is evaluating…", icon=":material/hourglass_top:")
         return
     if row.status == "failed" or row.result is None:
@@ -390,13 +390,13 @@ def show_evaluation(eval_id: int) -> None:
         return
     result = row.result
     a, b, c, d = st.columns(4)
-    a.metric("Accuracy", widgets.pct(result["accuracy"], 2))
+    a.metric("Accuracy", fmt.pct(result["accuracy"], 2))
     balanced = result.get("balanced_accuracy", balanced_accuracy(result["confusion"]))
-    b.metric("Balanced accuracy", widgets.pct(balanced, 2) if balanced is not None else "—",
+    b.metric("Balanced accuracy", fmt.pct(balanced, 2) if balanced is not None else "—",
              help="The mean of the per-class recalls: every class counts the same, however many images it has.")
     c.metric("Images", f"{result['count']:,}")
     worst = min(result["per_class"].items(), key=lambda kv: kv[1]) if result["per_class"] else None
-    d.metric("Weakest class", f"{worst[0]}: {widgets.pct(worst[1])}" if worst else "—")
+    d.metric("Weakest class", f"{worst[0]}: {fmt.pct(worst[1])}" if worst else "—")
     matrix, classes = st.columns([3, 2])
     with matrix:
         st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
@@ -405,26 +405,26 @@ def show_evaluation(eval_id: int) -> None:
         st.markdown("**Per-class accuracy** (red: below the overall accuracy)")
         st.altair_chart(per_class_bars(result), width="stretch")
     st.markdown("**Per-class precision, recall and F1** (a class never predicted has precision 0)")
-    widgets.class_metrics_table(result_class_metrics(result), key="pr_class_metrics")
+    charts.class_metrics_table(result_class_metrics(result), key="pr_class_metrics")
     gallery(row, result)
 
 
 if checkpoint and predictor is not None:  # a checkpoint that does not load cannot be evaluated either
     st.subheader("Evaluate on a dataset")
     st.caption("Runs as a job on a worker (the dashboard never does training-size work).")
-    infos = [d for d in widgets.all_datasets() if d.present]
+    infos = [d for d in loading.all_datasets() if d.present]
     names = [d.name for d in infos]
     default = (predictor.checkpoint.config.get("dataset") if predictor is not None else None) or "digits"
     if st.session_state.get("pr_eval_dataset") not in names:
         st.session_state.pr_eval_dataset = default if default in names else names[0]
     a, b, c = st.columns([3, 2, 2], vertical_alignment="bottom")
     dataset = a.selectbox("Dataset", names, key="pr_eval_dataset",
-                          format_func=lambda n: widgets.dataset_label(next(d for d in infos if d.name == n)))
+                          format_func=lambda n: fmt.dataset_label(next(d for d in infos if d.name == n)))
     split = b.segmented_control("Split", ["test", "train"], default="test", key="pr_eval_split") or "test"
     if c.button("Evaluate on a worker", type="primary", key="pr_evaluate", icon=":material/fact_check:"):
         from worker import client
 
-        with widgets.user_errors("Not queued: "):
+        with fmt.user_errors("Not queued: "):
             st.session_state.pr_eval_pick = client.submit_evaluation(
                 checkpoint, dataset, split=split, model=bare.get("model"), classes=bare.get("classes"),
                 options=bare.get("options"), run_id=run_id,
@@ -438,12 +438,8 @@ if checkpoint and predictor is not None:  # a checkpoint that does not load cann
         by_eval = {e.id: e for e in recent}
         pick = st.selectbox("Evaluation", ids, key="pr_eval_pick",
                             format_func=lambda i: f"#{i}: {by_eval[i].dataset}, {by_eval[i].split} split")
-        running = by_eval[pick].status in widgets.ACTIVE
-
-        @st.fragment(run_every=widgets.REFRESH if running else None)
+        @live.fragment(lambda: queries.get_evaluation(pick).status)
         def evaluation_panel() -> None:
-            if running and queries.get_evaluation(pick).status not in widgets.ACTIVE:
-                st.rerun()  # finished: redraw once without the timer
             show_evaluation(pick)
 
         evaluation_panel()

@@ -7,43 +7,42 @@ import pandas as pd
 import streamlit as st
 
 from core.records import queries
-from dashboard import widgets
+from dashboard import charts, fmt, live, loading, nav
 
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 head, badge = st.columns([8, 1], vertical_alignment="center")
-picked = widgets.run_picker(key="detail_run")
+picked = nav.run_picker(key="detail_run")
 if picked is None:
     head.title("Run detail")
     if queries.count_runs() == 0:
         st.info("No runs yet. Queue one from **New run**.", icon=":material/info:")
-        st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+        st.page_link(nav.NEW_RUN, label="New run", icon=":material/add_circle:")
     st.stop()
 run = queries.get_run(picked.id)
-active_at_start = run.status in widgets.ACTIVE
 
 head.title(f"Run {run.id} · {run.name}")
 with badge:
-    widgets.status_badge(run.status)
+    fmt.status_badge(run.status)
 
 actions = st.container(horizontal=True, vertical_alignment="center")
-if run.status in widgets.ACTIVE:
+if run.status in live.ACTIVE:
     if actions.button("Cancel run", icon=":material/stop:", key="detail_cancel"):
         from worker import client
 
-        with widgets.user_errors():
+        with fmt.user_errors():
             client.cancel(run.id)
             st.rerun()
 if actions.button("Clone", icon=":material/content_copy:", key="detail_clone", help="A new queued run with these settings"):
     from worker import client
 
-    with widgets.user_errors("Not cloned: "):
+    with fmt.user_errors("Not cloned: "):
         new_id = client.clone(run.id)
-        st.switch_page(widgets.RUN_DETAIL, query_params={"run": new_id})
+        st.switch_page(nav.RUN_DETAIL, query_params={"run": new_id})
 if run.checkpoints:
-    actions.page_link(widgets.PREDICT, label="Predict with it", icon=":material/image_search:",
+    actions.page_link(nav.PREDICT, label="Predict with it", icon=":material/image_search:",
                       query_params={"run": run.id})
-actions.page_link(widgets.COMPARE, label="Compare", icon=":material/compare_arrows:", query_params={"runs": run.id})
+actions.page_link(nav.COMPARE, label="Compare", icon=":material/compare_arrows:", query_params={"runs": run.id})
 
 
 def save_tags_and_note(run_id: int) -> None:
@@ -64,7 +63,7 @@ def save_tags_and_note(run_id: int) -> None:
 
 
 with st.expander(("Tags: " + ", ".join(run.tags) if run.tags else "Tags and note")
-                 + (" · " + widgets.first_line(run.note, 60) if run.note else ""), icon=":material/sell:",
+                 + (" · " + fmt.first_line(run.note, 60) if run.note else ""), icon=":material/sell:",
                  expanded=bool(run.note or run.tags)):
     tag_key, note_key = f"detail_tags_{run.id}", f"detail_note_{run.id}"
     if tag_key not in st.session_state:
@@ -85,49 +84,46 @@ with st.expander(("Tags: " + ", ".join(run.tags) if run.tags else "Tags and note
         else:
             st.toast(f"Run {run.id}: tags and note saved")
 
-x_kind, smoothing, log = widgets.chart_controls("detail")
+x_kind, smoothing, log = charts.chart_controls("detail")
 
 
-@st.fragment(run_every=widgets.REFRESH if active_at_start else None)
-def live() -> None:
-    """Progress and charts: the only part that redraws every couple of seconds."""
+@live.fragment(lambda: queries.run_status(run.id)[0])
+def live_view() -> None:
+    """Progress and charts: the only part that redraws every couple of seconds (started
+    or finished, the whole page redraws once: status, buttons, checkpoints, error)."""
     current = queries.get_run(run.id)
-    if current.status != run.status:
-        # Started or finished: draw the whole page once more (status, buttons, checkpoints,
-        # error); a finished run's page then stops ticking.
-        st.rerun()
     total = current.total_steps
     cols = st.columns(5)
     cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
     cols[1].metric("Epoch", current.epoch)
-    cols[2].metric("Best val accuracy", widgets.pct(current.best_val_accuracy))
-    cols[3].metric("Test accuracy", widgets.pct(current.test_accuracy))
+    cols[2].metric("Best val accuracy", fmt.pct(current.best_val_accuracy))
+    cols[3].metric("Test accuracy", fmt.pct(current.test_accuracy))
     if current.status == "running":
-        cols[4].metric("ETA", widgets.duration(current.eta_seconds))
+        cols[4].metric("ETA", fmt.duration(current.eta_seconds))
     else:
-        cols[4].metric("Duration", widgets.duration(widgets.elapsed(current)))
-    if current.status in widgets.ACTIVE:
+        cols[4].metric("Duration", fmt.duration(fmt.elapsed(current)))
+    if current.status in live.ACTIVE:
         st.progress(min(1.0, current.progress or 0.0),
-                    text=f"{widgets.pct(current.progress, 0)} · {widgets.num(current.steps_per_second, 3)} it/s"
+                    text=f"{fmt.pct(current.progress, 0)} · {fmt.num(current.steps_per_second, 3)} it/s"
                     if current.status == "running" else "queued: waiting for a worker")
     if current.status == "running" and current.cancel_requested:
         st.info("Cancel requested: the run stops after this iteration and keeps a checkpoint.", icon=":material/stop_circle:")
-    if widgets.not_learning(current):
-        st.warning(widgets.NOT_LEARNING, icon=":material/trending_flat:")
+    if queries.not_learning(current):
+        st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")
 
     series = queries.series(run.id, max_points=1000)
     evals = queries.eval_series(run.id)
     spe = current.steps_per_epoch
     t0 = current.started_at.timestamp() if current.started_at else None
-    x_title = widgets.X_TITLES[x_kind]
+    x_title = charts.X_TITLES[x_kind]
     st.caption(f"step {current.step:,}" + (f" of {total:,}" if total else "") +
                f" · {len(series)} chart points" + (f" (each the mean of up to {series.width} steps)" if series.width > 1 else "")
-               + (" · refreshing every 2 s" if current.status in widgets.ACTIVE else ""))
+               + (" · refreshing every 2 s" if current.status in live.ACTIVE else ""))
     if len(series) == 0:
-        st.info("No iterations recorded yet." if current.status in widgets.ACTIVE else "This run recorded no iterations.",
-                icon=":material/hourglass_top:" if current.status in widgets.ACTIVE else ":material/info:")
+        st.info("No iterations recorded yet." if current.status in live.ACTIVE else "This run recorded no iterations.",
+                icon=":material/hourglass_top:" if current.status in live.ACTIVE else ":material/info:")
         return
-    markers = widgets.phase_markers(run.config, spe, x_kind)
+    markers = charts.phase_markers(run.config, spe, x_kind)
     if markers:
         st.caption("The dashed line marks where the backbone joins training: before it, only the new head "
                    "trained, on the frozen backbone's features.")
@@ -135,9 +131,9 @@ def live() -> None:
     with loss_col:
         st.markdown("**Loss**")
         st.altair_chart(
-            widgets.line_chart(
-                widgets.series_frame(series, "loss", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
-                widgets.eval_frame(evals, "loss", x=x_kind, steps_per_epoch=spe, t0=t0),
+            charts.line_chart(
+                charts.series_frame(series, "loss", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
+                charts.eval_frame(evals, "loss", x=x_kind, steps_per_epoch=spe, t0=t0),
                 x_title=x_title, y_title="loss", log=log, colors=COLORS, markers=markers,
             ),
             width="stretch",
@@ -145,17 +141,17 @@ def live() -> None:
     with acc_col:
         st.markdown("**Accuracy**")
         st.altair_chart(
-            widgets.line_chart(
-                widgets.series_frame(series, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
-                widgets.eval_frame(evals, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0),
+            charts.line_chart(
+                charts.series_frame(series, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
+                charts.eval_frame(evals, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0),
                 x_title=x_title, y_title="accuracy", log=log, percent=True, colors=COLORS, markers=markers,
             ),
             width="stretch",
         )
     st.markdown("**Learning rate**")
     st.altair_chart(
-        widgets.line_chart(
-            widgets.series_frame(series, "lr", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=0.0, label="lr"),
+        charts.line_chart(
+            charts.series_frame(series, "lr", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=0.0, label="lr"),
             x_title=x_title, y_title="learning rate", log=log, height=160, colors={"lr": "#9467bd"}, markers=markers,
         ),
         width="stretch",
@@ -165,8 +161,8 @@ def live() -> None:
     if latest is not None:
         split = "test" if latest.split == "test" else "validation"
         st.markdown(f"**Per-class precision, recall and F1** ({split} split, epoch {latest.epoch}, "
-                    f"{latest.count:,} images; balanced accuracy {widgets.pct(latest.balanced_accuracy)})")
-        widgets.class_metrics_table(latest.per_class, key="rd_class_metrics")
+                    f"{latest.count:,} images; balanced accuracy {fmt.pct(latest.balanced_accuracy)})")
+        charts.class_metrics_table(latest.per_class, key="rd_class_metrics")
     if evals:
         with st.expander("Per-epoch evaluations"):
             st.dataframe(
@@ -177,10 +173,10 @@ def live() -> None:
             )
 
 
-live()
+live_view()
 
 if run.status == "failed" and run.error:
-    st.error(f"**This run failed:** {widgets.first_line(run.error, 400)}", icon=":material/error:")
+    st.error(f"**This run failed:** {fmt.first_line(run.error, 400)}", icon=":material/error:")
     if "\n" in run.error.strip():
         with st.expander("Full error"):
             st.code(run.error, language=None)
@@ -191,7 +187,7 @@ config_tab, model_tab, env_tab, log_tab, ckpt_tab, csv_tab = st.tabs(
 with config_tab:
     config = run.config or {}
     st.dataframe(
-        pd.DataFrame({"setting": list(config), "value": [widgets.plain(v) for v in config.values()]}),
+        pd.DataFrame({"setting": list(config), "value": [fmt.plain(v) for v in config.values()]}),
         hide_index=True, height=min(35 * (len(config) + 1) + 3, 600),
     )
     if run.classes:
@@ -227,29 +223,29 @@ with log_tab:
         st.code("\n".join(f"[attempt {line.attempt}] {line.message}" for line in lines), language=None)
     else:
         st.caption("Nothing logged yet: the log starts when a worker starts the run."
-                   if run.status in widgets.ACTIVE else "This run logged nothing (it never started).")
+                   if run.status in live.ACTIVE else "This run logged nothing (it never started).")
 with ckpt_tab:
     rows = queries.checkpoints(run.id)
     if not rows:
         st.caption("No checkpoints yet: one is written after each epoch (and on cancel).")
     for row in sorted(rows, key=lambda r: (not r.is_best, -r.step)):
-        path = widgets.under_home(row.path)
+        path = loading.under_home(row.path)
         with st.container(border=True):
             text, imori_col, bare_col = st.columns([3, 1, 1], vertical_alignment="center")
             metrics = row.metrics or {}
             text.markdown(
-                f"**{':material/star: best — ' if row.is_best else ''}{widgets.checkpoint_label(row)}**  \n"
-                + " · ".join(f"{k.replace('_', ' ')} {widgets.pct(v) if 'accuracy' in k else widgets.num(v)}"
+                f"**{':material/star: best — ' if row.is_best else ''}{fmt.checkpoint_label(row)}**  \n"
+                + " · ".join(f"{k.replace('_', ' ')} {fmt.pct(v) if 'accuracy' in k else fmt.num(v)}"
                              for k, v in metrics.items())
             )
             if path is None:
                 text.caption("file missing, or outside IMORI_HOME: not offered for download")
                 continue
             stem = f"run{run.id}-{path.stem}"
-            imori_col.download_button("imori checkpoint", widgets.checkpoint_reader(path), file_name=f"{stem}.pt",
+            imori_col.download_button("imori checkpoint", loading.checkpoint_reader(path), file_name=f"{stem}.pt",
                                       mime="application/octet-stream", key=f"dl_{row.path}", on_click="ignore",
                                       icon=":material/download:", help="Weights, optimizer and position: resumable")
-            bare_col.download_button("bare state_dict", widgets.state_dict_reader(path), file_name=f"{stem}-state_dict.pt",
+            bare_col.download_button("bare state_dict", loading.state_dict_reader(path), file_name=f"{stem}-state_dict.pt",
                                      mime="application/octet-stream", key=f"dl_bare_{row.path}", on_click="ignore",
                                      icon=":material/download:",
                                      help="model.load_state_dict(torch.load(...)) in the tutorial's own script")

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.records import queries
-from dashboard import widgets
+from dashboard import fmt, live, nav
 
 PER_PAGE = 50
 ANY = "any"
@@ -24,7 +24,7 @@ def table(runs, notes) -> pd.DataFrame:
         elif r.status == "running" and r.cancel_requested:
             note = "cancelling…"
         elif r.status == "failed":
-            note = widgets.first_line(r.error)
+            note = fmt.first_line(r.error)
         else:
             note = r.note.splitlines()[0] if r.note else ""
         rows.append(
@@ -34,13 +34,13 @@ def table(runs, notes) -> pd.DataFrame:
                 "status": r.status,
                 "progress": r.progress or 0.0,
                 "step": f"{r.step:,} / {r.total_steps:,}" if r.total_steps else f"{r.step:,}",
-                "ETA": widgets.duration(r.eta_seconds) if r.status == "running" else "",
+                "ETA": fmt.duration(r.eta_seconds) if r.status == "running" else "",
                 # Text, so a run with no figure yet shows a dash (the list sorts by them on the server).
-                "best val acc": widgets.pct(r.best_val_accuracy),
-                "test acc": widgets.pct(r.test_accuracy),
+                "best val acc": fmt.pct(r.best_val_accuracy),
+                "test acc": fmt.pct(r.test_accuracy),
                 "tags": ", ".join(r.tags),
                 "device": r.device or "",
-                "duration": widgets.duration(widgets.elapsed(r)) if r.started_at else "",
+                "duration": fmt.duration(fmt.elapsed(r)) if r.started_at else "",
                 "note": note,
             }
         )
@@ -59,7 +59,7 @@ COLUMNS = {
 
 
 def status_color(status: str) -> str:
-    return f"color: {widgets.STATUS_HEX.get(status, '#444')}; font-weight: 600"
+    return f"color: {fmt.STATUS_HEX.get(status, '#444')}; font-weight: 600"
 
 
 def devices_of(queued) -> dict[int, str]:
@@ -102,7 +102,6 @@ def current_filter() -> queries.RunFilter:
 
 st.title("Runs")
 counts_at_start = queries.status_counts()
-live_at_start = any(counts_at_start.get(s, 0) for s in widgets.ACTIVE)
 
 # -- search and filters -------------------------------------------------------------------------
 facets = queries.run_facets()
@@ -110,7 +109,7 @@ all_tags = queries.run_tags()
 search_col, status_col, order_col = st.columns([3, 3, 2], vertical_alignment="bottom")
 search_col.text_input("Search", key="runs_search", on_change=first_page, persist_state="session",
                       placeholder="name, model, dataset, tag, note or #id")
-status_col.multiselect("Status", list(widgets.STATUS_ICONS), key="runs_status", on_change=first_page,
+status_col.multiselect("Status", list(fmt.STATUS_ICONS), key="runs_status", on_change=first_page,
                        persist_state="session", placeholder="every status")
 order_col.selectbox("Order", list(queries.ORDERS), key="runs_order", on_change=first_page, persist_state="session")
 model_col, dataset_col, tags_col, dates_col = st.columns(4, vertical_alignment="bottom")
@@ -137,12 +136,12 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
     bar.markdown(f"**{n} selected**")
     if bar.button(f"Compare {n}", key="runs_bulk_compare", icon=":material/compare_arrows:", disabled=n < 2,
                   help="Pick at least two runs" if n < 2 else None):
-        st.switch_page(widgets.COMPARE, query_params={"runs": ",".join(map(str, selected))})
-    active = [i for i in selected if by_id[i].status in widgets.ACTIVE]
+        st.switch_page(nav.COMPARE, query_params={"runs": ",".join(map(str, selected))})
+    active = [i for i in selected if by_id[i].status in live.ACTIVE]
     if bar.button(f"Cancel {len(active)}", key="runs_bulk_cancel", icon=":material/stop:", disabled=not active):
         from worker import client
 
-        with widgets.user_errors("Not cancelled: "):
+        with fmt.user_errors("Not cancelled: "):
             for run_id in active:
                 client.cancel(run_id)
             st.session_state.runs_message = f"Cancelled {len(active)} run(s): " + ", ".join(f"#{i}" for i in active)
@@ -153,7 +152,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
         given = [t for t in (st.session_state.get("runs_bulk_tags") or "").split(",") if t.strip()]
         for column, verb, key in ((add_col, "Add", "runs_bulk_tag_add"), (remove_col, "Remove", "runs_bulk_tag_remove")):
             if column.button(verb, key=key, disabled=not given, width="stretch"):
-                with widgets.user_errors("Not tagged: "):
+                with fmt.user_errors("Not tagged: "):
                     store.tag_runs(selected, **({"add": given} if verb == "Add" else {"remove": given}))
                     st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {n} run(s): "
                                                      + ", ".join(store.clean_tags(given)))
@@ -169,7 +168,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
                        "checkpoints? This cannot be undone.", icon=":material/delete:")
             yes, no = st.columns(2)
             if yes.button(f"Yes, delete {len(doomed)} run(s)", type="primary", key="runs_bulk_delete_yes"):
-                with widgets.user_errors("Not deleted: "):
+                with fmt.user_errors("Not deleted: "):
                     for run_id in doomed:
                         store.delete_run(run_id, remove_files=True)
                     st.session_state.runs_confirm_bulk = None
@@ -180,28 +179,26 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
                 st.rerun()
 
 
-@st.fragment(run_every=widgets.REFRESH if live_at_start else None)
+@live.fragment(queries.status_counts)
 def live_table() -> None:
+    """The counts, the table, the pager and what the selection can do (a run that starts,
+    finishes, appears or goes redraws the whole page once, its buttons too)."""
     counts = queries.status_counts()
-    if counts != counts_at_start:
-        # A run started, finished, appeared or went: redraw the whole page once (its
-        # buttons too); when nothing is left running, without the timer.
-        st.rerun()
-    cols = st.columns(len(widgets.STATUS_ICONS))
-    for col, status in zip(cols, widgets.STATUS_ICONS):
-        col.metric(widgets.status_label(status), f"{counts.get(status, 0):,}")
+    cols = st.columns(len(fmt.STATUS_ICONS))
+    for col, status in zip(cols, fmt.STATUS_ICONS):
+        col.metric(fmt.status_label(status), f"{counts.get(status, 0):,}")
     if not counts:
         st.info("No runs yet. Queue one from **New run**.", icon=":material/info:")
-        st.page_link(widgets.NEW_RUN, label="New run", icon=":material/add_circle:")
+        st.page_link(nav.NEW_RUN, label="New run", icon=":material/add_circle:")
         return
     page = queries.run_page(where, page=int(st.session_state.get("runs_page") or 1), per_page=PER_PAGE,
                             order=st.session_state.get("runs_order") or "newest")
     if not page.runs:
         st.info("No run matches the search and filters.", icon=":material/search_off:")
         return
-    live, offline = widgets.workers()
+    up, offline = live.workers()
     queued = queries.list_runs(status="queued", limit=1000, order="oldest")  # the queue's places count them all
-    notes = widgets.queue_notes(queued, devices_of(queued), live, offline)
+    notes = live.queue_notes(queued, devices_of(queued), up, offline)
     frame = table(page.runs, notes)
     event = st.dataframe(frame.style.map(status_color, subset=["status"]), hide_index=True, column_config=COLUMNS,
                          key="runs_table", on_select="rerun", selection_mode="multi-row", width="stretch")
@@ -212,7 +209,7 @@ def live_table() -> None:
     pager.button("Newer", key="runs_prev", icon=":material/chevron_left:", disabled=page.page <= 1,
                  on_click=go_to_page, args=(page.page - 1,))
     pager.caption(f"runs {first:,}-{first + len(page.runs) - 1:,} of {page.total:,} · page {page.page:,} of "
-                  f"{page.pages:,}" + (" · refreshing every 2 s" if any(counts.get(s) for s in widgets.ACTIVE) else ""))
+                  f"{page.pages:,}" + (" · refreshing every 2 s" if any(counts.get(s) for s in live.ACTIVE) else ""))
     pager.button("Older", key="runs_next", icon=":material/chevron_right:", disabled=page.page >= page.pages,
                  on_click=go_to_page, args=(page.page + 1,))
     if selected:
@@ -228,17 +225,17 @@ if message:
 
 if counts_at_start:
     st.subheader("Manage a run")
-    run = widgets.run_picker(key="runs_pick")
+    run = nav.run_picker(key="runs_pick")
     if run is not None:
         run = queries.get_run(run.id)
         open_col, cancel_col, clone_col, cont_col, delete_col = st.columns(5, vertical_alignment="bottom")
         if open_col.button("Open", icon=":material/monitoring:", key="runs_open", width="stretch"):
-            st.switch_page(widgets.RUN_DETAIL, query_params={"run": run.id})
+            st.switch_page(nav.RUN_DETAIL, query_params={"run": run.id})
         if cancel_col.button("Cancel", icon=":material/stop:", key="runs_cancel", width="stretch",
-                             disabled=run.status not in widgets.ACTIVE):
+                             disabled=run.status not in live.ACTIVE):
             from worker import client
 
-            with widgets.user_errors():
+            with fmt.user_errors():
                 status = client.cancel(run.id)
                 st.toast(f"Run {run.id}: {'cancelled' if status == 'cancelled' else 'stopping after this iteration'}")
                 st.rerun()
@@ -246,7 +243,7 @@ if counts_at_start:
                             help="A new queued run with the same settings"):
             from worker import client
 
-            with widgets.user_errors("Not cloned: "):
+            with fmt.user_errors("Not cloned: "):
                 new_id = client.clone(run.id)
                 st.session_state.runs_message = f"Run {run.id} cloned as run {new_id} (queued)."
                 st.rerun()
@@ -264,7 +261,7 @@ if counts_at_start:
                 if st.button("Queue it again", key="runs_continue", type="primary"):
                     from worker import client
 
-                    with widgets.user_errors("Not continued: "):
+                    with fmt.user_errors("Not continued: "):
                         client.continue_run(run.id, **{unit: int(total)})
                         st.session_state.runs_message = f"Run {run.id} queued again to train to {int(total)} {unit}."
                         st.rerun()
@@ -283,7 +280,7 @@ if counts_at_start:
                 if yes.button(f"Yes, delete run {run.id}", type="primary", key="runs_delete_yes"):
                     from core.records import store
 
-                    with widgets.user_errors("Not deleted: "):
+                    with fmt.user_errors("Not deleted: "):
                         store.delete_run(run.id, remove_files=True)
                         st.session_state.runs_confirm_delete = None
                         st.session_state.runs_message = f"Run {run.id} deleted with its checkpoints."
@@ -293,13 +290,13 @@ if counts_at_start:
                     st.rerun()
 
 
-@st.fragment(run_every=widgets.REFRESH if live_at_start else None)
+@live.fragment(queries.status_counts)
 def live_workers() -> None:
-    live, offline = widgets.workers()
+    up, offline = live.workers()
     st.subheader("Workers")
     if offline:
         st.warning(f"{offline}. Start the stack with `imori up` (or Redis and `imori worker`).", icon=":material/warning:")
-    elif not live:
+    elif not up:
         st.info("No worker is running: queued runs wait for one. Start one with `imori worker`.", icon=":material/info:")
     else:
         st.dataframe(
@@ -313,7 +310,7 @@ def live_workers() -> None:
                         "queues": ", ".join(w.queues),
                         "training": f"run {w.run_id}" if w.run_id else "idle",
                     }
-                    for w in live
+                    for w in up
                 ]
             ),
             hide_index=True,

@@ -16,7 +16,7 @@ import torch
 from dashkit import ROOT, app, digit_png, ok, texts, train
 
 from core.records import queries
-from dashboard import widgets
+from dashboard import fmt, loading, uploads
 
 PREDICT = "app_pages/predict.py"
 
@@ -87,7 +87,7 @@ def test_a_file_of_another_kind_is_refused_with_a_message(run_id):
 
 
 def test_an_image_over_the_size_limit_is_refused_on_the_server(run_id, monkeypatch):
-    monkeypatch.setattr(widgets, "MAX_IMAGE_BYTES", 1000)
+    monkeypatch.setattr(uploads, "MAX_IMAGE_BYTES", 1000)
     png, _ = digit_png(0)
     big = png + b"\0" * 2000  # trailing bytes: still a PNG, but over the limit
     at = app(PREDICT, run=run_id)
@@ -99,12 +99,12 @@ def test_an_image_over_the_size_limit_is_refused_on_the_server(run_id, monkeypat
 
 def test_the_model_is_loaded_once_and_cached(run_id):
     path = queries.best_checkpoint(run_id).path
-    first = widgets.load_predictor(path)
-    assert widgets.load_predictor(path) is first  # a second upload answers without loading it again
+    first = loading.load_predictor(path)
+    assert loading.load_predictor(path) is first  # a second upload answers without loading it again
     png, _ = digit_png(0)
     threads = torch.get_num_threads()
     try:
-        [result] = widgets.predict(first, [png], ["a.png"])
+        [result] = loading.predict(first, [png], ["a.png"])
         assert result.label is not None
         assert torch.get_num_threads() == 1  # the dashboard predicts on one thread; workers train
     finally:
@@ -174,9 +174,9 @@ def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
     assert confusion_shown(at)
     result = queries.get_evaluation(eval_id).result
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Accuracy"] == widgets.pct(result["accuracy"], 2) and metrics["Images"] == f"{result['count']:,}"
+    assert metrics["Accuracy"] == fmt.pct(result["accuracy"], 2) and metrics["Images"] == f"{result['count']:,}"
     assert len(at.get("vega_lite_chart")) >= 2  # heat map and per-class accuracy
-    assert metrics["Balanced accuracy"] == widgets.pct(result["balanced_accuracy"], 2)
+    assert metrics["Balanced accuracy"] == fmt.pct(result["balanced_accuracy"], 2)
     [table] = [d.value for d in at.dataframe if "precision" in d.value.columns]
     assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
     assert table["support"].sum() == result["count"]
@@ -260,17 +260,17 @@ def test_too_few_validation_images_make_the_last_checkpoint_the_default_with_its
                for t in texts(at.markdown))
     shown = {m.label: m.value for m in at.metric}
     assert shown == {
-        "Validation accuracy": widgets.pct(last.metrics["val_accuracy"]),
-        "Validation loss": widgets.num(last.metrics["val_loss"]),
-        "Test accuracy": widgets.pct(last.metrics["test_accuracy"]),
-        "Test loss": widgets.num(last.metrics["test_loss"]),
+        "Validation accuracy": fmt.pct(last.metrics["val_accuracy"]),
+        "Validation loss": fmt.num(last.metrics["val_loss"]),
+        "Test accuracy": fmt.pct(last.metrics["test_accuracy"]),
+        "Test loss": fmt.num(last.metrics["test_loss"]),
     }
     # best.pt is offered beside it; choosing it shows best.pt's own metrics.
     at.button(key="pr_use_best").click().run()
     ok(at)
     assert at.selectbox(key="pr_ckpt").value == best.path
     assert any(t.startswith("Using **best.pt**") for t in texts(at.markdown))
-    assert {m.label: m.value for m in at.metric}["Test loss"] == widgets.num(best.metrics["test_loss"])
+    assert {m.label: m.value for m in at.metric}["Test loss"] == fmt.num(best.metrics["test_loss"])
     at.button(key="pr_use_last").click().run()
     assert at.selectbox(key="pr_ckpt").value == last.path
 
@@ -323,14 +323,14 @@ def test_whatever_pillow_opens_is_classified_whatever_its_name(run_id):
     png, _ = digit_png(2)
     digit = Image.open(io.BytesIO(png))
     files = {}
-    for name, fmt, image in (
+    for name, kind, image in (
         ("newt.jfif", "JPEG", digit.convert("RGB")),
         ("IMG_0001.HEIC", "HEIF", digit.convert("RGB")),
         ("scan.tif", "TIFF", Image.fromarray(np.asarray(digit, dtype=np.float32) / 255.0)),
         ("phone.jpg", "JPEG", Image.new("RGB", (12000, 9000), (30, 30, 30))),
     ):
         buffer = io.BytesIO()
-        image.save(buffer, fmt, **({"quality": 10} if name == "phone.jpg" else {}))
+        image.save(buffer, kind, **({"quality": 10} if name == "phone.jpg" else {}))
         files[name] = buffer.getvalue()
     files["digit"] = png
     at = app(PREDICT, run=run_id)

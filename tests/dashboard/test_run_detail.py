@@ -11,12 +11,12 @@ import torch
 from dashkit import app, ok, texts, train
 
 from core.records import queries, store
-from dashboard import widgets
+from dashboard import charts, loading
 
 DETAIL = "app_pages/run_detail.py"
 
 
-def charts(at) -> list:
+def vega_charts(at) -> list:
     return [e for e in at.get("vega_lite_chart")]
 
 
@@ -25,7 +25,7 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home):
     at = app(DETAIL, run=run_id)
     ok(at)
     assert at.selectbox(key="detail_run").value == run_id
-    assert len(charts(at)) == 3  # loss, accuracy, learning rate
+    assert len(vega_charts(at)) == 3  # loss, accuracy, learning rate
     assert any("step 30 of 30 · 30 chart points" in t for t in texts(at.caption))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Step"] == "30 / 30" and metrics["Best val accuracy"].endswith("%")
@@ -35,7 +35,7 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home):
     [config] = [d.value for d in at.dataframe if "setting" in d.value.columns]
     config = config.set_index("setting")["value"]
     assert config["model"] == "mnist_cnn" and config["iterations"] == "30"
-    assert not any(widgets.NOT_LEARNING in t for t in texts(at.warning))  # 30 steps: not even two epochs
+    assert not any(queries.NOT_LEARNING in t for t in texts(at.warning))  # 30 steps: not even two epochs
     # The latest test evaluation's per-class table: one row a digit, with its support.
     [per_class] = [d.value for d in at.dataframe if "precision" in d.value.columns]
     assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
@@ -54,22 +54,31 @@ def test_each_x_axis_and_log_scale_draw(home):
     for x in ("epoch", "time", "step"):
         at.button_group(key="detail_x").set_value(x).run()
         ok(at)
-        assert len(charts(at)) == 3
+        assert len(vega_charts(at)) == 3
     at.toggle(key="detail_log").set_value(True)
     at.slider(key="detail_smooth").set_value(0.9).run()
     ok(at)
-    assert len(charts(at)) == 3
+    assert len(vega_charts(at)) == 3
 
 
-def test_a_run_that_does_not_learn_gets_the_notice(home):
+def test_a_run_that_does_not_learn_gets_the_notice(home, capsys):
     # Plain SGD at a tiny learning rate: two epochs (digits: 21 steps each) and the loss stays put.
     stuck = train(model="lenet5", optimizer="sgd", lr=1e-6, loss="cross_entropy", iterations=None, epochs=3)
     at = app(DETAIL, run=stuck)
     ok(at)
-    assert widgets.NOT_LEARNING in texts(at.warning)
+    assert queries.NOT_LEARNING in texts(at.warning)
     learns = train(lr=3e-3, iterations=None, epochs=3)
     at = app(DETAIL, run=learns)
-    assert widgets.NOT_LEARNING not in texts(at.warning)
+    assert queries.NOT_LEARNING not in texts(at.warning)
+    # The rule is the records' own: `imori show` says it too.
+    from cli.main import main
+
+    import json
+
+    capsys.readouterr()
+    assert main(["show", str(stuck), "--json"]) == 0 and json.loads(capsys.readouterr().out)["not_learning"] is True
+    assert main(["show", str(stuck)]) == 0 and queries.NOT_LEARNING in capsys.readouterr().out
+    assert main(["show", str(learns), "--json"]) == 0 and json.loads(capsys.readouterr().out)["not_learning"] is False
 
 
 def test_a_failed_run_shows_its_error(home):
@@ -87,19 +96,19 @@ def test_the_bare_state_dict_download_loads_into_the_model(home):
 
     run_id = train()
     best = queries.best_checkpoint(run_id)
-    path = widgets.under_home(best.path)
+    path = loading.under_home(best.path)
     assert path is not None
-    state = torch.load(io.BytesIO(widgets.state_dict_reader(path)()), weights_only=True)
+    state = torch.load(io.BytesIO(loading.state_dict_reader(path)()), weights_only=True)
     build_model("mnist_cnn", 10).load_state_dict(state, strict=True)  # what the tutorial's class loads
-    assert widgets.checkpoint_reader(path)() == path.read_bytes()
+    assert loading.checkpoint_reader(path)() == path.read_bytes()
 
 
 def test_files_outside_imori_home_are_never_offered(home, tmp_path):
     outside = tmp_path / "elsewhere.pt"
     outside.write_bytes(b"x")
-    assert widgets.under_home(outside) is None
-    assert widgets.under_home(Path(home) / "runs" / ".." / ".." / "etc" / "passwd") is None
-    assert widgets.under_home(Path(home) / "missing.pt") is None
+    assert loading.under_home(outside) is None
+    assert loading.under_home(Path(home) / "runs" / ".." / ".." / "etc" / "passwd") is None
+    assert loading.under_home(Path(home) / "missing.pt") is None
 
 
 @pytest.mark.parametrize(
@@ -112,20 +121,20 @@ def test_files_outside_imori_home_are_never_offered(home, tmp_path):
     ],
 )
 def test_stalled_compares_medians(early, latest, expected):
-    assert widgets.stalled(early, latest) is expected
+    assert queries.stalled(early, latest) is expected
 
 
 def test_stall_windows_wait_for_a_full_epoch():
-    assert widgets.stall_windows(19, 20) is None
-    assert widgets.stall_windows(20, 20) == ((1, 2), (1, 20))  # epoch 1 against its own start
-    assert widgets.stall_windows(41, 20) == ((1, 2), (21, 40))  # epoch 3 barely begun: judge epoch 2
-    assert widgets.stall_windows(55, 20) == ((1, 2), (41, 55))
+    assert queries.stall_windows(19, 20) is None
+    assert queries.stall_windows(20, 20) == ((1, 2), (1, 20))  # epoch 1 against its own start
+    assert queries.stall_windows(41, 20) == ((1, 2), (21, 40))  # epoch 3 barely begun: judge epoch 2
+    assert queries.stall_windows(55, 20) == ((1, 2), (41, 55))
 
 
 def test_smoothing_is_a_debiased_moving_average():
-    assert widgets.ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
-    assert widgets.ema([0.0, 10.0], 0.0) == [0.0, 10.0]
-    smoothed = widgets.ema([10.0, None, 0.0], 0.5)
+    assert charts.ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
+    assert charts.ema([0.0, 10.0], 0.0) == [0.0, 10.0]
+    smoothed = charts.ema([10.0, None, 0.0], 0.5)
     assert smoothed[1] is None and 0 < smoothed[2] < 10
 
 
@@ -143,16 +152,16 @@ def test_the_run_picker_follows_links_and_keeps_the_url_current(home):
 
 
 def test_a_fine_tune_marks_where_the_backbone_joins():
-    from dashboard import widgets
+    from dashboard import charts
 
-    assert widgets.phase_markers({"freeze_epochs": 2}, 30, "step") == {"all layers train": 60.0}
-    assert widgets.phase_markers({"freeze_epochs": 2}, 30, "epoch") == {"all layers train": 2.0}
-    assert widgets.phase_markers({"freeze_epochs": 0}, 30, "step") == {}
+    assert charts.phase_markers({"freeze_epochs": 2}, 30, "step") == {"all layers train": 60.0}
+    assert charts.phase_markers({"freeze_epochs": 2}, 30, "epoch") == {"all layers train": 2.0}
+    assert charts.phase_markers({"freeze_epochs": 0}, 30, "step") == {}
     import pandas as pd
 
     band = pd.DataFrame({"x": [1.0, 90.0], "value": [1.0, 0.5], "lo": [0.9, 0.4], "hi": [1.1, 0.6],
                          "series": ["train", "train"], "step": [1, 90]})
-    spec = widgets.line_chart(band, x_title="step", y_title="loss", markers={"all layers train": 60.0}).to_dict()
+    spec = charts.line_chart(band, x_title="step", y_title="loss", markers={"all layers train": 60.0}).to_dict()
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
     assert "rule" in marks and "text" in marks
 

@@ -191,3 +191,30 @@ def test_several_runs_are_tagged_and_deleted_at_once(broker):
     at.button(key="runs_bulk_cancel").click().run()
     ok(at)
     assert queries.get_run(running).cancel_requested
+
+
+def test_live_parts_tick_only_while_something_is_active_and_redraw_the_page_on_a_change(monkeypatch):
+    """dashboard.live.fragment: the one helper for every page's live part."""
+    import streamlit as st
+
+    from dashboard import live
+
+    made = []
+
+    def fake_fragment(run_every=None):
+        made.append(run_every)
+        return lambda body: body
+
+    reruns = []
+    monkeypatch.setattr(st, "fragment", fake_fragment)
+    monkeypatch.setattr(st, "rerun", lambda: reruns.append(True))
+    state = {"status": "running"}
+    part = live.fragment(lambda: state["status"])(lambda: "drawn")
+    assert made == [live.REFRESH] and part() == "drawn" and reruns == []
+    state["status"] = "succeeded"
+    part()
+    assert reruns == [True]  # finished: the whole page once, which then stops the timer
+    live.fragment(lambda: ("succeeded", "failed"))(lambda: None)
+    live.fragment(lambda: {"queued": 0, "succeeded": 3})(lambda: None)
+    live.fragment(lambda: {"queued": 2})(lambda: None)
+    assert made == [live.REFRESH, None, None, live.REFRESH]

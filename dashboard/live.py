@@ -1,0 +1,90 @@
+"""What is live: the run states that redraw (``ACTIVE``), the one helper every page's
+live part is made with (``fragment``), the workers and each queued run's place in the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import streamlit as st
+
+ACTIVE = ("queued", "running")
+REFRESH = "2s"  # how often live parts redraw while something trains
+
+
+def fragment(watch: Callable[[], Any], *, active: Callable[[Any], bool] | None = None):
+    """Make a page's live part: a ``st.fragment`` that redraws every ``REFRESH`` while
+    what it shows is active, and reruns the whole page once when ``watch()`` (the states
+    it depends on: a run's status, the status counts) changes, so that the rest of the
+    page follows and a part whose runs have all finished stops ticking.
+
+    ``active(value)`` says whether ``watch()``'s value needs the timer (default: it holds
+    a queued or running state: a status, or a collection or mapping of them).
+    """
+    at_start = watch()
+    is_active = active or _holds_active
+    every = REFRESH if is_active(at_start) else None
+
+    def wrap(body: Callable[..., Any]) -> Callable[..., Any]:
+        @st.fragment(run_every=every)
+        def part(*args: Any, **kwargs: Any) -> Any:
+            if watch() != at_start:
+                st.rerun()  # something started or finished: the whole page, once
+            return body(*args, **kwargs)
+
+        part.__doc__ = body.__doc__
+        return part
+
+    return wrap
+
+
+def _holds_active(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in ACTIVE
+    if isinstance(value, dict):
+        return any(value.get(s) for s in ACTIVE)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_active(v) for v in value)
+    return False
+
+
+def workers() -> tuple[list[Any], str | None]:
+    """(live workers, None) or ([], why the queue cannot be asked)."""
+    try:
+        from worker.presence import live_workers
+
+        return live_workers(), None
+    except Exception as err:  # noqa: BLE001 - Redis down or unreachable: say so, keep the page
+        return [], f"the queue (Redis) does not answer: {type(err).__name__}"
+
+
+def queue_notes(queued: Sequence[Any], devices: dict[int, str], live: Sequence[Any], offline: str | None) -> dict[int, str]:
+    """For each queued run (oldest first is served first): its place in the queue, or
+    what it waits for. ``devices`` maps run id -> its config's device."""
+    notes: dict[int, str] = {}
+    has_gpu = any(w.device == "cuda" for w in live)
+    for position, run in enumerate(sorted(queued, key=lambda r: r.id), start=1):
+        if offline:
+            notes[run.id] = "queue offline"
+        elif devices.get(run.id) == "cuda" and not has_gpu:
+            notes[run.id] = "waiting for a GPU worker"
+        elif not live:
+            notes[run.id] = "waiting for a worker (start one: imori worker)"
+        else:
+            notes[run.id] = f"#{position} in the queue"
+    return notes
+
+
+def sidebar_status() -> None:
+    """The workers, in one line each, at the bottom of the sidebar."""
+    live, offline = workers()
+    with st.sidebar:
+        st.caption("**Workers**")
+        if offline:
+            st.caption(f":material/warning: {offline}. Start everything with `imori up`.")
+        elif not live:
+            st.caption("No worker is running: queued runs wait. Start one with `imori worker`.")
+        for w in live:
+            doing = f"training run {w.run_id}" if w.run_id else "idle"
+            st.caption(f"`{w.device}` {w.device_name} — {doing}")

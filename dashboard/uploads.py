@@ -1,0 +1,123 @@
+"""Uploads, checked on the server whatever the browser let through: size, kind (by
+content, not by name), stored under IMORI_HOME by content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.errors import ImoriError
+
+
+# Upload limits, checked here on the server whatever the browser let through.
+MB = 1024 * 1024
+
+
+MAX_IMAGE_BYTES = 20 * MB
+
+
+MAX_IMAGES = 64
+
+
+MAX_CHECKPOINT_BYTES = 1024 * MB
+
+
+MAX_ZIP_BYTES = 1024 * MB
+
+
+CHECKPOINT_TYPES = ("pt", "pth", "bin", "ckpt")
+
+
+class UploadError(ImoriError):
+    """An upload refused on the server (too large, wrong kind, unreadable)."""
+
+
+def safe_uploader(label: str, types: Sequence[str], mime: str, **kwargs: Any):
+    """``st.file_uploader`` that leaves the file-type check to the page.
+
+    With only extensions in ``type=``, Streamlit itself refuses another file while
+    restoring widget state, before the page runs, and the user sees a traceback. A MIME
+    type in the list (``mime``, which also guides the browser's file picker) makes it
+    trust the browser instead; ``read_upload`` then checks the name, the size and the
+    content on the server and says what is wrong.
+    """
+    return st.file_uploader(label, type=[*(f".{t}" for t in types), mime], **kwargs)
+
+
+def image_types() -> tuple[str, ...]:
+    """Extensions for the image pickers: every format imori opens (``core.data.formats``:
+    Pillow's, plus HEIC/HEIF), from the one list every page and command uses. They only
+    guide the browser's file picker: ``read_image_upload`` judges the content."""
+    from core.data.formats import upload_types
+
+    return upload_types()
+
+
+def read_image_upload(uploaded: Any, *, max_bytes: int | None = None, what: str = "image") -> bytes:
+    """The bytes of an uploaded image, accepted by its content (any file Pillow can open,
+    whatever its name says: ``newt.jfif``, ``IMG_0001.HEIC``, a PNG without extension)."""
+    from core.data.formats import identify, not_an_image_reason
+
+    data = read_upload(uploaded, max_bytes=MAX_IMAGE_BYTES if max_bytes is None else max_bytes, kinds=(), what=what)
+    if identify(data) is None:
+        name = getattr(uploaded, "name", None) or what
+        raise UploadError(f"{name} was refused: {not_an_image_reason(name)}")
+    return data
+
+
+def read_zip_upload(uploaded: Any, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of an uploaded ZIP, accepted by its content (``dataset.ZIP``, a name without extension)."""
+    import io
+    import zipfile
+
+    data = read_upload(uploaded, max_bytes=MAX_ZIP_BYTES if max_bytes is None else max_bytes, kinds=(), what="ZIP file")
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        name = getattr(uploaded, "name", None) or "the upload"
+        raise UploadError(f"{name} was refused: not a ZIP file (make one of the class folders, e.g. with Compress / Send to ZIP)")
+    return data
+
+
+def read_upload(uploaded: Any, *, max_bytes: int, kinds: Sequence[str], what: str) -> bytes:
+    """The bytes of an uploaded file, after checking its size (and, given ``kinds``, its
+    extension) on the server."""
+    name = getattr(uploaded, "name", None) or what
+    size = getattr(uploaded, "size", None)
+    if size is not None and size > max_bytes:
+        raise UploadError(f"{name} is {size / MB:.1f} MB; {what} may be at most {max_bytes // MB} MB")
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if kinds and suffix not in kinds:
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise UploadError(f"{name} was refused: not {article} {what} (expected {', '.join('.' + k for k in kinds)})")
+    data = uploaded.getvalue()
+    if len(data) > max_bytes:
+        raise UploadError(f"{name} is {len(data) / MB:.1f} MB; {what} may be at most {max_bytes // MB} MB")
+    if not data:
+        raise UploadError(f"{name} is empty")
+    return data
+
+
+def safe_name(name: str, fallback: str = "upload") -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).name).strip(".-")
+    return stem[:80] or fallback
+
+
+def store_upload(data: bytes, name: str, folder: str) -> Path:
+    """Keep an upload under ``IMORI_HOME/uploads/<folder>/`` (where workers see it too),
+    named by its content so the same file is stored once."""
+    from core.paths import subdir
+
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    target = subdir("uploads") / folder
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{digest}-{safe_name(name)}"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
