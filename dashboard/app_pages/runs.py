@@ -163,20 +163,31 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
         st.session_state.runs_confirm_bulk = deletable
     if st.session_state.get("runs_confirm_bulk") and set(st.session_state.runs_confirm_bulk) <= set(deletable):
         doomed = st.session_state.runs_confirm_bulk
-        with st.container(border=True):
-            st.warning(f"Delete {len(doomed)} run(s) ({', '.join(f'#{i}' for i in doomed)}), their metrics and "
-                       "checkpoints? This cannot be undone.", icon=":material/delete:")
-            yes, no = st.columns(2)
-            if yes.button(f"Yes, delete {len(doomed)} run(s)", type="primary", key="runs_bulk_delete_yes"):
-                with fmt.user_errors("Not deleted: "):
-                    for run_id in doomed:
-                        store.delete_run(run_id, remove_files=True)
-                    st.session_state.runs_confirm_bulk = None
-                    st.session_state.runs_message = f"Deleted {len(doomed)} run(s) with their checkpoints."
-                    st.rerun()
-            if no.button("Keep them", key="runs_bulk_delete_no"):
-                st.session_state.runs_confirm_bulk = None
+        confirm_delete(doomed, "runs_confirm_bulk", "runs_bulk_delete",
+                       f"Delete {len(doomed)} run(s) ({', '.join(f'#{i}' for i in doomed)}), their metrics and "
+                       "checkpoints? This cannot be undone.", f"Yes, delete {len(doomed)} run(s)", "Keep them",
+                       f"Deleted {len(doomed)} run(s) with their checkpoints.")
+
+
+def confirm_delete(run_ids: list[int], state: str, key: str, question: str, yes_label: str, no_label: str,
+                   done: str) -> None:
+    """The question before runs and their checkpoints are deleted; ``state`` is the
+    session key that asked it (cleared by either answer)."""
+    from core.records import store
+
+    with st.container(border=True):
+        st.warning(question, icon=":material/delete:")
+        yes, no = st.columns(2)
+        if yes.button(yes_label, type="primary", key=f"{key}_yes"):
+            with fmt.user_errors("Not deleted: "):
+                for run_id in run_ids:
+                    store.delete_run(run_id, remove_files=True)
+                st.session_state[state] = None
+                st.session_state.runs_message = done
                 st.rerun()
+        if no.button(no_label, key=f"{key}_no"):
+            st.session_state[state] = None
+            st.rerun()
 
 
 @live.fragment(queries.status_counts)
@@ -273,21 +284,9 @@ if counts_at_start:
                              help="Cancel a running run first" if run.status == "running" else None):
             st.session_state.runs_confirm_delete = run.id
         if st.session_state.get("runs_confirm_delete") == run.id:
-            with st.container(border=True):
-                st.warning(f"Delete run {run.id} ({run.name}), its metrics and its checkpoints? This cannot be undone.",
-                           icon=":material/delete:")
-                yes, no = st.columns(2)
-                if yes.button(f"Yes, delete run {run.id}", type="primary", key="runs_delete_yes"):
-                    from core.records import store
-
-                    with fmt.user_errors("Not deleted: "):
-                        store.delete_run(run.id, remove_files=True)
-                        st.session_state.runs_confirm_delete = None
-                        st.session_state.runs_message = f"Run {run.id} deleted with its checkpoints."
-                        st.rerun()
-                if no.button("Keep it", key="runs_delete_no"):
-                    st.session_state.runs_confirm_delete = None
-                    st.rerun()
+            confirm_delete([run.id], "runs_confirm_delete", "runs_delete",
+                           f"Delete run {run.id} ({run.name}), its metrics and its checkpoints? This cannot be undone.",
+                           f"Yes, delete run {run.id}", "Keep it", f"Run {run.id} deleted with its checkpoints.")
 
 
 @live.fragment(queries.status_counts)
