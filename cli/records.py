@@ -75,8 +75,9 @@ def run_filter(args: argparse.Namespace):
     def day(d, shift=0):
         return None if d is None else datetime.combine(d + timedelta(days=shift), time(), timezone.utc)
 
+    tags = [t.strip() for value in args.tag or () for t in value.split(",") if t.strip()]  # --tag a,b: both
     return queries.RunFilter(text=args.search, status=args.status, model=args.model, dataset=args.dataset,
-                             tags=args.tag, since=day(args.since), until=day(args.until, 1))
+                             tags=tags or None, since=day(args.since), until=day(args.until, 1))
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -65,9 +65,18 @@ def run_picker(runs: Sequence[Any] | None = None, *, key: str, label: str = "Run
                                      persist_state="session",
                                      help=f"The newest {PICKER_LIMIT} matching runs are listed; type to find older ones.")
         found = queries.list_runs(where=replace(base, text=text or None), limit=PICKER_LIMIT)
-        keep = [i for i in (wanted, st.session_state.get(key)) if isinstance(i, int) and i not in {r.id for r in found}]
-        if keep:  # the run in the URL, or the one chosen before the search, stays choosable
-            found = list(queries.list_runs(where=replace(base, ids=keep), limit=None)) + list(found)
+        searched = (text or "").strip()
+        if searched != st.session_state.get(f"{key}_searched", ""):
+            # A new search picks its first match (the newest), not the run chosen before it.
+            st.session_state[f"{key}_searched"] = searched
+            if found:
+                st.session_state[key] = found[0].id
+                st.query_params[param] = str(found[0].id)
+                wanted = found[0].id
+        if not searched:
+            keep = [i for i in (wanted, st.session_state.get(key)) if isinstance(i, int) and i not in {r.id for r in found}]
+            if keep:  # the run in the URL, or the one chosen before, stays choosable
+                found = list(queries.list_runs(where=replace(base, ids=keep), limit=None)) + list(found)
         runs = found
         container = pick_col
         if not runs and not text and queries.count_runs(base) == 0:

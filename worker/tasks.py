@@ -12,7 +12,6 @@ import os
 import socket
 import threading
 
-from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
 
 from core.run import INTERRUPTED
@@ -59,9 +58,17 @@ def train_run(run_id: int) -> str:
         if presence is not None:
             presence.set_run(None)
     if outcome.status == INTERRUPTED:
-        # The message goes back to the broker (Celery's own requeue of an acks_late task),
-        # so the next worker to start takes the run up again.
-        raise Reject(f"run {run_id} interrupted by the worker's shutdown", requeue=True)
+        # Back in the queue for the next worker. (Celery's Reject(requeue=True) would do
+        # it too, but logs an error with a traceback for what is a normal stop.) If the
+        # broker is already gone, the watchdog sends a queued run with no message again.
+        from core.records import queries
+        from worker.client import send
+
+        try:
+            send(int(run_id), queries.get_run(int(run_id)).config.get("device", "auto"))
+            log.info("run %s: interrupted by this worker's shutdown; queued again for the next worker", run_id)
+        except Exception as err:  # noqa: BLE001 - Redis stopping too: the watchdog resends it
+            log.info("run %s: interrupted; the queue did not answer (%s): it will be sent again", run_id, err)
     return outcome.status
 
 

@@ -163,8 +163,8 @@ class RunFilter:
             stmt = stmt.where(Run.model == self.model)
         if self.dataset:
             stmt = stmt.where(Run.dataset == self.dataset)
-        for tag in self.tags or ():
-            stmt = stmt.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
+        for tag in self.tags or ():  # each of them, whatever its case
+            stmt = stmt.where(Run.id.in_(select(RunTag.run_id).where(func.lower(RunTag.tag) == tag.lower())))
         if self.since is not None:
             stmt = stmt.where(Run.created_at >= _as_utc(self.since))
         if self.until is not None:
@@ -281,10 +281,13 @@ def run_page(where: RunFilter | None = None, *, page: int = 1, per_page: int = 5
     return RunPage(runs=runs, total=total, page=page, per_page=per_page)
 
 
-def status_counts(*, engine: Engine | None = None) -> dict[str, int]:
-    """How many runs are in each state (states with none are left out)."""
-    with _engine(engine).connect() as conn:
-        return {status: int(n) for status, n in conn.execute(select(Run.status, func.count()).group_by(Run.status))}
+def status_counts(where: RunFilter | None = None, *, engine: Engine | None = None) -> dict[str, int]:
+    """How many runs (of those ``where`` lets through) are in each state (states with none
+    are left out)."""
+    engine = _engine(engine)
+    stmt = (where or RunFilter()).where(select(Run.status, func.count()), engine.dialect.name).group_by(Run.status)
+    with engine.connect() as conn:
+        return {status: int(n) for status, n in conn.execute(stmt)}
 
 
 def run_tags(*, engine: Engine | None = None) -> dict[str, int]:

@@ -216,6 +216,9 @@ else:
     if info.report is not None:
         with st.expander("Validation report"):
             report_view(info.report)
+    if info.present and st.button(f"Train a model on {ref}", key="ds_train_preview", icon=":material/add_circle:"):
+        st.session_state.nr_request_dataset = ref  # New run picks it up
+        st.switch_page(nav.NEW_RUN)
     if info.kind not in ("builtin", "torchvision"):
         if st.button(f"Delete {ref}", key="ds_delete", icon=":material/delete:"):
             st.session_state.ds_confirm = ref

@@ -254,7 +254,11 @@ if "nr_model" not in st.session_state:
         fill(recipe_config("seed003"), recipe="seed003")
 if st.session_state.get("nr_request_dataset"):  # "Train a model on it" on the Datasets page
     requested = st.session_state.pop("nr_request_dataset")
-    if requested in {d.name for d in loading.all_datasets()}:
+    info = {d.name: d for d in loading.all_datasets()}.get(requested)
+    if info is not None and looks_like_photos(info):
+        use_recipe("finetune", {"dataset": requested})  # photos: what learns from a few hundred of them
+        st.session_state.nr_photo_note = requested
+    elif info is not None:
         st.session_state.nr_dataset, st.session_state.nr_dataset_path = requested, ""
         st.session_state.nr_submitted = None
 
@@ -356,9 +360,14 @@ with data_col.container(border=True):
     chosen = by_name.get(st.session_state.nr_dataset)
     context["dataset"] = dataset_choice()
     form.render("data", context)
-    if looks_like_photos(chosen) and st.session_state.get("nr_recipe") != "finetune":
-        minutes = finetune_minutes(chosen.counts.get("train", chosen.total))
-        when = f" (about {minutes} min here)" if minutes else ""
+    minutes = finetune_minutes(chosen.counts.get("train", chosen.total)) if looks_like_photos(chosen) else None
+    when = f" (about {minutes} min here)" if minutes else ""
+    if (looks_like_photos(chosen) and st.session_state.get("nr_recipe") == "finetune"
+            and st.session_state.get("nr_photo_note") == chosen.name):
+        st.info(f"**{chosen.name}** looks like photos, so this starts from the finetune recipe: a pretrained "
+                f"backbone learns far more from a few hundred photos per class than training from scratch{when}. "
+                "Pick another recipe above if you prefer.", icon=":material/photo_library:")
+    elif looks_like_photos(chosen) and st.session_state.get("nr_recipe") != "finetune":
         st.info(f"**{chosen.name}** looks like photos: fine-tuning a pretrained backbone learns far more from "
                 f"a few hundred photos per class than training from scratch{when}.", icon=":material/photo_library:")
         st.button("Use the finetune recipe on it", key="nr_propose_finetune", on_click=use_recipe,

@@ -51,7 +51,7 @@ def save_tags_and_note(run_id: int) -> None:
     from core.records import store
 
     s = st.session_state
-    chosen = list(s.get(f"detail_tags_{run_id}") or [])
+    chosen = [t.strip() for chip in s.get(f"detail_tags_{run_id}") or [] for t in str(chip).split(",") if t.strip()]
     try:
         current = set(queries.get_run(run_id).tags)
         store.tag_runs([run_id], add=[t for t in chosen if t not in current],

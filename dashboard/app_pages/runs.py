@@ -4,6 +4,8 @@ clone, continue, delete); the workers and what each trains."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from datetime import date, datetime, time, timedelta, timezone
 
 import pandas as pd
@@ -70,6 +72,12 @@ def devices_of(queued) -> dict[int, str]:
         except Exception:  # noqa: BLE001 - deleted meanwhile
             continue
     return out
+
+
+def done_with_selection() -> None:
+    """After a bulk action: clear the table's ticks (a new table key) and redraw."""
+    st.session_state.runs_generation = st.session_state.get("runs_generation", 0) + 1
+    st.rerun()
 
 
 def first_page() -> None:
@@ -145,7 +153,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
             for run_id in active:
                 client.cancel(run_id)
             st.session_state.runs_message = f"Cancelled {len(active)} run(s): " + ", ".join(f"#{i}" for i in active)
-            st.rerun()
+            done_with_selection()
     with bar.popover(f"Tag {n}", icon=":material/sell:"):
         st.text_input("Tags (commas between several)", key="runs_bulk_tags", placeholder="baseline, paper")
         add_col, remove_col = st.columns(2)
@@ -156,7 +164,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
                     store.tag_runs(selected, **({"add": given} if verb == "Add" else {"remove": given}))
                     st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {n} run(s): "
                                                      + ", ".join(store.clean_tags(given)))
-                    st.rerun()
+                    done_with_selection()
     deletable = [i for i in selected if by_id[i].status != "running"]
     if bar.button(f"Delete {len(deletable)}", key="runs_bulk_delete", icon=":material/delete:", disabled=not deletable,
                   help="Running runs are left alone: cancel them first" if len(deletable) < n else None):
@@ -184,10 +192,10 @@ def confirm_delete(run_ids: list[int], state: str, key: str, question: str, yes_
                     store.delete_run(run_id, remove_files=True)
                 st.session_state[state] = None
                 st.session_state.runs_message = done
-                st.rerun()
+                done_with_selection()
         if no.button(no_label, key=f"{key}_no"):
             st.session_state[state] = None
-            st.rerun()
+            done_with_selection()
 
 
 @live.fragment(queries.status_counts)
@@ -195,9 +203,11 @@ def live_table() -> None:
     """The counts, the table, the pager and what the selection can do (a run that starts,
     finishes, appears or goes redraws the whole page once, its buttons too)."""
     counts = queries.status_counts()
+    # The counters follow the search and filters (all but the status filter itself).
+    shown = queries.status_counts(dataclasses.replace(where, status=None))
     cols = st.columns(len(fmt.STATUS_ICONS))
     for col, status in zip(cols, fmt.STATUS_ICONS):
-        col.metric(fmt.status_label(status), f"{counts.get(status, 0):,}")
+        col.metric(fmt.status_label(status), f"{shown.get(status, 0):,}")
     if not counts:
         st.info("No runs yet. Queue one from **New run**.", icon=":material/info:")
         st.page_link(nav.NEW_RUN, label="New run", icon=":material/add_circle:")
@@ -211,8 +221,15 @@ def live_table() -> None:
     queued = queries.list_runs(status="queued", limit=1000, order="oldest")  # the queue's places count them all
     notes = live.queue_notes(queued, devices_of(queued), up, offline)
     frame = table(page.runs, notes)
+    # Streamlit's selection is by row position: the table's key names the runs it shows
+    # (and a counter bumped by every bulk action), so that a tick never moves to another
+    # run when the page, the filters, the order or the runs change: it is cleared instead.
+    shown = ",".join(str(r.id) for r in page.runs)
+    key = f"runs_table_{hashlib.sha256(shown.encode()).hexdigest()[:12]}_{st.session_state.get('runs_generation', 0)}"
+    st.session_state.runs_table_key = key
     event = st.dataframe(frame.style.map(status_color, subset=["status"]), hide_index=True, column_config=COLUMNS,
-                         key="runs_table", on_select="rerun", selection_mode="multi-row", width="stretch")
+                         key=key, on_select="rerun", selection_mode="multi-row", width="stretch",
+                         height=min(36 * len(frame) + 40, 1600))
     rows = [i for i in (event.selection.rows if event is not None else []) if i < len(frame)]
     selected = [int(frame.iloc[i]["run"]) for i in rows]
     first = (page.page - 1) * page.per_page + 1

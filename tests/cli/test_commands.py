@@ -208,6 +208,8 @@ def test_runs_are_searched_tagged_noted_and_paged_from_the_cli(capsys):
     assert sorted(r["id"] for r in json.loads(out)) == sorted(ids[:2])
     code, out, _ = run(capsys, "runs", "--tag", "paper", "--tag", "baseline", "--json")
     assert [r["id"] for r in json.loads(out)] == [ids[0]] and json.loads(out)[0]["tags"] == ["baseline", "paper"]
+    code, out, _ = run(capsys, "runs", "--tag", "Paper,baseline", "--json")  # a list, any case: both tags
+    assert [r["id"] for r in json.loads(out)] == [ids[0]]
     code, out, _ = run(capsys, "runs", "--search", "ODD learning", "--json")
     assert [r["id"] for r in json.loads(out)] == [ids[2]]
     code, out, _ = run(capsys, "runs", "--search", "cli sweep", "--per-page", "3", "--page", "2")

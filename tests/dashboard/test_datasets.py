@@ -192,19 +192,24 @@ def colour_zip(per_class: int = 6) -> bytes:
 
 def test_new_run_proposes_finetune_for_a_photo_dataset(broker):
     at = upload_zip(app(DATASETS), "photos.zip", colour_zip(), "myphotos")
-    # "Train a model on myphotos" opens New run with it chosen.
+    # "Train a model on myphotos" opens New run on it, from the finetune recipe: photos.
     at.button(key="ds_train").click().run()
     ok(at)
-    assert at.session_state["nr_dataset"] == "myphotos"
-    assert at.selectbox(key="nr_dataset").value == "myphotos"
+    s = at.session_state
+    assert s["nr_dataset"] == "myphotos" and s["nr_recipe"] == "finetune" and s["nr_model"] == "efficientnet_lite0"
     at.switch_page("app_pages/new_run.py").run()  # AppTest reruns the page it was given, not st.switch_page's
-    assert any("**myphotos** looks like photos" in t for t in texts(at.info)), texts(at.info)
+    ok(at)
+    assert any("**myphotos** looks like photos, so this starts from the finetune recipe" in t for t in texts(at.info))
+    # Chosen by hand on another recipe, the photos are still noticed: New run proposes finetune.
+    at.button(key="recipe_seed003").click().run()
+    at.selectbox(key="nr_dataset").set_value("myphotos").run()
+    assert any("**myphotos** looks like photos: fine-tuning" in t for t in texts(at.info)), texts(at.info)
     at.button(key="nr_propose_finetune").click().run()
     ok(at)
     s = at.session_state
     assert s["nr_recipe"] == "finetune" and s["nr_dataset"] == "myphotos" and s["nr_model"] == "efficientnet_lite0"
     assert not at.button(key="nr_queue_top").disabled, texts(at.error)
-    assert not any("looks like photos" in t for t in texts(at.info))
+    assert not [b for b in at.button if b.key == "nr_propose_finetune"]  # taken
 
 
 # -- issue 13.4/13.5/13.7: names not in UTF-8, float images, content not extensions -------------

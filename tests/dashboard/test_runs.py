@@ -113,7 +113,7 @@ def select_rows(at, run_ids):
     """Tick these runs' rows in the table (what a click in its first column does)."""
     table = at.dataframe[0].value
     rows = [int(i) for i in table.index[table["run"].isin(run_ids)]]
-    at.session_state["runs_table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.session_state[at.session_state["runs_table_key"]] = {"selection": {"rows": rows, "columns": [], "cells": []}}
     at.run()
     ok(at)
     return at
@@ -136,9 +136,11 @@ def test_runs_are_searched_filtered_and_paged(home):
     assert at.dataframe[0].value["run"].tolist() == newest[:50]
     assert any("runs 1-50 of 57 · page 1 of 2" in t for t in texts(at.caption))
     assert at.metric[0].value == "57"  # queued: counted over every run, not the page
+    first_key = at.session_state["runs_table_key"]
     at.button(key="runs_next").click().run()
     ok(at)
     assert at.dataframe[0].value["run"].tolist() == newest[50:]
+    assert at.session_state["runs_table_key"] != first_key  # ticks never carry over to other runs
     assert at.button(key="runs_next").disabled
     # A search goes back to the first page and finds a run by its note.
     at.text_input(key="runs_search").set_value("odd learning").run()
@@ -148,6 +150,7 @@ def test_runs_are_searched_filtered_and_paged(home):
     at.text_input(key="runs_search").set_value("").run()
     at.multiselect(key="runs_tags").set_value(["paper"]).run()
     assert sorted(at.dataframe[0].value["run"]) == sorted(ids[:5])
+    assert at.metric[0].value == "5"  # the counters follow the filters
     assert set(at.dataframe[0].value["tags"]) == {"paper"}
     at.multiselect(key="runs_tags").set_value([]).run()
     at.selectbox(key="runs_model").set_value("lenet5").run()
@@ -161,6 +164,12 @@ def test_runs_are_searched_filtered_and_paged(home):
     at.text_input(key="runs_pick_search").set_value("sweep 1").run()
     options = at.selectbox(key="runs_pick").options
     assert f"#{ids[1]} sweep 1" in options and f"#{ids[2]} sweep 2" not in options, options
+    assert at.selectbox(key="runs_pick").value == ids[19]  # a search picks its newest match ("sweep 19")
+    at.text_input(key="runs_pick_search").set_value("#%d" % ids[4]).run()
+    assert at.selectbox(key="runs_pick").value == ids[4]
+    at.text_input(key="runs_pick_search").set_value("nothing matches this").run()
+    ok(at)
+    assert "No run matches." in texts(at.caption) and not [b for b in at.button if b.key == "runs_delete"]
 
 
 def test_several_runs_are_tagged_and_deleted_at_once(broker):
@@ -176,6 +185,7 @@ def test_several_runs_are_tagged_and_deleted_at_once(broker):
     ok(at)
     assert [queries.get_run(i).tags for i in (a, b, running, keep)] == [("baseline", "paper")] * 3 + [()]
     assert any("Tagged 3 run(s): baseline, paper" in t for t in texts(at.success))
+    assert not any(t.endswith(" selected**") for t in texts(at.markdown))  # done: the ticks are cleared
     at = select_rows(at, [a, b, running])
     assert at.button(key="runs_bulk_delete").label == "Delete 2"  # a running run is left alone
     at.button(key="runs_bulk_delete").click().run()

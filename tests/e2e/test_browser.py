@@ -316,16 +316,13 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
             b.shot("9-photo-import")
             page.get_by_role("button", name="Train a model on leaves").click()
 
-            # New run: the photos are recognised, finetune is proposed with its time here.
+            # New run: the photos are recognised, and it starts from the finetune recipe.
             page.get_by_role("heading", name="New run").wait_for()
             b.idle()
-            proposal = page.get_by_text(re.compile(r"leaves looks like photos"))
-            proposal.wait_for()
+            page.get_by_text(re.compile(r"leaves looks like photos, so this starts from the finetune recipe")).wait_for()
+            page.get_by_role("heading", name="Settings (from finetune)").wait_for()
+            b.idle()
             b.shot("10-new-run-proposes-finetune")
-            page.get_by_role("button", name="Use the finetune recipe on it").click()
-            b.idle()
-            page.get_by_text(re.compile(r"leaves looks like photos")).wait_for(state="detached", timeout=30_000)  # taken
-            b.idle()
             b.number("Epochs", 2)  # the frozen head's epoch, then one of every layer (at 224x224: seconds here)
             page.get_by_role("button", name="Queue run").first.click()
             queued = page.get_by_text(re.compile(r"^Queued run #\d+\.$"))

@@ -213,6 +213,7 @@ def test_a_stopped_worker_gives_its_run_back_and_the_next_one_resumes_it(stack):
     assert run.status == "queued" and 30 <= run.step < 400, (run.status, run.step)
     assert checkpoint_exists(run_id)
     assert any("the worker is shutting down" in line.message for line in queries.run_logs(run_id))
+    assert "Traceback" not in stack.log_of(first)  # a normal stop, not an error
     second = stack.start_worker("next")
     run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=180)
     assert run.status == "succeeded", run.error

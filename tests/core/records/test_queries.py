@@ -199,6 +199,8 @@ def test_runs_are_searched_filtered_ordered_and_paged(engine, helpers):
     assert found(model="lenet5", dataset="shapes") == [i for i in newest_first if ids.index(i) % 6 == 0]
     assert found(tags=["paper"]) == sorted(ids[:4], reverse=True)
     assert found(tags=["paper", "baseline"]) == sorted([ids[0], ids[2], ids[3]], reverse=True)  # all of them
+    assert found(tags=["PAPER"]) == found(tags=["paper"])  # whatever its case
+    assert queries.status_counts(RunFilter(tags=["paper"]), engine=engine) == {"queued": 4}
     assert found(text="basel") == sorted([ids[0], ids[2], ids[3]], reverse=True)  # a tag is searched too
     assert queries.run_tags(engine=engine) == {"paper": 4, "baseline": 3}
     assert queries.get_run(ids[0], engine=engine).tags == ("baseline", "paper")
