@@ -314,7 +314,7 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
             page.get_by_text("Imported leaves.").wait_for(timeout=120_000)
             b.idle()
             b.shot("9-photo-import")
-            page.get_by_role("button", name="Train a model on leaves").click()
+            page.get_by_role("button", name="Train a model on leaves").first.click()  # the import's (the preview has one too)
 
             # New run: the photos are recognised, and it starts from the finetune recipe.
             page.get_by_role("heading", name="New run").wait_for()
