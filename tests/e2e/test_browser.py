@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
 ]
-ITERATIONS = 600  # 15-60 s on two CPU cores beside the browser: several live refreshes
+ITERATIONS = 400  # 10-40 s on two CPU cores beside the browser: several live refreshes
 WIDTH = 1400
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -307,11 +307,20 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
             name_box.press("Enter")
             b.idle()
             import_button = page.get_by_role("button", name="Import")
-            deadline = time.monotonic() + 60
-            while not import_button.is_enabled() and time.monotonic() < deadline:  # the upload's rerun
-                time.sleep(0.3)
-            import_button.click()
-            page.get_by_text("Imported leaves.").wait_for(timeout=120_000)
+            imported = page.get_by_text("Imported leaves.")
+            for _ in range(3):  # a click that lands while the page reruns is lost: click again
+                deadline = time.monotonic() + 60
+                while not import_button.is_enabled() and time.monotonic() < deadline:  # the upload's rerun
+                    time.sleep(0.3)
+                import_button.click()
+                b.idle(timeout=120)
+                try:
+                    imported.wait_for(timeout=45_000)
+                    break
+                except Exception:  # noqa: BLE001 - not yet: look again, or say what the page says
+                    refused = page.get_by_text(re.compile(r"^Not imported")).all_inner_texts()
+                    assert not refused, refused
+            imported.wait_for(timeout=10_000)
             b.idle()
             b.shot("9-photo-import")
             page.get_by_role("button", name="Train a model on leaves").first.click()  # the import's (the preview has one too)
