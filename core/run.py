@@ -163,8 +163,11 @@ def _claim_and_train(
             resume_from = latest.path
             store.add_log(run_id, f"resuming from {resume_from} (step {latest.step})", attempt=attempt)
     db = DbRecorder(run_id, attempt, heartbeat_interval=heartbeat_s, interrupt=interrupt)
-    recorder = Recorders(db, *(listeners(run) if listeners else ()))
+    # Beat from the claim on: the data and the weights load before training starts, and on
+    # a busy machine that can outlast the watchdog's patience.
+    db.start_heartbeat()
     try:
+        recorder = Recorders(db, *(listeners(run) if listeners else ()))
         result = fit(config, run.run_dir, recorder, resume_from=resume_from)
     except StaleAttemptError as err:
         log.warning("run %s: attempt %s was superseded (%s); standing down", run_id, attempt, err)
@@ -180,6 +183,8 @@ def _claim_and_train(
         except Exception:  # noqa: BLE001 - the records may be what failed; the log has it
             pass
         return RunOutcome(run_id, FAILED, attempt, error=text)
+    finally:
+        db.stop_heartbeat()
     if db.interrupted:
         log.info("run %s: interrupted by the worker's shutdown at step %s; back in the queue", run_id, result.step)
         return RunOutcome(run_id, INTERRUPTED, attempt, result=result)

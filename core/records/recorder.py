@@ -50,7 +50,10 @@ class DbRecorder(Recorder):
 
     ``run_id`` and ``attempt`` come from ``store.create_run`` and ``store.claim_run``.
     ``heartbeat_interval`` (seconds; None: off) starts a thread that marks the run alive
-    between flushes, for steps or evaluations longer than a watchdog's patience.
+    between flushes, for steps or evaluations longer than a watchdog's patience. It starts
+    with ``on_start`` at the latest; a worker starts it right after the claim
+    (``start_heartbeat``), since loading the data and the weights comes before ``on_start``
+    and may outlast the watchdog's patience on a busy machine.
     """
 
     def __init__(
@@ -118,9 +121,7 @@ class DbRecorder(Recorder):
             f"images, {len(start.classes)} classes, {start.total_steps} iterations "
             f"({start.steps_per_epoch} an epoch){resumed}")))
         self.flush()
-        if self.heartbeat_interval and self._beat is None:
-            self._beat = threading.Thread(target=self._heartbeat, name=f"imori-heartbeat-{self.run_id}", daemon=True)
-            self._beat.start()
+        self.start_heartbeat()
 
     def on_step(self, metrics: StepMetrics) -> None:
         if self._stale is not None:
@@ -174,7 +175,7 @@ class DbRecorder(Recorder):
         return self._stop or self._stale is not None or (self.interrupt is not None and self.interrupt.is_set())
 
     def on_end(self, end: RunEnd) -> None:
-        self._stop_heartbeat()
+        self.stop_heartbeat()
         self._raise_pending()  # a takeover the heartbeat found: the worker must hear of it
         if self._stale is not None or self._ended:
             return
@@ -284,6 +285,13 @@ class DbRecorder(Recorder):
 
     # -- heartbeat -------------------------------------------------------------------------
 
+    def start_heartbeat(self) -> None:
+        """Start the heartbeat thread (with ``heartbeat_interval``; once; idempotent).
+        ``on_end`` or ``stop_heartbeat`` stops it."""
+        if self.heartbeat_interval and self._beat is None and not self._beat_stop.is_set():
+            self._beat = threading.Thread(target=self._heartbeat, name=f"imori-heartbeat-{self.run_id}", daemon=True)
+            self._beat.start()
+
     def _heartbeat(self) -> None:
         while not self._beat_stop.wait(self.heartbeat_interval):
             if time.monotonic() - self._last_flush < self.heartbeat_interval / 2:
@@ -299,7 +307,7 @@ class DbRecorder(Recorder):
             if flags.cancel_requested:
                 self._stop = True
 
-    def _stop_heartbeat(self) -> None:
+    def stop_heartbeat(self) -> None:
         self._beat_stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=5)
