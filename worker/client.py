@@ -1,7 +1,9 @@
 """What the dashboard and the CLI call to queue work: submit, cancel, clone, continue.
 
 A thin client: it writes the run's row (core.records.store) and sends the run id to
-Redis by task *name*, so neither torch nor the task module is imported here.
+Redis by task *name*, so neither torch nor the task module is imported here. It starts
+nothing: with no queue running (``imori up`` or ``imori worker`` serves it), a submit is
+refused with that reason before anything is recorded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 from core.config import RunConfig, apply_overrides, expand_sweep
 from core.errors import ConfigError
 from worker.app import EVALUATE_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
+from worker.broker import require
 
 
 def choose_queue(device: str) -> str:
@@ -50,6 +53,7 @@ def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> in
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     config = config.validate().with_absolute_paths()
     refuse_if_unrunnable_here(config)
+    require()  # no queue: say so before recording a run nobody would take
     run_id = store.create_run(config, name=name or config.name)
     send(run_id, config.device)
     return run_id
@@ -64,6 +68,7 @@ def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
     problems += config.machine_problems()
     if problems:
         raise ConfigError("; ".join(problems))
+    require()
     run_ids = []
     for one in configs:
         run_ids.append(store.create_run(one, name=one.name))
@@ -112,6 +117,7 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
     if run.status == "succeeded" and new_total <= run.step:
         raise ConfigError(f"run {run_id} already trained {run.step} iterations: ask for more to continue it")
     config.validate()
+    require()
     store.requeue_finished(run_id, config.to_dict())
     send(run_id, config.device)
     return run_id
@@ -134,6 +140,7 @@ def submit_evaluation(
     from core.records import store
 
     bare = {k: v for k, v in (("model", model), ("classes", classes), ("options", options)) if v}
+    require()
     eval_id = store.create_evaluation(checkpoint, dataset, split=split, bare=bare or None, run_id=run_id)
     get_app().send_task(EVALUATE_TASK, args=[eval_id], queue=choose_queue("auto"))
     return eval_id

@@ -53,7 +53,7 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
 
     from core.records import get_engine
     from core.train import default_threads
-    from worker import tasks
+    from worker import broker, tasks
     from worker.app import cpu_queue, get_app, gpu_queue
     from worker.presence import Presence, WorkerInfo, default_name
     from worker.watchdog import Watchdog
@@ -69,21 +69,25 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
     warning = remote_redis_with_sqlite()
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    get_engine()  # creates or upgrades the schema before the first run arrives
-    app = get_app()
-    info = WorkerInfo(
-        name=name or default_name(kind),
-        host=socket.gethostname(),
-        pid=os.getpid(),
-        device=kind,
-        device_name=torch.cuda.get_device_name(0) if kind == "cuda" else (os.uname().machine + " CPU"),
-        queues=queues,
-        threads=threads,
-    )
-    tasks.presence = Presence(info).start()
-    watchdog = Watchdog().start()
-    print(f"imori worker {info.name}: {kind}, queues {','.join(queues)}, {threads} torch threads", flush=True)
+    # The queue: this worker serves the embedded Redis when nothing else does (`imori up`
+    # does, for its workers); the server is this process's child and ends with it.
+    server = broker.serve()
+    watchdog = None
     try:
+        get_engine()  # creates or upgrades the schema before the first run arrives
+        app = get_app()
+        info = WorkerInfo(
+            name=name or default_name(kind),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            device=kind,
+            device_name=torch.cuda.get_device_name(0) if kind == "cuda" else (os.uname().machine + " CPU"),
+            queues=queues,
+            threads=threads,
+        )
+        tasks.presence = Presence(info).start()
+        watchdog = Watchdog().start()
+        print(f"imori worker {info.name}: {kind}, queues {','.join(queues)}, {threads} torch threads", flush=True)
         app.worker_main(
             [
                 "worker",
@@ -97,8 +101,12 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
             ]
         )
     finally:
-        watchdog.stop()
-        tasks.presence.stop()
+        if watchdog is not None:
+            watchdog.stop()
+        if tasks.presence is not None:
+            tasks.presence.stop()
+        if server is not None:
+            server.close()
     return 0
 
 
@@ -199,7 +207,7 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
               "(or IMORI_PORT)", file=sys.stderr, flush=True)
         return 1
     holder_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "host": socket.gethostname()}))
-    started_redis = False
+    server = None
     failed: str | None = None
     children: list[tuple[str, subprocess.Popen]] = []
     stop = threading.Event()
@@ -209,13 +217,10 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if not os.environ.get("REDIS_URL"):
-            ours = not broker.is_running()
-            try:
-                broker.start(as_child=True)  # an ordinary child of this process: it ends with it
-            except OSError as err:
-                raise ImoriError(f"the embedded Redis cannot start: {err}") from None
-            started_redis = ours
+        try:
+            server = broker.serve()  # unless REDIS_URL: a child of this process, ending with it
+        except OSError as err:
+            raise ImoriError(f"the embedded Redis cannot start: {err}") from None
         get_engine()  # migrate once here, not raced by the children
         for i in range(workers):
             cmd = [sys.executable, "-m", "cli", "worker", "--device", device]
@@ -254,8 +259,8 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
                 print(f"{label} did not stop in time; killing it", file=sys.stderr, flush=True)
                 proc.kill()
                 proc.wait()
-        if started_redis:
-            broker.stop()
+        if server is not None:
+            server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         holder_file.unlink(missing_ok=True)

@@ -378,3 +378,17 @@ def test_train_refuses_what_cannot_run_here_before_recording_a_run(tmp_path, cap
         code, out, err = run(capsys, "train", "--iterations", "2", "--threads", "1", *argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
     assert queries.count_runs() == before
+
+
+def test_submit_with_no_queue_running_says_what_to_start_and_records_nothing(capsys, monkeypatch):
+    """Only `imori up` and `imori worker` serve the queue: a submit starts no server of
+    its own, and is refused before a run nobody would take is recorded."""
+    from core.records import queries
+    from worker import broker
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert not broker.is_running()
+    before = queries.count_runs()
+    code, out, err = run(capsys, "submit", "--model", "mnist_cnn", "--iterations", "2")
+    assert code != 0 and "no imori queue is running" in err and "imori up" in err and "Traceback" not in err, err
+    assert queries.count_runs() == before and not broker.is_running()

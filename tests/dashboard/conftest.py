@@ -27,12 +27,6 @@ def home():
     os.environ.pop("DATABASE_URL", None)
     reset_clients()
     yield path
-    from worker import broker
-
-    try:
-        broker.stop()
-    except Exception:  # noqa: BLE001 - none was started
-        pass
     reset_clients()
     for key, value in saved.items():
         if value is None:
@@ -44,8 +38,10 @@ def home():
 
 @pytest.fixture(scope="module")
 def broker(home):
-    """The embedded Redis under this module's home, so that pages can submit."""
-    from worker.broker import ensure_broker
+    """The embedded Redis under this module's home, served by the test process (as `imori
+    up` serves it), so that pages can submit."""
+    from worker.broker import serve
 
-    ensure_broker()
-    return home
+    server = serve()
+    yield home
+    server.close()

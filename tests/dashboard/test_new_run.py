@@ -32,6 +32,21 @@ def test_recipe_cards_show_what_was_measured_with_its_date(home):
     assert any("Not measured" in text and "resnet18" in text for text in texts(at.caption))
 
 
+def test_with_no_queue_running_the_run_is_not_queued_and_the_page_says_what_to_start(home):
+    """The dashboard only connects: it starts no Redis, and says so (before the module's
+    `broker` fixture serves one: keep this test above the first that uses it)."""
+    from core.records import queries
+    from worker import broker
+
+    assert not broker.is_running(), "a test above this one served the queue"
+    at = app()
+    at.button(key="nr_queue_top").click().run()
+    ok(at)
+    assert any("Not queued: no imori queue is running" in text and "imori up" in text for text in texts(at.error)), \
+        texts(at.error)
+    assert queries.count_runs() == 0 and not broker.is_running()
+
+
 def test_a_recipe_fills_the_form_and_queues_a_run(broker):
     at = app()
     at.button(key="recipe_seed004_1").click().run()  # "lr 0.01, momentum 0.9", as measured

@@ -51,16 +51,22 @@ class Stack:
         self._reset_clients()
         from worker import broker
 
-        broker.ensure_broker()  # the embedded one starts here (a no-op with REDIS_URL)
+        self.server = broker.serve()  # this process serves the embedded one (None with REDIS_URL)
         return self
+
+    def restart_broker(self, down_for: float = 2.0) -> None:
+        """Stop the embedded Redis (it saves) and serve it again ``down_for`` seconds later."""
+        from worker import broker
+
+        self.server.close()
+        time.sleep(down_for)
+        self.server = broker.serve()
 
     def __exit__(self, *exc) -> None:
         for proc in self.workers:
             self.stop_worker(proc)
-        from worker import broker
-
-        if "REDIS_URL" not in self.env:
-            broker.stop()
+        if self.server is not None:
+            self.server.close()
         self._reset_clients()
         for key, value in self._saved.items():
             if value is None:

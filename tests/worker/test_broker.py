@@ -1,8 +1,9 @@
-"""The embedded Redis: a daemon of imori's own under IMORI_HOME, found by every process.
+"""The embedded Redis: a child of the process that serves it (`imori up`, `imori worker`),
+found by every process of the stack through IMORI_HOME; the others only connect.
 
 Each test gets a short IMORI_HOME under /tmp (a Unix socket path must stay under ~100
-bytes, and pytest's tmp_path can be longer) and a finalizer that stops the server it
-started, so no redis-server outlives the test. The machine's own Redis is never touched.
+bytes, and pytest's tmp_path can be longer) and a finalizer that kills any server left
+under it. The machine's own Redis is never touched.
 """
 
 from __future__ import annotations
@@ -54,33 +55,46 @@ def wait_dead(pid: int, timeout: float = 5.0) -> None:
 
 @pytest.fixture
 def home(monkeypatch):
-    """A fresh short IMORI_HOME; afterwards every server under it is stopped."""
+    """A fresh short IMORI_HOME; afterwards no server is left under it."""
     path = Path(tempfile.mkdtemp(prefix="imori-brk-", dir="/tmp")).resolve()
     monkeypatch.setenv("IMORI_HOME", str(path))
     monkeypatch.delenv("REDIS_URL", raising=False)
     yield path
-    try:
-        broker.EmbeddedRedis(path).stop(timeout=10)
-    finally:
-        for pid in our_servers(path):  # safety net: never leave one behind
-            os.kill(pid, signal.SIGKILL)
-            wait_dead(pid)
-        shutil.rmtree(path, ignore_errors=True)
+    for pid in our_servers(path):  # safety net: never leave one behind
+        os.kill(pid, signal.SIGKILL)
+        wait_dead(pid)
+    shutil.rmtree(path, ignore_errors=True)
 
 
-def test_start_answers_ping_through_its_url(home):
-    url = broker.start()
+SERVE = textwrap.dedent("""
+    import sys, time
+    from worker import broker
+    server = broker.serve()
+    print(server.owned, server.process.pid if server.owned else 0, flush=True)
+    time.sleep(float(sys.argv[1]))
+    server.close()
+""")
+
+
+def serving(home: Path, seconds: float = 60) -> tuple[subprocess.Popen, bool, int]:
+    """Another process that serves ``home``: (the process, whether it owns the server, its pid)."""
+    env = dict(os.environ, IMORI_HOME=str(home), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(seconds)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    owned, pid = proc.stdout.readline().split()
+    return proc, owned == "True", int(pid)
+
+
+def test_serve_answers_ping_through_its_url_and_close_stops_it(home):
+    server = broker.serve()
     sock = home / "redis" / "redis.sock"
-    assert url == f"redis+socket://{sock}"
-    assert broker.redis_url() == url
+    assert server.owned and server.url == f"redis+socket://{sock}"
+    assert broker.redis_url() == server.url == broker.require()
     assert broker.redis_client_url() == f"unix://{sock}"
-
     conn = redis.Redis.from_url(broker.redis_client_url())
-    assert conn.ping() is True
-    assert broker.client().ping() is True
-    assert broker.is_running() is True
+    assert conn.ping() is True and broker.client().ping() is True and broker.is_running()
 
-    # Its own daemon: socket only (no TCP), mode 700, persistence on, files under home.
+    # Its own server: socket only (no TCP), mode 700, persistence on, files under home.
     def config(name):
         value = conn.config_get(name)[name]
         return value.decode() if isinstance(value, bytes) else value
@@ -90,121 +104,111 @@ def test_start_answers_ping_through_its_url(home):
     assert config("appendfsync") == "everysec"
     assert config("dir") == str(home / "redis")
     assert stat.S_IMODE(sock.stat().st_mode) == 0o700
-    pid = broker.EmbeddedRedis().pid()
+    pid = server.process.pid
     assert our_servers(home) == [pid]
     conn.close()
+    server.close()
+    assert not pid_alive(pid) and our_servers(home) == [] and not broker.is_running()
 
 
-def test_start_twice_reuses_the_same_server(home):
-    url1 = broker.start()
-    pid1 = broker.EmbeddedRedis().pid()
-    url2 = broker.start(home)
-    assert url2 == url1
-    assert broker.EmbeddedRedis(home).pid() == pid1
-    assert our_servers(home) == [pid1]
+def test_nothing_but_serve_starts_a_server_and_the_others_say_what_to_start(home):
+    """Building the Celery app, sending, asking: none of it starts a server."""
+    from worker.app import make_app
+
+    app = make_app()
+    assert app.conf.broker_url == broker.EmbeddedRedis().url
+    assert broker.redis_url() and not broker.is_running()
+    with pytest.raises(broker.NoBroker, match=r"no imori queue is running .*imori up"):
+        broker.require()
+    assert our_servers(home) == []
 
 
-def test_data_survives_stop_and_start(home):
-    broker.start()
+def test_a_second_server_of_one_home_only_connects(home):
+    other, owned, pid = serving(home)
+    try:
+        assert owned and our_servers(home) == [pid]
+        here = broker.serve()
+        assert not here.owned and here.is_running()
+        here.close()  # closes nothing of the owner's
+        assert broker.is_running() and our_servers(home) == [pid]
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_server_dies_with_its_owner_however_it_ends_and_the_next_owner_keeps_the_data(home):
+    other, owned, pid = serving(home)
     conn = broker.client()
-    conn.set("imori:key", "kept")
+    conn.set("imori:key", "kept")  # written to the AOF before the reply
     conn.rpush("imori:queue", "a", "b")
     conn.close()
-    old_pid = broker.EmbeddedRedis().pid()
-
-    assert broker.stop() is True
-    assert not broker.is_running()
-
-    broker.start()
-    assert broker.EmbeddedRedis().pid() != old_pid
-    conn = broker.client()
-    assert conn.get("imori:key") == b"kept"
-    assert conn.lrange("imori:queue", 0, -1) == [b"a", b"b"]
-    conn.close()
-
-
-def test_stop_really_stops_the_process(home):
-    server = broker.EmbeddedRedis()
-    server.start()
-    pid = server.pid()
-    assert pid_alive(pid)
-
-    assert broker.stop() is True
-    assert not pid_alive(pid)
+    other.send_signal(signal.SIGKILL)  # no close(): the kernel's death signal stops Redis
+    other.wait()
+    wait_dead(pid, timeout=10)
     assert our_servers(home) == []
-    assert not server.socket_path.exists()
-    assert not server.pid_path.exists()
-    assert broker.is_running() is False
-    assert broker.stop() is False  # nothing left to stop
+    server = broker.serve()
+    try:
+        assert server.owned and server.process.pid != pid
+        conn = broker.client()
+        assert conn.get("imori:key") == b"kept" and conn.lrange("imori:queue", 0, -1) == [b"a", b"b"]
+        conn.close()
+    finally:
+        server.close()
 
 
-def test_stale_socket_and_pidfile_after_sigkill_are_recovered(home):
+def test_an_ownerless_server_left_by_an_older_imori_is_replaced(home):
+    """Older imoris ran the server as a daemon of its own: one found alive with no owner is
+    asked to save and stop, and the new owner serves the same data."""
     server = broker.EmbeddedRedis()
-    server.start()
-    conn = server.client()
-    conn.set("before-kill", "1")  # written to the AOF (kernel) before the reply
-    conn.close()
-    pid = server.pid()
-
-    os.kill(pid, signal.SIGKILL)
-    wait_dead(pid)
-    assert server.socket_path.exists() and server.pid_path.exists()  # left stale
-    assert not server.is_running()
-
-    url = broker.start()
-    assert url == server.url
-    new_pid = server.pid()
-    assert new_pid != pid and pid_alive(new_pid)
-    conn = server.client()
-    assert conn.ping()
-    assert conn.get("before-kill") == b"1"
-    conn.close()
-    assert our_servers(home) == [new_pid]
+    server.dir.mkdir(parents=True)
+    server.conf_path.write_text(server.config_text().replace("daemonize no", "daemonize yes"))
+    subprocess.run([broker._redis_executable(), str(server.conf_path)], cwd=server.dir, check=True)
+    deadline = time.monotonic() + 10
+    while not server.is_running():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    [old] = our_servers(home)
+    broker.client().set("from-the-daemon", "1")
+    server.serve()
+    try:
+        assert server.owned and not pid_alive(old) and broker.client().get("from-the-daemon") == b"1"
+    finally:
+        server.close()
 
 
-def test_concurrent_start_from_two_processes_gives_one_server(home):
+def test_two_processes_serving_at_once_give_one_server(home):
     go = home / "go"
     code = textwrap.dedent(f"""
         import os, time
         from worker import broker
         while not os.path.exists({str(go)!r}):
             time.sleep(0.001)
-        url = broker.start()
-        print(broker.EmbeddedRedis().pid(), url, flush=True)
+        server = broker.serve()
+        print(server.owned, flush=True)
+        time.sleep(3)
+        server.close()
     """)
     env = dict(os.environ, IMORI_HOME=str(home), PYTHONPATH=str(REPO))
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     time.sleep(0.5)  # both imported and waiting
     go.touch()
-    outs = []
+    owners = []
     for proc in procs:
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
-        outs.append(out.split())
-    assert outs[0] == outs[1]
-    pid = int(outs[0][0])
-    assert our_servers(home) == [pid]
-    assert broker.is_running()
+        owners.append(out.strip())
+    assert sorted(owners) == ["False", "True"]
+    assert our_servers(home) == []  # the owner's close stopped it
 
 
-def test_ensure_broker_with_redis_url_starts_nothing(home, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/15")
-    assert broker.ensure_broker() == "redis://127.0.0.1:6379/15"
-    assert broker.redis_url() == "redis://127.0.0.1:6379/15"
-    assert broker.redis_client_url() == "redis://127.0.0.1:6379/15"
-    assert not (home / "redis").exists()
-    assert our_servers(home) == []
-
-
-def test_ensure_broker_without_redis_url_starts_the_embedded_one(home):
-    url = broker.ensure_broker()
-    assert url == broker.EmbeddedRedis().url
-    assert broker.is_running()
-    assert broker.ensure_broker() == url  # reused
+def test_with_redis_url_serve_starts_nothing(home, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/15")  # nothing listens on port 1
+    assert broker.serve() is None
+    assert broker.redis_url() == broker.redis_client_url() == "redis://127.0.0.1:1/15"
+    with pytest.raises(broker.NoBroker, match="REDIS_URL=redis://127.0.0.1:1/15 does not answer"):
+        broker.require()
+    assert not (home / "redis").exists() and our_servers(home) == []
 
 
 def test_socket_url_forms_convert_both_ways(monkeypatch):
@@ -224,28 +228,29 @@ def test_long_home_puts_the_socket_under_tmp(home):
     assert len(str(server.socket_path)) <= broker.MAX_SOCKET_PATH
     assert broker.EmbeddedRedis(deep).socket_path == server.socket_path  # same for all
     try:
-        url = broker.start(deep)
-        assert redis.Redis.from_url(broker.client_url(url)).ping()
-        assert (deep / "redis" / "redis.pid").exists()
+        with server.serve():
+            assert redis.Redis.from_url(server.client_url).ping()
     finally:
-        broker.stop(deep)
         shutil.rmtree(server.socket_path.parent, ignore_errors=True)
 
 
 def test_a_server_that_cannot_start_says_why(home, monkeypatch):
     monkeypatch.setattr(broker.EmbeddedRedis, "config_text", lambda self: "bogus-directive 1\n")
     with pytest.raises(broker.BrokerError, match="Bad directive") as info:
-        broker.start(timeout=5)
+        broker.serve(timeout=5)
     assert "redis.log" in str(info.value)
     assert our_servers(home) == []
+    other, owned, _ = serving(home, 1)  # the failed start let go of the home
+    other.wait()
+    assert owned
 
 
 TASKS = """
 from celery import Celery
 
-from worker.broker import ensure_broker
+from worker.broker import require
 
-url = ensure_broker()
+url = require()
 app = Celery("brokertasks", broker=url, backend=url)
 app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"],
                 broker_connection_retry_on_startup=True)
@@ -258,7 +263,7 @@ def add(x, y):
 
 
 def test_celery_round_trip_through_the_embedded_broker(home):
-    broker.start()
+    server = broker.serve()
     (home / "brokertasks.py").write_text(TASKS)
     env = dict(os.environ, IMORI_HOME=str(home),
                PYTHONPATH=os.pathsep.join([str(home), str(REPO)]))
@@ -292,3 +297,4 @@ def test_celery_round_trip_through_the_embedded_broker(home):
         log.close()
         if hasattr(tasks, "app"):
             tasks.app.close()
+        server.close()

@@ -126,16 +126,13 @@ def test_two_workers_never_train_the_same_run(stack, worker_a):
 def test_redis_restarted_in_the_middle_of_a_run(stack, worker_a):
     """The worker reconnects, the run finishes, the queue takes new runs (the embedded
     Redis only: the machine's own server is not ours to restart)."""
-    from worker import broker
     from worker.client import submit
 
     if "REDIS_URL" in stack.env:
         pytest.skip("the machine's own Redis is not ours to restart: the embedded variant covers it")
     run_id = submit(RunConfig(**TINY, epochs=None, iterations=400))
     stack.wait_for(lambda: stack.run(run_id).step >= 20, 60, "training")
-    broker.stop()
-    time.sleep(2)
-    broker.start()
+    stack.restart_broker(down_for=2)
     run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=120)
     assert run.status == "succeeded" and steps_in_db(run_id) == list(range(1, 401))
     after = submit(RunConfig(**TINY, epochs=None, iterations=5))
