@@ -116,8 +116,10 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
+    from worker.broker import require
     from worker.presence import live_workers
 
+    require()  # no queue running: say what to start (an ImoriError), not a traceback
     workers = live_workers()
     if args.json:
         print(json.dumps([w.to_dict() for w in workers], indent=2))

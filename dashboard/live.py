@@ -51,10 +51,16 @@ def _holds_active(value: Any) -> bool:
 
 def workers() -> tuple[list[Any], str | None]:
     """(live workers, None) or ([], why the queue cannot be asked)."""
+    from worker.broker import NoBroker
+
     try:
+        from worker.broker import require
         from worker.presence import live_workers
 
+        require()
         return live_workers(), None
+    except NoBroker as err:
+        return [], str(err)
     except Exception as err:  # noqa: BLE001 - Redis down or unreachable: say so, keep the page
         return [], f"the queue (Redis) does not answer: {type(err).__name__}"
 

@@ -311,7 +311,8 @@ def live_workers() -> None:
     up, offline = live.workers()
     st.subheader("Workers")
     if offline:
-        st.warning(f"{offline}. Start the stack with `imori up` (or Redis and `imori worker`).", icon=":material/warning:")
+        hint = "" if "imori up" in offline else ". Start the stack with `imori up` (or Redis and `imori worker`)"
+        st.warning(f"{offline}{hint}", icon=":material/warning:")
     elif not up:
         st.info("No worker is running: queued runs wait for one. Start one with `imori worker`.", icon=":material/info:")
     else:

@@ -392,3 +392,5 @@ def test_submit_with_no_queue_running_says_what_to_start_and_records_nothing(cap
     code, out, err = run(capsys, "submit", "--model", "mnist_cnn", "--iterations", "2")
     assert code != 0 and "no imori queue is running" in err and "imori up" in err and "Traceback" not in err, err
     assert queries.count_runs() == before and not broker.is_running()
+    code, out, err = run(capsys, "workers")
+    assert code != 0 and "no imori queue is running" in err and "Traceback" not in err, err
