@@ -52,7 +52,7 @@ def fill(engine, runs: int) -> None:
     """``runs`` runs with ten evaluations each, written in large batches."""
     from sqlalchemy import insert
 
-    from core.records.schema import EvalMetric, Run, RunTag
+    from core.records.schema import SqlEvalMetric, SqlRun, SqlRunTag
 
     rng = random.Random(7)
     now = datetime.now(timezone.utc)
@@ -80,10 +80,10 @@ def fill(engine, runs: int) -> None:
                     tag_rows.append({"run_id": i, "tag": f"sweep-{i // 1000}"})
                 if i % 100 == 0:
                     tag_rows.append({"run_id": i, "tag": "paper"})
-            conn.execute(insert(Run), run_rows)
-            conn.execute(insert(EvalMetric), eval_rows)
+            conn.execute(insert(SqlRun), run_rows)
+            conn.execute(insert(SqlEvalMetric), eval_rows)
             if tag_rows:
-                conn.execute(insert(RunTag), tag_rows)
+                conn.execute(insert(SqlRunTag), tag_rows)
     if engine.dialect.name == "postgresql":
         from sqlalchemy import text
 
@@ -93,22 +93,22 @@ def fill(engine, runs: int) -> None:
 
 
 def old_first_page(engine):
-    """The runs list as imori read it before revision 0006: the whole Run row and its
+    """The runs list as imori read it before revision 0006: the whole runs row and its
     figures grouped from every evaluation on each read (no search, no count)."""
     from sqlalchemy import and_, func, select
     from sqlalchemy.orm import Session
 
-    from core.records.schema import EvalMetric, Run
+    from core.records.schema import SqlEvalMetric, SqlRun
 
-    best = (select(EvalMetric.run_id, func.max(EvalMetric.accuracy).label("best"))
-            .where(EvalMetric.split == "val").group_by(EvalMetric.run_id).subquery())
-    latest = (select(EvalMetric.run_id, func.max(EvalMetric.epoch).label("epoch"))
-              .where(EvalMetric.split == "test").group_by(EvalMetric.run_id).subquery())
-    test = EvalMetric.__table__.alias("test")
-    stmt = (select(Run, best.c.best, test.c.accuracy, test.c.loss)
-            .outerjoin(best, best.c.run_id == Run.id).outerjoin(latest, latest.c.run_id == Run.id)
-            .outerjoin(test, and_(test.c.run_id == Run.id, test.c.epoch == latest.c.epoch, test.c.split == "test"))
-            .order_by(Run.id.desc()).limit(50))
+    best = (select(SqlEvalMetric.run_id, func.max(SqlEvalMetric.accuracy).label("best"))
+            .where(SqlEvalMetric.split == "val").group_by(SqlEvalMetric.run_id).subquery())
+    latest = (select(SqlEvalMetric.run_id, func.max(SqlEvalMetric.epoch).label("epoch"))
+              .where(SqlEvalMetric.split == "test").group_by(SqlEvalMetric.run_id).subquery())
+    test = SqlEvalMetric.__table__.alias("test")
+    stmt = (select(SqlRun, best.c.best, test.c.accuracy, test.c.loss)
+            .outerjoin(best, best.c.run_id == SqlRun.id).outerjoin(latest, latest.c.run_id == SqlRun.id)
+            .outerjoin(test, and_(test.c.run_id == SqlRun.id, test.c.epoch == latest.c.epoch, test.c.split == "test"))
+            .order_by(SqlRun.id.desc()).limit(50))
     with Session(engine) as session:
         return session.execute(stmt).all()
 

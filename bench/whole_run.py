@@ -331,7 +331,7 @@ spans["lazy imports of `imori train` (records/SQLAlchemy, train, data, models)"]
 
 import cli.options, core.records.engine as engine, core.records.store as store, core.records.queries as queries
 import core.data.cache as cache, core.data.torchvision_sets as tvs
-import core.train as train, core.checkpoint as checkpoint, core.records.recorder as dbrec
+import core.train as train, core.checkpoint as checkpoint, core.records.db_recorder as dbrec
 clock(cli.options, "build_config", "build the run config (recipe + flags)")
 clock(engine, "make_engine", "database: create the SQLAlchemy engine")
 clock(engine, "_stored_revision", "database: migration check (read alembic_version)")

@@ -211,7 +211,7 @@ def run_checkpoint(run_id: int) -> str:
     return choice.path
 
 
-def load_predictor(args: argparse.Namespace):
+def predictor_from_args(args: argparse.Namespace):
     from core.predict import Predictor
 
     if getattr(args, "run", None) is not None:
@@ -232,7 +232,7 @@ def load_predictor(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    predictor = load_predictor(args)
+    predictor = predictor_from_args(args)
     predictions = predictor.predict(args.images, top_k=args.top_k)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
@@ -254,7 +254,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from core.predict import evaluate
 
-    predictor = load_predictor(args)
+    predictor = predictor_from_args(args)
     bar = tqdm(unit="img", file=sys.stderr, disable=args.json)
 
     def progress(done: int, total: int) -> None:

@@ -17,9 +17,7 @@ is accepted wherever a checkpoint is, given the model name and class names.
 from __future__ import annotations
 
 import io
-import os
 import pickletools
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -129,43 +127,20 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     never half of one. A full or read-only disk becomes a CheckpointError and leaves
     no temporary file behind.
     """
+    from core.files import atomic_write
+
     path = Path(path)
+    # Serialise in memory first: a full disk then fails in a plain write with its own
+    # OSError, not inside torch's zip writer (which reports it as a RuntimeError).
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
-    try:
-        # Serialise in memory first: a full disk then fails in a plain write with its own
-        # OSError, not inside torch's zip writer (which reports it as a RuntimeError).
         buffer = io.BytesIO()
         torch.save(obj, buffer)
-        with os.fdopen(fd, "wb") as fh:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, fsync=True) as fh:
             fh.write(buffer.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
     except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from core.files import atomic_write
 from core.errors import ImoriError
 from core.processes import pid_alive, process_stopped
 
@@ -151,11 +152,9 @@ def _new_lock() -> FileLock:
 
 def _write_holder(what: str) -> None:
     info = HolderInfo(what=what, pid=os.getpid(), hostname=socket.gethostname(), started_at=time.time())
-    path = holder_path()
-    tmp = path.with_name(f".{HOLDER_NAME}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(asdict(info)))
-        os.replace(tmp, path)
+        with atomic_write(holder_path(), "w") as handle:
+            handle.write(json.dumps(asdict(info)))
     except OSError:
         pass  # the file is only for messages
 

@@ -26,7 +26,7 @@ def _cached_predictor(path: str, mtime: float, model: str | None, classes: tuple
     return Predictor(path, **bare)
 
 
-def load_predictor(path: str | Path, *, model: str | None = None, classes: Sequence[str] | None = None,
+def cached_predictor(path: str | Path, *, model: str | None = None, classes: Sequence[str] | None = None,
                    options: dict[str, Any] | None = None):
     """A Predictor for ``path``, cached by path and modification time (a second upload of
     images answers without loading the model again)."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,6 +19,7 @@ from typing import Any, Iterable
 import torch
 
 from core import paths
+from core.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -83,20 +82,13 @@ def save(path: Path, payload: dict[str, Any]) -> bool:
     if size > MAX_CACHE_BYTES:
         log.info("not caching %s: %d bytes is over the cache limit", path.name, size)
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as handle:
             torch.save(payload, handle)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from workers running as other users
-        os.replace(tmp, path)
         return True
     except OSError as err:
         log.warning("could not write dataset cache %s (%s)", path, err)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return False
 
 

@@ -8,7 +8,9 @@ Layout of an imported dataset::
 Import validates every image once (decoding it fully), fixes the train/test split
 (a folder of classes without a test folder is split 80/20, stratified, seed 0, so
 every run on it is tested on the same images) and writes the manifest last; the
-folder appears under its name only when everything succeeded.
+folder appears under its name only when everything succeeded. Each import is then
+entered in the records' ``datasets`` table, the index that listings read (``imori
+datasets``, the Datasets page); deleting one removes its entry.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from core.data.preprocess import Preprocessing, open_image
 from core.data.report import DatasetInfo, ImportReport, build_report
 from core.data.splits import DataSplits
 from core.errors import DatasetError
+from core.files import atomic_write
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -85,18 +88,8 @@ def read_manifest(name: str) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, ensure_ascii=False)
 
 
 def import_source(
@@ -130,7 +123,23 @@ def import_source(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _index(name, manifest)
     return info_from_manifest(name, manifest)
+
+
+def _index(name: str, manifest: dict[str, Any]) -> None:
+    """Enter an imported dataset in the records' ``datasets`` table: the index that
+    listings read (the files and their labels stay in the manifest)."""
+    from core.records import store
+
+    classes = list(manifest["classes"])
+    counts: dict[str, dict[str, int]] = {}
+    for split, rows in manifest["files"].items():
+        per_class = counts.setdefault(split, {})
+        for _, label in rows:
+            per_class[classes[label]] = per_class.get(classes[label], 0) + 1
+    store.record_dataset(name, str(manifest.get("kind", "folder")), classes, counts,
+                         location=str(dataset_dir(name)), report=manifest.get("report"))
 
 
 def _validate(scan: Scan, data: Path, source: str, name: str, copied: safezip.Extraction) -> dict[str, Any]:
@@ -205,12 +214,23 @@ def imported_info(name: str) -> DatasetInfo:
 
 
 def list_imported() -> list[DatasetInfo]:
-    out = []
-    for folder in sorted(paths.datasets_dir().iterdir(), key=lambda p: p.name.lower()):
-        if folder.name.startswith(".") or not folder.is_dir():
-            continue
-        out.append(imported_info(folder.name))
-    return out
+    """The imported datasets, by name, as the records' ``datasets`` table indexes them.
+    The index is kept in step with the folders first: a folder imported before there was
+    an index (or into another database) is entered, a record whose folder was removed by
+    hand is dropped."""
+    from core.records import queries, store
+
+    indexed = {row.name for row in queries.dataset_records()}
+    on_disk = {f.name for f in paths.datasets_dir().iterdir() if not f.name.startswith(".") and f.is_dir()}
+    for name in on_disk - indexed:
+        try:
+            _index(name, read_manifest(name))
+        except DatasetError:
+            pass  # no readable manifest: listed below with the reason, not indexed
+    for name in indexed - on_disk:
+        store.forget_dataset(name)
+    names = {row.name for row in queries.dataset_records()} | on_disk
+    return [imported_info(name) for name in sorted(names, key=str.lower)]
 
 
 def _entries(name: str, manifest: dict[str, Any]) -> list[FileEntry]:
@@ -270,4 +290,7 @@ def delete_imported(name: str) -> None:
     folder = dataset_dir(name)
     trash = Path(tempfile.mkdtemp(prefix=f".delete-{name}-", dir=paths.datasets_dir()))
     os.rename(folder, trash / name)  # vanishes from listings at once
+    from core.records import store
+
+    store.forget_dataset(name)
     shutil.rmtree(trash, ignore_errors=True)

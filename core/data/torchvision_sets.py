@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 
 from core import paths
+from core.files import atomic_write
 from core.data import cache
 from core.data.decode import TEST, TRAIN, Decoded, arrays_to_uint8, finish
 from core.data.preprocess import Preprocessing
@@ -97,21 +97,16 @@ def _gunzip_copies(spec: TorchvisionSpec, root: Path) -> None:
         target, packed = folder / name, folder / f"{name}.gz"
         if target.is_file() or not packed.is_file():
             continue
-        tmp = folder / f".{name}.tmp"
         try:
-            with gzip.open(packed, "rb") as src, open(tmp, "wb") as out:
+            with gzip.open(packed, "rb") as src, atomic_write(target) as out:
                 written = 0
                 while chunk := src.read(1024**2):
                     written += len(chunk)
                     if written > MAX_GUNZIP_BYTES:
                         raise DatasetError(f"{packed} unpacks to more than {MAX_GUNZIP_BYTES:,} bytes; not an {spec.cls_name} file")
                     out.write(chunk)
-            os.replace(tmp, target)
         except (OSError, EOFError) as err:
             raise DatasetError(f"{packed} is not a readable gzip file ({err}); replace it with torchvision's original") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
 
 
 def _missing_message(spec: TorchvisionSpec, root: Path, detail: str = "") -> str:

@@ -35,13 +35,13 @@ from core.records.errors import RecordsError, RunNotFound
 from core.records.schema import (
     ROLLUP_WIDTHS,
     RUNNING,
-    Checkpoint,
-    Dataset,
-    EvalMetric,
-    IterationMetric,
-    Run,
-    RunLog,
-    RunTag,
+    SqlCheckpoint,
+    SqlDataset,
+    SqlEvalMetric,
+    SqlIterationMetric,
+    SqlRun,
+    SqlRunLog,
+    SqlRunTag,
 )
 
 DEFAULT_MAX_POINTS = 2000
@@ -118,10 +118,10 @@ class RunDetail(RunSummary):
 # The runs row's own columns behind a RunSummary: the list never reads the config JSON
 # or groups evaluations (revision 0006 keeps model, dataset and the figures on the row).
 _SUMMARY_COLUMNS = (
-    Run.id, Run.name, Run.status, Run.cancel_requested, Run.model, Run.dataset, Run.created_at, Run.started_at,
-    Run.finished_at, Run.heartbeat_at, Run.device, Run.worker, Run.attempt, Run.progress, Run.step, Run.epoch,
-    Run.total_steps, Run.last_loss, Run.last_accuracy, Run.last_lr, Run.steps_per_second, Run.best_val_accuracy,
-    Run.test_accuracy, Run.test_loss, Run.error, Run.note,
+    SqlRun.id, SqlRun.name, SqlRun.status, SqlRun.cancel_requested, SqlRun.model, SqlRun.dataset, SqlRun.created_at, SqlRun.started_at,
+    SqlRun.finished_at, SqlRun.heartbeat_at, SqlRun.device, SqlRun.worker, SqlRun.attempt, SqlRun.progress, SqlRun.step, SqlRun.epoch,
+    SqlRun.total_steps, SqlRun.last_loss, SqlRun.last_accuracy, SqlRun.last_lr, SqlRun.steps_per_second, SqlRun.best_val_accuracy,
+    SqlRun.test_accuracy, SqlRun.test_loss, SqlRun.error, SqlRun.note,
 )
 
 
@@ -156,19 +156,19 @@ class RunFilter:
         """``stmt`` narrowed to these runs. ``dialect``: the database's ("sqlite" runs a
         plain LIKE, which SQLite already matches without regard to ASCII case)."""
         if self.status:
-            stmt = stmt.where(Run.status.in_([self.status] if isinstance(self.status, str) else list(self.status)))
+            stmt = stmt.where(SqlRun.status.in_([self.status] if isinstance(self.status, str) else list(self.status)))
         if self.ids is not None:
-            stmt = stmt.where(Run.id.in_(list(self.ids)))
+            stmt = stmt.where(SqlRun.id.in_(list(self.ids)))
         if self.model:
-            stmt = stmt.where(Run.model == self.model)
+            stmt = stmt.where(SqlRun.model == self.model)
         if self.dataset:
-            stmt = stmt.where(Run.dataset == self.dataset)
+            stmt = stmt.where(SqlRun.dataset == self.dataset)
         for tag in self.tags or ():  # each of them, whatever its case
-            stmt = stmt.where(Run.id.in_(select(RunTag.run_id).where(func.lower(RunTag.tag) == tag.lower())))
+            stmt = stmt.where(SqlRun.id.in_(select(SqlRunTag.run_id).where(func.lower(SqlRunTag.tag) == tag.lower())))
         if self.since is not None:
-            stmt = stmt.where(Run.created_at >= _as_utc(self.since))
+            stmt = stmt.where(SqlRun.created_at >= _as_utc(self.since))
         if self.until is not None:
-            stmt = stmt.where(Run.created_at < _as_utc(self.until))
+            stmt = stmt.where(SqlRun.created_at < _as_utc(self.until))
         text_ = (self.text or "").strip()
         if text_:
             pattern = "%" + text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -179,11 +179,11 @@ class RunFilter:
                     return column.like(pattern, escape="\\")
                 return func.lower(column).like(pattern.lower(), escape="\\")
 
-            matches = [like(column) for column in (Run.name, Run.model, Run.dataset, Run.note)]
-            matches.append(Run.id.in_(select(RunTag.run_id).where(like(RunTag.tag))))
+            matches = [like(column) for column in (SqlRun.name, SqlRun.model, SqlRun.dataset, SqlRun.note)]
+            matches.append(SqlRun.id.in_(select(SqlRunTag.run_id).where(like(SqlRunTag.tag))))
             number = text_.removeprefix("#")
             if number.isdigit():
-                matches.append(Run.id == int(number))
+                matches.append(SqlRun.id == int(number))
             stmt = stmt.where(or_(*matches))
         return stmt
 
@@ -196,7 +196,7 @@ def _tags_of(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     if ids:
         for run_id, tag in session.execute(
-            select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(list(ids))).order_by(RunTag.run_id, RunTag.tag)
+            select(SqlRunTag.run_id, SqlRunTag.tag).where(SqlRunTag.run_id.in_(list(ids))).order_by(SqlRunTag.run_id, SqlRunTag.tag)
         ):
             out.setdefault(run_id, []).append(tag)
     return out
@@ -205,10 +205,10 @@ def _tags_of(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
 # How the runs list can be ordered: by id (newest first), or best figures first (runs
 # without one last, newest first among equals).
 ORDERS = {
-    "newest": (Run.id.desc(),),
-    "oldest": (Run.id.asc(),),
-    "best validation accuracy": (Run.best_val_accuracy.desc().nulls_last(), Run.id.desc()),
-    "test accuracy": (Run.test_accuracy.desc().nulls_last(), Run.id.desc()),
+    "newest": (SqlRun.id.desc(),),
+    "oldest": (SqlRun.id.asc(),),
+    "best validation accuracy": (SqlRun.best_val_accuracy.desc().nulls_last(), SqlRun.id.desc()),
+    "test accuracy": (SqlRun.test_accuracy.desc().nulls_last(), SqlRun.id.desc()),
 }
 
 
@@ -244,7 +244,7 @@ def list_runs(
 def count_runs(where: RunFilter | None = None, *, engine: Engine | None = None) -> int:
     """How many runs ``where`` lets through (all of them without it)."""
     engine = _engine(engine)
-    stmt = (where or RunFilter()).where(select(func.count()).select_from(Run), engine.dialect.name)
+    stmt = (where or RunFilter()).where(select(func.count()).select_from(SqlRun), engine.dialect.name)
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
 
@@ -285,14 +285,14 @@ def status_counts(where: RunFilter | None = None, *, engine: Engine | None = Non
     """How many runs (of those ``where`` lets through) are in each state (states with none
     are left out)."""
     engine = _engine(engine)
-    stmt = (where or RunFilter()).where(select(Run.status, func.count()), engine.dialect.name).group_by(Run.status)
+    stmt = (where or RunFilter()).where(select(SqlRun.status, func.count()), engine.dialect.name).group_by(SqlRun.status)
     with engine.connect() as conn:
         return {status: int(n) for status, n in conn.execute(stmt)}
 
 
 def run_tags(*, engine: Engine | None = None) -> dict[str, int]:
     """Every tag in use, with how many runs carry it, most used first."""
-    stmt = select(RunTag.tag, func.count()).group_by(RunTag.tag).order_by(func.count().desc(), RunTag.tag)
+    stmt = select(SqlRunTag.tag, func.count()).group_by(SqlRunTag.tag).order_by(func.count().desc(), SqlRunTag.tag)
     with _engine(engine).connect() as conn:
         return {tag: int(n) for tag, n in conn.execute(stmt)}
 
@@ -301,22 +301,22 @@ def run_facets(*, engine: Engine | None = None) -> dict[str, list[str]]:
     """The models and datasets that recorded runs use (the list's filter choices)."""
     with _engine(engine).connect() as conn:
         return {
-            "model": [m for (m,) in conn.execute(select(Run.model).where(Run.model.is_not(None)).distinct().order_by(Run.model))],
-            "dataset": [d for (d,) in conn.execute(select(Run.dataset).where(Run.dataset.is_not(None)).distinct().order_by(Run.dataset))],
+            "model": [m for (m,) in conn.execute(select(SqlRun.model).where(SqlRun.model.is_not(None)).distinct().order_by(SqlRun.model))],
+            "dataset": [d for (d,) in conn.execute(select(SqlRun.dataset).where(SqlRun.dataset.is_not(None)).distinct().order_by(SqlRun.dataset))],
         }
 
 
 def get_run(run_id: int, *, engine: Engine | None = None) -> RunDetail:
     """One run with its config, environment and model summary; RunNotFound if none."""
     with Session(_engine(engine)) as session:
-        row = session.execute(select(*_SUMMARY_COLUMNS).where(Run.id == run_id)).first()
+        row = session.execute(select(*_SUMMARY_COLUMNS).where(SqlRun.id == run_id)).first()
         if row is None:
             raise RunNotFound(run_id)
         extra = session.execute(
-            select(Run.config, Run.run_dir, Run.steps_per_epoch, Run.classes, Run.environment, Run.model_summary)
-            .where(Run.id == run_id)
+            select(SqlRun.config, SqlRun.run_dir, SqlRun.steps_per_epoch, SqlRun.classes, SqlRun.environment, SqlRun.model_summary)
+            .where(SqlRun.id == run_id)
         ).one()
-        count = session.execute(select(func.count()).select_from(Checkpoint).where(Checkpoint.run_id == run_id)).scalar_one()
+        count = session.execute(select(func.count()).select_from(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id)).scalar_one()
         tags = _tags_of(session, [run_id]).get(run_id, ())
     return RunDetail(
         **_summary_values(row, tags),
@@ -334,14 +334,14 @@ def find_run_by_dir(run_dir: str | Path, *, engine: Engine | None = None) -> int
     """The run whose checkpoints live in ``run_dir`` (how ``imori train --resume`` finds it)."""
     with _engine(engine).connect() as conn:
         return conn.execute(
-            select(Run.id).where(Run.run_dir == str(Path(run_dir).resolve())).order_by(Run.id.desc()).limit(1)
+            select(SqlRun.id).where(SqlRun.run_dir == str(Path(run_dir).resolve())).order_by(SqlRun.id.desc()).limit(1)
         ).scalar()
 
 
 def run_status(run_id: int, *, engine: Engine | None = None) -> tuple[str, int, bool]:
     """(status, attempt, cancel requested) of a run: what a worker checks before training."""
     with _engine(engine).connect() as conn:
-        row = conn.execute(select(Run.status, Run.attempt, Run.cancel_requested).where(Run.id == run_id)).first()
+        row = conn.execute(select(SqlRun.status, SqlRun.attempt, SqlRun.cancel_requested).where(SqlRun.id == run_id)).first()
     if row is None:
         raise RunNotFound(run_id)
     return row.status, row.attempt, bool(row.cancel_requested)
@@ -351,7 +351,7 @@ def stale_runs(older_than: float, *, engine: Engine | None = None) -> list[RunSu
     """Running runs whose heartbeat is older than ``older_than`` seconds (the watchdog's list)."""
     cutoff = datetime.now(timezone.utc).timestamp() - older_than
     cutoff_dt = datetime.fromtimestamp(cutoff, timezone.utc)
-    stmt = select(*_SUMMARY_COLUMNS).where(Run.status == RUNNING, Run.heartbeat_at < cutoff_dt).order_by(Run.id)
+    stmt = select(*_SUMMARY_COLUMNS).where(SqlRun.status == RUNNING, SqlRun.heartbeat_at < cutoff_dt).order_by(SqlRun.id)
     with Session(_engine(engine)) as session:
         return [RunSummary(**_summary_values(row)) for row in session.execute(stmt)]
 
@@ -441,7 +441,7 @@ def _series(conn: Connection, run_id: int, max_points: int, step_from: int | Non
     if step_from is None or step_to is None:
         # Two scalar subqueries: each is one index probe, where min() and max() in one
         # SELECT would make SQLite scan the run's rows.
-        m = IterationMetric
+        m = SqlIterationMetric
         first, last = conn.execute(
             select(
                 select(func.min(m.step)).where(m.run_id == run_id).scalar_subquery(),
@@ -515,7 +515,7 @@ def iterations(
     run_id: int, *, step_from: int = 1, step_to: int | None = None, limit: int | None = 10_000, engine: Engine | None = None
 ) -> list[StepRow]:
     """Raw iteration rows in a step range (for small ranges: a table, a test)."""
-    m = IterationMetric
+    m = SqlIterationMetric
     stmt = select(m.step, m.epoch, m.loss, m.accuracy, m.lr, m.wall_time).where(m.run_id == run_id, m.step >= step_from)
     if step_to is not None:
         stmt = stmt.where(m.step <= step_to)
@@ -528,7 +528,7 @@ def iterations(
 
 def latest_step(run_id: int, *, engine: Engine | None = None) -> StepRow | None:
     """The last recorded iteration of a run."""
-    m = IterationMetric
+    m = SqlIterationMetric
     stmt = (
         select(m.step, m.epoch, m.loss, m.accuracy, m.lr, m.wall_time)
         .where(m.run_id == run_id)
@@ -555,7 +555,7 @@ class EvalRow(_Record):
 
 def eval_series(run_id: int, *, split: str | None = None, engine: Engine | None = None) -> list[EvalRow]:
     """Per-epoch evaluations of a run, by epoch then split."""
-    e = EvalMetric
+    e = SqlEvalMetric
     stmt = select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time, e.balanced_accuracy, e.per_class).where(
         e.run_id == run_id
     )
@@ -579,7 +579,7 @@ class CheckpointRow(_Record):
 
 
 def _checkpoints(run_id: int, engine: Engine | None, *conditions: Any, order: Any = None, limit: int | None = None):
-    c = Checkpoint
+    c = SqlCheckpoint
     stmt = select(c.path, c.epoch, c.step, c.metrics, c.is_best, c.created_at).where(c.run_id == run_id, *conditions)
     stmt = stmt.order_by(*(order if order is not None else (c.step, c.is_best)))
     if limit is not None:
@@ -595,13 +595,13 @@ def checkpoints(run_id: int, *, engine: Engine | None = None) -> list[Checkpoint
 
 def best_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointRow | None:
     """The checkpoint with the best validation accuracy (``best.pt``), if any."""
-    rows = _checkpoints(run_id, engine, Checkpoint.is_best.is_(True), order=(Checkpoint.step.desc(),), limit=1)
+    rows = _checkpoints(run_id, engine, SqlCheckpoint.is_best.is_(True), order=(SqlCheckpoint.step.desc(),), limit=1)
     return rows[0] if rows else None
 
 
 def latest_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointRow | None:
     """The newest periodic checkpoint (what a resumed run continues from)."""
-    rows = _checkpoints(run_id, engine, Checkpoint.is_best.is_(False), order=(Checkpoint.step.desc(),), limit=1)
+    rows = _checkpoints(run_id, engine, SqlCheckpoint.is_best.is_(False), order=(SqlCheckpoint.step.desc(),), limit=1)
     return rows[0] if rows else None
 
 
@@ -618,7 +618,7 @@ class LogLine(_Record):
 
 def run_logs(run_id: int, *, after_id: int = 0, limit: int | None = 1000, engine: Engine | None = None) -> list[LogLine]:
     """A run's log lines in order; ``after_id`` fetches only the new ones."""
-    g = RunLog
+    g = SqlRunLog
     stmt = select(g.id, g.attempt, g.wall_time, g.message).where(g.run_id == run_id, g.id > after_id).order_by(g.id)
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -637,11 +637,11 @@ def metrics_csv(run_id: int, out: TextIO | None = None, *, kind: str = "steps", 
     (``"eval"``). Streams into ``out`` when given (a million rows need no list in
     memory); else returns the text."""
     if kind == "steps":
-        m = IterationMetric
+        m = SqlIterationMetric
         stmt = select(m.step, m.epoch, m.loss, m.accuracy, m.lr, m.wall_time).where(m.run_id == run_id).order_by(m.step)
         header = STEP_CSV_COLUMNS
     elif kind == "eval":
-        e = EvalMetric
+        e = SqlEvalMetric
         stmt = (
             select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time)
             .where(e.run_id == run_id)
@@ -677,20 +677,20 @@ class DatasetRow(_Record):
 
 
 def _dataset_select():
-    d = Dataset
+    d = SqlDataset
     return select(d.id, d.name, d.kind, d.location, d.classes, d.counts, d.report, d.created_at, d.updated_at)
 
 
-def list_datasets(*, engine: Engine | None = None) -> list[DatasetRow]:
+def dataset_records(*, engine: Engine | None = None) -> list[DatasetRow]:
     """Recorded datasets, by name."""
     with _engine(engine).connect() as conn:
-        return [DatasetRow(*row) for row in conn.execute(_dataset_select().order_by(Dataset.name))]
+        return [DatasetRow(*row) for row in conn.execute(_dataset_select().order_by(SqlDataset.name))]
 
 
-def get_dataset(name: str, *, engine: Engine | None = None) -> DatasetRow | None:
+def dataset_record(name: str, *, engine: Engine | None = None) -> DatasetRow | None:
     """One recorded dataset, or None."""
     with _engine(engine).connect() as conn:
-        row = conn.execute(_dataset_select().where(Dataset.name == name)).first()
+        row = conn.execute(_dataset_select().where(SqlDataset.name == name)).first()
     return DatasetRow(*row) if row else None
 
 
@@ -714,7 +714,7 @@ class EvaluationRow(_Record):
 
 
 def _evaluation_select():
-    from core.records.schema import Evaluation as E
+    from core.records.schema import SqlEvaluation as E
 
     return select(
         E.id, E.status, E.checkpoint, E.dataset, E.split, E.bare, E.run_id, E.worker, E.created_at, E.finished_at,
@@ -723,7 +723,7 @@ def _evaluation_select():
 
 
 def get_evaluation(eval_id: int, *, engine: Engine | None = None) -> EvaluationRow:
-    from core.records.schema import Evaluation as E
+    from core.records.schema import SqlEvaluation as E
 
     with Session(_engine(engine)) as session:
         row = session.execute(_evaluation_select().where(E.id == eval_id)).first()
@@ -734,7 +734,7 @@ def get_evaluation(eval_id: int, *, engine: Engine | None = None) -> EvaluationR
 
 def list_evaluations(*, run_id: int | None = None, limit: int = 20, engine: Engine | None = None) -> list[EvaluationRow]:
     """Evaluation jobs, newest first."""
-    from core.records.schema import Evaluation as E
+    from core.records.schema import SqlEvaluation as E
 
     stmt = _evaluation_select().order_by(E.id.desc()).limit(limit)
     if run_id is not None:

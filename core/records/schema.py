@@ -20,6 +20,10 @@ Tables:
 - ``datasets``: imported datasets with their class counts and validation report.
 - ``run_logs``: lines worth showing the user, with the attempt that wrote them.
 
+Every ORM class is named ``Sql...`` (as MLflow names its own), so that ``SqlCheckpoint``
+(a row) is never confused with ``core.checkpoint.Checkpoint`` (a file) nor
+``SqlEvaluation`` with ``core.predict.Evaluation``.
+
 Run times are timezone-aware UTC datetimes; per-step ``wall_time`` is seconds since the
 epoch (a float: cheap to write a million of, and what the loop measures).
 """
@@ -99,7 +103,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: UTCDateTime, float: Double}
 
 
-class Run(Base):
+class SqlRun(Base):
     __tablename__ = "runs"
     # AUTOINCREMENT on SQLite: a deleted run's id is never handed out again (its
     # folder and its charts' links must not point at a newcomer).
@@ -148,10 +152,10 @@ class Run(Base):
     note: Mapped[Optional[str]] = mapped_column(Text)
 
     def __repr__(self) -> str:
-        return f"Run(id={self.id}, status={self.status!r}, step={self.step}, attempt={self.attempt})"
+        return f"SqlRun(id={self.id}, status={self.status!r}, step={self.step}, attempt={self.attempt})"
 
 
-class RunTag(Base):
+class SqlRunTag(Base):
     """A user's tag on a run ("baseline", "paper"): many a run, found by tag (revision 0006)."""
 
     __tablename__ = "run_tags"
@@ -161,7 +165,7 @@ class RunTag(Base):
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-class IterationMetric(Base):
+class SqlIterationMetric(Base):
     __tablename__ = "iteration_metrics"
     # WITHOUT ROWID on SQLite: rows are stored in (run, step) order, so a run's series
     # is one contiguous range of the table's own B-tree.
@@ -176,7 +180,7 @@ class IterationMetric(Base):
     wall_time: Mapped[float]
 
 
-class MetricRollup(Base):
+class SqlMetricRollup(Base):
     """Iteration metrics of buckets ``width`` steps wide: bucket b holds steps
     ``b*width + 1 .. (b+1)*width``. Means are ``sum / n`` (``loss_n`` for the loss,
     which may have NULLs), so merging buckets stays exact."""
@@ -204,7 +208,7 @@ class MetricRollup(Base):
     lr_max: Mapped[float]
 
 
-class EvalMetric(Base):
+class SqlEvalMetric(Base):
     __tablename__ = "eval_metrics"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
@@ -220,7 +224,7 @@ class EvalMetric(Base):
     per_class: Mapped[Optional[dict[str, Any]]]
 
 
-class Checkpoint(Base):
+class SqlCheckpoint(Base):
     __tablename__ = "checkpoints"
     __table_args__ = (UniqueConstraint("run_id", "path"),)
 
@@ -234,7 +238,7 @@ class Checkpoint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Dataset(Base):
+class SqlDataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -248,7 +252,7 @@ class Dataset(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class RunLog(Base):
+class SqlRunLog(Base):
     __tablename__ = "run_logs"
     __table_args__ = (Index("ix_run_logs_run_id_id", "run_id", "id"),)
 
@@ -259,7 +263,7 @@ class RunLog(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
-class Evaluation(Base):
+class SqlEvaluation(Base):
     """A checkpoint evaluated on a dataset split, as a job on a worker (never inside the
     dashboard's process): status like a run's, the result as JSON when it succeeded."""
 

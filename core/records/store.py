@@ -34,13 +34,13 @@ from core.records.schema import (
     ROLLUP_WIDTHS,
     RUNNING,
     STATUSES,
-    Checkpoint,
-    Dataset,
-    EvalMetric,
-    IterationMetric,
-    Run,
-    RunLog,
-    RunTag,
+    SqlCheckpoint,
+    SqlDataset,
+    SqlEvalMetric,
+    SqlIterationMetric,
+    SqlRun,
+    SqlRunLog,
+    SqlRunTag,
     utcnow,
 )
 
@@ -97,12 +97,12 @@ def create_run(
         name = data.get("name") or f"{data.get('model', 'model')} on {data.get('dataset', 'data')}"
     with write_transaction(_engine(engine)) as conn:
         run_id = conn.execute(
-            insert(Run).values(name=str(name)[:200], config=data, status=status, created_at=utcnow(),
+            insert(SqlRun).values(name=str(name)[:200], config=data, status=status, created_at=utcnow(),
                                model=_text_or_none(data.get("model"), 100), dataset=_text_or_none(data.get("dataset"), 1024))
-            .returning(Run.id)
+            .returning(SqlRun.id)
         ).scalar_one()
         folder = str(run_dir) if run_dir is not None else str(runs_dir() / str(run_id))
-        conn.execute(update(Run).where(Run.id == run_id).values(run_dir=folder))
+        conn.execute(update(SqlRun).where(SqlRun.id == run_id).values(run_dir=folder))
     return run_id
 
 
@@ -117,7 +117,7 @@ def claim_run(run_id: int, worker: str, *, engine: Engine | None = None) -> int:
     Atomic: of two workers claiming one run, one gets it and the other RunStateError.
     """
     with write_transaction(_engine(engine)) as conn:
-        row = conn.execute(select(Run.status, Run.attempt).where(Run.id == run_id).with_for_update()).first()
+        row = conn.execute(select(SqlRun.status, SqlRun.attempt).where(SqlRun.id == run_id).with_for_update()).first()
         if row is None:
             raise RunNotFound(run_id)
         if row.status != QUEUED:
@@ -125,14 +125,14 @@ def claim_run(run_id: int, worker: str, *, engine: Engine | None = None) -> int:
         attempt = row.attempt + 1
         now = utcnow()
         conn.execute(
-            update(Run)
-            .where(Run.id == run_id)
+            update(SqlRun)
+            .where(SqlRun.id == run_id)
             .values(
                 status=RUNNING,
                 attempt=attempt,
                 worker=worker[:200],
                 heartbeat_at=now,
-                started_at=func.coalesce(Run.started_at, now),
+                started_at=func.coalesce(SqlRun.started_at, now),
                 finished_at=None,
                 error=None,
             )
@@ -145,14 +145,14 @@ def request_cancel(run_id: int, *, engine: Engine | None = None) -> str:
     recorder stops it within a flush interval (the run then ends ``cancelled`` with a
     checkpoint). A finished run is left alone. Returns the run's status afterwards."""
     with write_transaction(_engine(engine)) as conn:
-        status = conn.execute(select(Run.status).where(Run.id == run_id).with_for_update()).scalar()
+        status = conn.execute(select(SqlRun.status).where(SqlRun.id == run_id).with_for_update()).scalar()
         if status is None:
             raise RunNotFound(run_id)
         if status == QUEUED:
-            conn.execute(update(Run).where(Run.id == run_id).values(status=CANCELLED, cancel_requested=True, finished_at=utcnow()))
+            conn.execute(update(SqlRun).where(SqlRun.id == run_id).values(status=CANCELLED, cancel_requested=True, finished_at=utcnow()))
             return CANCELLED
         if status == RUNNING:
-            conn.execute(update(Run).where(Run.id == run_id).values(cancel_requested=True))
+            conn.execute(update(SqlRun).where(SqlRun.id == run_id).values(cancel_requested=True))
         return status
 
 
@@ -163,7 +163,7 @@ def requeue_run(run_id: int, attempt: int, *, reason: str | None = None, engine:
     Returns the new status, or None when the run was not running under ``attempt``."""
     with write_transaction(_engine(engine)) as conn:
         row = conn.execute(
-            select(Run.status, Run.attempt, Run.cancel_requested).where(Run.id == run_id).with_for_update()
+            select(SqlRun.status, SqlRun.attempt, SqlRun.cancel_requested).where(SqlRun.id == run_id).with_for_update()
         ).first()
         if row is None or row.status != RUNNING or row.attempt != attempt:
             return None
@@ -171,7 +171,7 @@ def requeue_run(run_id: int, attempt: int, *, reason: str | None = None, engine:
         values: dict[str, Any] = {"status": new, "worker": None}
         if new == CANCELLED:
             values["finished_at"] = utcnow()
-        conn.execute(update(Run).where(Run.id == run_id).values(**values))
+        conn.execute(update(SqlRun).where(SqlRun.id == run_id).values(**values))
         if reason:
             _insert_logs(conn, run_id, attempt, [(time.time(), reason)])
     return new
@@ -181,14 +181,14 @@ def requeue_finished(run_id: int, config: Mapping[str, Any], *, engine: Engine |
     """Queue a finished, failed or cancelled run again with ``config`` (continue it for
     more epochs, or retry it): it keeps its rows and resumes from its last checkpoint."""
     with write_transaction(_engine(engine)) as conn:
-        status = conn.execute(select(Run.status).where(Run.id == run_id).with_for_update()).scalar()
+        status = conn.execute(select(SqlRun.status).where(SqlRun.id == run_id).with_for_update()).scalar()
         if status is None:
             raise RunNotFound(run_id)
         if status not in FINISHED:
             raise RunStateError(f"run {run_id} is {status}: only a finished, failed or cancelled run can be queued again")
         conn.execute(
-            update(Run)
-            .where(Run.id == run_id)
+            update(SqlRun)
+            .where(SqlRun.id == run_id)
             .values(config=dict(config), status=QUEUED, cancel_requested=False, finished_at=None, error=None, worker=None)
         )
 
@@ -215,7 +215,7 @@ def set_status(
         if attempt is not None:
             _check_and_update(conn, run_id, attempt, values)
             return
-        if conn.execute(update(Run).where(Run.id == run_id).values(**values)).rowcount != 1:
+        if conn.execute(update(SqlRun).where(SqlRun.id == run_id).values(**values)).rowcount != 1:
             raise RunNotFound(run_id)
 
 
@@ -224,12 +224,12 @@ def delete_run(run_id: int, *, remove_files: bool = False, engine: Engine | None
     run must be cancelled first. With ``remove_files``, its folder goes too when it lies
     under ``IMORI_HOME/runs`` (never a folder elsewhere). Returns its folder."""
     with write_transaction(_engine(engine)) as conn:
-        row = conn.execute(select(Run.status, Run.run_dir).where(Run.id == run_id).with_for_update()).first()
+        row = conn.execute(select(SqlRun.status, SqlRun.run_dir).where(SqlRun.id == run_id).with_for_update()).first()
         if row is None:
             raise RunNotFound(run_id)
         if row.status == RUNNING:
             raise RunStateError(f"run {run_id} is running: cancel it first, then delete it")
-        conn.execute(delete(Run).where(Run.id == run_id))
+        conn.execute(delete(SqlRun).where(SqlRun.id == run_id))
     if remove_files and row.run_dir:
         folder = Path(row.run_dir).resolve()
         if folder.is_relative_to(runs_dir().resolve()) and folder != runs_dir().resolve():
@@ -248,7 +248,7 @@ def add_log(run_id: int, message: str, *, attempt: int | None = None, engine: En
         log_batch(run_id, attempt, logs=[(time.time(), message)], engine=engine)
         return
     with write_transaction(_engine(engine)) as conn:
-        current = conn.execute(select(Run.attempt).where(Run.id == run_id)).scalar()
+        current = conn.execute(select(SqlRun.attempt).where(SqlRun.id == run_id)).scalar()
         if current is None:
             raise RunNotFound(run_id)
         _insert_logs(conn, run_id, current, [(time.time(), message)])
@@ -291,13 +291,13 @@ def log_batch(
         # (SQLite) and check the attempt, so no claim can slip in before the commit.
         flags = _check_and_update(conn, run_id, attempt, values)
         if truncate_after is not None:
-            conn.execute(delete(IterationMetric).where(IterationMetric.run_id == run_id, IterationMetric.step > truncate_after))
-            conn.execute(delete(EvalMetric).where(EvalMetric.run_id == run_id, EvalMetric.step > truncate_after))
+            conn.execute(delete(SqlIterationMetric).where(SqlIterationMetric.run_id == run_id, SqlIterationMetric.step > truncate_after))
+            conn.execute(delete(SqlEvalMetric).where(SqlEvalMetric.run_id == run_id, SqlEvalMetric.step > truncate_after))
             refresh_rollups(conn, run_id, max(1, truncate_after), MAX_STEP)
         if steps:
             _upsert(
                 conn,
-                IterationMetric.__table__,
+                SqlIterationMetric.__table__,
                 [
                     {
                         "run_id": run_id,
@@ -316,7 +316,7 @@ def log_batch(
         if evals:
             _upsert(
                 conn,
-                EvalMetric.__table__,
+                SqlEvalMetric.__table__,
                 [
                     {
                         "run_id": run_id,
@@ -338,7 +338,7 @@ def log_batch(
             now = utcnow()
             _upsert(
                 conn,
-                Checkpoint.__table__,
+                SqlCheckpoint.__table__,
                 [
                     {
                         "run_id": run_id,
@@ -357,7 +357,7 @@ def log_batch(
             _refresh_run_figures(conn, run_id)
         removed = list(removed)
         if removed:
-            conn.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.path.in_(removed)))
+            conn.execute(delete(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id, SqlCheckpoint.path.in_(removed)))
         if logs:
             _insert_logs(conn, run_id, attempt, logs)
     return flags
@@ -366,11 +366,11 @@ def log_batch(
 def _refresh_run_figures(conn: Connection, run_id: int) -> None:
     """The runs row's best validation accuracy and latest test figures, from this run's
     evaluations (a few rows by primary key), so the runs list never groups them."""
-    e = EvalMetric
+    e = SqlEvalMetric
     best = select(func.max(e.accuracy)).where(e.run_id == run_id, e.split == "val").scalar_subquery()
     latest = select(e.accuracy, e.loss).where(e.run_id == run_id, e.split == "test").order_by(e.epoch.desc()).limit(1)
     test = conn.execute(latest).first()
-    conn.execute(update(Run).where(Run.id == run_id).values(
+    conn.execute(update(SqlRun).where(SqlRun.id == run_id).values(
         best_val_accuracy=best, test_accuracy=test.accuracy if test else None, test_loss=test.loss if test else None))
 
 
@@ -403,17 +403,17 @@ def tag_runs(run_ids: Iterable[int], *, add: Iterable[str] = (), remove: Iterabl
     changing nothing, when one of them does not exist; ConfigError for a bad tag."""
     ids, add, remove = sorted(set(run_ids)), clean_tags(add), clean_tags(remove)
     with write_transaction(_engine(engine)) as conn:
-        found = set(conn.execute(select(Run.id).where(Run.id.in_(ids))).scalars())
+        found = set(conn.execute(select(SqlRun.id).where(SqlRun.id.in_(ids))).scalars())
         missing = [i for i in ids if i not in found]
         if missing:
             raise RunNotFound(missing[0])
         if remove:
-            conn.execute(delete(RunTag).where(RunTag.run_id.in_(ids), RunTag.tag.in_(remove)))
+            conn.execute(delete(SqlRunTag).where(SqlRunTag.run_id.in_(ids), SqlRunTag.tag.in_(remove)))
         if add and ids:
-            have = {tuple(row) for row in conn.execute(select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(ids), RunTag.tag.in_(add)))}
+            have = {tuple(row) for row in conn.execute(select(SqlRunTag.run_id, SqlRunTag.tag).where(SqlRunTag.run_id.in_(ids), SqlRunTag.tag.in_(add)))}
             rows = [{"run_id": i, "tag": t} for i in ids for t in add if (i, t) not in have]
             if rows:
-                conn.execute(insert(RunTag), rows)
+                conn.execute(insert(SqlRunTag), rows)
 
 
 def set_note(run_id: int, note: str | None, *, engine: Engine | None = None) -> None:
@@ -425,27 +425,27 @@ def set_note(run_id: int, note: str | None, *, engine: Engine | None = None) -> 
     if text_ is not None and len(text_) > MAX_NOTE:
         raise ConfigError(f"a note holds at most {MAX_NOTE:,} characters, not {len(text_):,}")
     with write_transaction(_engine(engine)) as conn:
-        if conn.execute(update(Run).where(Run.id == run_id).values(note=text_)).rowcount != 1:
+        if conn.execute(update(SqlRun).where(SqlRun.id == run_id).values(note=text_)).rowcount != 1:
             raise RunNotFound(run_id)
 
 
 def _check_and_update(conn: Connection, run_id: int, attempt: int, values: Mapping[str, Any]) -> RunFlags:
     """Update the run's row only if ``attempt`` runs it; else raise StaleAttemptError."""
-    stmt = update(Run).where(Run.id == run_id, Run.attempt == attempt, Run.status == RUNNING).values(**values)
+    stmt = update(SqlRun).where(SqlRun.id == run_id, SqlRun.attempt == attempt, SqlRun.status == RUNNING).values(**values)
     if conn.dialect.update_returning:
-        row = conn.execute(stmt.returning(Run.status, Run.cancel_requested)).first()
+        row = conn.execute(stmt.returning(SqlRun.status, SqlRun.cancel_requested)).first()
     else:
         hit = conn.execute(stmt).rowcount == 1
-        row = conn.execute(select(Run.status, Run.cancel_requested).where(Run.id == run_id)).first() if hit else None
+        row = conn.execute(select(SqlRun.status, SqlRun.cancel_requested).where(SqlRun.id == run_id)).first() if hit else None
     if row is None:
-        current = conn.execute(select(Run.attempt, Run.status).where(Run.id == run_id)).first()
+        current = conn.execute(select(SqlRun.attempt, SqlRun.status).where(SqlRun.id == run_id)).first()
         raise StaleAttemptError(run_id, attempt, current.attempt if current else None, current.status if current else None)
     return RunFlags(status=row.status, cancel_requested=bool(row.cancel_requested))
 
 
 def _insert_logs(conn: Connection, run_id: int, attempt: int, logs: Sequence[tuple[float, str]]) -> None:
     conn.execute(
-        insert(RunLog), [{"run_id": run_id, "attempt": attempt, "wall_time": t, "message": str(m)} for t, m in logs]
+        insert(SqlRunLog), [{"run_id": run_id, "attempt": attempt, "wall_time": t, "message": str(m)} for t, m in logs]
     )
 
 
@@ -518,7 +518,7 @@ def refresh_rollups(conn: Connection, run_id: int, first_step: int, last_step: i
 # -- datasets --------------------------------------------------------------------------------
 
 
-def save_dataset(
+def record_dataset(
     name: str,
     kind: str,
     classes: Sequence[str],
@@ -539,19 +539,19 @@ def save_dataset(
         "updated_at": utcnow(),
     }
     with write_transaction(_engine(engine)) as conn:
-        found = conn.execute(select(Dataset.id).where(Dataset.name == name)).scalar()
+        found = conn.execute(select(SqlDataset.id).where(SqlDataset.name == name)).scalar()
         if found is not None:
-            conn.execute(update(Dataset).where(Dataset.id == found).values(**values))
+            conn.execute(update(SqlDataset).where(SqlDataset.id == found).values(**values))
             return found
         return conn.execute(
-            insert(Dataset).values(name=name, created_at=values["updated_at"], **values).returning(Dataset.id)
+            insert(SqlDataset).values(name=name, created_at=values["updated_at"], **values).returning(SqlDataset.id)
         ).scalar_one()
 
 
-def delete_dataset(name: str, *, engine: Engine | None = None) -> bool:
+def forget_dataset(name: str, *, engine: Engine | None = None) -> bool:
     """Forget a dataset's record (its files are the caller's); True if there was one."""
     with write_transaction(_engine(engine)) as conn:
-        return conn.execute(delete(Dataset).where(Dataset.name == name)).rowcount > 0
+        return conn.execute(delete(SqlDataset).where(SqlDataset.name == name)).rowcount > 0
 
 
 __all__ = [
@@ -559,13 +559,13 @@ __all__ = [
     "add_log",
     "claim_run",
     "create_run",
-    "delete_dataset",
+    "forget_dataset",
     "delete_run",
     "log_batch",
     "refresh_rollups",
     "request_cancel",
     "requeue_run",
-    "save_dataset",
+    "record_dataset",
     "set_status",
     "touch",
 ]
@@ -584,24 +584,24 @@ def create_evaluation(
     engine: Engine | None = None,
 ) -> int:
     """Record an evaluation job (status ``queued``) and return its id."""
-    from core.records.schema import Evaluation
+    from core.records.schema import SqlEvaluation
 
     with write_transaction(_engine(engine)) as conn:
         return conn.execute(
-            insert(Evaluation)
+            insert(SqlEvaluation)
             .values(checkpoint=checkpoint, dataset=dataset, split=split, bare=dict(bare) if bare else None,
                     run_id=run_id, status=QUEUED, created_at=utcnow())
-            .returning(Evaluation.id)
+            .returning(SqlEvaluation.id)
         ).scalar_one()
 
 
 def claim_evaluation(eval_id: int, worker: str, *, engine: Engine | None = None) -> bool:
     """``queued -> running``; False when another delivery already took it."""
-    from core.records.schema import Evaluation
+    from core.records.schema import SqlEvaluation
 
     with write_transaction(_engine(engine)) as conn:
         done = conn.execute(
-            update(Evaluation).where(Evaluation.id == eval_id, Evaluation.status == QUEUED).values(status=RUNNING, worker=worker[:200])
+            update(SqlEvaluation).where(SqlEvaluation.id == eval_id, SqlEvaluation.status == QUEUED).values(status=RUNNING, worker=worker[:200])
         )
         return done.rowcount == 1
 
@@ -609,12 +609,12 @@ def claim_evaluation(eval_id: int, worker: str, *, engine: Engine | None = None)
 def finish_evaluation(
     eval_id: int, *, result: Mapping[str, Any] | None = None, error: str | None = None, engine: Engine | None = None
 ) -> None:
-    from core.records.schema import FAILED, SUCCEEDED, Evaluation
+    from core.records.schema import FAILED, SUCCEEDED, SqlEvaluation
 
     status = FAILED if error is not None else SUCCEEDED
     with write_transaction(_engine(engine)) as conn:
         conn.execute(
-            update(Evaluation)
-            .where(Evaluation.id == eval_id)
+            update(SqlEvaluation)
+            .where(SqlEvaluation.id == eval_id)
             .values(status=status, result=dict(result) if result is not None else None, error=error, finished_at=utcnow())
         )

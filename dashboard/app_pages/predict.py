@@ -158,7 +158,7 @@ with fmt.user_errors():
 predictor = None
 if checkpoint:
     try:
-        predictor = loading.load_predictor(checkpoint, **bare)
+        predictor = loading.cached_predictor(checkpoint, **bare)
     except ImoriError as err:
         message = str(err).replace(str(checkpoint), shown_name(checkpoint)).replace(Path(checkpoint).name, shown_name(checkpoint))
         st.error(f"Cannot use this checkpoint: {message}", icon=":material/warning:")
@@ -361,7 +361,7 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
     try:
         import json
 
-        ev_predictor = loading.load_predictor(row.checkpoint, **(row.bare or {}))
+        ev_predictor = loading.cached_predictor(row.checkpoint, **(row.bare or {}))
         seed = int(ev_predictor.checkpoint.config.get("seed", 0))
         prep = ev_predictor.preprocessing
         images = split_images(row.dataset, json.dumps(prep.to_dict(), sort_keys=True), seed, row.split)

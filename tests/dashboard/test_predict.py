@@ -99,8 +99,8 @@ def test_an_image_over_the_size_limit_is_refused_on_the_server(run_id, monkeypat
 
 def test_the_model_is_loaded_once_and_cached(run_id):
     path = queries.best_checkpoint(run_id).path
-    first = loading.load_predictor(path)
-    assert loading.load_predictor(path) is first  # a second upload answers without loading it again
+    first = loading.cached_predictor(path)
+    assert loading.cached_predictor(path) is first  # a second upload answers without loading it again
     png, _ = digit_png(0)
     threads = torch.get_num_threads()
     try:

@@ -39,10 +39,10 @@ POLLER = textwrap.dedent(
 
 def steps_of(run_id: int) -> list[int]:
     from core.records import get_engine
-    from core.records.schema import IterationMetric
+    from core.records.schema import SqlIterationMetric
 
     with get_engine().connect() as conn:
-        rows = conn.execute(select(IterationMetric.step).where(IterationMetric.run_id == run_id).order_by(IterationMetric.step))
+        rows = conn.execute(select(SqlIterationMetric.step).where(SqlIterationMetric.run_id == run_id).order_by(SqlIterationMetric.step))
         return list(rows.scalars())
 
 

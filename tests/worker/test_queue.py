@@ -22,10 +22,10 @@ TINY = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batc
 
 def steps_in_db(run_id: int) -> list[int]:
     from core.records import get_engine
-    from core.records.schema import IterationMetric
+    from core.records.schema import SqlIterationMetric
 
     with get_engine().connect() as conn:
-        return list(conn.execute(select(IterationMetric.step).where(IterationMetric.run_id == run_id).order_by(IterationMetric.step)).scalars())
+        return list(conn.execute(select(SqlIterationMetric.step).where(SqlIterationMetric.run_id == run_id).order_by(SqlIterationMetric.step)).scalars())
 
 
 def checkpoint_exists(run_id: int) -> bool:

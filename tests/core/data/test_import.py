@@ -103,3 +103,27 @@ def test_delete_and_broken_manifest(tmp_path, helpers):
     assert "gone" not in {d.name for d in list_datasets()}
     with pytest.raises(DatasetError):
         delete_dataset("digits")
+
+
+def test_the_records_datasets_table_is_the_index_of_imports(tmp_path, helpers):
+    """An import is entered in the datasets table with its per-class counts; a delete
+    removes the entry; a folder imported before there was an index (or whose entry is
+    missing) is entered when listed, and an entry whose folder was removed by hand goes."""
+    import shutil
+
+    from core.records import queries, store
+
+    src = helpers.make_class_folders(tmp_path / "src", {"a": 10, "b": 5})
+    import_dataset(src, "indexed")
+    row = queries.dataset_record("indexed")
+    assert row is not None and row.classes == ["a", "b"] and row.location == str(paths.datasets_dir() / "indexed")
+    assert {split: sum(c.values()) for split, c in row.counts.items()} == {"train": 12, "test": 3}
+    assert row.counts["train"]["a"] + row.counts["test"]["a"] == 10
+    store.forget_dataset("indexed")  # as if imported by an imori without the index
+    import_dataset(src, "removed-by-hand")
+    shutil.rmtree(paths.datasets_dir() / "removed-by-hand")
+    names = {d.name for d in list_datasets()}
+    assert "indexed" in names and "removed-by-hand" not in names
+    assert queries.dataset_record("indexed") is not None and queries.dataset_record("removed-by-hand") is None
+    delete_dataset("indexed")
+    assert queries.dataset_record("indexed") is None

@@ -157,13 +157,13 @@ def test_stale_runs_and_logs(engine, helpers):
 
 
 def test_datasets_are_recorded_once_per_name(engine):
-    first = store.save_dataset("newts", "folder", ["akahara", "madara"], {"train": {"akahara": 3}}, location="/d/newts", engine=engine)
-    again = store.save_dataset("newts", "zip", ["akahara", "madara"], {"train": {"akahara": 4}}, report={"skipped": []}, engine=engine)
+    first = store.record_dataset("newts", "folder", ["akahara", "madara"], {"train": {"akahara": 3}}, location="/d/newts", engine=engine)
+    again = store.record_dataset("newts", "zip", ["akahara", "madara"], {"train": {"akahara": 4}}, report={"skipped": []}, engine=engine)
     assert first == again
-    row = queries.get_dataset("newts", engine=engine)
+    row = queries.dataset_record("newts", engine=engine)
     assert row.kind == "zip" and row.counts == {"train": {"akahara": 4}} and row.report == {"skipped": []}
-    assert [d.name for d in queries.list_datasets(engine=engine)] == ["newts"]
-    assert store.delete_dataset("newts", engine=engine) and queries.get_dataset("newts", engine=engine) is None
+    assert [d.name for d in queries.dataset_records(engine=engine)] == ["newts"]
+    assert store.forget_dataset("newts", engine=engine) and queries.dataset_record("newts", engine=engine) is None
 
 
 def test_runs_are_searched_filtered_ordered_and_paged(engine, helpers):

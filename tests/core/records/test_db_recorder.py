@@ -12,7 +12,7 @@ from core.config import RunConfig
 from core.recorder import CheckpointInfo, EvalMetrics, Recorder, Recorders, RunEnd
 from core.records import DbRecorder, queries, store
 from core.records.errors import RunStateError, StaleAttemptError
-from core.records.schema import IterationMetric, Run
+from core.records.schema import SqlIterationMetric, SqlRun
 from core.train import fit
 
 # The seed 003 CNN on digits: 21 steps per epoch at batch 64.
@@ -22,13 +22,13 @@ FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batc
 def _steps_in_db(engine, run_id):
     with engine.connect() as conn:
         return conn.execute(
-            select(IterationMetric.step).where(IterationMetric.run_id == run_id).order_by(IterationMetric.step)
+            select(SqlIterationMetric.step).where(SqlIterationMetric.run_id == run_id).order_by(SqlIterationMetric.step)
         ).scalars().all()
 
 
-def _run(engine, run_id) -> Run:
+def _run(engine, run_id) -> SqlRun:
     with engine.connect() as conn:
-        return conn.execute(select(Run).where(Run.id == run_id)).one()
+        return conn.execute(select(SqlRun).where(SqlRun.id == run_id)).one()
 
 
 class StepHook(Recorder):
@@ -131,7 +131,7 @@ def test_a_resumed_run_has_exactly_one_row_per_step(engine, tmp_path):
 
     assert _steps_in_db(engine, run_id) == list(range(1, 43))  # 1..42, once each
     with engine.connect() as conn:
-        n = conn.execute(select(func.count()).select_from(IterationMetric).where(IterationMetric.run_id == run_id)).scalar()
+        n = conn.execute(select(func.count()).select_from(SqlIterationMetric).where(SqlIterationMetric.run_id == run_id)).scalar()
     assert n == 42
     after = {r.step: r for r in queries.iterations(run_id, engine=engine)}
     # Steps 22..30 were rewritten by worker B (same values: the CPU run is deterministic).
