@@ -9,6 +9,7 @@ import time
 
 from cli.options import add_run_options, build_config
 from core.errors import ImoriError
+from core.status import RUNNING, SUCCEEDED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +71,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     for run_id in args.runs:
         status = cancel(run_id)
-        print(f"run {run_id}: {'cancelling' if status == 'running' else status}")
+        print(f"run {run_id}: {'cancelling' if status == RUNNING else status}")
     return 0
 
 
@@ -112,7 +113,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     else:
         for r in runs:
             print(f"run {r.id}: {r.status}" + (f" ({r.error.splitlines()[0]})" if r.error else ""))
-    return 0 if all(r.status == "succeeded" for r in runs) else 1
+    return 0 if all(r.status == SUCCEEDED for r in runs) else 1
 
 
 def cmd_workers(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 
+from core.status import STATUSES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list recorded runs (search, filter, page)")
     p.add_argument("--search", metavar="TEXT", help="runs whose name, model, dataset or note holds TEXT (or run id #N)")
-    p.add_argument("--status", action="append", choices=("queued", "running", "succeeded", "failed", "cancelled"),
+    p.add_argument("--status", action="append", choices=STATUSES,
                    help="only runs in this state (repeat for several)")
     p.add_argument("--model", help="only runs of this model")
     p.add_argument("--dataset", help="only runs on this dataset")

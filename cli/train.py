@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cli.options import add_run_options, build_config
 from core.errors import ImoriError
+from core.status import SUCCEEDED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -170,7 +171,7 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
         if result.best_val_accuracy is not None:
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f} %")
         print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
-    return 0 if result.status == "succeeded" else 1
+    return 0 if result.status == SUCCEEDED else 1
 
 
 # -- predict / evaluate / export -----------------------------------------------------------

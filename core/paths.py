@@ -41,3 +41,13 @@ def runs_dir() -> Path:
 def default_data_root() -> Path:
     """Where torchvision datasets (MNIST, FashionMNIST, CIFAR10) are looked for."""
     return Path(os.environ.get("IMORI_DATA_ROOT") or imori_home() / "torchvision")
+
+
+def slug(text: str, max_length: int = 64, fallback: str = "item") -> str:
+    """``text`` as a safe file or dataset name: runs of anything but ASCII letters,
+    digits, ``_``, ``.`` and ``-`` become one ``-``, the ends lose ``-._`` (no hidden
+    files), at most ``max_length`` characters; ``fallback`` when nothing is left.
+    ``slug("Newts Photos (2024)") == "Newts-Photos-2024"``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")[:max_length].strip("-._") or fallback

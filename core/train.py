@@ -40,6 +40,7 @@ from core.recorder import (
     RunStart,
     StepMetrics,
 )
+from core.status import CANCELLED, FAILED, SUCCEEDED
 
 # Keep datasets below this many bytes on the GPU for the whole run (no host copies).
 GPU_RESIDENT_BYTES = 2 * 1024**3
@@ -593,11 +594,11 @@ class Trainer:
             )
         )
         started, start_step = time.monotonic(), self.step
-        status = "succeeded"
+        status = SUCCEEDED
         try:
             for epoch in range(self.next_epoch, self.epochs + 1):
                 if not self.train_epoch(epoch):
-                    status = "cancelled"
+                    status = CANCELLED
                     break
                 if self.next_batch >= self.steps_per_epoch:
                     self.next_epoch, self.next_batch = epoch + 1, 0
@@ -613,7 +614,7 @@ class Trainer:
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
             text = str(err) if isinstance(err, ImoriError) else f"{type(err).__name__}: {err}"
-            self.recorder.on_end(RunEnd(status="failed", step=self.step, epoch=self.next_epoch, error=text))
+            self.recorder.on_end(RunEnd(status=FAILED, step=self.step, epoch=self.next_epoch, error=text))
             raise
         seconds = time.monotonic() - started
         images = (self.step - start_step) * self.batch_size
@@ -658,6 +659,6 @@ def fit(
         # Setup failures (missing data, bad weights) end the run too, so listeners can say so.
         if recorder is not None:
             text = str(err) if isinstance(err, ImoriError) else f"{type(err).__name__}: {err}"
-            recorder.on_end(RunEnd(status="failed", step=0, epoch=0, error=text))
+            recorder.on_end(RunEnd(status=FAILED, step=0, epoch=0, error=text))
         raise
     return trainer.fit()

@@ -14,21 +14,22 @@ from typing import Any
 import streamlit as st
 
 from core.errors import ImoriError
+from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 
 
 STATUS_ICONS = {
-    "queued": ":material/schedule:",
-    "running": ":material/play_circle:",
-    "succeeded": ":material/check_circle:",
-    "failed": ":material/error:",
-    "cancelled": ":material/stop_circle:",
+    QUEUED: ":material/schedule:",
+    RUNNING: ":material/play_circle:",
+    SUCCEEDED: ":material/check_circle:",
+    FAILED: ":material/error:",
+    CANCELLED: ":material/stop_circle:",
 }
 
 
-STATUS_HEX = {"queued": "#6b7280", "running": "#1d4ed8", "succeeded": "#15803d", "failed": "#b91c1c", "cancelled": "#c2410c"}
+STATUS_HEX = {QUEUED: "#6b7280", RUNNING: "#1d4ed8", SUCCEEDED: "#15803d", FAILED: "#b91c1c", CANCELLED: "#c2410c"}
 
 
-STATUS_COLORS = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
+STATUS_COLORS = {QUEUED: "gray", RUNNING: "blue", SUCCEEDED: "green", FAILED: "red", CANCELLED: "orange"}
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -88,7 +89,7 @@ def elapsed(run: Any) -> float | None:
     """Seconds the run has trained: start to finish, or to now while it runs."""
     if run.started_at is None:
         return None
-    end = run.finished_at or (datetime.now(timezone.utc) if run.status == "running" else None)
+    end = run.finished_at or (datetime.now(timezone.utc) if run.status == RUNNING else None)
     if end is None:
         return None
     start = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=timezone.utc)

@@ -9,7 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-ACTIVE = ("queued", "running")
+from core.status import QUEUED, RUNNING
+
+ACTIVE = (QUEUED, RUNNING)
 REFRESH = "2s"  # how often live parts redraw while something trains
 
 

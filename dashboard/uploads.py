@@ -5,7 +5,6 @@ content, not by name), stored under IMORI_HOME by content hash.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from core.errors import ImoriError
+from core.paths import slug
 
 
 # Upload limits, checked here on the server whatever the browser let through.
@@ -102,11 +102,6 @@ def read_upload(uploaded: Any, *, max_bytes: int, kinds: Sequence[str], what: st
     return data
 
 
-def safe_name(name: str, fallback: str = "upload") -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).name).strip(".-")
-    return stem[:80] or fallback
-
-
 def store_upload(data: bytes, name: str, folder: str) -> Path:
     """Keep an upload under ``IMORI_HOME/uploads/<folder>/`` (where workers see it too),
     named by its content so the same file is stored once."""
@@ -115,7 +110,7 @@ def store_upload(data: bytes, name: str, folder: str) -> Path:
     digest = hashlib.sha256(data).hexdigest()[:16]
     target = subdir("uploads") / folder
     target.mkdir(parents=True, exist_ok=True)
-    path = target / f"{digest}-{safe_name(name)}"
+    path = target / f"{digest}-{slug(Path(name).name, 80, 'upload')}"
     if not path.exists():
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.config import RunConfig, apply_overrides, expand_sweep
 from core.errors import ConfigError
+from core.status import SUCCEEDED
 from worker.app import EVALUATE_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
 from worker.broker import require
 
@@ -104,7 +105,7 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
         config = config.replace(epochs=epochs)
     elif iterations is not None:
         config = config.replace(iterations=iterations)
-    elif run.status == "succeeded":
+    elif run.status == SUCCEEDED:
         if config.epochs is not None:
             config = config.replace(epochs=config.epochs + 1)
         else:
@@ -114,7 +115,7 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
         if config.iterations is not None
         else config.epochs * (run.steps_per_epoch or 1)
     )
-    if run.status == "succeeded" and new_total <= run.step:
+    if run.status == SUCCEEDED and new_total <= run.step:
         raise ConfigError(f"run {run_id} already trained {run.step} iterations: ask for more to continue it")
     config.validate()
     require()

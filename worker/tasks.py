@@ -15,6 +15,7 @@ import threading
 from celery.signals import worker_shutting_down
 
 from core.run import INTERRUPTED
+from core.status import FAILED, SUCCEEDED
 from worker.app import EVALUATE_TASK, TRAIN_TASK, get_app
 
 log = logging.getLogger("imori.worker")
@@ -91,10 +92,10 @@ def execute_evaluation(eval_id: int, worker_name: str) -> str:
         result = evaluate(predictor, job.dataset, split=job.split)
     except ImoriError as err:
         store.finish_evaluation(eval_id, error=str(err))
-        return "failed"
+        return FAILED
     except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job
         log.exception("evaluation %s crashed", eval_id)
         store.finish_evaluation(eval_id, error=f"{type(err).__name__}: {err}")
-        return "failed"
+        return FAILED
     store.finish_evaluation(eval_id, result=result.to_dict())
-    return "succeeded"
+    return SUCCEEDED

@@ -21,6 +21,8 @@ import logging
 import os
 import threading
 
+from core.status import QUEUED
+
 log = logging.getLogger("imori.watchdog")
 
 # The environment may shorten these (the reliability tests do).
@@ -52,7 +54,7 @@ def scan(stale_after: float = STALE_AFTER_S, max_attempts: int = MAX_ATTEMPTS) -
             continue
         reason = f"worker {run.worker} stopped answering (no heartbeat for {stale_after:.0f} s); requeued"
         status = store.requeue_run(run.id, run.attempt, reason=reason)
-        if status == "queued":
+        if status == QUEUED:
             send(run.id, queries.get_run(run.id).config.get("device", "auto"))
             log.warning("run %s: %s", run.id, reason)
         if status:
@@ -71,7 +73,7 @@ def resend_lost(older_than: float = LOST_AFTER_S) -> list[int]:
     from worker.client import send
 
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than)
-    waiting = [r for r in queries.list_runs(status="queued", limit=None) if r.created_at < cutoff]
+    waiting = [r for r in queries.list_runs(status=QUEUED, limit=None) if r.created_at < cutoff]
     if not waiting:
         return []
     redis = client(socket_timeout=5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -52,7 +51,7 @@ def fingerprint_files(root: Path, rels: Iterable[str]) -> str:
 
 
 def cache_path(name: str, identity: str, prep_key: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40] or "dataset"
+    slug = paths.slug(name, 40, "dataset")
     key = digest(CACHE_VERSION, identity, prep_key)[:20]
     return paths.cache_dir() / f"{slug}-{prep_key}-{key}.pt"
 

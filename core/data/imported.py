@@ -45,11 +45,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def sanitize_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")[:64]
-    return name or "dataset"
-
-
 def validate_name(name: str, reserved: set[str]) -> None:
     if not NAME_RE.match(name):
         raise DatasetError(
@@ -104,7 +99,7 @@ def import_source(
     if not zipped and not source.is_dir():
         raise DatasetError(f"{source}: not a ZIP file or a directory of images")
     filename_encoding = text_names.check_encoding(filename_encoding)
-    name = name if name is not None else sanitize_name(Path(shown).stem if zipped else shown)
+    name = name if name is not None else paths.slug(Path(shown).stem if zipped else shown, 64, "dataset")
     validate_name(name, reserved)
     final = dataset_dir(name)
     staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=paths.datasets_dir()))

@@ -51,11 +51,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# Run statuses. A running run whose cancel was requested keeps "running" (with
-# ``cancel_requested``) until its worker stops it and records "cancelled".
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+from core.status import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STATUSES, SUCCEEDED  # noqa: F401 - re-exported
 
 # Bucket widths of the series rollups: each level sums 16 buckets of the one below, the
 # first sums 16 raw steps. A series of N steps reads at most a few thousand rows.

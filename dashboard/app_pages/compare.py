@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.records import queries
+from core.status import QUEUED
 from dashboard import charts, fmt, live, nav
 
 METRICS = {
@@ -43,7 +44,7 @@ if linked and linked != current:
     # A link: several runs replace the selection; one run (from its detail page) joins it.
     current = linked if len(linked) > 1 else linked + [i for i in current if i not in linked]
 if len(current) < 2 and "compare_runs" not in st.session_state:
-    current += [r.id for r in found if r.status != "queued" and r.id not in current][: 2 - len(current)]
+    current += [r.id for r in found if r.status != QUEUED and r.id not in current][: 2 - len(current)]
 st.session_state.compare_runs = current
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ImoriError
+from core.paths import slug
 from dashboard import fmt, loading, nav, uploads
 
 st.title("Datasets")
@@ -96,7 +97,7 @@ with st.container(border=True):
     with left:
         upload = uploads.safe_uploader("ZIP file", ("zip",), "application/zip", key="ds_upload",
                                        max_upload_size=max(1, uploads.MAX_ZIP_BYTES // uploads.MB))
-    suggested = uploads.safe_name(Path(upload.name).stem, "dataset") if upload is not None else ""
+    suggested = slug(Path(upload.name).stem, 64, "dataset") if upload is not None else ""
     choices = encoding_options()
     chosen = st.selectbox(
         "File-name encoding", list(choices), key="ds_encoding", format_func=choices.get,

@@ -16,6 +16,7 @@ from core import config as run_config
 from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
 from core.recipes import RECIPES, recipe_config, recipe_results
+from core.status import CANCELLED, SUCCEEDED
 from dashboard import settings_form as form
 from dashboard import fmt, live, loading, nav, uploads
 
@@ -238,7 +239,7 @@ def previous_checkpoints(model: str) -> dict[str, str]:
     from core.records import queries
 
     out: dict[str, str] = {}
-    finished = queries.RunFilter(status=("succeeded", "cancelled"), model=model)
+    finished = queries.RunFilter(status=(SUCCEEDED, CANCELLED), model=model)
     for run in queries.list_runs(where=finished, limit=20):
         best = queries.best_checkpoint(run.id) or queries.latest_checkpoint(run.id)
         if best is not None:

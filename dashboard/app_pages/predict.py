@@ -23,6 +23,7 @@ from core import selection
 from core.errors import ImoriError
 from core.metrics import balanced_accuracy, class_metrics
 from core.records import queries
+from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from dashboard import charts, fmt, live, loading, nav, uploads
 
 FROM_CHECKPOINT = "(as the checkpoint says)"
@@ -48,7 +49,7 @@ def choose(path: str) -> None:
 
 
 def from_run() -> tuple[str | None, dict[str, Any], int | None]:
-    started = queries.RunFilter(status=("running", "succeeded", "failed", "cancelled"))
+    started = queries.RunFilter(status=(RUNNING, SUCCEEDED, FAILED, CANCELLED))
     run = nav.run_picker(key="pr_run", where=started)
     if run is None:
         if queries.count_runs(started) == 0:
@@ -383,9 +384,9 @@ def show_evaluation(eval_id: int) -> None:
     st.caption(f"Evaluation {row.id}: {Path(row.checkpoint).name} on {row.dataset} ({row.split} split) · "
                f"{fmt.status_label(row.status)}")
     if row.status in live.ACTIVE:
-        st.info("Waiting for a worker…" if row.status == "queued" else "A worker is evaluating…", icon=":material/hourglass_top:")
+        st.info("Waiting for a worker…" if row.status == QUEUED else "A worker is evaluating…", icon=":material/hourglass_top:")
         return
-    if row.status == "failed" or row.result is None:
+    if row.status == FAILED or row.result is None:
         st.error(f"The evaluation failed: {row.error or 'no result'}", icon=":material/error:")
         return
     result = row.result

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.records import queries
+from core.status import FAILED, RUNNING
 from dashboard import charts, fmt, live, loading, nav
 
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -98,15 +99,15 @@ def live_view() -> None:
     cols[1].metric("Epoch", current.epoch)
     cols[2].metric("Best val accuracy", fmt.pct(current.best_val_accuracy))
     cols[3].metric("Test accuracy", fmt.pct(current.test_accuracy))
-    if current.status == "running":
+    if current.status == RUNNING:
         cols[4].metric("ETA", fmt.duration(current.eta_seconds))
     else:
         cols[4].metric("Duration", fmt.duration(fmt.elapsed(current)))
     if current.status in live.ACTIVE:
         st.progress(min(1.0, current.progress or 0.0),
                     text=f"{fmt.pct(current.progress, 0)} · {fmt.num(current.steps_per_second, 3)} it/s"
-                    if current.status == "running" else "queued: waiting for a worker")
-    if current.status == "running" and current.cancel_requested:
+                    if current.status == RUNNING else "queued: waiting for a worker")
+    if current.status == RUNNING and current.cancel_requested:
         st.info("Cancel requested: the run stops after this iteration and keeps a checkpoint.", icon=":material/stop_circle:")
     if queries.not_learning(current):
         st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")
@@ -175,7 +176,7 @@ def live_view() -> None:
 
 live_view()
 
-if run.status == "failed" and run.error:
+if run.status == FAILED and run.error:
     st.error(f"**This run failed:** {fmt.first_line(run.error, 400)}", icon=":material/error:")
     if "\n" in run.error.strip():
         with st.expander("Full error"):

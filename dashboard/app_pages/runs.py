@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core.records import queries
+from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from dashboard import fmt, live, nav
 
 PER_PAGE = 50
@@ -21,11 +22,11 @@ ANY = "any"
 def table(runs, notes) -> pd.DataFrame:
     rows = []
     for r in runs:
-        if r.status == "queued":
+        if r.status == QUEUED:
             note = notes.get(r.id, "")
-        elif r.status == "running" and r.cancel_requested:
+        elif r.status == RUNNING and r.cancel_requested:
             note = "cancelling…"
-        elif r.status == "failed":
+        elif r.status == FAILED:
             note = fmt.first_line(r.error)
         else:
             note = r.note.splitlines()[0] if r.note else ""
@@ -36,7 +37,7 @@ def table(runs, notes) -> pd.DataFrame:
                 "status": r.status,
                 "progress": r.progress or 0.0,
                 "step": f"{r.step:,} / {r.total_steps:,}" if r.total_steps else f"{r.step:,}",
-                "ETA": fmt.duration(r.eta_seconds) if r.status == "running" else "",
+                "ETA": fmt.duration(r.eta_seconds) if r.status == RUNNING else "",
                 # Text, so a run with no figure yet shows a dash (the list sorts by them on the server).
                 "best val acc": fmt.pct(r.best_val_accuracy),
                 "test acc": fmt.pct(r.test_accuracy),
@@ -165,7 +166,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
                     st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {n} run(s): "
                                                      + ", ".join(store.clean_tags(given)))
                     done_with_selection()
-    deletable = [i for i in selected if by_id[i].status != "running"]
+    deletable = [i for i in selected if by_id[i].status != RUNNING]
     if bar.button(f"Delete {len(deletable)}", key="runs_bulk_delete", icon=":material/delete:", disabled=not deletable,
                   help="Running runs are left alone: cancel them first" if len(deletable) < n else None):
         st.session_state.runs_confirm_bulk = deletable
@@ -218,7 +219,7 @@ def live_table() -> None:
         st.info("No run matches the search and filters.", icon=":material/search_off:")
         return
     up, offline = live.workers()
-    queued = queries.list_runs(status="queued", limit=1000, order="oldest")  # the queue's places count them all
+    queued = queries.list_runs(status=QUEUED, limit=1000, order="oldest")  # the queue's places count them all
     notes = live.queue_notes(queued, devices_of(queued), up, offline)
     frame = table(page.runs, notes)
     # Streamlit's selection is by row position: the table's key names the runs it shows
@@ -265,7 +266,7 @@ if counts_at_start:
 
             with fmt.user_errors():
                 status = client.cancel(run.id)
-                st.toast(f"Run {run.id}: {'cancelled' if status == 'cancelled' else 'stopping after this iteration'}")
+                st.toast(f"Run {run.id}: {'cancelled' if status == CANCELLED else 'stopping after this iteration'}")
                 st.rerun()
         if clone_col.button("Clone", icon=":material/content_copy:", key="runs_clone", width="stretch",
                             help="A new queued run with the same settings"):
@@ -275,11 +276,11 @@ if counts_at_start:
                 new_id = client.clone(run.id)
                 st.session_state.runs_message = f"Run {run.id} cloned as run {new_id} (queued)."
                 st.rerun()
-        if run.status in ("succeeded", "failed", "cancelled"):
+        if run.status in (SUCCEEDED, FAILED, CANCELLED):
             config = run.config or {}
             unit = "epochs" if config.get("epochs") is not None else "iterations"
             current = config.get(unit) or 1
-            if run.status == "succeeded":
+            if run.status == SUCCEEDED:
                 suggested = current + (1 if unit == "epochs" else (run.steps_per_epoch or 100))
             else:
                 suggested = current
@@ -297,8 +298,8 @@ if counts_at_start:
             cont_col.button("Continue", icon=":material/fast_forward:", disabled=True, key="runs_continue_off",
                             width="stretch", help="Only a finished, failed or cancelled run can continue")
         if delete_col.button("Delete", icon=":material/delete:", key="runs_delete", width="stretch",
-                             disabled=run.status == "running",
-                             help="Cancel a running run first" if run.status == "running" else None):
+                             disabled=run.status == RUNNING,
+                             help="Cancel a running run first" if run.status == RUNNING else None):
             st.session_state.runs_confirm_delete = run.id
         if st.session_state.get("runs_confirm_delete") == run.id:
             confirm_delete([run.id], "runs_confirm_delete", "runs_delete",

@@ -25,3 +25,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
             fh.write(b"half")
             raise RuntimeError("disk went away")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_slug_makes_safe_names():
+    from core.paths import slug
+
+    assert slug("Newts Photos (2024)") == "Newts-Photos-2024"
+    assert slug("../../etc/passwd") == "etc-passwd"
+    assert slug(".hidden") == "hidden" and slug("日本語") == "item" and slug("", fallback="dataset") == "dataset"
+    assert len(slug("a" * 100, 40)) == 40

@@ -1,0 +1,11 @@
+"""A run's statuses, one word each, shared by the loop, the records and every view.
+
+A run is ``queued`` until a worker claims it, ``running`` while it trains, then one of
+:data:`FINISHED`. A running run whose cancel was requested stays ``running`` (with
+``cancel_requested``) until its worker stops it and records ``cancelled``; one that a
+worker's shutdown interrupts goes back to ``queued``.
+"""
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
