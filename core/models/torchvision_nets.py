@@ -88,11 +88,7 @@ def load_backbone(
     prefix = head + "."
     backbone = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
-    problem = describe_key_mismatch(
-        [k for k in own if k not in backbone],
-        [k for k in backbone if k not in own],
-        shape_mismatches(own, backbone),
-    )
+    problem = state_dict_mismatch(own, backbone)
     if problem:
         raise ModelError(f"the pretrained weights are not a {name} state_dict: {problem}")
     model.load_state_dict(backbone, strict=False)
@@ -200,6 +196,16 @@ def describe_key_mismatch(missing: list[str], unexpected: list[str], shapes: lis
         examples = ", ".join(shapes[:3])
         parts.append(f"{len(shapes)} shape mismatch(es) (file vs model), e.g. {examples}")
     return "; ".join(parts)
+
+
+def state_dict_mismatch(own: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> str:
+    """How ``other`` (weights from a file) fails to fit ``own`` (a model's state_dict):
+    missing and unexpected keys and shape mismatches, in words; '' when it fits."""
+    return describe_key_mismatch(
+        [k for k in own if k not in other],
+        [k for k in other if k not in own],
+        shape_mismatches(own, other),
+    )
 
 
 def _first_line(err: BaseException) -> str:

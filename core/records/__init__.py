@@ -21,7 +21,7 @@ A run's life in calls::
 from core.records.engine import database_url, get_engine, init_db, is_sqlite, upgrade, write_transaction
 from core.records.errors import RecordsError, RunNotFound, RunStateError, StaleAttemptError
 from core.records.db_recorder import DbRecorder
-from core.records.schema import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STATUSES, SUCCEEDED
+from core.status import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STATUSES, SUCCEEDED
 
 __all__ = [
     "CANCELLED",

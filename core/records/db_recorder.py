@@ -33,7 +33,8 @@ from core.recorder import CheckpointInfo, EvalMetrics, Recorder, RunEnd, RunStar
 from core.records import queries, store
 from core.records.engine import get_engine
 from core.records.errors import RecordsError, RunNotFound, StaleAttemptError
-from core.records.schema import CANCELLED, QUEUED, RUNNING, SUCCEEDED, utcnow
+from core.records.schema import utcnow
+from core.status import CANCELLED, QUEUED, RUNNING, SUCCEEDED
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ from core.records.engine import get_engine
 from core.records.errors import RecordsError, RunNotFound
 from core.records.schema import (
     ROLLUP_WIDTHS,
-    RUNNING,
     SqlCheckpoint,
     SqlDataset,
     SqlEvalMetric,
@@ -43,6 +42,7 @@ from core.records.schema import (
     SqlRunLog,
     SqlRunTag,
 )
+from core.status import RUNNING
 
 DEFAULT_MAX_POINTS = 2000
 READ_FACTOR = 16  # read at most this many rows per point before merging

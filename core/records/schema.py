@@ -51,7 +51,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from core.status import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STATUSES, SUCCEEDED  # noqa: F401 - re-exported
+from core.status import QUEUED
 
 # Bucket widths of the series rollups: each level sums 16 buckets of the one below, the
 # first sums 16 raw steps. A series of N steps reads at most a few thousand rows.

@@ -27,13 +27,8 @@ from core.paths import runs_dir
 from core.records.engine import get_engine, write_transaction
 from core.records.errors import RunNotFound, RunStateError, StaleAttemptError
 from core.records.schema import (
-    CANCELLED,
-    FINISHED,
-    QUEUED,
     ROLLUP_FANOUT,
     ROLLUP_WIDTHS,
-    RUNNING,
-    STATUSES,
     SqlCheckpoint,
     SqlDataset,
     SqlEvalMetric,
@@ -43,6 +38,7 @@ from core.records.schema import (
     SqlRunTag,
     utcnow,
 )
+from core.status import CANCELLED, FINISHED, QUEUED, RUNNING, STATUSES
 
 MAX_STEP = 2**31 - 1  # steps are 32-bit integers on every backend
 
@@ -609,7 +605,8 @@ def claim_evaluation(eval_id: int, worker: str, *, engine: Engine | None = None)
 def finish_evaluation(
     eval_id: int, *, result: Mapping[str, Any] | None = None, error: str | None = None, engine: Engine | None = None
 ) -> None:
-    from core.records.schema import FAILED, SUCCEEDED, SqlEvaluation
+    from core.records.schema import SqlEvaluation
+    from core.status import FAILED, SUCCEEDED
 
     status = FAILED if error is not None else SUCCEEDED
     with write_transaction(_engine(engine)) as conn:

@@ -128,27 +128,18 @@ def live_view() -> None:
     if markers:
         st.caption("The dashed line marks where the backbone joins training: before it, only the new head "
                    "trained, on the frozen backbone's features.")
-    loss_col, acc_col = st.columns(2)
-    with loss_col:
-        st.markdown("**Loss**")
-        st.altair_chart(
-            charts.line_chart(
-                charts.series_frame(series, "loss", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
-                charts.eval_frame(evals, "loss", x=x_kind, steps_per_epoch=spe, t0=t0),
-                x_title=x_title, y_title="loss", log=log, colors=COLORS, markers=markers,
-            ),
-            width="stretch",
-        )
-    with acc_col:
-        st.markdown("**Accuracy**")
-        st.altair_chart(
-            charts.line_chart(
-                charts.series_frame(series, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
-                charts.eval_frame(evals, "accuracy", x=x_kind, steps_per_epoch=spe, t0=t0),
-                x_title=x_title, y_title="accuracy", log=log, percent=True, colors=COLORS, markers=markers,
-            ),
-            width="stretch",
-        )
+    for column, metric in zip(st.columns(2), ("loss", "accuracy")):
+        with column:
+            st.markdown(f"**{metric.capitalize()}**")
+            st.altair_chart(
+                charts.line_chart(
+                    charts.series_frame(series, metric, x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
+                    charts.eval_frame(evals, metric, x=x_kind, steps_per_epoch=spe, t0=t0),
+                    x_title=x_title, y_title=metric, log=log, percent=metric == "accuracy", colors=COLORS,
+                    markers=markers,
+                ),
+                width="stretch",
+            )
     st.markdown("**Learning rate**")
     st.altair_chart(
         charts.line_chart(
