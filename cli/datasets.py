@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from core.errors import ImoriError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("datasets", help="list datasets, import a folder or ZIP, or delete an imported one",
+    p = sub.add_parser("datasets", help="list datasets, import a folder or ZIP, check one's health, or delete an imported one",
                        description="imori datasets [list]; imori datasets import PATH [--name NAME] [...]; "
                                    "imori datasets delete NAME")
-    p.add_argument("action", nargs="?", choices=("list", "import", "delete"), default="list")
-    p.add_argument("path", nargs="?", help="import: the folder, ZIP or CSV to import; delete: the dataset's name")
+    p.add_argument("action", nargs="?", choices=("list", "import", "check", "delete"), default="list")
+    p.add_argument("path", nargs="?", help="import: the folder, ZIP or CSV to import; check, delete: the dataset")
+    p.add_argument("--no-features", dest="features", action="store_false",
+                   help="check: the image checks only (seconds), not the pretrained-feature checks")
     p.add_argument("--name")
     p.add_argument("--file-column", dest="file_column", metavar="COLUMN",
                    help="import: the CSV column holding the image files, by header name or 0-based index "
@@ -58,6 +61,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             if report is not None:
                 print(report.as_text())
         return 0
+    if args.action == "check":
+        return _check(args)
     if args.action == "delete":
         from core.data import delete_dataset
 
@@ -81,6 +86,55 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         if not d.get("present", True):
             where = f"not downloaded (train with --download, or put it under {where})" if where else "not downloaded"
         print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {where}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``imori datasets check NAME``: the health report, with a progress bar per stage."""
+    from tqdm import tqdm
+
+    from core.health import check_dataset
+
+    if not args.path:
+        raise ImoriError("imori datasets check NAME [--json] [--no-features] (any dataset `imori datasets` lists, "
+                         "or a folder or ZIP)")
+    bars: dict[str, Any] = {}
+
+    def progress(what: str, done: int, total: int) -> None:
+        bar = bars.get(what)
+        if bar is None:
+            bar = bars[what] = tqdm(total=total, desc=what, unit="img" if total > 1 else "", file=sys.stderr,
+                                    disable=args.json or None, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        report = check_dataset(args.path, features=args.features, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    ratio = report.imbalance_ratio
+    print(f"{report.dataset}: {report.images} images, {len(report.classes)} classes"
+          + (f", largest to smallest class {ratio:.1f} to 1" if ratio else "")
+          + f"; checks: {', '.join(report.checks)} ({', '.join(f'{k} {v:.1f} s' for k, v in report.seconds.items())})")
+    if report.inflated_test_images:
+        print(f"warning: test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate "
+              "training images")
+    if not report.findings:
+        print("no problems found")
+    for kind, count, meaning in report.summary():
+        print(f"\n{kind} ({count}): {meaning}")
+        for finding in report.of_kind(kind)[:10]:
+            where = ", ".join(f"{n} [{s}, {c}]" for n, s, c in zip(finding.images, finding.splits, finding.labels))
+            print(f"  {finding.score:.2f}  {finding.reason}" + (f": {where}" if where else ""))
+        if count > 10:
+            print(f"  ... and {count - 10} more (--json lists them all)")
+    for note in report.notes:
+        print(f"note: {note}")
+    if "features" not in report.checks and args.features is False:
+        print("\n(the pretrained-feature checks, near copies and likely label errors: run without --no-features)")
     return 0
 
 

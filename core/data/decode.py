@@ -301,8 +301,11 @@ def finish(
     splits = assign_splits(decoded, test_fraction, seed)
     train_idx = torch.nonzero(splits == TRAIN).flatten()
     test_idx = torch.nonzero(splits == TEST).flatten()
-    train = TensorSet(_take(decoded.images, train_idx), _take(decoded.labels, train_idx))
-    test = TensorSet(_take(decoded.images, test_idx), _take(decoded.labels, test_idx))
+    def named(idx: torch.Tensor) -> list[str]:
+        return [decoded.names[int(i)] for i in idx] if len(decoded.names) == len(decoded.labels) else []
+
+    train = TensorSet(_take(decoded.images, train_idx), _take(decoded.labels, train_idx), named(train_idx))
+    test = TensorSet(_take(decoded.images, test_idx), _take(decoded.labels, test_idx), named(test_idx))
     report: ImportReport = build_report(
         decoded.classes,
         {"train": train.labels.tolist(), "test": test.labels.tolist()},

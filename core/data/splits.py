@@ -8,7 +8,7 @@ proportion on both sides, and the same seed always gives the same indices.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +22,9 @@ class TensorSet:
 
     images: torch.Tensor  # uint8, N x C x H x W
     labels: torch.Tensor  # int64, N
+    # Each image's file, relative to the dataset's root, for datasets of files (empty for
+    # built-in and torchvision sets): how reports and health checks name an image.
+    names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -36,7 +39,8 @@ class TensorSet:
 
     def subset(self, indices: torch.Tensor) -> "TensorSet":
         """The images at ``indices`` (e.g. from ``stratified_split``)."""
-        return TensorSet(self.images[indices], self.labels[indices])
+        names = [self.names[int(i)] for i in indices] if self.names else []
+        return TensorSet(self.images[indices], self.labels[indices], names)
 
     def class_counts(self, num_classes: int) -> list[int]:
         return torch.bincount(self.labels, minlength=num_classes).tolist()

@@ -28,6 +28,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/photos.py (importlib mode)
 
 from photos import photo_like_folder  # noqa: E402
+from processes import redis_server_pid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -385,7 +386,7 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
 
 def test_sigterm_stops_the_whole_stack(stack):
     """SIGTERM stops imori up, its worker, its dashboard and its Redis."""
-    redis_pid = int((stack["home"] / "redis" / "redis.pid").read_text())
+    redis_pid = redis_server_pid(str(stack["home"]))
     up = stack["proc"]
     os.killpg(up.pid, signal.SIGTERM)
     assert up.wait(timeout=90) == 0, stack["log"].read_text()[-3000:]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import redis_server_pid
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -62,20 +64,6 @@ def test_up_serves_trains_and_stops_cleanly():
     leftovers = subprocess.run(["pgrep", "-f", home], capture_output=True, text=True).stdout.split()
     assert leftovers == [], leftovers
     assert not alive(redis_pid)
-
-
-def redis_server_pid(home: str) -> int:
-    """The embedded Redis serving ``home``: the redis-server whose command line names its
-    config file under ``home``."""
-    mark = os.fsencode(str(Path(home).resolve() / "redis"))
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-        except OSError:
-            continue
-        if b"redis-server" in cmdline and mark in cmdline:
-            return int(entry.name)
-    raise AssertionError(f"no redis-server serves {home}")
 
 
 def alive(pid: int) -> bool:

@@ -1,0 +1,78 @@
+"""Dataset health: a dataset with planted problems, checked through `imori datasets check`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.main import main
+from tests.photos import planted_problems_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("planted") / "scenes"
+    return folder, planted_problems_folder(folder)
+
+
+def check(capsys, *argv) -> dict:
+    code = main(["datasets", "check", *argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def names(report: dict, kind: str) -> set[str]:
+    return {name for f in report["findings"] if f["kind"] == kind for name in f["images"]}
+
+
+def test_every_planted_problem_is_named_and_few_clean_images_are_flagged(planted, capsys):
+    folder, problems = planted
+    report = check(capsys, str(folder))
+    assert report["checks"] == ["images", "features"], report["notes"]
+    cross = names(report, "cross_split_duplicates")
+    assert set(problems["copies"]) <= cross  # byte copies across train and test
+    resized_tests = {n for n in problems["resized_copies"] if n.startswith("test/")}
+    assert len(resized_tests & cross) >= 3, cross  # resized and re-compressed copies
+    assert report["inflated_test_images"] >= 7
+    small = [f for f in report["findings"] if f["kind"] == "small_class"]
+    assert [f["labels"] for f in small] == [["rings"]] and "too few to learn" in small[0]["reason"]
+    assert any(f["kind"] == "class_imbalance" and "rings" in f["labels"] for f in report["findings"])
+    assert set(problems["black"]) <= names(report, "dark")
+    assert set(problems["blurred"]) <= names(report, "blurry")
+    mislabelled = names(report, "label_issues") & set(problems["mislabelled"])
+    assert len(mislabelled) >= len(problems["mislabelled"]) // 2, names(report, "label_issues")
+    assert all(f["suggested"] == "discs" for f in report["findings"]
+               if f["kind"] == "label_issues" and f["images"][0] in mislabelled)
+    # Every finding names its images by path relative to the dataset's root, with a reason and a score.
+    for f in report["findings"]:
+        assert f["reason"] and 0.0 <= f["score"] <= 1.0
+        assert all((folder / name).is_file() for name in f["images"]), f
+    planted_names = {n for group in problems.values() for n in group}
+    clean = report["images"] - len(planted_names)
+    wrongly = {n for f in report["findings"] for n in f["images"]} - planted_names
+    assert len(wrongly) <= 0.02 * clean, sorted(wrongly)
+
+
+def test_a_report_is_cached_until_the_dataset_changes(planted, capsys, tmp_path):
+    import shutil
+
+    folder, _ = planted
+    first = check(capsys, str(folder))
+    again = check(capsys, str(folder))
+    assert again["created"] == first["created"] and again["identity"] == first["identity"]
+    changed = tmp_path / "changed"
+    shutil.copytree(folder, changed)
+    (changed / "train" / "discs" / "050.jpg").unlink()
+    quick = check(capsys, str(changed), "--no-features")
+    assert quick["identity"] != first["identity"] and quick["checks"] == ["images"]
+    assert quick["images"] == first["images"] - 1
+
+
+def test_a_dataset_that_is_not_there_is_one_clear_line(capsys, tmp_path):
+    code = main(["datasets", "check", str(tmp_path / "nowhere")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "unknown dataset" in err and "Traceback" not in err
