@@ -581,3 +581,43 @@ def cached_report(ref: str) -> HealthReport | None:
     decoding goes through the data cache)."""
     with _dataset_images(ref) as images:
         return _read(_report_path(ref, _identity(images)))
+
+
+def thumbnails(ref: str, names: list[str], side: int = 96) -> dict[str, Any]:
+    """``{name: PIL image}`` of the named images of ``ref``, at most ``side`` px on a side:
+    the original files for a dataset of files, the decoded images otherwise."""
+    from PIL import Image
+
+    out: dict[str, Any] = {}
+    with _dataset_images(ref) as images:
+        index = {name: i for i, name in enumerate(images.names)}
+        for name in names:
+            i = index.get(name)
+            if i is None:
+                continue
+            try:
+                if images.files is not None:
+                    with Image.open(images.files[i]) as im:
+                        image = im.convert("RGB")
+                else:
+                    image = Image.fromarray(images.pixels[i].permute(1, 2, 0).numpy())
+            except OSError:
+                continue
+            image.thumbnail((side, side))
+            out[name] = image
+    return out
+
+
+def latest_report(ref: str) -> HealthReport | None:
+    """The newest report computed for ``ref``, whatever its content is now: cheap (no image
+    is decoded), for the warnings of New run and the run page and for the Health tab. An
+    imported dataset never changes, so its newest report is its report; for a folder that
+    changed since, ``check_dataset`` computes a new one (``created`` says when this was)."""
+    folder = paths.cache_dir() / "health"
+    found = [r for p in folder.glob(f"{paths.slug(Path(str(ref)).name, 40, 'dataset')}-*.json")
+             if (r := _read(p)) is not None and r.dataset == str(ref)]
+    if not found:
+        return None
+    newest = max(found, key=lambda r: (r.created, len(r.checks)))
+    newest.findings.sort(key=lambda f: (list(KINDS).index(f.kind), -f.score))
+    return newest

@@ -125,3 +125,30 @@ def all_datasets() -> list[Any]:
     from core.data import list_datasets
 
     return list_datasets()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def dataset_health(ref: str) -> Any:
+    """The newest health report of dataset ``ref`` (core.health.latest_report), briefly
+    cached; None when it was never checked."""
+    from core.health import latest_report
+
+    try:
+        return latest_report(ref)
+    except OSError:
+        return None
+
+
+def health_warnings(report: Any) -> list[str]:
+    """What a health report says that should stop a user before training or believing a
+    test accuracy: test images that copy training ones, classes too small."""
+    if report is None:
+        return []
+    out = []
+    if report.inflated_test_images:
+        out.append(f"test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate training images")
+    small = [f.labels[0] for f in report.of_kind("small_class") if f.labels]
+    if small:
+        out.append(f"too few images to learn or test in {', '.join(repr(c) for c in small)}")
+    return out
+

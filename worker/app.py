@@ -32,6 +32,7 @@ from worker.broker import redis_url
 # The task names, defined once: the client sends by name, so it never imports the tasks.
 TRAIN_TASK = "imori.train_run"
 EVALUATE_TASK = "imori.evaluate"
+HEALTH_TASK = "imori.check_dataset"
 
 
 def namespace() -> str:

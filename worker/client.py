@@ -13,7 +13,7 @@ from typing import Any
 from core.config import RunConfig, apply_overrides, expand_sweep
 from core.errors import ConfigError
 from core.status import SUCCEEDED
-from worker.app import EVALUATE_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
+from worker.app import EVALUATE_TASK, HEALTH_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
 from worker.broker import require
 
 
@@ -145,3 +145,15 @@ def submit_evaluation(
     eval_id = store.create_evaluation(checkpoint, dataset, split=split, bare=bare or None, run_id=run_id)
     get_app().send_task(EVALUATE_TASK, args=[eval_id], queue=choose_queue("auto"))
     return eval_id
+
+
+def submit_health_check(dataset: str, *, features: bool = True) -> int:
+    """Queue a dataset's health check for a worker (the feature checks are training-sized
+    work, never done in the dashboard's process). Returns the job's id;
+    ``core.records.queries.get_health_check`` follows it."""
+    from core.records import store
+
+    require()
+    check_id = store.create_health_check(dataset, features=features)
+    get_app().send_task(HEALTH_TASK, args=[check_id], queue=cpu_queue())
+    return check_id

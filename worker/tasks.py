@@ -16,7 +16,7 @@ from celery.signals import worker_shutting_down
 
 from core.run import INTERRUPTED
 from core.status import FAILED, SUCCEEDED
-from worker.app import EVALUATE_TASK, TRAIN_TASK, get_app
+from worker.app import EVALUATE_TASK, HEALTH_TASK, TRAIN_TASK, get_app
 
 log = logging.getLogger("imori.worker")
 app = get_app()
@@ -98,4 +98,41 @@ def execute_evaluation(eval_id: int, worker_name: str) -> str:
         store.finish_evaluation(eval_id, error=f"{type(err).__name__}: {err}")
         return FAILED
     store.finish_evaluation(eval_id, result=result.to_dict())
+    return SUCCEEDED
+
+
+@app.task(name=HEALTH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def check_dataset_health(check_id: int) -> str:
+    """A dataset's health check (core.health); its report goes to the health cache."""
+    return execute_health_check(int(check_id), worker_name())
+
+
+def execute_health_check(check_id: int, worker_name: str) -> str:
+    import time
+
+    from core.errors import ImoriError
+    from core.health import check_dataset
+    from core.records import queries, store
+
+    if not store.claim_health_check(check_id, worker_name):
+        return "skipped"
+    job = queries.get_health_check(check_id)
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or done >= total:  # a row write every half second at most
+            last[0] = now
+            store.health_progress(check_id, stage, done / total if total else 1.0)
+
+    try:
+        report = check_dataset(job.dataset, features=job.features, progress=progress)
+    except ImoriError as err:
+        store.finish_health_check(check_id, error=str(err))
+        return FAILED
+    except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job
+        log.exception("health check %s crashed", check_id)
+        store.finish_health_check(check_id, error=f"{type(err).__name__}: {err}")
+        return FAILED
+    store.finish_health_check(check_id, identity=report.identity)
     return SUCCEEDED

@@ -119,7 +119,21 @@ def import_source(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _index(name, manifest)
+    _check_health(name)
     return info_from_manifest(name, manifest)
+
+
+def _check_health(name: str) -> None:
+    """The cheap health checks (core.health) at import, so the Health tab has a report at
+    once; a failure there never fails the import (the tab offers the check again)."""
+    import logging
+
+    from core.health import check_dataset
+
+    try:
+        check_dataset(name, features=False)
+    except Exception as err:  # noqa: BLE001 - a report is a courtesy here
+        logging.getLogger("imori.data").warning("health check of %s at import failed: %s", name, err)
 
 
 def _index(name: str, manifest: dict[str, Any]) -> None:

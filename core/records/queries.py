@@ -743,6 +743,50 @@ def list_evaluations(*, run_id: int | None = None, limit: int = 20, engine: Engi
         return [EvaluationRow(*row) for row in session.execute(stmt)]
 
 
+# -- health checks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthCheckRow(_Record):
+    id: int
+    dataset: str
+    features: bool
+    status: str
+    worker: str | None
+    stage: str | None
+    progress: float
+    created_at: datetime
+    finished_at: datetime | None
+    identity: str | None  # names the cached report (core.health) once succeeded
+    error: str | None
+
+
+def _health_select():
+    from core.records.schema import SqlHealthCheck as H
+
+    return select(H.id, H.dataset, H.features, H.status, H.worker, H.stage, H.progress, H.created_at, H.finished_at,
+                  H.identity, H.error)
+
+
+def get_health_check(check_id: int, *, engine: Engine | None = None) -> HealthCheckRow:
+    from core.records.schema import SqlHealthCheck as H
+
+    with _engine(engine).connect() as conn:
+        row = conn.execute(_health_select().where(H.id == check_id)).first()
+    if row is None:
+        raise RecordsError(f"no health check {check_id}")
+    return HealthCheckRow(*row)
+
+
+def latest_health_check(dataset: str, *, engine: Engine | None = None) -> HealthCheckRow | None:
+    """The newest health check job of ``dataset``, if any."""
+    from core.records.schema import SqlHealthCheck as H
+
+    with _engine(engine).connect() as conn:
+        row = conn.execute(_health_select().where(H.dataset == dataset).order_by(H.id.desc()).limit(1)).first()
+    return HealthCheckRow(*row) if row else None
+
+
 # -- not learning: the loss has not fallen after the first epoch ----------------------------
 
 NOT_LEARNING = "not learning: raise the learning rate or add momentum"

@@ -19,6 +19,7 @@ Tables:
   place: same row, updated).
 - ``datasets``: imported datasets with their class counts and validation report.
 - ``run_logs``: lines worth showing the user, with the attempt that wrote them.
+- ``evaluations`` and ``health_checks``: jobs a worker does for the dashboard.
 
 Every ORM class is named ``Sql...`` (as MLflow names its own), so that ``SqlCheckpoint``
 (a row) is never confused with ``core.checkpoint.Checkpoint`` (a file) nor
@@ -257,6 +258,27 @@ class SqlRunLog(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     wall_time: Mapped[float]
     message: Mapped[str] = mapped_column(Text)
+
+
+class SqlHealthCheck(Base):
+    """A dataset's health check (``core.health``) as a job on a worker: status like a run's,
+    its stage and progress while it runs; the report itself is cached by content, and
+    ``identity`` names it once the job succeeded."""
+
+    __tablename__ = "health_checks"
+    __table_args__ = (Index("ix_health_checks_dataset", "dataset"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(500))
+    features: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    worker: Mapped[Optional[str]] = mapped_column(String(200))
+    stage: Mapped[Optional[str]] = mapped_column(String(64))
+    progress: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+    identity: Mapped[Optional[str]] = mapped_column(String(64))
+    error: Mapped[Optional[str]] = mapped_column(Text)
 
 
 class SqlEvaluation(Base):

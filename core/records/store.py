@@ -550,12 +550,59 @@ def forget_dataset(name: str, *, engine: Engine | None = None) -> bool:
         return conn.execute(delete(SqlDataset).where(SqlDataset.name == name)).rowcount > 0
 
 
+# -- health checks ---------------------------------------------------------------------------
+
+
+def create_health_check(dataset: str, *, features: bool = True, engine: Engine | None = None) -> int:
+    """Record a dataset health check job (status ``queued``) and return its id."""
+    from core.records.schema import SqlHealthCheck
+
+    with write_transaction(_engine(engine)) as conn:
+        return conn.execute(
+            insert(SqlHealthCheck)
+            .values(dataset=dataset, features=features, status=QUEUED, progress=0.0, created_at=utcnow())
+            .returning(SqlHealthCheck.id)
+        ).scalar_one()
+
+
+def claim_health_check(check_id: int, worker: str, *, engine: Engine | None = None) -> bool:
+    """``queued -> running``; False when another delivery already took it."""
+    from core.records.schema import SqlHealthCheck as H
+
+    with write_transaction(_engine(engine)) as conn:
+        done = conn.execute(update(H).where(H.id == check_id, H.status == QUEUED).values(status=RUNNING, worker=worker[:200]))
+        return done.rowcount == 1
+
+
+def health_progress(check_id: int, stage: str, progress: float, *, engine: Engine | None = None) -> None:
+    """Where a running health check is: its stage and the share of it done (0..1)."""
+    from core.records.schema import SqlHealthCheck as H
+
+    with write_transaction(_engine(engine)) as conn:
+        conn.execute(update(H).where(H.id == check_id).values(stage=stage[:64], progress=max(0.0, min(1.0, progress))))
+
+
+def finish_health_check(check_id: int, *, identity: str | None = None, error: str | None = None,
+                        engine: Engine | None = None) -> None:
+    from core.records.schema import SqlHealthCheck as H
+    from core.status import FAILED, SUCCEEDED
+
+    with write_transaction(_engine(engine)) as conn:
+        conn.execute(update(H).where(H.id == check_id).values(
+            status=FAILED if error is not None else SUCCEEDED, identity=identity, error=error, finished_at=utcnow(),
+            progress=1.0 if error is None else H.progress))
+
+
 __all__ = [
     "RunFlags",
     "add_log",
+    "claim_health_check",
     "claim_run",
+    "create_health_check",
     "create_run",
+    "finish_health_check",
     "forget_dataset",
+    "health_progress",
     "delete_run",
     "log_batch",
     "refresh_rollups",

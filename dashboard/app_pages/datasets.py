@@ -1,7 +1,9 @@
 """Datasets: every dataset imori knows; import a ZIP (class folders, or a CSV of file,label
 rows and its images, whose columns can be picked) with its validation report (images per
 class and split, files skipped and why, how names not in UTF-8 were read: the encoding can
-be chosen); a grid of samples per class."""
+be chosen); a grid of samples per class; and each dataset's health (core.health): the
+image checks run here in seconds, the feature checks (near copies, likely label errors) on
+a worker, every finding a grid of thumbnails with its reason and score."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import streamlit as st
 
 from core.errors import ImoriError
 from core.paths import slug
-from dashboard import fmt, loading, nav, uploads
+from core.status import QUEUED, RUNNING
+from dashboard import fmt, live, loading, nav, uploads
 
 st.title("Datasets")
 
@@ -57,6 +60,105 @@ def report_view(report) -> None:
     if report.sizes:
         st.caption("Sizes seen: " + ", ".join(f"{size} ({n:,})" for size, n in list(report.sizes.items())[:8]) +
                    " · modes: " + ", ".join(f"{m} ({n:,})" for m, n in report.modes.items()))
+
+
+# -- health -----------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def finding_thumbnails(ref: str, identity: str, names: tuple[str, ...]):  # noqa: ARG001 - identity: the content
+    from core.health import thumbnails
+
+    return thumbnails(ref, list(names))
+
+
+def health_report(ref: str):
+    """The newest health report of ``ref``, or None (nothing is decoded to find it)."""
+    from core.health import latest_report
+
+    return latest_report(ref)
+
+
+def health_job_view(ref: str) -> None:
+    """The dataset's latest health check job, live while a worker runs it."""
+    from core.records import queries
+
+    def state():
+        job = queries.latest_health_check(ref)
+        return job.status if job else None
+
+    @live.fragment(state)
+    def view() -> None:
+        job = queries.latest_health_check(ref)
+        if job is None:
+            return
+        if job.status in (QUEUED, RUNNING):
+            text = "waiting for a worker" if job.status == QUEUED else f"{job.stage or 'starting'} on {job.worker}"
+            st.progress(job.progress if job.status == RUNNING else 0.0, text=f"Health check #{job.id}: {text}")
+        elif job.error:
+            st.error(f"Health check #{job.id} failed: {job.error}", icon=":material/error:")
+
+    view()
+
+
+def health_view(ref: str) -> None:
+    from core.health import check_dataset
+    from core.records import queries
+
+    report = health_report(ref)
+    job = queries.latest_health_check(ref)
+    busy = job is not None and job.status in (QUEUED, RUNNING)
+    if report is None:
+        st.info("Not checked yet. The image checks take seconds: duplicates and near copies, across the "
+                "train/test split too, class balance, dark, blurry and odd images.", icon=":material/health_and_safety:")
+        if st.button("Check the images", key="ds_health_images", icon=":material/search:"):
+            with st.spinner("Checking the images…"), fmt.user_errors("Cannot check it: "):
+                check_dataset(ref, features=False)
+                st.rerun()
+        health_job_view(ref)
+        return
+    st.caption(f"Checked {report.created.replace('T', ' ')[:16]} UTC ({', '.join(report.checks)} checks, "
+               f"{sum(report.seconds.values()):.0f} s).")
+    a, b, c, d = st.columns(4)
+    a.metric("Images", f"{report.images:,}")
+    b.metric("Largest to smallest class", f"{report.imbalance_ratio:.1f} : 1" if report.imbalance_ratio else "—")
+    c.metric("Test images duplicating training ones", report.inflated_test_images)
+    d.metric("Findings", len(report.findings))
+    if report.inflated_test_images:
+        st.warning(f"Test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate training "
+                   "images.", icon=":material/warning:")
+    if "features" not in report.checks:
+        st.caption("Near copies that survive resizing and likely label errors need the pretrained-feature checks "
+                   "(on a worker: a minute or so for a few thousand images).")
+        if st.button("Run the feature checks", key="ds_health_features", icon=":material/neurology:", disabled=busy):
+            from worker import client
+
+            with fmt.user_errors("Not queued: "):
+                client.submit_health_check(ref)
+                st.rerun()
+    health_job_view(ref)
+    if not report.findings:
+        st.success(f"No problems found ({', '.join(report.checks)} checks).", icon=":material/check_circle:")
+    for kind, count, meaning in report.summary():
+        findings = report.of_kind(kind)
+        with st.expander(f"**{kind.replace('_', ' ')}** ({count}): {meaning}", expanded=kind == "cross_split_duplicates"):
+            shown = findings[:24]
+            pictures = finding_thumbnails(ref, report.identity, tuple(n for f in shown for n in f.images))
+            for finding in shown:
+                label = f"{finding.score:.2f} · {finding.reason}" + (f" → {finding.suggested}?" if finding.suggested else "")
+                if finding.images:
+                    images = [pictures[n] for n in finding.images if n in pictures]
+                    captions = [f"{n} ({s}, {c})" for n, s, c in zip(finding.images, finding.splits, finding.labels)
+                                if n in pictures]
+                    st.caption(label)
+                    if images:
+                        st.image(images, caption=captions, width=96)
+                else:
+                    st.markdown(f"- {label}")
+            if count > len(shown):
+                st.caption(f"… and {count - len(shown)} more (`imori datasets check {ref} --json` lists them all)")
+    for note in report.notes:
+        st.caption(note)
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -201,22 +303,26 @@ if not info.present:
     st.info(f"{ref} is not under the data root yet: tick “Download it if missing” in New run, "
             "or put it under IMORI_HOME/torchvision.", icon=":material/info:")
 else:
-    try:
-        grid = samples(ref, per_class, f"{info.location}:{info.total}")
-    except ImoriError as err:
-        st.error(f"Cannot preview {ref}: {err}", icon=":material/warning:")
-        grid = {}
-    counts = info.report.class_totals() if info.report else {}
-    for class_name, images in list(grid.items())[:50]:
-        label, row = st.columns([1, 6], vertical_alignment="center")
-        label.markdown(f"**{class_name}**" + (f"  \n{counts[class_name]:,} images" if class_name in counts else ""))
-        if images:
-            row.image(images, width=72)
-    if len(grid) > 50:
-        st.caption(f"… and {len(grid) - 50} more classes")
-    if info.report is not None:
-        with st.expander("Validation report"):
-            report_view(info.report)
+    samples_tab, health_tab = st.tabs(["Samples", "Health"])
+    with samples_tab:
+        try:
+            grid = samples(ref, per_class, f"{info.location}:{info.total}")
+        except ImoriError as err:
+            st.error(f"Cannot preview {ref}: {err}", icon=":material/warning:")
+            grid = {}
+        counts = info.report.class_totals() if info.report else {}
+        for class_name, images in list(grid.items())[:50]:
+            label, row = st.columns([1, 6], vertical_alignment="center")
+            label.markdown(f"**{class_name}**" + (f"  \n{counts[class_name]:,} images" if class_name in counts else ""))
+            if images:
+                row.image(images, width=72)
+        if len(grid) > 50:
+            st.caption(f"… and {len(grid) - 50} more classes")
+        if info.report is not None:
+            with st.expander("Validation report"):
+                report_view(info.report)
+    with health_tab:
+        health_view(ref)
     if info.present and st.button(f"Train a model on {ref}", key="ds_train_preview", icon=":material/add_circle:"):
         st.session_state.nr_request_dataset = ref  # New run picks it up
         st.switch_page(nav.NEW_RUN)

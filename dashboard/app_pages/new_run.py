@@ -361,6 +361,12 @@ with data_col.container(border=True):
     chosen = by_name.get(st.session_state.nr_dataset)
     context["dataset"] = dataset_choice()
     form.render("data", context)
+    problems_found = loading.health_warnings(loading.dataset_health(chosen.name)) if chosen is not None else []
+    if problems_found:
+        st.warning(f"**{chosen.name}**'s health check: " + "; ".join(problems_found) + ".", icon=":material/warning:")
+        if st.button("See its health report", key="nr_health_report", icon=":material/health_and_safety:"):
+            st.session_state.ds_preview = chosen.name
+            st.switch_page(nav.DATASETS)
     minutes = finetune_minutes(chosen.counts.get("train", chosen.total)) if looks_like_photos(chosen) else None
     when = f" (about {minutes} min here)" if minutes else ""
     if (looks_like_photos(chosen) and st.session_state.get("nr_recipe") == "finetune"

@@ -165,6 +165,9 @@ def live_view() -> None:
             )
 
 
+for warning in loading.health_warnings(loading.dataset_health(run.dataset or run.config.get("dataset", ""))):
+    if warning.startswith("test accuracy"):
+        st.warning(f"**{run.dataset}**: {warning} (its Health tab on Datasets names them).", icon=":material/warning:")
 live_view()
 
 if run.status == FAILED and run.error:

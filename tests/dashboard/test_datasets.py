@@ -19,13 +19,20 @@ def upload_zip(at, name: str, content: bytes, dataset_name: str | None = None):
     return at
 
 
+
+def samples_tab(at):
+    """The preview's Samples tab (the Health tab beside it shows thumbnails of its own)."""
+    [tab] = [t for t in at.tabs if t.label == "Samples"]
+    return tab
+
+
 def test_the_built_in_datasets_are_listed_and_previewed(home):
     at = app(DATASETS)
     ok(at)
     names = list(at.dataframe[0].value["name"])
     assert names[:3] == ["digits", "shapes", "shapes2"] and "mnist" in names
     assert at.selectbox(key="ds_preview").value == "digits"
-    assert len(at.image) == 10  # one row of samples per class
+    assert len(samples_tab(at).image) == 10  # one row of samples per class
 
 
 def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
@@ -36,7 +43,7 @@ def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "24" and metrics["Classes"] == "2" and metrics["Skipped files"] == "2"
     assert at.selectbox(key="ds_preview").value == "myshapes"
-    assert len(at.image) == 2  # a row of samples for each class
+    assert len(samples_tab(at).image) == 2  # a row of samples for each class
     # The list says the user's file name, never the name it was stored under.
     [listed] = [d.value for d in at.dataframe if "about" in d.value.columns]
     about = listed.set_index("name").loc["myshapes", "about"]
@@ -282,4 +289,59 @@ def test_float_tiffs_and_heic_photos_import_and_preview(home):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "8" and metrics["Skipped files"] == "0"
     assert at.selectbox(key="ds_preview").value == "floats"
-    assert len(at.image) == 2  # each class's samples shown (a mode F image cannot be shown as it is)
+    assert len(samples_tab(at).image) == 2  # each class's samples shown (a mode F image cannot be shown as it is)
+
+
+def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_a_worker(broker, tmp_path):
+    """The image checks ran at import: the copy of a training photo in the test split is
+    on the Health tab with its thumbnails; the feature checks go to a worker as a job whose
+    progress the tab follows (the job is run here as a worker runs it)."""
+    import sys
+    from pathlib import Path
+
+    from core.data import import_dataset
+    from core.records import queries
+    from worker.tasks import execute_health_check
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from photos import photo_like_folder
+
+    folder = photo_like_folder(tmp_path / "train", per_class=12, size=64)
+    (tmp_path / "test").mkdir()
+    for kind in ("round", "long"):
+        (tmp_path / "test" / kind).mkdir()
+        for i in (10, 11):
+            (folder / kind / f"{i:02d}.jpg").rename(tmp_path / "test" / kind / f"{i:02d}.jpg")
+    (tmp_path / "test" / "round" / "copy.jpg").write_bytes((folder / "round" / "00.jpg").read_bytes())
+    import_dataset(tmp_path, "leafcheck")
+    at = app(DATASETS)
+    at.selectbox(key="ds_preview").set_value("leafcheck").run()
+    ok(at)
+    assert any("Test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
+    [health] = [t for t in at.tabs if t.label == "Health"]
+    assert len(health.image) == 1 and "train/round/00.jpg" in str(health.image[0].proto)
+    at.button(key="ds_health_features").click().run()
+    ok(at)
+    job = queries.latest_health_check("leafcheck")
+    assert job.status == "queued" and job.features
+    assert any("waiting for a worker" in p.proto.text for p in at.get("progress")), [p.proto for p in at.get("progress")]
+    assert execute_health_check(job.id, "test-worker") == "succeeded"
+    at.run()
+    ok(at)
+    assert queries.get_health_check(job.id).identity
+    assert not any(b.key == "ds_health_features" for b in at.button)  # the report has the feature checks now
+    # New run warns before a run on it is queued, and its runs' pages say their test accuracy may be inflated.
+    from core.config import RunConfig
+    from core.records import store
+    from dashboard import loading
+
+    loading.dataset_health.clear()
+    at.switch_page("app_pages/new_run.py").run()
+    at.selectbox(key="nr_dataset").set_value("leafcheck").run()
+    ok(at)
+    assert any("test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
+    run_id = store.create_run(RunConfig(model="tiny_net", dataset="leafcheck", iterations=2, epochs=None))
+    at = app("app_pages/run_detail.py", run=run_id)
+    ok(at)
+    assert any("leafcheck" in t and "test accuracy may be inflated" in t for t in texts(at.warning)), texts(at.warning)
+
