@@ -14,10 +14,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="list datasets, import a folder or ZIP, check one's health, or delete an imported one",
                        description="imori datasets [list]; imori datasets import PATH [--name NAME] [...]; "
                                    "imori datasets delete NAME")
-    p.add_argument("action", nargs="?", choices=("list", "import", "check", "delete"), default="list")
-    p.add_argument("path", nargs="?", help="import: the folder, ZIP or CSV to import; check, delete: the dataset")
+    p.add_argument("action", nargs="?", choices=("list", "import", "check", "fix", "delete"), default="list")
+    p.add_argument("path", nargs="?", help="import: the folder, ZIP or CSV to import; check, fix, delete: the dataset")
     p.add_argument("--no-features", dest="features", action="store_false",
                    help="check: the image checks only (seconds), not the pretrained-feature checks")
+    p.add_argument("--drop-test-copies", action="store_true",
+                   help="fix: drop the test images that duplicate training images")
+    p.add_argument("--drop-kind", action="append", default=[], metavar="KIND",
+                   help="fix: drop the images of every finding of KIND (dark, blurry, exact_duplicates...; repeatable)")
+    p.add_argument("--relabel-suggested", action="store_true",
+                   help="fix: each likely label error takes the class the model believes")
+    p.add_argument("--drop", action="append", default=[], metavar="PATH", help="fix: drop this image (repeatable)")
+    p.add_argument("--relabel", action="append", default=[], metavar="PATH=CLASS",
+                   help="fix: give this image this class (repeatable)")
     p.add_argument("--name")
     p.add_argument("--file-column", dest="file_column", metavar="COLUMN",
                    help="import: the CSV column holding the image files, by header name or 0-based index "
@@ -63,6 +72,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         return 0
     if args.action == "check":
         return _check(args)
+    if args.action == "fix":
+        return _fix(args)
     if args.action == "delete":
         from core.data import delete_dataset
 
@@ -79,13 +90,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_info_dict(i) for i in infos], indent=2, default=str))
         return 0
+    from core.records import queries
+
     for info in infos:
         d = _info_dict(info)
+        used = queries.count_runs(queries.RunFilter(dataset=d["name"]))
         classes = d.get("classes") or []
         where = d.get("location") or ""
         if not d.get("present", True):
             where = f"not downloaded (train with --download, or put it under {where})" if where else "not downloaded"
-        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {where}")
+        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {used:>4} runs  {where}")
     return 0
 
 
@@ -135,6 +149,30 @@ def _check(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if "features" not in report.checks and args.features is False:
         print("\n(the pretrained-feature checks, near copies and likely label errors: run without --no-features)")
+    return 0
+
+
+def _fix(args: argparse.Namespace) -> int:
+    """``imori datasets fix NAME ...``: a new version with the fixes, the old one kept."""
+    from core.health import fix_dataset
+
+    if not args.path:
+        raise ImoriError("imori datasets fix NAME [--drop-test-copies] [--drop-kind KIND] [--relabel-suggested] "
+                         "[--drop PATH] [--relabel PATH=CLASS]")
+    relabel = {}
+    for item in args.relabel:
+        path, sep, cls = item.rpartition("=")
+        if not sep or not path or not cls:
+            raise ImoriError(f"--relabel wants PATH=CLASS, not {item!r}")
+        relabel[path] = cls
+    info = fix_dataset(args.path, drop_test_copies=args.drop_test_copies, drop_kinds=tuple(args.drop_kind),
+                       relabel_suggested=args.relabel_suggested, drop=tuple(args.drop), relabel=relabel)
+    if args.json:
+        print(json.dumps(_info_dict(info), indent=2, default=str))
+    else:
+        print(f"made {info.name}: {info.description}")
+        print(f"{info.counts.get('train', 0)} train / {info.counts.get('test', 0)} test images; "
+              f"{args.path} stays as it was. Train on it: imori train --dataset {info.name}")
     return 0
 
 

@@ -207,7 +207,7 @@ def _dataset_images(ref: str) -> Iterator[_Images]:
                       torch.cat([native.train.images, native.test.images]))
         return
     if kind == "imported":
-        root = imported.dataset_dir(key) / "data"
+        root = imported.data_dir(key)
         yield _Images(names, split_of, labels, list(splits.classes), pixels, [root / n for n in names], None)
         return
     path = Path(key).expanduser()
@@ -621,3 +621,87 @@ def latest_report(ref: str) -> HealthReport | None:
     newest = max(found, key=lambda r: (r.created, len(r.checks)))
     newest.findings.sort(key=lambda f: (list(KINDS).index(f.kind), -f.score))
     return newest
+
+
+# -- fixes -----------------------------------------------------------------------------------
+
+
+def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[str, ...] = (),
+                relabel_suggested: bool = False, drop: tuple[str, ...] = (),
+                relabel: dict[str, str] | None = None) -> Any:
+    """A new version of imported dataset ``ref`` with the fixes asked for; ``ref`` itself
+    stays as it was (``core.data.imported.make_version``). Returns the new version's
+    DatasetInfo (its name is ``NAME@vN``).
+
+    - ``drop_test_copies``: drop the test images that duplicate training images;
+    - ``drop_kinds``: drop the images of every finding of these kinds (of a duplicate set
+      within a split, all but its first);
+    - ``relabel_suggested``: each likely label error takes the class the model believes;
+    - ``drop``, ``relabel``: images named by path (relative to the dataset's root), and
+      ``{path: class}``.
+
+    The report-based fixes use the dataset's newest health report. Raises DatasetError for
+    a dataset that is not imported, an unknown kind, path or class, or nothing to change.
+    """
+    from core.data import imported
+    from core.data.registry import resolve
+
+    kind, key = resolve(ref)
+    if kind != "imported":
+        raise DatasetError(f"{ref} is not an imported dataset: import it first (imori datasets import PATH), "
+                           "then fix the import")
+    unknown = [k for k in drop_kinds if k not in KINDS or k in ("small_class", "class_imbalance")]
+    if unknown:
+        raise DatasetError(f"cannot drop findings of kind {', '.join(unknown)}: choose among "
+                           + ", ".join(k for k in KINDS if k not in ("small_class", "class_imbalance")))
+    manifest = imported.read_manifest(key)
+    classes = list(manifest["classes"])
+    report = None
+    if drop_test_copies or drop_kinds or relabel_suggested:
+        report = latest_report(key)
+        if report is None:
+            raise DatasetError(f"{key} has no health report yet: imori datasets check {key}")
+    known = {rel for rows in manifest["files"].values() for rel, _ in rows}
+    dropped: set[str] = set()
+    relabelled: dict[str, int] = {}
+    changes: list[str] = []
+
+    def drop_these(names: set[str], why: str) -> None:
+        new = (names & known) - dropped
+        if new:
+            dropped.update(new)
+            changes.append(f"dropped {len(new)} {why}")
+
+    if drop_test_copies or "cross_split_duplicates" in drop_kinds:
+        drop_these({n for f in report.of_kind("cross_split_duplicates") for n, s in zip(f.images, f.splits) if s == "test"},
+                   "test image(s) that duplicated training images")
+    for name in drop_kinds:
+        if name == "cross_split_duplicates":
+            continue
+        findings = report.of_kind(name)
+        if name in ("exact_duplicates", "near_duplicates"):
+            drop_these({n for f in findings for n in f.images[1:]}, f"{name.replace('_', ' ')} (the first of each kept)")
+        else:
+            drop_these({n for f in findings for n in f.images}, f"image(s) flagged {name.replace('_', ' ')}")
+    missing = [n for n in drop if n not in known]
+    if missing:
+        raise DatasetError(f"not an image of {key}: {', '.join(missing[:3])}")
+    drop_these(set(drop), "image(s) by hand")
+    wanted = dict(relabel or {})
+    if relabel_suggested:
+        for f in report.of_kind("label_issues"):
+            if f.suggested is not None and f.images[0] not in dropped:
+                wanted.setdefault(f.images[0], f.suggested)
+    for name, cls in wanted.items():
+        if name not in known:
+            raise DatasetError(f"not an image of {key}: {name}")
+        if cls not in classes:
+            raise DatasetError(f"no class {cls!r} in {key} (its classes: {', '.join(classes)})")
+        relabelled[name] = classes.index(cls)
+    if relabelled:
+        changes.append(f"relabelled {len(relabelled)} image(s)")
+    if not changes:
+        raise DatasetError(f"nothing to change in {key}: no image matched the fixes asked for")
+    files = {split: [(rel, relabelled.get(rel, int(label))) for rel, label in rows if rel not in dropped]
+             for split, rows in manifest["files"].items()}
+    return imported.make_version(key, files, changes)

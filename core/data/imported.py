@@ -42,6 +42,8 @@ MANIFEST_FORMAT = 1
 IMPORT_TEST_FRACTION = 0.2
 IMPORT_SPLIT_SEED = 0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A version made by a fix (core.health.fix_dataset): ``NAME@v2``, ``NAME@v3``...
+VERSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})@v([0-9]{1,6})$")
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -63,7 +65,67 @@ def dataset_dir(name: str) -> Path:
 
 
 def is_imported(name: str) -> bool:
-    return bool(NAME_RE.match(name)) and (dataset_dir(name) / MANIFEST).is_file()
+    return bool(NAME_RE.match(name) or VERSION_RE.match(name)) and (dataset_dir(name) / MANIFEST).is_file()
+
+
+def base_name(name: str) -> str:
+    """The import a version belongs to: ``leaves@v3`` -> ``leaves``; ``leaves`` itself."""
+    match = VERSION_RE.match(name)
+    return match.group(1) if match else name
+
+
+def data_dir(name: str, manifest: dict[str, Any] | None = None) -> Path:
+    """Where a dataset's files are: its own ``data`` folder, or, for a version, the files of
+    the import it came from (a version is a manifest over them, never a copy)."""
+    manifest = manifest if manifest is not None else read_manifest(name)
+    return dataset_dir(str(manifest.get("data_of") or name)) / "data"
+
+
+def versions(name: str) -> list[str]:
+    """Every version of ``name``'s import, oldest first (the import itself first)."""
+    base = base_name(name)
+    found = [(int(m.group(2)), p.name) for p in paths.datasets_dir().glob(f"{base}@v*")
+             if (m := VERSION_RE.match(p.name)) and m.group(1) == base and (p / MANIFEST).is_file()]
+    return ([base] if is_imported(base) else []) + [n for _, n in sorted(found)]
+
+
+def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: list[str]) -> DatasetInfo:
+    """A new immutable version of dataset ``name`` (an import or a version of it): the
+    manifest of ``name`` with ``files`` (per split: (path, label) pairs over the same
+    files), named ``BASE@vN`` with the next N, recording its parent and ``changes`` (in
+    words). Nothing is copied; the parent stays as it was. Raises DatasetError when the
+    result would have no images or a path outside the dataset."""
+    parent = read_manifest(name)
+    known = {rel for rows in parent["files"].values() for rel, _ in rows}
+    for rows in files.values():
+        for rel, label in rows:
+            if rel not in known or not 0 <= int(label) < len(parent["classes"]):
+                raise DatasetError(f"{rel}: not an image of {name} (or no class {label})")
+    if not any(files.values()):
+        raise DatasetError(f"the new version of {name} would have no images left")
+    base = base_name(name)
+    taken = [int(VERSION_RE.match(n).group(2)) for n in versions(base) if VERSION_RE.match(n)]
+    version = f"{base}@v{max(taken, default=1) + 1}"
+    manifest = {**parent, "name": version, "parent": name, "data_of": str(parent.get("data_of") or name),
+                "changes": list(changes), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "files": {split: [[rel, int(label)] for rel, label in rows] for split, rows in files.items()}}
+    report = dict(parent.get("report") or {})
+    report["counts"] = {split: {} for split in files}
+    for split, rows in files.items():
+        for _, label in rows:
+            cls = parent["classes"][int(label)]
+            report["counts"][split][cls] = report["counts"][split].get(cls, 0) + 1
+    manifest["report"] = report
+    staging = Path(tempfile.mkdtemp(prefix=f".version-{base}-", dir=paths.datasets_dir()))
+    try:
+        _write_json(staging / MANIFEST, manifest)
+        os.rename(staging, dataset_dir(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _index(version, manifest)
+    _check_health(version)
+    return info_from_manifest(version, manifest)
 
 
 def read_manifest(name: str) -> dict[str, Any]:
@@ -202,6 +264,9 @@ def _validate(scan: Scan, data: Path, source: str, name: str, copied: safezip.Ex
 
 def info_from_manifest(name: str, manifest: dict[str, Any]) -> DatasetInfo:
     native = manifest.get("native_size")
+    about = f"imported from {manifest.get('source', '?')} on {manifest.get('created', '?')}: {manifest.get('layout', '')}"
+    if manifest.get("parent"):
+        about = f"a version of {manifest['parent']} made {manifest.get('created', '?')}: " + "; ".join(manifest.get("changes", []))
     return DatasetInfo(
         name=name,
         kind=str(manifest.get("kind", "folder")),
@@ -210,7 +275,7 @@ def info_from_manifest(name: str, manifest: dict[str, Any]) -> DatasetInfo:
         counts={split: len(rows) for split, rows in manifest["files"].items()},
         channels=manifest.get("channels"),
         native_size=(int(native[0]), int(native[1])) if native else None,
-        description=f"imported from {manifest.get('source', '?')} on {manifest.get('created', '?')}: {manifest.get('layout', '')}",
+        description=about,
         report=ImportReport.from_dict(manifest["report"]) if manifest.get("report") else None,
     )
 
@@ -243,7 +308,7 @@ def list_imported() -> list[DatasetInfo]:
 
 
 def _entries(name: str, manifest: dict[str, Any]) -> list[FileEntry]:
-    data = dataset_dir(name) / "data"
+    data = data_dir(name, manifest)
     out = []
     for split, code in (("train", TRAIN), ("test", TEST)):
         for rel, label in manifest["files"][split]:
@@ -257,7 +322,7 @@ def _entries(name: str, manifest: dict[str, Any]) -> list[FileEntry]:
 def load_imported(name: str, prep: Preprocessing, *, use_cache: bool = True) -> DataSplits:
     manifest = read_manifest(name)
     entries = _entries(name, manifest)
-    data = dataset_dir(name) / "data"
+    data = data_dir(name, manifest)
     manifest_bytes = (dataset_dir(name) / MANIFEST).read_bytes()
     identity = f"imported:{name}:{cache.digest(manifest_bytes)}:{cache.fingerprint_files(data, [e.name for e in entries])}"
     target = cache.cache_path(name, identity, prep.cache_key())
@@ -279,13 +344,12 @@ def sample_imported(name: str, per_class: int) -> dict[str, list[Image.Image]]:
     manifest = read_manifest(name)
     classes = manifest["classes"]
     out: dict[str, list[Image.Image]] = {c: [] for c in classes}
-    data = dataset_dir(name) / "data"
     for entry in _entries(name, manifest):
         bucket = out[classes[entry.label]]
         if len(bucket) >= per_class:
             continue
         try:
-            bucket.append(open_image(data / entry.name, name=entry.name))
+            bucket.append(open_image(entry.path, name=entry.name))
         except DatasetError:
             continue
         if all(len(b) >= per_class for b in out.values()):
@@ -296,6 +360,9 @@ def sample_imported(name: str, per_class: int) -> dict[str, list[Image.Image]]:
 def delete_imported(name: str) -> None:
     if not is_imported(name):
         raise DatasetError(f"no imported dataset named {name!r}")
+    later = [v for v in versions(name) if v != name and VERSION_RE.match(v)] if not VERSION_RE.match(name) else []
+    if later:
+        raise DatasetError(f"{name} has versions made from its files ({', '.join(later)}): delete them first")
     folder = dataset_dir(name)
     trash = Path(tempfile.mkdtemp(prefix=f".delete-{name}-", dir=paths.datasets_dir()))
     os.rename(folder, trash / name)  # vanishes from listings at once

@@ -12,8 +12,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.data.imported import versions as dataset_versions
 from core.errors import ImoriError
 from core.paths import slug
+from core.records import queries
 from core.status import QUEUED, RUNNING
 from dashboard import fmt, live, loading, nav, uploads
 
@@ -81,8 +83,6 @@ def health_report(ref: str):
 
 def health_job_view(ref: str) -> None:
     """The dataset's latest health check job, live while a worker runs it."""
-    from core.records import queries
-
     def state():
         job = queries.latest_health_check(ref)
         return job.status if job else None
@@ -103,7 +103,6 @@ def health_job_view(ref: str) -> None:
 
 def health_view(ref: str) -> None:
     from core.health import check_dataset
-    from core.records import queries
 
     report = health_report(ref)
     job = queries.latest_health_check(ref)
@@ -159,6 +158,47 @@ def health_view(ref: str) -> None:
                 st.caption(f"… and {count - len(shown)} more (`imori datasets check {ref} --json` lists them all)")
     for note in report.notes:
         st.caption(note)
+    fixes_view(ref, report)
+
+
+def fixes_view(ref: str, report) -> None:
+    """Fixes make a new version (``NAME@vN``, a manifest over the same files); the dataset
+    itself stays as it was, with the runs that used it."""
+    from core.data.imported import is_imported
+
+    if not is_imported(ref):
+        return
+    odd = [k for k in ("dark", "light", "blurry", "low_information", "tiny") if report.of_kind(k)]
+    offers = {
+        "ds_fix_copies": (f"Drop the {report.inflated_test_images} test image(s) that duplicate training images",
+                          bool(report.inflated_test_images)),
+        "ds_fix_odd": ("Drop the " + ", ".join(k.replace("_", " ") for k in odd) + " images", bool(odd)),
+        "ds_fix_dups": ("Drop the copies within a split (the first of each kept)",
+                        bool(report.of_kind("exact_duplicates") or report.of_kind("near_duplicates"))),
+        "ds_fix_labels": (f"Relabel the {len(report.of_kind('label_issues'))} likely label error(s) to the class the "
+                          "model believes", bool(report.of_kind("label_issues"))),
+    }
+    offers = {key: text for key, (text, possible) in offers.items() if possible}
+    if not offers:
+        return
+    with st.container(border=True):
+        st.markdown("**Fix it in a new version** (the dataset stays as it is, with its runs)")
+        chosen = {key: st.checkbox(text, value=key == "ds_fix_copies", key=key) for key, text in offers.items()}
+        if st.button("Make the new version", key="ds_fix", type="primary", disabled=not any(chosen.values()),
+                     icon=":material/difference:"):
+            from core.health import fix_dataset
+
+            kinds = tuple(odd) if chosen.get("ds_fix_odd") else ()
+            if chosen.get("ds_fix_dups"):
+                kinds += ("exact_duplicates", "near_duplicates")
+            with st.spinner("Making the version and checking its images…"), fmt.user_errors("Not made: "):
+                info = fix_dataset(ref, drop_test_copies=bool(chosen.get("ds_fix_copies")), drop_kinds=kinds,
+                                   relabel_suggested=bool(chosen.get("ds_fix_labels")))
+                loading.all_datasets.clear()
+                loading.dataset_health.clear()
+                st.session_state.ds_made_version = info.name
+                st.session_state.ds_preview_next = info.name
+                st.rerun()
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -293,12 +333,21 @@ st.dataframe(
 st.subheader("Preview")
 names = [d.name for d in infos]
 by_name = {d.name: d for d in infos}
+if st.session_state.get("ds_preview_next") in names:  # a version just made: show it
+    st.session_state.ds_preview = st.session_state.pop("ds_preview_next")
 if st.session_state.get("ds_preview") not in names:
     st.session_state.ds_preview = names[0]
+if st.session_state.get("ds_made_version") == st.session_state.ds_preview:
+    st.success(f"Made **{st.session_state.ds_preview}**: {by_name[st.session_state.ds_preview].description}",
+               icon=":material/difference:")
 pick_col, count_col = st.columns([3, 1])
 ref = pick_col.selectbox("Dataset", names, key="ds_preview", format_func=lambda n: fmt.dataset_label(by_name[n]))
 per_class = count_col.slider("Images per class", 1, 16, 8, key="ds_per_class")
 info = by_name[ref]
+used = queries.count_runs(queries.RunFilter(dataset=ref))
+family = dataset_versions(ref) if info.kind not in ("builtin", "torchvision") else []
+st.caption((f"{used} run(s) trained on it" if used else "No run trained on it yet")
+           + (f" · versions: {', '.join(family)}" if len(family) > 1 else ""))
 if not info.present:
     st.info(f"{ref} is not under the data root yet: tick “Download it if missing” in New run, "
             "or put it under IMORI_HOME/torchvision.", icon=":material/info:")

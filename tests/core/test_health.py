@@ -76,3 +76,46 @@ def test_a_dataset_that_is_not_there_is_one_clear_line(capsys, tmp_path):
     code = main(["datasets", "check", str(tmp_path / "nowhere")])
     _, err = capsys.readouterr()
     assert code == 2 and "unknown dataset" in err and "Traceback" not in err
+
+
+def test_fixes_make_a_new_version_that_trains_and_the_old_one_stays(planted, capsys):
+    from core.data import delete_dataset, import_dataset, list_datasets, load_dataset
+    from core.data.imported import dataset_dir, versions
+    from core.errors import DatasetError
+
+    folder, problems = planted
+    import_dataset(folder, "scenes")
+    before = check(capsys, "scenes")
+    assert before["inflated_test_images"] >= 7
+    code = main(["datasets", "fix", "scenes", "--drop-test-copies", "--drop-kind", "dark", "--relabel-suggested",
+                 "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    fixed = json.loads(out)
+    assert fixed["name"] == "scenes@v2" and "a version of scenes" in fixed["description"]
+    assert not (dataset_dir("scenes@v2") / "data").exists()  # a manifest over the import's files, no copies
+    after = check(capsys, "scenes@v2", "--no-features")
+    assert after["inflated_test_images"] == 0 and not names(after, "dark")
+    assert after["images"] == before["images"] - before["inflated_test_images"] - len(problems["black"])
+    assert check(capsys, "scenes", "--no-features")["images"] == before["images"]  # the old one stays
+    assert versions("scenes") == ["scenes", "scenes@v2"]
+    assert {"scenes", "scenes@v2"} <= {d.name for d in list_datasets()}
+    # The relabelled images carry their new class in the version.
+    from core.data.preprocess import Preprocessing
+
+    v2 = load_dataset("scenes@v2", Preprocessing(16, 16))
+    relabelled = [n for n in problems["mislabelled"] if n in names(before, "label_issues")]
+    labels = dict(zip(v2.train.names, v2.train.labels.tolist()))
+    assert relabelled and all(v2.classes[labels[n]] == "discs" for n in relabelled)
+    # A run on the version records exactly that version.
+    code = main(["train", "--model", "tiny_net", "--dataset", "scenes@v2", "--iterations", "3", "--batch-size", "16",
+                 "--threads", "1", "--json", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["config"]["dataset"] == "scenes@v2"
+    with pytest.raises(DatasetError, match="has versions"):
+        delete_dataset("scenes")
+    with pytest.raises(DatasetError, match="nothing to change"):
+        from core.health import fix_dataset
+
+        fix_dataset("scenes@v2", drop_test_copies=True)

@@ -314,6 +314,9 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
             (folder / kind / f"{i:02d}.jpg").rename(tmp_path / "test" / kind / f"{i:02d}.jpg")
     (tmp_path / "test" / "round" / "copy.jpg").write_bytes((folder / "round" / "00.jpg").read_bytes())
     import_dataset(tmp_path, "leafcheck")
+    from dashboard import loading
+
+    loading.all_datasets.clear()  # imported outside the dashboard
     at = app(DATASETS)
     at.selectbox(key="ds_preview").set_value("leafcheck").run()
     ok(at)
@@ -330,10 +333,19 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     ok(at)
     assert queries.get_health_check(job.id).identity
     assert not any(b.key == "ds_health_features" for b in at.button)  # the report has the feature checks now
+    # A fix makes a new version without the copy; the page shows it, the old one stays.
+    at = app(DATASETS)
+    at.selectbox(key="ds_preview").set_value("leafcheck").run()
+    assert at.checkbox(key="ds_fix_copies").value is True
+    at.button(key="ds_fix").click().run()
+    ok(at)
+    assert at.selectbox(key="ds_preview").value == "leafcheck@v2"
+    assert any("Made **leafcheck@v2**" in t and "dropped 1 test image" in t for t in texts(at.success)), texts(at.success)
+    assert not any("may be inflated" in t for t in texts(at.warning))
+    assert any("versions: leafcheck, leafcheck@v2" in t for t in texts(at.caption)), texts(at.caption)
     # New run warns before a run on it is queued, and its runs' pages say their test accuracy may be inflated.
     from core.config import RunConfig
     from core.records import store
-    from dashboard import loading
 
     loading.dataset_health.clear()
     at.switch_page("app_pages/new_run.py").run()
