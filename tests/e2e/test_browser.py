@@ -275,8 +275,10 @@ def test_queue_watch_and_predict_in_a_browser(stack):
 
 
 def test_own_photos_finetune_and_predict_in_a_browser(stack):
-    """Issue 12's walk: a ZIP of photos, New run proposes finetune, it trains (two epochs:
-    the frozen head, then every layer), Predict shows what the model saw."""
+    """Issues 12 and 15's walk: a ZIP of photos in train/ and test/ folders, one test photo
+    a copy of a training one; the Health tab shows the copy, a fix drops it into a new
+    version; New run proposes finetune on the version, it trains (two epochs: the frozen
+    head, then every layer), Predict shows what the model saw."""
     from playwright.sync_api import sync_playwright
 
     shots = screenshots_dir()
@@ -284,7 +286,9 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
     archive = stack["home"] / "leaves.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for path in sorted(folder.rglob("*.jpg")):
-            z.write(path, path.relative_to(folder).as_posix())
+            split = "test" if int(path.stem) >= 24 else "train"
+            z.write(path, f"{split}/{path.relative_to(folder).as_posix()}")
+        z.write(folder / "round" / "05.jpg", "test/round/copy-of-05.jpg")  # the planted cross-split copy
     photo = folder / "long" / "03.jpg"
 
     with sync_playwright() as p:
@@ -324,12 +328,24 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
             imported.wait_for(timeout=10_000)
             b.idle()
             b.shot("9-photo-import")
-            page.get_by_role("button", name="Train a model on leaves").first.click()  # the import's (the preview has one too)
+
+            # Its Health tab (the image checks ran at import): the copy, and a fix into leaves@v2.
+            page.get_by_role("tab", name="Health").click()
+            page.get_by_text("Test accuracy may be inflated: 1 test image(s) duplicate training images").first.wait_for()
+            b.idle()
+            b.shot("9b-health-copy")
+            page.get_by_role("button", name="Make the new version").click()
+            page.get_by_text(re.compile(r"Made leaves@v2: a version of leaves .*dropped 1 test image")).first.wait_for(
+                timeout=120_000)
+            b.idle()
+            page.get_by_role("tab", name="Health").click()
+            assert page.get_by_text("Test accuracy may be inflated").count() == 0
+            page.get_by_role("button", name="Train a model on leaves@v2").first.click()
 
             # New run: the photos are recognised, and it starts from the finetune recipe.
             page.get_by_role("heading", name="New run").wait_for()
             b.idle()
-            page.get_by_text(re.compile(r"leaves looks like photos, so this starts from the finetune recipe")).wait_for()
+            page.get_by_text(re.compile(r"leaves@v2 looks like photos, so this starts from the finetune recipe")).wait_for()
             page.get_by_role("heading", name="Settings (from finetune)").wait_for()
             b.idle()
             b.shot("10-new-run-proposes-finetune")
@@ -342,7 +358,7 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
 
             # The run page: it trains, then shows the phase change and the per-class table.
             page.get_by_role("link", name=f"Open run {run_id}").click()
-            page.get_by_role("heading", name=re.compile(rf"^Run {run_id} · efficientnet_lite0 on leaves")).wait_for()
+            page.get_by_role("heading", name=re.compile(rf"^Run {run_id} · efficientnet_lite0 on leaves@v2")).wait_for()
             main = page.locator('[data-testid="stMain"]')
             main.get_by_text("succeeded", exact=True).filter(visible=True).first.wait_for(timeout=300_000)
             main.get_by_text("Duration", exact=True).filter(visible=True).first.wait_for()
