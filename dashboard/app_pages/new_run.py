@@ -253,6 +253,8 @@ st.title("New run")
 if "nr_model" not in st.session_state:
     with st.spinner("Loading PyTorch, the models and the datasets (first visit only)…"):
         fill(recipe_config("seed003"), recipe="seed003")
+if st.session_state.get("nr_use_dataset"):  # a fixed version just made: the same settings on it
+    st.session_state.nr_dataset, st.session_state.nr_dataset_path = st.session_state.pop("nr_use_dataset"), ""
 if st.session_state.get("nr_request_dataset"):  # "Train a model on it" on the Datasets page
     requested = st.session_state.pop("nr_request_dataset")
     info = {d.name: d for d in loading.all_datasets()}.get(requested)
@@ -364,7 +366,22 @@ with data_col.container(border=True):
     problems_found = loading.health_warnings(loading.dataset_health(chosen.name)) if chosen is not None else []
     if problems_found:
         st.warning(f"**{chosen.name}**'s health check: " + "; ".join(problems_found) + ".", icon=":material/warning:")
-        if st.button("See its health report", key="nr_health_report", icon=":material/health_and_safety:"):
+        fix_col, report_col = st.columns(2)
+        from core.data.imported import is_imported
+
+        health = loading.dataset_health(chosen.name)
+        if health.inflated_test_images and is_imported(chosen.name) and fix_col.button(
+                f"Drop the {health.inflated_test_images} test copies into a new version, and use it",
+                key="nr_health_fix", icon=":material/difference:", type="primary"):
+            from core.health import fix_dataset
+
+            with fmt.user_errors("Not made: "):
+                made = fix_dataset(chosen.name, drop_test_copies=True)
+                loading.all_datasets.clear()
+                loading.dataset_health.clear()
+                st.session_state.nr_use_dataset = made.name  # set before the widgets, on the rerun
+                st.rerun()
+        if report_col.button("See its health report", key="nr_health_report", icon=":material/health_and_safety:"):
             st.session_state.ds_preview = chosen.name
             st.switch_page(nav.DATASETS)
     minutes = finetune_minutes(chosen.counts.get("train", chosen.total)) if looks_like_photos(chosen) else None

@@ -390,6 +390,10 @@ def show_evaluation(eval_id: int) -> None:
         st.error(f"The evaluation failed: {row.error or 'no result'}", icon=":material/error:")
         return
     result = row.result
+    if row.split == "test":
+        for warning in loading.health_warnings(loading.dataset_health(row.dataset)):
+            if warning.startswith("test accuracy"):
+                st.warning(f"**{row.dataset}**: {warning} (its Health tab on Datasets names them).", icon=":material/warning:")
     a, b, c, d = st.columns(4)
     a.metric("Accuracy", fmt.pct(result["accuracy"], 2))
     balanced = result.get("balanced_accuracy", balanced_accuracy(result["confusion"]))

@@ -352,6 +352,10 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     at.selectbox(key="nr_dataset").set_value("leafcheck").run()
     ok(at)
     assert any("test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
+    at.button(key="nr_health_fix").click().run()  # one click: a version without the copy, chosen
+    ok(at)
+    assert at.selectbox(key="nr_dataset").value == "leafcheck@v3"
+    assert not any("may be inflated" in t for t in texts(at.warning))
     run_id = store.create_run(RunConfig(model="tiny_net", dataset="leafcheck", iterations=2, epochs=None))
     at = app("app_pages/run_detail.py", run=run_id)
     ok(at)
