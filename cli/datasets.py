@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drop", action="append", default=[], metavar="PATH", help="fix: drop this image (repeatable)")
     p.add_argument("--relabel", action="append", default=[], metavar="PATH=CLASS",
                    help="fix: give this image this class (repeatable)")
+    p.add_argument("--reviewed", action="append", default=[], metavar="KIND:PATH",
+                   help="fix: mark the findings of KIND naming PATH as reviewed, fine as they are (repeatable)")
     p.add_argument("--name")
     p.add_argument("--file-column", dest="file_column", metavar="COLUMN",
                    help="import: the CSV column holding the image files, by header name or 0-based index "
@@ -145,6 +147,8 @@ def _check(args: argparse.Namespace) -> int:
             print(f"  {finding.score:.2f}  {finding.reason}" + (f": {where}" if where else ""))
         if count > 10:
             print(f"  ... and {count - 10} more (--json lists them all)")
+    if report.reviewed:
+        print(f"\n{len(report.reviewed)} finding(s) marked as reviewed in this version are not listed")
     for note in report.notes:
         print(f"note: {note}")
     if "features" not in report.checks and args.features is False:
@@ -166,7 +170,8 @@ def _fix(args: argparse.Namespace) -> int:
             raise ImoriError(f"--relabel wants PATH=CLASS, not {item!r}")
         relabel[path] = cls
     info = fix_dataset(args.path, drop_test_copies=args.drop_test_copies, drop_kinds=tuple(args.drop_kind),
-                       relabel_suggested=args.relabel_suggested, drop=tuple(args.drop), relabel=relabel)
+                       relabel_suggested=args.relabel_suggested, drop=tuple(args.drop), relabel=relabel,
+                       reviewed=tuple(args.reviewed))
     if args.json:
         print(json.dumps(_info_dict(info), indent=2, default=str))
     else:

@@ -111,6 +111,9 @@ class HealthReport:
     created: str = ""
     version: int = CHECKS_VERSION
     notes: list[str] = field(default_factory=list)  # what a check could not do, and why
+    # Findings a user marked as reviewed (fine as they are) in the dataset's version: shown
+    # apart, never counted or warned about.
+    reviewed: list[Finding] = field(default_factory=list)
 
     @property
     def images(self) -> int:
@@ -151,7 +154,27 @@ class HealthReport:
     def from_dict(cls, data: dict[str, Any]) -> "HealthReport":
         known = {k: data[k] for k in ("dataset", "identity", "classes", "counts", "checks", "seconds", "created",
                                       "version", "notes") if k in data}
-        return cls(**known, findings=[Finding(**f) for f in data.get("findings", [])])
+        return cls(**known, findings=[Finding(**f) for f in data.get("findings", [])],
+                   reviewed=[Finding(**f) for f in data.get("reviewed", [])])
+
+
+def finding_key(finding: Finding) -> str:
+    """What names a finding across reports: its kind and its images (or classes)."""
+    return f"{finding.kind}:" + "|".join(sorted(finding.images or finding.labels))
+
+
+def _with_reviews(report: HealthReport, ref: str) -> HealthReport:
+    """``report`` with the findings that ``ref``'s manifest marks as reviewed moved apart."""
+    from core.data import imported
+
+    try:
+        marked = set(imported.read_manifest(ref).get("reviewed", [])) if imported.is_imported(ref) else set()
+    except DatasetError:
+        marked = set()
+    if marked:
+        report.reviewed = [f for f in report.findings if finding_key(f) in marked]
+        report.findings = [f for f in report.findings if finding_key(f) not in marked]
+    return report
 
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -515,7 +538,10 @@ def _label_issues(images: _Images, features: np.ndarray, progress: Progress | No
 
 
 def _report_path(ref: str, identity: str) -> Path:
-    return paths.cache_dir() / "health" / f"{paths.slug(Path(str(ref)).name, 40, 'dataset')}-{identity[:24]}.json"
+    """One report per dataset name and content: two names of the same images (a folder and
+    its import) keep reports of their own, since a report names its dataset."""
+    key = hashlib.blake2b(f"{ref}\0{identity}".encode(), digest_size=12).hexdigest()
+    return paths.cache_dir() / "health" / f"{paths.slug(Path(str(ref)).name, 40, 'dataset')}-{key}.json"
 
 
 def _read(path: Path) -> HealthReport | None:
@@ -565,7 +591,7 @@ def check_dataset(ref: str, *, features: bool = True, progress: Progress | None 
             report.seconds["features"] = round(time.monotonic() - started, 2)
         _write(path, report)
     report.findings.sort(key=lambda f: (list(KINDS).index(f.kind), -f.score))
-    return report
+    return _with_reviews(report, str(ref))
 
 
 def _merge(old: list[Finding], new: list[Finding]) -> list[Finding]:
@@ -620,7 +646,7 @@ def latest_report(ref: str) -> HealthReport | None:
         return None
     newest = max(found, key=lambda r: (r.created, len(r.checks)))
     newest.findings.sort(key=lambda f: (list(KINDS).index(f.kind), -f.score))
-    return newest
+    return _with_reviews(newest, str(ref))
 
 
 # -- fixes -----------------------------------------------------------------------------------
@@ -628,7 +654,7 @@ def latest_report(ref: str) -> HealthReport | None:
 
 def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[str, ...] = (),
                 relabel_suggested: bool = False, drop: tuple[str, ...] = (),
-                relabel: dict[str, str] | None = None) -> Any:
+                relabel: dict[str, str] | None = None, reviewed: tuple[str, ...] = ()) -> Any:
     """A new version of imported dataset ``ref`` with the fixes asked for; ``ref`` itself
     stays as it was (``core.data.imported.make_version``). Returns the new version's
     DatasetInfo (its name is ``NAME@vN``).
@@ -638,7 +664,9 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
       within a split, all but its first);
     - ``relabel_suggested``: each likely label error takes the class the model believes;
     - ``drop``, ``relabel``: images named by path (relative to the dataset's root), and
-      ``{path: class}``.
+      ``{path: class}``;
+    - ``reviewed``: findings to mark as reviewed (fine as they are), each named by its
+      ``finding_key`` or as ``KIND:PATH`` (every finding of that kind naming that image).
 
     The report-based fixes use the dataset's newest health report. Raises DatasetError for
     a dataset that is not imported, an unknown kind, path or class, or nothing to change.
@@ -657,7 +685,7 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
     manifest = imported.read_manifest(key)
     classes = list(manifest["classes"])
     report = None
-    if drop_test_copies or drop_kinds or relabel_suggested:
+    if drop_test_copies or drop_kinds or relabel_suggested or reviewed:
         report = latest_report(key)
         if report is None:
             raise DatasetError(f"{key} has no health report yet: imori datasets check {key}")
@@ -700,8 +728,18 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
         relabelled[name] = classes.index(cls)
     if relabelled:
         changes.append(f"relabelled {len(relabelled)} image(s)")
+    marked = list(manifest.get("reviewed", []))
+    for wanted_key in reviewed:
+        kind_of, _, image = wanted_key.partition(":")
+        matches = [finding_key(f) for f in report.findings if finding_key(f) == wanted_key
+                   or (f.kind == kind_of and image in f.images)]
+        if not matches:
+            raise DatasetError(f"no finding {wanted_key!r} in {key}'s health report")
+        marked += [m for m in matches if m not in marked]
+    if len(marked) > len(manifest.get("reviewed", [])):
+        changes.append(f"marked {len(marked) - len(manifest.get('reviewed', []))} finding(s) as reviewed")
     if not changes:
         raise DatasetError(f"nothing to change in {key}: no image matched the fixes asked for")
     files = {split: [(rel, relabelled.get(rel, int(label))) for rel, label in rows if rel not in dropped]
              for split, rows in manifest["files"].items()}
-    return imported.make_version(key, files, changes)
+    return imported.make_version(key, files, changes, reviewed=marked)

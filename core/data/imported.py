@@ -89,11 +89,13 @@ def versions(name: str) -> list[str]:
     return ([base] if is_imported(base) else []) + [n for _, n in sorted(found)]
 
 
-def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: list[str]) -> DatasetInfo:
+def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: list[str],
+                 reviewed: list[str] | None = None) -> DatasetInfo:
     """A new immutable version of dataset ``name`` (an import or a version of it): the
     manifest of ``name`` with ``files`` (per split: (path, label) pairs over the same
     files), named ``BASE@vN`` with the next N, recording its parent and ``changes`` (in
-    words). Nothing is copied; the parent stays as it was. Raises DatasetError when the
+    words), and the health findings marked as ``reviewed`` (``core.health.finding_key``).
+    Nothing is copied; the parent stays as it was. Raises DatasetError when the
     result would have no images or a path outside the dataset."""
     parent = read_manifest(name)
     known = {rel for rows in parent["files"].values() for rel, _ in rows}
@@ -108,6 +110,7 @@ def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: li
     version = f"{base}@v{max(taken, default=1) + 1}"
     manifest = {**parent, "name": version, "parent": name, "data_of": str(parent.get("data_of") or name),
                 "changes": list(changes), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "reviewed": list(reviewed if reviewed is not None else parent.get("reviewed", [])),
                 "files": {split: [[rel, int(label)] for rel, label in rows] for split, rows in files.items()}}
     report = dict(parent.get("report") or {})
     report["counts"] = {split: {} for split in files}

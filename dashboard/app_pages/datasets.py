@@ -156,6 +156,8 @@ def health_view(ref: str) -> None:
                     st.markdown(f"- {label}")
             if count > len(shown):
                 st.caption(f"… and {count - len(shown)} more (`imori datasets check {ref} --json` lists them all)")
+    if report.reviewed:
+        st.caption(f"{len(report.reviewed)} finding(s) marked as reviewed in this version are not shown.")
     for note in report.notes:
         st.caption(note)
     fixes_view(ref, report)
@@ -179,13 +181,19 @@ def fixes_view(ref: str, report) -> None:
                           "model believes", bool(report.of_kind("label_issues"))),
     }
     offers = {key: text for key, (text, possible) in offers.items() if possible}
-    if not offers:
+    from core.health import finding_key
+
+    reviewable = {finding_key(f): f"{f.kind.replace('_', ' ')}: {', '.join(f.images or f.labels)}"
+                  for f in report.findings}
+    if not offers and not reviewable:
         return
     with st.container(border=True):
         st.markdown("**Fix it in a new version** (the dataset stays as it is, with its runs)")
         chosen = {key: st.checkbox(text, value=key == "ds_fix_copies", key=key) for key, text in offers.items()}
-        if st.button("Make the new version", key="ds_fix", type="primary", disabled=not any(chosen.values()),
-                     icon=":material/difference:"):
+        marked = st.multiselect("Mark findings as reviewed (fine as they are: no longer warned about)",
+                                list(reviewable), format_func=reviewable.get, key="ds_fix_reviewed")
+        if st.button("Make the new version", key="ds_fix", type="primary",
+                     disabled=not (any(chosen.values()) or marked), icon=":material/difference:"):
             from core.health import fix_dataset
 
             kinds = tuple(odd) if chosen.get("ds_fix_odd") else ()
@@ -193,7 +201,7 @@ def fixes_view(ref: str, report) -> None:
                 kinds += ("exact_duplicates", "near_duplicates")
             with st.spinner("Making the version and checking its images…"), fmt.user_errors("Not made: "):
                 info = fix_dataset(ref, drop_test_copies=bool(chosen.get("ds_fix_copies")), drop_kinds=kinds,
-                                   relabel_suggested=bool(chosen.get("ds_fix_labels")))
+                                   relabel_suggested=bool(chosen.get("ds_fix_labels")), reviewed=tuple(marked))
                 loading.all_datasets.clear()
                 loading.dataset_health.clear()
                 st.session_state.ds_made_version = info.name

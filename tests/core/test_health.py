@@ -113,6 +113,14 @@ def test_fixes_make_a_new_version_that_trains_and_the_old_one_stays(planted, cap
     out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(out)["config"]["dataset"] == "scenes@v2"
+    # A finding marked as reviewed is no longer listed in the version that marks it.
+    [odd] = [f for f in after["findings"] if f["kind"] == "blurry"][:1]
+    code = main(["datasets", "fix", "scenes@v2", "--reviewed", f"blurry:{odd['images'][0]}", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out)["name"] == "scenes@v3", err
+    v3 = check(capsys, "scenes@v3", "--no-features")
+    assert odd["images"][0] not in names(v3, "blurry") and len(v3["reviewed"]) == 1
+    assert odd["images"][0] in names(check(capsys, "scenes@v2", "--no-features"), "blurry")
     with pytest.raises(DatasetError, match="has versions"):
         delete_dataset("scenes")
     with pytest.raises(DatasetError, match="nothing to change"):
