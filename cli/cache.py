@@ -6,13 +6,20 @@ import argparse
 import json
 
 
+def cache_kinds() -> tuple[str, ...]:
+    from core.data.cache import KINDS
+
+    return KINDS
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache", help="list what the data and feature caches hold, or clear them",
-                       description="imori cache [list] [--kind data|features] [--json]; imori cache clear [--kind ...]. "
-                                   "Both caches are rebuilt on demand: clearing them loses nothing.")
+    p = sub.add_parser("cache", help="list what the data, feature and health caches hold, or clear them",
+                       description="imori cache [list] [--kind data|features|health] [--json]; imori cache clear "
+                                   "[--kind ...]. Every cache is rebuilt on demand: clearing one loses nothing.")
     p.add_argument("action", nargs="?", choices=("list", "clear"), default="list")
-    p.add_argument("--kind", choices=("data", "features"),
-                   help="data: decoded datasets; features: a frozen backbone's features (default: both)")
+    p.add_argument("--kind", choices=cache_kinds(),
+                   help="data: decoded datasets; features: a frozen backbone's features; health: datasets' health "
+                        "reports (default: all)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cache)
 

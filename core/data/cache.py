@@ -91,7 +91,8 @@ def save(path: Path, payload: dict[str, Any]) -> bool:
         return False
 
 
-KINDS = ("data", "features")  # decoded datasets; a frozen backbone's features (core.features)
+# Decoded datasets; a frozen backbone's features (core.features); health reports (core.health).
+KINDS = ("data", "features", "health")
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,8 @@ class CacheEntry:
 
 
 def _files(kind: str) -> Iterable[Path]:
-    folder = paths.cache_dir() if kind == "data" else paths.cache_dir() / "features"
-    return sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    folder = paths.cache_dir() if kind == "data" else paths.cache_dir() / kind
+    return sorted(folder.glob("*.json" if kind == "health" else "*.pt")) if folder.is_dir() else []
 
 
 def entries(kind: str | None = None) -> list[CacheEntry]:
@@ -126,7 +127,7 @@ def entries(kind: str | None = None) -> list[CacheEntry]:
             except OSError:
                 continue  # removed meanwhile
             # A decoded dataset's file is "<dataset>-<preprocessing>-<key>.pt"; features are keyed only.
-            name = file.stem.rsplit("-", 1)[0] if k == "data" else file.stem[:16]
+            name = file.stem.rsplit("-", 1)[0] if k in ("data", "health") else file.stem[:16]
             out.append(CacheEntry(k, name, str(file), stat.st_size, stat.st_mtime))
     return sorted(out, key=lambda e: -e.bytes)
 
