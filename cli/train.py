@@ -42,9 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("export", help="write a checkpoint's bare state_dict for the tutorial's own model class")
+    p = sub.add_parser("export", help="export a checkpoint: a bare state_dict (default), ONNX or torch.export's .pt2, "
+                                      "checked against PyTorch on its test split")
     p.add_argument("checkpoint")
     p.add_argument("output")
+    p.add_argument("--format", choices=("state_dict", "onnx", "pt2"), default="state_dict",
+                   help="state_dict: for the tutorial's own model class; onnx: for ONNX Runtime and other apps; "
+                        "pt2: torch.export's program (no Python class needed)")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
 
@@ -289,11 +294,24 @@ def class_table(metrics: dict[str, dict[str, float]]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.checkpoint import export_state_dict, load_checkpoint, preprocess_path
+    from core.checkpoint import load_checkpoint
+    from core.export import export
 
     ckpt = load_checkpoint(args.checkpoint)
-    out = export_state_dict(ckpt, args.output)
-    print(f"wrote {out}: a bare state_dict; load it with model.load_state_dict(torch.load(path, weights_only=True))")
-    print(f"wrote {preprocess_path(out)}: the input it expects and the class order")
+    say = None if args.json else (lambda text: print(text + "...", file=sys.stderr, flush=True))
+    result = export(ckpt, args.output, args.format, progress=say)
+    if args.json:
+        print(json.dumps({"path": str(result.path), "preprocess": str(result.sidecar), "format": result.format,
+                          "parity": result.parity.to_dict() if result.parity else None}, indent=2))
+        return 0
+    how = {
+        "state_dict": "a bare state_dict; load it with model.load_state_dict(torch.load(path, weights_only=True))",
+        "onnx": "ONNX; run it with onnxruntime.InferenceSession(path), input 'image' (N x C x H x W float32)",
+        "pt2": "torch.export's program; run it with torch.export.load(path).module()(images)",
+    }[result.format]
+    print(f"wrote {result.path}: {how}")
+    if result.parity is not None:
+        print(f"checked against PyTorch: {result.parity.describe()}")
+    print(f"wrote {result.sidecar}: the input it expects and the class order")
     print("classes, in output order: " + ", ".join(f"{i}={c}" for i, c in enumerate(ckpt.classes)))
     return 0

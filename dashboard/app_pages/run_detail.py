@@ -3,6 +3,8 @@ log, checkpoints with downloads, metrics as CSV, the error of a failed run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -219,6 +221,28 @@ with log_tab:
     else:
         st.caption("Nothing logged yet: the log starts when a worker starts the run."
                    if run.status in live.ACTIVE else "This run logged nothing (it never started).")
+def export_view(exportable: dict[str, str]) -> None:
+    """ONNX and torch.export's .pt2, each checked against PyTorch on the run's test split
+    before it is offered (core.export), as a ZIP with its preprocess.json."""
+    with st.container(border=True):
+        st.markdown("**Export for another program** (checked against PyTorch before it is offered)")
+        pick, kind, go = st.columns([3, 2, 1], vertical_alignment="bottom")
+        chosen = pick.selectbox("Checkpoint", list(exportable), format_func=exportable.get, key="rd_export_ckpt")
+        fmt_name = kind.selectbox("Format", ["onnx", "pt2"], key="rd_export_format",
+                                  format_func={"onnx": "ONNX (ONNX Runtime, other apps)", "pt2": "torch.export .pt2"}.get)
+        key = f"{chosen}|{fmt_name}"
+        if go.button("Export", key="rd_export", icon=":material/output:"):
+            with st.spinner(f"Exporting to {fmt_name} and checking it on the test split…"), fmt.user_errors("Not exported: "):
+                st.session_state.rd_exported = {key: loading.export_zip(chosen, fmt_name)}
+        ready = (st.session_state.get("rd_exported") or {}).get(key)
+        if ready:
+            data, parity = ready
+            st.success(f"Checked against PyTorch: {parity}", icon=":material/verified:")
+            st.download_button(f"Download the {fmt_name} export (ZIP, with preprocess.json)", data,
+                               file_name=f"run{run.id}-{Path(chosen).stem}-{fmt_name}.zip", mime="application/zip",
+                               key="rd_export_download", on_click="ignore", icon=":material/download:")
+
+
 with ckpt_tab:
     rows = queries.checkpoints(run.id)
     if not rows:
@@ -244,6 +268,9 @@ with ckpt_tab:
                                      mime="application/octet-stream", key=f"dl_bare_{row.path}", on_click="ignore",
                                      icon=":material/download:",
                                      help="model.load_state_dict(torch.load(...)) in the tutorial's own script")
+    exportable = {r.path: fmt.checkpoint_label(r) for r in rows if loading.under_home(r.path) is not None}
+    if exportable:
+        export_view(exportable)
 with csv_tab:
     a, b = st.columns(2)
     a.download_button("Every iteration (CSV)", lambda: queries.metrics_csv(run.id, kind="steps"),

@@ -394,3 +394,13 @@ def test_submit_with_no_queue_running_says_what_to_start_and_records_nothing(cap
     assert queries.count_runs() == before and not broker.is_running()
     code, out, err = run(capsys, "workers")
     assert code != 0 and "no imori queue is running" in err and "Traceback" not in err, err
+
+
+def test_export_to_onnx_says_what_was_checked(trained, tmp_path, capsys):
+    ckpt = next((trained / "checkpoints").glob("*.pt"))
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "model.onnx"), "--format", "onnx")
+    assert code == 0, err
+    assert "checked against PyTorch: top-1 agreement 100.00 %" in out and "the test split of digits" in out
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.preprocess.json").is_file()
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "model.pt2"), "--format", "pt2", "--json")
+    assert code == 0 and json.loads(out)["parity"]["passed"], err

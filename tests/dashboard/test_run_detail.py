@@ -46,6 +46,17 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home):
     # The Log tab tells the run's story: its start, each evaluation, its end.
     log = "\n".join(texts(at.code))
     assert "training on cpu:" in log and "epoch 1 val (" in log and "succeeded at step 30 (epoch 2)" in log, log
+    # An ONNX export, checked against PyTorch on the test split, offered as a ZIP with its sidecar.
+    at.selectbox(key="rd_export_format").set_value("onnx")
+    at.button(key="rd_export").click().run()
+    ok(at)
+    assert any("Checked against PyTorch: top-1 agreement 100.00 %" in t for t in texts(at.success)), texts(at.error)
+    assert any(b.label.startswith("Download the onnx export") for b in at.get("download_button"))
+    import io
+    import zipfile
+
+    data, _ = next(iter(at.session_state["rd_exported"].values()))
+    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == ["model.onnx", "model.preprocess.json"]
 
 
 def test_each_x_axis_and_log_scale_draw(home):

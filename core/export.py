@@ -1,0 +1,203 @@
+"""Exporting a checkpoint for use outside imori, each export checked against PyTorch.
+
+Three formats (Ultralytics' and Teachable Machine's anchors; TorchScript is deprecated in
+favour of ``torch.export``):
+
+- ``state_dict``: the bare weights the tutorial's own model class loads;
+- ``onnx``: ``torch.onnx.export(..., dynamo=True)`` (with ``onnx`` and ``onnxscript``),
+  a dynamic batch dimension, opset from the exporter;
+- ``pt2``: ``torch.export``'s ExportedProgram (``torch.export.save``).
+
+Each writes ``<out>.preprocess.json`` beside it (``core.checkpoint.preprocess_description``:
+classes in output order, input size, resize, channels and their order, scale, mean/std,
+output kind) and, for ``onnx`` and ``pt2``, is run on the checkpoint's own test split
+(ONNX Runtime for ONNX) beside the PyTorch model and **refused** unless every image's
+top-1 class agrees (images whose top two probabilities are within ``MARGIN`` ignored, as
+either answer is right) and no probability differs by more than ``TOLERANCE``. The
+figures go into the sidecar (``parity``), so the user sees what was checked. Lobe's
+users got different answers from their ONNX files because apps preprocessed differently
+from the trainer: the sidecar says exactly what imori does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from core.errors import ImoriError
+
+FORMATS = ("state_dict", "onnx", "pt2")
+TOLERANCE = 1e-4  # largest allowed difference of any probability
+MARGIN = 1e-4  # an image whose top two probabilities are closer has no single right answer
+MAX_IMAGES = 2000  # the parity check's images at most (the test split's first)
+
+
+class ExportError(ImoriError):
+    """An export that cannot be written, or that does not answer as PyTorch does."""
+
+
+@dataclass
+class Parity:
+    """How an export answered beside PyTorch: on ``images`` inputs (``source`` says which),
+    the share whose top-1 class agreed (``ignored`` near ties left out), and the largest
+    difference of any probability."""
+
+    source: str
+    images: int
+    agreement: float
+    ignored: int
+    max_difference: float
+    tolerance: float = TOLERANCE
+    margin: float = MARGIN
+
+    @property
+    def passed(self) -> bool:
+        return self.agreement == 1.0 and self.max_difference <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+    def describe(self) -> str:
+        return (f"top-1 agreement {100 * self.agreement:.2f} % on {self.images - self.ignored} of {self.images} images "
+                f"({self.source}; {self.ignored} near ties ignored), largest probability difference "
+                f"{self.max_difference:.2e} (allowed {self.tolerance:g})")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    sidecar: Path
+    format: str
+    parity: Parity | None
+
+
+def _probabilities(output: torch.Tensor, kind: str) -> torch.Tensor:
+    output = output.float()
+    return output.exp() if kind == "log_probs" else output.softmax(dim=1)
+
+
+def parity_inputs(checkpoint: Any, max_images: int = MAX_IMAGES) -> tuple[torch.Tensor, str]:
+    """Normalised ``N x C x H x W`` inputs for the check: the checkpoint's test split when
+    its dataset is on this machine, else seeded random images of its input size."""
+    from core.data import load_dataset
+    from core.data.preprocess import Preprocessing
+
+    prep = Preprocessing.from_dict(checkpoint.preprocessing)
+    dataset = (checkpoint.config or {}).get("dataset")
+    if dataset:
+        try:
+            test = load_dataset(str(dataset), prep).test
+            if len(test):
+                return prep.normalize(test.images[:max_images]), f"the test split of {dataset}"
+        except ImoriError:
+            pass
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, prep.channels, prep.height, prep.width), dtype=torch.uint8, generator=generator)
+    return prep.normalize(images), "64 random images (the checkpoint's dataset is not on this machine)"
+
+
+def compare(reference: torch.Tensor, other: torch.Tensor, source: str) -> Parity:
+    """``Parity`` of two ``N x classes`` probability tensors (PyTorch's first)."""
+    top2 = reference.topk(min(2, reference.shape[1]), dim=1).values
+    tie = (top2[:, 0] - top2[:, -1]) < MARGIN if reference.shape[1] > 1 else torch.zeros(len(reference), dtype=torch.bool)
+    agree = reference.argmax(dim=1) == other.argmax(dim=1)
+    counted = int((~tie).sum())
+    agreement = float(agree[~tie].float().mean()) if counted else 1.0
+    return Parity(source=source, images=len(reference), agreement=agreement, ignored=int(tie.sum()),
+                  max_difference=float((reference - other).abs().max()) if len(reference) else 0.0)
+
+
+def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_images: int = MAX_IMAGES,
+           progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``checkpoint`` (a path or a loaded ``Checkpoint``) to ``out`` as ``fmt`` (one
+    of ``FORMATS``), with its ``.preprocess.json``; ``onnx`` and ``pt2`` are checked for
+    parity first and refused (ExportError, with the figures; nothing left at ``out``)
+    when they fail it. ``progress(text)`` hears of each stage."""
+    from core.checkpoint import export_state_dict, load_checkpoint, preprocess_description, preprocess_path
+    from core.files import atomic_write
+
+    if fmt not in FORMATS:
+        raise ExportError(f"export format is one of {', '.join(FORMATS)}, not {fmt!r}")
+    ckpt = checkpoint if hasattr(checkpoint, "state_dict") else load_checkpoint(checkpoint)
+    out = Path(out)
+    if fmt == "state_dict":
+        path = export_state_dict(ckpt, out)
+        return ExportResult(path, preprocess_path(path), fmt, None)
+    from core.models import get_spec
+
+    say = progress or (lambda text: None)
+    kind = get_spec(ckpt.model_name).output
+    model = ckpt.build_model().eval()
+    inputs, source = parity_inputs(ckpt, max_images)
+    say(f"exporting {ckpt.model_name} to {fmt}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.exporting{out.suffix}")  # torch.export wants its .pt2 suffix
+    try:
+        with torch.inference_mode():
+            reference = _probabilities(torch.cat([model(b) for b in inputs.split(256)]), kind)
+        example = inputs[:2].clone()
+        if fmt == "onnx":
+            _export_onnx(model, example, tmp)
+            say(f"checking it with ONNX Runtime on {source}")
+            other = _run_onnx(tmp, inputs, kind)
+        else:
+            _export_pt2(model, example, tmp)
+            say(f"checking it with torch.export.load on {source}")
+            other = _run_pt2(tmp, inputs, kind)
+        parity = compare(reference, other, source)
+        if not parity.passed:
+            raise ExportError(f"the {fmt} export does not answer as PyTorch does, so it was not written: "
+                              f"{parity.describe()}")
+        tmp.replace(out)
+    except ExportError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as err:  # noqa: BLE001 - an exporter's failure, said in one line
+        tmp.unlink(missing_ok=True)
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(f"{ckpt.model_name} cannot be exported to {fmt}: {text}") from err
+    sidecar = preprocess_path(out)
+    description = {**preprocess_description(ckpt), "format": fmt, "parity": parity.to_dict()}
+    if fmt == "onnx":
+        description.update(input_name="image", output_name="scores", batch="dynamic")
+    with atomic_write(sidecar, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(description, indent=2) + "\n")
+    return ExportResult(out, sidecar, fmt, parity)
+
+
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    import warnings
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["image"], output_names=["scores"],
+                                    dynamic_shapes=({0: batch},), verbose=False)
+    program.save(str(path))
+
+
+def _run_onnx(path: Path, inputs: torch.Tensor, kind: str) -> torch.Tensor:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    outputs = [torch.from_numpy(session.run(None, {name: b.numpy()})[0]) for b in inputs.split(256)]
+    return _probabilities(torch.cat(outputs), kind)
+
+
+def _export_pt2(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+
+
+def _run_pt2(path: Path, inputs: torch.Tensor, kind: str) -> torch.Tensor:
+    loaded = torch.export.load(str(path)).module()
+    with torch.inference_mode():
+        return _probabilities(torch.cat([loaded(b) for b in inputs.split(256)]), kind)

@@ -1,0 +1,110 @@
+"""Exports: every registered model to ONNX, checked by ONNX Runtime against PyTorch; the
+sidecar alone reproduces imori's probabilities; a failing export is refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.config import RunConfig
+from core.export import ExportError, compare, export
+from core.models import get_spec, list_models
+from core.train import fit
+
+# Each model at its smallest input (vgg16's is left to bench/: its 138 M parameters make
+# a slow test), trained one step so that its BatchNorm statistics are real.
+SMALLEST = {"mynet": (16, 16), "mnist_cnn": (28, 28), "lenet5": (32, 32), "tiny_net": (32, 32), "resnet18": (16, 16),
+            "mobilenet_v3_small": (16, 16), "efficientnet_lite0": (32, 32)}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    made = {}
+
+    def make(name: str):
+        if name not in made:
+            spec = get_spec(name)
+            config = RunConfig(model=name, dataset="digits" if spec.in_channels == 1 else "shapes", iterations=1,
+                               epochs=None, batch_size=8, threads=2, image_size=SMALLEST[name], pretrained=False)
+            made[name] = fit(config, tmp_path_factory.mktemp(name)).last_checkpoint
+        return made[name]
+
+    return make
+
+
+def test_the_smallest_inputs_cover_every_registered_model_but_vgg16():
+    assert set(SMALLEST) | {"vgg16"} == {s.name for s in list_models()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALLEST))
+def test_every_model_exports_to_onnx_that_onnx_runtime_runs_as_pytorch_does(name, checkpoints, tmp_path):
+    result = export(checkpoints(name), tmp_path / f"{name}.onnx", "onnx")
+    assert result.parity.passed and result.parity.images > 50, result.parity.describe()
+    assert result.parity.source.startswith("the test split of")
+    sidecar = json.loads(result.sidecar.read_text())
+    assert sidecar["format"] == "onnx" and sidecar["parity"]["passed"] and sidecar["input_name"] == "image"
+
+
+def test_the_sidecar_alone_reproduces_imori_predicts_probabilities(checkpoints, tmp_path):
+    """An application with only the .onnx file and its .preprocess.json (PIL, numpy and
+    ONNX Runtime; no imori, no torch) gets imori predict's probabilities."""
+    import onnxruntime
+
+    from core.predict import Predictor
+
+    path = checkpoints("mnist_cnn")
+    result = export(path, tmp_path / "digits.onnx", "onnx")
+    contract = json.loads(result.sidecar.read_text())
+    photo = tmp_path / "seven.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(photo)  # another size, in colour
+
+    image = Image.open(photo).convert("L" if contract["channels"] == 1 else "RGB")
+    size = contract["input_size"]
+    image = image.resize((size["width"], size["height"]), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.float32) * contract["scale"]
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    array = (array - np.array(contract["mean"], np.float32)[:, None, None]) / np.array(contract["std"], np.float32)[:, None, None]
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    scores = session.run(None, {contract["input_name"]: array[None].astype(np.float32)})[0][0]
+    probs = np.exp(scores) if contract["output"] == "log_probs" else np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    [expected] = Predictor(path).predict([photo.read_bytes()])
+    ours = [expected.probabilities[c] for c in contract["classes"]]
+    assert np.abs(probs - np.array(ours)).max() < 1e-4, (probs, ours)
+
+
+def test_pt2_export_runs_without_the_model_class(checkpoints, tmp_path):
+    result = export(checkpoints("tiny_net"), tmp_path / "tiny.pt2", "pt2")
+    assert result.parity.passed and result.path.is_file()
+    loaded = torch.export.load(str(result.path)).module()
+    assert loaded(torch.zeros(3, 1, 32, 32)).shape == (3, 10)  # any batch size
+
+
+def test_an_export_that_disagrees_is_refused_with_the_figures_and_leaves_nothing(checkpoints, tmp_path, monkeypatch):
+    import core.export as exporting
+
+    real = exporting._run_onnx
+    monkeypatch.setattr(exporting, "_run_onnx", lambda *a: real(*a).roll(1, dims=1))  # a wrong class order
+    out = tmp_path / "wrong.onnx"
+    with pytest.raises(ExportError, match=r"does not answer as PyTorch does.*top-1 agreement"):
+        export(checkpoints("tiny_net"), out, "onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parity_ignores_near_ties_and_counts_differences():
+    reference = torch.tensor([[0.5, 0.5, 0.0], [0.9, 0.05, 0.05]])
+    swapped = torch.tensor([[0.49999, 0.50001, 0.0], [0.9, 0.05, 0.05]])
+    parity = compare(reference, swapped, "two images")
+    assert parity.ignored == 1 and parity.agreement == 1.0 and parity.max_difference == pytest.approx(1e-5, abs=1e-6)
+    assert parity.passed
+    assert not compare(reference, torch.tensor([[0.5, 0.5, 0.0], [0.05, 0.9, 0.05]]), "x").passed
+
+
+def test_an_unknown_format_is_a_clear_error(checkpoints, tmp_path):
+    with pytest.raises(ExportError, match="export format is one of state_dict, onnx, pt2"):
+        export(checkpoints("tiny_net"), tmp_path / "x", "tflite")
