@@ -28,9 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="classify images with a checkpoint")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, or folders (every image in them, recursively)")
     add_checkpoint_options(p, run=True)
     p.add_argument("--top-k", dest="top_k", type=int, default=3)
+    p.add_argument("--csv", metavar="OUT", help="also write one row per image to OUT: file, class, confidence, "
+                                                 "each class's probability, error")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -237,9 +239,45 @@ def predictor_from_args(args: argparse.Namespace):
     return predictor
 
 
+def image_files(paths: list[str]) -> list[str]:
+    """The images named: files as given, folders expanded to the files in them that are
+    images by their content (core.data.formats.identify), in name order."""
+    from pathlib import Path
+
+    from core.data.formats import identify
+
+    out: list[str] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
+                                                                               p.relative_to(path).parts))
+            images = [str(p) for p in found if identify(p) is not None]
+            if not images:
+                raise ImoriError(f"{given}: a folder with no image in it")
+            out += images
+        else:
+            out.append(given)
+    return out
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     predictor = predictor_from_args(args)
-    predictions = predictor.predict(args.images, top_k=args.top_k)
+    files = image_files(args.images)
+    predictions = []
+    with tqdm(total=len(files), unit="img", file=sys.stderr, disable=args.json or len(files) < 50) as bar:
+        for start in range(0, len(files), 64):  # batches: memory stays flat for a folder of thousands
+            predictions += predictor.predict(files[start:start + 64], top_k=args.top_k)
+            bar.update(len(files[start:start + 64]))
+    if args.csv:
+        from core.files import atomic_write
+        from core.predict import predictions_csv
+
+        with atomic_write(args.csv, "w", encoding="utf-8") as handle:
+            handle.write(predictions_csv(predictions, predictor.classes))
+        print(f"wrote {len(predictions)} row(s) to {args.csv}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
     else:

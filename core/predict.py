@@ -18,7 +18,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -116,6 +116,23 @@ class Predictor:
                 )
             )
         return out
+
+
+def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
+    """CSV text, one row per prediction (DIGITS' Classify Many): file, class, confidence,
+    each class's probability (in output order), error (for an image that did not read)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "class", "confidence", *classes, "error"])
+    for p in predictions:
+        if p.error:
+            writer.writerow([p.source, "", "", *([""] * len(classes)), p.error])
+        else:
+            writer.writerow([p.source, p.label, f"{p.top[0][1]:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), ""])
+    return out.getvalue()
 
 
 # -- how an image differs from the training images --------------------------------------------

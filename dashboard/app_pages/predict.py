@@ -284,6 +284,17 @@ if predictor is not None:
         ok = sum(1 for p in predictions if not p.error)
         given = min(len(files), uploads.MAX_IMAGES) + (shot is not None)  # refused uploads count too
         st.caption(f"{ok} of {given} image(s) classified in {took * 1000:.0f} ms")
+        if len(predictions) > 1:  # classify many: the table, and every probability as CSV
+            from core.predict import predictions_csv
+
+            st.dataframe(pd.DataFrame([{"file": p.source, "class": p.label if not p.error else "",
+                                        "confidence": p.top[0][1] if not p.error else None, "error": p.error or ""}
+                                       for p in predictions]),
+                         hide_index=True, column_config={"confidence": st.column_config.ProgressColumn(
+                             "confidence", min_value=0.0, max_value=1.0, format="percent")})
+            st.download_button("All predictions (CSV)", predictions_csv(predictions, predictor.classes),
+                               file_name="predictions.csv", mime="text/csv", key="pr_csv", on_click="ignore",
+                               icon=":material/download:")
         show(predictions, entries, top_k)
 
 

@@ -404,3 +404,25 @@ def test_export_to_onnx_says_what_was_checked(trained, tmp_path, capsys):
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.preprocess.json").is_file()
     code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "model.pt2"), "--format", "pt2", "--json")
     assert code == 0 and json.loads(out)["parity"]["passed"], err
+
+
+def test_predict_a_folder_into_a_csv(trained, tmp_path, capsys):
+    import csv
+
+    ckpt = next((trained / "checkpoints").glob("*.pt"))
+    folder = tmp_path / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    digit_png(folder / "a.png")
+    digit_png(folder / "sub" / "b.png")
+    (folder / "notes.txt").write_text("not an image: left out of a folder")
+    out = tmp_path / "answers.csv"
+    code, stdout, err = run(capsys, "predict", str(folder), "--checkpoint", str(ckpt), "--csv", str(out))
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert [r["file"] for r in rows] == [str(folder / "a.png"), str(folder / "sub" / "b.png")]
+    assert all(r["class"] in [str(i) for i in range(10)] and r["error"] == "" for r in rows)
+    assert abs(sum(float(rows[0][str(i)]) for i in range(10)) - 1) < 1e-4
+    assert "a.png" in stdout and "wrote 2 row(s)" in err
+    code, _, err = run(capsys, "predict", str(tmp_path / "answers.csv").replace("answers.csv", "nowhere"),
+                       "--checkpoint", str(ckpt))
+    assert code != 0 and "Traceback" not in err

@@ -61,6 +61,10 @@ def test_several_images_at_once_and_a_corrupt_one_gets_a_message(run_id):
     assert not results[0]["error"] and not results[1]["error"]
     assert any("broken.png was refused: not an image file Pillow can read" in t for t in texts(at.error)), texts(at.error)
     assert any("2 of 3 image(s) classified" in t for t in texts(at.caption))  # the refused one counts
+    # Classify many: a table of the answers, and every probability as CSV.
+    [table] = [d.value for d in at.dataframe if "confidence" in d.value.columns]
+    assert list(table["file"]) == ["a.png", "b.png"] and list(table["class"]) == [r["label"] for r in results]
+    assert any(b.label == "All predictions (CSV)" for b in at.get("download_button"))
 
 
 def test_a_picture_from_the_camera_is_classified(run_id):
