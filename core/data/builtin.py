@@ -128,6 +128,18 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def render_shape(shape: str, rng: np.random.Generator, size: int = SHAPES_SIZE) -> np.ndarray:
     """One ``size x size x 3`` uint8 image of ``shape``, every other property random."""
+    return _render(shape, rng, size)[0]
+
+
+def shape_mask(name: str, split: str, index: int) -> np.ndarray:
+    """Where the shape of image ``index`` of a split of ``shapes``/``shapes2`` is: a
+    ``64 x 64`` bool mask (for checking what a saliency map points at)."""
+    classes = SHAPE_CLASSES[name]
+    rng = np.random.default_rng([_seed_base(name), 0 if split == "train" else 1, index])
+    return _render(classes[index % len(classes)], rng, SHAPES_SIZE)[1] >= 0.5
+
+
+def _render(shape: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     bg, fg = _colours(rng)
     # A noisy background: a smooth random colour field plus per-pixel noise.
     coarse = Image.fromarray(rng.integers(128 - 40, 128 + 41, (4, 4, 3)).astype(np.uint8))
@@ -150,7 +162,7 @@ def render_shape(shape: str, rng: np.random.Generator, size: int = SHAPES_SIZE) 
     image = field + bg.astype(np.float32)
     image += alpha * (fg + shade - bg).astype(np.float32) - alpha * field
     image += (rng.random((size, size, 3), dtype=np.float32) - np.float32(0.5)) * np.float32(40.0)
-    return np.rint(image).clip(0, 255).astype(np.uint8)
+    return np.rint(image).clip(0, 255).astype(np.uint8), alpha[:, :, 0]
 
 
 def _seed_base(name: str) -> int:

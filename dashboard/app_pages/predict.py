@@ -212,6 +212,16 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                 )
             for warning in prediction.warnings:
                 st.warning(warning, icon=":material/warning:")
+            why_key = entry["key"].replace("pr_invert_", "pr_why_")
+            if st.toggle("Why? Show where the model looked (Grad-CAM)", key=why_key):
+                from core.saliency import explain
+
+                given = entry["given"]
+                with st.spinner("Computing the Grad-CAM map…"), fmt.user_errors("No map: "):
+                    saliency = explain(predictor, given, target=label)
+                    st.image(loading.upscale(saliency.overlay, 280), width=280,
+                             caption=f"Grad-CAM for {saliency.target} ({fmt.pct(saliency.probability)}): red where "
+                                     "the model looked hardest")
             if prep.channels == 1 or entry["inverted"] or any("looks inverted" in w for w in prediction.warnings):
                 st.checkbox("Invert this image's colours (dark on light ↔ light on dark) and predict again",
                             key=entry["key"], help="The negative of the image: for a model trained on light strokes on "
@@ -271,7 +281,7 @@ if predictor is not None:
             inverted = bool(st.session_state.get(key, False))
             given = invert_image(picture) if inverted else picture
             inputs.append(given)
-            entries.append({"original": picture, "key": key, "inverted": inverted,
+            entries.append({"original": picture, "key": key, "inverted": inverted, "given": given,
                             "seen": to_picture(predictor.preprocessing, predictor.model_input(given))})
         started = time.perf_counter()
         predictions = loading.predict(predictor, inputs, names)

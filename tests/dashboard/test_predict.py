@@ -45,6 +45,13 @@ def test_an_uploaded_image_gets_probabilities_that_sum_to_one(run_id):
     assert len(at.get("vega_lite_chart")) == 1  # the top-k bars
     # Every class's probability is also listed.
     assert at.dataframe[0].value["probability"].sum() == pytest.approx(1.0, abs=1e-4)
+    # Grad-CAM on demand: off until asked, then the overlay beside the prediction.
+    images = len(at.image)
+    [why] = [t for t in at.toggle if t.label.startswith("Why?")]
+    assert why.value is False
+    why.set_value(True).run()
+    ok(at)
+    assert len(at.image) == images + 1 and f"Grad-CAM for {result['label']}" in str(at.image[-1].proto)
 
 
 def test_several_images_at_once_and_a_corrupt_one_gets_a_message(run_id):
