@@ -46,3 +46,12 @@ def balanced_accuracy(confusion: list[list[int]]) -> float | None:
     """
     recalls = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) > 0]
     return sum(recalls) / len(recalls) if recalls else None
+
+
+def most_confused(confusion: list[list[int]], classes: list[str], min_count: int = 1) -> list[tuple[str, str, int]]:
+    """The off-diagonal cells of ``confusion`` (rows: true class, columns: predicted) with
+    at least ``min_count`` images, as (true, predicted, count), most first: fastai's
+    ``ClassificationInterpretation.most_confused``."""
+    cells = [(classes[i], classes[j], int(n)) for i, row in enumerate(confusion) for j, n in enumerate(row)
+             if i != j and n >= min_count]
+    return sorted(cells, key=lambda cell: (-cell[2], cell[0], cell[1]))

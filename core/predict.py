@@ -312,6 +312,18 @@ class Evaluation:
     # class -> {"precision", "recall", "f1", "support"}: core.metrics.class_metrics
     class_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     balanced_accuracy: float | None = None  # mean recall over the classes present: core.metrics.balanced_accuracy
+    # Every image of the split, in its order: its true and predicted class indices and the
+    # predicted class's probability, so that each cell of the matrix can be opened.
+    truth: list[int] = field(default_factory=list)
+    predicted: list[int] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+
+    def cell(self, true: str, predicted: str) -> list[tuple[int, float]]:
+        """The images of a cell of the matrix, as (index in the split, confidence), the
+        most confident first."""
+        t, p = self.classes.index(true), self.classes.index(predicted)
+        found = [(i, c) for i, (a, b, c) in enumerate(zip(self.truth, self.predicted, self.confidence)) if a == t and b == p]
+        return sorted(found, key=lambda item: -item[1])
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -352,12 +364,16 @@ def evaluate(
     n_cls = len(predictor.classes)
     confusion = torch.zeros(n_cls, n_cls, dtype=torch.long)
     mistakes: list[tuple[float, int, int, int]] = []
+    every: tuple[list[int], list[int], list[float]] = ([], [], [])
     for start in range(0, len(part), batch_size):
         x = predictor.preprocessing.normalize(part.images[start : start + batch_size])
         truth = to_ckpt[part.labels[start : start + batch_size]]
         probs = predictor.probabilities(x)
         conf, pred = probs.max(dim=1)
         confusion += torch.bincount(truth * n_cls + pred, minlength=n_cls * n_cls).view(n_cls, n_cls)
+        every[0].extend(truth.tolist())
+        every[1].extend(pred.tolist())
+        every[2].extend(round(c, 5) for c in conf.tolist())
         wrong = (pred != truth).nonzero().flatten().tolist()
         mistakes.extend((conf[i].item(), start + i, truth[i].item(), pred[i].item()) for i in wrong)
         if progress is not None:
@@ -383,4 +399,7 @@ def evaluate(
         ],
         class_metrics=class_metrics(matrix, list(predictor.classes)),
         balanced_accuracy=balanced_accuracy(matrix),
+        truth=every[0],
+        predicted=every[1],
+        confidence=every[2],
     )

@@ -339,14 +339,16 @@ def heat_map(result: dict[str, Any]):
         x=alt.X("predicted:N", sort=classes, title="predicted"),
         y=alt.Y("true:N", sort=classes, title="true"),
     )
-    cells = base.mark_rect().encode(
+    pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick")
+    cells = base.mark_rect(cursor="pointer").encode(
         color=alt.condition(
             alt.datum.count == 0,
             alt.value("#ffffff"),  # an empty cell is blank, not the scale's palest blue
             alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], range=["#dbe9f6", "#08519c"]), title="share of row"),
         ),
         tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".1%")],
-    )
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.6)),
+    ).add_params(pick)
     chart = cells
     if len(classes) <= 20:
         chart = cells + base.mark_text(fontSize=11).encode(
@@ -425,14 +427,73 @@ def show_evaluation(eval_id: int) -> None:
     d.metric("Weakest class", f"{worst[0]}: {fmt.pct(worst[1])}" if worst else "—")
     matrix, classes = st.columns([3, 2])
     with matrix:
-        st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
-        st.altair_chart(heat_map(result))
+        st.markdown("**Confusion matrix** (rows: true class, columns: predicted; click a cell to see its images)")
+        event = st.altair_chart(heat_map(result), on_select="rerun", key=f"pr_cm_{row.id}")
+        clicked = ((event or {}).get("selection") or {}).get("cell") or []
     with classes:
         st.markdown("**Per-class accuracy** (red: below the overall accuracy)")
         st.altair_chart(per_class_bars(result), width="stretch")
     st.markdown("**Per-class precision, recall and F1** (a class never predicted has precision 0)")
     charts.class_metrics_table(result_class_metrics(result), key="pr_class_metrics")
+    cell_view(row, result, clicked[0] if clicked else None)
     gallery(row, result)
+
+
+def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) -> None:
+    """The most-confused pairs, and the images of one cell of the matrix (the one clicked,
+    or picked here), the most confident first, with where the model looked on demand."""
+    from core.metrics import most_confused
+
+    classes = [str(c) for c in result["classes"]]
+    pairs = most_confused(result["confusion"], classes)
+    if pairs:
+        st.markdown("**Most confused** (true → predicted: images)  \n" + " · ".join(
+            f"{t} → {p}: {n}" for t, p, n in pairs[:10]))
+    counts = {(classes[i], classes[j]): n for i, r in enumerate(result["confusion"]) for j, n in enumerate(r) if n}
+    options = [f"{t} → {p}" for t, p, _ in pairs] + [f"{c} → {c}" for c in classes if counts.get((c, c))]
+    key = f"pr_cell_{row.id}"
+    if clicked and clicked.get("true") is not None:
+        wanted = f"{clicked['true']} → {clicked['predicted']}"
+        if wanted in options and st.session_state.get(f"{key}_clicked") != wanted:
+            st.session_state[key] = wanted  # a click on the matrix opens that cell
+            st.session_state[f"{key}_clicked"] = wanted
+    chosen = st.selectbox("Open a cell of the matrix", [None, *options], key=key,
+                          format_func=lambda o: "—" if o is None else f"{o} ({counts[tuple(o.split(' → '))]:,} images)")
+    if chosen is None:
+        return
+    if not result.get("truth"):
+        st.caption("This evaluation was recorded before cells could be opened: evaluate again to see its images.")
+        return
+    true, predicted = chosen.split(" → ")
+    from core.predict import Evaluation
+
+    members = Evaluation(**{k: v for k, v in result.items() if k in Evaluation.__dataclass_fields__}).cell(true, predicted)
+    try:
+        import json
+
+        ev_predictor = loading.cached_predictor(row.checkpoint, **(row.bare or {}))
+        prep = ev_predictor.preprocessing
+        images = split_images(row.dataset, json.dumps(prep.to_dict(), sort_keys=True),
+                              int(ev_predictor.checkpoint.config.get("seed", 0)), row.split)
+    except ImoriError as err:
+        st.caption(f"The images cannot be shown: {err}")
+        return
+    shown = members[:24]
+    st.markdown(f"**{true} → {predicted}**: {len(members):,} image(s), the most confident first"
+                + (f" ({len(shown)} shown)" if len(members) > len(shown) else ""))
+    saliency = st.toggle("With where the model looked (Grad-CAM)", key=f"{key}_cam")
+    pictures, captions = [], []
+    for index, confidence in shown:
+        picture = loading.tensor_to_image(images[index], prep.channel_order, 96)
+        if saliency:
+            from core.saliency import explain
+
+            with fmt.user_errors("No map: "):
+                raw = loading.tensor_to_image(images[index], prep.channel_order, None)
+                picture = loading.upscale(explain(ev_predictor, raw, target=predicted).overlay, 96)
+        pictures.append(picture)
+        captions.append(f"#{index} · {fmt.pct(confidence, 0)}")
+    st.image(pictures, caption=captions, width=96)
 
 
 if checkpoint and predictor is not None:  # a checkpoint that does not load cannot be evaluated either

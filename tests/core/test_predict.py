@@ -202,3 +202,11 @@ def test_metrics_agree_with_scikit_learn():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true": class d
         assert balanced_accuracy(HAND) == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+
+
+def test_most_confused_lists_the_off_diagonal_cells_most_first():
+    from core.metrics import most_confused
+
+    confusion = [[5, 2, 0], [4, 6, 1], [0, 2, 9]]
+    assert most_confused(confusion, ["a", "b", "c"]) == [("b", "a", 4), ("a", "b", 2), ("c", "b", 2), ("b", "c", 1)]
+    assert most_confused(confusion, ["a", "b", "c"], min_count=3) == [("b", "a", 4)]

@@ -200,6 +200,25 @@ def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
         m = mistakes[0]
         assert shown[0].startswith(f"true **{m['true']}** → **{m['predicted']}**")
         assert len(at.image) >= len(shown)
+    # A cell of the matrix opens its images, the most confident first; the most confused pairs are listed.
+    from core.metrics import most_confused
+
+    pairs = most_confused(result["confusion"], [str(c) for c in result["classes"]])
+    cell = at.selectbox(key=f"pr_cell_{eval_id}")
+    assert cell.options[0] == "—" and len(cell.options) > 1
+    if pairs:
+        true, predicted, count = pairs[0]
+        assert any(f"{true} → {predicted}: {count}" in t for t in texts(at.markdown))
+    else:
+        true = predicted = str(result["classes"][0])
+        count = result["confusion"][0][0]
+    cell.set_value(f"{true} → {predicted}").run()
+    ok(at)
+    assert any(t.startswith(f"**{true} → {predicted}**: {count:,} image(s)") for t in texts(at.markdown))
+    images = len(at.image)
+    at.toggle(key=f"pr_cell_{eval_id}_cam").set_value(True).run()
+    ok(at)
+    assert len(at.image) == images  # the same images, with their Grad-CAM maps
 
 
 @pytest.mark.slow
