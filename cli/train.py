@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 
+    p = sub.add_parser("calibrate", help="fit a checkpoint's temperature on its validation split (honest confidence)")
+    p.add_argument("checkpoint")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a checkpoint on a dataset")
     add_checkpoint_options(p)
     p.add_argument("--dataset", required=True)
@@ -325,6 +330,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.calibration import calibrate
+    from core.records import store
+
+    path = Path(args.checkpoint).expanduser().resolve()
+    result = calibrate(str(path))
+    recorded = store.set_calibration(str(path), result.to_dict())
+    if args.json:
+        print(json.dumps({**result.to_dict(), "recorded": recorded}, indent=2))
+        return 0
+    print(f"{path.name}: {result.describe()}")
+    print("reliability (test split): confidence bin, images, accuracy before -> after")
+    for before, after in zip(result.reliability_before, result.reliability_after):
+        if before["count"] or after["count"]:
+            acc = lambda b: "  -  " if b["accuracy"] is None else f"{100 * b['accuracy']:5.1f} %"  # noqa: E731
+            print(f"  {100 * before['lower']:3.0f}-{100 * before['upper']:3.0f} %  {before['count']:>5} -> "
+                  f"{after['count']:>5}   {acc(before)} -> {acc(after)}")
+    print("recorded: Predict, imori predict and imori export use it" if recorded else
+          "not recorded: no run in these records wrote this file, so nothing will use it (calibrate a run's checkpoint)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -369,7 +398,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     say = None if args.json else (lambda text: print(text + "...", file=sys.stderr, flush=True))
-    result = export(ckpt, args.output, args.format, progress=say)
+    result = export(args.checkpoint, args.output, args.format, progress=say)  # the path: its record's temperature too
     if args.json:
         print(json.dumps({"path": str(result.path), "preprocess": str(result.sidecar), "format": result.format,
                           "parity": result.parity.to_dict() if result.parity else None}, indent=2))

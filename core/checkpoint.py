@@ -187,6 +187,7 @@ def preprocess_description(ckpt: Checkpoint) -> dict[str, Any]:
         "std": list(prep.get("std", [1.0])),
         "layout": "N x C x H x W, float32",
         "output": get_spec(ckpt.model_name).output,
+        "temperature": 1.0,  # softmax(scores / temperature); imori calibrate fits one on the validation split
     }
 
 

@@ -123,9 +123,14 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     if fmt not in FORMATS:
         raise ExportError(f"export format is one of {', '.join(FORMATS)}, not {fmt!r}")
     ckpt = checkpoint if hasattr(checkpoint, "state_dict") else load_checkpoint(checkpoint)
+    from core.predict import _recorded
+
+    calibration = None if hasattr(checkpoint, "state_dict") else _recorded(checkpoint)
     out = Path(out)
     if fmt == "state_dict":
         path = export_state_dict(ckpt, out)
+        if calibration:
+            _add_temperature(preprocess_path(path), calibration)
         return ExportResult(path, preprocess_path(path), fmt, None)
     from core.models import get_spec
 
@@ -166,7 +171,23 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
         description.update(input_name="image", output_name="scores", batch="dynamic")
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
+    if calibration:
+        _add_temperature(sidecar, calibration)
     return ExportResult(out, sidecar, fmt, parity)
+
+
+def _add_temperature(sidecar: Path, calibration: dict[str, Any]) -> None:
+    """Say in the sidecar how imori turns the scores into calibrated probabilities:
+    ``softmax(scores / temperature)`` (core.calibration)."""
+    from core.files import atomic_write
+
+    description = json.loads(sidecar.read_text(encoding="utf-8"))
+    description["temperature"] = calibration["temperature"]
+    description["probabilities"] = "softmax(scores / temperature): calibrated on the validation split"
+    description["calibration"] = {k: calibration.get(k) for k in ("ece_val_before", "ece_val_after", "ece_test_before",
+                                                                   "ece_test_after", "bins")}
+    with atomic_write(sidecar, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(description, indent=2) + "\n")
 
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

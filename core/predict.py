@@ -56,9 +56,15 @@ class Prediction:
 class Predictor:
     """A checkpoint's model, ready to classify images."""
 
-    def __init__(self, checkpoint: Checkpoint | str | Path, *, device: str = "cpu", **bare: Any) -> None:
-        """``bare``: ``model=``, ``classes=``, ``options=`` for a tutorial's bare state_dict."""
+    def __init__(self, checkpoint: Checkpoint | str | Path, *, device: str = "cpu", temperature: float | None = None,
+                 **bare: Any) -> None:
+        """``bare``: ``model=``, ``classes=``, ``options=`` for a tutorial's bare state_dict.
+        ``temperature`` divides the model's scores before the softmax (``core.calibration``);
+        by default the one recorded for this checkpoint's file, else 1 (as trained)."""
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, **bare)
+        self.calibration = None if temperature is not None or isinstance(checkpoint, Checkpoint) else _recorded(checkpoint)
+        self.temperature = float(temperature if temperature is not None else
+                                 (self.calibration or {}).get("temperature", 1.0))
         from core.models import get_spec
 
         self.device = torch.device(device)
@@ -70,9 +76,9 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised ``N x C x H x W`` floats -> ``N x classes`` probabilities."""
-        out = self.model(batch.to(self.device)).float()
-        probs = out.exp() if self.output == "log_probs" else out.softmax(dim=1)
-        return probs.cpu()
+        from core.calibration import to_probabilities
+
+        return to_probabilities(self.model(batch.to(self.device)), self.output, self.temperature).cpu()
 
     def model_input(self, image: Any) -> torch.Tensor:
         """A decoded Pillow image as the model receives it: normalised ``1 x C x H x W``."""
@@ -133,6 +139,17 @@ def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -
         else:
             writer.writerow([p.source, p.label, f"{p.top[0][1]:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), ""])
     return out.getvalue()
+
+
+def _recorded(path: str | Path) -> dict[str, Any] | None:
+    """The calibration the records hold for the checkpoint at ``path``, if any (none when
+    the records cannot be read: predicting never needs them)."""
+    try:
+        from core.records import queries
+
+        return queries.calibration_of(str(Path(path).expanduser().resolve()))
+    except Exception:  # noqa: BLE001 - no database, another schema: predict as trained
+        return None
 
 
 # -- how an image differs from the training images --------------------------------------------

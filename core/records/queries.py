@@ -599,6 +599,15 @@ def best_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointR
     return rows[0] if rows else None
 
 
+def calibration_of(path: str | Path, *, engine: Engine | None = None) -> dict[str, Any] | None:
+    """The calibration recorded for the checkpoint at ``path`` (``core.calibration``), or
+    None (never fitted, or a file no run recorded)."""
+    with _engine(engine).connect() as conn:
+        row = conn.execute(select(SqlCheckpoint.calibration).where(SqlCheckpoint.path == str(path))
+                           .order_by(SqlCheckpoint.id.desc()).limit(1)).first()
+    return row[0] if row and row[0] else None
+
+
 def latest_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointRow | None:
     """The newest periodic checkpoint (what a resumed run continues from)."""
     rows = _checkpoints(run_id, engine, SqlCheckpoint.is_best.is_(False), order=(SqlCheckpoint.step.desc(),), limit=1)

@@ -233,6 +233,9 @@ class SqlCheckpoint(Base):
     metrics: Mapped[dict[str, Any]]
     is_best: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # core.calibration.Calibration.to_dict(), once fitted; cleared when the file is rewritten
+    # (best.pt), since it belongs to the weights it was fitted on.
+    calibration: Mapped[Optional[dict[str, Any]]]
 
 
 class SqlDataset(Base):

@@ -344,6 +344,7 @@ def log_batch(
                         "metrics": {k: json_safe(v) for k, v in c.metrics.items()},
                         "is_best": bool(c.is_best),
                         "created_at": now,
+                        "calibration": None,  # new weights: any earlier temperature was not fitted on them
                     }
                     for c in checkpoints
                 ],
@@ -550,6 +551,18 @@ def forget_dataset(name: str, *, engine: Engine | None = None) -> bool:
         return conn.execute(delete(SqlDataset).where(SqlDataset.name == name)).rowcount > 0
 
 
+# -- calibration -----------------------------------------------------------------------------
+
+
+def set_calibration(path: str, calibration: Mapping[str, Any] | None, *, engine: Engine | None = None) -> bool:
+    """Record a checkpoint's calibration (``core.calibration``) by its file's path; False
+    when no run recorded that checkpoint (a file of the user's own)."""
+    with write_transaction(_engine(engine)) as conn:
+        done = conn.execute(update(SqlCheckpoint).where(SqlCheckpoint.path == str(path))
+                            .values(calibration=json_safe(dict(calibration)) if calibration is not None else None))
+        return done.rowcount > 0
+
+
 # -- health checks ---------------------------------------------------------------------------
 
 
@@ -597,6 +610,7 @@ __all__ = [
     "RunFlags",
     "add_log",
     "claim_health_check",
+    "set_calibration",
     "claim_run",
     "create_health_check",
     "create_run",

@@ -1,0 +1,162 @@
+"""Honest confidence: how far a model's probabilities are from its accuracy, and
+temperature scaling to bring them together (Guo et al., "On Calibration of Modern
+Neural Networks", ICML 2017).
+
+- ``expected_calibration_error``: the images binned by their top probability into 15
+  equal-width bins; the weighted mean gap between each bin's accuracy and its mean
+  confidence (Guo et al.'s ECE). ``reliability`` gives the bins themselves (the
+  reliability diagram).
+- ``fit_temperature``: the one scalar ``T`` that minimises the negative log-likelihood of
+  ``softmax(logits / T)`` on held-out images (the validation split: never the test split,
+  which only reports), by L-BFGS on ``log T``, as Guo et al.'s reference code does. It
+  changes no prediction (the order of the classes is kept), only how sure they read.
+- ``calibrate(checkpoint)`` fits it on the checkpoint's own validation split (the run's
+  seeded hold-out, drawn exactly as training drew it) and measures ECE before and after
+  on the validation and test splits. The result is stored in the checkpoint's record
+  (``checkpoints.calibration``), never in the file, and used by Predict, ``imori
+  predict`` and every export's ``preprocess.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+BINS = 15
+
+
+def _top(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    confidence, predicted = probs.max(dim=1)
+    return confidence, (predicted == labels).float()
+
+
+def reliability(probs: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> list[dict[str, float]]:
+    """The reliability diagram's bins: for each of ``bins`` equal-width confidence bins
+    over (0, 1], its ``lower``/``upper`` edges, ``count``, mean ``confidence`` and
+    ``accuracy`` (None when empty). ``probs``: ``N x classes``; ``labels``: ``N``."""
+    confidence, correct = _top(probs, labels)
+    out = []
+    for b in range(bins):
+        lower, upper = b / bins, (b + 1) / bins
+        inside = (confidence > lower) & (confidence <= upper)
+        n = int(inside.sum())
+        out.append({"lower": lower, "upper": upper, "count": n,
+                    "confidence": float(confidence[inside].mean()) if n else None,
+                    "accuracy": float(correct[inside].mean()) if n else None})
+    return out
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> float:
+    """Guo et al.'s ECE over ``bins`` equal-width bins, in [0, 1]."""
+    total = len(labels)
+    if total == 0:
+        return 0.0
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"])
+                     for b in reliability(probs, labels, bins) if b["count"]))
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature ``T > 0`` minimising the NLL of ``softmax(logits / T)`` (L-BFGS
+    on ``log T``, from ``T = 1``); 1.0 for no images."""
+    if len(labels) == 0:
+        return 1.0
+    logits, labels = logits.detach().float(), labels.detach().long()
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+@dataclass
+class Calibration:
+    """A checkpoint's temperature and how calibrated it is before and after, on the
+    validation split it was fitted on and on the test split (which did not choose it)."""
+
+    temperature: float
+    val_images: int
+    test_images: int
+    ece_val_before: float
+    ece_val_after: float
+    ece_test_before: float | None
+    ece_test_after: float | None
+    reliability_before: list[dict[str, Any]] = field(default_factory=list)  # on the test split (else validation)
+    reliability_after: list[dict[str, Any]] = field(default_factory=list)
+    bins: int = BINS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        test = ""
+        if self.ece_test_before is not None:
+            test = (f"; on the test split ({self.test_images} images) ECE {100 * self.ece_test_before:.1f} % -> "
+                    f"{100 * self.ece_test_after:.1f} %")
+        return (f"temperature {self.temperature:.3f}, fitted on {self.val_images} validation images: "
+                f"ECE {100 * self.ece_val_before:.1f} % -> {100 * self.ece_val_after:.1f} %{test} "
+                f"({self.bins} bins, Guo et al. 2017)")
+
+
+def to_probabilities(scores: torch.Tensor, output: str, temperature: float = 1.0) -> torch.Tensor:
+    """A model's outputs (logits, or log-probabilities for ``output == "log_probs"``) as
+    probabilities at ``temperature``: ``softmax(scores / T)`` (log-probabilities are
+    logits up to a constant, so the same formula holds)."""
+    scores = scores.float()
+    if temperature == 1.0:
+        return scores.exp() if output == "log_probs" else scores.softmax(dim=1)
+    return (scores / temperature).softmax(dim=1)
+
+
+def calibrate(checkpoint: Any) -> Calibration:
+    """Fit the temperature of ``checkpoint`` (a path or a ``core.predict.Predictor``) on its
+    run's validation split, as training drew it (the run's dataset, seed and validation
+    fraction). Raises ImoriError when the checkpoint has no run configuration or its
+    dataset is not on this machine."""
+    from core.config import RunConfig
+    from core.data import load_dataset, stratified_split
+    from core.errors import ConfigError
+    from core.predict import Predictor
+
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint)
+    raw = predictor.checkpoint.config or {}
+    if not raw.get("dataset"):
+        raise ConfigError("this checkpoint records no training run (a bare state_dict?): it has no validation "
+                          "split to fit a temperature on")
+    config = RunConfig.from_dict(raw)
+    data = load_dataset(config.dataset, predictor.preprocessing, data_root=config.data_root, seed=config.seed)
+    _, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
+    to_ckpt = torch.tensor([predictor.classes.index(c) for c in data.classes])
+
+    def scores(images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat([predictor.model(predictor.preprocessing.normalize(b).to(predictor.device)).float().cpu()
+                              for b in images.split(256)]) if len(images) else torch.zeros(0, len(predictor.classes))
+
+    val_scores, val_labels = scores(data.train.images[held]), to_ckpt[data.train.labels[held]]
+    if len(val_labels) == 0:
+        raise ConfigError("this run held out no validation images (validation fraction 0): no temperature to fit")
+    output = predictor.output
+    temperature = fit_temperature(to_probabilities(val_scores, output).clamp_min(1e-12).log(), val_labels)
+    test_scores, test_labels = scores(data.test.images), to_ckpt[data.test.labels] if len(data.test) else torch.zeros(0, dtype=torch.long)
+
+    def ece(s: torch.Tensor, y: torch.Tensor, t: float) -> float:
+        return expected_calibration_error(to_probabilities(s, output, t), y)
+
+    shown_scores, shown_labels = (test_scores, test_labels) if len(test_labels) else (val_scores, val_labels)
+    return Calibration(
+        temperature=temperature, val_images=len(val_labels), test_images=len(test_labels),
+        ece_val_before=ece(val_scores, val_labels, 1.0), ece_val_after=ece(val_scores, val_labels, temperature),
+        ece_test_before=ece(test_scores, test_labels, 1.0) if len(test_labels) else None,
+        ece_test_after=ece(test_scores, test_labels, temperature) if len(test_labels) else None,
+        reliability_before=reliability(to_probabilities(shown_scores, output), shown_labels),
+        reliability_after=reliability(to_probabilities(shown_scores, output, temperature), shown_labels),
+    )
