@@ -184,7 +184,7 @@ def describe(image: Any) -> str:
     return f"{width}x{height}, {bands} channel{'s' if bands != 1 else ''} ({image.mode})"
 
 
-def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: int) -> None:
+def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: int, not_sure: float = 0.0) -> None:
     """Each image: as uploaded, as the model receives it, its warnings, the invert option
     and its probabilities. ``entries``: one per prediction (None for an unreadable image)."""
     prep = predictor.preprocessing
@@ -202,7 +202,11 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
             model_view.image(loading.tensor_to_image(entry["seen"], prep.channel_order, 140), width=140,
                              caption=f"what the model sees: {seen}" + (", inverted" if entry["inverted"] else ""))
             label, probability = prediction.top[0]
-            chart.markdown(f"Predicted class: **{label}** ({fmt.pct(probability)})")
+            if probability < not_sure:
+                chart.markdown(f"Predicted class: **not sure** (the likeliest, {label}, is {fmt.pct(probability)}: "
+                               f"below {fmt.pct(not_sure, 0)})")
+            else:
+                chart.markdown(f"Predicted class: **{label}** ({fmt.pct(probability)})")
             chart.altair_chart(charts.bars(prediction.top[:top_k]), width="stretch")
             with chart.expander("Every class's probability"):
                 st.dataframe(
@@ -241,8 +245,16 @@ if predictor is not None:
         shot = None
         if st.toggle("Use the camera", key="pr_camera_on"):
             shot = st.camera_input("Take a picture", key="pr_camera")
-    k_col, _ = st.columns([1, 3])
+    k_col, sure_col, note_col = st.columns([1, 1, 2], vertical_alignment="center")
     top_k = k_col.slider("Top k", 1, max(2, min(10, len(predictor.classes))), min(5, len(predictor.classes)), key="pr_topk")
+    not_sure = sure_col.slider("Answer \"not sure\" below", 0.0, 0.99, 0.0, 0.01, key="pr_not_sure", format="%.2f",
+                               help="When the top probability is below this, the answer is \"not sure\" "
+                                    "(0: always answer)")
+    if predictor.temperature != 1.0:
+        note_col.caption(f"Probabilities are calibrated: temperature {predictor.temperature:.2f}, fitted on the "
+                         "validation split (`imori calibrate`).")
+    else:
+        note_col.caption("Probabilities as trained (not calibrated: `imori calibrate CHECKPOINT` fits a temperature).")
 
     named: list[tuple[str, bytes]] = []
     if len(files) > uploads.MAX_IMAGES:
@@ -305,7 +317,7 @@ if predictor is not None:
             st.download_button("All predictions (CSV)", predictions_csv(predictions, predictor.classes),
                                file_name="predictions.csv", mime="text/csv", key="pr_csv", on_click="ignore",
                                icon=":material/download:")
-        show(predictions, entries, top_k)
+        show(predictions, entries, top_k, not_sure)
 
 
 # -- evaluation on a worker -------------------------------------------------------------------

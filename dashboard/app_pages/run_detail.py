@@ -221,6 +221,31 @@ with log_tab:
     else:
         st.caption("Nothing logged yet: the log starts when a worker starts the run."
                    if run.status in live.ACTIVE else "This run logged nothing (it never started).")
+def calibration_view(row, calibration: dict) -> None:
+    """A calibrated checkpoint's reliability diagram, before and after temperature scaling."""
+    import altair as alt
+
+    points = [{"when": when, "confidence": b["confidence"], "accuracy": b["accuracy"], "images": b["count"]}
+              for when, bins in (("as trained", calibration["reliability_before"]),
+                                 (f"T = {calibration['temperature']:.2f}", calibration["reliability_after"]))
+              for b in bins if b["count"]]
+    with st.container(border=True):
+        test = calibration.get("ece_test_before")
+        st.markdown(f"**Calibration of {fmt.checkpoint_label(row)}**: temperature {calibration['temperature']:.3f}; "
+                    f"expected calibration error on the {'test' if test is not None else 'validation'} split "
+                    f"{fmt.pct(test if test is not None else calibration['ece_val_before'])} → "
+                    f"{fmt.pct(calibration['ece_test_after'] if test is not None else calibration['ece_val_after'])} "
+                    f"({calibration.get('bins', 15)} bins)")
+        frame = pd.DataFrame(points)
+        diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="#999").encode(
+            x="x:Q", y="y:Q")
+        dots = alt.Chart(frame).mark_line(point=True).encode(
+            x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), title="confidence (mean of the bin)"),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
+            color=alt.Color("when:N", title=None), tooltip=["when", "confidence", "accuracy", "images"])
+        st.altair_chart((diagonal + dots).properties(height=260), width="stretch")
+
+
 def export_view(exportable: dict[str, str]) -> None:
     """ONNX and torch.export's .pt2, each checked against PyTorch on the run's test split
     before it is offered (core.export), as a ZIP with its preprocess.json."""
@@ -268,6 +293,13 @@ with ckpt_tab:
                                      mime="application/octet-stream", key=f"dl_bare_{row.path}", on_click="ignore",
                                      icon=":material/download:",
                                      help="model.load_state_dict(torch.load(...)) in the tutorial's own script")
+    calibrated = [(r, queries.calibration_of(r.path)) for r in rows]
+    calibrated = [(r, c) for r, c in calibrated if c]
+    for row, calibration in calibrated[:2]:
+        calibration_view(row, calibration)
+    if rows and not calibrated:
+        st.caption("Its probabilities are as trained: `imori calibrate CHECKPOINT` fits a temperature on the validation "
+                   "split, and then Predict, `imori predict` and every export use it.")
     exportable = {r.path: fmt.checkpoint_label(r) for r in rows if loading.under_home(r.path) is not None}
     if exportable:
         export_view(exportable)

@@ -45,6 +45,17 @@ def test_an_uploaded_image_gets_probabilities_that_sum_to_one(run_id):
     assert len(at.get("vega_lite_chart")) == 1  # the top-k bars
     # Every class's probability is also listed.
     assert at.dataframe[0].value["probability"].sum() == pytest.approx(1.0, abs=1e-4)
+    # Below the threshold the answer is "not sure".
+    assert any("not calibrated" in t for t in texts(at.caption))
+    at.slider(key="pr_not_sure").set_value(0.99).run()
+    ok(at)
+    top = max(result["probabilities"].values())
+    answers = [t for t in texts(at.markdown) if t.startswith("Predicted class:")]
+    if top < 0.99:
+        assert answers[0].startswith("Predicted class: **not sure**"), answers
+    else:  # surer than the highest threshold: answered
+        assert answers[0].startswith(f"Predicted class: **{result['label']}**"), answers
+    at.slider(key="pr_not_sure").set_value(0.0).run()
     # Grad-CAM on demand: off until asked, then the overlay beside the prediction.
     images = len(at.image)
     [why] = [t for t in at.toggle if t.label.startswith("Why?")]

@@ -46,6 +46,16 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home):
     # The Log tab tells the run's story: its start, each evaluation, its end.
     log = "\n".join(texts(at.code))
     assert "training on cpu:" in log and "epoch 1 val (" in log and "succeeded at step 30 (epoch 2)" in log, log
+    # Calibrated, a checkpoint shows its reliability diagram, before and after.
+    assert any("imori calibrate CHECKPOINT" in t for t in texts(at.caption))
+    from core.calibration import calibrate
+    from core.records import store
+
+    best = [r for r in queries.checkpoints(run_id) if r.is_best][0]
+    store.set_calibration(best.path, calibrate(best.path).to_dict())
+    at.run()
+    ok(at)
+    assert any(t.startswith("**Calibration of") and "expected calibration error" in t for t in texts(at.markdown))
     # An ONNX export, checked against PyTorch on the test split, offered as a ZIP with its sidecar.
     at.selectbox(key="rd_export_format").set_value("onnx")
     at.button(key="rd_export").click().run()
