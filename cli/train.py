@@ -27,6 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "for it (or give --threads N to train beside it)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("lr-find", help="the learning-rate range test (fastai's lr_find): which learning rate to train at")
+    add_run_options(p)
+    p.add_argument("--start-lr", dest="start_lr", type=float, default=1e-7)
+    p.add_argument("--end-lr", dest="end_lr", type=float, default=10.0)
+    p.add_argument("--num-it", dest="num_it", type=int, default=100, help="steps of the test")
+    p.add_argument("--plot", metavar="PNG", help="also draw the loss against the learning rate into PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lr_find)
+
     p = sub.add_parser("predict", help="classify images with a checkpoint")
     p.add_argument("images", nargs="+", help="image files, or folders (every image in them, recursively)")
     add_checkpoint_options(p, run=True)
@@ -304,6 +313,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for warning in p.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     return 1 if any(p.error for p in predictions) else 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.lr_find import lr_find
+
+    config = build_config(args)
+    if args.num_it < 10:
+        raise ImoriError(f"--num-it must be at least 10, not {args.num_it}")
+    if not 0 < args.start_lr < args.end_lr:
+        raise ImoriError(f"the learning rates must rise from above 0: --start-lr {args.start_lr} --end-lr {args.end_lr}")
+    with tqdm(total=args.num_it, unit="step", file=sys.stderr, disable=args.json) as bar:
+        def progress(step: int, total: int, lr: float, loss: float) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(lr=f"{lr:.2g}", loss=f"{loss:.3f}")
+
+        result = lr_find(config, start_lr=args.start_lr, end_lr=args.end_lr, num_it=args.num_it, progress=progress)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(6, 4))
+        axis.plot(result.lrs, result.losses)
+        axis.set_xscale("log")
+        axis.set_xlabel("learning rate")
+        axis.set_ylabel("loss (smoothed)")
+        axis.plot([result.suggestion], [result.suggestion_loss], "o", color="red", label=f"valley: {result.suggestion:.2g}")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(args.plot, dpi=100)
+        plt.close(figure)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"suggested learning rate: {result.suggestion:.3g} (fastai's valley; loss {result.suggestion_loss:.3f} there)")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"train with it: imori train ... --lr {result.suggestion:.3g}" + (f"; the plot: {args.plot}" if args.plot else ""))
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -227,6 +227,15 @@ class RunConfig:
         help="train a fixed number of optimizer steps instead of epochs",
     )
     seed: int = setting(0, section="length", label="Seed", minimum=0, step=1, help="seeds the split, the weights and the batch order")
+    patience: int | None = setting(
+        None, section="length", label="Stop early after", minimum=1, step=1, unit="epochs", placeholder="never",
+        help="early stopping: end the run when the validation loss has not improved for this many epochs "
+        "(Keras' EarlyStopping(patience=N)); the best checkpoint stays best.pt",
+    )
+    max_minutes: float | None = setting(
+        None, section="length", label="Time budget", minimum=0.1, step=1.0, unit="minutes", placeholder="none",
+        help="a time budget: stop cleanly, with a checkpoint, after this many minutes of training",
+    )
     device: str = setting(
         "auto", section="length", label="Device", choices=DEVICES,
         help="auto: a GPU worker if one is alive, else a CPU worker; cuda waits for a GPU worker",
@@ -453,6 +462,12 @@ class RunConfig:
             ):
                 if flag:
                     p.append(f"{label} apply to models with pretrained weights (resnet18, efficientnet_lite0, ...), not {self.model}")
+        if self.patience is not None and not whole(self.patience, 1):
+            p.append(f"patience must be a whole number of epochs >= 1 (or unset: never stop early), not {self.patience}")
+        elif self.patience is not None and self.val_fraction == 0:
+            p.append("patience watches the validation loss, and this run holds out no validation images")
+        if self.max_minutes is not None and (not finite(self.max_minutes) or self.max_minutes <= 0):
+            p.append(f"max_minutes must be a positive number of minutes (or unset: no budget), not {self.max_minutes}")
         if not whole(self.freeze_epochs, 0):
             p.append(f"freeze_epochs must be a whole number >= 0, not {self.freeze_epochs}")
         elif self.freeze_epochs and self.freeze_backbone:

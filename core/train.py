@@ -535,7 +535,26 @@ class Trainer:
         self.last_val, self.last_test = val, test
         metrics = {f"val_{k}": v for k, v in val.items() if k not in ("count", "per_class")}
         metrics.update({f"test_{k}": v for k, v in test.items() if k not in ("count", "per_class")})
+        self.last_metrics = metrics
         self.checkpointer.after_epoch(epoch, val, metrics, finished=self.step >= self.total_steps)
+
+    def stop_early(self, epoch: int) -> str | None:
+        """Why the run should end after this evaluation though steps remain (None: go on):
+        the validation loss stalled for ``patience`` epochs (Keras' EarlyStopping)."""
+        patience, loss = self.config.patience, (self.last_val or {}).get("loss")
+        if not patience or loss is None:
+            return None
+        if self.best_val_loss is None or loss < self.best_val_loss:
+            self.best_val_loss, self.stalled_epochs = loss, 0
+            return None
+        self.stalled_epochs += 1
+        if self.stalled_epochs >= patience:
+            return (f"stopped early after epoch {epoch}: the validation loss has not improved for {patience} epoch(s) "
+                    f"(best {self.best_val_loss:.4f})")
+        return None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -573,6 +592,8 @@ class Trainer:
             self.checkpointer.after_step(stopping=stop, finished=self.step >= self.total_steps)
             if stop:
                 return False
+            if self.out_of_time():  # the time budget: end here, evaluated and checkpointed by fit()
+                break
         self.buffer.flush()
         return True
 
@@ -594,6 +615,8 @@ class Trainer:
             )
         )
         started, start_step = time.monotonic(), self.step
+        self.deadline = started + 60 * self.config.max_minutes if self.config.max_minutes else None
+        self.best_val_loss, self.stalled_epochs, self.last_metrics = None, 0, {}
         status = SUCCEEDED
         try:
             for epoch in range(self.next_epoch, self.epochs + 1):
@@ -602,10 +625,18 @@ class Trainer:
                     break
                 if self.next_batch >= self.steps_per_epoch:
                     self.next_epoch, self.next_batch = epoch + 1, 0
-                # A run of fixed iterations may end mid-epoch: evaluate it there too, and
-                # keep its position so that continuing it resumes exactly there.
-                if self.next_batch == 0 or self.step >= self.total_steps:
+                timed_out = self.out_of_time() and self.step < self.total_steps
+                # A run of fixed iterations (or out of time) may end mid-epoch: evaluate it
+                # there too, and keep its position so that continuing it resumes exactly there.
+                if self.next_batch == 0 or self.step >= self.total_steps or timed_out:
                     self.evaluate_epoch(epoch)
+                why = (f"the time budget of {self.config.max_minutes:g} minute(s) is spent: stopped at step "
+                       f"{self.step} of {self.total_steps}" if timed_out else
+                       self.stop_early(epoch) if self.next_batch == 0 and self.step < self.total_steps else None)
+                if why:
+                    self.recorder.on_log(why)
+                    self.checkpointer.save(self.last_metrics)  # where it stopped: continue_run resumes from it
+                    break
                 if self.step >= self.total_steps:
                     break
         except BaseException as err:

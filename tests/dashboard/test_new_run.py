@@ -166,19 +166,19 @@ def test_a_new_setting_appears_in_the_form_without_other_edits(broker, monkeypat
     from core.config import RunConfig, setting
 
     @dataclasses.dataclass
-    class WithPatience(RunConfig):
-        patience: int = setting(0, section="optimisation", label="Patience", minimum=0, step=1,
-                                help="stop after this many epochs without a better validation score")
+    class WithWarmup(RunConfig):
+        warmup_epochs: int = setting(0, section="optimisation", label="Warm-up epochs", minimum=0, step=1,
+                                     help="raise the learning rate from zero over this many epochs")
 
-    monkeypatch.setattr(run_config, "RunConfig", WithPatience)
+    monkeypatch.setattr(run_config, "RunConfig", WithWarmup)
     at = app()
     ok(at)
-    field = at.number_input(key="nr_patience")
-    assert field.label == "Patience" and field.value == 0
+    field = at.number_input(key="nr_warmup_epochs")
+    assert field.label == "Warm-up epochs" and field.value == 0
     field.set_value(3).run()
     at.button(key="nr_queue_top").click().run()
     [run_id] = submitted(at)
-    assert queued(run_id).config["patience"] == 3
+    assert queued(run_id).config["warmup_epochs"] == 3
 
 
 def test_missing_pretrained_weights_refuse_the_run_until_a_file_is_uploaded(home, tmp_path):
