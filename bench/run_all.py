@@ -34,6 +34,7 @@ SUITE = [
     ("Real photos: finetune vs the frozen head vs mynet from scratch (issue 12)", "real_photos.py", [], ["--per-class", "120"]),
     ("The runs list with 100,000 runs: one page of 50, searched and filtered (issue 13.11)", "runs_list.py", [], ["--runs", "20000"]),
     ("Dataset health checks on 2,000 and 20,000 images of 128 px (issue 15)", "health.py", [], ["--images", "2000"]),
+    ("Calibration of the recipes: ECE before and after temperature scaling (issue 16.4)", "calibration.py", [], ["seed003"]),
 ]
 
 
