@@ -53,8 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("calibrate", help="fit a checkpoint's temperature on its validation split (honest confidence)")
+    p = sub.add_parser("calibrate", help="fit a checkpoint's temperature on its validation split (honest confidence), "
+                                         "and optionally an operating point for one class")
     p.add_argument("checkpoint")
+    p.add_argument("--class", dest="positive", metavar="CLASS",
+                   help="choose a decision threshold for this class (one against the rest), with --target-recall or "
+                        "--target-precision")
+    p.add_argument("--target-recall", dest="target_recall", type=float, metavar="R",
+                   help="the highest threshold that still finds this share of the class's images (e.g. 0.95)")
+    p.add_argument("--target-precision", dest="target_precision", type=float, metavar="P",
+                   help="the lowest threshold whose answers of this class are right this often")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_calibrate)
 
@@ -388,12 +396,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from core.records import store
 
     path = Path(args.checkpoint).expanduser().resolve()
+    if (args.target_recall is not None or args.target_precision is not None) and not args.positive:
+        raise ImoriError("--target-recall and --target-precision choose a threshold for a --class CLASS")
     result = calibrate(str(path))
-    recorded = store.set_calibration(str(path), result.to_dict())
+    stored = result.to_dict()
+    if args.positive:
+        from core.calibration import operating_point, validation_probabilities
+        from core.predict import Predictor
+
+        predictor = Predictor(str(path), temperature=result.temperature)
+        if args.positive not in predictor.classes:
+            raise ImoriError(f"no class {args.positive!r} (the classes: {', '.join(predictor.classes)})")
+        probs, labels = validation_probabilities(predictor)
+        point = operating_point(probs, labels, predictor.classes.index(args.positive), target_recall=args.target_recall,
+                                target_precision=args.target_precision)
+        stored["thresholds"] = {args.positive: point}
+    recorded = store.set_calibration(str(path), stored)
     if args.json:
-        print(json.dumps({**result.to_dict(), "recorded": recorded}, indent=2))
+        print(json.dumps({**stored, "recorded": recorded}, indent=2))
         return 0
     print(f"{path.name}: {result.describe()}")
+    for cls, point in stored.get("thresholds", {}).items():
+        print(f"operating point: {cls} when p({cls}) >= {point['threshold']:.3f} (on {point['images']} validation "
+              f"images: recall {100 * point['recall']:.1f} %, precision {100 * point['precision']:.1f} %, for a target "
+              f"{point['by']} of {100 * point['target']:.0f} %)")
     print("reliability (test split): confidence bin, images, accuracy before -> after")
     for before, after in zip(result.reliability_before, result.reliability_after):
         if before["count"] or after["count"]:

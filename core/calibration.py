@@ -160,3 +160,62 @@ def calibrate(checkpoint: Any) -> Calibration:
         reliability_before=reliability(to_probabilities(shown_scores, output), shown_labels),
         reliability_after=reliability(to_probabilities(shown_scores, output, temperature), shown_labels),
     )
+
+
+# -- operating points ------------------------------------------------------------------------
+
+
+def operating_point(probs: torch.Tensor, labels: torch.Tensor, positive: int, *, target_recall: float | None = None,
+                    target_precision: float | None = None) -> dict[str, float]:
+    """A decision threshold for class ``positive`` (one against the rest): the highest
+    threshold whose recall is at least ``target_recall``, or the lowest whose precision is
+    at least ``target_precision``, from scikit-learn's ``precision_recall_curve`` over
+    ``probs[:, positive]``. Returns ``{"threshold", "precision", "recall", "images"}``.
+    Raises ConfigError when neither (or both) targets are given, or none is reachable."""
+    from sklearn.metrics import precision_recall_curve
+
+    from core.errors import ConfigError
+
+    if (target_recall is None) == (target_precision is None):
+        raise ConfigError("give one target: a recall or a precision")
+    target = target_recall if target_recall is not None else target_precision
+    if not 0 < float(target) <= 1:
+        raise ConfigError(f"a target recall or precision is in (0, 1], not {target}")
+    truth = (labels == positive).numpy().astype(int)
+    if truth.sum() == 0:
+        raise ConfigError("the validation split has no image of that class: no threshold to choose")
+    precision, recall, thresholds = precision_recall_curve(truth, probs[:, positive].numpy())
+    # precision/recall have one more entry than thresholds (the last: recall 0, precision 1).
+    candidates = range(len(thresholds))
+    if target_recall is not None:
+        ok = [i for i in candidates if recall[i] >= target_recall]
+        best = max(ok, key=lambda i: thresholds[i]) if ok else None
+    else:
+        ok = [i for i in candidates if precision[i] >= target_precision]
+        best = min(ok, key=lambda i: thresholds[i]) if ok else None
+    if best is None:
+        raise ConfigError(f"no threshold reaches that {'recall' if target_recall is not None else 'precision'} "
+                          "on the validation split")
+    return {"threshold": float(thresholds[best]), "precision": float(precision[best]), "recall": float(recall[best]),
+            "images": int(len(truth)), "target": float(target),
+            "by": "recall" if target_recall is not None else "precision"}
+
+
+def validation_probabilities(predictor: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``predictor``'s calibrated probabilities on its run's validation split, and the
+    labels (as its class indices)."""
+    from core.config import RunConfig
+    from core.data import load_dataset, stratified_split
+    from core.errors import ConfigError
+
+    raw = predictor.checkpoint.config or {}
+    if not raw.get("dataset"):
+        raise ConfigError("this checkpoint records no training run: it has no validation split")
+    config = RunConfig.from_dict(raw)
+    data = load_dataset(config.dataset, predictor.preprocessing, data_root=config.data_root, seed=config.seed)
+    _, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
+    to_ckpt = torch.tensor([predictor.classes.index(c) for c in data.classes])
+    images = data.train.images[held]
+    probs = torch.cat([predictor.probabilities(predictor.preprocessing.normalize(b)) for b in images.split(256)]) \
+        if len(images) else torch.zeros(0, len(predictor.classes))
+    return probs, to_ckpt[data.train.labels[held]]

@@ -186,6 +186,10 @@ def _add_temperature(sidecar: Path, calibration: dict[str, Any]) -> None:
     description["probabilities"] = "softmax(scores / temperature): calibrated on the validation split"
     description["calibration"] = {k: calibration.get(k) for k in ("ece_val_before", "ece_val_after", "ece_test_before",
                                                                    "ece_test_after", "bins")}
+    if calibration.get("thresholds"):
+        description["thresholds"] = calibration["thresholds"]
+        description["decision"] = ("a class with a threshold is the answer when its calibrated probability reaches it; "
+                                   "otherwise the likeliest class without one")
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
 

@@ -37,10 +37,12 @@ class Prediction:
     top: list[tuple[str, float]]  # the k most likely, most likely first
     error: str | None = None  # set (and the rest empty) when the image could not be read
     warnings: list[str] = field(default_factory=list)  # how it differs from the training images
+    decision: str | None = None  # the answer by the checkpoint's operating point, when it has one
 
     @property
     def label(self) -> str | None:
-        return self.top[0][0] if self.top else None
+        """The answer: by the operating point when the checkpoint has one, else the likeliest class."""
+        return self.decision or (self.top[0][0] if self.top else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,9 @@ class Predictor:
         self.calibration = None if temperature is not None or isinstance(checkpoint, Checkpoint) else _recorded(checkpoint)
         self.temperature = float(temperature if temperature is not None else
                                  (self.calibration or {}).get("temperature", 1.0))
+        # class -> {"threshold", ...}: an operating point (core.calibration.operating_point)
+        self.thresholds: dict[str, dict[str, float]] = dict((self.calibration or {}).get("thresholds") or {})
+
         from core.models import get_spec
 
         self.device = torch.device(device)
@@ -72,6 +77,16 @@ class Predictor:
         self.preprocessing = Preprocessing.from_dict(self.checkpoint.preprocessing)
         self.output = get_spec(self.checkpoint.model_name).output
         self.model = self.checkpoint.build_model().to(self.device).eval()
+
+    def decide(self, probabilities: dict[str, float]) -> str:
+        """The answer for one image: a class with an operating point wins when its
+        probability reaches its threshold; otherwise the likeliest class without one (for
+        two classes: the other class), else the likeliest."""
+        for cls, point in self.thresholds.items():
+            if probabilities.get(cls, 0.0) >= point["threshold"]:
+                return cls
+        rest = {c: p for c, p in probabilities.items() if c not in self.thresholds}
+        return max(rest or probabilities, key=(rest or probabilities).get)
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
@@ -119,6 +134,7 @@ class Predictor:
                     probabilities={c: p for c, p in zip(self.classes, row)},
                     top=[(self.classes[i], row[i]) for i in ranked],
                     warnings=next(warned),
+                    decision=self.decide(dict(zip(self.classes, row))) if self.thresholds else None,
                 )
             )
         return out
@@ -137,7 +153,8 @@ def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -
         if p.error:
             writer.writerow([p.source, "", "", *([""] * len(classes)), p.error])
         else:
-            writer.writerow([p.source, p.label, f"{p.top[0][1]:.6f}", *(f"{p.probabilities[c]:.6f}" for c in classes), ""])
+            writer.writerow([p.source, p.label, f"{p.probabilities[p.label]:.6f}",
+                             *(f"{p.probabilities[c]:.6f}" for c in classes), ""])
     return out.getvalue()
 
 

@@ -201,7 +201,12 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                            caption=f"{prediction.source}: {describe(entry['original'])}")
             model_view.image(loading.tensor_to_image(entry["seen"], prep.channel_order, 140), width=140,
                              caption=f"what the model sees: {seen}" + (", inverted" if entry["inverted"] else ""))
-            label, probability = prediction.top[0]
+            label = prediction.label
+            probability = prediction.probabilities[label]
+            if prediction.decision and prediction.decision != prediction.top[0][0]:
+                point = predictor.thresholds.get(label)
+                chart.caption(f"by the operating point: {label} when p({label}) ≥ {point['threshold']:.3f}"
+                              if point else f"by the operating point, not the likeliest class ({prediction.top[0][0]})")
             if probability < not_sure:
                 chart.markdown(f"Predicted class: **not sure** (the likeliest, {label}, is {fmt.pct(probability)}: "
                                f"below {fmt.pct(not_sure, 0)})")
@@ -251,8 +256,10 @@ if predictor is not None:
                                help="When the top probability is below this, the answer is \"not sure\" "
                                     "(0: always answer)")
     if predictor.temperature != 1.0:
+        points = "; ".join(f"{c} when p({c}) ≥ {p['threshold']:.2f} (recall {fmt.pct(p['recall'], 0)}, precision "
+                           f"{fmt.pct(p['precision'], 0)} on validation)" for c, p in predictor.thresholds.items())
         note_col.caption(f"Probabilities are calibrated: temperature {predictor.temperature:.2f}, fitted on the "
-                         "validation split (`imori calibrate`).")
+                         "validation split (`imori calibrate`)." + (f" Operating point: {points}." if points else ""))
     else:
         note_col.caption("Probabilities as trained (not calibrated: `imori calibrate CHECKPOINT` fits a temperature).")
 

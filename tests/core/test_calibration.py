@@ -72,3 +72,37 @@ def test_a_recorded_temperature_is_used_by_predict_and_written_by_export(tmp_pat
     capsys.readouterr()
     sidecar = json.loads((tmp_path / "w.preprocess.json").read_text())
     assert sidecar["temperature"] == pytest.approx(answer["temperature"]) and "softmax(scores / temperature)" in sidecar["probabilities"]
+
+
+def test_an_operating_point_by_target_recall_is_used_by_predict_and_exports(tmp_path, capsys):
+    """Two classes (shapes2: circle and star); a threshold for 'star' at 99 % recall on the
+    validation split decides Predict's answers, and the export's sidecar says so."""
+    from core.calibration import operating_point
+
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55], [0.8, 0.2]])
+    labels = torch.tensor([0, 1, 1, 1, 0])
+    point = operating_point(probs, labels, 1, target_recall=1.0)
+    assert point["threshold"] == pytest.approx(0.4) and point["recall"] == 1.0
+    strict = operating_point(probs, labels, 1, target_precision=1.0)  # 0.4 is already never wrong here
+    assert strict["threshold"] == pytest.approx(0.4) and strict["precision"] == 1.0
+    labels = torch.tensor([0, 0, 1, 1, 0])  # now 0.4 is a negative: precision 1 needs 0.55
+    assert operating_point(probs, labels, 1, target_precision=1.0)["threshold"] == pytest.approx(0.55)
+
+    code = main(["train", "--model", "tiny_net", "--dataset", "shapes2", "--iterations", "20", "--batch-size", "32",
+                 "--threads", "2", "--run-dir", str(tmp_path / "run"), "--json", "--quiet"])
+    assert code == 0
+    ckpt = json.loads(capsys.readouterr().out)["last_checkpoint"]
+    code = main(["calibrate", ckpt, "--class", "star", "--target-recall", "0.99", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    stored = json.loads(out)["thresholds"]["star"]
+    assert stored["recall"] >= 0.99 and stored["by"] == "recall"
+    predictor = Predictor(ckpt)
+    assert predictor.thresholds["star"]["threshold"] == pytest.approx(stored["threshold"])
+    probabilities = {"circle": 1 - stored["threshold"], "star": stored["threshold"]}
+    assert predictor.decide(probabilities) == "star"
+    assert predictor.decide({"circle": 1 - stored["threshold"] / 2, "star": stored["threshold"] / 2}) == "circle"
+    main(["export", ckpt, str(tmp_path / "w.pt")])
+    capsys.readouterr()
+    sidecar = json.loads((tmp_path / "w.preprocess.json").read_text())
+    assert sidecar["thresholds"]["star"]["threshold"] == pytest.approx(stored["threshold"])
