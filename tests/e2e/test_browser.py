@@ -259,6 +259,16 @@ def test_queue_watch_and_predict_in_a_browser(stack):
             page.get_by_text("Confusion matrix", exact=False).first.wait_for(timeout=120_000)
             b.idle()
             b.shot("7-evaluation")
+            # A click on the matrix's middle cell (true 5, predicted 5: the 56th of its 100 cells, drawn
+            # row by row) opens its images; the click lands near the cell's corner, off its count.
+            matrix = page.locator('[data-testid="stVegaLiteChart"]').filter(has_text="share of row").first  # its legend
+            matrix.scroll_into_view_if_needed()
+            cell = matrix.locator("g.mark-rect path").nth(5 * 10 + 5).bounding_box()
+            page.mouse.click(cell["x"] + 0.2 * cell["width"], cell["y"] + 0.2 * cell["height"])
+            page.get_by_text(re.compile(r"^5 → 5: [\d,]+ image\(s\), the most confident first")).first.wait_for(
+                timeout=30_000)
+            b.idle()
+            b.shot("7b-confusion-cell")
             b.nav("Datasets")
             page.locator('[data-testid="stImage"]').first.wait_for()
             b.shot("8-datasets")
