@@ -163,6 +163,10 @@ def _fix(args: argparse.Namespace) -> int:
     if not args.path:
         raise ImoriError("imori datasets fix NAME [--drop-test-copies] [--drop-kind KIND] [--relabel-suggested] "
                          "[--drop PATH] [--relabel PATH=CLASS]")
+    if not (args.drop_test_copies or args.drop_kind or args.relabel_suggested or args.drop or args.relabel
+            or args.reviewed):
+        raise ImoriError("no fix asked for: give --drop-test-copies, --drop-kind KIND, --relabel-suggested, "
+                         "--drop PATH, --relabel PATH=CLASS or --reviewed KIND:PATH")
     relabel = {}
     for item in args.relabel:
         path, sep, cls = item.rpartition("=")
@@ -174,6 +178,10 @@ def _fix(args: argparse.Namespace) -> int:
                        reviewed=tuple(args.reviewed))
     if args.json:
         print(json.dumps(_info_dict(info), indent=2, default=str))
+    elif info.reused:
+        print(f"{info.name} already holds exactly these fixes ({info.description}): no new version made. "
+              f"Train on it: imori train --dataset {info.name}")
+        return 0
     else:
         print(f"made {info.name}: {info.description}")
         print(f"{info.counts.get('train', 0)} train / {info.counts.get('test', 0)} test images; "
@@ -261,3 +269,24 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     for key, recipe in RECIPES.items():
         print(f"{key}: {recipe['title']}\n    {recipe['about']}\n    {measured_line(results.get(key) or {})}")
     return 0
+
+
+def warn_about_health(dataset: str) -> None:
+    """What the dataset's newest health report says against training on it or believing
+    its test accuracy, on stderr (a warning: the run goes ahead)."""
+    from core.health import latest_report
+
+    try:
+        report = latest_report(str(dataset))
+    except OSError:
+        return
+    if report is None:
+        return
+    if report.inflated_test_images:
+        print(f"warning: {dataset}: test accuracy may be inflated: {report.inflated_test_images} test image(s) "
+              f"duplicate training images (imori datasets check {dataset}; imori datasets fix {dataset} "
+              "--drop-test-copies)", file=sys.stderr)
+    small = [f.labels[0] for f in report.of_kind("small_class") if f.labels]
+    if small:
+        print(f"warning: {dataset}: too few images to learn or test in {', '.join(small)}", file=sys.stderr)
+

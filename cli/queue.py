@@ -58,6 +58,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             except ValueError:
                 raise ImoriError(f"--{flag.replace('_', '-')} takes values separated by commas") from None
     run_ids = submit_sweep(config, sweep) if sweep else [submit(config)]
+    from cli.datasets import warn_about_health
+
+    warn_about_health(config.dataset)
     if args.json:
         print(json.dumps({"run_ids": run_ids, "run_id": run_ids[0]}))
     else:

@@ -78,9 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "checked against PyTorch on its test split")
     p.add_argument("checkpoint")
     p.add_argument("output")
-    p.add_argument("--format", choices=("state_dict", "onnx", "pt2"), default="state_dict",
+    p.add_argument("--format", choices=("state_dict", "onnx", "pt2"), default=None,
                    help="state_dict: for the tutorial's own model class; onnx: for ONNX Runtime and other apps; "
-                        "pt2: torch.export's program (no Python class needed)")
+                        "pt2: torch.export's program (no Python class needed). Default: from OUTPUT's extension "
+                        "(.onnx, .pt2), else state_dict")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -161,6 +162,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = getattr(args, "resume", None)
     config = resumed_config(args) if resume else build_config(args)
     config = config.checked_here()  # refused here, before a run is recorded, not failed after
+    from cli.datasets import warn_about_health
+
+    warn_about_health(config.dataset)
     # Before any record is written: a run queued in the records meanwhile could be sent to a worker.
     with cpu_slot(config, no_wait=getattr(args, "no_wait", False)) as slot:
         return train_recorded(args, config, resume, slot)
@@ -277,17 +281,23 @@ def image_files(paths: list[str]) -> list[str]:
     from core.data.formats import identify
 
     out: list[str] = []
+    skipped: list[str] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
                                                                                p.relative_to(path).parts))
             images = [str(p) for p in found if identify(p) is not None]
+            skipped += [str(p) for p in found if str(p) not in set(images)]
             if not images:
                 raise ImoriError(f"{given}: a folder with no image in it")
             out += images
         else:
             out.append(given)
+    if skipped:
+        shown = ", ".join(Path(s).name for s in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"skipped {len(skipped)} file(s) in the folder(s) that are not images Pillow can read: {shown}",
+              file=sys.stderr)
     return out
 
 
@@ -376,7 +386,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ImoriError(f"{source}: no such file")
     saliency = explain(predictor, source, target=args.target)
     out = Path(args.out) if args.out else source.with_name(source.stem + "-gradcam.png")
-    saliency.overlay.save(out)
+    overlay = saliency.overlay
+    if min(overlay.size) < 256:  # a 28x28 input is too small to look at: enlarged, its pixels kept sharp
+        from PIL import Image
+
+        factor = -(-256 // min(overlay.size))
+        overlay = overlay.resize((overlay.width * factor, overlay.height * factor), Image.NEAREST)
+    overlay.save(out)
     row, col = saliency.peak()
     if args.json:
         print(json.dumps({"image": str(source), "class": saliency.target, "probability": saliency.probability,
@@ -470,10 +486,18 @@ def class_table(metrics: dict[str, dict[str, float]]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from core.checkpoint import load_checkpoint
     from core.export import export
 
     ckpt = load_checkpoint(args.checkpoint)
+    by_suffix = {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
+    if args.format is None:
+        args.format = by_suffix or "state_dict"
+    elif by_suffix and by_suffix != args.format:
+        raise ImoriError(f"{args.output} is named like {by_suffix}, but --format {args.format} was asked: "
+                         f"name it otherwise, or leave out --format")
     say = None if args.json else (lambda text: print(text + "...", file=sys.stderr, flush=True))
     result = export(args.checkpoint, args.output, args.format, progress=say)  # the path: its record's temperature too
     if args.json:

@@ -216,6 +216,7 @@ class DatasetInfo:
     description: str = ""
     report: ImportReport | None = None
     error: str | None = None  # set when an imported dataset's manifest cannot be read
+    reused: bool = False  # a fix that asked for a version already made got that version back
 
     @property
     def total(self) -> int:
@@ -234,6 +235,7 @@ class DatasetInfo:
             "description": self.description,
             "report": self.report.to_dict() if self.report else None,
             "error": self.error,
+            "reused": self.reused,
         }
 
     @classmethod

@@ -149,7 +149,13 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             engine = _engines[url] = make_engine(url)
     if migrate and _key(engine) not in _migrated:
         try:
-            if _stored_revision(engine) != HEAD_REVISION:
+            stored = _stored_revision(engine)
+            if stored is not None and stored.isdigit() and HEAD_REVISION.isdigit() and int(stored) > int(HEAD_REVISION):
+                raise RecordsError(
+                    f"the run records at {_safe(url)} were written by a newer imori (schema revision {stored}; this "
+                    f"one knows up to {HEAD_REVISION}): update this checkout, or point DATABASE_URL / IMORI_HOME "
+                    "elsewhere")
+            if stored != HEAD_REVISION:
                 upgrade(engine)
         except RecordsError:
             raise

@@ -205,6 +205,7 @@ def fixes_view(ref: str, report) -> None:
                 loading.all_datasets.clear()
                 loading.dataset_health.clear()
                 st.session_state.ds_made_version = info.name
+                st.session_state.ds_made_reused = info.reused
                 st.session_state.ds_preview_next = info.name
                 st.rerun()
 
@@ -346,8 +347,12 @@ if st.session_state.get("ds_preview_next") in names:  # a version just made: sho
 if st.session_state.get("ds_preview") not in names:
     st.session_state.ds_preview = names[0]
 if st.session_state.get("ds_made_version") == st.session_state.ds_preview:
-    st.success(f"Made **{st.session_state.ds_preview}**: {by_name[st.session_state.ds_preview].description}",
-               icon=":material/difference:")
+    made = by_name[st.session_state.ds_preview]
+    if st.session_state.get("ds_made_reused"):
+        st.info(f"**{made.name}** already holds exactly these fixes, so no new version was made: {made.description}",
+                icon=":material/difference:")
+    else:
+        st.success(f"Made **{made.name}**: {made.description}", icon=":material/difference:")
 pick_col, count_col = st.columns([3, 1])
 ref = pick_col.selectbox("Dataset", names, key="ds_preview", format_func=lambda n: fmt.dataset_label(by_name[n]))
 per_class = count_col.slider("Images per class", 1, 16, 8, key="ds_per_class")

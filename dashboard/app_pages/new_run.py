@@ -363,6 +363,8 @@ with data_col.container(border=True):
     chosen = by_name.get(st.session_state.nr_dataset)
     context["dataset"] = dataset_choice()
     form.render("data", context)
+    if st.session_state.get("nr_fix_note") and chosen is not None and chosen.name in st.session_state.nr_fix_note:
+        st.success(st.session_state.nr_fix_note, icon=":material/difference:")
     problems_found = loading.health_warnings(loading.dataset_health(chosen.name)) if chosen is not None else []
     if problems_found:
         st.warning(f"**{chosen.name}**'s health check: " + "; ".join(problems_found) + ".", icon=":material/warning:")
@@ -371,7 +373,7 @@ with data_col.container(border=True):
 
         health = loading.dataset_health(chosen.name)
         if health.inflated_test_images and is_imported(chosen.name) and fix_col.button(
-                f"Drop the {health.inflated_test_images} test copies into a new version, and use it",
+                f"Fix: a version without the {health.inflated_test_images} test copies",
                 key="nr_health_fix", icon=":material/difference:", type="primary"):
             from core.health import fix_dataset
 
@@ -380,6 +382,8 @@ with data_col.container(border=True):
                 loading.all_datasets.clear()
                 loading.dataset_health.clear()
                 st.session_state.nr_use_dataset = made.name  # set before the widgets, on the rerun
+                st.session_state.nr_fix_note = (f"{made.name} already held these fixes: chosen" if made.reused else
+                                                f"Made {made.name} ({made.description}): chosen")
                 st.rerun()
         if report_col.button("See its health report", key="nr_health_report", icon=":material/health_and_safety:"):
             st.session_state.ds_preview = chosen.name

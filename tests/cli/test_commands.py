@@ -426,3 +426,12 @@ def test_predict_a_folder_into_a_csv(trained, tmp_path, capsys):
     code, _, err = run(capsys, "predict", str(tmp_path / "answers.csv").replace("answers.csv", "nowhere"),
                        "--checkpoint", str(ckpt))
     assert code != 0 and "Traceback" not in err
+
+
+def test_export_takes_its_format_from_the_file_name(trained, tmp_path, capsys):
+    ckpt = next((trained / "checkpoints").glob("*.pt"))
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "m.onnx"))
+    assert code == 0 and "ONNX" in out, err
+    assert (tmp_path / "m.onnx").read_bytes()[:2] != b"PK"  # not a torch zip named .onnx
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "n.onnx"), "--format", "state_dict")
+    assert code == 2 and "named like onnx" in err and not (tmp_path / "n.onnx").exists()

@@ -121,6 +121,16 @@ def test_fixes_make_a_new_version_that_trains_and_the_old_one_stays(planted, cap
     v3 = check(capsys, "scenes@v3", "--no-features")
     assert odd["images"][0] not in names(v3, "blurry") and len(v3["reviewed"]) == 1
     assert odd["images"][0] in names(check(capsys, "scenes@v2", "--no-features"), "blurry")
+    # The same fix asked again gives the version already made.
+    code = main(["datasets", "fix", "scenes", "--drop-test-copies", "--drop-kind", "dark", "--relabel-suggested"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "scenes@v2 already holds exactly these fixes" in out and versions("scenes")[-1] == "scenes@v3"
+    code = main(["datasets", "fix", "scenes"])
+    assert code == 2 and "no fix asked for" in capsys.readouterr().err
+    # Training on a dataset with test copies warns.
+    code = main(["train", "--model", "tiny_net", "--dataset", "scenes", "--iterations", "1", "--batch-size", "16",
+                 "--threads", "1", "--quiet"])
+    assert code == 0 and "test accuracy may be inflated" in capsys.readouterr().err
     with pytest.raises(DatasetError, match="has versions"):
         delete_dataset("scenes")
     with pytest.raises(DatasetError, match="nothing to change"):

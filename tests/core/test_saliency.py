@@ -55,7 +55,7 @@ def test_imori_explain_writes_an_overlay_png(digits_checkpoint, tmp_path, capsys
     stdout, err = capsys.readouterr()
     assert code == 0, err
     answer = json.loads(stdout)
-    assert answer["overlay"] == str(out) and Image.open(out).size == (28, 28)
+    assert answer["overlay"] == str(out) and Image.open(out).size == (280, 280)  # enlarged to be seen
     assert answer["class"] in [str(i) for i in range(10)] and answer["input_size"] == [28, 28]
 
 

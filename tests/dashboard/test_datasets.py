@@ -354,7 +354,8 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     assert any("test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
     at.button(key="nr_health_fix").click().run()  # one click: a version without the copy, chosen
     ok(at)
-    assert at.selectbox(key="nr_dataset").value == "leafcheck@v3"
+    assert at.selectbox(key="nr_dataset").value == "leafcheck@v2"  # the same fix as above: that version again
+    assert any("leafcheck@v2 already held these fixes" in t for t in texts(at.success))
     assert not any("may be inflated" in t for t in texts(at.warning))
     run_id = store.create_run(RunConfig(model="tiny_net", dataset="leafcheck", iterations=2, epochs=None))
     at = app("app_pages/run_detail.py", run=run_id)

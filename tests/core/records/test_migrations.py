@@ -106,3 +106,18 @@ def test_a_database_at_revision_1_is_upgraded_keeping_every_row(db_url):
         assert queries.series(7, max_points=10, engine=engine).loss_max == reduced.loss_max
     finally:
         engine.dispose()
+
+
+def test_a_database_from_a_newer_imori_is_refused_with_the_reason(tmp_path):
+    import pytest
+
+    from core.records import RecordsError
+    from core.records.engine import dispose_engines
+
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    get_engine(url)
+    with make_engine(url).begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    dispose_engines()
+    with pytest.raises(RecordsError, match="written by a newer imori .schema revision 9999; this one knows up to"):
+        get_engine(url)
