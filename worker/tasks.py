@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 from celery.signals import worker_shutting_down
 
@@ -79,26 +80,38 @@ def evaluate_checkpoint(eval_id: int) -> str:
     return execute_evaluation(int(eval_id), worker_name())
 
 
-def execute_evaluation(eval_id: int, worker_name: str) -> str:
+def _job(what: str, work: Callable[[], dict], finish: Callable[..., None]) -> str:
+    """Run a job a worker does for the dashboard, claimed already: ``work()`` returns what
+    ``finish`` records on success; a user error or a crash is recorded as the job's error
+    (a crash with its traceback in the worker's log)."""
     from core.errors import ImoriError
+
+    try:
+        done = work()
+    except ImoriError as err:
+        finish(error=str(err))
+        return FAILED
+    except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job
+        log.exception("%s crashed", what)
+        finish(error=f"{type(err).__name__}: {err}")
+        return FAILED
+    finish(**done)
+    return SUCCEEDED
+
+
+def execute_evaluation(eval_id: int, worker_name: str) -> str:
     from core.predict import Predictor, evaluate
     from core.records import queries, store
 
     if not store.claim_evaluation(eval_id, worker_name):
         return "skipped"
     job = queries.get_evaluation(eval_id)
-    try:
-        predictor = Predictor(job.checkpoint, **(job.bare or {}))
-        result = evaluate(predictor, job.dataset, split=job.split)
-    except ImoriError as err:
-        store.finish_evaluation(eval_id, error=str(err))
-        return FAILED
-    except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job
-        log.exception("evaluation %s crashed", eval_id)
-        store.finish_evaluation(eval_id, error=f"{type(err).__name__}: {err}")
-        return FAILED
-    store.finish_evaluation(eval_id, result=result.to_dict())
-    return SUCCEEDED
+
+    def work() -> dict:
+        result = evaluate(Predictor(job.checkpoint, **(job.bare or {})), job.dataset, split=job.split)
+        return {"result": result.to_dict()}
+
+    return _job(f"evaluation {eval_id}", work, lambda **kw: store.finish_evaluation(eval_id, **kw))
 
 
 @app.task(name=HEALTH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -110,7 +123,6 @@ def check_dataset_health(check_id: int) -> str:
 def execute_health_check(check_id: int, worker_name: str) -> str:
     import time
 
-    from core.errors import ImoriError
     from core.health import check_dataset
     from core.records import queries, store
 
@@ -125,14 +137,7 @@ def execute_health_check(check_id: int, worker_name: str) -> str:
             last[0] = now
             store.health_progress(check_id, stage, done / total if total else 1.0)
 
-    try:
-        report = check_dataset(job.dataset, features=job.features, progress=progress)
-    except ImoriError as err:
-        store.finish_health_check(check_id, error=str(err))
-        return FAILED
-    except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job
-        log.exception("health check %s crashed", check_id)
-        store.finish_health_check(check_id, error=f"{type(err).__name__}: {err}")
-        return FAILED
-    store.finish_health_check(check_id, identity=report.identity)
-    return SUCCEEDED
+    def work() -> dict:
+        return {"identity": check_dataset(job.dataset, features=job.features, progress=progress).identity}
+
+    return _job(f"health check {check_id}", work, lambda **kw: store.finish_health_check(check_id, **kw))
