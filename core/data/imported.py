@@ -138,9 +138,7 @@ def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: li
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _index(version, manifest)
-    _check_health(version)
-    return info_from_manifest(version, manifest)
+    return _published(version, manifest)
 
 
 def read_manifest(name: str) -> dict[str, Any]:
@@ -195,6 +193,11 @@ def import_source(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return _published(name, manifest)
+
+
+def _published(name: str, manifest: dict[str, Any]) -> DatasetInfo:
+    """A dataset just in place: entered in the index, its images checked, described."""
     _index(name, manifest)
     _check_health(name)
     return info_from_manifest(name, manifest)
