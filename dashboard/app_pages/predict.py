@@ -411,13 +411,22 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
     except ImoriError as err:
         st.caption(f"The images cannot be shown: {err}")
         images, prep = None, None
+    why = images is not None and st.toggle("With where the model looked (Grad-CAM of the class it predicted)",
+                                           key=f"pr_mistakes_cam_{row.id}")
     per_row = 8
     for start in range(0, min(len(mistakes), 48), per_row):
         cols = st.columns(per_row)
         for col, m in zip(cols, mistakes[start : start + per_row]):
             with col:
                 if images is not None and 0 <= m["index"] < len(images):
-                    st.image(loading.tensor_to_image(images[m["index"]], prep.channel_order, 96), width=96)
+                    picture = loading.tensor_to_image(images[m["index"]], prep.channel_order, 96)
+                    if why:
+                        from core.saliency import explain
+
+                        with fmt.user_errors("No map: "):
+                            raw = loading.tensor_to_image(images[m["index"]], prep.channel_order, None)
+                            picture = loading.upscale(explain(ev_predictor, raw, target=m["predicted"]).overlay, 96)
+                    st.image(picture, width=96)
                 st.caption(f"true **{m['true']}** → **{m['predicted']}** ({fmt.pct(m['confidence'], 0)})")
 
 

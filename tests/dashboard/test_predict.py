@@ -230,6 +230,10 @@ def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
     at.toggle(key=f"pr_cell_{eval_id}_cam").set_value(True).run()
     ok(at)
     assert len(at.image) == images  # the same images, with their Grad-CAM maps
+    if mistakes:  # and the mistakes gallery's, on demand
+        at.toggle(key=f"pr_mistakes_cam_{eval_id}").set_value(True).run()
+        ok(at)
+        assert len(at.image) == images
 
 
 @pytest.mark.slow
