@@ -15,17 +15,17 @@ from core.config import RunConfig, setting
 
 
 @dataclasses.dataclass
-class WithPatience(RunConfig):
+class WithWarmup(RunConfig):
     """RunConfig with one more setting, added here and nowhere else."""
 
-    patience: int = setting(0, section="optimisation", label="Patience", minimum=0, step=1, unit="epochs",
-                            help="stop after this many epochs without a better validation score")
+    warmup_epochs: int = setting(0, section="optimisation", label="Warm-up epochs", minimum=0, step=1, unit="epochs",
+                                 help="raise the learning rate from zero over this many epochs")
 
 
 @pytest.fixture
 def extended(monkeypatch):
-    monkeypatch.setattr(run_config, "RunConfig", WithPatience)
-    return WithPatience
+    monkeypatch.setattr(run_config, "RunConfig", WithWarmup)
+    return WithWarmup
 
 
 def train_args(*argv: str) -> argparse.Namespace:
@@ -40,10 +40,10 @@ def train_help() -> str:
 
 def test_a_new_field_is_a_flag_with_its_help(extended):
     text = train_help()
-    assert "--patience PATIENCE" in text and "epochs without a better validation score" in text
-    config = build_config(train_args("--patience", "4"))
-    assert isinstance(config, WithPatience) and config.patience == 4
-    assert build_config(train_args()).patience == 0
+    assert "--warmup-epochs WARMUP_EPOCHS" in text and "raise the learning rate from zero" in text
+    config = build_config(train_args("--warmup-epochs", "4"))
+    assert isinstance(config, WithWarmup) and config.warmup_epochs == 4
+    assert build_config(train_args()).warmup_epochs == 0
 
 
 def test_every_existing_flag_keeps_its_name_and_meaning():
