@@ -521,7 +521,8 @@ def _label_issues(images: _Images, features: np.ndarray, progress: Progress | No
     model = LogisticRegression(max_iter=2000, C=1.0)
     pred_probs = cross_val_predict(model, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=0),
                                    method="predict_proba")
-    ranked = find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab would fork a pool from a process holding torch's and the server's threads (it hung).
+    ranked = find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     out = []
     for i in ranked:
         given, believed = images.classes[labels[i]], images.classes[int(pred_probs[i].argmax())]
