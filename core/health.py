@@ -277,6 +277,18 @@ class _TensorImages:
         return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array), 0
 
 
+def _positions(images: _Images, keys: list[Any]) -> dict[Any, int]:
+    """CleanVision's key of each image -> its position in ``images``: by path for files
+    (as given, or resolved), by index for tensors; by row order only as a last resort."""
+    if images.files is None:
+        return {key: int(key) for key in keys}
+    known: dict[str, int] = {}
+    for i, path in enumerate(images.files):
+        known[str(path)] = i
+        known.setdefault(str(Path(path).resolve()), i)
+    return {key: known.get(str(key), known.get(str(Path(str(key)).resolve()), n)) for n, key in enumerate(keys)}
+
+
 def _imagelab(images: _Images):
     from cleanvision import Imagelab
 
@@ -322,8 +334,8 @@ def image_checks(images: _Images, progress: Progress | None = None) -> tuple[lis
     # progress is the one shown.
     with contextlib.redirect_stderr(io.StringIO()):
         lab.find_issues(n_jobs=1, verbose=False)
-    issues = lab.issues  # one row per image, in the order given
-    index_of = {key: i for i, key in enumerate(issues.index)}
+    issues = lab.issues  # one row per image, keyed by its path (or index, for tensors)
+    index_of = _positions(images, list(issues.index))
     thumbs = _thumbnails(images.pixels)
     for kind, how, score in (("exact_duplicates", "exact copies (same pixels)", 1.0),
                              ("near_duplicates", "near copies (perceptual hash)", 0.9)):
