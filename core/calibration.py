@@ -116,25 +116,33 @@ def to_probabilities(scores: torch.Tensor, output: str, temperature: float = 1.0
     return (scores / temperature).softmax(dim=1)
 
 
+def _splits(predictor: Any) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """(the run's data at the predictor's preprocessing, the indices of its training split
+    that training held out for validation, dataset label -> checkpoint class index)."""
+    from core.config import RunConfig
+    from core.data import load_dataset, stratified_split
+    from core.errors import ConfigError
+
+    raw = predictor.checkpoint.config or {}
+    if not raw.get("dataset"):
+        raise ConfigError("this checkpoint records no training run (a bare state_dict?): it has no validation "
+                          "split to fit on")
+    config = RunConfig.from_dict(raw)
+    data = load_dataset(config.dataset, predictor.preprocessing, data_root=config.data_root, seed=config.seed)
+    _, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
+    return data, held, torch.tensor([predictor.classes.index(c) for c in data.classes])
+
+
 def calibrate(checkpoint: Any) -> Calibration:
     """Fit the temperature of ``checkpoint`` (a path or a ``core.predict.Predictor``) on its
     run's validation split, as training drew it (the run's dataset, seed and validation
     fraction). Raises ImoriError when the checkpoint has no run configuration or its
     dataset is not on this machine."""
-    from core.config import RunConfig
-    from core.data import load_dataset, stratified_split
     from core.errors import ConfigError
     from core.predict import Predictor
 
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint)
-    raw = predictor.checkpoint.config or {}
-    if not raw.get("dataset"):
-        raise ConfigError("this checkpoint records no training run (a bare state_dict?): it has no validation "
-                          "split to fit a temperature on")
-    config = RunConfig.from_dict(raw)
-    data = load_dataset(config.dataset, predictor.preprocessing, data_root=config.data_root, seed=config.seed)
-    _, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
-    to_ckpt = torch.tensor([predictor.classes.index(c) for c in data.classes])
+    data, held, to_ckpt = _splits(predictor)
 
     def scores(images: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -204,17 +212,7 @@ def operating_point(probs: torch.Tensor, labels: torch.Tensor, positive: int, *,
 def validation_probabilities(predictor: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``predictor``'s calibrated probabilities on its run's validation split, and the
     labels (as its class indices)."""
-    from core.config import RunConfig
-    from core.data import load_dataset, stratified_split
-    from core.errors import ConfigError
-
-    raw = predictor.checkpoint.config or {}
-    if not raw.get("dataset"):
-        raise ConfigError("this checkpoint records no training run: it has no validation split")
-    config = RunConfig.from_dict(raw)
-    data = load_dataset(config.dataset, predictor.preprocessing, data_root=config.data_root, seed=config.seed)
-    _, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
-    to_ckpt = torch.tensor([predictor.classes.index(c) for c in data.classes])
+    data, held, to_ckpt = _splits(predictor)
     images = data.train.images[held]
     probs = torch.cat([predictor.probabilities(predictor.preprocessing.normalize(b)) for b in images.split(256)]) \
         if len(images) else torch.zeros(0, len(predictor.classes))

@@ -123,9 +123,9 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     if fmt not in FORMATS:
         raise ExportError(f"export format is one of {', '.join(FORMATS)}, not {fmt!r}")
     ckpt = checkpoint if hasattr(checkpoint, "state_dict") else load_checkpoint(checkpoint)
-    from core.predict import _recorded
+    from core.predict import recorded_calibration
 
-    calibration = None if hasattr(checkpoint, "state_dict") else _recorded(checkpoint)
+    calibration = None if hasattr(checkpoint, "state_dict") else recorded_calibration(checkpoint)
     out = Path(out)
     if fmt == "state_dict":
         path = export_state_dict(ckpt, out)

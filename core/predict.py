@@ -64,7 +64,7 @@ class Predictor:
         ``temperature`` divides the model's scores before the softmax (``core.calibration``);
         by default the one recorded for this checkpoint's file, else 1 (as trained)."""
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, **bare)
-        self.calibration = None if temperature is not None or isinstance(checkpoint, Checkpoint) else _recorded(checkpoint)
+        self.calibration = None if temperature is not None or isinstance(checkpoint, Checkpoint) else recorded_calibration(checkpoint)
         self.temperature = float(temperature if temperature is not None else
                                  (self.calibration or {}).get("temperature", 1.0))
         # class -> {"threshold", ...}: an operating point (core.calibration.operating_point)
@@ -158,7 +158,7 @@ def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -
     return out.getvalue()
 
 
-def _recorded(path: str | Path) -> dict[str, Any] | None:
+def recorded_calibration(path: str | Path) -> dict[str, Any] | None:
     """The calibration the records hold for the checkpoint at ``path``, if any (none when
     the records cannot be read: predicting never needs them)."""
     try:

@@ -395,6 +395,29 @@ def result_class_metrics(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     return result.get("class_metrics") or class_metrics(result["confusion"], [str(c) for c in result["classes"]])
 
 
+def evaluation_images(row: Any) -> tuple[Any, Any]:
+    """(the evaluation's predictor, its split's uint8 images as the model received them);
+    ImoriError when they cannot be read."""
+    import json
+
+    ev_predictor = loading.cached_predictor(row.checkpoint, **(row.bare or {}))
+    prep = ev_predictor.preprocessing
+    seed = int(ev_predictor.checkpoint.config.get("seed", 0))  # a flat folder's split depends on it
+    return ev_predictor, split_images(row.dataset, json.dumps(prep.to_dict(), sort_keys=True), seed, row.split)
+
+
+def thumbnail(ev_predictor: Any, image: Any, target: str | None = None):
+    """An image of a split at 96 px; with ``target``, with the Grad-CAM map of that class on it."""
+    order = ev_predictor.preprocessing.channel_order
+    if target is None:
+        return loading.tensor_to_image(image, order, 96)
+    from core.saliency import explain
+
+    with fmt.user_errors("No map: "):
+        return loading.upscale(explain(ev_predictor, loading.tensor_to_image(image, order, None), target=target).overlay, 96)
+    return loading.tensor_to_image(image, order, 96)
+
+
 def gallery(row: Any, result: dict[str, Any]) -> None:
     mistakes = result.get("misclassified") or []
     if not mistakes:
@@ -402,15 +425,10 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
         return
     st.markdown(f"**Most confident mistakes** ({len(mistakes)} shown, most confident first)")
     try:
-        import json
-
-        ev_predictor = loading.cached_predictor(row.checkpoint, **(row.bare or {}))
-        seed = int(ev_predictor.checkpoint.config.get("seed", 0))
-        prep = ev_predictor.preprocessing
-        images = split_images(row.dataset, json.dumps(prep.to_dict(), sort_keys=True), seed, row.split)
+        ev_predictor, images = evaluation_images(row)
     except ImoriError as err:
         st.caption(f"The images cannot be shown: {err}")
-        images, prep = None, None
+        ev_predictor, images = None, None
     why = images is not None and st.toggle("With where the model looked (Grad-CAM of the class it predicted)",
                                            key=f"pr_mistakes_cam_{row.id}")
     per_row = 8
@@ -419,14 +437,7 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
         for col, m in zip(cols, mistakes[start : start + per_row]):
             with col:
                 if images is not None and 0 <= m["index"] < len(images):
-                    picture = loading.tensor_to_image(images[m["index"]], prep.channel_order, 96)
-                    if why:
-                        from core.saliency import explain
-
-                        with fmt.user_errors("No map: "):
-                            raw = loading.tensor_to_image(images[m["index"]], prep.channel_order, None)
-                            picture = loading.upscale(explain(ev_predictor, raw, target=m["predicted"]).overlay, 96)
-                    st.image(picture, width=96)
+                    st.image(thumbnail(ev_predictor, images[m["index"]], m["predicted"] if why else None), width=96)
                 st.caption(f"true **{m['true']}** → **{m['predicted']}** ({fmt.pct(m['confidence'], 0)})")
 
 
@@ -497,12 +508,7 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
 
     members = Evaluation(**{k: v for k, v in result.items() if k in Evaluation.__dataclass_fields__}).cell(true, predicted)
     try:
-        import json
-
-        ev_predictor = loading.cached_predictor(row.checkpoint, **(row.bare or {}))
-        prep = ev_predictor.preprocessing
-        images = split_images(row.dataset, json.dumps(prep.to_dict(), sort_keys=True),
-                              int(ev_predictor.checkpoint.config.get("seed", 0)), row.split)
+        ev_predictor, images = evaluation_images(row)
     except ImoriError as err:
         st.caption(f"The images cannot be shown: {err}")
         return
@@ -510,18 +516,8 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
     st.markdown(f"**{true} → {predicted}**: {len(members):,} image(s), the most confident first"
                 + (f" ({len(shown)} shown)" if len(members) > len(shown) else ""))
     saliency = st.toggle("With where the model looked (Grad-CAM)", key=f"{key}_cam")
-    pictures, captions = [], []
-    for index, confidence in shown:
-        picture = loading.tensor_to_image(images[index], prep.channel_order, 96)
-        if saliency:
-            from core.saliency import explain
-
-            with fmt.user_errors("No map: "):
-                raw = loading.tensor_to_image(images[index], prep.channel_order, None)
-                picture = loading.upscale(explain(ev_predictor, raw, target=predicted).overlay, 96)
-        pictures.append(picture)
-        captions.append(f"#{index} · {fmt.pct(confidence, 0)}")
-    st.image(pictures, caption=captions, width=96)
+    pictures = [thumbnail(ev_predictor, images[index], predicted if saliency else None) for index, _ in shown]
+    st.image(pictures, caption=[f"#{index} · {fmt.pct(confidence, 0)}" for index, confidence in shown], width=96)
 
 
 if checkpoint and predictor is not None:  # a checkpoint that does not load cannot be evaluated either
