@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from core.calibration import to_probabilities
 from core.errors import ImoriError
 
 FORMATS = ("state_dict", "onnx", "pt2")
@@ -73,11 +74,6 @@ class ExportResult:
     sidecar: Path
     format: str
     parity: Parity | None
-
-
-def _probabilities(output: torch.Tensor, kind: str) -> torch.Tensor:
-    output = output.float()
-    return output.exp() if kind == "log_probs" else output.softmax(dim=1)
 
 
 def parity_inputs(checkpoint: Any, max_images: int = MAX_IMAGES) -> tuple[torch.Tensor, str]:
@@ -143,7 +139,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     tmp = out.with_name(f".{out.stem}.exporting{out.suffix}")  # torch.export wants its .pt2 suffix
     try:
         with torch.inference_mode():
-            reference = _probabilities(torch.cat([model(b) for b in inputs.split(256)]), kind)
+            reference = to_probabilities(torch.cat([model(b) for b in inputs.split(256)]), kind)
         example = inputs[:2].clone()
         if fmt == "onnx":
             _export_onnx(model, example, tmp)
@@ -213,7 +209,7 @@ def _run_onnx(path: Path, inputs: torch.Tensor, kind: str) -> torch.Tensor:
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     outputs = [torch.from_numpy(session.run(None, {name: b.numpy()})[0]) for b in inputs.split(256)]
-    return _probabilities(torch.cat(outputs), kind)
+    return to_probabilities(torch.cat(outputs), kind)
 
 
 def _export_pt2(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -225,4 +221,4 @@ def _export_pt2(model: torch.nn.Module, example: torch.Tensor, path: Path) -> No
 def _run_pt2(path: Path, inputs: torch.Tensor, kind: str) -> torch.Tensor:
     loaded = torch.export.load(str(path)).module()
     with torch.inference_mode():
-        return _probabilities(torch.cat([loaded(b) for b in inputs.split(256)]), kind)
+        return to_probabilities(torch.cat([loaded(b) for b in inputs.split(256)]), kind)

@@ -615,13 +615,6 @@ def _merge(old: list[Finding], new: list[Finding]) -> list[Finding]:
                            and any(set(f.images) <= set(o.images) for o in old if o.kind == f.kind))]
 
 
-def cached_report(ref: str) -> HealthReport | None:
-    """The report last computed for ``ref``'s current content, if any (no check runs;
-    decoding goes through the data cache)."""
-    with _dataset_images(ref) as images:
-        return _read(_report_path(ref, _identity(images)))
-
-
 def thumbnails(ref: str, names: list[str], side: int = 96) -> dict[str, Any]:
     """``{name: PIL image}`` of the named images of ``ref``, at most ``side`` px on a side:
     the original files for a dataset of files, the decoded images otherwise."""
