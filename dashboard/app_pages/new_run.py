@@ -153,9 +153,17 @@ def read_form() -> tuple[Any, list[str], dict[str, list[Any]]]:
     return config, problems, sweep
 
 
+#: Grayscale images at least this large on their short side (or of varied sizes) are
+#: photos too (X-rays, electroluminescence cells, microscopy), not digit-sized drawings.
+PHOTO_SIDE = 64
+
+
 def looks_like_photos(info: Any) -> bool:
-    """An imported or folder dataset of colour images: what a pretrained backbone suits."""
-    return info is not None and info.kind in ("folder", "csv") and info.channels != 1
+    """An imported or folder dataset of photos, colour or grayscale: what a pretrained
+    backbone suits (not small grayscale drawings such as digits)."""
+    if info is None or info.kind not in ("folder", "csv"):
+        return False
+    return info.channels != 1 or info.native_size is None or min(info.native_size) >= PHOTO_SIDE
 
 
 def finetune_minutes(train_images: int) -> int | None:

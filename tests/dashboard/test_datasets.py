@@ -180,7 +180,16 @@ def test_a_wrong_column_gets_a_message_and_class_folders_ask_for_none(home):
     assert not [w for w in at.text_input if w.key in ("ds_file_column", "ds_label_column")]
 
 
-def colour_zip(per_class: int = 6) -> bytes:
+def test_grayscale_photos_are_photos_too(broker):
+    """300x300 grayscale camera images (an inspector's solar cells, X-rays) get the
+    finetune proposal; 28x28 grayscale squares do not (the test above)."""
+    at = upload_zip(app(DATASETS), "cells.zip", colour_zip(gray=True), "graycells")
+    at.button(key="ds_train").click().run()
+    ok(at)
+    assert at.session_state["nr_recipe"] == "finetune" and at.session_state["nr_dataset"] == "graycells"
+
+
+def colour_zip(per_class: int = 6, gray: bool = False) -> bytes:
     import io
     import zipfile
 
@@ -192,7 +201,10 @@ def colour_zip(per_class: int = 6) -> bytes:
         for label in ("red", "blue"):
             for i in range(per_class):
                 out = io.BytesIO()
-                Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(out, format="JPEG")
+                if gray:
+                    Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8)).save(out, format="JPEG")
+                else:
+                    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(out, format="JPEG")
                 zf.writestr(f"{label}/{i}.jpg", out.getvalue())
     return buffer.getvalue()
 
