@@ -3,6 +3,8 @@
     .venv/bin/python bench/recipes.py            # every recipe, as written and tuned
     .venv/bin/python bench/recipes.py seed003    # one recipe
     .venv/bin/python bench/recipes.py --no-fp32 finetune   # without the fp32 comparison
+    .venv/bin/python bench/recipes.py --add-fp32 finetune  # only the fp32 row, added to the
+                                                           # recorded one (another machine's bf16)
 
 Writes core/recipe_results.json (shipped with the package, read by
 ``core.recipes.recipe_results``), so a card's figure is always one this script measured,
@@ -67,10 +69,20 @@ def measure(recipe: str, overrides: dict) -> dict:
 
 def main(names: list[str]) -> None:
     compare = "--no-fp32" not in names  # skip the fp32 comparison rows (they double the time)
-    names = [n for n in names if n != "--no-fp32"]
+    add_fp32 = "--add-fp32" in names  # a machine without native bf16 measures only the fp32 rows
+    names = [n for n in names if n not in ("--no-fp32", "--add-fp32")]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     machine = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores"
     for name in names or list(RECIPES):
+        if add_fp32:
+            recorded = results[name]
+            for label, overrides in VARIANTS.get(name, [("as written", {})]):
+                fp32 = {"variant": f"{label} (fp32)", "overrides": {**overrides, "precision": "fp32"}, "compare_only": True,
+                        "machine": machine, "date": time.strftime("%Y-%m-%d"), **measure(name, {**overrides, "precision": "fp32"})}
+                print(name, json.dumps(fp32), file=sys.stderr, flush=True)
+                recorded["results"] = [r for r in recorded["results"] if r["variant"] != fp32["variant"]] + [fp32]
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            continue
         rows = []
         for label, overrides in VARIANTS.get(name, [("as written", {})]):
             row = {"variant": label, "overrides": overrides, **measure(name, overrides)}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cli.options import add_run_options, build_config
 from core.errors import ImoriError
+from core.saliency import DEFAULT_METHOD, METHODS
 from core.status import SUCCEEDED
 
 
@@ -45,11 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("explain", help="why the model says what it says: a Grad-CAM overlay of an image")
+    p = sub.add_parser("explain", help="why the model says what it says: a class activation map (HiResCAM) over an image")
     p.add_argument("image", help="an image file")
     add_checkpoint_options(p, run=True)
     p.add_argument("--class", dest="target", metavar="CLASS", help="the class to explain (default: the predicted one)")
     p.add_argument("--out", metavar="PNG", help="where to write the overlay (default: IMAGE's name + -gradcam.png)")
+    p.add_argument("--method", choices=sorted(METHODS), default=DEFAULT_METHOD,
+                   help=f"the class activation map (default {DEFAULT_METHOD}: HiResCAM, Draelos and Carin 2020; "
+                        "gradcam: Selvaraju et al. 2017)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 
@@ -384,7 +388,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     source = Path(args.image)
     if not source.is_file():
         raise ImoriError(f"{source}: no such file")
-    saliency = explain(predictor, source, target=args.target)
+    saliency = explain(predictor, source, target=args.target, method=args.method)
     out = Path(args.out) if args.out else source.with_name(source.stem + "-gradcam.png")
     overlay = saliency.overlay
     if min(overlay.size) < 256:  # a 28x28 input is too small to look at: enlarged, its pixels kept sharp
@@ -401,33 +405,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(f"{source}: {saliency.target} ({100 * saliency.probability:.1f} %); the model looked hardest at "
               f"row {row}, column {col} of its {saliency.heatmap.shape[0]}x{saliency.heatmap.shape[1]} input")
-        print(f"wrote {out}: the image as the model saw it, with the Grad-CAM map over it")
+        print(f"wrote {out}: the image as the model saw it, with the {args.method} map over it")
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core.calibration import calibrate
-    from core.records import store
+    from core.calibration import Calibration, calibrate_checkpoint
 
     path = Path(args.checkpoint).expanduser().resolve()
     if (args.target_recall is not None or args.target_precision is not None) and not args.positive:
         raise ImoriError("--target-recall and --target-precision choose a threshold for a --class CLASS")
-    result = calibrate(str(path))
-    stored = result.to_dict()
-    if args.positive:
-        from core.calibration import operating_point, validation_probabilities
-        from core.predict import Predictor
-
-        predictor = Predictor(str(path), temperature=result.temperature)
-        if args.positive not in predictor.classes:
-            raise ImoriError(f"no class {args.positive!r} (the classes: {', '.join(predictor.classes)})")
-        probs, labels = validation_probabilities(predictor)
-        point = operating_point(probs, labels, predictor.classes.index(args.positive), target_recall=args.target_recall,
-                                target_precision=args.target_precision)
-        stored["thresholds"] = {args.positive: point}
-    recorded = store.set_calibration(str(path), stored)
+    stored, recorded = calibrate_checkpoint(str(path), positive=args.positive, target_recall=args.target_recall,
+                                            target_precision=args.target_precision)
+    result = Calibration(**{k: v for k, v in stored.items() if k in Calibration.__dataclass_fields__})
     if args.json:
         print(json.dumps({**stored, "recorded": recorded}, indent=2))
         return 0

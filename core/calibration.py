@@ -173,15 +173,39 @@ def calibrate(checkpoint: Any) -> Calibration:
 # -- operating points ------------------------------------------------------------------------
 
 
-def operating_point(probs: torch.Tensor, labels: torch.Tensor, positive: int, *, target_recall: float | None = None,
-                    target_precision: float | None = None) -> dict[str, float]:
-    """A decision threshold for class ``positive`` (one against the rest): the highest
-    threshold whose recall is at least ``target_recall``, or the lowest whose precision is
-    at least ``target_precision``, from scikit-learn's ``precision_recall_curve`` over
-    ``probs[:, positive]``. Returns ``{"threshold", "precision", "recall", "images"}``.
-    Raises ConfigError when neither (or both) targets are given, or none is reachable."""
-    from sklearn.metrics import precision_recall_curve
+def pr_curve(probs: torch.Tensor, labels: torch.Tensor, positive: int, max_points: int = 300) -> dict[str, Any]:
+    """Class ``positive``'s precision-recall curve against the rest, from scikit-learn's
+    ``precision_recall_curve`` over ``probs[:, positive]`` (``probs``: ``N x classes``,
+    ``labels``: ``N``): ``{"threshold", "precision", "recall"}`` lists of equal length in
+    rising threshold order (at most ``max_points``: evenly thinned, the ends kept), with
+    ``images``, ``positives`` and ``average_precision``. Raises ConfigError when no
+    image of the class is among ``labels``."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
 
+    from core.errors import ConfigError
+
+    truth = (labels == positive).numpy().astype(int)
+    if truth.sum() == 0:
+        raise ConfigError("the validation split has no image of that class: no threshold to choose")
+    scores = probs[:, positive].numpy()
+    precision, recall, thresholds = precision_recall_curve(truth, scores)
+    # precision/recall have one more entry than thresholds (the last: recall 0, precision 1).
+    keep = list(range(len(thresholds)))
+    if len(keep) > max_points:
+        step = (len(keep) - 1) / (max_points - 1)
+        keep = sorted({round(i * step) for i in range(max_points)})
+    return {"threshold": [float(thresholds[i]) for i in keep], "precision": [float(precision[i]) for i in keep],
+            "recall": [float(recall[i]) for i in keep], "images": int(len(truth)), "positives": int(truth.sum()),
+            "average_precision": float(average_precision_score(truth, scores))}
+
+
+def choose_threshold(curve: dict[str, Any], *, target_recall: float | None = None,
+                     target_precision: float | None = None) -> dict[str, float]:
+    """A decision threshold on a ``pr_curve``: the highest threshold whose recall is at
+    least ``target_recall``, or the lowest whose precision is at least
+    ``target_precision``. Returns ``{"threshold", "precision", "recall", "images",
+    "target", "by"}``. Raises ConfigError when neither (or both) targets are given, a
+    target is outside (0, 1], or none is reachable."""
     from core.errors import ConfigError
 
     if (target_recall is None) == (target_precision is None):
@@ -189,11 +213,7 @@ def operating_point(probs: torch.Tensor, labels: torch.Tensor, positive: int, *,
     target = target_recall if target_recall is not None else target_precision
     if not 0 < float(target) <= 1:
         raise ConfigError(f"a target recall or precision is in (0, 1], not {target}")
-    truth = (labels == positive).numpy().astype(int)
-    if truth.sum() == 0:
-        raise ConfigError("the validation split has no image of that class: no threshold to choose")
-    precision, recall, thresholds = precision_recall_curve(truth, probs[:, positive].numpy())
-    # precision/recall have one more entry than thresholds (the last: recall 0, precision 1).
+    thresholds, precision, recall = curve["threshold"], curve["precision"], curve["recall"]
     candidates = range(len(thresholds))
     if target_recall is not None:
         ok = [i for i in candidates if recall[i] >= target_recall]
@@ -205,8 +225,70 @@ def operating_point(probs: torch.Tensor, labels: torch.Tensor, positive: int, *,
         raise ConfigError(f"no threshold reaches that {'recall' if target_recall is not None else 'precision'} "
                           "on the validation split")
     return {"threshold": float(thresholds[best]), "precision": float(precision[best]), "recall": float(recall[best]),
-            "images": int(len(truth)), "target": float(target),
+            "images": int(curve["images"]), "target": float(target),
             "by": "recall" if target_recall is not None else "precision"}
+
+
+def operating_point(probs: torch.Tensor, labels: torch.Tensor, positive: int, *, target_recall: float | None = None,
+                    target_precision: float | None = None) -> dict[str, float]:
+    """``choose_threshold`` on the full ``pr_curve`` of ``probs`` for class ``positive``
+    (one against the rest). Raises ConfigError as those do."""
+    return choose_threshold(pr_curve(probs, labels, positive, max_points=len(labels) + 1),
+                            target_recall=target_recall, target_precision=target_precision)
+
+
+def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recall: float | None = None,
+                         target_precision: float | None = None) -> tuple[dict[str, Any], bool]:
+    """Calibrate the checkpoint at ``path`` (``calibrate``), draw every class's
+    precision-recall curve on the validation split at the fitted temperature
+    (``pr_curves``), choose ``positive``'s threshold by the target given (if any), and
+    store it all in the checkpoint's record. Returns (what was stored, whether a record of
+    this file existed to store it in). Raises ImoriError as ``calibrate`` and
+    ``choose_threshold`` do, or for an unknown class."""
+    from core.errors import ConfigError
+    from core.predict import Predictor
+    from core.records import store
+
+    if (target_recall is not None or target_precision is not None) and not positive:
+        raise ConfigError("a target recall or precision chooses a threshold for one class: name it")
+    result = calibrate(path)
+    stored = result.to_dict()
+    predictor = Predictor(path, temperature=result.temperature)
+    if positive and positive not in predictor.classes:
+        raise ConfigError(f"no class {positive!r} (the classes: {', '.join(predictor.classes)})")
+    probs, labels = validation_probabilities(predictor)
+    stored["pr_curves"] = {cls: pr_curve(probs, labels, i) for i, cls in enumerate(predictor.classes)
+                           if bool((labels == i).any())}
+    if positive:
+        point = operating_point(probs, labels, predictor.classes.index(positive), target_recall=target_recall,
+                                target_precision=target_precision)
+        stored["thresholds"] = {positive: point}
+    return stored, store.set_calibration(path, stored)
+
+
+def set_operating_point(path: str, positive: str, *, target_recall: float | None = None,
+                        target_precision: float | None = None) -> dict[str, float]:
+    """Choose ``positive``'s threshold on the precision-recall curve stored with the
+    checkpoint's calibration (no model is run) and store it; with neither target, remove
+    the class's threshold. Returns the operating point (or {} when removed). Raises
+    ConfigError when the checkpoint is not calibrated or the class has no stored curve."""
+    from core.errors import ConfigError
+    from core.records import queries, store
+
+    stored = dict(queries.calibration_of(path) or {})
+    curve = (stored.get("pr_curves") or {}).get(positive)
+    if not stored or curve is None:
+        raise ConfigError("calibrate this checkpoint first: its precision-recall curves come with the calibration")
+    thresholds = dict(stored.get("thresholds") or {})
+    point: dict[str, float] = {}
+    if target_recall is None and target_precision is None:
+        thresholds.pop(positive, None)
+    else:
+        point = choose_threshold(curve, target_recall=target_recall, target_precision=target_precision)
+        thresholds[positive] = point
+    stored["thresholds"] = thresholds
+    store.set_calibration(path, stored)
+    return point
 
 
 def validation_probabilities(predictor: Any) -> tuple[torch.Tensor, torch.Tensor]:

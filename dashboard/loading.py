@@ -14,7 +14,8 @@ import streamlit as st
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
-def _cached_predictor(path: str, mtime: float, model: str | None, classes: tuple[str, ...] | None, options: str):
+def _cached_predictor(path: str, mtime: float, model: str | None, classes: tuple[str, ...] | None, options: str,
+                      calibration: str):
     import torch
 
     from core.predict import Predictor
@@ -28,17 +29,21 @@ def _cached_predictor(path: str, mtime: float, model: str | None, classes: tuple
 
 def cached_predictor(path: str | Path, *, model: str | None = None, classes: Sequence[str] | None = None,
                    options: dict[str, Any] | None = None):
-    """A Predictor for ``path``, cached by path and modification time (a second upload of
-    images answers without loading the model again)."""
+    """A Predictor for ``path``, cached by path, modification time and the calibration
+    recorded for it (a second upload of images answers without loading the model again;
+    a checkpoint calibrated since is loaded with its new temperature and thresholds)."""
     from core.errors import CheckpointError
+    from core.predict import recorded_calibration
 
     p = Path(path)
     try:
         mtime = p.stat().st_mtime
     except OSError:
         raise CheckpointError(f"{p}: no such checkpoint file (was it deleted?)") from None
+    recorded = recorded_calibration(p) or {}
+    calibration = json.dumps([recorded.get("temperature"), recorded.get("thresholds")], sort_keys=True)
     return _cached_predictor(str(p.resolve()), mtime, model or None, tuple(classes) if classes else None,
-                             json.dumps(options or {}, sort_keys=True))
+                             json.dumps(options or {}, sort_keys=True), calibration)
 
 
 def predict(predictor: Any, images: Sequence[Any], names: Sequence[str]) -> list[Any]:

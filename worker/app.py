@@ -33,6 +33,7 @@ from worker.broker import redis_url
 TRAIN_TASK = "imori.train_run"
 EVALUATE_TASK = "imori.evaluate"
 HEALTH_TASK = "imori.check_dataset"
+JOB_TASK = "imori.job"
 
 
 def namespace() -> str:

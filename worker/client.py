@@ -13,7 +13,7 @@ from typing import Any
 from core.config import RunConfig, apply_overrides, expand_sweep
 from core.errors import ConfigError
 from core.status import SUCCEEDED
-from worker.app import EVALUATE_TASK, HEALTH_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
+from worker.app import EVALUATE_TASK, HEALTH_TASK, JOB_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
 from worker.broker import require
 
 
@@ -155,5 +155,20 @@ def submit_health_check(dataset: str, *, features: bool = True) -> int:
 
     require()
     check_id = store.create_health_check(dataset, features=features)
-    get_app().send_task(HEALTH_TASK, args=[check_id], queue=cpu_queue())
+    get_app().send_task(HEALTH_TASK, JOB_TASK, args=[check_id], queue=cpu_queue())
     return check_id
+
+
+def submit_job(kind: str, subject: str, params: dict | None = None) -> int:
+    """Queue a job of ``core.jobs`` (``kind`` about ``subject``) for a worker's CPU queue.
+    Returns its id; ``core.records.queries.get_job`` follows it. Raises NoBroker when no
+    queue is running, ValueError for an unknown kind."""
+    from core.jobs import KINDS
+    from core.records import store
+
+    if kind not in KINDS:
+        raise ValueError(f"no job kind {kind!r}")
+    require()
+    job_id = store.create_job(kind, subject, params)
+    get_app().send_task(JOB_TASK, args=[job_id], queue=cpu_queue())
+    return job_id

@@ -1,4 +1,5 @@
-"""The tasks: train a run, evaluate a checkpoint, each given an id. Thin by design.
+"""The tasks: train a run, evaluate a checkpoint, check a dataset, do a job (core.jobs),
+each given an id. Thin by design.
 
 Each task re-reads its work from the database by id and hands it to ``core``: the run's
 whole life cycle (claim, resume, record, train, final status) is ``core.run.execute_run``.
@@ -17,7 +18,7 @@ from celery.signals import worker_shutting_down
 
 from core.run import INTERRUPTED
 from core.status import FAILED, SUCCEEDED
-from worker.app import EVALUATE_TASK, HEALTH_TASK, TRAIN_TASK, get_app
+from worker.app import EVALUATE_TASK, HEALTH_TASK, JOB_TASK, TRAIN_TASK, get_app
 
 log = logging.getLogger("imori.worker")
 app = get_app()
@@ -141,3 +142,30 @@ def execute_health_check(check_id: int, worker_name: str) -> str:
         return {"identity": check_dataset(job.dataset, features=job.features, progress=progress).identity}
 
     return _job(f"health check {check_id}", work, lambda **kw: store.finish_health_check(check_id, **kw))
+
+
+@app.task(name=JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def do_job(job_id: int) -> str:
+    """A job of ``core.jobs`` (calibrate a checkpoint, find a learning rate)."""
+    return execute_job(int(job_id), worker_name())
+
+
+def execute_job(job_id: int, worker_name: str) -> str:
+    import time
+
+    from core.jobs import run_job
+    from core.records import queries, store
+
+    if not store.claim_job(job_id, worker_name):
+        return "skipped"
+    job = queries.get_job(job_id)
+    last = [0.0]
+
+    def progress(stage: str, share: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or share >= 1.0:  # a row write every half second at most
+            last[0] = now
+            store.job_progress(job_id, stage, share)
+
+    return _job(f"{job.kind} job {job_id}", lambda: {"result": run_job(job.kind, job.subject, job.params, progress)},
+                lambda **kw: store.finish_job(job_id, **kw))

@@ -796,6 +796,62 @@ def latest_health_check(dataset: str, *, engine: Engine | None = None) -> Health
     return HealthCheckRow(*row) if row else None
 
 
+# -- jobs (core.jobs) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRow(_Record):
+    id: int
+    kind: str
+    subject: str
+    params: dict[str, Any]
+    status: str
+    worker: str | None
+    stage: str | None
+    progress: float
+    created_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+def _job_select():
+    from core.records.schema import SqlJob as J
+
+    return select(J.id, J.kind, J.subject, J.params, J.status, J.worker, J.stage, J.progress, J.created_at,
+                  J.finished_at, J.result, J.error)
+
+
+def get_job(job_id: int, *, engine: Engine | None = None) -> JobRow:
+    from core.records.schema import SqlJob as J
+
+    with _engine(engine).connect() as conn:
+        row = conn.execute(_job_select().where(J.id == job_id)).first()
+    if row is None:
+        raise RecordsError(f"no job {job_id}")
+    return JobRow(*row)
+
+
+def list_jobs(kind: str | None = None, *, limit: int = 50, engine: Engine | None = None) -> list[JobRow]:
+    """The newest jobs (of ``kind``, when given), newest first."""
+    from core.records.schema import SqlJob as J
+
+    stmt = _job_select().order_by(J.id.desc()).limit(limit)
+    if kind is not None:
+        stmt = stmt.where(J.kind == kind)
+    with _engine(engine).connect() as conn:
+        return [JobRow(*row) for row in conn.execute(stmt)]
+
+
+def latest_job(kind: str, subject: str, *, engine: Engine | None = None) -> JobRow | None:
+    """The newest job of ``kind`` about ``subject``, if any."""
+    from core.records.schema import SqlJob as J
+
+    with _engine(engine).connect() as conn:
+        row = conn.execute(_job_select().where(J.kind == kind, J.subject == subject).order_by(J.id.desc()).limit(1)).first()
+    return JobRow(*row) if row else None
+
+
 # -- not learning: the loss has not fallen after the first epoch ----------------------------
 
 NOT_LEARNING = "not learning: raise the learning rate or add momentum"

@@ -284,6 +284,29 @@ class SqlHealthCheck(Base):
     error: Mapped[Optional[str]] = mapped_column(Text)
 
 
+class SqlJob(Base):
+    """Smaller work a worker does for the dashboard (``core.jobs``: calibrating a
+    checkpoint, the learning-rate finder), one row a job: its ``kind``, what it is about
+    (``subject``: a checkpoint path, a run's settings), its ``params``; status like a
+    run's, its stage and progress while it runs, the ``result`` as JSON when it succeeded."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_kind_subject", "kind", "subject"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    worker: Mapped[Optional[str]] = mapped_column(String(200))
+    stage: Mapped[Optional[str]] = mapped_column(String(64))
+    progress: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+    result: Mapped[Optional[dict[str, Any]]]
+    error: Mapped[Optional[str]] = mapped_column(Text)
+
+
 class SqlEvaluation(Base):
     """A checkpoint evaluated on a dataset split, as a job on a worker (never inside the
     dashboard's process): status like a run's, the result as JSON when it succeeded."""

@@ -606,8 +606,56 @@ def finish_health_check(check_id: int, *, identity: str | None = None, error: st
             progress=1.0 if error is None else H.progress))
 
 
+# -- jobs (core.jobs) -------------------------------------------------------------------------
+
+
+def create_job(kind: str, subject: str, params: dict[str, Any] | None = None, *, engine: Engine | None = None) -> int:
+    """Record a job of ``kind`` about ``subject`` (status ``queued``) and return its id."""
+    from core.records.schema import SqlJob
+
+    with write_transaction(_engine(engine)) as conn:
+        return conn.execute(
+            insert(SqlJob)
+            .values(kind=kind[:32], subject=subject, params=json_safe(dict(params or {})), status=QUEUED, progress=0.0,
+                    created_at=utcnow())
+            .returning(SqlJob.id)
+        ).scalar_one()
+
+
+def claim_job(job_id: int, worker: str, *, engine: Engine | None = None) -> bool:
+    """``queued -> running``; False when another delivery already took it."""
+    from core.records.schema import SqlJob as J
+
+    with write_transaction(_engine(engine)) as conn:
+        done = conn.execute(update(J).where(J.id == job_id, J.status == QUEUED).values(status=RUNNING, worker=worker[:200]))
+        return done.rowcount == 1
+
+
+def job_progress(job_id: int, stage: str, progress: float, *, engine: Engine | None = None) -> None:
+    """Where a running job is: its stage and the share of it done (0..1)."""
+    from core.records.schema import SqlJob as J
+
+    with write_transaction(_engine(engine)) as conn:
+        conn.execute(update(J).where(J.id == job_id).values(stage=stage[:64], progress=max(0.0, min(1.0, progress))))
+
+
+def finish_job(job_id: int, *, result: dict[str, Any] | None = None, error: str | None = None,
+               engine: Engine | None = None) -> None:
+    from core.records.schema import SqlJob as J
+    from core.status import FAILED, SUCCEEDED
+
+    with write_transaction(_engine(engine)) as conn:
+        conn.execute(update(J).where(J.id == job_id).values(
+            status=FAILED if error is not None else SUCCEEDED, result=json_safe(result) if result is not None else None,
+            error=error, finished_at=utcnow(), progress=1.0 if error is None else J.progress))
+
+
 __all__ = [
     "RunFlags",
+    "claim_job",
+    "create_job",
+    "finish_job",
+    "job_progress",
     "add_log",
     "claim_health_check",
     "set_calibration",

@@ -16,6 +16,7 @@ from core import config as run_config
 from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
 from core.recipes import RECIPES, recipe_config, recipe_results
+from core.records import queries
 from core.status import CANCELLED, SUCCEEDED
 from dashboard import settings_form as form
 from dashboard import fmt, live, loading, nav, uploads
@@ -302,6 +303,8 @@ for column, name in zip(cards, RECIPE_ORDER):
             fp32 = fp32_of.get(variant.get("variant"))
             if fp32 and fp32.get("test_accuracy") is not None:
                 how += f"; in fp32 {fmt.pct(fp32['test_accuracy'])}, {fmt.duration(fp32.get('seconds'))}"
+                if fp32.get("machine") and (fp32["machine"], fp32.get("date")) != (measured.get("machine"), measured.get("date")):
+                    how += f" (measured {fp32.get('date', '?')} on another {fp32['machine']} machine)"
             if i == 0:
                 st.markdown(f"{where}: {figure} on {variant.get('dataset', '?')} ({how})")
             else:
@@ -453,6 +456,7 @@ opt_col, length_col = st.columns(2)
 with opt_col.container(border=True):
     st.markdown(f"**{SECTIONS['optimisation']}**")
     form.render("optimisation", context)
+    lr_panel = st.container()  # the learning-rate finder: drawn once the form is read
 
 with length_col.container(border=True):
     st.markdown(f"**{SECTIONS['length']}**")
@@ -495,6 +499,65 @@ config, problems, sweep = read_form()
 count = 1
 for values in sweep.values():
     count *= len(values)
+
+
+def find_lr() -> None:
+    """Queue fastai's learning-rate range test (core.lr_find) on a worker for the
+    settings as they stand (their learning rate aside)."""
+    from core.jobs import LR_FIND, lr_find_subject
+    from dashboard import jobs
+
+    found, reasons, _ = read_form()
+    if found is None or reasons:
+        st.session_state.nr_lr_find_problem = reasons[0] if reasons else "the settings cannot train"
+        return
+    st.session_state.nr_lr_find_problem = None
+    settings = found.to_dict()
+    jobs.submit(LR_FIND, lr_find_subject(settings), {"config": settings})
+
+
+def use_lr(lr: float) -> None:
+    st.session_state.nr_lr = float(f"{lr:.3g}")
+
+
+def lr_find_view(config: Any) -> None:
+    """The button, the job's progress and the curve it found, with its suggestion (fastai's
+    valley) to take into the form."""
+    from core.jobs import LR_FIND, lr_find_subject
+    from dashboard import jobs
+
+    subject = lr_find_subject(config.to_dict()) if config is not None else None
+    st.button("Find a learning rate", key="nr_lr_find", icon=":material/query_stats:", on_click=find_lr,
+              disabled=subject is None or jobs.busy(LR_FIND, subject),
+              help="fastai's lr_find on a worker: 100 steps with the learning rate rising from 1e-7 to 10, these "
+                   "settings otherwise; the weights are thrown away")
+    if st.session_state.get("nr_lr_find_problem"):
+        st.caption(f"Not queued: {st.session_state.nr_lr_find_problem}")
+    if subject is None:
+        return
+    jobs.job_view(LR_FIND, subject, "Learning-rate finder")
+    job = queries.latest_job(LR_FIND, subject)
+    if job is None or job.status != SUCCEEDED or not job.result:
+        return
+    import altair as alt
+    import pandas as pd
+
+    found = job.result
+    curve = pd.DataFrame({"learning rate": found["lrs"], "loss": found["losses"]})
+    mark = pd.DataFrame({"learning rate": [found["suggestion"]], "loss": [found["suggestion_loss"]]})
+    line = alt.Chart(curve).mark_line().encode(x=alt.X("learning rate:Q", scale=alt.Scale(type="log")),
+                                               y=alt.Y("loss:Q", title="loss (smoothed)"))
+    dot = alt.Chart(mark).mark_point(color="red", size=90, filled=True).encode(x="learning rate:Q", y="loss:Q")
+    st.altair_chart((line + dot).properties(height=180), width="stretch")
+    for note in found.get("notes") or []:
+        st.caption(note)
+    st.button(f"Use the suggestion: lr {found['suggestion']:.3g}", key="nr_use_lr", on_click=use_lr,
+              args=(found["suggestion"],), icon=":material/check:",
+              help="fastai's valley: two thirds of the way down the longest descent of the loss")
+
+
+with lr_panel:
+    lr_find_view(config)
 
 
 def summary(config: Any) -> str:

@@ -261,7 +261,18 @@ if predictor is not None:
         note_col.caption(f"Probabilities are calibrated: temperature {predictor.temperature:.2f}, fitted on the "
                          "validation split (`imori calibrate`)." + (f" Operating point: {points}." if points else ""))
     else:
-        note_col.caption("Probabilities as trained (not calibrated: `imori calibrate CHECKPOINT` fits a temperature).")
+        note_col.caption("Probabilities as trained (not calibrated: a temperature fitted on the validation split makes "
+                         "them honest).")
+        if predictor.checkpoint.config and Path(checkpoint).is_file():
+            from core.jobs import CALIBRATE
+            from dashboard import jobs
+
+            if note_col.button("Calibrate on a worker", key="pr_calibrate", icon=":material/balance:",
+                               disabled=jobs.busy(CALIBRATE, str(checkpoint))):
+                if jobs.submit(CALIBRATE, str(checkpoint)) is not None:
+                    st.rerun()
+            with note_col:
+                jobs.job_view(CALIBRATE, str(checkpoint), "Calibrating")
 
     named: list[tuple[str, bytes]] = []
     if len(files) > uploads.MAX_IMAGES:

@@ -10,7 +10,8 @@ import streamlit as st
 
 from core.records import queries
 from core.status import FAILED, RUNNING
-from dashboard import charts, fmt, live, loading, nav
+from core.jobs import CALIBRATE
+from dashboard import charts, fmt, jobs, live, loading, nav
 
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
@@ -244,6 +245,67 @@ def calibration_view(row, calibration: dict) -> None:
             y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
             color=alt.Color("when:N", title=None), tooltip=["when", "confidence", "accuracy", "images"])
         st.altair_chart((diagonal + dots).properties(height=260), width="stretch")
+        if calibration.get("pr_curves"):
+            operating_points_view(row, calibration)
+
+
+def operating_points_view(row, calibration: dict) -> None:
+    """Each class's precision-recall curve on the validation split (one class against the
+    rest, at the fitted temperature), and a decision threshold chosen by a target recall
+    or precision: stored with the calibration, used by Predict, imori predict and exports."""
+    import altair as alt
+
+    from core.calibration import set_operating_point
+
+    curves, thresholds = calibration["pr_curves"], calibration.get("thresholds") or {}
+    st.markdown("**Operating points** (precision and recall of one class against the rest, on the validation split)")
+    frame = pd.DataFrame([{"class": cls, "recall": r, "precision": p, "threshold": t}
+                          for cls, c in curves.items() for t, p, r in zip(c["threshold"], c["precision"], c["recall"])])
+    chosen = pd.DataFrame([{"class": cls, "recall": p["recall"], "precision": p["precision"], "threshold": p["threshold"]}
+                           for cls, p in thresholds.items()])
+    lines = alt.Chart(frame).mark_line(interpolate="step-after").encode(
+        x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("precision:Q", scale=alt.Scale(domain=[0, 1.02])),
+        color=alt.Color("class:N"), tooltip=["class", "threshold", "precision", "recall"])
+    chart = lines if chosen.empty else lines + alt.Chart(chosen).mark_point(size=120, filled=True, shape="diamond").encode(
+        x="recall:Q", y="precision:Q", color="class:N", tooltip=["class", "threshold", "precision", "recall"])
+    st.altair_chart(chart.properties(height=260), width="stretch")
+    st.caption(" · ".join(f"{cls}: average precision {fmt.pct(c['average_precision'])} ({c['positives']} of "
+                          f"{c['images']} images)" for cls, c in curves.items()))
+    for cls, p in thresholds.items():
+        st.markdown(f"Decides **{cls}** when p({cls}) ≥ {p['threshold']:.3f}: recall {fmt.pct(p['recall'])}, "
+                    f"precision {fmt.pct(p['precision'])} on the validation split (target {p['by']} "
+                    f"{fmt.pct(p['target'])})")
+    key = f"rd_op_{row.path}"
+    which, by, target, go, clear = st.columns([3, 2, 2, 1, 1], vertical_alignment="bottom")
+    cls = which.selectbox("Class", list(curves), key=f"{key}_class")
+    by_name = by.selectbox("Chosen by", ["recall", "precision"], key=f"{key}_by",
+                           help="A target recall misses at most that share of the class (inspection: find every defect); "
+                                "a target precision is wrong at most that often when it says the class.")
+    value = target.number_input(f"Target {by_name} (%)", min_value=1.0, max_value=100.0, value=95.0, step=1.0,
+                                key=f"{key}_target")
+    if go.button("Set", key=f"{key}_set", icon=":material/tune:"):
+        with fmt.user_errors("Not set: "):
+            set_operating_point(row.path, cls, **{f"target_{by_name}": value / 100})
+            st.rerun()
+    if clear.button("Clear", key=f"{key}_clear", disabled=cls not in thresholds, help="Decide by the top probability again"):
+        set_operating_point(row.path, cls)
+        st.rerun()
+
+
+def calibrate_view(rows) -> None:
+    """Calibrate a checkpoint on a worker: the temperature, the reliability diagram and the
+    precision-recall curves come from its validation split."""
+    paths = {r.path: fmt.checkpoint_label(r) for r in rows if Path(r.path).is_file()}
+    if not paths:
+        return
+    with st.container(border=True):
+        st.markdown("**Calibrate** (fits a temperature on the validation split so that 70 % means right 7 times in 10)")
+        pick, go = st.columns([4, 1], vertical_alignment="bottom")
+        chosen = pick.selectbox("Checkpoint", list(paths), format_func=paths.get, key="rd_calibrate_ckpt")
+        if go.button("Calibrate", key="rd_calibrate", icon=":material/balance:", disabled=jobs.busy(CALIBRATE, chosen)):
+            if jobs.submit(CALIBRATE, chosen) is not None:
+                st.rerun()
+        jobs.job_view(CALIBRATE, chosen, f"Calibrating {Path(chosen).name}")
 
 
 def export_view(exportable: dict[str, str]) -> None:
@@ -298,8 +360,10 @@ with ckpt_tab:
     for row, calibration in calibrated[:2]:
         calibration_view(row, calibration)
     if rows and not calibrated:
-        st.caption("Its probabilities are as trained: `imori calibrate CHECKPOINT` fits a temperature on the validation "
-                   "split, and then Predict, `imori predict` and every export use it.")
+        st.caption("Its probabilities are as trained. Calibrating fits a temperature on the validation split; then "
+                   "Predict, `imori predict` and every export use it (`imori calibrate CHECKPOINT` does it too).")
+    if rows:
+        calibrate_view(sorted(rows, key=lambda r: (not r.is_best, -r.step)))
     exportable = {r.path: fmt.checkpoint_label(r) for r in rows if loading.under_home(r.path) is not None}
     if exportable:
         export_view(exportable)

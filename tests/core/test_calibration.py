@@ -106,3 +106,41 @@ def test_an_operating_point_by_target_recall_is_used_by_predict_and_exports(tmp_
     capsys.readouterr()
     sidecar = json.loads((tmp_path / "w.preprocess.json").read_text())
     assert sidecar["thresholds"]["star"]["threshold"] == pytest.approx(stored["threshold"])
+
+
+def test_a_stored_precision_recall_curve_chooses_the_same_threshold_as_the_full_one():
+    from core.calibration import choose_threshold, operating_point, pr_curve
+    from core.errors import ConfigError
+
+    torch.manual_seed(1)
+    labels = torch.randint(0, 2, (1000,))
+    scores = (labels.float() + 0.8 * torch.randn(1000)).sigmoid()
+    probs = torch.stack([1 - scores, scores], dim=1)
+    full = pr_curve(probs, labels, 1, max_points=2000)
+    thin = pr_curve(probs, labels, 1, max_points=300)
+    assert len(thin["threshold"]) == 300 and thin["threshold"][0] == full["threshold"][0]
+    assert thin["threshold"][-1] == full["threshold"][-1] and thin["threshold"] == sorted(thin["threshold"])
+    assert thin["positives"] == int(labels.sum()) and 0.5 < thin["average_precision"] < 1
+    exact = operating_point(probs, labels, 1, target_recall=0.9)
+    assert exact == choose_threshold(full, target_recall=0.9)
+    near = choose_threshold(thin, target_recall=0.9)
+    assert near["recall"] >= 0.9 and abs(near["recall"] - exact["recall"]) < 0.02
+    with pytest.raises(ConfigError, match="one target"):
+        choose_threshold(thin)
+    with pytest.raises(ConfigError, match=r"in \(0, 1\]"):
+        choose_threshold(thin, target_precision=1.5)
+
+
+def test_jobs_find_a_learning_rate_and_refuse_an_unknown_kind():
+    from core.jobs import LR_FIND, lr_find_subject, run_job
+
+    config = RunConfig(model="lenet5", dataset="digits", optimizer="sgd", lr=1e-3, batch_size=64, threads=2).to_dict()
+    assert lr_find_subject(config) == lr_find_subject({**config, "lr": 0.5, "name": "other"})  # the lr is what is searched
+    assert lr_find_subject(config) != lr_find_subject({**config, "batch_size": 32})
+    seen = []
+    found = run_job(LR_FIND, lr_find_subject(config), {"config": config, "num_it": 30},
+                    progress=lambda stage, share: seen.append(share))
+    assert len(found["lrs"]) == len(found["losses"]) >= 10 and 1e-7 <= found["suggestion"] <= 10
+    assert seen and seen[-1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no job kind"):
+        run_job("bake", "x", {})

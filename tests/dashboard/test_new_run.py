@@ -212,3 +212,33 @@ def test_missing_pretrained_weights_refuse_the_run_until_a_file_is_uploaded(home
     assert at.session_state["nr_pretrained_path"].startswith(str(home))
     at.run()
     assert not any("not on this machine" in t for t in texts(at.error)), texts(at.error)
+
+
+def test_the_learning_rate_finder_runs_on_a_worker_and_its_suggestion_fills_the_form(broker):
+    """seed 004 as written (lenet5, SGD at 1e-3 without momentum: it does not learn): the
+    button queues fastai's range test for these settings; what the worker's task does
+    draws the curve; the suggestion goes into the form's learning rate."""
+    from core.jobs import LR_FIND
+    from core.records import queries
+    from worker.tasks import execute_job
+
+    at = app()
+    at.button(key="recipe_seed004").click().run()
+    ok(at)
+    assert at.session_state["nr_lr"] == 0.001
+    at.button(key="nr_lr_find").click().run()
+    ok(at)
+    job = queries.list_jobs(LR_FIND, limit=1)[0]
+    assert job.status == "queued" and job.params["config"]["model"] == "lenet5"
+    assert at.button(key="nr_lr_find").disabled  # one at a time for these settings
+    assert execute_job(job.id, "test-process") == "succeeded", queries.get_job(job.id).error
+    at.run()
+    ok(at)
+    suggestion = queries.get_job(job.id).result["suggestion"]
+    assert at.button(key="nr_use_lr").label == f"Use the suggestion: lr {suggestion:.3g}"
+    at.button(key="nr_use_lr").click().run()
+    ok(at)
+    assert at.session_state["nr_lr"] == float(f"{suggestion:.3g}") != 0.001
+    # The form's learning rate changed, the job's settings did not: its result stays shown.
+    assert at.button(key="nr_use_lr").label == f"Use the suggestion: lr {suggestion:.3g}"
+

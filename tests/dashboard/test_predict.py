@@ -237,8 +237,9 @@ def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
 
 
 @pytest.mark.slow
-def test_evaluation_runs_on_a_real_worker_process(run_id, home):
-    """The whole path: the button, Redis, an `imori worker` process, the records, the page."""
+def test_evaluation_and_calibration_run_on_a_real_worker_process(run_id, home):
+    """The whole path: the button, Redis, an `imori worker` process, the records, the page;
+    for an evaluation, then for calibrating the checkpoint (a job of core.jobs)."""
     from worker.presence import live_workers
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -263,6 +264,20 @@ def test_evaluation_runs_on_a_real_worker_process(run_id, home):
         at.run()
         ok(at)
         assert confusion_shown(at)
+        assert any("Probabilities as trained" in t for t in texts(at.caption))
+        at.button(key="pr_calibrate").click().run()
+        ok(at)
+        from core.jobs import CALIBRATE
+
+        [job] = queries.list_jobs(CALIBRATE, limit=1)
+        while queries.get_job(job.id).status in ("queued", "running"):
+            assert time.monotonic() < deadline, (home / "worker.log").read_text()
+            time.sleep(0.3)
+        done = queries.get_job(job.id)
+        assert done.status == "succeeded" and done.worker.startswith("dash-eval"), done.error
+        at.run()
+        ok(at)
+        assert any(t.startswith("Probabilities are calibrated: temperature") for t in texts(at.caption)), texts(at.caption)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)

@@ -210,3 +210,42 @@ def test_tags_and_a_note_are_edited_on_the_run_page(home):
     run = queries.get_run(run_id)
     assert run.tags == () and run.note is None
     assert queries.get_run(other).tags == ("baseline",)
+
+
+def test_calibrate_on_a_worker_then_choose_an_operating_point(home, broker):
+    """The Calibrate button queues a job (core.jobs); what the worker's task does fits the
+    temperature and draws every class's precision-recall curve; a target recall then sets
+    a threshold from the stored curve, which the Predictor uses, and Clear removes it."""
+    from core.jobs import CALIBRATE
+    from core.predict import Predictor
+    from worker.tasks import execute_job
+
+    run_id = train(iterations=30)
+    at = app(DETAIL, run=run_id)
+    best = at.selectbox(key="rd_calibrate_ckpt").value
+    at.button(key="rd_calibrate").click().run()
+    ok(at)
+    job = queries.latest_job(CALIBRATE, best)
+    assert job is not None and job.status == "queued"
+    assert any("waiting for a worker" in t for t in texts(at.get("progress")) + [str(p.proto.text) for p in at.get("progress")])
+    assert at.button(key="rd_calibrate").disabled  # one at a time
+    assert execute_job(job.id, "test-process") == "succeeded", queries.get_job(job.id).error
+    at.run()
+    ok(at)
+    assert any(t.startswith("**Calibration of") for t in texts(at.markdown))
+    assert any(t.startswith("**Operating points**") for t in texts(at.markdown))
+    stored = queries.calibration_of(best)
+    assert sorted(stored["pr_curves"]) == [str(i) for i in range(10)]
+    assert Predictor(best).temperature == pytest.approx(stored["temperature"])
+    key = f"rd_op_{best}"
+    at.selectbox(key=f"{key}_class").set_value("3")
+    at.number_input(key=f"{key}_target").set_value(90.0)
+    at.button(key=f"{key}_set").click().run()
+    ok(at)
+    point = queries.calibration_of(best)["thresholds"]["3"]
+    assert point["recall"] >= 0.9 and point["by"] == "recall"
+    assert any(t.startswith("Decides **3** when p(3) ≥") for t in texts(at.markdown))
+    assert Predictor(best).thresholds["3"]["threshold"] == pytest.approx(point["threshold"])
+    at.button(key=f"{key}_clear").click().run()
+    ok(at)
+    assert "3" not in (queries.calibration_of(best).get("thresholds") or {})
