@@ -270,7 +270,8 @@ def main() -> None:
         load.append(os.getloadavg()[0])
         alone = phase(url, 1, args.seconds / 2, None)
         load.append(os.getloadavg()[0])
-        idle = phase(url, 0, args.seconds / 2, None, poll_ids=[w["run_id"] for w in flat["writers"]])
+        idle = phase(url, 0, args.seconds / 4, None, poll_ids=[w["run_id"] for w in flat["writers"]])
+        idle_paced = phase(url, 0, args.seconds / 4, None, poll_ids=[w["run_id"] for w in paced["writers"]])
         load.append(os.getloadavg()[0])
     finally:
         dispose_engines()
@@ -307,16 +308,19 @@ def main() -> None:
 
     print()
     queries = list(flat["poller"])
-    print(f"| the dashboard's query, ms median / p95 | {n} flat out | {n} at {args.rate:.0f} steps/s | 1 flat out | "
-          "no writer | flat out / no writer (median) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print(f"| the dashboard's query, ms median / p95 | {n} flat out | same runs, no writer | ratio | "
+          f"{n} at {args.rate:.0f} steps/s | same runs, no writer | ratio | 1 flat out |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for q in queries:
-        cells = [ms(p["poller"][q]) for p in (flat, paced, alone, idle)]
-        ratio = statistics.median(flat["poller"][q]) / statistics.median(idle["poller"][q])
-        print(f"| {q} | {' | '.join(cells)} | {ratio:.1f}x |")
-    passes = [len(p["poller"]["Run detail page (all five)"]) for p in (flat, paced, alone, idle)]
-    print(f"\nreader passes (Runs page + one Run detail): {' / '.join(map(str, passes))}; the no-writer phase reads "
-          f"the {n} runs of phase 1 ({total_flat // n:,} steps each on average)")  # fmt: skip
+        def pair(busy: dict, quiet: dict) -> str:
+            ratio = statistics.median(busy["poller"][q]) / statistics.median(quiet["poller"][q])
+            return f"{ms(busy['poller'][q])} | {ms(quiet['poller'][q])} | {ratio:.1f}x"
+
+        print(f"| {q} | {pair(flat, idle)} | {pair(paced, idle_paced)} | {ms(alone['poller'][q])} |")
+    passes = [len(p["poller"]["Run detail page (all five)"]) for p in (flat, idle, paced, idle_paced, alone)]
+    print(f"\nreader passes (Runs page + one Run detail), in the columns' order: {' / '.join(map(str, passes))}; "
+          f"the runs read hold {total_flat // n:,} steps each (flat out) and {writes(paced)[0] // n:,} (paced) "
+          "on average")  # fmt: skip
     print(f"load average at start and after each phase: {' / '.join(f'{x:.2f}' for x in load)}")
     bad = flat["problems"] + paced["problems"] + alone["problems"]
     if bad:
