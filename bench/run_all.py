@@ -35,6 +35,7 @@ SUITE = [
     ("The runs list with 100,000 runs: one page of 50, searched and filtered (issue 13.11)", "runs_list.py", [], ["--runs", "20000"]),
     ("Dataset health checks on 2,000 and 20,000 images of 128 px (issue 15)", "health.py", [], ["--images", "2000"]),
     ("Calibration of the recipes: ECE before and after temperature scaling (issue 16.4)", "calibration.py", [], ["seed003"]),
+    ("Many workers, one database: 16 recorders on PostgreSQL while the dashboard reads (issue 17.5)", "many_recorders.py", [], ["--seconds", "5"]),
 ]
 
 

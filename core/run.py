@@ -116,6 +116,20 @@ def _in_cpu_slot(run_id: int, worker: str, **kwargs: Any) -> RunOutcome:
         except RunNotFound:
             return False
 
+    # A second delivery of a run already claimed (Redis redelivers a message after its
+    # visibility timeout while the first worker still trains) is skipped at once: waiting
+    # for the slot its own run holds would write "waiting for this machine's CPU cores" into
+    # that run's log. The claim stays the one that decides; this is a read before it.
+    try:
+        status = queries.get_run(run_id).status
+    except RunNotFound as err:
+        log.info("run %s: not claimed (%s)", run_id, err)
+        return RunOutcome(run_id, SKIPPED, error=str(err))
+    if status != QUEUED:
+        reason = f"run {run_id} is {status}, not queued: there is nothing to claim"
+        log.info("run %s: not claimed (%s)", run_id, reason)
+        return RunOutcome(run_id, SKIPPED, error=reason)
+
     with ExitStack() as held:
         try:
             slot = held.enter_context(

@@ -6,6 +6,8 @@ Settings (all from the environment, so every process of the stack agrees):
   which ``imori up`` or ``imori worker`` serves. Building the app starts nothing.
 - ``DATABASE_URL``: the records; unset, SQLite under ``IMORI_HOME`` (core.records).
 - ``IMORI_HOME``: checkpoints, datasets, caches; shared by every machine of a cluster.
+- ``IMORI_VISIBILITY_TIMEOUT_S``: how long a message may stay with a worker unacknowledged
+  before Redis gives a copy of it to another worker (``visibility_timeout_s``).
 
 Why these Celery settings:
 
@@ -14,7 +16,10 @@ Why these Celery settings:
   visibility timeout, and a SIGKILLed worker may not requeue at all, so imori does not
   rely on this alone: a heartbeat per running run and a watchdog requeue stale runs
   (worker.watchdog), and claiming a run is atomic in the database, so a message that
-  arrives twice never trains a run twice.
+  arrives twice never trains a run twice. With acks_late a message stays unacknowledged
+  for its run's whole length, so a run longer than the visibility timeout gets its
+  message copied to another free worker, which finds the run claimed and acknowledges the
+  copy without touching the run (tests/worker/test_queue.py proves it with 3 s).
 - ``worker_prefetch_multiplier = 1`` and concurrency 1: a worker holds one message at a
   time; a run queued while another trains waits in Redis where any free worker can take it.
 - JSON only: a message carries a run id, never a pickle.
@@ -22,10 +27,12 @@ Why these Celery settings:
 
 from __future__ import annotations
 
+import math
 import os
 
 from celery import Celery
 
+from core.errors import ImoriError
 from worker.broker import redis_url
 
 
@@ -49,12 +56,65 @@ def cpu_queue() -> str:
 def gpu_queue() -> str:
     return f"{namespace()}gpu"
 
-# Longer than any message should wait unacknowledged before Redis redelivers it; the
-# watchdog, not this timeout, is what recovers runs from dead workers.
-VISIBILITY_TIMEOUT_S = 12 * 3600
+
+DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600
+MIN_VISIBILITY_TIMEOUT_S = 1.0
+
+
+def visibility_timeout_s() -> float:
+    """``IMORI_VISIBILITY_TIMEOUT_S``, in seconds (default 12 hours): how long a message may
+    stay with a worker without being acknowledged before Redis hands a copy of it to another
+    worker (kombu's Redis ``visibility_timeout``). With acks_late, that span is the whole
+    run, plus any wait for the machine's CPU slot. A run longer than it is still trained
+    once: the copy reaches a free worker, whose claim finds the run running, and that
+    worker acknowledges the copy (a "not claimed" line in its log). The watchdog, not this
+    timeout, recovers runs from dead workers; the timeout only decides how soon Redis
+    itself hands back a message whose worker vanished.
+
+    Raises ImoriError (one line) for anything but a finite number of at least 1 second.
+    """
+    raw = os.environ.get("IMORI_VISIBILITY_TIMEOUT_S", "").strip()
+    if not raw:
+        return float(DEFAULT_VISIBILITY_TIMEOUT_S)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < MIN_VISIBILITY_TIMEOUT_S:
+        raise ImoriError(
+            f"IMORI_VISIBILITY_TIMEOUT_S must be a number of seconds, at least {MIN_VISIBILITY_TIMEOUT_S:.0f} "
+            f"(e.g. 43200 for 12 hours, the default), not {raw!r}"
+        )
+    return value
+
+
+def restore_every_s(visibility_timeout: float) -> float:
+    """How often a worker looks for messages past their visibility timeout (kombu sweeps
+    every 100 s by default): a quarter of the timeout, between 1 s and 60 s, so a short
+    timeout in a test redelivers within about a second of expiring."""
+    return min(60.0, max(1.0, visibility_timeout / 4))
+
+
+def transport_options() -> dict:
+    """The Redis transport's options: the visibility timeout, its sweep, and the keys of
+    the unacknowledged messages, prefixed by the namespace like the queues (kombu's are
+    global: one installation's short timeout would otherwise redeliver another's)."""
+    timeout = visibility_timeout_s()
+    ns = namespace()
+    return {
+        "visibility_timeout": timeout,
+        "unacked_restore_interval": restore_every_s(timeout),
+        "unacked_restore_throttle": 1,  # every sweep looks: the interval alone sets the pace
+        "unacked_key": f"{ns}unacked",
+        "unacked_index_key": f"{ns}unacked_index",
+        "unacked_mutex_key": f"{ns}unacked_mutex",
+    }
 
 
 def make_app(broker_url: str | None = None) -> Celery:
+    """The Celery app for ``broker_url`` (default: ``worker.broker.redis_url()``); connects to
+    nothing. Raises ImoriError when a setting from the environment is nonsense."""
+    options = transport_options()
     url = broker_url or redis_url()
     app = Celery("imori", broker=url, include=["worker.tasks"])
     app.conf.update(
@@ -69,7 +129,7 @@ def make_app(broker_url: str | None = None) -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a restarted Redis is waited for, not fatal
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options=options,
         task_default_queue=cpu_queue(),
         task_create_missing_queues=True,
         enable_utc=True,

@@ -38,6 +38,13 @@ def send(run_id: int, device: str) -> str:
     return queue
 
 
+def queue_ready() -> None:
+    """Before anything is recorded: the queue's settings read (``get_app``, an ImoriError
+    when one is nonsense) and the queue answers (``broker.require``, NoBroker when not)."""
+    get_app()
+    require()
+
+
 def refuse_if_unrunnable_here(config: RunConfig) -> None:
     """A run that needs pretrained weights this machine lacks is refused before it is
     queued, not failed later on a worker."""
@@ -54,7 +61,7 @@ def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> in
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     config = config.validate().with_absolute_paths()
     refuse_if_unrunnable_here(config)
-    require()  # no queue: say so before recording a run nobody would take
+    queue_ready()  # no queue: say so before recording a run nobody would take
     run_id = store.create_run(config, name=name or config.name)
     send(run_id, config.device)
     return run_id
@@ -69,7 +76,7 @@ def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
     problems += config.machine_problems()
     if problems:
         raise ConfigError("; ".join(problems))
-    require()
+    queue_ready()
     run_ids = []
     for one in configs:
         run_ids.append(store.create_run(one, name=one.name))
@@ -118,7 +125,7 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
     if run.status == SUCCEEDED and new_total <= run.step:
         raise ConfigError(f"run {run_id} already trained {run.step} iterations: ask for more to continue it")
     config.validate()
-    require()
+    queue_ready()
     store.requeue_finished(run_id, config.to_dict())
     send(run_id, config.device)
     return run_id
@@ -141,7 +148,7 @@ def submit_evaluation(
     from core.records import store
 
     bare = {k: v for k, v in (("model", model), ("classes", classes), ("options", options)) if v}
-    require()
+    queue_ready()
     eval_id = store.create_evaluation(checkpoint, dataset, split=split, bare=bare or None, run_id=run_id)
     get_app().send_task(EVALUATE_TASK, args=[eval_id], queue=choose_queue("auto"))
     return eval_id
@@ -153,7 +160,7 @@ def submit_health_check(dataset: str, *, features: bool = True) -> int:
     ``core.records.queries.get_health_check`` follows it."""
     from core.records import store
 
-    require()
+    queue_ready()
     check_id = store.create_health_check(dataset, features=features)
     get_app().send_task(HEALTH_TASK, JOB_TASK, args=[check_id], queue=cpu_queue())
     return check_id

@@ -49,12 +49,15 @@ def remote_redis_with_sqlite() -> str | None:
 
 def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "INFO", threads: int | None = None) -> int:
     """Run a worker in this process until it is stopped (Ctrl-C / SIGTERM)."""
+    from worker.app import get_app
+
+    get_app()  # a nonsense queue setting is an error now, not after torch has loaded
     import torch
 
     from core.records import get_engine
     from core.train import default_threads
     from worker import broker, tasks
-    from worker.app import cpu_queue, get_app, gpu_queue
+    from worker.app import cpu_queue, gpu_queue
     from worker.presence import Presence, WorkerInfo, default_name
     from worker.watchdog import Watchdog
 

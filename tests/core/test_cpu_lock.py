@@ -201,3 +201,29 @@ def test_a_run_cancelled_while_it_waits_is_not_trained(lock_dir, monkeypatch):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_second_delivery_of_a_running_run_is_skipped_at_once_and_leaves_it_alone(lock_dir):
+    """Redis redelivers a message after its visibility timeout while the first worker
+    still trains (and holds this machine's slot): the copy is skipped at once, without
+    waiting for the slot and without a word in the running run's log."""
+    from core.records import queries, store
+    from core.run import SKIPPED, execute_run
+
+    run_id = store.create_run(RunConfig(**TINY))
+    attempt = store.claim_run(run_id, "first")
+    before = queries.get_run(run_id)
+    logged = len(queries.run_logs(run_id))
+    holder = hold(f"run {run_id} on worker first", 60)
+    try:
+        start = time.monotonic()
+        outcome = execute_run(run_id, "second", heartbeat_s=0)
+        assert time.monotonic() - start < cpu_lock.STILL_WANTED_EVERY_S
+        assert outcome.status == SKIPPED and "is running, not queued" in outcome.error
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
+    run = queries.get_run(run_id)
+    assert (run.status, run.attempt, run.worker, run.heartbeat_at) == ("running", attempt, "first", before.heartbeat_at)
+    assert len(queries.run_logs(run_id)) == logged

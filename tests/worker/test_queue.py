@@ -263,3 +263,54 @@ def test_a_run_that_keeps_killing_its_worker_ends_failed(stack):
     assert run.status == "failed" and "3 attempts" in run.error
     assert restarts == 3
     stack.stop_worker(worker)
+
+
+def test_a_run_longer_than_the_visibility_timeout_is_trained_once_by_its_worker(stack):
+    """With acks_late a run's message stays unacknowledged while it trains; past the
+    visibility timeout (3 s here) Redis hands a copy to the other, idle worker. That
+    worker must find the run live and leave it alone, and the first must finish the run
+    and acknowledge its message as usual: one attempt, one row per step, nothing left in
+    Redis to deliver again."""
+    import re
+
+    from core.records import queries
+    from worker.app import cpu_queue
+    from worker.broker import client
+    from worker.client import submit
+
+    stack.stop_workers()
+    env = {"IMORI_VISIBILITY_TIMEOUT_S": "3", "IMORI_FAULTS": "slow:long:0.1"}  # 100 steps: over 10 s
+    workers = {name: stack.start_worker(name, **env) for name in ("va", "vb")}
+    run_id = submit(RunConfig(**TINY, epochs=None, iterations=100, name="long"))
+    running = stack.wait_for(lambda: stack.run(run_id).status == "running" and stack.run(run_id), 60, "the run to start")
+    trainer = workers[running.worker]
+    spare = next(proc for name, proc in workers.items() if name != running.worker)
+    received = re.compile(r"Task imori\.train_run\[([0-9a-f-]+)\] received")
+    task_id = stack.wait_for(lambda: received.findall(stack.log_of(trainer)), 30, "the trainer's task")[0]
+
+    # The copy reaches the spare while the run trains: it is skipped, the run untouched.
+    stack.wait_for(lambda: "not claimed" in stack.log_of(spare), 30, "the redelivered copy to reach the spare worker", spare)
+    assert received.findall(stack.log_of(spare)) == [task_id]  # the same message, delivered again
+    assert f"run {run_id} is running, not queued" in stack.log_of(spare)
+    during = stack.run(run_id)
+    assert during.status == "running" and during.attempt == 1 and during.worker == running.worker
+    assert during.step < 100  # the copy came while the run was live (loading or training), not after it
+
+    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=120)
+    assert run.status == "succeeded" and run.attempt == 1 and run.worker == running.worker, run.error
+    assert steps_in_db(run_id) == list(range(1, 101))
+    done = re.compile(rf"Task imori\.train_run\[{task_id}\] succeeded in [0-9.]+s: 'succeeded'")
+    stack.wait_for(lambda: done.search(stack.log_of(trainer)), 30, "the trainer to acknowledge its message")
+
+    # Acknowledged for good: after another timeout and sweep, nothing was delivered again.
+    time.sleep(3 + 1 + 1)
+    redis, ns = client(), stack.env["IMORI_NAMESPACE"]
+    assert redis.hlen(f"{ns}unacked") == 0 and redis.zcard(f"{ns}unacked_index") == 0
+    assert redis.llen(cpu_queue()) == 0
+    assert received.findall(stack.log_of(trainer)) == [task_id] and received.findall(stack.log_of(spare)) == [task_id]
+    lines = queries.run_logs(run_id)
+    assert {line.attempt for line in lines} <= {None, 1}
+    assert not any("waiting for this machine's CPU cores" in line.message for line in lines)  # nothing from the spare
+    for proc in workers.values():
+        assert "Traceback" not in stack.log_of(proc)
+        stack.stop_worker(proc)
