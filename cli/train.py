@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="an image file")
     add_checkpoint_options(p, run=True)
     p.add_argument("--class", dest="target", metavar="CLASS", help="the class to explain (default: the predicted one)")
-    p.add_argument("--out", metavar="PNG", help="where to write the overlay (default: IMAGE's name + -gradcam.png)")
+    p.add_argument("--out", metavar="PNG", help="where to write the overlay (default: IMAGE's name + -METHOD.png)")
     p.add_argument("--method", choices=sorted(METHODS), default=DEFAULT_METHOD,
                    help=f"the class activation map (default {DEFAULT_METHOD}: HiResCAM, Draelos and Carin 2020; "
                         "gradcam: Selvaraju et al. 2017)")
@@ -389,7 +389,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise ImoriError(f"{source}: no such file")
     saliency = explain(predictor, source, target=args.target, method=args.method)
-    out = Path(args.out) if args.out else source.with_name(source.stem + "-gradcam.png")
+    out = Path(args.out) if args.out else source.with_name(source.stem + f"-{args.method}.png")
     overlay = saliency.overlay
     if min(overlay.size) < 256:  # a 28x28 input is too small to look at: enlarged, its pixels kept sharp
         from PIL import Image

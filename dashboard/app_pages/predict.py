@@ -222,14 +222,14 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
             for warning in prediction.warnings:
                 st.warning(warning, icon=":material/warning:")
             why_key = entry["key"].replace("pr_invert_", "pr_why_")
-            if st.toggle("Why? Show where the model looked (Grad-CAM)", key=why_key):
+            if st.toggle("Why? Show where the model looked (HiResCAM)", key=why_key):
                 from core.saliency import explain
 
                 given = entry["given"]
-                with st.spinner("Computing the Grad-CAM map…"), fmt.user_errors("No map: "):
+                with st.spinner("Computing the map of where it looked…"), fmt.user_errors("No map: "):
                     saliency = explain(predictor, given, target=label)
                     st.image(loading.upscale(saliency.overlay, 280), width=280,
-                             caption=f"Grad-CAM for {saliency.target} ({fmt.pct(saliency.probability)}): red where "
+                             caption=f"HiResCAM for {saliency.target} ({fmt.pct(saliency.probability)}): red where "
                                      "the model looked hardest")
             if prep.channels == 1 or entry["inverted"] or any("looks inverted" in w for w in prediction.warnings):
                 st.checkbox("Invert this image's colours (dark on light ↔ light on dark) and predict again",
@@ -418,7 +418,7 @@ def evaluation_images(row: Any) -> tuple[Any, Any]:
 
 
 def thumbnail(ev_predictor: Any, image: Any, target: str | None = None):
-    """An image of a split at 96 px; with ``target``, with the Grad-CAM map of that class on it."""
+    """An image of a split at 96 px; with ``target``, with the class activation map of that class on it."""
     order = ev_predictor.preprocessing.channel_order
     if target is None:
         return loading.tensor_to_image(image, order, 96)
@@ -440,7 +440,7 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
     except ImoriError as err:
         st.caption(f"The images cannot be shown: {err}")
         ev_predictor, images = None, None
-    why = images is not None and st.toggle("With where the model looked (Grad-CAM of the class it predicted)",
+    why = images is not None and st.toggle("With where the model looked (HiResCAM of the class it predicted)",
                                            key=f"pr_mistakes_cam_{row.id}")
     per_row = 8
     for start in range(0, min(len(mistakes), 48), per_row):
@@ -526,7 +526,7 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
     shown = members[:24]
     st.markdown(f"**{true} → {predicted}**: {len(members):,} image(s), the most confident first"
                 + (f" ({len(shown)} shown)" if len(members) > len(shown) else ""))
-    saliency = st.toggle("With where the model looked (Grad-CAM)", key=f"{key}_cam")
+    saliency = st.toggle("With where the model looked (HiResCAM)", key=f"{key}_cam")
     pictures = [thumbnail(ev_predictor, images[index], predicted if saliency else None) for index, _ in shown]
     st.image(pictures, caption=[f"#{index} · {fmt.pct(confidence, 0)}" for index, confidence in shown], width=96)
 

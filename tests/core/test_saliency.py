@@ -1,4 +1,4 @@
-"""Grad-CAM (pytorch-grad-cam): every model names its layer, a map is a map, no hook
+"""Class activation maps (pytorch-grad-cam): every model names its layer, a map is a map, no hook
 outlives its call, and on a model trained on shapes the map's peak is on the shape."""
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_an_uploaded_image_gets_probabilities_that_sum_to_one(run_id):
     assert why.value is False
     why.set_value(True).run()
     ok(at)
-    assert len(at.image) == images + 1 and f"Grad-CAM for {result['label']}" in str(at.image[-1].proto)
+    assert len(at.image) == images + 1 and f"HiResCAM for {result['label']}" in str(at.image[-1].proto)
 
 
 def test_several_images_at_once_and_a_corrupt_one_gets_a_message(run_id):

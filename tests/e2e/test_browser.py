@@ -1,6 +1,6 @@
 """The dashboard in a real browser against `imori up`: headless Debian Chromium driven by
 Playwright. Queue a run from the form, watch its chart grow with no navigation, predict
-an uploaded digit; import a ZIP of photos, take the finetune recipe New run proposes,
+an uploaded digit (and "not sure" for a grey square at a 0.99 threshold); import a ZIP of photos, take the finetune recipe New run proposes,
 train it, predict one of the photos and see what the model saw; then stop the stack with
 SIGTERM. The tests share one stack and run in this order.
 
@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/photos.py (importlib mode)
 
@@ -183,6 +184,8 @@ def test_queue_watch_and_predict_in_a_browser(stack):
     png, true_class = digit_png(0)
     image_path = stack["home"] / f"digit-{true_class}.png"
     image_path.write_bytes(png)
+    grey_path = stack["home"] / "grey.png"
+    Image.new("L", (28, 28), 128).save(grey_path)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -254,6 +257,19 @@ def test_queue_watch_and_predict_in_a_browser(stack):
             b.idle()
             predicted = re.match(r"Predicted class: (\S+) \(([\d.]+) %\)", answer.inner_text()).group(1)
             b.shot("6-predict")
+            # "Not sure" below a threshold: the slider dragged to its top (0.99), a grey square
+            # (no digit at all) is answered "not sure", not with a class.
+            slider = page.locator('[data-testid="stSlider"]').filter(has_text="not sure").first
+            thumb = slider.get_by_role("slider")
+            thumb.scroll_into_view_if_needed()
+            thumb.focus()
+            page.keyboard.press("End")  # the keyboard's way to the slider's top
+            slider.locator('[data-testid="stSliderThumbValue"]').get_by_text("0.99", exact=True).wait_for(timeout=10_000)
+            b.idle()
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(grey_path))
+            page.get_by_text(re.compile(r"^Predicted class: not sure \(the likeliest, ")).first.wait_for(timeout=60_000)
+            b.idle()
+            b.shot("6b-not-sure")
             # Evaluate the checkpoint on digits' test split: a job for the worker.
             page.get_by_role("button", name="Evaluate on a worker").click()
             page.get_by_text("Confusion matrix", exact=False).first.wait_for(timeout=120_000)
