@@ -76,6 +76,7 @@ def later_epochs(dataset: Path, size: int, cap: str, rounds: int) -> dict[str, l
                 trainer = Trainer(config, run_dir, Recorder())
                 trainer.deadline = None  # fit() sets it; the epochs are called directly here
                 trainer.train_epoch(1)  # the first epoch warms the page cache and the allocator
+                trainer.next_batch = 0  # fit() does this between epochs
                 started = time.monotonic()
                 trainer.train_epoch(2)
                 times[path].append(time.monotonic() - started)
@@ -96,6 +97,8 @@ def gathers(file: Path, shape: tuple[int, ...], batch: int = 32, repeats: int = 
     out = {}
     for name, read in (("tensor", lambda i: tensor[i]), ("positional reads", lambda i: disk[i]),
                        ("numpy memmap", lambda i: torch.from_numpy(np.take(mapped, i.numpy(), axis=0)))):
+        for idx in batches[:20]:  # warm up
+            read(idx)
         started = time.perf_counter()
         for idx in batches:
             read(idx)
