@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "[--kind ...]. Every cache is rebuilt on demand: clearing one loses nothing.")
     p.add_argument("action", nargs="?", choices=("list", "clear"), default="list")
     p.add_argument("--kind", choices=cache_kinds(),
-                   help="data: decoded datasets; features: a frozen backbone's features; health: datasets' health "
+                   help="data: decoded datasets (in memory .pt, on disk .u8); features: a frozen backbone's features; health: datasets' health "
                         "reports (default: all)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cache)

@@ -37,12 +37,13 @@ def head_removed(model: nn.Module, head: str):
         model.set_submodule(head, original)
 
 
-def fingerprint(images: torch.Tensor, model: nn.Module, head: str, prep: Preprocessing, precision: str = "fp32") -> str:
+def fingerprint(images: "torch.Tensor | cache.DiskImages", model: nn.Module, head: str, prep: Preprocessing, precision: str = "fp32") -> str:
     """A digest of the images' bytes, the backbone's weights (everything but the head), the
     preprocessing and the precision of the pass: what the features depend on."""
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{cache.CACHE_VERSION}|{prep.cache_key()}|{prep.mean}|{prep.std}|{head}|{tuple(images.shape)}|{precision}".encode())
-    h.update(memoryview(images.contiguous().numpy()).cast("B"))
+    for chunk in cache.chunks(images):  # the same digest as the whole, without a copy of it
+        h.update(memoryview(chunk.contiguous().numpy()).cast("B"))
     prefix = head + "."
     for name, tensor in model.state_dict().items():
         if name.startswith(prefix):
@@ -64,8 +65,9 @@ def extract_features(
     autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """The backbone's features of ``images`` (``uint8 N x C x H x W``) as ``float32 N x D``
-    on the CPU, computed in eval mode in batches of ``batch_size``."""
+    """The backbone's features of ``images`` (``uint8 N x C x H x W``: a tensor, or
+    ``cache.DiskImages`` read a batch at a time) as ``float32 N x D`` on the CPU,
+    computed in eval mode in batches of ``batch_size``."""
     was_training = model.training
     model.eval()
     out: list[torch.Tensor] = []

@@ -210,6 +210,7 @@ def _dataset_images(ref: str) -> Iterator[_Images]:
     """The dataset's images (decoded through the data cache), with their files when it is
     a dataset of files; a ZIP loaded in place is extracted for the duration."""
     from core.data import folders, imported, load_dataset
+    from core.data.cache import in_memory
     from core.data.preprocess import Preprocessing
     from core.data.registry import dataset_info, resolve
 
@@ -221,13 +222,15 @@ def _dataset_images(ref: str) -> Iterator[_Images]:
         names += part.names or [f"{split}/{i}" for i in range(len(part))]
         split_of += [split] * len(part)
     labels = torch.cat([splits.train.labels, splits.test.labels]).numpy()
-    pixels = torch.cat([splits.train.images, splits.test.images])
+    # The checks compare pixels across the whole set, so they keep it in memory (a set over
+    # IMORI_MAX_DATASET_RAM is read back from its on-disk cache file for them).
+    pixels = torch.cat([in_memory(splits.train.images), in_memory(splits.test.images)])
     if kind in ("builtin", "torchvision"):
         info = dataset_info(ref)
         height, width = info.native_size or (FEATURE_SIZE, FEATURE_SIZE)
         native = load_dataset(ref, Preprocessing(height, width, info.channels or 3))
         yield _Images(names, split_of, labels, list(splits.classes), pixels, None,
-                      torch.cat([native.train.images, native.test.images]))
+                      torch.cat([in_memory(native.train.images), in_memory(native.test.images)]))
         return
     if kind == "imported":
         root = imported.data_dir(key)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 
 import core
+from core.data.cache import DiskImages, format_bytes, max_dataset_ram, take
+from core.data.decode import decode_progress
 from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
 from core.errors import ConfigError, ImoriError
@@ -144,7 +146,11 @@ def training_data_facts(
     images' mean brightness (0..1, at the model's size) and its spread across images, the
     original image sizes when the dataset's report knows them, and how many validation
     images each class has (validation cannot pick a best checkpoint from a handful)."""
-    brightness = train_x.float().mean(dim=(1, 2, 3)).div_(255.0) if len(train_x) else torch.zeros(1)
+    from core.data.cache import chunks
+
+    # A chunk at a time: a float copy of the whole split would take 4x its decoded size.
+    brightness = (torch.cat([c.float().mean(dim=(1, 2, 3)).div_(255.0) for c in chunks(train_x)])
+                  if len(train_x) else torch.zeros(1))
     counts = torch.bincount(val_y.cpu(), minlength=len(classes)).tolist() if len(val_y) else [0] * len(classes)
     return {
         "brightness_mean": float(brightness.mean()),
@@ -227,6 +233,21 @@ class _StepBuffer:
             )
 
 
+class _DecodeLog:
+    """Tells the recorder how far decoding a dataset is: after 2 s, then every 10 s."""
+
+    def __init__(self, recorder: Recorder, dataset: str) -> None:
+        self.recorder, self.dataset = recorder, dataset
+        self.started = time.monotonic()
+        self.next = self.started + 2.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now >= self.next or (done == total and self.next > self.started + 2.0):
+            self.recorder.on_log(f"decoding {self.dataset}: {done:,} of {total:,} images ({now - self.started:.0f} s)")
+            self.next = now + 10.0
+
+
 @dataclass
 class _Feed:
     """What one phase of a run feeds the network, per split, and through what."""
@@ -258,18 +279,25 @@ class Trainer:
         torch.set_num_threads(config.threads or default_threads())
 
         self.prep = config.preprocessing()
-        data = load_dataset(
-            config.dataset, self.prep, data_root=config.data_root, download=config.download, seed=config.seed
-        )
+        with decode_progress(_DecodeLog(self.recorder, config.dataset)):
+            data = load_dataset(
+                config.dataset, self.prep, data_root=config.data_root, download=config.download, seed=config.seed
+            )
         self.classes = list(data.classes)
         if data.report is not None and data.report.skipped:
             self.recorder.on_log(f"skipped {len(data.report.skipped)} unreadable file(s) in {config.dataset}")
+        if isinstance(data.train.images, DiskImages):
+            self.recorder.on_log(
+                f"{config.dataset}'s decoded images are over IMORI_MAX_DATASET_RAM ({format_bytes(max_dataset_ram())}): "
+                f"batches are read by index from {data.train.images.path}")
         keep, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
         on_gpu = self.device.type == "cuda" and data.train.images.numel() < GPU_RESIDENT_BYTES
         place = self.device if on_gpu else torch.device("cpu")
-        self.train_x = data.train.images[keep].to(place)
+        # Images in memory or on disk (cache.DiskImages): the same indices give the same
+        # batches, so a streamed run records what the same run in memory does.
+        self.train_x = take(data.train.images, keep).to(place)
         self.train_y = data.train.labels[keep].to(place)
-        self.val_x, self.val_y = data.train.images[held], data.train.labels[held]
+        self.val_x, self.val_y = take(data.train.images, held), data.train.labels[held]
         self.test_x, self.test_y = data.test.images, data.test.labels
         if len(self.train_y) < 2:
             raise ConfigError(f"{config.dataset} has too few training images ({len(self.train_y)}) to train on")
@@ -512,7 +540,7 @@ class Trainer:
         started, reused = time.monotonic(), True
         for images in (self.train_x, self.val_x, self.test_x):
             features, hit = cached_features(
-                self.model, head, images.cpu(), self.prep, self.device,
+                self.model, head, images if isinstance(images, DiskImages) else images.cpu(), self.prep, self.device,
                 batch_size=min(self.config.eval_batch_size, 64), autocast_dtype=self.amp_dtype,
             )
             reused = reused and hit

@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from core.data import cache
-from core.data.decode import TEST, TRAIN, Decoded, arrays_to_uint8, finish
+from core.data.decode import TEST, TRAIN, Decoded, decode_arrays, finish
 from core.data.preprocess import Preprocessing
 from core.data.report import DatasetInfo
 from core.data.splits import DataSplits, stratified_split
@@ -204,7 +204,7 @@ def _identity(name: str) -> str:
     return f"builtin:{name}:v{SHAPES_VERSION}:{SHAPES_SEED}:{SHAPES_TRAIN_PER_CLASS}:{SHAPES_TEST_PER_CLASS}"
 
 
-def _decode(name: str, prep: Preprocessing) -> Decoded:
+def _decode(name: str, prep: Preprocessing, target: Path | None = None) -> Decoded:
     if name == "digits":
         native, labels = digits_native()
         _, test_idx = digits_split()
@@ -212,7 +212,7 @@ def _decode(name: str, prep: Preprocessing) -> Decoded:
         splits[test_idx] = TEST
         return Decoded(
             classes=list(DIGITS_CLASSES),
-            images=arrays_to_uint8(native, prep),
+            images=decode_arrays([native], prep, target),
             labels=torch.from_numpy(labels.copy()),
             splits=splits,
             sizes={f"{DIGITS_SIZE}x{DIGITS_SIZE}": len(labels)},
@@ -224,7 +224,7 @@ def _decode(name: str, prep: Preprocessing) -> Decoded:
     n = len(train_y) + len(test_y)
     return Decoded(
         classes=list(SHAPE_CLASSES[name]),
-        images=torch.cat([arrays_to_uint8(train_x, prep), arrays_to_uint8(test_x, prep)]),
+        images=decode_arrays([train_x, test_x], prep, target),
         labels=torch.from_numpy(np.concatenate([train_y, test_y]).astype(np.int64)),
         splits=torch.cat([torch.full((len(train_y),), TRAIN, dtype=torch.int8), torch.full((len(test_y),), TEST, dtype=torch.int8)]),
         sizes={f"{SHAPES_SIZE}x{SHAPES_SIZE}": n},
@@ -239,11 +239,11 @@ def load_builtin(name: str, prep: Preprocessing, *, use_cache: bool = True) -> D
     if name not in BUILTIN_DATASETS:
         raise DatasetError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)}")
     path = cache.cache_path(name, _identity(name), prep.cache_key())
-    payload = cache.load(path) if use_cache else None
+    payload = cache.load_decoded(path) if use_cache else None
     if payload is not None:
         decoded = Decoded.from_payload(payload)
     else:
-        decoded = _decode(name, prep)
+        decoded = _decode(name, prep, path if use_cache else None)
         if use_cache:
             cache.save(path, decoded.to_payload())
     # Built-in splits are fixed: every run is tested on the same images.

@@ -1,9 +1,15 @@
-"""Decoding many images once, in parallel, into one preallocated uint8 tensor.
+"""Decoding many images once, in parallel and in chunks, into one uint8 image store.
 
 Two sources: image files (each through ``open_image`` then ``prep.to_uint8``; a file
 that fails is skipped with its reason, never raised) and in-memory arrays of
 generated or torchvision images (converted exactly as ``prep.to_uint8`` would, with a
 fast path when no conversion is needed).
+
+Each chunk of images is decoded into a buffer of its own and handed to a
+``cache.ImageSink``: a uint8 tensor in memory, or, for a dataset over
+``IMORI_MAX_DATASET_RAM``, a file in the cache folder that training reads back through a
+positional reads (``cache.DiskImages``). Either way decoding holds only its chunks beside
+the store, and the caller's ``progress`` hook (``decode_progress``) hears of each one.
 
 ``Decoded`` is what the tensor cache stores: all images with their labels and a split
 code each, before any split is drawn. ``finish`` checks it (classes, empty classes),
@@ -12,17 +18,21 @@ draws the split and builds the report.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from core.data import cache
+from core.data.cache import ImageSink, DiskImages
 from core.data.preprocess import LARGE_IMAGE_FACTOR, LARGE_IMAGE_PIXELS, ORIGINAL_SIZE, Preprocessing, open_image, original_size
 from core.data.report import ImportReport, build_report
 from core.data.splits import DataSplits, TensorSet, stratified_split
@@ -33,28 +43,19 @@ _CHUNK = 128
 # Checking a dataset without decoding it for a model: large images are read at this scale.
 VALIDATE_FIT = (256, 256)
 
+# Who hears how far decoding is: (images done, images in all), called in the caller's thread.
+_progress: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar("decode_progress", default=None)
 
-# Decoded datasets may take at most this share of the machine's memory.
-MAX_MEMORY_SHARE = 0.5
 
-
-def physical_memory() -> int | None:
+@contextlib.contextmanager
+def decode_progress(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """While the block runs, every chunk decoded calls ``callback(done, total)`` (images),
+    from the thread that asked for the dataset."""
+    token = _progress.set(callback)
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_decoded_size(n: int, prep: Preprocessing) -> None:
-    """Refuse, before allocating, a decoded dataset that would not fit in memory."""
-    need = n * prep.channels * prep.height * prep.width
-    total = physical_memory()
-    if total and need > MAX_MEMORY_SHARE * total:
-        raise DatasetError(
-            f"{n:,} images at {prep.channels}x{prep.height}x{prep.width} would take {need / 1024**3:.1f} GiB "
-            f"decoded, more than {MAX_MEMORY_SHARE:.0%} of this machine's {total / 1024**3:.1f} GiB of memory; "
-            "use a smaller image size or fewer images"
-        )
+        yield
+    finally:
+        _progress.reset(token)
 
 
 def workers() -> int:
@@ -65,13 +66,28 @@ def _chunks(n: int, size: int = _CHUNK) -> list[range]:
     return [range(start, min(n, start + size)) for start in range(0, n, size)]
 
 
-def _run_chunked(n: int, work: Callable[[range], Any]) -> list[Any]:
-    """Run ``work`` over index chunks on a thread pool sized to the machine's cores."""
-    chunks = _chunks(n)
+def _run_chunked(n: int, work: Callable[[range], Any], size: int = _CHUNK) -> list[Any]:
+    """Run ``work`` over index chunks on a thread pool sized to the machine's cores,
+    telling the ``decode_progress`` hook as chunks finish (in order)."""
+    chunks = _chunks(n, size)
+    report = _progress.get()
+    out, done = [], 0
     if len(chunks) <= 1 or workers() == 1:
-        return [work(chunk) for chunk in chunks]
-    with ThreadPoolExecutor(max_workers=min(workers(), len(chunks))) as pool:
-        return list(pool.map(work, chunks))
+        results = map(work, chunks)
+        pool = None
+    else:
+        pool = ThreadPoolExecutor(max_workers=min(workers(), len(chunks)))
+        results = pool.map(work, chunks)
+    try:
+        for chunk, result in zip(chunks, results):
+            out.append(result)
+            done += len(chunk)
+            if report is not None:
+                report(done, n)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return out
 
 
 def strip_name(message: str, name: str) -> str:
@@ -85,7 +101,7 @@ class Decoded:
     """All images of a dataset, decoded, before the train/test split is drawn."""
 
     classes: list[str]
-    images: torch.Tensor  # uint8 N x C x H x W
+    images: torch.Tensor | DiskImages  # uint8 N x C x H x W, in memory or on disk
     labels: torch.Tensor  # int64 N
     splits: torch.Tensor  # int8 N: TRAIN, TEST or UNASSIGNED (split by ratio later)
     sizes: dict[str, int] = field(default_factory=dict)
@@ -137,19 +153,21 @@ class FileEntry:
 
 
 def decode_files(
-    entries: Sequence[FileEntry], prep: Preprocessing | None, classes: list[str], kind: str = "folder"
+    entries: Sequence[FileEntry], prep: Preprocessing | None, classes: list[str], kind: str = "folder",
+    target: Path | None = None,
 ) -> Decoded:
-    """Decode every file (in parallel); unreadable ones are skipped with their reason.
+    """Decode every file (in parallel, ``_CHUNK`` files at a time); unreadable ones are
+    skipped with their reason.
 
-    With ``prep=None`` the images are only validated (decoded fully, sizes and modes
-    counted) and ``images`` is an empty tensor.
+    The images go to an ``ImageSink``: in memory, or, over ``IMORI_MAX_DATASET_RAM``, to
+    ``cache.images_path(target)`` (the cache payload's own path; a nameless temporary file
+    when None), read back as ``DiskImages``. With ``prep=None`` the images are only
+    validated (decoded fully, sizes and modes counted) and ``images`` is an empty tensor.
+    Raises DatasetError when the disk has no room for a dataset that streams.
     """
     n = len(entries)
-    if prep is not None:
-        check_decoded_size(n, prep)
-        out = torch.empty((n, prep.channels, prep.height, prep.width), dtype=torch.uint8)
-    else:
-        out = torch.empty((0, 1, 1, 1), dtype=torch.uint8)
+    shape = (prep.channels, prep.height, prep.width) if prep is not None else None
+    sink = ImageSink(n, shape, target) if shape is not None else None
     ok = np.zeros(n, dtype=bool)
     reduced = np.zeros(n, dtype=bool)
     fit = prep.size if prep is not None else VALIDATE_FIT
@@ -158,7 +176,8 @@ def decode_files(
     reasons: list[str | None] = [None] * n
 
     def work(chunk: range) -> None:
-        for i in chunk:
+        rows = np.zeros((len(chunk), *shape), dtype=np.uint8) if shape is not None else None
+        for j, i in enumerate(chunk):
             entry = entries[i]
             try:
                 image = open_image(entry.path, name=entry.name, fit=fit)
@@ -168,7 +187,7 @@ def decode_files(
                 reduced[i] = ORIGINAL_SIZE in image.info
                 if prep is not None:
                     try:
-                        out[i] = prep.to_uint8(image)
+                        rows[j] = prep.to_uint8(image).numpy()
                     except (OSError, ValueError, TypeError) as err:
                         raise DatasetError(f"cannot convert a {image.mode} image ({err})") from None
                 ok[i] = True
@@ -176,14 +195,21 @@ def decode_files(
                 reasons[i] = strip_name(str(err), entry.name)
             except MemoryError:
                 reasons[i] = "not enough memory to decode this image"
+        if sink is not None:
+            sink.write(chunk.start, rows)
 
-    _run_chunked(n, work)
-    keep = np.flatnonzero(ok)
+    if sink is None:
+        _run_chunked(n, work)
+        keep = np.flatnonzero(ok)
+        out: torch.Tensor | DiskImages = torch.empty((0, 1, 1, 1), dtype=torch.uint8)
+    else:
+        with sink:
+            _run_chunked(n, work)
+            keep = np.flatnonzero(ok)
+            out = sink.finish(keep)
     skipped = [(entries[i].name, reasons[i] or "unreadable") for i in range(n) if not ok[i]]
     labels = torch.tensor([entries[i].label for i in keep], dtype=torch.int64)
     splits = torch.tensor([entries[i].split for i in keep], dtype=torch.int8)
-    if prep is not None and len(keep) != n:
-        out = out[torch.from_numpy(keep)]
     notes = []
     if reduced.any():
         count = int(reduced.sum())
@@ -206,36 +232,52 @@ def decode_files(
     )
 
 
-def arrays_to_uint8(arrays: np.ndarray | torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """``N x H x W`` (grayscale) or ``N x H x W x 3`` (RGB) uint8 -> ``prep.to_uint8`` of each.
-
-    The result is exactly what ``prep.to_uint8(Image.fromarray(a))`` gives for every
-    image; when no resize or channel mixing is needed it is computed without Pillow.
-    """
-    arrays = arrays.numpy() if isinstance(arrays, torch.Tensor) else np.asarray(arrays)
+def _check_arrays(arrays: np.ndarray) -> None:
     if arrays.dtype != np.uint8 or arrays.ndim not in (3, 4) or (arrays.ndim == 4 and arrays.shape[3] != 3):
         raise DatasetError(f"expected uint8 N x H x W [x 3] images, not {arrays.dtype} {arrays.shape}")
-    n, height, width = arrays.shape[:3]
+
+
+def _convert(arrays: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """``prep.to_uint8`` of each of some ``N x H x W [x 3]`` images, as ``N x C x H x W``;
+    without Pillow when no resize or channel mixing is needed."""
     gray = arrays.ndim == 3
-    check_decoded_size(n, prep)
-    if (height, width) == prep.size:
+    if arrays.shape[1:3] == prep.size:
         if gray and prep.channels == 1:
-            return torch.from_numpy(arrays[:, None].copy())
+            return arrays[:, None]
         if gray and prep.channels == 3:  # Pillow's L -> RGB copies the value to each channel
-            return torch.from_numpy(np.ascontiguousarray(np.repeat(arrays[:, None], 3, axis=1)))
+            return np.repeat(arrays[:, None], 3, axis=1)
         if not gray and prep.channels == 3:
             chw = arrays.transpose(0, 3, 1, 2)
-            if prep.channel_order == "BGR":
-                chw = chw[:, ::-1]
-            return torch.from_numpy(np.array(chw, order="C", copy=True))
-    out = torch.empty((n, prep.channels, prep.height, prep.width), dtype=torch.uint8)
+            return chw[:, ::-1] if prep.channel_order == "BGR" else chw
+    return np.stack([prep.to_uint8(Image.fromarray(a)).numpy() for a in arrays])
 
-    def work(chunk: range) -> None:
-        for i in chunk:
-            out[i] = prep.to_uint8(Image.fromarray(arrays[i]))
 
-    _run_chunked(n, work)
-    return out
+def decode_arrays(
+    parts: Sequence[np.ndarray | torch.Tensor], prep: Preprocessing, target: Path | None = None
+) -> torch.Tensor | DiskImages:
+    """The images of every part (``N x H x W`` grayscale or ``N x H x W x 3`` RGB, uint8),
+    one after the other, through ``prep.to_uint8``: exactly what
+    ``prep.to_uint8(Image.fromarray(a))`` gives for each. Converted ``_CHUNK`` images at a
+    time (in parallel) into an ``ImageSink`` (see ``decode_files`` for ``target``).
+    Raises DatasetError for arrays of another type or shape."""
+    arrays = [p.numpy() if isinstance(p, torch.Tensor) else np.asarray(p) for p in parts]
+    for a in arrays:
+        _check_arrays(a)
+    total = sum(len(a) for a in arrays)
+    with ImageSink(total, (prep.channels, prep.height, prep.width), target) as sink:
+        offset = 0
+        for a in arrays:
+            def work(chunk: range, a=a, offset=offset) -> None:
+                sink.write(offset + chunk.start, np.ascontiguousarray(_convert(a[chunk.start : chunk.stop], prep)))
+
+            _run_chunked(len(a), work, size=max(_CHUNK, cache.chunk_rows(int(np.prod(a.shape[1:])))))
+            offset += len(a)
+        return sink.finish()
+
+
+def arrays_to_uint8(arrays: np.ndarray | torch.Tensor, prep: Preprocessing) -> torch.Tensor | DiskImages:
+    """``decode_arrays`` of one part."""
+    return decode_arrays([arrays], prep)
 
 
 def check_classes(decoded: Decoded, where: str) -> None:
@@ -271,8 +313,11 @@ def check_classes(decoded: Decoded, where: str) -> None:
         raise DatasetError(f"no training images for class {names} in {where}: only test images were found")
 
 
-def _take(tensor: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``tensor[idx]``, as a view (no copy) when ``idx`` is a contiguous run."""
+def _take(tensor: torch.Tensor | DiskImages, idx: torch.Tensor) -> torch.Tensor | DiskImages:
+    """``tensor[idx]``, as a view (no copy) when ``idx`` is a contiguous run or the images
+    are on disk."""
+    if isinstance(tensor, DiskImages):
+        return tensor.subset(idx)
     if len(idx) == 0:
         return tensor[:0]
     start, stop = int(idx[0]), int(idx[-1]) + 1

@@ -733,8 +733,8 @@ def zip_tables(source: str | Path | IO[bytes], encoding: str | None = None) -> d
 # -- loading in place -----------------------------------------------------------------
 
 
-def _decode_scan(scan: Scan, prep: Preprocessing | None, base: Path | None = None) -> Decoded:
-    decoded = decode_files(scan.file_entries(base), prep, scan.classes, kind=scan.kind)
+def _decode_scan(scan: Scan, prep: Preprocessing | None, base: Path | None = None, target: Path | None = None) -> Decoded:
+    decoded = decode_files(scan.file_entries(base), prep, scan.classes, kind=scan.kind, target=target)
     decoded.skipped = list(scan.skipped) + decoded.skipped
     decoded.warnings = list(scan.warnings) + decoded.warnings
     decoded.notes = list(scan.notes) + decoded.notes
@@ -757,11 +757,11 @@ def load_path(
             f"dir:{path.resolve()}:{scan.root.resolve()}:{scan.signature()}:"
             f"{cache.fingerprint_files(scan.root, [e.rel for e in scan.entries])}"
         )
-        decoded = _cached_decode(path.name, identity, prep, use_cache, lambda: _decode_scan(scan, prep))
+        decoded = _cached_decode(path.name, identity, prep, use_cache, lambda target: _decode_scan(scan, prep, target=target))
     elif is_zip(path):
         st = path.stat()
         identity = f"zip:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-        decoded = _cached_decode(path.stem, identity, prep, use_cache, lambda: _decode_zip(path, prep, display))
+        decoded = _cached_decode(path.stem, identity, prep, use_cache, lambda target: _decode_zip(path, prep, display, target))
     elif path.exists():
         raise DatasetError(f"{display}: not a ZIP file or a directory of images")
     else:
@@ -771,10 +771,10 @@ def load_path(
 
 def _cached_decode(name: str, identity: str, prep: Preprocessing, use_cache: bool, build) -> Decoded:
     target = cache.cache_path(name, identity, prep.cache_key())
-    payload = cache.load(target) if use_cache else None
+    payload = cache.load_decoded(target) if use_cache else None
     if payload is not None:
         return Decoded.from_payload(payload)
-    decoded = build()
+    decoded = build(target if use_cache else None)
     if use_cache:
         cache.save(target, decoded.to_payload())
     return decoded
@@ -809,10 +809,10 @@ class _Extracted:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _decode_zip(path: Path, prep: Preprocessing, display: str) -> Decoded:
+def _decode_zip(path: Path, prep: Preprocessing, display: str, target: Path | None = None) -> Decoded:
     with extracted(path) as zipped:
         scan = scan_directory(zipped.root, display)
-        decoded = _decode_scan(scan, prep)
+        decoded = _decode_scan(scan, prep, target=target)
         decoded.skipped = list(zipped.skipped) + decoded.skipped
         decoded.notes = list(zipped.notes) + decoded.notes
         return decoded

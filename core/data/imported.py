@@ -344,11 +344,12 @@ def load_imported(name: str, prep: Preprocessing, *, use_cache: bool = True) -> 
     manifest_bytes = (dataset_dir(name) / MANIFEST).read_bytes()
     identity = f"imported:{name}:{cache.digest(manifest_bytes)}:{cache.fingerprint_files(data, [e.name for e in entries])}"
     target = cache.cache_path(name, identity, prep.cache_key())
-    payload = cache.load(target) if use_cache else None
+    payload = cache.load_decoded(target) if use_cache else None
     if payload is not None:
         decoded = Decoded.from_payload(payload)
     else:
-        decoded = decode_files(entries, prep, manifest["classes"], kind=str(manifest.get("kind", "folder")))
+        decoded = decode_files(entries, prep, manifest["classes"], kind=str(manifest.get("kind", "folder")),
+                               target=target if use_cache else None)
         decoded.warnings = list(manifest.get("scan_warnings", []))
         import_notes = [str(n) for n in manifest.get("report", {}).get("notes", [])]
         decoded.notes = import_notes + [n for n in decoded.notes if n not in import_notes]

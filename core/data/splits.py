@@ -12,15 +12,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from core.errors import ConfigError, DatasetError
+from core.data.cache import DiskImages, take
 from core.data.report import ImportReport
+from core.errors import ConfigError, DatasetError
 
 
 @dataclass
 class TensorSet:
-    """Images already through ``Preprocessing.to_uint8``, with their labels."""
+    """Images already through ``Preprocessing.to_uint8``, with their labels. ``images`` is
+    a uint8 tensor, or ``cache.DiskImages`` (the same images on disk, read by index) for
+    a dataset over ``IMORI_MAX_DATASET_RAM``."""
 
-    images: torch.Tensor  # uint8, N x C x H x W
+    images: torch.Tensor | DiskImages  # uint8, N x C x H x W
     labels: torch.Tensor  # int64, N
     # Each image's file, relative to the dataset's root, for datasets of files (empty for
     # built-in and torchvision sets): how reports and health checks name an image.
@@ -40,7 +43,7 @@ class TensorSet:
     def subset(self, indices: torch.Tensor) -> "TensorSet":
         """The images at ``indices`` (e.g. from ``stratified_split``)."""
         names = [self.names[int(i)] for i in indices] if self.names else []
-        return TensorSet(self.images[indices], self.labels[indices], names)
+        return TensorSet(take(self.images, indices), self.labels[indices], names)
 
     def class_counts(self, num_classes: int) -> list[int]:
         return torch.bincount(self.labels, minlength=num_classes).tolist()

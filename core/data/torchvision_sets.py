@@ -20,7 +20,7 @@ from PIL import Image
 from core import paths
 from core.files import atomic_write
 from core.data import cache
-from core.data.decode import TEST, TRAIN, Decoded, arrays_to_uint8, finish
+from core.data.decode import TEST, TRAIN, Decoded, decode_arrays, finish
 from core.data.preprocess import Preprocessing
 from core.data.report import DatasetInfo
 from core.data.splits import DataSplits
@@ -168,7 +168,7 @@ def load_torchvision(
     if use_cache and present(name, base):
         identity = f"torchvision:{name}:{folder.resolve()}:{cache.fingerprint_files(folder, spec.files)}"
         path = cache.cache_path(name, identity, prep.cache_key())
-        payload = cache.load(path)
+        payload = cache.load_decoded(path)
         if payload is not None:
             return finish(Decoded.from_payload(payload), name, spec.cls_name, seed=0, test_fraction=0.0)
     if not download and not present(name, base):
@@ -178,11 +178,14 @@ def load_torchvision(
     train_x, train_y = _native(train_set)
     test_x, test_y = _native(test_set)
     classes = [str(c) for c in getattr(train_set, "classes", spec.classes)]
+    # Where a dataset over IMORI_MAX_DATASET_RAM is decoded to (it must be, to be read).
+    identity = f"torchvision:{name}:{folder.resolve()}:{cache.fingerprint_files(folder, spec.files)}"
+    target = cache.cache_path(name, identity, prep.cache_key()) if use_cache else None
     n_train, n_test = len(train_y), len(test_y)
     size = f"{train_x.shape[2]}x{train_x.shape[1]}"
     decoded = Decoded(
         classes=classes,
-        images=torch.cat([arrays_to_uint8(train_x, prep), arrays_to_uint8(test_x, prep)]),
+        images=decode_arrays([train_x, test_x], prep, target),
         labels=torch.from_numpy(np.concatenate([train_y, test_y])),
         splits=torch.cat([torch.full((n_train,), TRAIN, dtype=torch.int8), torch.full((n_test,), TEST, dtype=torch.int8)]),
         sizes={size: n_train + n_test},
@@ -190,8 +193,7 @@ def load_torchvision(
         kind="torchvision",
     )
     if use_cache:
-        identity = f"torchvision:{name}:{folder.resolve()}:{cache.fingerprint_files(folder, spec.files)}"
-        cache.save(cache.cache_path(name, identity, prep.cache_key()), decoded.to_payload())
+        cache.save(target, decoded.to_payload())
     return finish(decoded, name, spec.cls_name, seed=0, test_fraction=0.0)
 
 

@@ -269,15 +269,6 @@ def test_exif_orientation_is_applied(tmp_path, helpers):
     assert splits.report.sizes == {"2x6": 1, "12x10": 1}
 
 
-def test_too_large_for_memory_is_refused(tmp_path, helpers, monkeypatch):
-    from core.data import decode
-
-    root = helpers.make_class_folders(tmp_path / "m", {"a": 2, "b": 2})
-    monkeypatch.setattr(decode, "physical_memory", lambda: 10_000)
-    with pytest.raises(DatasetError, match="smaller image size"):
-        load_dataset(str(root), Preprocessing(64, 64), test_fraction=0.0)
-
-
 def test_csv_class_with_only_missing_files(tmp_path, helpers):
     rows = [(f"{i}.png", "a" if i < 3 else "b") for i in range(6)] + [("missing-z.png", "z")]
     root = _csv_dataset(tmp_path / "mm", helpers, rows, header="file,label", folder="")
