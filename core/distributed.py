@@ -368,7 +368,8 @@ class _Relay:
             return None
         try:
             if event == "should_stop":
-                return {"stop": bool(self.recorder.should_stop()), "raise": self._raise_text()}
+                stop = self.failure is not None or bool(self.recorder.should_stop())
+                return {"stop": stop, "raise": self._raise_text()}
             if event == "before_checkpoint":
                 if self.failure is None:
                     self.recorder.before_checkpoint()
