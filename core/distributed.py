@@ -132,6 +132,7 @@ class ProcessRanks(Ranks):
         return DistributedDataParallel(model, device_ids=ids)
 
     def shard(self, idx: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+        self.batch = len(idx)  # the global batch's size: every rank knows it, no collective needed
         part = torch.tensor_split(idx, self.world)[self.rank]
         if self.class_weight is None:
             return part, len(part) / max(1, len(idx))
@@ -143,10 +144,11 @@ class ProcessRanks(Ranks):
         (loss * (share * self.world)).backward()
 
     def step_figures(self, loss: torch.Tensor, correct: torch.Tensor, count: int, share: float):
-        figures = torch.stack((loss.detach().float() * share, correct.float(),
-                               torch.tensor(float(count), device=loss.device)))
+        # One collective, and no read of its result here: on CUDA the step buffer reads
+        # the figures in batches, as for one process.
+        figures = torch.stack((loss.detach().float() * share, correct.float()))
         self.dist.all_reduce(figures)
-        return figures[0], figures[1], int(figures[2].item())
+        return figures[0], figures[1], self.batch
 
     def agree(self, flag: bool) -> bool:
         value = torch.tensor([1 if flag else 0], device=self.device)

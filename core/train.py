@@ -335,9 +335,9 @@ class Trainer:
 
         n = len(self.train_y)
         batch = min(config.batch_size, n)
-        # A last batch of one image breaks BatchNorm in training mode; drop it.
+        # A last batch of one image (per process) breaks BatchNorm in training mode; drop it.
         self.batch_size = batch
-        self.steps_per_epoch = n // batch + (1 if n % batch > 1 else 0)
+        self.steps_per_epoch = n // batch + (1 if n % batch >= 2 * self.ranks.world else 0)
         if config.iterations is not None:
             self.total_steps = config.iterations
         else:
