@@ -105,24 +105,38 @@ def test_a_run_asking_for_more_processes_than_cores_waits_with_the_reason(embedd
     assert cancel(run_id) == "cancelled"
 
 
-def test_a_sigkilled_worker_takes_its_ranks_down_and_the_run_resumes_elsewhere(embedded_stack):
+def test_stopped_and_sigkilled_workers_give_the_run_back_and_it_resumes_from_its_checkpoint(embedded_stack):
+    """SIGTERM (a worker's warm shutdown): the ranks stop within a step with a checkpoint
+    and the run is queued again; the next worker resumes it and is SIGKILLed alone (torchrun
+    lives in a session of its own): its ranks die with it; a third finishes the run with
+    every step recorded once."""
     from core.records import queries
     from worker.client import submit
 
     stack = embedded_stack
     stack.stop_workers()
-    victim = stack.start_worker("ddp-victim")
+    first = stack.start_worker("ddp-stopping")
     run_id = submit(RunConfig(**DDP, epochs=None, iterations=150, checkpoint_every_minutes=0.03, name="ddp killed"))
-    stack.wait_for(lambda: stack.run(run_id).step >= 20 and latest_checkpoint(run_id), 180, "a mid-run checkpoint", victim)
+    stack.wait_for(lambda: stack.run(run_id).step >= 10, 180, "the run to train", first)
+    os.kill(first.pid, signal.SIGTERM)
+    first.wait(timeout=60)
+    run = stack.run(run_id)
+    assert run.status == "queued" and 10 <= run.step < 150 and latest_checkpoint(run_id).step == run.step
+    stack.wait_for(lambda: not rank_processes(stack.home), 30, "the ranks to exit")
+    stopped_at = run.step
+
+    victim = stack.start_worker("ddp-victim")
+    stack.wait_for(lambda: stack.run(run_id).step >= stopped_at + 20 and latest_checkpoint(run_id).step > stopped_at,
+                   180, "a checkpoint after the resume", victim)
     assert rank_processes(stack.home)
-    os.kill(victim.pid, signal.SIGKILL)  # the worker alone: torchrun is in a session of its own
+    os.kill(victim.pid, signal.SIGKILL)  # the worker alone
     victim.wait()
     stack.wait_for(lambda: not rank_processes(stack.home), 60, "the ranks to die with their worker")
     killed_at = stack.run(run_id).step
     rescuer = stack.start_worker("ddp-rescuer")
     run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=240)
     assert run.status == "succeeded", run.error
-    assert run.attempt == 2 and run.worker.startswith("ddp-rescuer") and killed_at < 150
+    assert run.attempt == 3 and run.worker.startswith("ddp-rescuer") and killed_at < 150
     assert steps_in_db(run_id) == list(range(1, 151))  # none missing, none twice
-    assert "resuming from" in " ".join(line.message for line in queries.run_logs(run_id))
+    assert sum("resuming from" in line.message for line in queries.run_logs(run_id)) == 2
     stack.stop_worker(rescuer)
