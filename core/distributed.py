@@ -289,17 +289,22 @@ def fit_in_processes(config: RunConfig, run_dir: str | Path, recorder: Recorder 
                             env=rank_environment(config, address, token, os.environ.get("IMORI_GPUS")),
                             preexec_fn=die_with_parent)
     relay = _Relay(proc, recorder, job, token)
+
+    def forget_the_socket() -> None:  # once rank 0 is connected (or never will be): nothing left behind
+        server.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
     try:
-        conn = _accept(server, proc)
+        try:
+            conn = _accept(server, proc)
+        finally:
+            forget_the_socket()
         if conn is not None:
             relay.serve(conn)
         proc.wait()
     except BaseException:
         stop_processes(proc)
         raise
-    finally:
-        server.close()
-        shutil.rmtree(folder, ignore_errors=True)
     return relay.outcome()
 
 
