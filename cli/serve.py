@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: a GPU worker where CUDA is present, else a CPU worker")
     p.add_argument("--name", help="worker name (default: device-host-pid)")
     p.add_argument("--threads", type=int, help="torch threads (default: the usable cores)")
+    p.add_argument("--gpus", metavar="LIST",
+                   help="a machine with several GPUs: one worker process per device, each seeing only its own "
+                        "(e.g. --gpus 0,1); a run with --nproc-per-node N trains across N of them")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_worker)
 
@@ -34,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.gpus is not None:
+        from worker.runner import run_gpu_workers
+
+        return run_gpu_workers(args.gpus, name=args.name, loglevel=args.loglevel, threads=args.threads)
     from worker.runner import run_worker
 
     return run_worker(device=args.device, name=args.name, loglevel=args.loglevel, threads=args.threads)

@@ -28,6 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "for it (or give --threads N to train beside it)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("join", help="add this machine to a run on several machines (--nnodes) that `imori train` "
+                                    "started on the first one")
+    p.add_argument("--nnodes", type=int, required=True, help="the machines of the run, this one included")
+    p.add_argument("--node-rank", dest="node_rank", type=int, required=True,
+                   help="this machine's place, 1 to nnodes - 1 (the first machine, 0, runs `imori train`)")
+    p.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, default=1,
+                   help="processes on this machine: as the run's --nproc-per-node")
+    p.add_argument("--rdzv-endpoint", dest="rdzv_endpoint", required=True, metavar="HOST:PORT",
+                   help="as the run's --rdzv-endpoint: the first machine's address and port")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="as the run's: gloo on the CPU, NCCL on CUDA")
+    p.add_argument("--threads", type=int, help="torch threads shared by this machine's processes (default: its cores)")
+    p.set_defaults(func=cmd_join)
+
     p = sub.add_parser("lr-find", help="the learning-rate range test (fastai's lr_find): which learning rate to train at")
     add_run_options(p)
     p.add_argument("--start-lr", dest="start_lr", type=float, default=1e-7)
@@ -166,6 +179,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = getattr(args, "resume", None)
     config = resumed_config(args) if resume else build_config(args)
     config = config.checked_here()  # refused here, before a run is recorded, not failed after
+    from core.distributed import shortfall
+
+    why = shortfall(config)
+    if why:
+        raise ImoriError(f"{why}: give --nproc-per-node {config.nproc_per_node - 1} or fewer")
     from cli.datasets import warn_about_health
 
     warn_about_health(config.dataset)
@@ -217,6 +235,38 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f} %")
         print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
     return 0 if result.status == SUCCEEDED else 1
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    """This machine's ranks of a run on several machines: torchrun with ``--node-rank``, as
+    this process's child (it ends with it). The run's settings come from its rank 0 (the
+    first machine); each machine needs the dataset, and a resumed run its checkpoint (a
+    shared IMORI_HOME)."""
+    import subprocess
+
+    from core.config import RunConfig
+    from core.distributed import shortfall, stop_processes, torchrun_command
+    from core.processes import die_with_parent
+
+    config = RunConfig(nproc_per_node=args.nproc_per_node, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint,
+                       device=args.device, threads=args.threads, batch_size=max(64, 2 * args.nproc_per_node * args.nnodes))
+    problems = [p for p in config.problems() if "batch size" not in p]
+    if not 1 <= args.node_rank < max(2, args.nnodes):
+        problems.append(f"--node-rank must be 1 to {args.nnodes - 1} (0 is the first machine, which runs `imori train`)")
+    why = shortfall(config)
+    if problems or why:
+        raise ImoriError("; ".join(problems + ([why] if why else [])))
+    from core.distributed import rank_environment
+
+    command = torchrun_command(config, node_rank=args.node_rank, backend="nccl" if args.device == "cuda" else "gloo")
+    print(f"imori join: machine {args.node_rank} of {args.nnodes}, {args.nproc_per_node} process(es), "
+          f"meeting at {args.rdzv_endpoint}", file=sys.stderr, flush=True)
+    proc = subprocess.Popen(command, env=rank_environment(config), preexec_fn=die_with_parent)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        stop_processes(proc)
+        return 130
 
 
 # -- predict / evaluate / export -----------------------------------------------------------

@@ -246,8 +246,10 @@ class Checkpointer:
         every_epochs: int = 1,
         every_minutes: float = 0.0,
         keep: int = 3,
+        writes: bool = True,
     ) -> None:
         self.folder = Path(folder)
+        self.writes = writes  # False: keep the policy's state, write nothing (DDP ranks but rank 0)
         self.payload = payload
         self.recorder = recorder
         self.every_epochs = every_epochs
@@ -259,7 +261,7 @@ class Checkpointer:
         self.last_time = time.monotonic()
         # A worker killed in the middle of a write leaves its temporary file (never half
         # a checkpoint: the rename is atomic); clear them out.
-        for stale in self.folder.glob(".*.tmp"):
+        for stale in self.folder.glob(".*.tmp") if writes else ():
             stale.unlink(missing_ok=True)
 
     def restore(self, best_score: Score | None, last_path: str | Path) -> None:
@@ -285,6 +287,8 @@ class Checkpointer:
 
     def save(self, metrics: dict[str, float], *, best: bool = False) -> str:
         """Write a checkpoint now (``best.pt``, or a periodic ``ckpt-s<step>.pt``)."""
+        if not self.writes:
+            return ""
         self.recorder.before_checkpoint()
         payload = self.payload(metrics)
         step, epoch = int(payload["training"]["step"]), int(payload["training"]["epoch"])

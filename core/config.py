@@ -246,6 +246,22 @@ class RunConfig:
         None, section="hardware", label="Torch threads", minimum=1, step=1, placeholder="from the worker's cores",
         help="torch threads (default: the cores this process may use)",
     )
+    nproc_per_node: int = setting(
+        1, section="hardware", label="Processes (DDP)", minimum=1, maximum=64, step=1, unit="processes",
+        help="train one run on this many processes per machine (torchrun, DistributedDataParallel: gloo on the "
+        "CPU, one GPU each on CUDA); batch size stays the global batch, split across them, and the cores are "
+        "shared out between them",
+    )
+    nnodes: int = setting(
+        1, section="hardware", label="Machines (DDP)", widget="hidden", minimum=1, maximum=1024, step=1, unit="machines",
+        help="machines that train this run together (torchrun's --nnodes): give --rdzv-endpoint too, start it "
+        "with `imori train` on the first machine and `imori join` on the others",
+    )
+    rdzv_endpoint: str | None = setting(
+        None, section="hardware", label="Rendezvous endpoint", widget="hidden", placeholder="HOST:PORT of the first machine",
+        metavar="HOST:PORT", help="where the machines of a run of several meet (torchrun's --rdzv-endpoint): "
+        "the first machine's address and a free port",
+    )
     eval_batch_size: int = setting(
         512, section="hardware", label="Evaluation batch size", minimum=1, step=64, unit="images",
         help="images per forward pass when evaluating",
@@ -440,6 +456,7 @@ class RunConfig:
             p.append(f"validation fraction must be in (0, 0.5], not {self.val_fraction}")
         if self.threads is not None and not whole(self.threads, 1):
             p.append(f"threads must be >= 1, not {self.threads}")
+        p += self._distributed_problems(whole)
         if not whole(self.eval_batch_size, 1):
             p.append(f"evaluation batch size must be >= 1, not {self.eval_batch_size}")
         bad_aug = [a for a in self.augment if a not in AUGMENTATIONS]
@@ -495,6 +512,30 @@ class RunConfig:
                     p.append(str(err))
             if whole(self.batch_size, 1) and self.batch_size < 2 and not p:
                 p += self._batchnorm_problems()
+        return p
+
+    def _distributed_problems(self, whole: Callable[[Any, int], bool]) -> list[str]:
+        """What a run on several processes (``nproc_per_node`` x ``nnodes``) cannot do."""
+        p: list[str] = []
+        if not whole(self.nproc_per_node, 1):
+            return [f"nproc_per_node must be a whole number >= 1, not {self.nproc_per_node}"]
+        if not whole(self.nnodes, 1):
+            return [f"nnodes must be a whole number >= 1, not {self.nnodes}"]
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            p.append("a run on several machines (nnodes > 1) needs rdzv_endpoint: HOST:PORT of the first machine")
+        if self.rdzv_endpoint:
+            host, _, port = str(self.rdzv_endpoint).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                p.append(f"rdzv_endpoint must look like HOST:PORT, not {self.rdzv_endpoint!r}")
+            elif self.nnodes == 1:
+                p.append("rdzv_endpoint is for a run on several machines: give nnodes > 1 too (one machine needs none)")
+        world = self.nproc_per_node * self.nnodes
+        if world > 1:
+            if whole(self.batch_size, 1) and self.batch_size < 2 * world:
+                p.append(f"batch size {self.batch_size} is the global batch, split across {world} processes: "
+                         f"give at least {2 * world} (two images per process)")
+            if self.freeze_epochs:
+                p.append("freeze_epochs is not supported on several processes yet: train it on one (nproc_per_node 1)")
         return p
 
     def _batchnorm_problems(self) -> list[str]:

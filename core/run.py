@@ -35,6 +35,8 @@ log = logging.getLogger("imori.run")
 SKIPPED = "skipped"  # not claimed: another delivery or worker has it, or it is gone
 SUPERSEDED = "superseded"  # taken over by another worker mid-run; this attempt stood down
 INTERRUPTED = "interrupted"  # its worker shut down: stopped with a checkpoint, back in the queue
+WAITING = "waiting"  # this machine has fewer processes or GPUs than the run asks for: left queued
+WAITING_NOTE = "waiting for a machine that can train it"  # how its log says so
 
 
 @dataclass
@@ -70,13 +72,39 @@ def execute_run(
     while it trains; ``imori train``, which has taken the slot itself, passes False.
     ``interrupt`` (a worker's shutdown): once set, the run stops within an iteration with a
     checkpoint and goes back to the queue (``interrupted``), to be resumed by the next worker.
+    A run that asks for more processes or GPUs than this machine has is left queued, the
+    reason in its log (``waiting``, the reason as the outcome's error), for a machine that has them.
     Never raises for a failed run: the failure is recorded and returned.
     """
+    why = machine_shortfall(run_id)
+    if why:
+        return RunOutcome(run_id, WAITING, error=why)
     if cpu_slot and trains_on_cpu_cores(run_id):
         return _in_cpu_slot(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s,
                             interrupt=interrupt)
     return _claim_and_train(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s,
                             interrupt=interrupt)
+
+
+def machine_shortfall(run_id: int) -> str | None:
+    """Why queued run ``run_id`` cannot train here (``core.distributed.shortfall``: more
+    processes than cores, more than one GPU each), said once in its log; None when it can,
+    or when it is no longer queued (the claim reports that)."""
+    from core.distributed import shortfall
+    from core.records import QUEUED, RunNotFound, queries, store
+
+    try:
+        run = queries.get_run(run_id)
+        why = shortfall(RunConfig.from_dict(run.config)) if run.status == QUEUED else None
+    except (ImoriError, RunNotFound):
+        return None
+    if why:
+        text = f"{WAITING_NOTE}: {why}"
+        lines = queries.run_logs(run_id, limit=None)
+        if not lines or lines[-1].message != text:
+            store.add_log(run_id, text)
+        log.info("run %s: %s", run_id, text)
+    return why
 
 
 def trains_on_cpu_cores(run_id: int) -> bool:
@@ -155,6 +183,7 @@ def _claim_and_train(
     heartbeat_s: float = 5.0,
     interrupt: threading.Event | None = None,
 ) -> RunOutcome:
+    from core.distributed import fit_in_processes, launches_processes
     from core.records import FAILED, DbRecorder, RunNotFound, RunStateError, StaleAttemptError, queries, store
     from core.train import fit
 
@@ -182,7 +211,9 @@ def _claim_and_train(
     db.start_heartbeat()
     try:
         recorder = Recorders(db, *(listeners(run) if listeners else ()))
-        result = fit(config, run.run_dir, recorder, resume_from=resume_from)
+        # Several processes: torchrun as this process's child, its rank 0 recording here.
+        train = fit_in_processes if launches_processes(config) else fit
+        result = train(config, run.run_dir, recorder, resume_from=resume_from)
     except StaleAttemptError as err:
         log.warning("run %s: attempt %s was superseded (%s); standing down", run_id, attempt, err)
         return RunOutcome(run_id, SUPERSEDED, attempt, error=str(err))

@@ -31,6 +31,7 @@ from core.data.cache import DiskImages, format_bytes, max_dataset_ram, take
 from core.data.decode import decode_progress
 from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
+from core.distributed import Ranks
 from core.errors import ConfigError, ImoriError
 from core.metrics import class_metrics
 from core.models import set_backbone_frozen, set_train_mode
@@ -266,7 +267,8 @@ class _Feed:
 class Trainer:
     """Holds one run's pieces; ``fit()`` is the public entry point."""
 
-    def __init__(self, config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None) -> None:
+    def __init__(self, config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None,
+                 ranks: Ranks | None = None) -> None:
         from core.data import load_dataset, stratified_split
         from core.models import build_model, get_spec, load_init_weights, param_groups, summarize
 
@@ -275,8 +277,10 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.recorder = recorder or Recorder()
+        # This process's part of a run on several (core.distributed); one process: no part at all.
+        self.ranks = ranks or Ranks()
         self.device = resolve_device(config.device)
-        torch.set_num_threads(config.threads or default_threads())
+        torch.set_num_threads(self.ranks.threads(config.threads or default_threads()))
 
         self.prep = config.preprocessing()
         with decode_progress(_DecodeLog(self.recorder, config.dataset)):
@@ -336,7 +340,8 @@ class Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.net = torch.compile(model) if config.compile else model
+        net = self.ranks.wrap(model)  # DistributedDataParallel on several processes
+        self.net = torch.compile(net) if config.compile else net
 
         groups = param_groups(model, config.model, config.lr, config.effective_backbone_lr_mult())
         if config.optimizer == "sgd":
@@ -348,6 +353,7 @@ class Trainer:
         weight = class_weights(self.train_y, len(self.classes)).to(self.device) if config.class_weights == "balanced" else None
         loss_cls = torch.nn.NLLLoss if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss
         self.criterion = loss_cls(weight=weight)
+        self.ranks.use_class_weight(weight)
         self.output = self.spec.output  # "logits" or "log_probs"
         # What the network is fed: images through the whole model, or, while a pretrained
         # backbone is frozen and nothing is augmented, its cached features through the head.
@@ -357,9 +363,9 @@ class Trainer:
 
         n = len(self.train_y)
         batch = min(config.batch_size, n)
-        # A last batch of one image breaks BatchNorm in training mode; drop it.
+        # A last batch of one image (per process) breaks BatchNorm in training mode; drop it.
         self.batch_size = batch
-        self.steps_per_epoch = n // batch + (1 if n % batch > 1 else 0)
+        self.steps_per_epoch = n // batch + (1 if n % batch >= 2 * self.ranks.world else 0)
         if config.iterations is not None:
             self.total_steps = config.iterations
         else:
@@ -384,6 +390,7 @@ class Trainer:
             every_epochs=config.checkpoint_every_epochs,
             every_minutes=config.checkpoint_every_minutes,
             keep=config.keep_checkpoints,
+            writes=self.ranks.is_main,  # on several processes, rank 0 alone writes
         )
 
     def _lr_lambda(self, step: int) -> float:
@@ -476,7 +483,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         confusion = torch.zeros(classes * classes, device=self.device, dtype=torch.long)  # [true * classes + predicted]
         size = self.config.eval_batch_size
-        for start in range(0, len(labels), size):
+        for start in self.ranks.eval_starts(len(labels), size):
             x = feed.prepare(inputs[start : start + size])
             y = labels[start : start + size].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.eval_dtype, enabled=self.eval_dtype is not None):
@@ -488,6 +495,7 @@ class Trainer:
             else:
                 loss_sum += F.cross_entropy(out, y, reduction="sum")
             confusion += torch.bincount(y * classes + out.argmax(1), minlength=classes * classes)
+        self.ranks.all_sum(loss_sum, confusion)
         set_train_mode(self.model)
         confusion = confusion.view(classes, classes)
         hits, support = confusion.diagonal(), confusion.sum(1)
@@ -524,7 +532,8 @@ class Trainer:
                 self.recorder.on_log(f"epoch {epoch}: the backbone joins training (step {self.step})")
         # Augmentation would change the features every epoch; the frozen phase of a
         # fine-tune trains on the unaugmented images' features by design.
-        cacheable = frozen and self.spec.pretrainable and config.feature_cache and not config.compile
+        cacheable = (frozen and self.spec.pretrainable and config.feature_cache and not config.compile
+                     and not self.ranks.distributed)  # the head alone is not in DDP
         if not cacheable or (config.augment and not config.freeze_epochs):
             return self.images
         if self.features is None:
@@ -582,7 +591,7 @@ class Trainer:
         return None
 
     def out_of_time(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.ranks.agree(self.deadline is not None and time.monotonic() >= self.deadline)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -598,7 +607,7 @@ class Trainer:
         for b in range(self.next_batch, self.steps_per_epoch):
             if self.step >= self.total_steps:
                 break
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            idx, share = self.ranks.shard(order[b * self.batch_size : (b + 1) * self.batch_size], self.train_y)
             x, y = prepare(inputs[idx]), self.train_y[idx].to(self.device, non_blocking=True)
             if augment:
                 x = augment_batch(x, augment)
@@ -606,7 +615,7 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 output = model(x)
                 loss = criterion(output.float(), y)
-            loss.backward()
+            self.ranks.backward(loss, share)
             optimizer.step()
             lr = max(group["lr"] for group in optimizer.param_groups)
             if scheduled:
@@ -615,8 +624,9 @@ class Trainer:
                 self.scheduler.last_epoch += 1  # a constant schedule: just count the step
             self.step += 1
             self.next_epoch, self.next_batch = epoch, b + 1
-            self.buffer.add(self.step, epoch, loss, (output.argmax(1) == y).sum(), len(y), lr)
-            stop = self.recorder.should_stop()
+            loss, correct, count = self.ranks.step_figures(loss, (output.argmax(1) == y).sum(), len(y), share)
+            self.buffer.add(self.step, epoch, loss, correct, count, lr)
+            stop = self.ranks.agree(self.recorder.should_stop())
             self.checkpointer.after_step(stopping=stop, finished=self.step >= self.total_steps)
             if stop:
                 return False
@@ -639,7 +649,7 @@ class Trainer:
                 test_size=len(self.test_y),
                 model_summary=self.summary,
                 environment={**environment(self.device), "precision": self.precision,
-                             "channels_last": str(self.channels_last).lower()},
+                             "channels_last": str(self.channels_last).lower(), **self.ranks.environment()},
             )
         )
         started, start_step = time.monotonic(), self.step
@@ -704,14 +714,17 @@ def fit(
     recorder: Recorder | None = None,
     *,
     resume_from: str | Path | None = None,
+    ranks: Ranks | None = None,
 ) -> FitResult:
     """Train ``config`` into ``run_dir`` (checkpoints under ``run_dir/checkpoints``).
 
     ``resume_from`` continues from a checkpoint of the same run: mid-epoch, or a finished
-    run continued for more epochs when ``config`` asks for more than it did.
+    run continued for more epochs when ``config`` asks for more than it did. ``ranks``: this
+    process's part of a run on several (``core.distributed.ProcessRanks``, which a rank
+    started by torchrun passes); by default the run is this process's alone.
     """
     try:
-        trainer = Trainer(config, run_dir, recorder)
+        trainer = Trainer(config, run_dir, recorder, ranks)
         if resume_from:
             trainer.resume(resume_from)
     except BaseException as err:

@@ -32,9 +32,10 @@ def choose_queue(device: str) -> str:
     return cpu_queue()
 
 
-def send(run_id: int, device: str) -> str:
+def send(run_id: int, device: str, *, countdown: float | None = None) -> str:
+    """Send run ``run_id`` to its queue (``countdown``: to be taken no sooner than that many seconds)."""
     queue = choose_queue(device)
-    get_app().send_task(TRAIN_TASK, args=[run_id], queue=queue)
+    get_app().send_task(TRAIN_TASK, args=[run_id], queue=queue, countdown=countdown)
     return queue
 
 
@@ -48,9 +49,17 @@ def queue_ready() -> None:
 def refuse_if_unrunnable_here(config: RunConfig) -> None:
     """A run that needs pretrained weights this machine lacks is refused before it is
     queued, not failed later on a worker."""
-    problems = config.machine_problems()
+    problems = config.machine_problems() + queue_problems(config)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def queue_problems(config: RunConfig) -> list[str]:
+    """What a worker cannot train: a run on several machines (a worker trains on its own)."""
+    if config.nnodes > 1:
+        return ["a run on several machines (nnodes > 1) is started by hand: `imori train` on the first machine, "
+                "`imori join` on each of the others (see the README); a worker trains a run on its own machine"]
+    return []
 
 
 def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> int:
@@ -73,7 +82,7 @@ def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
     from core.records import store
 
     configs, problems = expand_sweep(config.with_absolute_paths(), sweep)
-    problems += config.machine_problems()
+    problems += config.machine_problems() + queue_problems(config)
     if problems:
         raise ConfigError("; ".join(problems))
     queue_ready()

@@ -113,6 +113,70 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
     return 0
 
 
+def gpu_worker_plan(gpus: str, name: str | None = None, threads: int | None = None) -> list[tuple[list[str], dict[str, str]]]:
+    """``imori worker --gpus 0,1``: one worker process per device, each seeing only its own
+    (``CUDA_VISIBLE_DEVICES``), as (command, extra environment) pairs. A run on one GPU
+    trains in whichever worker takes it; a run with ``nproc_per_node`` > 1 trains across
+    all of them (``IMORI_GPUS``, which ``core.distributed`` gives its torchrun). Each gets
+    its share of the cores as torch threads. Devices are CUDA's indices or GPU UUIDs."""
+    from core.train import usable_cores
+
+    devices = [d.strip() for d in str(gpus).split(",") if d.strip()]
+    if not devices:
+        raise ImoriError(f"--gpus needs device numbers, e.g. --gpus 0,1 (not {gpus!r})")
+    if len(set(devices)) != len(devices):
+        raise ImoriError(f"--gpus names a device twice: {gpus}")
+    base = name or f"cuda-{socket.gethostname()}"
+    share = threads or max(1, usable_cores() // len(devices))
+    plan = []
+    for device in devices:
+        command = [sys.executable, "-m", "cli", "worker", "--device", "cuda", "--name", f"{base}-gpu{device}",
+                   "--threads", str(share)]
+        plan.append((command, {"CUDA_VISIBLE_DEVICES": device, "IMORI_GPUS": ",".join(devices)}))
+    return plan
+
+
+def run_gpu_workers(gpus: str, name: str | None = None, loglevel: str = "INFO", threads: int | None = None) -> int:
+    """Run ``gpu_worker_plan(gpus)``'s workers as children that end with this process (it
+    serves the embedded Redis for them, unless ``REDIS_URL``); Ctrl-C or SIGTERM stops them
+    in order (each gives its run back to the queue). Returns 1 when one of them failed."""
+    from worker import broker
+
+    plan = gpu_worker_plan(gpus, name, threads)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = broker.serve()
+    children: list[subprocess.Popen] = []
+    failed = None
+    try:
+        for command, env in plan:
+            command = command + ["--loglevel", loglevel]
+            children.append(subprocess.Popen(command, env={**os.environ, **env}, preexec_fn=die_with_parent))
+        while not stop.is_set() and failed is None:
+            for (command, env), proc in zip(plan, children):
+                if proc.poll() is not None:
+                    failed = f"the worker of GPU {env['CUDA_VISIBLE_DEVICES']} exited with status {proc.returncode}"
+            stop.wait(0.5)
+    finally:
+        for proc in children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in children:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if server is not None:
+            server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed:
+        print(f"error: {failed}; stopped the other workers", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

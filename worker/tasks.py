@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from celery.signals import worker_shutting_down
 
-from core.run import INTERRUPTED
+from core.run import INTERRUPTED, WAITING
 from core.status import FAILED, SUCCEEDED
 from worker.app import EVALUATE_TASK, HEALTH_TASK, JOB_TASK, TRAIN_TASK, get_app
 
@@ -26,6 +26,10 @@ app = get_app()
 # A running run's heartbeat; the watchdog's limit is several of these. The environment
 # may shorten it (the reliability tests do, to see a dead worker in seconds).
 HEARTBEAT_S = float(os.environ.get("IMORI_HEARTBEAT_S", "5"))
+
+# A run this worker cannot train (more processes or GPUs than it has) goes back to the
+# queue this many seconds later, for a worker that can.
+WAIT_RETRY_S = float(os.environ.get("IMORI_WAIT_RETRY_S", "10"))
 
 # Set by ``imori worker`` before the worker consumes anything.
 presence = None
@@ -60,6 +64,12 @@ def train_run(run_id: int) -> str:
     finally:
         if presence is not None:
             presence.set_run(None)
+    if outcome.status == WAITING:
+        from core.records import queries
+        from worker.client import send
+
+        send(int(run_id), queries.get_run(int(run_id)).config.get("device", "auto"), countdown=WAIT_RETRY_S)
+        return outcome.status
     if outcome.status == INTERRUPTED:
         # Back in the queue for the next worker. (Celery's Reject(requeue=True) would do
         # it too, but logs an error with a traceback for what is a normal stop.) If the

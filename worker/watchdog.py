@@ -82,12 +82,22 @@ def resend_lost(older_than: float = LOST_AFTER_S) -> list[int]:
     sent = []
     for run in waiting:
         device = queries.get_run(run.id).config.get("device", "auto")
-        if targets.get(device, {cpu_queue()}) <= empty:
+        if targets.get(device, {cpu_queue()}) <= empty and not bounced(run.id):
             send(run.id, device)
             store.add_log(run.id, "its queue message was lost (the queue was empty); sent again")
             log.warning("run %s: queued with no message in Redis; sent again", run.id)
             sent.append(run.id)
     return sent
+
+
+def bounced(run_id: int) -> bool:
+    """Whether run ``run_id`` waits for a machine that can train it: its message is held
+    by a worker until its next try (``worker.tasks.WAIT_RETRY_S``), not lost."""
+    from core.records import queries
+    from core.run import WAITING_NOTE
+
+    lines = queries.run_logs(run_id, limit=None)
+    return bool(lines) and lines[-1].message.startswith(WAITING_NOTE)
 
 
 class Watchdog:
