@@ -124,12 +124,20 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     calibration = None if hasattr(checkpoint, "state_dict") else recorded_calibration(checkpoint)
     out = Path(out)
     if fmt == "state_dict":
+        others = _shared_exports(preprocess_path(out), preprocess_description(ckpt))
         path = export_state_dict(ckpt, out)
+        if others:  # an ONNX or .pt2 export of this model under this name: still described
+            sidecar = preprocess_path(path)
+            description = json.loads(sidecar.read_text(encoding="utf-8"))
+            description["exports"] = {**others, "state_dict": {"file": path.name}}
+            with atomic_write(sidecar, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(description, indent=2) + "\n")
         if calibration:
             _add_temperature(preprocess_path(path), calibration)
         return ExportResult(path, preprocess_path(path), fmt, None)
     from core.models import get_spec
 
+    _shared_exports(preprocess_path(out), preprocess_description(ckpt))  # refused before minutes of work
     say = progress or (lambda text: None)
     kind = get_spec(ckpt.model_name).output
     model = ckpt.build_model().eval()
@@ -162,14 +170,43 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"{ckpt.model_name} cannot be exported to {fmt}: {text}") from err
     sidecar = preprocess_path(out)
-    description = {**preprocess_description(ckpt), "format": fmt, "parity": parity.to_dict()}
+    contract = preprocess_description(ckpt)
+    this = {"file": out.name, "parity": parity.to_dict()}
     if fmt == "onnx":
-        description.update(input_name="image", output_name="scores", batch="dynamic")
+        this.update(input_name="image", output_name="scores", batch="dynamic")
+    # The ONNX and .pt2 exports of one checkpoint under one name share their sidecar: it
+    # lists each file's own figures under "exports"; the newest also sits at the top.
+    exports = {k: v for k, v in _shared_exports(sidecar, contract).items() if k != fmt}
+    description = {**contract, "format": fmt, **{k: v for k, v in this.items() if k != "file"},
+                   "exports": {**exports, fmt: this}}
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
     if calibration:
         _add_temperature(sidecar, calibration)
     return ExportResult(out, sidecar, fmt, parity)
+
+
+def _shared_exports(sidecar: Path, contract: dict[str, Any]) -> dict[str, Any]:
+    """The other exports an existing sidecar describes, when they are of a model with the
+    same contract (input, classes, output) and their files are still there: this export
+    joins them. Raises ExportError when such a file belongs to another model, since
+    rewriting the sidecar would leave it described wrongly."""
+    try:
+        old = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict):
+        return {}
+    listed = old.get("exports") or ({old["format"]: {"file": None, "parity": old.get("parity")}}
+                                    if old.get("format") in ("onnx", "pt2") else {})
+    alive = {fmt: entry for fmt, entry in listed.items()
+             if isinstance(entry, dict) and entry.get("file") and (sidecar.parent / entry["file"]).is_file()}
+    same = all(old.get(k) == v for k, v in contract.items())
+    if alive and not same:
+        files = ", ".join(entry["file"] for entry in alive.values())
+        raise ExportError(f"{sidecar.name} describes {files}, exported from another model: export to another name "
+                          "(or remove those files first)")
+    return alive if same else {}
 
 
 def _add_temperature(sidecar: Path, calibration: dict[str, Any]) -> None:

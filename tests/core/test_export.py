@@ -108,3 +108,21 @@ def test_parity_ignores_near_ties_and_counts_differences():
 def test_an_unknown_format_is_a_clear_error(checkpoints, tmp_path):
     with pytest.raises(ExportError, match="export format is one of state_dict, onnx, pt2"):
         export(checkpoints("tiny_net"), tmp_path / "x", "tflite")
+
+
+def test_the_onnx_and_pt2_exports_of_one_name_share_one_sidecar(checkpoints, tmp_path):
+    """model.onnx then model.pt2 (then model.pt): one model.preprocess.json lists each
+    file with its own parity figures; another model's export to that name is refused
+    while those files are there, and loses nothing."""
+    export(checkpoints("mnist_cnn"), tmp_path / "model.onnx", "onnx")
+    export(checkpoints("mnist_cnn"), tmp_path / "model.pt2", "pt2")
+    export(checkpoints("mnist_cnn"), tmp_path / "model.pt", "state_dict")
+    sidecar = json.loads((tmp_path / "model.preprocess.json").read_text())
+    assert sorted(sidecar["exports"]) == ["onnx", "pt2", "state_dict"]
+    assert sidecar["exports"]["onnx"]["file"] == "model.onnx" and sidecar["exports"]["onnx"]["parity"]["passed"]
+    assert sidecar["exports"]["onnx"]["input_name"] == "image"
+    assert sidecar["exports"]["pt2"]["file"] == "model.pt2" and sidecar["exports"]["pt2"]["parity"]["passed"]
+    before = (tmp_path / "model.preprocess.json").read_bytes()
+    with pytest.raises(ExportError, match="exported from another model"):
+        export(checkpoints("lenet5"), tmp_path / "model.onnx", "onnx")
+    assert (tmp_path / "model.preprocess.json").read_bytes() == before
