@@ -60,7 +60,15 @@ def fill(config: Any, recipe: str | None = None) -> None:
 
 
 def use_recipe(name: str, overrides: dict[str, Any] | None = None) -> None:
-    fill(recipe_config(name, **(overrides or {})), recipe=name)
+    """Fill the form from a recipe card. The tutorials' recipes bring their own dataset;
+    finetune is made for the user's photos, so it keeps a photo dataset already chosen."""
+    overrides = dict(overrides or {})
+    chosen = st.session_state.get("nr_dataset")
+    if name == "finetune" and "dataset" not in overrides and chosen and chosen != OTHER_DATASET:
+        info = {d.name: d for d in loading.all_datasets()}.get(chosen)
+        if looks_like_photos(info):
+            overrides["dataset"] = chosen
+    fill(recipe_config(name, **overrides), recipe=name)
     st.session_state.nr_submitted = None
 
 

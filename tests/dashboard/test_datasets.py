@@ -229,6 +229,13 @@ def test_new_run_proposes_finetune_for_a_photo_dataset(broker):
     assert s["nr_recipe"] == "finetune" and s["nr_dataset"] == "myphotos" and s["nr_model"] == "efficientnet_lite0"
     assert not at.button(key="nr_queue_top").disabled, texts(at.error)
     assert not [b for b in at.button if b.key == "nr_propose_finetune"]  # taken
+    # The finetune card itself keeps the photos chosen (the tutorials' cards bring their data).
+    at.button(key="recipe_seed003").click().run()
+    assert at.session_state["nr_dataset"] == "digits"
+    at.selectbox(key="nr_dataset").set_value("myphotos").run()
+    at.button(key="recipe_finetune").click().run()
+    ok(at)
+    assert at.session_state["nr_recipe"] == "finetune" and at.session_state["nr_dataset"] == "myphotos"
 
 
 # -- issue 13.4/13.5/13.7: names not in UTF-8, float images, content not extensions -------------
