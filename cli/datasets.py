@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from core.errors import ImoriError
@@ -66,7 +67,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(_info_dict(info), indent=2, default=str))
         else:
-            print(f"imported {info.name} ({info.kind}) into {info.location}")
+            layout = {"folder": "class folders", "csv": "a CSV of images and labels"}.get(info.kind, info.kind)
+            print(f"imported {info.name} ({layout} from {Path(args.path).name}) into {info.location}")
             print(info.description)
             report = getattr(info, "report", None)
             if report is not None:

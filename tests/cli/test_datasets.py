@@ -45,7 +45,7 @@ def test_import_with_file_and_label_columns_by_name(tmp_path, capsys):
     code, out, err = run(capsys, "datasets", "import", str(archive), "--name", "where",
                          "--file-column", "path", "--label-column", "where")
     assert code == 0, err
-    assert "imported where (csv)" in out and "files from 'path', labels from 'where'" in dataset_layout("where")
+    assert "imported where (a CSV of images and labels from meta.zip)" in out and "files from 'path', labels from 'where'" in dataset_layout("where")
     table = [line.split() for line in out.splitlines() if line.strip().split()[:1] in (["in"], ["out"])]
     assert sorted(row[0] for row in table) == ["in", "out"]  # the per-class counts
     assert all(int(row[-1]) == 3 for row in table)  # 3 images each (train + test = total)
