@@ -171,7 +171,7 @@ def submit_health_check(dataset: str, *, features: bool = True) -> int:
 
     queue_ready()
     check_id = store.create_health_check(dataset, features=features)
-    get_app().send_task(HEALTH_TASK, JOB_TASK, args=[check_id], queue=cpu_queue())
+    get_app().send_task(HEALTH_TASK, args=[check_id], queue=cpu_queue())
     return check_id
 
 

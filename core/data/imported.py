@@ -376,10 +376,15 @@ def sample_imported(name: str, per_class: int) -> dict[str, list[Image.Image]]:
     return out
 
 
+def dependent_versions(name: str) -> list[str]:
+    """The versions made from ``name``'s files (``NAME@vN``), which must go before it can."""
+    return [v for v in versions(name) if v != name and VERSION_RE.match(v)] if not VERSION_RE.match(name) else []
+
+
 def delete_imported(name: str) -> None:
     if not is_imported(name):
         raise DatasetError(f"no imported dataset named {name!r}")
-    later = [v for v in versions(name) if v != name and VERSION_RE.match(v)] if not VERSION_RE.match(name) else []
+    later = dependent_versions(name)
     if later:
         raise DatasetError(f"{name} has versions made from its files ({', '.join(later)}): delete them first")
     folder = dataset_dir(name)

@@ -389,8 +389,14 @@ else:
         st.session_state.nr_request_dataset = ref  # New run picks it up
         st.switch_page(nav.NEW_RUN)
     if info.kind not in ("builtin", "torchvision"):
-        if st.button(f"Delete {ref}", key="ds_delete", icon=":material/delete:"):
+        from core.data.imported import dependent_versions
+
+        later = dependent_versions(ref)
+        if st.button(f"Delete {ref}", key="ds_delete", icon=":material/delete:", disabled=bool(later),
+                     help=f"Its versions use its files: delete {', '.join(later)} first" if later else None):
             st.session_state.ds_confirm = ref
+        if later:
+            st.caption(f"{ref} cannot be deleted while its versions ({', '.join(later)}) use its files.")
         if st.session_state.get("ds_confirm") == ref:
             st.warning(f"Delete the imported dataset {ref} and its files? Runs that used it keep their records.", icon=":material/delete:")
             yes, no = st.columns(2)

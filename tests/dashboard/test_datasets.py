@@ -362,6 +362,10 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     assert any("Made **leafcheck@v2**" in t and "dropped 1 test image" in t for t in texts(at.success)), texts(at.success)
     assert not any("may be inflated" in t for t in texts(at.warning))
     assert any("versions: leafcheck, leafcheck@v2" in t for t in texts(at.caption)), texts(at.caption)
+    # The original cannot be deleted while its version uses its files: the button says so at once.
+    at.selectbox(key="ds_preview").set_value("leafcheck").run()
+    assert at.button(key="ds_delete").disabled
+    assert any("cannot be deleted while its versions (leafcheck@v2)" in t for t in texts(at.caption))
     # New run warns before a run on it is queued, and its runs' pages say their test accuracy may be inflated.
     from core.config import RunConfig
     from core.records import store
