@@ -390,7 +390,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.lr_find import lr_find
+    from core.lr_find import lr_find, plot_limit
 
     config = build_config(args)
     if args.num_it < 10:
@@ -411,6 +411,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
         figure, axis = plt.subplots(figsize=(6, 4))
         axis.plot(result.lrs, result.losses)
+        axis.set_ylim(min(result.losses) * 0.95, plot_limit(result))
         axis.set_xscale("log")
         axis.set_xlabel("learning rate")
         axis.set_ylabel("loss (smoothed)")

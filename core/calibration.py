@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 BINS = 15
+# Fewer validation images than this cannot say how sure a model should be.
+MIN_VALIDATION_IMAGES = 30
 
 
 def _top(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,6 +154,14 @@ def calibrate(checkpoint: Any) -> Calibration:
     val_scores, val_labels = scores(data.train.images[held]), to_ckpt[data.train.labels[held]]
     if len(val_labels) == 0:
         raise ConfigError("this run held out no validation images (validation fraction 0): no temperature to fit")
+    if len(val_labels) < MIN_VALIDATION_IMAGES:
+        raise ConfigError(f"its run held out only {len(val_labels)} validation images: too few to fit a temperature "
+                          f"honestly (at least {MIN_VALIDATION_IMAGES}; train with a larger --val-fraction, or on "
+                          "more images)")
+    if bool((val_scores.argmax(dim=1) == val_labels).all()):
+        raise ConfigError(f"the model is right on all {len(val_labels)} validation images, so nothing there says how "
+                          "far to trust it: a fitted temperature would fall towards 0 and every answer read 100 %. "
+                          "Calibrate a model that makes some mistakes on validation, or hold out more images")
     output = predictor.output
     temperature = fit_temperature(to_probabilities(val_scores, output).clamp_min(1e-12).log(), val_labels)
     test_scores, test_labels = scores(data.test.images), to_ckpt[data.test.labels] if len(data.test) else torch.zeros(0, dtype=torch.long)

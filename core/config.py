@@ -590,7 +590,13 @@ class RunConfig:
     def machine_problems(self) -> list[str]:
         """What stops this run on this machine before it is queued: pretrained weights that
         are neither here nor allowed to be downloaded. (Checked again by the worker that
-        trains it, whose machine may differ.)"""
+        trains it, whose machine may differ.) Also a nonsense ``IMORI_MAX_DATASET_RAM``."""
+        from core.data.cache import max_dataset_ram
+
+        try:
+            max_dataset_ram()
+        except ImoriError as err:
+            return [str(err)]
         if not (self.pretrained or self.pretrained_path) or self.download:
             return []
         from pathlib import Path

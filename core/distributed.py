@@ -285,9 +285,13 @@ def fit_in_processes(config: RunConfig, run_dir: str | Path, recorder: Recorder 
     job = {"config": config.to_dict(), "run_dir": str(run_dir), "resume_from": str(resume_from) if resume_from else None}
     from core.processes import die_with_parent
 
-    proc = subprocess.Popen(torchrun_command(config, backend=_backend(config)),
+    backend = _backend(config)
+    proc = subprocess.Popen(torchrun_command(config, backend=backend),
                             env=rank_environment(config, address, token, os.environ.get("IMORI_GPUS")),
                             preexec_fn=die_with_parent)
+    machines = f" on each of {config.nnodes} machines" if config.nnodes > 1 else ""
+    recorder.on_log(f"training on {config.nproc_per_node} processes{machines} (torchrun, {backend}); "
+                    f"the batch of {config.batch_size} split across them")
     relay = _Relay(proc, recorder, job, token)
 
     def forget_the_socket() -> None:  # once rank 0 is connected (or never will be): nothing left behind

@@ -201,7 +201,8 @@ def _shared_exports(sidecar: Path, contract: dict[str, Any]) -> dict[str, Any]:
                                     if old.get("format") in ("onnx", "pt2") else {})
     alive = {fmt: entry for fmt, entry in listed.items()
              if isinstance(entry, dict) and entry.get("file") and (sidecar.parent / entry["file"]).is_file()}
-    same = all(old.get(k) == v for k, v in contract.items())
+    # The temperature is the calibration's, recorded apart from the file: not the contract.
+    same = all(old.get(k) == v for k, v in contract.items() if k != "temperature")
     if alive and not same:
         files = ", ".join(entry["file"] for entry in alive.values())
         raise ExportError(f"{sidecar.name} describes {files}, exported from another model: export to another name "

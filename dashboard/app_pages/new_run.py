@@ -553,9 +553,11 @@ def lr_find_view(config: Any) -> None:
     found = job.result
     curve = pd.DataFrame({"learning rate": found["lrs"], "loss": found["losses"]})
     mark = pd.DataFrame({"learning rate": [found["suggestion"]], "loss": [found["suggestion_loss"]]})
-    line = alt.Chart(curve).mark_line().encode(x=alt.X("learning rate:Q", scale=alt.Scale(type="log")),
-                                               y=alt.Y("loss:Q", title="loss (smoothed)"))
-    dot = alt.Chart(mark).mark_point(color="red", size=90, filled=True).encode(x="learning rate:Q", y="loss:Q")
+    top = 1.5 * found["losses"][0]  # core.lr_find.plot_limit: the explosion would flatten the rest
+    line = alt.Chart(curve).mark_line(clip=True).encode(
+        x=alt.X("learning rate:Q", scale=alt.Scale(type="log")),
+        y=alt.Y("loss:Q", title="loss (smoothed)", scale=alt.Scale(domain=[min(found["losses"]) * 0.95, top])))
+    dot = alt.Chart(mark).mark_point(color="red", size=90, filled=True, clip=True).encode(x="learning rate:Q", y="loss:Q")
     st.altair_chart((line + dot).properties(height=180), width="stretch")
     for note in found.get("notes") or []:
         st.caption(note)

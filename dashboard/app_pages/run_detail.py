@@ -362,9 +362,15 @@ with ckpt_tab:
     if rows and not calibrated:
         st.caption("Its probabilities are as trained. Calibrating fits a temperature on the validation split; then "
                    "Predict, `imori predict` and every export use it (`imori calibrate CHECKPOINT` does it too).")
+    # Calibrate and Export start from the checkpoint Predict uses (core.selection), so that
+    # a calibration lands where it is read.
+    from core.selection import default_checkpoint
+
+    default = default_checkpoint(run.id)[0] if rows else None
+    ordered = sorted(rows, key=lambda r: (r.path != default, not r.is_best, -r.step))
     if rows:
-        calibrate_view(sorted(rows, key=lambda r: (not r.is_best, -r.step)))
-    exportable = {r.path: fmt.checkpoint_label(r) for r in rows if loading.under_home(r.path) is not None}
+        calibrate_view(ordered)
+    exportable = {r.path: fmt.checkpoint_label(r) for r in ordered if loading.under_home(r.path) is not None}
     if exportable:
         export_view(exportable)
 with csv_tab:

@@ -378,6 +378,9 @@ def test_train_refuses_what_cannot_run_here_before_recording_a_run(tmp_path, cap
     ):
         code, out, err = run(capsys, "train", "--iterations", "2", "--threads", "1", *argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+    monkeypatch.setenv("IMORI_MAX_DATASET_RAM", "lots")
+    code, out, err = run(capsys, "train", "--iterations", "2", "--threads", "1")
+    assert code == 2 and "IMORI_MAX_DATASET_RAM must be a size" in err and "Traceback" not in err, err
     assert queries.count_runs() == before
 
 

@@ -144,3 +144,21 @@ def test_jobs_find_a_learning_rate_and_refuse_an_unknown_kind():
     assert seen and seen[-1] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no job kind"):
         run_job("bake", "x", {})
+
+
+def test_too_few_or_all_right_validation_images_are_refused_not_calibrated(tmp_path):
+    """A temperature fitted on a handful of validation images, or on images the model gets
+    all right, falls towards 0 and makes every answer read 100 %: refused with the reason."""
+    from core.errors import ConfigError
+
+    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=5, epochs=None, batch_size=64, threads=2,
+                       val_fraction=0.01)
+    with pytest.raises(ConfigError, match=r"only \d+ validation images: too few"):
+        calibrate(fit(config, tmp_path / "few").last_checkpoint)
+    # The frozen pretrained backbone on shapes2 is right on every validation image (features cached).
+    perfect = RunConfig(model="efficientnet_lite0", dataset="shapes2", epochs=1, iterations=None, batch_size=64,
+                        pretrained=True, freeze_backbone=True, image_size=(64, 64), optimizer="adam", lr=1e-2, threads=2)
+    result = fit(perfect, tmp_path / "perfect")
+    assert result.best_val_accuracy == 1.0
+    with pytest.raises(ConfigError, match="right on all .* validation images"):
+        calibrate(result.last_checkpoint)

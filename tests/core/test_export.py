@@ -115,6 +115,9 @@ def test_the_onnx_and_pt2_exports_of_one_name_share_one_sidecar(checkpoints, tmp
     file with its own parity figures; another model's export to that name is refused
     while those files are there, and loses nothing."""
     export(checkpoints("mnist_cnn"), tmp_path / "model.onnx", "onnx")
+    # As a calibrated checkpoint's sidecar reads (core.export._add_temperature): still the same model.
+    first = json.loads((tmp_path / "model.preprocess.json").read_text())
+    (tmp_path / "model.preprocess.json").write_text(json.dumps({**first, "temperature": 0.5}))
     export(checkpoints("mnist_cnn"), tmp_path / "model.pt2", "pt2")
     export(checkpoints("mnist_cnn"), tmp_path / "model.pt", "state_dict")
     sidecar = json.loads((tmp_path / "model.preprocess.json").read_text())

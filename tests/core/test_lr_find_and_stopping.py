@@ -9,7 +9,7 @@ import pytest
 
 from cli.main import main
 from core.config import RunConfig
-from core.lr_find import valley
+from core.lr_find import lr_find, valley
 from core.recipes import recipe_config
 from core.train import Trainer, fit
 
@@ -72,3 +72,13 @@ def test_nonsense_stopping_settings_are_refused():
         RunConfig(patience=0).validate()
     with pytest.raises(ConfigError):
         RunConfig(max_minutes=-1).validate()
+
+
+def test_a_flat_range_test_says_its_suggestion_is_only_a_first_try():
+    """seed 004's LeNet (SGD without momentum) hardly moves in 100 steps at any rate: the
+    result says so, rather than presenting its valley as a sure thing."""
+    from core.lr_find import plot_limit
+
+    result = lr_find(recipe_config("seed004"), num_it=60)
+    assert any("barely fell" in note for note in result.notes), result.notes
+    assert plot_limit(result) == pytest.approx(1.5 * result.losses[0])
