@@ -364,6 +364,15 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoi
 
 def _explain_refusal(path: Path, err: Exception) -> str:
     text = str(err)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        head = b""
+    # torch.save writes a ZIP (since 1.6) or, before, a pickle (protocol opcode 0x80).
+    if not head.startswith(b"PK") and not head.startswith(b"\x80"):
+        kind = "an empty file" if not head else "neither torch.save's ZIP format nor a pickle"
+        return f"not a PyTorch checkpoint ({kind}): is it the right file?"
     found = _pickle_globals(path)
     globals_named = set(found)
     if any(_runs_code(name) for name in globals_named):

@@ -64,12 +64,18 @@ def test_pickle_with_a_payload_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
-def test_garbage_files_are_refused(tmp_path, content):
+@pytest.mark.parametrize("content, says", [
+    (b"", "not a PyTorch checkpoint \\(an empty file\\)"),
+    (b"id,label\n1,cat\n", "not a PyTorch checkpoint \\(neither torch.save's ZIP format nor a pickle\\)"),  # a CSV
+    (b"\xff\xd8\xff\xe0 a JPEG", "neither torch.save's ZIP format nor a pickle"),
+    (b"PK\x03\x04garbage", "x.pt"),
+])
+def test_garbage_files_are_refused(tmp_path, content, says):
     path = tmp_path / "x.pt"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="x.pt"):
+    with pytest.raises(CheckpointError, match=says) as refused:
         load_checkpoint(path, model="mnist_cnn")
+    assert "Python objects" not in str(refused.value) and "KeyError" not in str(refused.value)
 
 
 def test_missing_file_and_non_state_dicts(tmp_path):
