@@ -377,7 +377,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for p in predictions:
             if p.error:
-                print(f"{p.source}: error: {p.error}")
+                error = p.error.removeprefix(f"{p.source}: ")  # the decoder's message names the file already
+                print(f"{p.source}: error: {error}")
                 continue
             ranked = ", ".join(f"{c} {100 * prob:.1f} %" for c, prob in p.top)
             print(f"{p.source}: {p.label}  ({ranked})")

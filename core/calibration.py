@@ -222,7 +222,8 @@ def choose_threshold(curve: dict[str, Any], *, target_recall: float | None = Non
         raise ConfigError("give one target: a recall or a precision")
     target = target_recall if target_recall is not None else target_precision
     if not 0 < float(target) <= 1:
-        raise ConfigError(f"a target recall or precision is in (0, 1], not {target}")
+        hint = f" (a fraction: {float(target) / 100:g} for {float(target):g} %)" if 1 < float(target) <= 100 else ""
+        raise ConfigError(f"a target recall or precision is in (0, 1], not {target}{hint}")
     thresholds, precision, recall = curve["threshold"], curve["precision"], curve["recall"]
     candidates = range(len(thresholds))
     if target_recall is not None:
