@@ -110,6 +110,22 @@ def _job(what: str, work: Callable[[], dict], finish: Callable[..., None]) -> st
     return SUCCEEDED
 
 
+def _every_half_second(write: Callable[[str, float], None]) -> Callable[[str, float], None]:
+    """``write(stage, share done)`` at most every half second (one row write each), and
+    always when the share reaches 1."""
+    import time
+
+    last = [0.0]
+
+    def progress(stage: str, share: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or share >= 1.0:
+            last[0] = now
+            write(stage, share)
+
+    return progress
+
+
 def execute_evaluation(eval_id: int, worker_name: str) -> str:
     from core.predict import Predictor, evaluate
     from core.records import queries, store
@@ -132,21 +148,16 @@ def check_dataset_health(check_id: int) -> str:
 
 
 def execute_health_check(check_id: int, worker_name: str) -> str:
-    import time
-
     from core.health import check_dataset
     from core.records import queries, store
 
     if not store.claim_health_check(check_id, worker_name):
         return "skipped"
     job = queries.get_health_check(check_id)
-    last = [0.0]
+    write = _every_half_second(lambda stage, share: store.health_progress(check_id, stage, share))
 
     def progress(stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.5 or done >= total:  # a row write every half second at most
-            last[0] = now
-            store.health_progress(check_id, stage, done / total if total else 1.0)
+        write(stage, done / total if total else 1.0)
 
     def work() -> dict:
         return {"identity": check_dataset(job.dataset, features=job.features, progress=progress).identity}
@@ -161,21 +172,13 @@ def do_job(job_id: int) -> str:
 
 
 def execute_job(job_id: int, worker_name: str) -> str:
-    import time
-
     from core.jobs import run_job
     from core.records import queries, store
 
     if not store.claim_job(job_id, worker_name):
         return "skipped"
     job = queries.get_job(job_id)
-    last = [0.0]
-
-    def progress(stage: str, share: float) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.5 or share >= 1.0:  # a row write every half second at most
-            last[0] = now
-            store.job_progress(job_id, stage, share)
+    progress = _every_half_second(lambda stage, share: store.job_progress(job_id, stage, share))
 
     return _job(f"{job.kind} job {job_id}", lambda: {"result": run_job(job.kind, job.subject, job.params, progress)},
                 lambda **kw: store.finish_job(job_id, **kw))
