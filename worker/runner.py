@@ -136,6 +136,21 @@ def gpu_worker_plan(gpus: str, name: str | None = None, threads: int | None = No
     return plan
 
 
+def stop_children(children: list[tuple[str, subprocess.Popen]], timeout: float = 60.0) -> None:
+    """SIGTERM every child still running (a worker gives its run back within an iteration),
+    then wait for each, killing one that has not stopped in ``timeout`` seconds."""
+    for _, proc in children:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for label, proc in children:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{label} did not stop in time; killing it", file=sys.stderr, flush=True)
+            proc.kill()
+            proc.wait()
+
+
 def run_gpu_workers(gpus: str, name: str | None = None, loglevel: str = "INFO", threads: int | None = None) -> int:
     """Run ``gpu_worker_plan(gpus)``'s workers as children that end with this process (it
     serves the embedded Redis for them, unless ``REDIS_URL``); Ctrl-C or SIGTERM stops them
@@ -158,15 +173,7 @@ def run_gpu_workers(gpus: str, name: str | None = None, loglevel: str = "INFO", 
                     failed = f"the worker of GPU {env['CUDA_VISIBLE_DEVICES']} exited with status {proc.returncode}"
             stop.wait(0.5)
     finally:
-        for proc in children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in children:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children([(f"the worker of GPU {env['CUDA_VISIBLE_DEVICES']}", proc) for (_, env), proc in zip(plan, children)])
         if server is not None:
             server.close()
         for sig, handler in previous.items():
@@ -316,16 +323,7 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
         if failed:
             print(f"error: {failed}; stopping imori", file=sys.stderr, flush=True)
         print("stopping imori...", file=sys.stderr, flush=True)
-        for _, proc in children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # a worker gives its run back within an iteration
-        for label, proc in children:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                print(f"{label} did not stop in time; killing it", file=sys.stderr, flush=True)
-                proc.kill()
-                proc.wait()
+        stop_children(children)
         if server is not None:
             server.close()
         for sig, handler in previous.items():
