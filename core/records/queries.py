@@ -314,6 +314,13 @@ def get_run(run_id: int, *, engine: Engine | None = None) -> RunDetail:
     )
 
 
+@dataclass(frozen=True)
+class RunProgress(RunSummary):
+    """A run's figures as its live view redraws them (no config, no tags: one statement)."""
+
+    steps_per_epoch: int | None = None
+
+
 def find_run_by_dir(run_dir: str | Path, *, engine: Engine | None = None) -> int | None:
     """The run whose checkpoints live in ``run_dir`` (how ``imori train --resume`` finds it)."""
     with _engine(engine).connect() as conn:
@@ -537,16 +544,43 @@ class EvalRow(Record):
     per_class: dict[str, dict[str, float]] | None = None  # class -> precision, recall, f1, support
 
 
+def _eval_select(run_id: int):
+    e = SqlEvalMetric
+    return select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time, e.balanced_accuracy,
+                  e.per_class).where(e.run_id == run_id)
+
+
 def eval_series(run_id: int, *, split: str | None = None, engine: Engine | None = None) -> list[EvalRow]:
     """Per-epoch evaluations of a run, by epoch then split."""
     e = SqlEvalMetric
-    stmt = select(e.epoch, e.split, e.step, e.loss, e.accuracy, e.count, e.wall_time, e.balanced_accuracy, e.per_class).where(
-        e.run_id == run_id
-    )
+    stmt = _eval_select(run_id)
     if split is not None:
         stmt = stmt.where(e.split == split)
     with _engine(engine).connect() as conn:
         return [EvalRow(*row) for row in conn.execute(stmt.order_by(e.epoch, e.split))]
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """What a run page's live part draws: the run's figures, its reduced series, its
+    evaluations, and whether it is learning (judged on that series)."""
+
+    run: RunProgress
+    series: Series
+    evals: list[EvalRow]
+    not_learning: bool
+
+
+def live_run(run_id: int, *, max_points: int = 1000, engine: Engine | None = None) -> LiveRun:
+    """A live view's whole read, in three statements (one tick of the run page)."""
+    with _engine(engine).connect() as conn:
+        row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch).where(SqlRun.id == run_id)).first()
+        if row is None:
+            raise RunNotFound(run_id)
+        run = RunProgress(**_summary_values(row))
+        reduced = _series(conn, run_id, max_points, 1, run.step) if run.step else Series(run_id=run_id, width=1)
+        evals = [EvalRow(*r) for r in conn.execute(_eval_select(run_id).order_by(SqlEvalMetric.epoch, SqlEvalMetric.split))]
+    return LiveRun(run, reduced, evals, stalled_in(reduced, run.step, run.steps_per_epoch))
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -719,14 +753,27 @@ def stall_windows(step: int, steps_per_epoch: int | None) -> tuple[tuple[int, in
     return early, ((epoch - 1) * steps_per_epoch + 1, last)
 
 
-def not_learning(run: Any, *, engine: Engine | None = None) -> bool:
-    """Whether ``run`` (a RunSummary/RunDetail: its id, step, steps_per_epoch) is not
-    learning: the loss has not fallen after the first epoch (see ``stalled``). The
-    dashboard's run page and ``imori show`` say so with ``NOT_LEARNING``."""
-    windows = stall_windows(run.step, getattr(run, "steps_per_epoch", None))
+def stalled_in(reduced: Series, step: int, steps_per_epoch: int | None) -> bool:
+    """``stalled`` judged on a run's reduced series (``series``, any width): the loss of
+    the points in epoch 1's first tenth against those of the latest epoch."""
+    windows = stall_windows(step, steps_per_epoch)
     if windows is None:
         return False
     (e0, e1), (l0, l1) = windows
-    early = series(run.id, max_points=200, step_from=e0, step_to=e1, engine=engine)
-    latest = series(run.id, max_points=200, step_from=l0, step_to=l1, engine=engine)
-    return stalled(early.loss, latest.loss)
+
+    def losses(lo: int, hi: int) -> list[float]:
+        return [loss for first, last, loss in zip(reduced.step_first, reduced.step, reduced.loss)
+                if first >= lo and last <= hi or first <= lo <= last or first <= hi <= last]
+
+    return stalled(losses(e0, e1), losses(l0, l1))
+
+
+def not_learning(run: Any, *, engine: Engine | None = None) -> bool:
+    """Whether ``run`` (a RunSummary/RunDetail: its id, step, steps_per_epoch) is not
+    learning: the loss has not fallen after the first epoch (see ``stalled``). The
+    dashboard's run page (on the series it draws) and ``imori show`` say so with
+    ``NOT_LEARNING``."""
+    if stall_windows(run.step, getattr(run, "steps_per_epoch", None)) is None:
+        return False
+    reduced = series(run.id, step_from=1, step_to=run.step, engine=engine)
+    return stalled_in(reduced, run.step, run.steps_per_epoch)

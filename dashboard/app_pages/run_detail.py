@@ -91,11 +91,15 @@ with st.expander(("Tags: " + ", ".join(run.tags) if run.tags else "Tags and note
 x_kind, smoothing, log = charts.chart_controls("detail")
 
 
-@live.fragment(lambda: queries.run_status(run.id)[0])
+@live.fragment(lambda: run.status)  # the status read with the page: a tick compares its own read
 def live_view() -> None:
     """Progress and charts: the only part that redraws every couple of seconds (started
-    or finished, the whole page redraws once: status, buttons, checkpoints, error)."""
-    current = queries.get_run(run.id)
+    or finished, the whole page redraws once: status, buttons, checkpoints, error).
+    Three statements a tick: the run's figures, its series, its evaluations."""
+    now = queries.live_run(run.id, max_points=1000)
+    current, series, evals = now.run, now.series, now.evals
+    if current.status != run.status:
+        st.rerun()
     total = current.total_steps
     cols = st.columns(5)
     cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
@@ -112,11 +116,8 @@ def live_view() -> None:
                     if current.status == RUNNING else "queued: waiting for a worker")
     if current.status == RUNNING and current.cancel_requested:
         st.info("Cancel requested: the run stops after this iteration and keeps a checkpoint.", icon=":material/stop_circle:")
-    if queries.not_learning(current):
+    if now.not_learning:
         st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")
-
-    series = queries.series(run.id, max_points=1000)
-    evals = queries.eval_series(run.id)
     spe = current.steps_per_epoch
     t0 = current.started_at.timestamp() if current.started_at else None
     x_title = charts.X_TITLES[x_kind]

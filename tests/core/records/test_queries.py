@@ -249,3 +249,29 @@ def test_the_runs_list_keeps_each_runs_figures_on_its_row(engine, helpers):
     assert order == [run_id]
     with pytest.raises(ValueError):
         queries.list_runs(order="loudest", engine=engine)
+
+
+def test_a_live_view_reads_a_run_in_three_statements_and_judges_learning_on_its_series(engine, helpers):
+    from sqlalchemy import event
+
+    flat = _record(engine, helpers, [2.3] * 300)  # 100 steps an epoch: three epochs of no progress
+    falls = _record(engine, helpers, [2.3 / (1 + i / 10) for i in range(300)])
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):  # SQLite's explicit BEGIN
+            statements.append(statement)
+
+    queries.live_run(flat, engine=engine)  # the pool's first connection says its pragmas
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        now = queries.live_run(flat, engine=engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 3, statements
+    assert now.run.step == 300 and now.run.steps_per_epoch == 100 and len(now.series) == 300
+    assert now.not_learning and queries.not_learning(now.run, engine=engine)
+    moving = queries.live_run(falls, engine=engine)
+    assert not moving.not_learning and not queries.not_learning(moving.run, engine=engine)
+    # A long run's series is reduced: the verdict holds on its bucket means too.
+    assert queries.live_run(flat, max_points=20, engine=engine).not_learning
