@@ -9,3 +9,7 @@ worker's shutdown interrupts goes back to ``queued``.
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+# What a run's log says while it waits, queued, for a machine with the processes or GPUs it
+# asks for (``core.run``); the watchdog reads it to tell such a run from a lost one.
+WAITING_NOTE = "waiting for a machine that can train it"
