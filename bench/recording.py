@@ -85,7 +85,8 @@ def training_overhead(args: argparse.Namespace, url: str) -> dict:
     from core.recorder import Recorder, Recorders
     from core.records import DbRecorder, store
     from core.records.engine import get_engine
-    from core.train import fit, usable_cores
+    from core.devices import usable_cores
+    from core.train import fit
 
     engine = get_engine(url)
     threads = args.threads or usable_cores()

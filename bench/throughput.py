@@ -126,7 +126,7 @@ def main() -> None:
 
     from core.recipes import recipe_config
     from core.data import load_dataset, stratified_split
-    from core.train import usable_cores
+    from core.devices import usable_cores
 
     torch.set_num_threads(usable_cores())
     print(f"{time.strftime('%Y-%m-%d')}, {os.uname().machine}, {usable_cores()} cores, torch {torch.__version__}")

@@ -123,7 +123,7 @@ def cpu_slot(config, *, no_wait: bool):
     another without waiting (saying so); a CUDA run needs no slot."""
     from core import cpu_lock
     from core.errors import ConfigError
-    from core.train import resolve_device
+    from core.devices import resolve_device
 
     try:
         on_cpu = resolve_device(config.device).type == "cpu"

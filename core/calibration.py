@@ -24,6 +24,12 @@ from typing import Any
 
 import torch
 
+from core.config import RunConfig
+from core.data import load_dataset, stratified_split
+from core.errors import ConfigError
+from core.predict import Predictor, to_probabilities
+from core.records import queries, store
+
 BINS = 15
 # Fewer validation images than this cannot say how sure a model should be.
 MIN_VALIDATION_IMAGES = 30
@@ -108,23 +114,9 @@ class Calibration:
                 f"({self.bins} bins, Guo et al. 2017)")
 
 
-def to_probabilities(scores: torch.Tensor, output: str, temperature: float = 1.0) -> torch.Tensor:
-    """A model's outputs (logits, or log-probabilities for ``output == "log_probs"``) as
-    probabilities at ``temperature``: ``softmax(scores / T)`` (log-probabilities are
-    logits up to a constant, so the same formula holds)."""
-    scores = scores.float()
-    if temperature == 1.0:
-        return scores.exp() if output == "log_probs" else scores.softmax(dim=1)
-    return (scores / temperature).softmax(dim=1)
-
-
 def _splits(predictor: Any) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """(the run's data at the predictor's preprocessing, the indices of its training split
     that training held out for validation, dataset label -> checkpoint class index)."""
-    from core.config import RunConfig
-    from core.data import load_dataset, stratified_split
-    from core.errors import ConfigError
-
     raw = predictor.checkpoint.config or {}
     if not raw.get("dataset"):
         raise ConfigError("this checkpoint records no training run (a bare state_dict?): it has no validation "
@@ -140,9 +132,6 @@ def calibrate(checkpoint: Any) -> Calibration:
     run's validation split, as training drew it (the run's dataset, seed and validation
     fraction). Raises ImoriError when the checkpoint has no run configuration or its
     dataset is not on this machine."""
-    from core.errors import ConfigError
-    from core.predict import Predictor
-
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint)
     data, held, to_ckpt = _splits(predictor)
 
@@ -192,8 +181,6 @@ def pr_curve(probs: torch.Tensor, labels: torch.Tensor, positive: int, max_point
     image of the class is among ``labels``."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    from core.errors import ConfigError
-
     truth = (labels == positive).numpy().astype(int)
     if truth.sum() == 0:
         raise ConfigError("the validation split has no image of that class: no threshold to choose")
@@ -216,8 +203,6 @@ def choose_threshold(curve: dict[str, Any], *, target_recall: float | None = Non
     ``target_precision``. Returns ``{"threshold", "precision", "recall", "images",
     "target", "by"}``. Raises ConfigError when neither (or both) targets are given, a
     target is outside (0, 1], or none is reachable."""
-    from core.errors import ConfigError
-
     if (target_recall is None) == (target_precision is None):
         raise ConfigError("give one target: a recall or a precision")
     target = target_recall if target_recall is not None else target_precision
@@ -256,10 +241,6 @@ def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recal
     store it all in the checkpoint's record. Returns (what was stored, whether a record of
     this file existed to store it in). Raises ImoriError as ``calibrate`` and
     ``choose_threshold`` do, or for an unknown class."""
-    from core.errors import ConfigError
-    from core.predict import Predictor
-    from core.records import store
-
     if (target_recall is not None or target_precision is not None) and not positive:
         raise ConfigError("a target recall or precision chooses a threshold for one class: name it")
     result = calibrate(path)
@@ -283,9 +264,6 @@ def set_operating_point(path: str, positive: str, *, target_recall: float | None
     checkpoint's calibration (no model is run) and store it; with neither target, remove
     the class's threshold. Returns the operating point (or {} when removed). Raises
     ConfigError when the checkpoint is not calibrated or the class has no stored curve."""
-    from core.errors import ConfigError
-    from core.records import queries, store
-
     stored = dict(queries.calibration_of(path) or {})
     curve = (stored.get("pr_curves") or {}).get(positive)
     if not stored or curve is None:

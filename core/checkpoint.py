@@ -29,6 +29,7 @@ import torch
 
 import core
 from core.errors import CheckpointError, ImoriError
+from core.models.weights import strip_wrapper_prefixes
 from core.recorder import CheckpointInfo, Recorder
 
 FORMAT = "imori-checkpoint"
@@ -337,29 +338,6 @@ def read_file(path: str | Path) -> Any:
     except Exception as err:  # noqa: BLE001 - torch raises many types here; all mean "refused"
         raise CheckpointError(f"{path}: {_explain_refusal(path, err)}") from None
     return data
-
-
-def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """A state_dict without the key prefixes that PyTorch's own wrappers add, nested ones
-    too: ``module.`` (DataParallel, DistributedDataParallel, swa_utils.AveragedModel),
-    ``_orig_mod.`` (torch.compile), ``_fsdp_wrapped_module.`` (FSDP) and
-    ``_checkpoint_wrapped_module.`` (activation checkpointing). A prefix is removed only
-    when every key carries it, with PyTorch's ``consume_prefix_in_state_dict_if_present``."""
-    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
-
-    state = dict(state_dict)
-    state.pop("n_averaged", None)  # AveragedModel's counter, not a weight
-    changed = True
-    while changed and state:
-        changed = False
-        for prefix in WRAPPER_PREFIXES:
-            if all(key.startswith(prefix) for key in state):
-                consume_prefix_in_state_dict_if_present(state, prefix)
-                changed = True
-    return state
-
-
-WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 
 
 def _explain_refusal(path: Path, err: Exception) -> str:

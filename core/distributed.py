@@ -1,6 +1,8 @@
-"""One run on several processes: DistributedDataParallel under ``torchrun``.
+"""One run on several processes: DistributedDataParallel under ``torchrun``, started and relayed.
 
-Two halves, both here so that the protocol between them lives in one file:
+What the loop itself calls on several processes is ``core.ranks`` (``Ranks``,
+``ProcessRanks``); this module starts the processes and carries their events. Two
+halves, both here so that the protocol between them lives in one file:
 
 - **The launching side** (``fit_in_processes``): what ``core.run.execute_run`` calls instead
   of ``core.train.fit`` when a run asks for ``nproc_per_node`` > 1 or ``nnodes`` > 1. It
@@ -47,123 +49,18 @@ from typing import Any
 
 import torch
 
+from core import devices
 from core.config import RunConfig
 from core.errors import ImoriError
+from core.ranks import ProcessRanks
 from core.recorder import CheckpointInfo, EvalMetrics, Recorder, RunEnd, RunStart, StepMetrics
 from core.status import FAILED
+from core.processes import die_with_parent
+from core.train import FitResult, fit
 
 COLLECTIVE_TIMEOUT_S = 60.0  # a rank that stops answering ends the run within this
 CONNECT_TIMEOUT_S = 600.0  # rank 0 reaches the relay (imports, the rendezvous of every machine)
 RELAY_ENV, TOKEN_ENV = "IMORI_RELAY", "IMORI_RELAY_TOKEN"
-
-
-# -- what a rank does differently: nothing, for one process --------------------------------------
-
-
-class Ranks:
-    """One process: every method is the identity (what ``core.train`` uses by default)."""
-
-    distributed = False
-    rank, world, local_world = 0, 1, 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def threads(self, total: int) -> int:
-        """Torch threads of this rank: the process's ``total`` shared by the ranks of this machine."""
-        return max(1, total // self.local_world)
-
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model
-
-    def use_class_weight(self, weight: torch.Tensor | None) -> None:
-        """The loss's class weights (None: none), which decide each rank's share of a batch."""
-
-    def shard(self, idx: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """(this rank's part of global batch ``idx``, its share of the batch's loss weight)."""
-        return idx, 1.0
-
-    def backward(self, loss: torch.Tensor, share: float) -> None:
-        loss.backward()
-
-    def step_figures(self, loss: torch.Tensor, correct: torch.Tensor, count: int, share: float):
-        """The global batch's (mean loss, correct count, size) from this rank's."""
-        return loss, correct, count
-
-    def agree(self, flag: bool) -> bool:
-        """Rank 0's answer, on every rank (a stop, a spent time budget)."""
-        return flag
-
-    def eval_starts(self, n: int, size: int) -> range:
-        """The first index of each evaluation batch this rank computes."""
-        return range(0, n, size)
-
-    def all_sum(self, *tensors: torch.Tensor) -> None:
-        """Sum each tensor over the ranks, in place."""
-
-    def environment(self) -> dict[str, str]:
-        return {}
-
-
-class ProcessRanks(Ranks):
-    """This rank of an initialised default process group (``torch.distributed``)."""
-
-    distributed = True
-
-    def __init__(self, device: torch.device) -> None:
-        import torch.distributed as dist
-
-        self.dist = dist
-        self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
-        self.device = device
-        self.class_weight: torch.Tensor | None = None  # the loss's, when the run weighs its classes
-
-    def use_class_weight(self, weight: torch.Tensor | None) -> None:
-        self.class_weight = weight
-
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
-            if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
-
-    def shard(self, idx: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
-        self.batch = len(idx)  # the global batch's size: every rank knows it, no collective needed
-        part = torch.tensor_split(idx, self.world)[self.rank]
-        if self.class_weight is None:
-            return part, len(part) / max(1, len(idx))
-        weight = self.class_weight.to(labels.device)
-        return part, float(weight[labels[part]].sum() / weight[labels[idx]].sum())
-
-    def backward(self, loss: torch.Tensor, share: float) -> None:
-        # DDP averages the ranks' gradients: scaled so the average is the global batch's.
-        (loss * (share * self.world)).backward()
-
-    def step_figures(self, loss: torch.Tensor, correct: torch.Tensor, count: int, share: float):
-        # One collective, and no read of its result here: on CUDA the step buffer reads
-        # the figures in batches, as for one process.
-        figures = torch.stack((loss.detach().float() * share, correct.float()))
-        self.dist.all_reduce(figures)
-        return figures[0], figures[1], self.batch
-
-    def agree(self, flag: bool) -> bool:
-        value = torch.tensor([1 if flag else 0], device=self.device)
-        self.dist.broadcast(value, src=0)
-        return bool(value.item())
-
-    def eval_starts(self, n: int, size: int) -> range:
-        return range(self.rank * size, n, size * self.world)
-
-    def all_sum(self, *tensors: torch.Tensor) -> None:
-        for t in tensors:
-            self.dist.all_reduce(t)
-
-    def environment(self) -> dict[str, str]:
-        return {"processes": str(self.world), "machines": str(self.world // max(1, self.local_world))}
 
 
 # -- what a machine can run ----------------------------------------------------------------------
@@ -188,11 +85,10 @@ def shortfall(config: RunConfig) -> str | None:
     than its CPU cores, or than its GPUs on CUDA (one GPU per process)."""
     if not launches_processes(config):
         return None
-    from core.train import resolve_device, usable_cores
 
     n = config.nproc_per_node
     try:
-        device = resolve_device(config.device)
+        device = devices.resolve_device(config.device)
     except ImoriError as err:
         return str(err)
     if device.type == "cuda":
@@ -200,7 +96,7 @@ def shortfall(config: RunConfig) -> str | None:
         if n > gpus:
             return f"the run asks for {n} processes, one GPU each, and this machine has {gpus} GPU(s)"
         return None
-    cores = usable_cores()
+    cores = devices.usable_cores()
     if n > cores:
         return f"the run asks for {n} processes and this machine has {cores} CPU core(s) (one at least for each)"
     return None
@@ -231,10 +127,8 @@ def rank_environment(config: RunConfig, relay: str | None = None, token: str | N
     """The environment of torchrun and its ranks: each rank's share of the cores as OpenMP's
     threads (torch's are set by the Trainer from the same share), the relay's address and
     token for rank 0, the GPUs when a worker was given ``--gpus``."""
-    from core.train import default_threads
-
     env = dict(os.environ)
-    total = config.threads or default_threads()
+    total = config.threads or devices.default_threads()
     env["OMP_NUM_THREADS"] = str(max(1, total // config.nproc_per_node))
     env["IMORI_TORCH_THREADS"] = str(total)
     if relay:
@@ -248,9 +142,7 @@ def rank_environment(config: RunConfig, relay: str | None = None, token: str | N
 
 
 def _backend(config: RunConfig) -> str:
-    from core.train import resolve_device
-
-    return "nccl" if resolve_device(config.device).type == "cuda" else "gloo"
+    return "nccl" if devices.resolve_device(config.device).type == "cuda" else "gloo"
 
 
 def _encode(event: str, value: Any) -> bytes:
@@ -283,7 +175,6 @@ def fit_in_processes(config: RunConfig, run_dir: str | Path, recorder: Recorder 
     server.bind(address)
     server.listen(1)
     job = {"config": config.to_dict(), "run_dir": str(run_dir), "resume_from": str(resume_from) if resume_from else None}
-    from core.processes import die_with_parent
 
     backend = _backend(config)
     proc = subprocess.Popen(torchrun_command(config, backend=backend),
@@ -407,8 +298,6 @@ class _Relay:
         return str(self.failure) or type(self.failure).__name__
 
     def outcome(self):
-        from core.train import FitResult
-
         if self.failure is not None:
             raise self.failure
         if self.result is not None:
@@ -512,8 +401,6 @@ def rank_main(argv: list[str] | None = None) -> int:
 
     import torch.distributed as dist
 
-    from core.train import fit, resolve_device
-
     parser = argparse.ArgumentParser(prog="python -m core.distributed")
     parser.add_argument("--backend", choices=("gloo", "nccl"), default="gloo")
     args = parser.parse_args(argv)
@@ -539,7 +426,7 @@ def rank_main(argv: list[str] | None = None) -> int:
     try:
         job = _share_job(job, device)
         config = RunConfig.from_dict(job["config"])
-        if resolve_device(config.device).type != device.type:
+        if devices.resolve_device(config.device).type != device.type:
             raise ImoriError(f"this machine's ranks use {device.type} and the run asks for {config.device}")
         ranks = ProcessRanks(device)
         try:

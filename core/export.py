@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 import torch
 
-from core.calibration import to_probabilities
 from core.errors import ImoriError
+from core.predict import to_probabilities
 
 FORMATS = ("state_dict", "onnx", "pt2")
 TOLERANCE = 1e-4  # largest allowed difference of any probability

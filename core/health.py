@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -751,4 +752,16 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
         raise DatasetError(f"nothing to change in {key}: no image matched the fixes asked for")
     files = {split: [(rel, relabelled.get(rel, int(label))) for rel, label in rows if rel not in dropped]
              for split, rows in manifest["files"].items()}
-    return imported.make_version(key, files, changes, reviewed=marked)
+    version = imported.make_version(key, files, changes, reviewed=marked)
+    check_after_import(version.name)
+    return version
+
+
+def check_after_import(name: str) -> None:
+    """The cheap health checks of a dataset just imported (or a new version of one), so its
+    Health tab has a report at once; a failure here never fails the import (the tab offers
+    the check again). The import's caller calls it, after ``core.data.import_dataset``."""
+    try:
+        check_dataset(name, features=False)
+    except Exception as err:  # noqa: BLE001 - a report is a courtesy here
+        logging.getLogger("imori.data").warning("health check of %s at import failed: %s", name, err)

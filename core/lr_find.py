@@ -1,9 +1,9 @@
 """The learning-rate range test (Smith, "Cyclical Learning Rates for Training Neural
 Networks", 2017), as fastai's ``Learner.lr_find`` runs it, with its "valley" suggestion.
 
-The run's own model, data, optimizer and loss (``core.train.Trainer``) train for
-``num_it`` steps while the learning rate grows exponentially from ``start_lr`` to
-``end_lr``; the loss is smoothed (an exponential moving average, beta 0.98, debiased)
+The run's own model, data, optimizer and loss (``core.train.Trainer``) take ``num_it``
+steps of the loop's own ``Trainer.train_step`` while the learning rate grows exponentially
+from ``start_lr`` to ``end_lr`` (fastai's ``LRFinder`` is a callback on the same ``fit``); the loss is smoothed (an exponential moving average, beta 0.98, debiased)
 and the test stops once it exceeds four times its minimum. Nothing is recorded or
 checkpointed: the weights are thrown away afterwards. The suggestion is fastai's
 ``valley``: the learning rate two thirds of the way down the longest stretch over which
@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from core.config import RunConfig
+from core.errors import ConfigError
+from core.models import set_train_mode
+from core.train import Trainer, epoch_order
 
 
 # The loss must fall below this share of where it started for the valley to mean much.
@@ -67,18 +68,13 @@ def lr_find(config: RunConfig, *, start_lr: float = 1e-7, end_lr: float = 10.0, 
     """Run the range test on ``config`` (its model, dataset, optimizer, momentum, batch
     size, loss; its learning rate is what is searched). ``progress(step, num_it, lr,
     smoothed loss)`` hears of each step. Raises ImoriError for a config that cannot run."""
-    from core.train import Trainer, augment_batch, epoch_order
-    from core.models import set_train_mode
-
     config = config.replace(schedule="none", epochs=None, iterations=num_it).validate()
     with tempfile.TemporaryDirectory(prefix="imori-lr-find-") as tmp:
         trainer = Trainer(config, tmp)
-        optimizer, criterion = trainer.optimizer, trainer.criterion
+        optimizer = trainer.optimizer
         # Each parameter group keeps its ratio to the run's learning rate (a backbone's multiplier).
         ratios = [group["lr"] / config.lr for group in optimizer.param_groups]
         feed = trainer.feed_for(1)
-        model, prepare, inputs = feed.forward, feed.prepare, feed.train
-        augment = config.augment if feed.augment else ()
         set_train_mode(trainer.model)
         lrs: list[float] = []
         losses: list[float] = []
@@ -93,14 +89,7 @@ def lr_find(config: RunConfig, *, start_lr: float = 1e-7, end_lr: float = 10.0, 
                 order = epoch_order(len(trainer.train_y), config.seed, epoch)
             idx = order[position:position + trainer.batch_size].to(trainer.train_y.device)
             position += trainer.batch_size
-            x, y = prepare(inputs[idx]), trainer.train_y[idx].to(trainer.device)
-            if augment:
-                x = augment_batch(x, augment)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(trainer.device.type, dtype=trainer.amp_dtype, enabled=trainer.amp_dtype is not None):
-                loss = criterion(model(x).float(), y)
-            loss.backward()
-            optimizer.step()
+            loss, _, _ = trainer.train_step(feed, idx)  # the loop's own step, at this learning rate
             value = float(loss.detach())
             if not math.isfinite(value):
                 exploded = True
@@ -116,8 +105,6 @@ def lr_find(config: RunConfig, *, start_lr: float = 1e-7, end_lr: float = 10.0, 
                 exploded = True
                 break
     if not losses:
-        from core.errors import ConfigError
-
         raise ConfigError("the loss was not finite from the first step: nothing to suggest")
     index = valley(lrs, losses)
     notes = [] if not exploded else [f"the loss exploded at lr {lrs[-1]:.2g}: the test stopped there"]

@@ -30,6 +30,16 @@ from core.metrics import balanced_accuracy, class_metrics
 ImageInput = Any  # a path, raw bytes, a file object or a PIL image
 
 
+def to_probabilities(scores: torch.Tensor, output: str, temperature: float = 1.0) -> torch.Tensor:
+    """A model's outputs (logits, or log-probabilities for ``output == "log_probs"``) as
+    probabilities at ``temperature``: ``softmax(scores / T)`` (log-probabilities are
+    logits up to a constant, so the same formula holds)."""
+    scores = scores.float()
+    if temperature == 1.0:
+        return scores.exp() if output == "log_probs" else scores.softmax(dim=1)
+    return (scores / temperature).softmax(dim=1)
+
+
 @dataclass
 class Prediction:
     source: str
@@ -91,8 +101,6 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised ``N x C x H x W`` floats -> ``N x classes`` probabilities."""
-        from core.calibration import to_probabilities
-
         return to_probabilities(self.model(batch.to(self.device)), self.output, self.temperature).cpu()
 
     def model_input(self, image: Any) -> torch.Tensor:

@@ -29,6 +29,12 @@ from typing import Any
 from core.config import RunConfig
 from core.errors import ImoriError
 from core.recorder import Recorder, Recorders
+from core.cpu_lock import CpuSlotBusy, busy_message, cpu_training_slot
+from core.devices import resolve_device
+from core.distributed import fit_in_processes, launches_processes, shortfall
+from core.records import DbRecorder, FAILED, QUEUED, RunNotFound, RunStateError, StaleAttemptError, queries, store
+from core.status import WAITING_NOTE
+from core.train import fit
 
 log = logging.getLogger("imori.run")
 
@@ -36,7 +42,6 @@ SKIPPED = "skipped"  # not claimed: another delivery or worker has it, or it is 
 SUPERSEDED = "superseded"  # taken over by another worker mid-run; this attempt stood down
 INTERRUPTED = "interrupted"  # its worker shut down: stopped with a checkpoint, back in the queue
 WAITING = "waiting"  # this machine has fewer processes or GPUs than the run asks for: left queued
-WAITING_NOTE = "waiting for a machine that can train it"  # how its log says so
 
 
 @dataclass
@@ -90,9 +95,6 @@ def machine_shortfall(run_id: int) -> str | None:
     """Why queued run ``run_id`` cannot train here (``core.distributed.shortfall``: more
     processes than cores, more than one GPU each), said once in its log; None when it can,
     or when it is no longer queued (the claim reports that)."""
-    from core.distributed import shortfall
-    from core.records import QUEUED, RunNotFound, queries, store
-
     try:
         run = queries.get_run(run_id)
         why = shortfall(RunConfig.from_dict(run.config)) if run.status == QUEUED else None
@@ -112,9 +114,6 @@ def trains_on_cpu_cores(run_id: int) -> bool:
     threads (its ``threads`` unset): the runs that take the CPU training slot. False for a
     CUDA run, one that sets its threads, and one whose record does not read (the claim
     reports that)."""
-    from core.records import RunNotFound, queries
-    from core.train import resolve_device
-
     try:
         config = RunConfig.from_dict(queries.get_run(run_id).config)
         return config.threads is None and resolve_device(config.device).type == "cpu"
@@ -125,9 +124,6 @@ def trains_on_cpu_cores(run_id: int) -> bool:
 def _in_cpu_slot(run_id: int, worker: str, **kwargs: Any) -> RunOutcome:
     """``_claim_and_train`` inside this machine's CPU training slot, waiting for it while the
     run stays queued (a run cancelled meanwhile stops the wait)."""
-    from core.cpu_lock import CpuSlotBusy, busy_message, cpu_training_slot
-    from core.records import QUEUED, RunNotFound, queries, store
-
     def note(text: str) -> None:
         log.info("run %s: %s", run_id, text)
         try:
@@ -183,10 +179,6 @@ def _claim_and_train(
     heartbeat_s: float = 5.0,
     interrupt: threading.Event | None = None,
 ) -> RunOutcome:
-    from core.distributed import fit_in_processes, launches_processes
-    from core.records import FAILED, DbRecorder, RunNotFound, RunStateError, StaleAttemptError, queries, store
-    from core.train import fit
-
     try:
         attempt = store.claim_run(run_id, worker)
     except (RunStateError, RunNotFound) as err:

@@ -10,7 +10,8 @@ the default is the run's last checkpoint, and the reason says so in plain words.
 ``default_checkpoint(run_id) -> (path, reason)`` is the rule (the Predict page and
 ``imori predict --run`` both use it); ``choose_checkpoint`` gives the whole choice (the
 best and last rows beside the chosen one). ``few_validation_images`` is the test on a
-checkpoint's ``data`` and ``expected_val_count`` what the import report warns from.
+checkpoint's ``data``; the validation-count rule itself (``MIN_VAL_PER_CLASS``,
+``expected_val_count``) is ``core.data.report``'s, which the import report warns from.
 """
 
 from __future__ import annotations
@@ -21,37 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Fewer validation images than this in any class and validation cannot pick best.pt.
-MIN_VAL_PER_CLASS = 10
+from core.data.report import MIN_VAL_PER_CLASS, default_val_fraction, expected_val_count, images_needed
 
 BEST = "best"
 LAST = "last"
-
-
-def default_val_fraction() -> float:
-    """``RunConfig.val_fraction``'s default (what a run holds out unless told otherwise)."""
-    from core.config import RunConfig
-
-    return float(RunConfig.__dataclass_fields__["val_fraction"].default)
-
-
-def expected_val_count(train_images: int, fraction: float | None = None) -> int:
-    """How many of a class's ``train_images`` a run holds out for validation (the count
-    ``core.data.splits.stratified_split`` takes: ``round(n * fraction)``, always keeping one)."""
-    fraction = default_val_fraction() if fraction is None else float(fraction)
-    n = int(train_images)
-    if n <= 0:
-        return 0
-    return max(0, min(n - 1, math.floor(n * fraction + 0.5)))
-
-
-def images_needed(fraction: float | None = None, minimum: int = MIN_VAL_PER_CLASS) -> int:
-    """The fewest training images of a class that give ``minimum`` validation images."""
-    fraction = default_val_fraction() if fraction is None else float(fraction)
-    n = max(minimum + 1, math.ceil((minimum - 0.5) / fraction))
-    while expected_val_count(n, fraction) < minimum:
-        n += 1
-    return n
 
 
 def few_validation_images(data: Mapping[str, Any] | None) -> dict[str, int]:

@@ -15,3 +15,7 @@ FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 INTERRUPTED = "interrupted"
 JOB_STATUSES = (*STATUSES, INTERRUPTED)
 JOB_FINISHED = (*FINISHED, INTERRUPTED)
+
+# What a run's log says while it waits, queued, for a machine with the processes or GPUs it
+# asks for (``core.run``); the watchdog reads it to tell such a run from a lost one.
+WAITING_NOTE = "waiting for a machine that can train it"

@@ -15,9 +15,6 @@ later metrics equal those of an uninterrupted run.
 from __future__ import annotations
 
 import math
-import os
-import platform
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,28 +23,25 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-import core
-from core.data.cache import DiskImages, format_bytes, max_dataset_ram, take
-from core.data.decode import decode_progress
 from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
-from core.distributed import Ranks
+from core.data.cache import DiskImages
+from core.devices import environment
 from core.errors import ConfigError, ImoriError
+from core.features import cached_features
 from core.metrics import class_metrics
 from core.models import set_backbone_frozen, set_train_mode
-from core.precision import resolve_precision
+from core.ranks import Ranks
 from core.recorder import (
+    CheckpointInfo,
     EvalMetrics,
     Recorder,
     RunEnd,
     RunStart,
     StepMetrics,
 )
+from core.setup import RunParts, build_parts
 from core.status import CANCELLED, FAILED, SUCCEEDED
-
-# Keep datasets below this many bytes on the GPU for the whole run (no host copies).
-GPU_RESIDENT_BYTES = 2 * 1024**3
-
 
 @dataclass
 class FitResult:
@@ -72,94 +66,6 @@ class FitResult:
 
 
 # -- small helpers ---------------------------------------------------------------------------
-
-
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def default_threads() -> int:
-    """Torch threads for a run that does not say: ``IMORI_TORCH_THREADS`` (a worker sets it
-    from ``--threads``), else every core this process may use. Two trainings with all the
-    cores each on one machine run at a tenth of their speed, hence one per machine."""
-    value = os.environ.get("IMORI_TORCH_THREADS")
-    return max(1, int(value)) if value else usable_cores()
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA where present, else the CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for, but this machine has no usable CUDA GPU")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
-
-
-def environment(device: torch.device) -> dict[str, str]:
-    if device.type == "cuda":
-        device_name = torch.cuda.get_device_name(device)
-    else:
-        device_name = platform.processor() or platform.machine()
-    return {
-        "imori": core.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "host": socket.gethostname(),
-        "device": device.type,
-        "device_name": device_name,
-        "threads": str(torch.get_num_threads()),
-    }
-
-
-def class_weights(labels: torch.Tensor, classes: int) -> torch.Tensor:
-    """scikit-learn's ``class_weight="balanced"``: ``n_samples / (n_classes * count)`` per
-    class (float32, shape ``classes``), so every class weighs the same in the loss; a class
-    with no training images gets weight 0."""
-    counts = torch.bincount(labels.cpu(), minlength=classes).float()
-    weights = torch.zeros(classes)
-    present = counts > 0
-    weights[present] = len(labels) / (int(present.sum()) * counts[present])
-    return weights
-
-
-def pretrained_source(config: RunConfig) -> str | None:
-    """Where a run's pretrained weights come from: the file it was given, else the one the
-    registry finds on this machine (None when it starts from fresh weights)."""
-    if config.pretrained_path:
-        return str(config.pretrained_path)
-    if not config.pretrained:
-        return None
-    from core.models import pretrained_available
-
-    present, where = pretrained_available(config.model)
-    return where if present else None
-
-
-def training_data_facts(
-    train_x: torch.Tensor, train_y: torch.Tensor, val_y: torch.Tensor, classes: list[str], report: Any
-) -> dict[str, Any]:
-    """What prediction later compares an upload with, kept in every checkpoint: the training
-    images' mean brightness (0..1, at the model's size) and its spread across images, the
-    original image sizes when the dataset's report knows them, and how many validation
-    images each class has (validation cannot pick a best checkpoint from a handful)."""
-    from core.data.cache import chunks
-
-    # A chunk at a time: a float copy of the whole split would take 4x its decoded size.
-    brightness = (torch.cat([c.float().mean(dim=(1, 2, 3)).div_(255.0) for c in chunks(train_x)])
-                  if len(train_x) else torch.zeros(1))
-    counts = torch.bincount(val_y.cpu(), minlength=len(classes)).tolist() if len(val_y) else [0] * len(classes)
-    return {
-        "brightness_mean": float(brightness.mean()),
-        "brightness_std": float(brightness.std()) if len(brightness) > 1 else 0.0,
-        "train_images": int(len(train_y)),
-        "val_per_class": dict(zip(classes, (int(c) for c in counts))),
-        "sizes": dict(getattr(report, "sizes", None) or {}),
-    }
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -234,21 +140,6 @@ class _StepBuffer:
             )
 
 
-class _DecodeLog:
-    """Tells the recorder how far decoding a dataset is: after 2 s, then every 10 s."""
-
-    def __init__(self, recorder: Recorder, dataset: str) -> None:
-        self.recorder, self.dataset = recorder, dataset
-        self.started = time.monotonic()
-        self.next = self.started + 2.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now >= self.next or (done == total and self.next > self.started + 2.0):
-            self.recorder.on_log(f"decoding {self.dataset}: {done:,} of {total:,} images ({now - self.started:.0f} s)")
-            self.next = now + 10.0
-
-
 @dataclass
 class _Feed:
     """What one phase of a run feeds the network, per split, and through what."""
@@ -268,92 +159,22 @@ class Trainer:
     """Holds one run's pieces; ``fit()`` is the public entry point."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None,
-                 ranks: Ranks | None = None) -> None:
-        from core.data import load_dataset, stratified_split
-        from core.models import build_model, get_spec, load_init_weights, param_groups, summarize
-
-        # Validated where it entered (the CLI, the form, the client); what depends on this
-        # machine (data, weights, CUDA) is found out below, as the pieces are built.
+                 ranks: Ranks | None = None, parts: RunParts | None = None) -> None:
+        """The loop over ``parts`` (``core.setup.build_parts(config, ...)`` when not given)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.recorder = recorder or Recorder()
-        # This process's part of a run on several (core.distributed); one process: no part at all.
+        # This process's part of a run on several (core.ranks); one process: no part at all.
         self.ranks = ranks or Ranks()
-        self.device = resolve_device(config.device)
-        torch.set_num_threads(self.ranks.threads(config.threads or default_threads()))
-
-        self.prep = config.preprocessing()
-        with decode_progress(_DecodeLog(self.recorder, config.dataset)):
-            data = load_dataset(
-                config.dataset, self.prep, data_root=config.data_root, download=config.download, seed=config.seed
-            )
-        self.classes = list(data.classes)
-        if data.report is not None and data.report.skipped:
-            self.recorder.on_log(f"skipped {len(data.report.skipped)} unreadable file(s) in {config.dataset}")
-        if isinstance(data.train.images, DiskImages):
-            self.recorder.on_log(
-                f"{config.dataset}'s decoded images are over IMORI_MAX_DATASET_RAM ({format_bytes(max_dataset_ram())}): "
-                f"batches are read by index from {data.train.images.path}")
-        keep, held = stratified_split(data.train.labels, config.val_fraction, config.seed)
-        on_gpu = self.device.type == "cuda" and data.train.images.numel() < GPU_RESIDENT_BYTES
-        place = self.device if on_gpu else torch.device("cpu")
-        # Images in memory or on disk (cache.DiskImages): the same indices give the same
-        # batches, so a streamed run records what the same run in memory does.
-        self.train_x = take(data.train.images, keep).to(place)
-        self.train_y = data.train.labels[keep].to(place)
-        self.val_x, self.val_y = take(data.train.images, held), data.train.labels[held]
-        self.test_x, self.test_y = data.test.images, data.test.labels
-        if len(self.train_y) < 2:
-            raise ConfigError(f"{config.dataset} has too few training images ({len(self.train_y)}) to train on")
-
-        self.data_facts = training_data_facts(self.train_x, self.train_y, self.val_y, self.classes, data.report)
-
-        # Seed right before the model is built so its initial weights depend on the seed alone.
-        torch.manual_seed(config.seed)
-        model = build_model(
-            config.model,
-            len(self.classes),
-            image_size=self.prep.size,
-            options=config.model_options,
-            pretrained=config.pretrained,
-            pretrained_path=config.pretrained_path,
-            download=config.download,
-            freeze_backbone=config.freeze_backbone,
-        )
-        self.spec = get_spec(config.model)
-        self.pretrained_weights = pretrained_source(config)
-        if self.pretrained_weights:
-            self.recorder.on_log(f"pretrained weights: {self.pretrained_weights}")
-        if config.init_from:
-            start = load_checkpoint(config.init_from, model=config.model, options=config.model_options)
-            skipped = load_init_weights(model, config.model, start.state_dict)
-            note = f" (new head, {len(skipped)} tensors not taken)" if skipped else ""
-            self.recorder.on_log(f"initialised from {config.init_from}{note}")
-        self.summary = summarize(model).to_dict()
-        # Precision: bf16 autocast where the device has it and it pays for this model
-        # (core.precision); the loss, the optimizer state and the metrics stay fp32.
-        self.precision = resolve_precision(config.precision, self.device.type, config.model)
-        self.amp_dtype = torch.bfloat16 if self.precision == "bf16" else None
-        # Channels-last is what makes bf16 pay on the CPU (measured: bench/precision.py).
-        self.channels_last = config.channels_last and (self.device.type == "cuda" or self.precision == "bf16")
-        model = model.to(self.device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        net = self.ranks.wrap(model)  # DistributedDataParallel on several processes
-        self.net = torch.compile(net) if config.compile else net
-
-        groups = param_groups(model, config.model, config.lr, config.effective_backbone_lr_mult())
-        if config.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-        elif config.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-        weight = class_weights(self.train_y, len(self.classes)).to(self.device) if config.class_weights == "balanced" else None
-        loss_cls = torch.nn.NLLLoss if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss
-        self.criterion = loss_cls(weight=weight)
-        self.ranks.use_class_weight(weight)
+        parts = parts or build_parts(config, self.recorder, self.ranks)
+        self.parts = parts
+        self.device, self.prep, self.classes = parts.device, parts.prep, parts.classes
+        self.train_x, self.train_y = parts.train_x, parts.train_y
+        self.val_x, self.val_y, self.test_x, self.test_y = parts.val_x, parts.val_y, parts.test_x, parts.test_y
+        self.data_facts, self.spec, self.summary = parts.data_facts, parts.spec, parts.summary
+        self.pretrained_weights, self.precision, self.amp_dtype = parts.pretrained_weights, parts.precision, parts.amp_dtype
+        self.channels_last, self.model, self.net = parts.channels_last, parts.model, parts.net
+        self.optimizer, self.criterion = parts.optimizer, parts.criterion
         self.output = self.spec.output  # "logits" or "log_probs"
         # What the network is fed: images through the whole model, or, while a pretrained
         # backbone is frozen and nothing is augmented, its cached features through the head.
@@ -541,8 +362,6 @@ class Trainer:
         return self.features
 
     def _cached_features(self) -> "_Feed":
-        from core.features import cached_features
-
         head, feeds = self.spec.head, []
         total = len(self.train_x) + len(self.val_x) + len(self.test_x)
         self.recorder.on_log(f"the backbone is frozen: getting its features of {total} images (computed once, then cached)")
@@ -595,12 +414,25 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def train_step(self, feed: "_Feed", idx: torch.Tensor, share: float = 1.0):
+        """One optimisation step on the training images at ``idx``: forward, loss, backward,
+        ``optimizer.step()``. Returns (the loss, the outputs, the labels). The loop and the LR
+        finder (``core.lr_find``) both step through here; the schedule is theirs."""
+        x, y = feed.prepare(feed.train[idx]), self.train_y[idx].to(self.device, non_blocking=True)
+        if feed.augment and self.config.augment:
+            x = augment_batch(x, self.config.augment)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            output = feed.forward(x)
+            loss = self.criterion(output.float(), y)
+        self.ranks.backward(loss, share)
+        self.optimizer.step()
+        return loss, output, y
+
     def train_epoch(self, epoch: int) -> bool:
         """One epoch (or what is left of it after a resume); False when the run was asked to stop."""
-        config, optimizer, criterion = self.config, self.optimizer, self.criterion
+        config, optimizer = self.config, self.optimizer
         self.feed = feed = self.feed_for(epoch)
-        model, prepare, inputs = feed.forward, feed.prepare, feed.train
-        augment = config.augment if feed.augment else ()
         scheduled = config.schedule != "none"
         order = epoch_order(len(self.train_y), config.seed, epoch).to(self.train_y.device)
         set_train_mode(self.model)  # a frozen backbone's BatchNorm stays in eval
@@ -608,15 +440,7 @@ class Trainer:
             if self.step >= self.total_steps:
                 break
             idx, share = self.ranks.shard(order[b * self.batch_size : (b + 1) * self.batch_size], self.train_y)
-            x, y = prepare(inputs[idx]), self.train_y[idx].to(self.device, non_blocking=True)
-            if augment:
-                x = augment_batch(x, augment)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                output = model(x)
-                loss = criterion(output.float(), y)
-            self.ranks.backward(loss, share)
-            optimizer.step()
+            loss, output, y = self.train_step(feed, idx, share)
             lr = max(group["lr"] for group in optimizer.param_groups)
             if scheduled:
                 self.scheduler.step()

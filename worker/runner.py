@@ -21,8 +21,15 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import core.devices
 from core.errors import ImoriError
 from worker.lifetime import die_with_parent
+from core.paths import imori_home
+from core.records import database_url, get_engine, is_sqlite
+from worker import broker, tasks
+from worker.app import cpu_queue, get_app, gpu_queue
+from worker.presence import Presence, WorkerInfo, default_name
+from worker.watchdog import Watchdog
 
 log = logging.getLogger("imori.worker")
 
@@ -32,8 +39,6 @@ DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 def remote_redis_with_sqlite() -> str | None:
     """The warning a worker prints when its records cannot be shared: a SQLite file (one
     machine) together with a Redis on another host (several machines)."""
-    from core.records import database_url, is_sqlite
-
     redis = os.environ.get("REDIS_URL")
     if not redis or not is_sqlite(database_url()):
         return None
@@ -49,24 +54,15 @@ def remote_redis_with_sqlite() -> str | None:
 
 def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "INFO", threads: int | None = None) -> int:
     """Run a worker in this process until it is stopped (Ctrl-C / SIGTERM)."""
-    from worker.app import get_app
-
     get_app()  # a nonsense queue setting is an error now, not after torch has loaded
     import torch
-
-    from core.records import get_engine
-    from core.train import default_threads
-    from worker import broker, tasks
-    from worker.app import cpu_queue, gpu_queue
-    from worker.presence import Presence, WorkerInfo, default_name
-    from worker.watchdog import Watchdog
 
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise ImoriError("a GPU worker needs CUDA, and this machine has no usable CUDA GPU: start a CPU worker")
     kind = "cuda" if (device in ("auto", "cuda") and has_cuda) else "cpu"
     queues = [gpu_queue(), cpu_queue()] if kind == "cuda" else [cpu_queue()]
-    threads = threads or default_threads()
+    threads = threads or core.devices.default_threads()
     os.environ["IMORI_TORCH_THREADS"] = str(threads)  # what fit() uses for runs that do not say
     torch.set_num_threads(threads)
     warning = remote_redis_with_sqlite()
@@ -119,7 +115,6 @@ def gpu_worker_plan(gpus: str, name: str | None = None, threads: int | None = No
     trains in whichever worker takes it; a run with ``nproc_per_node`` > 1 trains across
     all of them (``IMORI_GPUS``, which ``core.distributed`` gives its torchrun). Each gets
     its share of the cores as torch threads. Devices are CUDA's indices or GPU UUIDs."""
-    from core.train import usable_cores
 
     devices = [d.strip() for d in str(gpus).split(",") if d.strip()]
     if not devices:
@@ -127,7 +122,7 @@ def gpu_worker_plan(gpus: str, name: str | None = None, threads: int | None = No
     if len(set(devices)) != len(devices):
         raise ImoriError(f"--gpus names a device twice: {gpus}")
     base = name or f"cuda-{socket.gethostname()}"
-    share = threads or max(1, usable_cores() // len(devices))
+    share = threads or max(1, core.devices.usable_cores() // len(devices))
     plan = []
     for device in devices:
         command = [sys.executable, "-m", "cli", "worker", "--device", "cuda", "--name", f"{base}-gpu{device}",
@@ -155,8 +150,6 @@ def run_gpu_workers(gpus: str, name: str | None = None, loglevel: str = "INFO", 
     """Run ``gpu_worker_plan(gpus)``'s workers as children that end with this process (it
     serves the embedded Redis for them, unless ``REDIS_URL``); Ctrl-C or SIGTERM stops them
     in order (each gives its run back to the queue). Returns 1 when one of them failed."""
-    from worker import broker
-
     plan = gpu_worker_plan(gpus, name, threads)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -236,8 +229,6 @@ def up_lock():
 
     from filelock import FileLock, Timeout
 
-    from core.paths import imori_home
-
     folder = imori_home()
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / "up.lock"))
@@ -265,9 +256,6 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
     ``open_for`` (seconds) stops by itself after that long (for tests and demos).
     """
     import json
-
-    from core.records import get_engine
-    from worker import broker
 
     try:
         lock, holder_file = up_lock()

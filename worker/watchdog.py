@@ -21,7 +21,11 @@ import logging
 import os
 import threading
 
-from core.status import QUEUED
+from core.status import QUEUED, WAITING_NOTE
+from core.records import FAILED, RunStateError, StaleAttemptError, queries, store
+from worker.app import cpu_queue, gpu_queue
+from worker.broker import client
+from worker.client import send
 
 log = logging.getLogger("imori.watchdog")
 
@@ -36,9 +40,6 @@ LOST_AFTER_S = float(os.environ.get("IMORI_LOST_AFTER_S", "60"))
 
 def scan(stale_after: float = STALE_AFTER_S, max_attempts: int = MAX_ATTEMPTS) -> list[tuple[int, str]]:
     """One pass: requeue (or fail) every stale run. Returns (run id, new status) pairs."""
-    from core.records import FAILED, RunStateError, StaleAttemptError, queries, store
-    from worker.client import send
-
     done = []
     for run in queries.stale_runs(stale_after):
         if run.attempt >= max_attempts:
@@ -67,11 +68,6 @@ def resend_lost(older_than: float = LOST_AFTER_S) -> list[int]:
     sent twice is harmless (the claim is atomic), so erring towards resending is safe."""
     from datetime import datetime, timedelta, timezone
 
-    from core.records import queries, store
-    from worker.app import cpu_queue, gpu_queue
-    from worker.broker import client
-    from worker.client import send
-
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than)
     waiting = [r for r in queries.list_runs(status=QUEUED, limit=None) if r.created_at < cutoff]
     if not waiting:
@@ -93,9 +89,6 @@ def resend_lost(older_than: float = LOST_AFTER_S) -> list[int]:
 def bounced(run_id: int) -> bool:
     """Whether run ``run_id`` waits for a machine that can train it: its message is held
     by a worker until its next try (``worker.tasks.WAIT_RETRY_S``), not lost."""
-    from core.records import queries
-    from core.run import WAITING_NOTE
-
     lines = queries.run_logs(run_id, limit=None)
     return bool(lines) and lines[-1].message.startswith(WAITING_NOTE)
 

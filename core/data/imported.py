@@ -197,23 +197,10 @@ def import_source(
 
 
 def _published(name: str, manifest: dict[str, Any]) -> DatasetInfo:
-    """A dataset just in place: entered in the index, its images checked, described."""
+    """A dataset just in place: entered in the index, described. (Its images' health
+    checks are its caller's: ``core.health.check_after_import``.)"""
     _index(name, manifest)
-    _check_health(name)
     return info_from_manifest(name, manifest)
-
-
-def _check_health(name: str) -> None:
-    """The cheap health checks (core.health) at import, so the Health tab has a report at
-    once; a failure there never fails the import (the tab offers the check again)."""
-    import logging
-
-    from core.health import check_dataset
-
-    try:
-        check_dataset(name, features=False)
-    except Exception as err:  # noqa: BLE001 - a report is a courtesy here
-        logging.getLogger("imori.data").warning("health check of %s at import failed: %s", name, err)
 
 
 def _index(name: str, manifest: dict[str, Any]) -> None:

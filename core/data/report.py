@@ -8,6 +8,7 @@ split, files that were skipped and why, image sizes and modes seen, warnings).
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -180,12 +181,43 @@ def build_report(
     return report
 
 
+# -- how many images validation holds: the rule a run splits by and checkpoint choice reads --
+
+# Fewer validation images than this in any class and validation cannot pick best.pt.
+MIN_VAL_PER_CLASS = 10
+
+# ``RunConfig.val_fraction``'s default (tests/core/test_selection.py keeps the two equal).
+DEFAULT_VAL_FRACTION = 0.1
+
+
+def default_val_fraction() -> float:
+    """``RunConfig.val_fraction``'s default (what a run holds out unless told otherwise)."""
+    return DEFAULT_VAL_FRACTION
+
+
+def expected_val_count(train_images: int, fraction: float | None = None) -> int:
+    """How many of a class's ``train_images`` a run holds out for validation (the count
+    ``core.data.splits.stratified_split`` takes: ``round(n * fraction)``, always keeping one)."""
+    fraction = default_val_fraction() if fraction is None else float(fraction)
+    n = int(train_images)
+    if n <= 0:
+        return 0
+    return max(0, min(n - 1, math.floor(n * fraction + 0.5)))
+
+
+def images_needed(fraction: float | None = None, minimum: int = MIN_VAL_PER_CLASS) -> int:
+    """The fewest training images of a class that give ``minimum`` validation images."""
+    fraction = default_val_fraction() if fraction is None else float(fraction)
+    n = max(minimum + 1, math.ceil((minimum - 0.5) / fraction))
+    while expected_val_count(n, fraction) < minimum:
+        n += 1
+    return n
+
+
 def few_validation_warning(train_counts: Mapping[str, int], fraction: float | None = None) -> str | None:
     """A warning when, at the default validation fraction, some class's validation images
-    would be fewer than ``core.selection.MIN_VAL_PER_CLASS`` (too few to choose best.pt);
+    would be fewer than ``MIN_VAL_PER_CLASS`` (too few to choose best.pt);
     None otherwise. Classes without training images are warned about elsewhere."""
-    from core.selection import MIN_VAL_PER_CLASS, default_val_fraction, expected_val_count, images_needed
-
     fraction = default_val_fraction() if fraction is None else fraction
     few = [(name, expected_val_count(n, fraction), n) for name, n in train_counts.items() if n > 0]
     few = [(name, v, n) for name, v, n in few if v < MIN_VAL_PER_CLASS]

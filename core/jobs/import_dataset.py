@@ -8,16 +8,13 @@ the user knows it by), ``file_column``, ``label_column``, ``filename_encoding``,
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from core.data import import_dataset
 from core.errors import ImoriError
-from core.health import check_dataset
+from core.health import check_after_import
 from core.jobs.kinds import JobContext
-
-log = logging.getLogger("imori.jobs")
 
 
 def run(job: JobContext) -> dict[str, Any]:
@@ -35,8 +32,5 @@ def run(job: JobContext) -> dict[str, Any]:
         if not job.params.get("keep_source"):
             source.unlink(missing_ok=True)  # extracted into the datasets folder: not needed again
     job.progress("checking the images' health", 0.8)
-    try:
-        check_dataset(info.name, features=False)
-    except Exception as err:  # noqa: BLE001 - a report is a courtesy here: the import stands
-        log.warning("health check of %s after its import failed: %s", info.name, err)
+    check_after_import(info.name)
     return {"name": info.name, "description": info.description}

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from core.errors import ModelError
+from core.models.weights import strip_wrapper_prefixes
 
 # Short, because a closed network should fail within seconds, not minutes.
 DOWNLOAD_TIMEOUT_S = 15.0
@@ -157,7 +158,7 @@ def clean_state_dict(obj: Any, source: str = "the weights") -> dict[str, torch.T
     """A plain ``{name: tensor}`` dict from a state_dict or a checkpoint dict holding one.
 
     Accepts ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers and strips the prefixes
-    PyTorch's own wrappers add (``core.checkpoint.strip_wrapper_prefixes``).
+    PyTorch's own wrappers add (``core.models.weights.strip_wrapper_prefixes``).
     """
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
@@ -169,8 +170,6 @@ def clean_state_dict(obj: Any, source: str = "the weights") -> dict[str, torch.T
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ModelError(f"{source} is not a state_dict: {bad[0]!r} is not a named tensor")
-    from core.checkpoint import strip_wrapper_prefixes
-
     return strip_wrapper_prefixes(dict(obj))
 
 

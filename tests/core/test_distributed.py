@@ -9,7 +9,8 @@ import torch
 
 from core import distributed
 from core.config import RunConfig
-from core.distributed import ProcessRanks, Ranks, shortfall, torchrun_command
+from core.distributed import shortfall, torchrun_command
+from core.ranks import ProcessRanks, Ranks
 from core.errors import ImoriError
 from core.recorder import MemoryRecorder, Recorder, RunEnd, StepMetrics
 from core.records.errors import StaleAttemptError
@@ -101,13 +102,13 @@ def test_each_rank_gets_its_share_of_the_cores(monkeypatch):
 
 
 def test_more_processes_than_cores_or_gpus_is_a_shortfall(monkeypatch):
-    import core.train
+    import core.devices
 
-    monkeypatch.setattr(core.train, "usable_cores", lambda: 2)
+    monkeypatch.setattr(core.devices, "usable_cores", lambda: 2)
     assert shortfall(RunConfig(nproc_per_node=2, device="cpu")) is None
     assert "2 CPU core" in shortfall(RunConfig(nproc_per_node=3, device="cpu"))
     assert shortfall(RunConfig(device="cpu")) is None  # one process: nothing to check
-    monkeypatch.setattr(core.train, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(core.devices, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setenv("IMORI_GPUS", "0,1")
     assert shortfall(RunConfig(nproc_per_node=2, device="cuda")) is None
     assert "2 GPU(s)" in shortfall(RunConfig(nproc_per_node=4, device="cuda"))

@@ -184,7 +184,7 @@ def test_pure_helpers():
 
 
 def test_balanced_class_weights_and_balanced_accuracy(tmp_path):
-    from core.train import class_weights
+    from core.setup import class_weights
 
     labels = torch.tensor([0, 0, 0, 1])
     assert class_weights(labels, 3).tolist() == pytest.approx([4 / 6, 2.0, 0.0])  # n / (classes present * count)

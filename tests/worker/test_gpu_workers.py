@@ -10,9 +10,9 @@ from worker.runner import gpu_worker_plan
 
 
 def test_one_worker_per_device_each_seeing_only_its_own(monkeypatch):
-    import core.train
+    import core.devices
 
-    monkeypatch.setattr(core.train, "usable_cores", lambda: 16)
+    monkeypatch.setattr(core.devices, "usable_cores", lambda: 16)
     plan = gpu_worker_plan("0, 1", name="box")
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in plan] == ["0", "1"]
     assert all(env["IMORI_GPUS"] == "0,1" for _, env in plan)  # a run of several processes spans both
