@@ -328,6 +328,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     from pathlib import Path
 
     from core.data import import_dataset
+    from core.health import check_after_import
     from core.jobs.kinds import HEALTH
     from core.records import jobs
     from worker.tasks import execute_job
@@ -343,6 +344,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
             (folder / kind / f"{i:02d}.jpg").rename(tmp_path / "test" / kind / f"{i:02d}.jpg")
     (tmp_path / "test" / "round" / "copy.jpg").write_bytes((folder / "round" / "00.jpg").read_bytes())
     import_dataset(tmp_path, "leafcheck")
+    check_after_import("leafcheck")  # what the import's job does after the import
     from dashboard import loading
 
     loading.all_datasets.clear()  # imported outside the dashboard
