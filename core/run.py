@@ -81,25 +81,39 @@ def execute_run(
     reason in its log (``waiting``, the reason as the outcome's error), for a machine that has them.
     Never raises for a failed run: the failure is recorded and returned.
     """
-    why = machine_shortfall(run_id)
-    if why:
-        return RunOutcome(run_id, WAITING, error=why)
-    if cpu_slot and trains_on_cpu_cores(run_id):
-        return _in_cpu_slot(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s,
-                            interrupt=interrupt)
-    return _claim_and_train(run_id, worker, listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s,
-                            interrupt=interrupt)
-
-
-def machine_shortfall(run_id: int) -> str | None:
-    """Why queued run ``run_id`` cannot train here (``core.distributed.shortfall``: more
-    processes than cores, more than one GPU each), said once in its log; None when it can,
-    or when it is no longer queued (the claim reports that)."""
+    # The run's record and its config are read once, here, and passed down.
     try:
         run = queries.get_run(run_id)
-        why = shortfall(RunConfig.from_dict(run.config)) if run.status == QUEUED else None
-    except (ImoriError, RunNotFound):
-        return None
+    except RunNotFound as err:
+        log.info("run %s: not claimed (%s)", run_id, err)
+        return RunOutcome(run_id, SKIPPED, error=str(err))
+    if run.status != QUEUED:
+        # A second delivery of a run already claimed (Redis redelivers a message after its
+        # visibility timeout while the first worker still trains) is skipped at once: it
+        # must not wait for the CPU slot its own run holds, nor write into that run's log.
+        # The claim stays the one that decides; this is a read before it.
+        reason = f"run {run_id} is {run.status}, not queued: there is nothing to claim"
+        log.info("run %s: not claimed (%s)", run_id, reason)
+        return RunOutcome(run_id, SKIPPED, error=reason)
+    try:
+        # Validated when it was submitted; a record written by another version may not read.
+        config: RunConfig | ImoriError = RunConfig.from_dict(run.config)
+    except ImoriError as err:
+        config = err  # recorded as the run's error once it is claimed
+    if isinstance(config, RunConfig):
+        why = machine_shortfall(run_id, config)
+        if why:
+            return RunOutcome(run_id, WAITING, error=why)
+    kwargs = dict(listeners=listeners, resume_from=resume_from, heartbeat_s=heartbeat_s, interrupt=interrupt)
+    if cpu_slot and isinstance(config, RunConfig) and trains_on_cpu_cores(config):
+        return _in_cpu_slot(run, config, worker, **kwargs)
+    return _claim_and_train(run, config, worker, **kwargs)
+
+
+def machine_shortfall(run_id: int, config: RunConfig) -> str | None:
+    """Why queued run ``run_id`` cannot train here (``core.distributed.shortfall``: more
+    processes than cores, more than one GPU each), said once in its log; None when it can."""
+    why = shortfall(config)
     if why:
         text = f"{WAITING_NOTE}: {why}"
         lines = queries.run_logs(run_id, limit=None)
@@ -109,21 +123,21 @@ def machine_shortfall(run_id: int) -> str | None:
     return why
 
 
-def trains_on_cpu_cores(run_id: int) -> bool:
-    """True when queued run ``run_id`` would train on this machine's CPU with the default
+def trains_on_cpu_cores(config: RunConfig) -> bool:
+    """True when a run of ``config`` would train on this machine's CPU with the default
     threads (its ``threads`` unset): the runs that take the CPU training slot. False for a
-    CUDA run, one that sets its threads, and one whose record does not read (the claim
-    reports that)."""
+    CUDA run, one that sets its threads, and one whose device is not here (training says so)."""
     try:
-        config = RunConfig.from_dict(queries.get_run(run_id).config)
         return config.threads is None and resolve_device(config.device).type == "cpu"
-    except (ImoriError, RunNotFound):
+    except ImoriError:
         return False
 
 
-def _in_cpu_slot(run_id: int, worker: str, **kwargs: Any) -> RunOutcome:
+def _in_cpu_slot(run: Any, config: RunConfig, worker: str, **kwargs: Any) -> RunOutcome:
     """``_claim_and_train`` inside this machine's CPU training slot, waiting for it while the
     run stays queued (a run cancelled meanwhile stops the wait)."""
+    run_id = run.id
+
     def note(text: str) -> None:
         log.info("run %s: %s", run_id, text)
         try:
@@ -136,23 +150,9 @@ def _in_cpu_slot(run_id: int, worker: str, **kwargs: Any) -> RunOutcome:
 
     def still_queued() -> bool:
         try:
-            return queries.get_run(run_id).status == QUEUED
+            return queries.run_status(run_id)[0] == QUEUED
         except RunNotFound:
             return False
-
-    # A second delivery of a run already claimed (Redis redelivers a message after its
-    # visibility timeout while the first worker still trains) is skipped at once: waiting
-    # for the slot its own run holds would write "waiting for this machine's CPU cores" into
-    # that run's log. The claim stays the one that decides; this is a read before it.
-    try:
-        status = queries.get_run(run_id).status
-    except RunNotFound as err:
-        log.info("run %s: not claimed (%s)", run_id, err)
-        return RunOutcome(run_id, SKIPPED, error=str(err))
-    if status != QUEUED:
-        reason = f"run {run_id} is {status}, not queued: there is nothing to claim"
-        log.info("run %s: not claimed (%s)", run_id, reason)
-        return RunOutcome(run_id, SKIPPED, error=reason)
 
     with ExitStack() as held:
         try:
@@ -167,11 +167,12 @@ def _in_cpu_slot(run_id: int, worker: str, **kwargs: Any) -> RunOutcome:
             slot = None
         if slot is not None and not slot.held:
             note(f"training beside {busy_message(slot.holder)}, which is stopped")
-        return _claim_and_train(run_id, worker, **kwargs)
+        return _claim_and_train(run, config, worker, **kwargs)
 
 
 def _claim_and_train(
-    run_id: int,
+    run: Any,
+    config: RunConfig | ImoriError,
     worker: str,
     *,
     listeners: Callable[[Any], Sequence[Recorder | None]] | None = None,
@@ -179,19 +180,16 @@ def _claim_and_train(
     heartbeat_s: float = 5.0,
     interrupt: threading.Event | None = None,
 ) -> RunOutcome:
+    run_id = run.id
     try:
         attempt = store.claim_run(run_id, worker)
     except (RunStateError, RunNotFound) as err:
         log.info("run %s: not claimed (%s)", run_id, err)
         return RunOutcome(run_id, SKIPPED, error=str(err))
     log.info("run %s: claimed by %s, attempt %s", run_id, worker, attempt)
-    run = queries.get_run(run_id)
-    try:
-        # Validated when it was submitted; a record written by another version may not read.
-        config = RunConfig.from_dict(run.config)
-    except ImoriError as err:
-        store.set_status(run_id, FAILED, attempt=attempt, error=str(err))
-        return RunOutcome(run_id, FAILED, attempt, error=str(err), user_error=True)
+    if isinstance(config, ImoriError):
+        store.set_status(run_id, FAILED, attempt=attempt, error=str(config))
+        return RunOutcome(run_id, FAILED, attempt, error=str(config), user_error=True)
     if resume_from is None:
         latest = queries.latest_checkpoint(run_id)
         if latest is not None and Path(latest.path).is_file():

@@ -171,10 +171,10 @@ def test_a_run_with_its_threads_or_on_cuda_does_not_wait(lock_dir):
     from core.records import store
     from core.run import execute_run, trains_on_cpu_cores
 
-    assert trains_on_cpu_cores(store.create_run(RunConfig(**TINY)))
-    assert not trains_on_cpu_cores(store.create_run(RunConfig(**{**TINY, "device": "cuda"})))
+    assert trains_on_cpu_cores(RunConfig(**TINY))
+    assert not trains_on_cpu_cores(RunConfig(**{**TINY, "device": "cuda"}))
+    assert not trains_on_cpu_cores(RunConfig(**TINY, threads=1))
     run_id = store.create_run(RunConfig(**TINY, threads=1))
-    assert not trains_on_cpu_cores(run_id)
     holder = hold("busy", 60)
     try:
         outcome = execute_run(run_id, "w-test", heartbeat_s=0)
