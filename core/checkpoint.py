@@ -31,6 +31,8 @@ import core
 from core.errors import CheckpointError, ImoriError
 from core.models.weights import strip_wrapper_prefixes
 from core.recorder import CheckpointInfo, Recorder
+from core.files import atomic_write
+from core.models import build_model, get_spec
 
 FORMAT = "imori-checkpoint"
 FORMAT_VERSION = 1
@@ -74,8 +76,6 @@ class Checkpoint:
 
     def build_model(self) -> torch.nn.Module:
         """The model with these weights loaded strictly, in eval mode, on the CPU."""
-        from core.models import build_model
-
         prep = self.preprocessing
         model = build_model(
             self.model_name,
@@ -128,8 +128,6 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     never half of one. A full or read-only disk becomes a CheckpointError and leaves
     no temporary file behind.
     """
-    from core.files import atomic_write
-
     path = Path(path)
     # Serialise in memory first: a full disk then fails in a plain write with its own
     # OSError, not inside torch's zip writer (which reports it as a RuntimeError).
@@ -172,8 +170,6 @@ def preprocess_description(ckpt: Checkpoint) -> dict[str, Any]:
     """A checkpoint's input and output contract as plain JSON values: class names in
     output order, input size (pixels), channels, channel order, resize method, the scale
     to [0, 1], mean and std, and whether the model outputs logits or log-probabilities."""
-    from core.models import get_spec
-
     prep = ckpt.preprocessing
     return {
         "model": ckpt.model_name,
@@ -488,8 +484,6 @@ def bare_checkpoint(
     path: str | None = None,
 ) -> Checkpoint:
     """Wrap a tutorial's state_dict as a Checkpoint, checking it fits the model."""
-    from core.models import get_spec
-
     spec = get_spec(model)
     options = dict(options or {})
     out_features = _output_count(state_dict)

@@ -30,6 +30,12 @@ import torch
 
 from core.errors import ImoriError
 from core.predict import to_probabilities
+from core.checkpoint import export_state_dict, load_checkpoint, preprocess_description, preprocess_path
+from core.data import load_dataset
+from core.data.preprocess import Preprocessing
+from core.files import atomic_write
+from core.models import get_spec
+from core.predict import recorded_calibration
 
 FORMATS = ("state_dict", "onnx", "pt2")
 TOLERANCE = 1e-4  # largest allowed difference of any probability
@@ -79,9 +85,6 @@ class ExportResult:
 def parity_inputs(checkpoint: Any, max_images: int = MAX_IMAGES) -> tuple[torch.Tensor, str]:
     """Normalised ``N x C x H x W`` inputs for the check: the checkpoint's test split when
     its dataset is on this machine, else seeded random images of its input size."""
-    from core.data import load_dataset
-    from core.data.preprocess import Preprocessing
-
     prep = Preprocessing.from_dict(checkpoint.preprocessing)
     dataset = (checkpoint.config or {}).get("dataset")
     if dataset:
@@ -113,13 +116,9 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     of ``FORMATS``), with its ``.preprocess.json``; ``onnx`` and ``pt2`` are checked for
     parity first and refused (ExportError, with the figures; nothing left at ``out``)
     when they fail it. ``progress(text)`` hears of each stage."""
-    from core.checkpoint import export_state_dict, load_checkpoint, preprocess_description, preprocess_path
-    from core.files import atomic_write
-
     if fmt not in FORMATS:
         raise ExportError(f"export format is one of {', '.join(FORMATS)}, not {fmt!r}")
     ckpt = checkpoint if hasattr(checkpoint, "state_dict") else load_checkpoint(checkpoint)
-    from core.predict import recorded_calibration
 
     calibration = None if hasattr(checkpoint, "state_dict") else recorded_calibration(checkpoint)
     out = Path(out)
@@ -135,7 +134,6 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
         if calibration:
             _add_temperature(preprocess_path(path), calibration)
         return ExportResult(path, preprocess_path(path), fmt, None)
-    from core.models import get_spec
 
     _shared_exports(preprocess_path(out), preprocess_description(ckpt))  # refused before minutes of work
     say = progress or (lambda text: None)
@@ -213,8 +211,6 @@ def _shared_exports(sidecar: Path, contract: dict[str, Any]) -> dict[str, Any]:
 def _add_temperature(sidecar: Path, calibration: dict[str, Any]) -> None:
     """Say in the sidecar how imori turns the scores into calibrated probabilities:
     ``softmax(scores / temperature)`` (core.calibration)."""
-    from core.files import atomic_write
-
     description = json.loads(sidecar.read_text(encoding="utf-8"))
     description["temperature"] = calibration["temperature"]
     description["probabilities"] = "softmax(scores / temperature): calibrated on the validation split"

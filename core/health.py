@@ -42,6 +42,13 @@ import torch
 
 from core import paths
 from core.errors import DatasetError
+from core.data import folders, imported, load_dataset
+from core.data.cache import in_memory
+from core.data.preprocess import Preprocessing
+from core.data.registry import dataset_info, resolve
+from core.features import cached_features
+from core.files import atomic_write
+from core.models import build_model, get_spec, pretrained_available
 
 #: Bump when the checks change what they find: older cached reports are then ignored.
 CHECKS_VERSION = 2
@@ -166,8 +173,6 @@ def finding_key(finding: Finding) -> str:
 
 def _with_reviews(report: HealthReport, ref: str) -> HealthReport:
     """``report`` with the findings that ``ref``'s manifest marks as reviewed moved apart."""
-    from core.data import imported
-
     try:
         marked = set(imported.read_manifest(ref).get("reviewed", [])) if imported.is_imported(ref) else set()
     except DatasetError:
@@ -201,8 +206,6 @@ class _Images:
 
 
 def _feature_prep():
-    from core.models import get_spec
-
     return get_spec(FEATURE_MODEL).default_preprocessing(FEATURE_SIZE, FEATURE_SIZE)
 
 
@@ -210,11 +213,6 @@ def _feature_prep():
 def _dataset_images(ref: str) -> Iterator[_Images]:
     """The dataset's images (decoded through the data cache), with their files when it is
     a dataset of files; a ZIP loaded in place is extracted for the duration."""
-    from core.data import folders, imported, load_dataset
-    from core.data.cache import in_memory
-    from core.data.preprocess import Preprocessing
-    from core.data.registry import dataset_info, resolve
-
     kind, key = resolve(ref)
     splits = load_dataset(ref, _feature_prep())
     names: list[str] = []
@@ -486,9 +484,6 @@ def class_checks(counts: dict[str, dict[str, int]], classes: list[str]) -> list[
 
 
 def _features(images: _Images, progress: Progress | None) -> torch.Tensor:
-    from core.features import cached_features
-    from core.models import build_model, get_spec
-
     model = build_model(FEATURE_MODEL, 2, image_size=(FEATURE_SIZE, FEATURE_SIZE), pretrained=True)
     head = get_spec(FEATURE_MODEL).head
     report = (lambda done, total: progress("features", done, total)) if progress else None
@@ -498,8 +493,6 @@ def _features(images: _Images, progress: Progress | None) -> torch.Tensor:
 
 def feature_checks(images: _Images, progress: Progress | None = None) -> tuple[list[Finding], list[str]]:
     """Near duplicates across the split by features, and likely label errors."""
-    from core.models import pretrained_available
-
     available, why = pretrained_available(FEATURE_MODEL)
     if not available:
         return [], [f"feature checks skipped: {why}"]
@@ -570,8 +563,6 @@ def _read(path: Path) -> HealthReport | None:
 
 
 def _write(path: Path, report: HealthReport) -> None:
-    from core.files import atomic_write
-
     with contextlib.suppress(OSError):  # a cache: a full disk only costs a recomputation
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, "w", encoding="utf-8") as handle:
@@ -681,9 +672,6 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
     The report-based fixes use the dataset's newest health report. Raises DatasetError for
     a dataset that is not imported, an unknown kind, path or class, or nothing to change.
     """
-    from core.data import imported
-    from core.data.registry import resolve
-
     kind, key = resolve(ref)
     if kind != "imported":
         raise DatasetError(f"{ref} is not an imported dataset: import it first (imori datasets import PATH), "

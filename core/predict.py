@@ -26,6 +26,10 @@ from core.checkpoint import Checkpoint, load_checkpoint
 from core.data.preprocess import HIGH_DEPTH_MODES, Preprocessing, open_image, original_size
 from core.errors import DatasetError, ImoriError
 from core.metrics import balanced_accuracy, class_metrics
+from core.data import load_dataset
+from core.data.preprocess import to_mode
+from core.models import get_spec
+from core.records import queries
 
 ImageInput = Any  # a path, raw bytes, a file object or a PIL image
 
@@ -79,8 +83,6 @@ class Predictor:
                                  (self.calibration or {}).get("temperature", 1.0))
         # class -> {"threshold", ...}: an operating point (core.calibration.operating_point)
         self.thresholds: dict[str, dict[str, float]] = dict((self.calibration or {}).get("thresholds") or {})
-
-        from core.models import get_spec
 
         self.device = torch.device(device)
         self.classes = list(self.checkpoint.classes)
@@ -170,8 +172,6 @@ def recorded_calibration(path: str | Path) -> dict[str, Any] | None:
     """The calibration the records hold for the checkpoint at ``path``, if any (none when
     the records cannot be read: predicting never needs them)."""
     try:
-        from core.records import queries
-
         return queries.calibration_of(str(Path(path).expanduser().resolve()))
     except Exception:  # noqa: BLE001 - no database, another schema: predict as trained
         return None
@@ -197,8 +197,6 @@ def brightness(image: Any, preprocessing: Preprocessing | None = None, tensor: t
             tensor = preprocessing.to_uint8(image)
         else:
             import numpy as np
-
-            from core.data.preprocess import to_mode
 
             tensor = torch.from_numpy(np.array(to_mode(image, "L"), dtype=np.uint8))
     return float(tensor.float().mean()) / 255.0 if tensor.numel() else 0.0
@@ -301,8 +299,6 @@ def invert_image(image: Any) -> Any:
     RGB (transparency composited on white first, as everywhere else)."""
     from PIL import ImageOps
 
-    from core.data.preprocess import to_mode
-
     mode = "L" if image.mode in ("1", "L", "LA") or image.mode in HIGH_DEPTH_MODES else "RGB"
     return ImageOps.invert(to_mode(image, mode))
 
@@ -386,8 +382,6 @@ def evaluate(
     The result has the accuracy, the confusion matrix, each class's precision, recall,
     F1 and support (``class_metrics``) and the balanced accuracy (``balanced_accuracy``).
     """
-    from core.data import load_dataset
-
     seed = int(predictor.checkpoint.config.get("seed", 0))  # a flat folder's split depends on it
     data = load_dataset(dataset, predictor.preprocessing, data_root=data_root, seed=seed)
     part = {"test": data.test, "train": data.train}.get(split)

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.checkpoint import load_checkpoint
 from core.data.report import MIN_VAL_PER_CLASS, default_val_fraction, expected_val_count, images_needed
+from core.errors import ImoriError
+from core.records import queries
 
 BEST = "best"
 LAST = "last"
@@ -71,8 +74,6 @@ class Choice:
 
 def read_data(path: str | Path) -> dict[str, Any]:
     """A checkpoint file's ``data`` (facts about its training images)."""
-    from core.checkpoint import load_checkpoint
-
     return dict(load_checkpoint(path).data or {})
 
 
@@ -82,9 +83,6 @@ def choose_checkpoint(run_id: int, *, data_of: Callable[[str], Mapping[str, Any]
 
     ``data_of(path)`` reads a checkpoint's ``data`` (default: ``read_data``; the dashboard
     passes a cached one)."""
-    from core.errors import ImoriError
-    from core.records import queries
-
     data_of = data_of or read_data
     best = queries.best_checkpoint(run_id, engine=engine)
     last = queries.latest_checkpoint(run_id, engine=engine)

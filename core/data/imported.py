@@ -36,6 +36,7 @@ from core.data.report import DatasetInfo, ImportReport, build_report
 from core.data.splits import DataSplits
 from core.errors import DatasetError
 from core.files import atomic_write
+from core.records import queries, store
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -206,8 +207,6 @@ def _published(name: str, manifest: dict[str, Any]) -> DatasetInfo:
 def _index(name: str, manifest: dict[str, Any]) -> None:
     """Enter an imported dataset in the records' ``datasets`` table: the index that
     listings read (the files and their labels stay in the manifest)."""
-    from core.records import store
-
     classes = list(manifest["classes"])
     counts: dict[str, dict[str, int]] = {}
     for split, rows in manifest["files"].items():
@@ -297,8 +296,6 @@ def list_imported() -> list[DatasetInfo]:
     The index is kept in step with the folders first: a folder imported before there was
     an index (or into another database) is entered, a record whose folder was removed by
     hand is dropped."""
-    from core.records import queries, store
-
     indexed = {row.name for row in queries.dataset_records()}
     on_disk = {f.name for f in paths.datasets_dir().iterdir() if not f.name.startswith(".") and f.is_dir()}
     for name in on_disk - indexed:
@@ -377,7 +374,6 @@ def delete_imported(name: str) -> None:
     folder = dataset_dir(name)
     trash = Path(tempfile.mkdtemp(prefix=f".delete-{name}-", dir=paths.datasets_dir()))
     os.rename(folder, trash / name)  # vanishes from listings at once
-    from core.records import store
 
     store.forget_dataset(name)
     shutil.rmtree(trash, ignore_errors=True)
