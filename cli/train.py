@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", dest="top_k", type=int, default=3)
     p.add_argument("--csv", metavar="OUT", help="also write one row per image to OUT: file, class, confidence, "
                                                  "each class's probability, error")
+    p.add_argument("--min-confidence", dest="min_confidence", type=float, default=0.0, metavar="P",
+                   help="answer 'not sure' when the class's probability is below P (0.8 for 80 %%; default 0: always "
+                        "answer), as the dashboard's Predict page does")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -99,6 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="state_dict: for the tutorial's own model class; onnx: for ONNX Runtime and other apps; "
                         "pt2: torch.export's program (no Python class needed). Default: from OUTPUT's extension "
                         "(.onnx, .pt2), else state_dict")
+    p.add_argument("--min-confidence", dest="min_confidence", type=float, default=0.0, metavar="P",
+                   help="the answer rule the export's preprocess.json states: 'not sure' below P (default 0)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -319,7 +324,7 @@ def predictor_from_args(args: argparse.Namespace):
         bare["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
     if args.kernel:
         bare["options"] = {"kernel": args.kernel}
-    predictor = Predictor(args.checkpoint, **bare)
+    predictor = Predictor(args.checkpoint, min_confidence=getattr(args, "min_confidence", 0.0), **bare)
     if predictor.checkpoint.kind == "state_dict" and "classes" not in bare:
         print(f"warning: {args.checkpoint} is a bare state_dict and no class names were given: the classes are "
               f"indices 0..{len(predictor.classes) - 1}, in the order the model was trained with "
@@ -381,7 +386,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{p.source}: error: {error}")
                 continue
             ranked = ", ".join(f"{c} {100 * prob:.1f} %" for c, prob in p.top)
-            print(f"{p.source}: {p.label}  ({ranked})")
+            print(f"{p.source}: {p.answer}  ({ranked})")
     for p in predictions:
         for warning in p.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -543,7 +548,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ImoriError(f"{args.output} is named like {by_suffix}, but --format {args.format} was asked: "
                          f"name it otherwise, or leave out --format")
     say = None if args.json else (lambda text: print(text + "...", file=sys.stderr, flush=True))
-    result = export(args.checkpoint, args.output, args.format, progress=say)  # the path: its record's temperature too
+    result = export(args.checkpoint, args.output, args.format, min_confidence=args.min_confidence,
+                    progress=say)  # the path: its record's temperature too
     if args.json:
         print(json.dumps({"path": str(result.path), "preprocess": str(result.sidecar), "format": result.format,
                           "parity": result.parity.to_dict() if result.parity else None}, indent=2))

@@ -29,13 +29,12 @@ from typing import Any, Callable
 import torch
 
 from core.errors import ImoriError
-from core.predict import to_probabilities
+from core.predict import answer_rule, recorded_calibration, to_probabilities
 from core.checkpoint import export_state_dict, load_checkpoint, preprocess_description, preprocess_path
 from core.data import load_dataset
 from core.data.preprocess import Preprocessing
 from core.files import atomic_write
 from core.models import get_spec
-from core.predict import recorded_calibration
 
 FORMATS = ("state_dict", "onnx", "pt2")
 TOLERANCE = 1e-4  # largest allowed difference of any probability
@@ -111,11 +110,13 @@ def compare(reference: torch.Tensor, other: torch.Tensor, source: str) -> Parity
 
 
 def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_images: int = MAX_IMAGES,
-           progress: Callable[[str], None] | None = None) -> ExportResult:
+           min_confidence: float = 0.0, progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``checkpoint`` (a path or a loaded ``Checkpoint``) to ``out`` as ``fmt`` (one
     of ``FORMATS``), with its ``.preprocess.json``; ``onnx`` and ``pt2`` are checked for
     parity first and refused (ExportError, with the figures; nothing left at ``out``)
-    when they fail it. ``progress(text)`` hears of each stage."""
+    when they fail it. The sidecar's ``answer`` says imori's answer rule ("not sure" below
+    ``min_confidence``, ``core.predict.answer_rule``). ``progress(text)`` hears of each stage."""
+    rule = answer_rule(min_confidence)  # a nonsense floor is refused before any work
     if fmt not in FORMATS:
         raise ExportError(f"export format is one of {', '.join(FORMATS)}, not {fmt!r}")
     ckpt = checkpoint if hasattr(checkpoint, "state_dict") else load_checkpoint(checkpoint)
@@ -131,8 +132,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
             description["exports"] = {**others, "state_dict": {"file": path.name}}
             with atomic_write(sidecar, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(description, indent=2) + "\n")
-        if calibration:
-            _add_temperature(preprocess_path(path), calibration)
+        _describe_answer(preprocess_path(path), calibration, rule)
         return ExportResult(path, preprocess_path(path), fmt, None)
 
     _shared_exports(preprocess_path(out), preprocess_description(ckpt))  # refused before minutes of work
@@ -179,8 +179,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
                    "exports": {**exports, fmt: this}}
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
-    if calibration:
-        _add_temperature(sidecar, calibration)
+    _describe_answer(sidecar, calibration, rule)
     return ExportResult(out, sidecar, fmt, parity)
 
 
@@ -208,10 +207,19 @@ def _shared_exports(sidecar: Path, contract: dict[str, Any]) -> dict[str, Any]:
     return alive if same else {}
 
 
-def _add_temperature(sidecar: Path, calibration: dict[str, Any]) -> None:
-    """Say in the sidecar how imori turns the scores into calibrated probabilities:
-    ``softmax(scores / temperature)`` (core.calibration)."""
+def _describe_answer(sidecar: Path, calibration: dict[str, Any] | None, rule: dict[str, Any]) -> None:
+    """Say in the sidecar how imori turns the scores into an answer: calibrated
+    probabilities ``softmax(scores / temperature)`` (core.calibration) when the checkpoint
+    was calibrated, its thresholds, and the "not sure" rule (``answer``)."""
     description = json.loads(sidecar.read_text(encoding="utf-8"))
+    description["answer"] = rule
+    if calibration:
+        _add_temperature(description, calibration)
+    with atomic_write(sidecar, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(description, indent=2) + "\n")
+
+
+def _add_temperature(description: dict[str, Any], calibration: dict[str, Any]) -> None:
     description["temperature"] = calibration["temperature"]
     description["probabilities"] = "softmax(scores / temperature): calibrated on the validation split"
     description["calibration"] = {k: calibration.get(k) for k in ("ece_val_before", "ece_val_after", "ece_test_before",
@@ -220,8 +228,6 @@ def _add_temperature(sidecar: Path, calibration: dict[str, Any]) -> None:
         description["thresholds"] = calibration["thresholds"]
         description["decision"] = ("a class with a threshold is the answer when its calibrated probability reaches it; "
                                    "otherwise the likeliest class without one")
-    with atomic_write(sidecar, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(description, indent=2) + "\n")
 
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -24,7 +24,7 @@ import torch
 
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.data.preprocess import HIGH_DEPTH_MODES, Preprocessing, open_image, original_size
-from core.errors import DatasetError, ImoriError
+from core.errors import ConfigError, DatasetError, ImoriError
 from core.metrics import balanced_accuracy, class_metrics
 from core.data import load_dataset
 from core.data.preprocess import to_mode
@@ -44,6 +44,25 @@ def to_probabilities(scores: torch.Tensor, output: str, temperature: float = 1.0
     return (scores / temperature).softmax(dim=1)
 
 
+NOT_SURE = "not sure"
+
+
+def check_min_confidence(value: float) -> float:
+    """A confidence floor in [0, 1): below it the answer is "not sure". ConfigError otherwise."""
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"min_confidence is a probability in [0, 1) (0.8 for 80 %), not {value:g}")
+    return value
+
+
+def answer_rule(min_confidence: float = 0.0) -> dict[str, Any]:
+    """How imori turns probabilities into an answer, as every export's preprocess.json
+    describes it (``Prediction.answer`` applies it)."""
+    return {"min_confidence": check_min_confidence(min_confidence), "not_sure": NOT_SURE,
+            "rule": f"the label (by the thresholds when there are some, else the likeliest class) when its "
+                    f"probability is at least min_confidence, else {NOT_SURE!r}"}
+
+
 @dataclass
 class Prediction:
     source: str
@@ -52,16 +71,26 @@ class Prediction:
     error: str | None = None  # set (and the rest empty) when the image could not be read
     warnings: list[str] = field(default_factory=list)  # how it differs from the training images
     decision: str | None = None  # the answer by the checkpoint's operating point, when it has one
+    sure: bool = True  # False when the label's probability is below the predictor's min_confidence
+    seen: torch.Tensor | None = field(default=None, repr=False)  # uint8 C x H x W: the model's input, unnormalised
 
     @property
     def label(self) -> str | None:
-        """The answer: by the operating point when the checkpoint has one, else the likeliest class."""
+        """The class: by the operating point when the checkpoint has one, else the likeliest."""
         return self.decision or (self.top[0][0] if self.top else None)
+
+    @property
+    def answer(self) -> str | None:
+        """What imori answers: the label, or ``NOT_SURE`` when its probability is below the
+        predictor's ``min_confidence`` (the same rule in the dashboard, the CLI and exports)."""
+        return self.label if self.sure or self.label is None else NOT_SURE
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "answer": self.answer,
             "label": self.label,
+            "sure": self.sure,
             "top": [{"class": c, "probability": p} for c, p in self.top],
             "probabilities": self.probabilities,
             "error": self.error,
@@ -73,10 +102,13 @@ class Predictor:
     """A checkpoint's model, ready to classify images."""
 
     def __init__(self, checkpoint: Checkpoint | str | Path, *, device: str = "cpu", temperature: float | None = None,
-                 **bare: Any) -> None:
+                 min_confidence: float = 0.0, **bare: Any) -> None:
         """``bare``: ``model=``, ``classes=``, ``options=`` for a tutorial's bare state_dict.
         ``temperature`` divides the model's scores before the softmax (``core.calibration``);
-        by default the one recorded for this checkpoint's file, else 1 (as trained)."""
+        by default the one recorded for this checkpoint's file, else 1 (as trained).
+        ``min_confidence`` (0..1): below it, the answer is "not sure" (``answer_rule``).
+        Raises ConfigError for a min_confidence outside [0, 1)."""
+        self.min_confidence = check_min_confidence(min_confidence)
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, **bare)
         self.calibration = None if temperature is not None or isinstance(checkpoint, Checkpoint) else recorded_calibration(checkpoint)
         self.temperature = float(temperature if temperature is not None else
@@ -109,9 +141,13 @@ class Predictor:
         """A decoded Pillow image as the model receives it: normalised ``1 x C x H x W``."""
         return self.preprocessing(image)
 
-    def predict(self, images: Iterable[ImageInput], top_k: int = 5, names: Iterable[str] | None = None) -> list[Prediction]:
+    def predict(self, images: Iterable[ImageInput], top_k: int = 5, names: Iterable[str] | None = None,
+                min_confidence: float | None = None) -> list[Prediction]:
         """Classify images; an unreadable one gets a Prediction with ``error`` set. Each
-        one's ``warnings`` say how it differs from the training images (``input_warnings``)."""
+        one's ``warnings`` say how it differs from the training images (``input_warnings``),
+        ``seen`` holds what the model received (each image is preprocessed once), and
+        ``sure`` says whether its label reaches ``min_confidence`` (default: the predictor's)."""
+        floor = self.min_confidence if min_confidence is None else check_min_confidence(min_confidence)
         images = list(images)
         names = list(names) if names is not None else [_name(img, i) for i, img in enumerate(images)]
         tensors: list[torch.Tensor] = []
@@ -131,6 +167,7 @@ class Predictor:
         k = max(1, min(top_k, len(self.classes)))
         rows = iter(probs.tolist() if tensors else [])
         warned = iter(notes)
+        seen = iter(tensors)
         out: list[Prediction] = []
         for result, name in zip(results, names):
             if result is not None:
@@ -138,20 +175,26 @@ class Predictor:
                 continue
             row = next(rows)
             ranked = sorted(range(len(row)), key=lambda i: row[i], reverse=True)[:k]
+            probabilities = dict(zip(self.classes, row))
+            decision = self.decide(probabilities) if self.thresholds else None
+            label = decision or self.classes[ranked[0]]
             out.append(
                 Prediction(
                     source=name,
-                    probabilities={c: p for c, p in zip(self.classes, row)},
+                    probabilities=probabilities,
                     top=[(self.classes[i], row[i]) for i in ranked],
                     warnings=next(warned),
-                    decision=self.decide(dict(zip(self.classes, row))) if self.thresholds else None,
+                    decision=decision,
+                    sure=probabilities[label] >= floor,
+                    seen=next(seen),
                 )
             )
         return out
 
 
 def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
-    """CSV text, one row per prediction (DIGITS' Classify Many): file, class, confidence,
+    """CSV text, one row per prediction (DIGITS' Classify Many): file, class (the answer:
+    "not sure" below the predictor's min_confidence), confidence,
     each class's probability (in output order), error (for an image that did not read)."""
     import csv
     import io
@@ -163,7 +206,7 @@ def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -
         if p.error:
             writer.writerow([p.source, "", "", *([""] * len(classes)), p.error])
         else:
-            writer.writerow([p.source, p.label, f"{p.probabilities[p.label]:.6f}",
+            writer.writerow([p.source, p.answer, f"{p.probabilities[p.label]:.6f}",
                              *(f"{p.probabilities[c]:.6f}" for c in classes), ""])
     return out.getvalue()
 

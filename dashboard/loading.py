@@ -46,7 +46,7 @@ def cached_predictor(path: str | Path, *, model: str | None = None, classes: Seq
                              json.dumps(options or {}, sort_keys=True), calibration)
 
 
-def predict(predictor: Any, images: Sequence[Any], names: Sequence[str]) -> list[Any]:
+def predict(predictor: Any, images: Sequence[Any], names: Sequence[str], min_confidence: float = 0.0) -> list[Any]:
     """Every class's probability for each image, on one thread.
 
     ``torch.set_num_threads`` holds for the calling thread only (OpenMP), and Streamlit
@@ -56,7 +56,8 @@ def predict(predictor: Any, images: Sequence[Any], names: Sequence[str]) -> list
     import torch
 
     torch.set_num_threads(1)
-    return predictor.predict(list(images), top_k=len(predictor.classes), names=list(names))
+    return predictor.predict(list(images), top_k=len(predictor.classes), names=list(names),
+                             min_confidence=min_confidence)
 
 
 def tensor_to_image(tensor: Any, channel_order: str = "RGB", size: int | None = 112):

@@ -1,7 +1,8 @@
 """``export``: a checkpoint (the subject, a path) to ONNX or torch.export's .pt2, checked
 against PyTorch on its run's test split (``core.export``), then put in a ZIP with its
 ``preprocess.json`` under ``IMORI_HOME/exports``. Params: ``format`` (``onnx`` or
-``pt2``), ``max_images`` (the parity check's images, default 512). Result: ``zip`` (its
+``pt2``), ``max_images`` (the parity check's images, default 512), ``min_confidence``
+(the "not sure" rule its preprocess.json states, default 0). Result: ``zip`` (its
 path), ``format``, ``parity`` (the check in words) and ``figures``."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def run(job: JobContext) -> dict[str, Any]:
     try:
         job.progress(f"exporting to {fmt}", 0.1)
         result = export(job.subject, work / f"model.{fmt}", fmt, max_images=int(job.params.get("max_images", 512)),
+                        min_confidence=float(job.params.get("min_confidence", 0.0)),
                         progress=lambda text: job.progress(text, 0.5))
         archive = work.with_suffix(".zip")
         with atomic_write(archive, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as zipped:

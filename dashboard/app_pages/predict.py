@@ -201,7 +201,7 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
             original, model_view, chart = st.columns([1, 1, 3], vertical_alignment="center")
             original.image(loading.upscale(entry["original"], 140), width=140,
                            caption=f"{prediction.source}: {describe(entry['original'])}")
-            model_view.image(loading.tensor_to_image(entry["seen"], prep.channel_order, 140), width=140,
+            model_view.image(loading.tensor_to_image(prediction.seen, prep.channel_order, 140), width=140,
                              caption=f"what the model sees: {seen}" + (", inverted" if entry["inverted"] else ""))
             label = prediction.label
             probability = prediction.probabilities[label]
@@ -209,7 +209,7 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                 point = predictor.thresholds.get(label)
                 chart.caption(f"by the operating point: {label} when p({label}) ≥ {point['threshold']:.3f}"
                               if point else f"by the operating point, not the likeliest class ({prediction.top[0][0]})")
-            if probability < not_sure:
+            if not prediction.sure:  # the predictor's rule: below min_confidence, "not sure"
                 chart.markdown(f"Predicted class: **not sure** (the likeliest, {label}, is {fmt.pct(probability)}: "
                                f"below {fmt.pct(not_sure, 0)})")
             else:
@@ -288,7 +288,7 @@ if predictor is not None:
             st.error(str(err), icon=":material/warning:")
     if named:
         from core.data.preprocess import open_image
-        from core.predict import invert_image, to_picture
+        from core.predict import invert_image
 
         entries: list[dict[str, Any] | None] = []
         inputs: list[Any] = []
@@ -310,14 +310,13 @@ if predictor is not None:
             inverted = bool(st.session_state.get(key, False))
             given = invert_image(picture) if inverted else picture
             inputs.append(given)
-            entries.append({"original": picture, "key": key, "inverted": inverted, "given": given,
-                            "seen": to_picture(predictor.preprocessing, predictor.model_input(given))})
+            entries.append({"original": picture, "key": key, "inverted": inverted, "given": given})
         started = time.perf_counter()
-        predictions = loading.predict(predictor, inputs, names)
+        predictions = loading.predict(predictor, inputs, names, min_confidence=not_sure)
         took = time.perf_counter() - started
         st.session_state.pr_results = [
             {**p.to_dict(), "inverted": bool(e and e["inverted"]),
-             "input_brightness": float(e["seen"].float().mean()) / 255.0 if e else None}
+             "input_brightness": float(p.seen.float().mean()) / 255.0 if p.seen is not None else None}
             for p, e in zip(predictions, entries)
         ]
         ok = sum(1 for p in predictions if not p.error)
@@ -326,7 +325,7 @@ if predictor is not None:
         if len(predictions) > 1:  # classify many: the table, and every probability as CSV
             from core.predict import predictions_csv
 
-            st.dataframe(pd.DataFrame([{"file": p.source, "class": p.label if not p.error else "",
+            st.dataframe(pd.DataFrame([{"file": p.source, "class": p.answer if not p.error else "",
                                         "confidence": p.top[0][1] if not p.error else None, "error": p.error or ""}
                                        for p in predictions]),
                          hide_index=True, column_config={"confidence": st.column_config.ProgressColumn(

@@ -65,6 +65,18 @@ def test_predict_prints_probabilities_that_sum_to_one(trained, tmp_path, capsys)
     assert len(result["top"]) == 3 and result["label"] == result["top"][0]["class"]
 
 
+def test_predict_answers_not_sure_below_min_confidence_as_the_dashboard_does(trained, tmp_path, capsys):
+    image = digit_png(tmp_path / "d.png")
+    best = str(trained / "checkpoints" / "best.pt")
+    code, out, _ = run(capsys, "predict", str(image), "--checkpoint", best, "--json")
+    [answer] = json.loads(out)
+    assert code == 0 and answer["answer"] == answer["label"] and answer["sure"] is True
+    code, out, _ = run(capsys, "predict", str(image), "--checkpoint", best, "--min-confidence", "0.9999999")
+    assert code == 0 and out.startswith(f"{image}: not sure  ("), out
+    code, out, err = run(capsys, "predict", str(image), "--checkpoint", best, "--min-confidence", "90")
+    assert code == 2 and "min_confidence is a probability in [0, 1) (0.8 for 80 %), not 90" in err
+
+
 def test_predict_with_a_run_uses_its_default_checkpoint_and_says_which_and_why(trained, tmp_path, capsys):
     from core.records import queries
 

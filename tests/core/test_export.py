@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from core.config import RunConfig
+from core.errors import ImoriError
 from core.export import ExportError, compare, export
 from core.models import get_spec, list_models
 from core.train import fit
@@ -129,3 +130,17 @@ def test_the_onnx_and_pt2_exports_of_one_name_share_one_sidecar(checkpoints, tmp
     with pytest.raises(ExportError, match="exported from another model"):
         export(checkpoints("lenet5"), tmp_path / "model.onnx", "onnx")
     assert (tmp_path / "model.preprocess.json").read_bytes() == before
+
+
+def test_every_export_states_the_answer_rule_and_a_nonsense_floor_is_refused(checkpoints, tmp_path):
+    """The "not sure" rule travels with the model: the same words and floor as Predict."""
+    from core.predict import NOT_SURE
+
+    result = export(checkpoints("tiny_net"), tmp_path / "sure.pt", "state_dict", min_confidence=0.8)
+    answer = json.loads(result.sidecar.read_text())["answer"]
+    assert answer["min_confidence"] == 0.8 and answer["not_sure"] == NOT_SURE and "min_confidence" in answer["rule"]
+    onnx = export(checkpoints("tiny_net"), tmp_path / "always.onnx", "onnx")
+    assert json.loads(onnx.sidecar.read_text())["answer"]["min_confidence"] == 0.0
+    with pytest.raises(ImoriError, match=r"min_confidence is a probability in \[0, 1\) \(0.8 for 80 %\), not 80"):
+        export(checkpoints("tiny_net"), tmp_path / "bad.pt", "state_dict", min_confidence=80)
+    assert not (tmp_path / "bad.pt").exists()

@@ -210,3 +210,28 @@ def test_most_confused_lists_the_off_diagonal_cells_most_first():
     confusion = [[5, 2, 0], [4, 6, 1], [0, 2, 9]]
     assert most_confused(confusion, ["a", "b", "c"]) == [("b", "a", 4), ("a", "b", 2), ("c", "b", 2), ("b", "c", 1)]
     assert most_confused(confusion, ["a", "b", "c"], min_count=3) == [("b", "a", 4)]
+
+
+def test_the_answer_is_not_sure_below_the_predictors_min_confidence_and_each_image_is_prepared_once(seed000_checkpoint):
+    """The "not sure" rule is the predictor's (Predict, imori predict and exports say the
+    same); a prediction carries what the model saw, so a page draws it without preparing
+    the image again."""
+    from core.errors import ConfigError
+    from core.predict import NOT_SURE
+
+    _, path = seed000_checkpoint
+    png = photo(seed=2)
+    predictor = Predictor(path, model="mynet", classes=["akahara", "madara"])
+    [sure] = predictor.predict([png])
+    top = sure.top[0][1]
+    assert sure.sure and sure.answer == sure.label and sure.to_dict()["answer"] == sure.label
+    [unsure] = predictor.predict([png], min_confidence=min(0.999, top + 1e-3))
+    assert not unsure.sure and unsure.answer == NOT_SURE and unsure.label == sure.label
+    assert unsure.to_dict()["answer"] == NOT_SURE and unsure.to_dict()["sure"] is False
+    strict = Predictor(path, model="mynet", classes=["akahara", "madara"], min_confidence=min(0.999, top + 1e-3))
+    assert strict.predict([png])[0].answer == NOT_SURE
+    expected = predictor.preprocessing.to_uint8(Image.open(io.BytesIO(png)))
+    assert sure.seen.dtype == torch.uint8 and torch.equal(sure.seen, expected)
+    for bad in (-0.1, 1.0, 90):
+        with pytest.raises(ConfigError, match=r"min_confidence is a probability in \[0, 1\)"):
+            predictor.predict([png], min_confidence=bad)
