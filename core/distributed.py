@@ -53,7 +53,7 @@ from core import devices
 from core.config import RunConfig
 from core.errors import ImoriError
 from core.ranks import ProcessRanks
-from core.recorder import CheckpointInfo, EvalMetrics, Recorder, RunEnd, RunStart, StepMetrics
+from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunEnd, RunStart, StepMetrics
 from core.status import FAILED
 from core.processes import die_with_parent
 from core.train import FitResult, fit
@@ -320,7 +320,7 @@ class _Relay:
 # -- the rank side -------------------------------------------------------------------------------
 
 
-class RelayRecorder(Recorder):
+class RelayRecorder(Forwarder):
     """Rank 0's recorder: every event to the launching process, whose recorder answers
     ``should_stop`` and ``before_checkpoint``."""
 
@@ -348,32 +348,14 @@ class RelayRecorder(Recorder):
             raise RankFailed(f"the run's recorder refused: {reply['raise']}")
         return reply
 
-    def on_start(self, start: RunStart) -> None:
-        self.send("on_start", start)
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        self.send("on_step", metrics)
-
-    def on_eval(self, metrics: EvalMetrics) -> None:
-        self.send("on_eval", metrics)
+    def forward(self, event: str, value: Any) -> None:
+        self.send(event, value)
 
     def before_checkpoint(self) -> None:
         self.ask("before_checkpoint")
 
-    def on_checkpoint(self, info: CheckpointInfo) -> None:
-        self.send("on_checkpoint", info)
-
-    def on_checkpoint_removed(self, path: str) -> None:
-        self.send("on_checkpoint_removed", path)
-
-    def on_log(self, message: str) -> None:
-        self.send("on_log", message)
-
     def should_stop(self) -> bool:
         return bool(self.ask("should_stop").get("stop"))
-
-    def on_end(self, end: RunEnd) -> None:
-        self.send("on_end", end)
 
 
 def _die_with_torchrun() -> None:

@@ -105,46 +105,49 @@ class Recorder:
         """The run is over, whatever the outcome; flush everything now."""
 
 
-class Recorders(Recorder):
+# The notifications a loop sends (each with one value); ``before_checkpoint`` and
+# ``should_stop`` are questions, answered by each recorder in its own way.
+EVENTS = ("on_start", "on_step", "on_eval", "on_checkpoint", "on_checkpoint_removed", "on_log", "on_end")
+
+
+class Forwarder(Recorder):
+    """A recorder that passes every notification on through one method,
+    ``forward(event, value)``: the fan-out to several recorders and rank 0's relay to
+    its launcher are one loop each, not a method per event written out again."""
+
+    def forward(self, event: str, value: Any) -> None:
+        raise NotImplementedError
+
+
+def _forwarding(event: str):
+    def method(self: Forwarder, value: Any) -> None:
+        self.forward(event, value)
+
+    method.__name__ = method.__qualname__ = event
+    method.__doc__ = getattr(Recorder, event).__doc__
+    return method
+
+
+for _event in EVENTS:
+    setattr(Forwarder, _event, _forwarding(_event))
+
+
+class Recorders(Forwarder):
     """Fan one loop's events out to several recorders."""
 
     def __init__(self, *recorders: Recorder | None) -> None:
         self.recorders = [r for r in recorders if r is not None]
 
-    def on_start(self, start: RunStart) -> None:
+    def forward(self, event: str, value: Any) -> None:
         for r in self.recorders:
-            r.on_start(start)
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        for r in self.recorders:
-            r.on_step(metrics)
-
-    def on_eval(self, metrics: EvalMetrics) -> None:
-        for r in self.recorders:
-            r.on_eval(metrics)
+            getattr(r, event)(value)
 
     def before_checkpoint(self) -> None:
         for r in self.recorders:
             r.before_checkpoint()
 
-    def on_checkpoint(self, info: CheckpointInfo) -> None:
-        for r in self.recorders:
-            r.on_checkpoint(info)
-
-    def on_checkpoint_removed(self, path: str) -> None:
-        for r in self.recorders:
-            r.on_checkpoint_removed(path)
-
-    def on_log(self, message: str) -> None:
-        for r in self.recorders:
-            r.on_log(message)
-
     def should_stop(self) -> bool:
         return any(r.should_stop() for r in self.recorders)
-
-    def on_end(self, end: RunEnd) -> None:
-        for r in self.recorders:
-            r.on_end(end)
 
 
 class MemoryRecorder(Recorder):
