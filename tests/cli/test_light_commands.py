@@ -76,6 +76,16 @@ def test_reading_commands_import_no_torch(imori_home, finished_run, argv):
         assert code == 0, err
 
 
+@pytest.mark.parametrize("argv", [["jobs"], ["jobs", "--json"], ["jobs", "show", "{job}"], ["jobs", "cancel", "{job}"]])
+def test_jobs_commands_import_no_torch(imori_home, argv):
+    jobs = pytest.importorskip("core.records.jobs")
+    job_id = jobs.create_job("health", "digits", {"features": False})
+    argv = [a.format(job=job_id) for a in argv]
+    code, err, heavy = imori(imori_home, *argv)
+    assert heavy == "none", f"imori {' '.join(argv)} imported {heavy}"
+    assert code == 0, err
+
+
 @pytest.mark.xfail(strict=False, reason=CORE_CHAIN)
 def test_submit_imports_no_torch(imori_home):
     code, err, heavy = imori(imori_home, "submit", "--model", "lenet5", "--dataset", "digits", "--epochs", "1",
