@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from core import paths
+
 # core.data.cache.KINDS, written out so that `imori --help` imports no torch (the cache
 # module holds tensors); tests/cli/test_cache.py keeps the two in step.
 KINDS = ("data", "features", "health")
@@ -31,7 +33,6 @@ def _size(n: float) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from core import paths
     from core.data import cache
 
     if args.action == "clear":

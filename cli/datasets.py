@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ImoriError
+from core.recipes import RECIPES, recipe_results
 
 
 @dataclass(frozen=True)
@@ -357,8 +358,6 @@ def measured_line(measured: dict) -> str:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from core.recipes import RECIPES, recipe_results
-
     results = recipe_results()
     if args.json:
         print(json.dumps({k: {**v, "measured": results.get(k)} for k, v in RECIPES.items()}, indent=2))
