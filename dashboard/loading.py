@@ -103,30 +103,11 @@ def under_home(path: str | Path) -> Path | None:
     return resolved
 
 
-def checkpoint_reader(path: Path):
+def file_reader(path: Path):
     """A deferred download: the bytes are read when the button is clicked."""
     def read() -> bytes:
         return path.read_bytes()
     return read
-
-
-def export_zip(path: str | Path, fmt: str, max_images: int = 512) -> tuple[bytes, str]:
-    """(a ZIP of ``path`` exported as ``fmt`` with its preprocess.json, the parity check in
-    words). The check uses at most ``max_images`` test images, to keep the page quick;
-    ``imori export`` checks up to 2,000. Raises ExportError when the export is refused."""
-    import io
-    import tempfile
-    import zipfile
-
-    from core.export import export
-
-    with tempfile.TemporaryDirectory(prefix="imori-export-") as tmp:
-        result = export(path, Path(tmp) / f"model.{fmt}", fmt, max_images=max_images)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.write(result.path, result.path.name)
-            archive.write(result.sidecar, result.sidecar.name)
-        return buffer.getvalue(), result.parity.describe() if result.parity else "not needed"
 
 
 def state_dict_reader(path: Path):

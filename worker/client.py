@@ -13,8 +13,11 @@ from typing import Any
 from core.config import RunConfig, apply_overrides, expand_sweep
 from core.errors import ConfigError
 from core.status import SUCCEEDED
-from worker.app import EVALUATE_TASK, HEALTH_TASK, JOB_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
+from core.jobs.kinds import kind_of
+from core.records import jobs, queries, store
+from worker.app import JOB_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
 from worker.broker import require
+from worker.presence import gpu_worker_alive
 
 
 def choose_queue(device: str) -> str:
@@ -23,8 +26,6 @@ def choose_queue(device: str) -> str:
     if device == "cuda":
         return gpu_queue()
     if device == "auto":
-        from worker.presence import gpu_worker_alive
-
         try:
             return gpu_queue() if gpu_worker_alive() else cpu_queue()
         except Exception:  # noqa: BLE001 - Redis is down: the send below will say so
@@ -65,8 +66,6 @@ def queue_problems(config: RunConfig) -> list[str]:
 def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> int:
     """Validate (this is where a queued run's settings enter), record as ``queued``, send
     to the queue. Returns the run id; a config that cannot run is a ConfigError."""
-    from core.records import store
-
     config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     config = config.validate().with_absolute_paths()
     refuse_if_unrunnable_here(config)
@@ -79,8 +78,6 @@ def submit(config: RunConfig | dict[str, Any], *, name: str | None = None) -> in
 def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
     """One run per combination of the sweep's values, e.g. ``{"lr": [0.1, 0.01]}``; none
     is queued unless every one of them can run."""
-    from core.records import store
-
     configs, problems = expand_sweep(config.with_absolute_paths(), sweep)
     problems += config.machine_problems() + queue_problems(config)
     if problems:
@@ -95,15 +92,11 @@ def submit_sweep(config: RunConfig, sweep: dict[str, list[Any]]) -> list[int]:
 
 def cancel(run_id: int) -> str:
     """Cancel a queued run at once or a running one within an iteration; returns its status."""
-    from core.records import store
-
     return store.request_cancel(run_id)
 
 
 def clone(run_id: int, **changes: Any) -> int:
     """A new queued run with the old run's configuration (and ``changes``)."""
-    from core.records import queries
-
     old = queries.get_run(run_id)
     config = RunConfig.from_dict(apply_overrides(old.config, changes))
     return submit(config, name=f"{old.name} (clone)" if "name" not in changes else changes["name"])
@@ -113,8 +106,6 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
     """Queue a finished or cancelled run again to train further (it resumes from its last
     checkpoint). Give the new total ``epochs`` or ``iterations``; with neither, a cancelled
     run finishes what it was asked, and a finished one trains one more epoch."""
-    from core.records import queries, store
-
     run = queries.get_run(run_id)
     config = RunConfig.from_dict(run.config)
     if epochs is not None:
@@ -140,51 +131,19 @@ def continue_run(run_id: int, *, epochs: int | None = None, iterations: int | No
     return run_id
 
 
-def submit_evaluation(
-    checkpoint: str,
-    dataset: str,
-    *,
-    split: str = "test",
-    model: str | None = None,
-    classes: list[str] | None = None,
-    options: dict[str, Any] | None = None,
-    run_id: int | None = None,
-) -> int:
-    """Queue the evaluation of a checkpoint on a dataset split for a worker (the
-    dashboard never does training-sized work itself). Returns the evaluation id;
-    ``core.records.queries.get_evaluation`` follows it. ``model``/``classes``/``options``
-    describe a bare state_dict."""
-    from core.records import store
-
-    bare = {k: v for k, v in (("model", model), ("classes", classes), ("options", options)) if v}
+def submit_job(kind: str, subject: str, params: dict[str, Any] | None = None, *, run_id: int | None = None) -> int:
+    """Queue a job of ``kind`` (``core.jobs.kinds``) about ``subject`` for a worker: the
+    dashboard never does training-sized work itself. Returns its id;
+    ``core.records.jobs.get_job`` follows it. Raises NoBroker (an ImoriError) when no
+    queue is running, before anything is recorded; ValueError for an unknown kind."""
+    job_kind = kind_of(kind)
     queue_ready()
-    eval_id = store.create_evaluation(checkpoint, dataset, split=split, bare=bare or None, run_id=run_id)
-    get_app().send_task(EVALUATE_TASK, args=[eval_id], queue=choose_queue("auto"))
-    return eval_id
-
-
-def submit_health_check(dataset: str, *, features: bool = True) -> int:
-    """Queue a dataset's health check for a worker (the feature checks are training-sized
-    work, never done in the dashboard's process). Returns the job's id;
-    ``core.records.queries.get_health_check`` follows it."""
-    from core.records import store
-
-    queue_ready()
-    check_id = store.create_health_check(dataset, features=features)
-    get_app().send_task(HEALTH_TASK, args=[check_id], queue=cpu_queue())
-    return check_id
-
-
-def submit_job(kind: str, subject: str, params: dict | None = None) -> int:
-    """Queue a job of ``core.jobs`` (``kind`` about ``subject``) for a worker's CPU queue.
-    Returns its id; ``core.records.queries.get_job`` follows it. Raises NoBroker when no
-    queue is running, ValueError for an unknown kind."""
-    from core.jobs import KINDS
-    from core.records import store
-
-    if kind not in KINDS:
-        raise ValueError(f"no job kind {kind!r}")
-    require()
-    job_id = store.create_job(kind, subject, params)
-    get_app().send_task(JOB_TASK, args=[job_id], queue=cpu_queue())
+    job_id = jobs.create_job(kind, subject, params, run_id=run_id)
+    get_app().send_task(JOB_TASK, args=[job_id], queue=choose_queue(job_kind.device))
     return job_id
+
+
+def cancel_job(job_id: int) -> str:
+    """Cancel a job: a queued one ends at once and never starts, a running one stops at its
+    next progress report. Returns its status afterwards; JobNotFound for an unknown id."""
+    return jobs.cancel_job(job_id)

@@ -1,5 +1,5 @@
-"""The tasks: train a run, evaluate a checkpoint, check a dataset, do a job (core.jobs),
-each given an id. Thin by design.
+"""The tasks: train a run, do a job (core.jobs: evaluate, health, calibrate, lr_find,
+export, import), each given an id. Thin by design.
 
 Each task re-reads its work from the database by id and hands it to ``core``: the run's
 whole life cycle (claim, resume, record, train, final status) is ``core.run.execute_run``.
@@ -12,13 +12,19 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+import time
 
 from celery.signals import worker_shutting_down
 
-from core.run import INTERRUPTED, WAITING
-from core.status import FAILED, SUCCEEDED
-from worker.app import EVALUATE_TASK, HEALTH_TASK, JOB_TASK, TRAIN_TASK, get_app
+from core.errors import ImoriError
+from core.jobs.kinds import JobCancelled, JobContext, Progress
+from core.jobs.registry import run_job
+from core.records import jobs, queries
+from core.run import INTERRUPTED, WAITING, execute_run
+from core.status import CANCELLED, FAILED, SUCCEEDED
+from worker.app import JOB_TASK, RETIRED_TASKS, TRAIN_TASK, get_app
+from worker.client import send
+from worker.faults import fault_injector
 
 log = logging.getLogger("imori.worker")
 app = get_app()
@@ -51,9 +57,6 @@ def worker_name() -> str:
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def train_run(run_id: int) -> str:
     """Train run ``run_id``; returns what happened, for the worker's log."""
-    from core.run import execute_run
-    from worker.faults import fault_injector
-
     if presence is not None:
         presence.set_run(int(run_id))
     try:
@@ -65,18 +68,12 @@ def train_run(run_id: int) -> str:
         if presence is not None:
             presence.set_run(None)
     if outcome.status == WAITING:
-        from core.records import queries
-        from worker.client import send
-
         send(int(run_id), queries.get_run(int(run_id)).config.get("device", "auto"), countdown=WAIT_RETRY_S)
         return outcome.status
     if outcome.status == INTERRUPTED:
         # Back in the queue for the next worker. (Celery's Reject(requeue=True) would do
         # it too, but logs an error with a traceback for what is a normal stop.) If the
         # broker is already gone, the watchdog sends a queued run with no message again.
-        from core.records import queries
-        from worker.client import send
-
         try:
             send(int(run_id), queries.get_run(int(run_id)).config.get("device", "auto"))
             log.info("run %s: interrupted by this worker's shutdown; queued again for the next worker", run_id)
@@ -85,100 +82,60 @@ def train_run(run_id: int) -> str:
     return outcome.status
 
 
-@app.task(name=EVALUATE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def evaluate_checkpoint(eval_id: int) -> str:
-    """Evaluate a checkpoint on a dataset split; the result goes to the records."""
-    return execute_evaluation(int(eval_id), worker_name())
-
-
-def _job(what: str, work: Callable[[], dict], finish: Callable[..., None]) -> str:
-    """Run a job a worker does for the dashboard, claimed already: ``work()`` returns what
-    ``finish`` records on success; a user error or a crash is recorded as the job's error
-    (a crash with its traceback in the worker's log)."""
-    from core.errors import ImoriError
-
-    try:
-        done = work()
-    except ImoriError as err:
-        finish(error=str(err))
-        return FAILED
-    except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job
-        log.exception("%s crashed", what)
-        finish(error=f"{type(err).__name__}: {err}")
-        return FAILED
-    finish(**done)
-    return SUCCEEDED
-
-
-def _every_half_second(write: Callable[[str, float], None]) -> Callable[[str, float], None]:
-    """``write(stage, share done)`` at most every half second (one row write each), and
-    always when the share reaches 1."""
-    import time
-
-    last = [0.0]
-
-    def progress(stage: str, share: float) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.5 or share >= 1.0:
-            last[0] = now
-            write(stage, share)
-
-    return progress
-
-
-def execute_evaluation(eval_id: int, worker_name: str) -> str:
-    from core.predict import Predictor, evaluate
-    from core.records import queries, store
-
-    if not store.claim_evaluation(eval_id, worker_name):
-        return "skipped"
-    job = queries.get_evaluation(eval_id)
-
-    def work() -> dict:
-        result = evaluate(Predictor(job.checkpoint, **(job.bare or {})), job.dataset, split=job.split)
-        return {"result": result.to_dict()}
-
-    return _job(f"evaluation {eval_id}", work, lambda **kw: store.finish_evaluation(eval_id, **kw))
-
-
-@app.task(name=HEALTH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def check_dataset_health(check_id: int) -> str:
-    """A dataset's health check (core.health); its report goes to the health cache."""
-    return execute_health_check(int(check_id), worker_name())
-
-
-def execute_health_check(check_id: int, worker_name: str) -> str:
-    from core.health import check_dataset
-    from core.records import queries, store
-
-    if not store.claim_health_check(check_id, worker_name):
-        return "skipped"
-    job = queries.get_health_check(check_id)
-    write = _every_half_second(lambda stage, share: store.health_progress(check_id, stage, share))
-
-    def progress(stage: str, done: int, total: int) -> None:
-        write(stage, done / total if total else 1.0)
-
-    def work() -> dict:
-        return {"identity": check_dataset(job.dataset, features=job.features, progress=progress).identity}
-
-    return _job(f"health check {check_id}", work, lambda **kw: store.finish_health_check(check_id, **kw))
-
-
 @app.task(name=JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def do_job(job_id: int) -> str:
-    """A job of ``core.jobs`` (calibrate a checkpoint, find a learning rate)."""
+    """A job of ``core.jobs`` (evaluate, health, calibrate, lr_find, export, import)."""
     return execute_job(int(job_id), worker_name())
 
 
 def execute_job(job_id: int, worker_name: str) -> str:
-    from core.jobs import run_job
-    from core.records import queries, store
-
-    if not store.claim_job(job_id, worker_name):
+    """Claim job ``job_id``, run its kind, record the result, the error or the cancel.
+    Returns the job's final status, or ``skipped`` when it was not queued any more (a
+    duplicate delivery, or cancelled before it started)."""
+    if not jobs.claim_job(job_id, worker_name):
         return "skipped"
-    job = queries.get_job(job_id)
-    progress = _every_half_second(lambda stage, share: store.job_progress(job_id, stage, share))
+    job = jobs.get_job(job_id)
+    context = JobContext(job.id, job.subject, job.params, job.run_id, progress=_progress_of(job_id))
+    try:
+        result = run_job(job.kind, context)
+    except JobCancelled:
+        jobs.finish_job(job_id, cancelled=True)
+        return CANCELLED
+    except ImoriError as err:
+        jobs.finish_job(job_id, error=str(err))
+        return FAILED
+    except Exception as err:  # noqa: BLE001 - a bug: keep its text with the job, its traceback in the log
+        log.exception("%s job %s crashed", job.kind, job_id)
+        jobs.finish_job(job_id, error=f"{type(err).__name__}: {err}")
+        return FAILED
+    jobs.finish_job(job_id, result=result)
+    return SUCCEEDED
 
-    return _job(f"{job.kind} job {job_id}", lambda: {"result": run_job(job.kind, job.subject, job.params, progress)},
-                lambda **kw: store.finish_job(job_id, **kw))
+
+def _progress_of(job_id: int, every_s: float = 0.5) -> Progress:
+    """``progress(stage, share)`` for a running job: written at most every ``every_s``
+    (one short write transaction each) and always when the share reaches 1; raises
+    JobCancelled at the first write after a cancel was requested."""
+    last = [0.0]
+
+    def progress(stage: str, share: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or share >= 1.0:
+            last[0] = now
+            if jobs.report_progress(job_id, stage, share):
+                raise JobCancelled()
+
+    return progress
+
+
+def _retired(name: str):
+    @app.task(name=name, ignore_result=True)
+    def retired(*args: object) -> str:
+        log.info("dropped a %s message from before the upgrade to one jobs table (its job ended as interrupted)", name)
+        return "retired"
+
+    return retired
+
+
+for _name in RETIRED_TASKS:
+    _retired(_name)

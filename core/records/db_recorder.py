@@ -34,6 +34,7 @@ from core.records import queries, store
 from core.records.engine import get_engine
 from core.records.errors import RecordsError, RunNotFound, StaleAttemptError
 from core.records.schema import utcnow
+from core.records.values import json_safe
 from core.status import CANCELLED, QUEUED, RUNNING, SUCCEEDED
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class DbRecorder(Recorder):
         self._run.update(
             device=start.device[:64],
             environment=dict(start.environment),
-            model_summary=store.json_safe(start.model_summary),
+            model_summary=json_safe(start.model_summary),
             classes=list(start.classes),
             total_steps=start.total_steps,
             steps_per_epoch=start.steps_per_epoch,

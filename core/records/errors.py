@@ -17,6 +17,14 @@ class RunNotFound(RecordsError):
         self.run_id = run_id
 
 
+class JobNotFound(RecordsError):
+    """No job with that id (``core.records.jobs``)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist: see `imori jobs`")
+        self.job_id = job_id
+
+
 class RunStateError(RecordsError):
     """The run is not in a state that allows this (claiming a finished run, deleting a running one)."""
 

@@ -22,7 +22,7 @@ import csv
 import io
 import math
 import statistics
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence, TextIO
@@ -30,8 +30,9 @@ from typing import Any, Iterable, Sequence, TextIO
 from sqlalchemy import Connection, Engine, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from core.records.engine import get_engine
-from core.records.errors import RecordsError, RunNotFound
+
+from core.records.errors import RunNotFound
+from core.records.values import Record, engine_or_default as _engine, plain
 from core.records.schema import (
     ROLLUP_WIDTHS,
     SqlCheckpoint,
@@ -48,28 +49,11 @@ DEFAULT_MAX_POINTS = 2000
 READ_FACTOR = 16  # read at most this many rows per point before merging
 
 
-def _engine(engine: Engine | None) -> Engine:
-    return engine if engine is not None else get_engine()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class _Record:
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
-
-
 # -- runs ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RunSummary(_Record):
+class RunSummary(Record):
     """One line of the runs list."""
 
     id: int
@@ -250,7 +234,7 @@ def count_runs(where: RunFilter | None = None, *, engine: Engine | None = None) 
 
 
 @dataclass(frozen=True)
-class RunPage(_Record):
+class RunPage(Record):
     """One page of the runs list: its runs, and where it stands among all that match."""
 
     runs: list[RunSummary]
@@ -360,7 +344,7 @@ def stale_runs(older_than: float, *, engine: Engine | None = None) -> list[RunSu
 
 
 @dataclass(frozen=True)
-class Series(_Record):
+class Series(Record):
     """A run's iteration metrics, reduced: point i summarises steps ``step_first[i] ..
     step[i]`` (``width`` steps per point at most, 1 when nothing was merged)."""
 
@@ -388,7 +372,7 @@ class Series(_Record):
         out = super().to_dict()
         for key, value in out.items():
             if isinstance(value, list):
-                out[key] = [_plain(v) for v in value]
+                out[key] = [plain(v) for v in value]
         return out
 
     def rows(self) -> list[dict[str, Any]]:
@@ -502,7 +486,7 @@ def compare_series(
 
 
 @dataclass(frozen=True)
-class StepRow(_Record):
+class StepRow(Record):
     step: int
     epoch: int
     loss: float | None
@@ -541,7 +525,7 @@ def latest_step(run_id: int, *, engine: Engine | None = None) -> StepRow | None:
 
 
 @dataclass(frozen=True)
-class EvalRow(_Record):
+class EvalRow(Record):
     epoch: int
     split: str
     step: int
@@ -569,7 +553,7 @@ def eval_series(run_id: int, *, split: str | None = None, engine: Engine | None 
 
 
 @dataclass(frozen=True)
-class CheckpointRow(_Record):
+class CheckpointRow(Record):
     path: str
     epoch: int
     step: int
@@ -618,7 +602,7 @@ def latest_checkpoint(run_id: int, *, engine: Engine | None = None) -> Checkpoin
 
 
 @dataclass(frozen=True)
-class LogLine(_Record):
+class LogLine(Record):
     id: int
     attempt: int
     time: float
@@ -673,7 +657,7 @@ def metrics_csv(run_id: int, out: TextIO | None = None, *, kind: str = "steps", 
 
 
 @dataclass(frozen=True)
-class DatasetRow(_Record):
+class DatasetRow(Record):
     id: int
     name: str
     kind: str
@@ -701,155 +685,6 @@ def dataset_record(name: str, *, engine: Engine | None = None) -> DatasetRow | N
     with _engine(engine).connect() as conn:
         row = conn.execute(_dataset_select().where(SqlDataset.name == name)).first()
     return DatasetRow(*row) if row else None
-
-
-# -- evaluations -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EvaluationRow(_Record):
-    id: int
-    status: str
-    checkpoint: str
-    dataset: str
-    split: str
-    bare: dict[str, Any] | None
-    run_id: int | None
-    worker: str | None
-    created_at: datetime
-    finished_at: datetime | None
-    result: dict[str, Any] | None  # core.predict.Evaluation.to_dict() once succeeded
-    error: str | None
-
-
-def _evaluation_select():
-    from core.records.schema import SqlEvaluation as E
-
-    return select(
-        E.id, E.status, E.checkpoint, E.dataset, E.split, E.bare, E.run_id, E.worker, E.created_at, E.finished_at,
-        E.result, E.error,
-    )
-
-
-def get_evaluation(eval_id: int, *, engine: Engine | None = None) -> EvaluationRow:
-    from core.records.schema import SqlEvaluation as E
-
-    with Session(_engine(engine)) as session:
-        row = session.execute(_evaluation_select().where(E.id == eval_id)).first()
-    if row is None:
-        raise RecordsError(f"no evaluation {eval_id}")
-    return EvaluationRow(*row)
-
-
-def list_evaluations(*, run_id: int | None = None, limit: int = 20, engine: Engine | None = None) -> list[EvaluationRow]:
-    """Evaluation jobs, newest first."""
-    from core.records.schema import SqlEvaluation as E
-
-    stmt = _evaluation_select().order_by(E.id.desc()).limit(limit)
-    if run_id is not None:
-        stmt = stmt.where(E.run_id == run_id)
-    with Session(_engine(engine)) as session:
-        return [EvaluationRow(*row) for row in session.execute(stmt)]
-
-
-# -- health checks ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HealthCheckRow(_Record):
-    id: int
-    dataset: str
-    features: bool
-    status: str
-    worker: str | None
-    stage: str | None
-    progress: float
-    created_at: datetime
-    finished_at: datetime | None
-    identity: str | None  # names the cached report (core.health) once succeeded
-    error: str | None
-
-
-def _health_select():
-    from core.records.schema import SqlHealthCheck as H
-
-    return select(H.id, H.dataset, H.features, H.status, H.worker, H.stage, H.progress, H.created_at, H.finished_at,
-                  H.identity, H.error)
-
-
-def get_health_check(check_id: int, *, engine: Engine | None = None) -> HealthCheckRow:
-    from core.records.schema import SqlHealthCheck as H
-
-    with _engine(engine).connect() as conn:
-        row = conn.execute(_health_select().where(H.id == check_id)).first()
-    if row is None:
-        raise RecordsError(f"no health check {check_id}")
-    return HealthCheckRow(*row)
-
-
-def latest_health_check(dataset: str, *, engine: Engine | None = None) -> HealthCheckRow | None:
-    """The newest health check job of ``dataset``, if any."""
-    from core.records.schema import SqlHealthCheck as H
-
-    with _engine(engine).connect() as conn:
-        row = conn.execute(_health_select().where(H.dataset == dataset).order_by(H.id.desc()).limit(1)).first()
-    return HealthCheckRow(*row) if row else None
-
-
-# -- jobs (core.jobs) -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobRow(_Record):
-    id: int
-    kind: str
-    subject: str
-    params: dict[str, Any]
-    status: str
-    worker: str | None
-    stage: str | None
-    progress: float
-    created_at: datetime
-    finished_at: datetime | None
-    result: dict[str, Any] | None
-    error: str | None
-
-
-def _job_select():
-    from core.records.schema import SqlJob as J
-
-    return select(J.id, J.kind, J.subject, J.params, J.status, J.worker, J.stage, J.progress, J.created_at,
-                  J.finished_at, J.result, J.error)
-
-
-def get_job(job_id: int, *, engine: Engine | None = None) -> JobRow:
-    from core.records.schema import SqlJob as J
-
-    with _engine(engine).connect() as conn:
-        row = conn.execute(_job_select().where(J.id == job_id)).first()
-    if row is None:
-        raise RecordsError(f"no job {job_id}")
-    return JobRow(*row)
-
-
-def list_jobs(kind: str | None = None, *, limit: int = 50, engine: Engine | None = None) -> list[JobRow]:
-    """The newest jobs (of ``kind``, when given), newest first."""
-    from core.records.schema import SqlJob as J
-
-    stmt = _job_select().order_by(J.id.desc()).limit(limit)
-    if kind is not None:
-        stmt = stmt.where(J.kind == kind)
-    with _engine(engine).connect() as conn:
-        return [JobRow(*row) for row in conn.execute(stmt)]
-
-
-def latest_job(kind: str, subject: str, *, engine: Engine | None = None) -> JobRow | None:
-    """The newest job of ``kind`` about ``subject``, if any."""
-    from core.records.schema import SqlJob as J
-
-    with _engine(engine).connect() as conn:
-        row = conn.execute(_job_select().where(J.kind == kind, J.subject == subject).order_by(J.id.desc()).limit(1)).first()
-    return JobRow(*row) if row else None
 
 
 # -- not learning: the loss has not fallen after the first epoch ----------------------------

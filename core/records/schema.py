@@ -19,11 +19,12 @@ Tables:
   place: same row, updated).
 - ``datasets``: imported datasets with their class counts and validation report.
 - ``run_logs``: lines worth showing the user, with the attempt that wrote them.
-- ``evaluations`` and ``health_checks``: jobs a worker does for the dashboard.
+- ``jobs``: every job a worker does besides training (``core.jobs``), one table for
+  every kind.
 
 Every ORM class is named ``Sql...`` (as MLflow names its own), so that ``SqlCheckpoint``
 (a row) is never confused with ``core.checkpoint.Checkpoint`` (a file) nor
-``SqlEvaluation`` with ``core.predict.Evaluation``.
+``SqlJob`` with a Celery task.
 
 Run times are timezone-aware UTC datetimes; per-step ``wall_time`` is seconds since the
 epoch (a float: cheap to write a million of, and what the loop measures).
@@ -263,66 +264,31 @@ class SqlRunLog(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
-class SqlHealthCheck(Base):
-    """A dataset's health check (``core.health``) as a job on a worker: status like a run's,
-    its stage and progress while it runs; the report itself is cached by content, and
-    ``identity`` names it once the job succeeded."""
-
-    __tablename__ = "health_checks"
-    __table_args__ = (Index("ix_health_checks_dataset", "dataset"), {"sqlite_autoincrement": True})
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dataset: Mapped[str] = mapped_column(String(500))
-    features: Mapped[bool] = mapped_column(Boolean, default=True)
-    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
-    worker: Mapped[Optional[str]] = mapped_column(String(200))
-    stage: Mapped[Optional[str]] = mapped_column(String(64))
-    progress: Mapped[float] = mapped_column(default=0.0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[Optional[datetime]]
-    identity: Mapped[Optional[str]] = mapped_column(String(64))
-    error: Mapped[Optional[str]] = mapped_column(Text)
-
-
 class SqlJob(Base):
-    """Smaller work a worker does for the dashboard (``core.jobs``: calibrating a
-    checkpoint, the learning-rate finder), one row a job: its ``kind``, what it is about
-    (``subject``: a checkpoint path, a run's settings), its ``params``; status like a
-    run's, its stage and progress while it runs, the ``result`` as JSON when it succeeded."""
+    """Every job a worker does besides training (``core.jobs``: evaluate a checkpoint, check
+    a dataset's health, calibrate, find a learning rate, export, import a dataset), one row
+    a job: its ``kind``, what it is about (``subject``: a checkpoint's path, a dataset's
+    name, a digest of a run's settings), its ``params``; the run it belongs to, if any;
+    status like a run's (plus ``interrupted``), its stage and progress while it runs, a
+    cancel flag it reads at each progress report, and the ``result`` as JSON."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_kind_subject", "kind", "subject"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_jobs_kind_subject", "kind", "subject"),
+        Index("ix_jobs_run_id", "run_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]]
+    run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     worker: Mapped[Optional[str]] = mapped_column(String(200))
     stage: Mapped[Optional[str]] = mapped_column(String(64))
     progress: Mapped[float] = mapped_column(default=0.0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[Optional[datetime]]
-    result: Mapped[Optional[dict[str, Any]]]
-    error: Mapped[Optional[str]] = mapped_column(Text)
-
-
-class SqlEvaluation(Base):
-    """A checkpoint evaluated on a dataset split, as a job on a worker (never inside the
-    dashboard's process): status like a run's, the result as JSON when it succeeded."""
-
-    __tablename__ = "evaluations"
-    __table_args__ = ({"sqlite_autoincrement": True},)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    checkpoint: Mapped[str] = mapped_column(Text)
-    dataset: Mapped[str] = mapped_column(String(500))
-    split: Mapped[str] = mapped_column(String(16))
-    # For a bare state_dict: {"model": ..., "classes": [...], "options": {...}}.
-    bare: Mapped[Optional[dict[str, Any]]]
-    run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
-    worker: Mapped[Optional[str]] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[datetime]]
     result: Mapped[Optional[dict[str, Any]]]

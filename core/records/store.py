@@ -24,8 +24,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from core.paths import runs_dir
-from core.records.engine import get_engine, write_transaction
+from core.records.engine import write_transaction
 from core.records.errors import RunNotFound, RunStateError, StaleAttemptError
+from core.records.values import engine_or_default as _engine, json_safe
 from core.records.schema import (
     ROLLUP_FANOUT,
     ROLLUP_WIDTHS,
@@ -51,26 +52,11 @@ class RunFlags:
     cancel_requested: bool
 
 
-def _engine(engine: Engine | None) -> Engine:
-    return engine if engine is not None else get_engine()
-
-
 def finite_or_none(value: float | None) -> float | None:
     """NaN is stored as NULL (SQLite cannot keep it; PostgreSQL could, but both must agree)."""
     if value is None or math.isnan(value):
         return None
     return float(value)
-
-
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity (PostgreSQL's JSONB refuses them): None instead."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -563,108 +549,13 @@ def set_calibration(path: str, calibration: Mapping[str, Any] | None, *, engine:
         return done.rowcount > 0
 
 
-# -- health checks ---------------------------------------------------------------------------
-
-
-def create_health_check(dataset: str, *, features: bool = True, engine: Engine | None = None) -> int:
-    """Record a dataset health check job (status ``queued``) and return its id."""
-    from core.records.schema import SqlHealthCheck
-
-    with write_transaction(_engine(engine)) as conn:
-        return conn.execute(
-            insert(SqlHealthCheck)
-            .values(dataset=dataset, features=features, status=QUEUED, progress=0.0, created_at=utcnow())
-            .returning(SqlHealthCheck.id)
-        ).scalar_one()
-
-
-def claim_health_check(check_id: int, worker: str, *, engine: Engine | None = None) -> bool:
-    """``queued -> running``; False when another delivery already took it."""
-    from core.records.schema import SqlHealthCheck as H
-
-    with write_transaction(_engine(engine)) as conn:
-        done = conn.execute(update(H).where(H.id == check_id, H.status == QUEUED).values(status=RUNNING, worker=worker[:200]))
-        return done.rowcount == 1
-
-
-def health_progress(check_id: int, stage: str, progress: float, *, engine: Engine | None = None) -> None:
-    """Where a running health check is: its stage and the share of it done (0..1)."""
-    from core.records.schema import SqlHealthCheck as H
-
-    with write_transaction(_engine(engine)) as conn:
-        conn.execute(update(H).where(H.id == check_id).values(stage=stage[:64], progress=max(0.0, min(1.0, progress))))
-
-
-def finish_health_check(check_id: int, *, identity: str | None = None, error: str | None = None,
-                        engine: Engine | None = None) -> None:
-    from core.records.schema import SqlHealthCheck as H
-    from core.status import FAILED, SUCCEEDED
-
-    with write_transaction(_engine(engine)) as conn:
-        conn.execute(update(H).where(H.id == check_id).values(
-            status=FAILED if error is not None else SUCCEEDED, identity=identity, error=error, finished_at=utcnow(),
-            progress=1.0 if error is None else H.progress))
-
-
-# -- jobs (core.jobs) -------------------------------------------------------------------------
-
-
-def create_job(kind: str, subject: str, params: dict[str, Any] | None = None, *, engine: Engine | None = None) -> int:
-    """Record a job of ``kind`` about ``subject`` (status ``queued``) and return its id."""
-    from core.records.schema import SqlJob
-
-    with write_transaction(_engine(engine)) as conn:
-        return conn.execute(
-            insert(SqlJob)
-            .values(kind=kind[:32], subject=subject, params=json_safe(dict(params or {})), status=QUEUED, progress=0.0,
-                    created_at=utcnow())
-            .returning(SqlJob.id)
-        ).scalar_one()
-
-
-def claim_job(job_id: int, worker: str, *, engine: Engine | None = None) -> bool:
-    """``queued -> running``; False when another delivery already took it."""
-    from core.records.schema import SqlJob as J
-
-    with write_transaction(_engine(engine)) as conn:
-        done = conn.execute(update(J).where(J.id == job_id, J.status == QUEUED).values(status=RUNNING, worker=worker[:200]))
-        return done.rowcount == 1
-
-
-def job_progress(job_id: int, stage: str, progress: float, *, engine: Engine | None = None) -> None:
-    """Where a running job is: its stage and the share of it done (0..1)."""
-    from core.records.schema import SqlJob as J
-
-    with write_transaction(_engine(engine)) as conn:
-        conn.execute(update(J).where(J.id == job_id).values(stage=stage[:64], progress=max(0.0, min(1.0, progress))))
-
-
-def finish_job(job_id: int, *, result: dict[str, Any] | None = None, error: str | None = None,
-               engine: Engine | None = None) -> None:
-    from core.records.schema import SqlJob as J
-    from core.status import FAILED, SUCCEEDED
-
-    with write_transaction(_engine(engine)) as conn:
-        conn.execute(update(J).where(J.id == job_id).values(
-            status=FAILED if error is not None else SUCCEEDED, result=json_safe(result) if result is not None else None,
-            error=error, finished_at=utcnow(), progress=1.0 if error is None else J.progress))
-
-
 __all__ = [
     "RunFlags",
-    "claim_job",
-    "create_job",
-    "finish_job",
-    "job_progress",
     "add_log",
-    "claim_health_check",
     "set_calibration",
     "claim_run",
-    "create_health_check",
     "create_run",
-    "finish_health_check",
     "forget_dataset",
-    "health_progress",
     "delete_run",
     "log_batch",
     "refresh_rollups",
@@ -674,53 +565,3 @@ __all__ = [
     "set_status",
     "touch",
 ]
-
-
-# -- evaluations ---------------------------------------------------------------------------
-
-
-def create_evaluation(
-    checkpoint: str,
-    dataset: str,
-    *,
-    split: str = "test",
-    bare: Mapping[str, Any] | None = None,
-    run_id: int | None = None,
-    engine: Engine | None = None,
-) -> int:
-    """Record an evaluation job (status ``queued``) and return its id."""
-    from core.records.schema import SqlEvaluation
-
-    with write_transaction(_engine(engine)) as conn:
-        return conn.execute(
-            insert(SqlEvaluation)
-            .values(checkpoint=checkpoint, dataset=dataset, split=split, bare=dict(bare) if bare else None,
-                    run_id=run_id, status=QUEUED, created_at=utcnow())
-            .returning(SqlEvaluation.id)
-        ).scalar_one()
-
-
-def claim_evaluation(eval_id: int, worker: str, *, engine: Engine | None = None) -> bool:
-    """``queued -> running``; False when another delivery already took it."""
-    from core.records.schema import SqlEvaluation
-
-    with write_transaction(_engine(engine)) as conn:
-        done = conn.execute(
-            update(SqlEvaluation).where(SqlEvaluation.id == eval_id, SqlEvaluation.status == QUEUED).values(status=RUNNING, worker=worker[:200])
-        )
-        return done.rowcount == 1
-
-
-def finish_evaluation(
-    eval_id: int, *, result: Mapping[str, Any] | None = None, error: str | None = None, engine: Engine | None = None
-) -> None:
-    from core.records.schema import SqlEvaluation
-    from core.status import FAILED, SUCCEEDED
-
-    status = FAILED if error is not None else SUCCEEDED
-    with write_transaction(_engine(engine)) as conn:
-        conn.execute(
-            update(SqlEvaluation)
-            .where(SqlEvaluation.id == eval_id)
-            .values(status=status, result=dict(result) if result is not None else None, error=error, finished_at=utcnow())
-        )

@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.data.imported import versions as dataset_versions
+from core.data.imported import imported_info, versions as dataset_versions
 from core.errors import ImoriError
+from core.jobs.kinds import HEALTH, IMPORT
 from core.paths import slug
-from core.records import queries
-from core.status import QUEUED, RUNNING
-from dashboard import fmt, live, loading, nav, uploads
+from core.records import jobs as job_records, queries
+from core.status import FAILED, SUCCEEDED
+from dashboard import fmt, jobs, loading, nav, uploads
 
 st.title("Datasets")
 
@@ -81,32 +82,11 @@ def health_report(ref: str):
     return latest_report(ref)
 
 
-def health_job_view(ref: str) -> None:
-    """The dataset's latest health check job, live while a worker runs it."""
-    def state():
-        job = queries.latest_health_check(ref)
-        return job.status if job else None
-
-    @live.fragment(state)
-    def view() -> None:
-        job = queries.latest_health_check(ref)
-        if job is None:
-            return
-        if job.status in (QUEUED, RUNNING):
-            text = "waiting for a worker" if job.status == QUEUED else f"{job.stage or 'starting'} on {job.worker}"
-            st.progress(job.progress if job.status == RUNNING else 0.0, text=f"Health check #{job.id}: {text}")
-        elif job.error:
-            st.error(f"Health check #{job.id} failed: {job.error}", icon=":material/error:")
-
-    view()
-
-
 def health_view(ref: str) -> None:
     from core.health import check_dataset
 
     report = health_report(ref)
-    job = queries.latest_health_check(ref)
-    busy = job is not None and job.status in (QUEUED, RUNNING)
+    busy = jobs.busy(HEALTH, ref)
     if report is None:
         st.info("Not checked yet. The image checks take seconds: duplicates and near copies, across the "
                 "train/test split too, class balance, dark, blurry and odd images.", icon=":material/health_and_safety:")
@@ -114,7 +94,7 @@ def health_view(ref: str) -> None:
             with st.spinner("Checking the images…"), fmt.user_errors("Cannot check it: "):
                 check_dataset(ref, features=False)
                 st.rerun()
-        health_job_view(ref)
+        jobs.job_view(HEALTH, ref, "Health check")
         return
     st.caption(f"Checked {report.created.replace('T', ' ')[:16]} UTC ({', '.join(report.checks)} checks, "
                f"{sum(report.seconds.values()):.0f} s).")
@@ -130,12 +110,9 @@ def health_view(ref: str) -> None:
         st.caption("Near copies that survive resizing and likely label errors need the pretrained-feature checks "
                    "(on a worker: a minute or so for a few thousand images).")
         if st.button("Run the feature checks", key="ds_health_features", icon=":material/neurology:", disabled=busy):
-            from worker import client
-
-            with fmt.user_errors("Not queued: "):
-                client.submit_health_check(ref)
+            if jobs.submit(HEALTH, ref, {"features": True}) is not None:
                 st.rerun()
-    health_job_view(ref)
+    jobs.job_view(HEALTH, ref, "Health check")
     if not report.findings:
         st.success(f"No problems found ({', '.join(report.checks)} checks).", icon=":material/check_circle:")
     for kind, count, meaning in report.summary():
@@ -224,6 +201,26 @@ def csv_tables(upload, encoding: str | None) -> dict[str, list[str]]:
     return zip_tables(io.BytesIO(upload.getvalue()), encoding)
 
 
+def import_job_view(job_id: int | None) -> None:
+    """The import's job (extracting and checking every image happens on a worker): live
+    while it runs; once it succeeded, the dataset's report here, once."""
+    if job_id is None:
+        return
+    job = job_records.get_job(job_id)
+    if job.status == SUCCEEDED and st.session_state.get("ds_import_shown") != job_id:
+        info = imported_info(job.result["name"])
+        st.session_state.ds_import_shown = job_id
+        st.session_state.ds_imported = info.name
+        st.session_state.ds_report = info.report
+        st.session_state.ds_layout = info.description
+        st.session_state.ds_preview = info.name
+        loading.all_datasets.clear()
+    elif job.status == FAILED:
+        st.error(f"Not imported: {job.error}", icon=":material/warning:")
+    elif job.status != SUCCEEDED:
+        jobs.job_view(IMPORT, job.subject, f"Importing {job.params.get('source_name') or job.subject}", job_id=job_id)
+
+
 AUTOMATIC = "automatic"
 
 
@@ -281,27 +278,17 @@ with st.container(border=True):
             "Label column", key="ds_label_column", placeholder="found automatically",
             help="The header name of the column that holds the class labels, or its 0-based index.")
     if st.button("Import", type="primary", key="ds_import", disabled=upload is None, icon=":material/upload:"):
-        from core.data import import_dataset
-
-        stored = None
-        try:
+        st.session_state.ds_imported = st.session_state.ds_import_job = None
+        with fmt.user_errors("Not imported: "):
             data = uploads.read_zip_upload(upload)  # judged by its content, not by its name
             stored = uploads.store_upload(data, upload.name, "datasets")
-            try:
-                info = import_dataset(stored, (name or suggested).strip() or None,
-                                      file_column=file_column.strip() or None, label_column=label_column.strip() or None,
-                                      filename_encoding=encoding, source_name=upload.name)
-            finally:
-                stored.unlink(missing_ok=True)  # extracted into the datasets folder; the ZIP is not needed
-            st.session_state.ds_imported = info.name
-            st.session_state.ds_report = info.report
-            st.session_state.ds_layout = info.description
-            st.session_state.ds_preview = info.name
-            loading.all_datasets.clear()
-        except ImoriError as err:
-            st.session_state.ds_imported = None
-            message = str(err) if stored is None else str(err).replace(str(stored), upload.name).replace(stored.name, upload.name)
-            st.error(f"Not imported: {message}", icon=":material/warning:")
+            params = {"source": str(stored), "source_name": upload.name, "file_column": file_column.strip() or None,
+                      "label_column": label_column.strip() or None, "filename_encoding": encoding}
+            job_id = jobs.submit(IMPORT, (name or suggested).strip(), params)
+            if job_id is None:
+                stored.unlink(missing_ok=True)  # nobody will import it
+            st.session_state.ds_import_job = job_id
+    import_job_view(st.session_state.get("ds_import_job"))
     if st.session_state.get("ds_imported"):
         st.success(f"Imported **{st.session_state.ds_imported}**.", icon=":material/check_circle:")
         if st.button(f"Train a model on {st.session_state.ds_imported}", key="ds_train", type="primary",

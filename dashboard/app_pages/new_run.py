@@ -15,11 +15,13 @@ import streamlit as st
 from core import config as run_config
 from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
+import core.jobs.lr_find as lr_find_job
+from core.jobs.kinds import LR_FIND
 from core.recipes import RECIPES, recipe_config, recipe_results
 from core.records import queries
 from core.status import CANCELLED, SUCCEEDED
 from dashboard import settings_form as form
-from dashboard import fmt, live, loading, nav, uploads
+from dashboard import fmt, jobs, live, loading, nav, uploads
 
 OTHER_DATASET = "__path__"
 FRESH = "__fresh__"
@@ -512,16 +514,13 @@ for values in sweep.values():
 def find_lr() -> None:
     """Queue fastai's learning-rate range test (core.lr_find) on a worker for the
     settings as they stand (their learning rate aside)."""
-    from core.jobs import LR_FIND, lr_find_subject
-    from dashboard import jobs
-
     found, reasons, _ = read_form()
     if found is None or reasons:
         st.session_state.nr_lr_find_problem = reasons[0] if reasons else "the settings cannot train"
         return
     st.session_state.nr_lr_find_problem = None
     settings = found.to_dict()
-    jobs.submit(LR_FIND, lr_find_subject(settings), {"config": settings})
+    jobs.submit(LR_FIND, lr_find_job.subject(settings), {"config": settings})
 
 
 def use_lr(lr: float) -> None:
@@ -531,10 +530,7 @@ def use_lr(lr: float) -> None:
 def lr_find_view(config: Any) -> None:
     """The button, the job's progress and the curve it found, with its suggestion (fastai's
     valley) to take into the form."""
-    from core.jobs import LR_FIND, lr_find_subject
-    from dashboard import jobs
-
-    subject = lr_find_subject(config.to_dict()) if config is not None else None
+    subject = lr_find_job.subject(config.to_dict()) if config is not None else None
     st.button("Find a learning rate", key="nr_lr_find", icon=":material/query_stats:", on_click=find_lr,
               disabled=subject is None or jobs.busy(LR_FIND, subject),
               help="fastai's lr_find on a worker: 100 steps with the learning rate rising from 1e-7 to 10, these "
@@ -544,7 +540,7 @@ def lr_find_view(config: Any) -> None:
     if subject is None:
         return
     jobs.job_view(LR_FIND, subject, "Learning-rate finder")
-    job = queries.latest_job(LR_FIND, subject)
+    job = jobs.latest(LR_FIND, subject)
     if job is None or job.status != SUCCEEDED or not job.result:
         return
     import altair as alt

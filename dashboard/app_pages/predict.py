@@ -21,10 +21,12 @@ import streamlit as st
 
 from core import selection
 from core.errors import ImoriError
+from core.jobs.evaluate import EvaluationJob, params as evaluation_params
+from core.jobs.kinds import CALIBRATE, EVALUATE
 from core.metrics import balanced_accuracy, class_metrics
-from core.records import queries
+from core.records import jobs as job_records, queries
 from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
-from dashboard import charts, fmt, live, loading, nav, uploads
+from dashboard import charts, fmt, jobs, live, loading, nav, uploads
 
 FROM_CHECKPOINT = "(as the checkpoint says)"
 
@@ -264,9 +266,6 @@ if predictor is not None:
         note_col.caption("Probabilities as trained (not calibrated: a temperature fitted on the validation split makes "
                          "them honest).")
         if predictor.checkpoint.config and Path(checkpoint).is_file():
-            from core.jobs import CALIBRATE
-            from dashboard import jobs
-
             if note_col.button("Calibrate on a worker", key="pr_calibrate", icon=":material/balance:",
                                disabled=jobs.busy(CALIBRATE, str(checkpoint))):
                 if jobs.submit(CALIBRATE, str(checkpoint)) is not None:
@@ -453,14 +452,14 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
 
 
 def show_evaluation(eval_id: int) -> None:
-    row = queries.get_evaluation(eval_id)
+    row = EvaluationJob.of(job_records.get_job(eval_id))
     st.caption(f"Evaluation {row.id}: {Path(row.checkpoint).name} on {row.dataset} ({row.split} split) · "
                f"{fmt.status_label(row.status)}")
     if row.status in live.ACTIVE:
         st.info("Waiting for a worker…" if row.status == QUEUED else "A worker is evaluating…", icon=":material/hourglass_top:")
         return
-    if row.status == FAILED or row.result is None:
-        st.error(f"The evaluation failed: {row.error or 'no result'}", icon=":material/error:")
+    if row.status != SUCCEEDED or row.result is None:
+        st.error(f"The evaluation {row.status if row.status != FAILED else 'failed'}: {row.error or 'no result'}", icon=":material/error:")
         return
     result = row.result
     if row.split == "test":
@@ -544,15 +543,13 @@ if checkpoint and predictor is not None:  # a checkpoint that does not load cann
                           format_func=lambda n: fmt.dataset_label(next(d for d in infos if d.name == n)))
     split = b.segmented_control("Split", ["test", "train"], default="test", key="pr_eval_split") or "test"
     if c.button("Evaluate on a worker", type="primary", key="pr_evaluate", icon=":material/fact_check:"):
-        from worker import client
+        params = evaluation_params(dataset, split, model=bare.get("model"), classes=bare.get("classes"),
+                                   options=bare.get("options"))
+        job_id = jobs.submit(EVALUATE, str(checkpoint), params, run_id=run_id)
+        if job_id is not None:
+            st.session_state.pr_eval_pick = job_id
 
-        with fmt.user_errors("Not queued: "):
-            st.session_state.pr_eval_pick = client.submit_evaluation(
-                checkpoint, dataset, split=split, model=bare.get("model"), classes=bare.get("classes"),
-                options=bare.get("options"), run_id=run_id,
-            )
-
-    recent = [e for e in queries.list_evaluations(limit=20) if e.checkpoint == checkpoint]
+    recent = [EvaluationJob.of(j) for j in job_records.list_jobs(kind=EVALUATE, subject=str(checkpoint), limit=20)]
     if recent:
         ids = [e.id for e in recent]
         if st.session_state.get("pr_eval_pick") not in ids:
@@ -560,8 +557,7 @@ if checkpoint and predictor is not None:  # a checkpoint that does not load cann
         by_eval = {e.id: e for e in recent}
         pick = st.selectbox("Evaluation", ids, key="pr_eval_pick",
                             format_func=lambda i: f"#{i}: {by_eval[i].dataset}, {by_eval[i].split} split")
-        @live.fragment(lambda: queries.get_evaluation(pick).status)
-        def evaluation_panel() -> None:
+        if by_eval[pick].status in live.ACTIVE:
+            jobs.job_view(EVALUATE, str(checkpoint), f"Evaluating on {by_eval[pick].dataset}", job_id=pick)
+        else:
             show_evaluation(pick)
-
-        evaluation_panel()

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from core.records import queries
-from core.status import FAILED, RUNNING
-from core.jobs import CALIBRATE
+from core.status import FAILED, RUNNING, SUCCEEDED
+from core.jobs.kinds import CALIBRATE, EXPORT
 from dashboard import charts, fmt, jobs, live, loading, nav
 
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -317,17 +317,19 @@ def export_view(exportable: dict[str, str]) -> None:
         chosen = pick.selectbox("Checkpoint", list(exportable), format_func=exportable.get, key="rd_export_ckpt")
         fmt_name = kind.selectbox("Format", ["onnx", "pt2"], key="rd_export_format",
                                   format_func={"onnx": "ONNX (ONNX Runtime, other apps)", "pt2": "torch.export .pt2"}.get)
-        key = f"{chosen}|{fmt_name}"
-        if go.button("Export", key="rd_export", icon=":material/output:"):
-            with st.spinner(f"Exporting to {fmt_name} and checking it on the test split…"), fmt.user_errors("Not exported: "):
-                st.session_state.rd_exported = {key: loading.export_zip(chosen, fmt_name)}
-        ready = (st.session_state.get("rd_exported") or {}).get(key)
-        if ready:
-            data, parity = ready
-            st.success(f"Checked against PyTorch: {parity}", icon=":material/verified:")
-            st.download_button(f"Download the {fmt_name} export (ZIP, with preprocess.json)", data,
-                               file_name=f"run{run.id}-{Path(chosen).stem}-{fmt_name}.zip", mime="application/zip",
-                               key="rd_export_download", on_click="ignore", icon=":material/download:")
+        if go.button("Export", key="rd_export", icon=":material/output:", disabled=jobs.busy(EXPORT, chosen)):
+            if jobs.submit(EXPORT, chosen, {"format": fmt_name}, run_id=run.id) is not None:
+                st.rerun()
+        done = jobs.latest(EXPORT, chosen)
+        if done is not None and done.status == SUCCEEDED and done.params.get("format") == fmt_name:
+            archive = loading.under_home(done.result["zip"])
+            if archive is not None:
+                st.success(f"Checked against PyTorch: {done.result['parity']}", icon=":material/verified:")
+                st.download_button(f"Download the {fmt_name} export (ZIP, with preprocess.json)",
+                                   loading.file_reader(archive),
+                                   file_name=f"run{run.id}-{Path(chosen).stem}-{fmt_name}.zip", mime="application/zip",
+                                   key="rd_export_download", on_click="ignore", icon=":material/download:")
+        jobs.job_view(EXPORT, chosen, f"Exporting {Path(chosen).name}")
 
 
 with ckpt_tab:
@@ -348,7 +350,7 @@ with ckpt_tab:
                 text.caption("file missing, or outside IMORI_HOME: not offered for download")
                 continue
             stem = f"run{run.id}-{path.stem}"
-            imori_col.download_button("imori checkpoint", loading.checkpoint_reader(path), file_name=f"{stem}.pt",
+            imori_col.download_button("imori checkpoint", loading.file_reader(path), file_name=f"{stem}.pt",
                                       mime="application/octet-stream", key=f"dl_{row.path}", on_click="ignore",
                                       icon=":material/download:", help="Weights, optimizer and position: resumable")
             bare_col.download_button("bare state_dict", loading.state_dict_reader(path), file_name=f"{stem}-state_dict.pt",

@@ -132,18 +132,20 @@ def test_a_stored_precision_recall_curve_chooses_the_same_threshold_as_the_full_
 
 
 def test_jobs_find_a_learning_rate_and_refuse_an_unknown_kind():
-    from core.jobs import LR_FIND, lr_find_subject, run_job
+    from core.jobs.kinds import LR_FIND, JobContext
+    from core.jobs.lr_find import subject
+    from core.jobs.registry import run_job
 
     config = RunConfig(model="lenet5", dataset="digits", optimizer="sgd", lr=1e-3, batch_size=64, threads=2).to_dict()
-    assert lr_find_subject(config) == lr_find_subject({**config, "lr": 0.5, "name": "other"})  # the lr is what is searched
-    assert lr_find_subject(config) != lr_find_subject({**config, "batch_size": 32})
+    assert subject(config) == subject({**config, "lr": 0.5, "name": "other"})  # the lr is what is searched
+    assert subject(config) != subject({**config, "batch_size": 32})
     seen = []
-    found = run_job(LR_FIND, lr_find_subject(config), {"config": config, "num_it": 30},
-                    progress=lambda stage, share: seen.append(share))
+    found = run_job(LR_FIND, JobContext(1, subject(config), {"config": config, "num_it": 30},
+                                        progress=lambda stage, share: seen.append(share)))
     assert len(found["lrs"]) == len(found["losses"]) >= 10 and 1e-7 <= found["suggestion"] <= 10
     assert seen and seen[-1] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no job kind"):
-        run_job("bake", "x", {})
+        run_job("bake", JobContext(2, "x", {}))
 
 
 def test_too_few_or_all_right_validation_images_are_refused_not_calibrated(tmp_path):

@@ -93,3 +93,11 @@ def class_zip(per_class: int = 12, bad: int = 0) -> bytes:
         for i in range(bad):
             zf.writestr(f"shapes/circle/broken-{i}.png", b"\x89PNG\r\n\x1a\nnot really")
     return buffer.getvalue()
+
+
+def run_queued_jobs() -> list[str]:
+    """Do every queued job (core.jobs) here, as a worker's task does; their final statuses."""
+    from core.records import jobs
+    from worker.tasks import execute_job
+
+    return [execute_job(job.id, "test-process") for job in reversed(jobs.list_jobs(status="queued"))]

@@ -3,7 +3,7 @@ corrupt upload gets a message."""
 
 from __future__ import annotations
 
-from dashkit import app, class_zip, ok, texts
+from dashkit import app, class_zip, ok, run_queued_jobs, texts
 
 from core.records import queries
 
@@ -11,10 +11,21 @@ DATASETS = "app_pages/datasets.py"
 
 
 def upload_zip(at, name: str, content: bytes, dataset_name: str | None = None):
+    """Upload and import a ZIP: the import is a job, done here as a worker does it."""
     at.file_uploader(key="ds_upload").upload(name, content, "application/zip").run()
     if dataset_name is not None:
         at.text_input(key="ds_name").set_value(dataset_name)
+    return import_on_a_worker(at)
+
+
+def import_on_a_worker(at):
     at.button(key="ds_import").click().run()
+    ok(at)
+    if "ds_import_job" not in at.session_state or at.session_state["ds_import_job"] is None:
+        return at  # refused before it was queued (the upload itself is not a ZIP): said at once
+    assert any("waiting for a worker" in p.proto.text for p in at.get("progress")), texts(at.error)
+    assert run_queued_jobs()
+    at.run()
     ok(at)
     return at
 
@@ -68,13 +79,13 @@ def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
     assert run.status == "succeeded" and run.classes == ["circle", "square"]
 
 
-def test_a_corrupt_zip_gets_a_message(home):
+def test_a_corrupt_zip_gets_a_message(broker):
     at = upload_zip(app(DATASETS), "broken.zip", b"PK\x03\x04 this is not a zip at all")
     assert any(t.startswith("Not imported:") for t in texts(at.error)), texts(at.error)
     assert not at.session_state["ds_imported"]
 
 
-def test_a_zip_without_images_gets_a_message(home):
+def test_a_zip_without_images_gets_a_message(broker):
     import io
     import zipfile
 
@@ -85,7 +96,7 @@ def test_a_zip_without_images_gets_a_message(home):
     assert any(t.startswith("Not imported:") for t in texts(at.error)), texts(at.error)
 
 
-def test_an_imported_dataset_can_be_deleted_after_a_confirm(home):
+def test_an_imported_dataset_can_be_deleted_after_a_confirm(broker):
     at = upload_zip(app(DATASETS), "gone.zip", class_zip(per_class=10), "gone")
     assert at.selectbox(key="ds_preview").value == "gone"
     at.button(key="ds_delete").click().run()
@@ -94,7 +105,7 @@ def test_an_imported_dataset_can_be_deleted_after_a_confirm(home):
     assert "gone" not in list(at.dataframe[0].value["name"])
 
 
-def test_a_hostile_zip_imports_what_is_safe_and_lists_the_rest(home):
+def test_a_hostile_zip_imports_what_is_safe_and_lists_the_rest(home, broker):
     """Entries with `..` or absolute paths are skipped and listed; nothing lands outside."""
     import io
     import zipfile
@@ -116,7 +127,7 @@ def test_a_hostile_zip_imports_what_is_safe_and_lists_the_rest(home):
     assert not (Path(home).parent / "escaped.png").exists() and not (Path(home) / "escaped.png").exists()
 
 
-def test_a_zip_bomb_gets_a_message_and_leaves_nothing(home):
+def test_a_zip_bomb_gets_a_message_and_leaves_nothing(broker):
     import io
     import zipfile
 
@@ -150,7 +161,7 @@ def csv_zip(per_class: int = 10) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_zip_with_a_csv_asks_for_its_columns(home):
+def test_a_zip_with_a_csv_asks_for_its_columns(broker):
     at = app(DATASETS)
     at.file_uploader(key="ds_upload").upload("colours.zip", csv_zip(), "application/zip").run()
     ok(at)
@@ -158,8 +169,7 @@ def test_a_zip_with_a_csv_asks_for_its_columns(home):
     at.text_input(key="ds_name").set_value("colours")
     at.text_input(key="ds_file_column").set_value("picture")
     at.text_input(key="ds_label_column").set_value("colour")
-    at.button(key="ds_import").click().run()
-    ok(at)
+    import_on_a_worker(at)
     assert any("Imported **colours**" in t for t in texts(at.success)), texts(at.error)
     assert at.session_state["ds_report"].class_totals() == {"blue": 10, "red": 10}
     assert any("files from 'picture', labels from 'colour'" in t for t in texts(at.caption))
@@ -167,12 +177,11 @@ def test_a_zip_with_a_csv_asks_for_its_columns(home):
     assert list(counts.columns) == ["train", "test", "total"] and counts.loc["red", "total"] == 10
 
 
-def test_a_wrong_column_gets_a_message_and_class_folders_ask_for_none(home):
+def test_a_wrong_column_gets_a_message_and_class_folders_ask_for_none(broker):
     at = app(DATASETS)
     at.file_uploader(key="ds_upload").upload("wrong.zip", csv_zip(), "application/zip").run()
     at.text_input(key="ds_label_column").set_value("species")
-    at.button(key="ds_import").click().run()
-    ok(at)
+    import_on_a_worker(at)
     assert any(t.startswith("Not imported:") and "no column named 'species'" in t for t in texts(at.error)), texts(at.error)
     at = app(DATASETS)
     at.file_uploader(key="ds_upload").upload("plain.zip", class_zip(per_class=3), "application/zip").run()
@@ -267,7 +276,7 @@ def japanese_zip() -> bytes:
     return buffer.getvalue()
 
 
-def test_a_japanese_windows_zip_gets_its_class_names_and_the_page_says_how(home):
+def test_a_japanese_windows_zip_gets_its_class_names_and_the_page_says_how(broker):
     at = upload_zip(app(DATASETS), "imori.zip", japanese_zip(), "imori")
     assert any("Imported **imori**" in t for t in texts(at.success)), texts(at.error)
     assert sorted(at.session_state["ds_report"].class_totals()) == sorted(JP)
@@ -286,7 +295,7 @@ def test_a_japanese_windows_zip_gets_its_class_names_and_the_page_says_how(home)
     assert any("refused: not a ZIP file" in t for t in texts(at.error)), texts(at.error)
 
 
-def test_float_tiffs_and_heic_photos_import_and_preview(home):
+def test_float_tiffs_and_heic_photos_import_and_preview(broker):
     import io
     import zipfile
 
@@ -319,8 +328,9 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     from pathlib import Path
 
     from core.data import import_dataset
-    from core.records import queries
-    from worker.tasks import execute_health_check
+    from core.jobs.kinds import HEALTH
+    from core.records import jobs
+    from worker.tasks import execute_job
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from photos import photo_like_folder
@@ -344,13 +354,13 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     assert len(health.image) == 1 and "train/round/00.jpg" in str(health.image[0].proto)
     at.button(key="ds_health_features").click().run()
     ok(at)
-    job = queries.latest_health_check("leafcheck")
-    assert job.status == "queued" and job.features
+    job = jobs.latest_job(HEALTH, "leafcheck")
+    assert job.status == "queued" and job.params["features"]
     assert any("waiting for a worker" in p.proto.text for p in at.get("progress")), [p.proto for p in at.get("progress")]
-    assert execute_health_check(job.id, "test-worker") == "succeeded"
+    assert execute_job(job.id, "test-worker") == "succeeded"
     at.run()
     ok(at)
-    assert queries.get_health_check(job.id).identity
+    assert jobs.get_job(job.id).result["identity"]
     assert not any(b.key == "ds_health_features" for b in at.button)  # the report has the feature checks now
     # A fix makes a new version without the copy; the page shows it, the old one stays.
     at = app(DATASETS)

@@ -218,8 +218,8 @@ def test_the_learning_rate_finder_runs_on_a_worker_and_its_suggestion_fills_the_
     """seed 004 as written (lenet5, SGD at 1e-3 without momentum: it does not learn): the
     button queues fastai's range test for these settings; what the worker's task does
     draws the curve; the suggestion goes into the form's learning rate."""
-    from core.jobs import LR_FIND
-    from core.records import queries
+    from core.jobs.kinds import LR_FIND
+    from core.records import jobs
     from worker.tasks import execute_job
 
     at = app()
@@ -228,13 +228,13 @@ def test_the_learning_rate_finder_runs_on_a_worker_and_its_suggestion_fills_the_
     assert at.session_state["nr_lr"] == 0.001
     at.button(key="nr_lr_find").click().run()
     ok(at)
-    job = queries.list_jobs(LR_FIND, limit=1)[0]
+    job = jobs.list_jobs(kind=LR_FIND, limit=1)[0]
     assert job.status == "queued" and job.params["config"]["model"] == "lenet5"
     assert at.button(key="nr_lr_find").disabled  # one at a time for these settings
-    assert execute_job(job.id, "test-process") == "succeeded", queries.get_job(job.id).error
+    assert execute_job(job.id, "test-process") == "succeeded", jobs.get_job(job.id).error
     at.run()
     ok(at)
-    suggestion = queries.get_job(job.id).result["suggestion"]
+    suggestion = jobs.get_job(job.id).result["suggestion"]
     assert at.button(key="nr_use_lr").label == f"Use the suggestion: lr {suggestion:.3g}"
     at.button(key="nr_use_lr").click().run()
     ok(at)

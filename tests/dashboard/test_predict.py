@@ -182,19 +182,21 @@ def confusion_shown(at) -> bool:
 
 
 def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
-    from worker.tasks import execute_evaluation
+    from core.records import jobs
+    from worker.tasks import execute_job
 
     at = app(PREDICT, run=run_id)
     at.button(key="pr_evaluate").click().run()
     ok(at)
     eval_id = at.session_state["pr_eval_pick"]
-    assert queries.get_evaluation(eval_id).status == "queued"  # waits for a worker
-    assert any("Waiting for a worker" in t for t in texts(at.info))
-    execute_evaluation(eval_id, "test-process")  # what the worker's task does
+    job = jobs.get_job(eval_id)
+    assert job.status == "queued" and job.kind == "evaluate" and job.run_id == run_id  # waits for a worker
+    assert any("waiting for a worker" in p.proto.text for p in at.get("progress"))
+    assert execute_job(eval_id, "test-process") == "succeeded"  # what the worker's task does
     at.run()
     ok(at)
     assert confusion_shown(at)
-    result = queries.get_evaluation(eval_id).result
+    result = jobs.get_job(eval_id).result
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Accuracy"] == fmt.pct(result["accuracy"], 2) and metrics["Images"] == f"{result['count']:,}"
     assert len(at.get("vega_lite_chart")) >= 2  # heat map and per-class accuracy
@@ -240,6 +242,8 @@ def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
 def test_evaluation_and_calibration_run_on_a_real_worker_process(run_id, home):
     """The whole path: the button, Redis, an `imori worker` process, the records, the page;
     for an evaluation, then for calibrating the checkpoint (a job of core.jobs)."""
+    from core.jobs.kinds import CALIBRATE
+    from core.records import jobs
     from worker.presence import live_workers
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -255,10 +259,10 @@ def test_evaluation_and_calibration_run_on_a_real_worker_process(run_id, home):
         at.selectbox(key="pr_eval_dataset").set_value("digits")
         at.button(key="pr_evaluate").click().run()
         eval_id = at.session_state["pr_eval_pick"]
-        while queries.get_evaluation(eval_id).status in ("queued", "running"):
+        while jobs.get_job(eval_id).status in ("queued", "running"):
             assert time.monotonic() < deadline, (home / "worker.log").read_text()
             time.sleep(0.3)
-        row = queries.get_evaluation(eval_id)
+        row = jobs.get_job(eval_id)
         assert row.status == "succeeded", row.error
         assert row.worker and row.worker.startswith("dash-eval")
         at.run()
@@ -267,13 +271,11 @@ def test_evaluation_and_calibration_run_on_a_real_worker_process(run_id, home):
         assert any("Probabilities as trained" in t for t in texts(at.caption))
         at.button(key="pr_calibrate").click().run()
         ok(at)
-        from core.jobs import CALIBRATE
-
-        [job] = queries.list_jobs(CALIBRATE, limit=1)
-        while queries.get_job(job.id).status in ("queued", "running"):
+        [job] = jobs.list_jobs(kind=CALIBRATE, limit=1)
+        while jobs.get_job(job.id).status in ("queued", "running"):
             assert time.monotonic() < deadline, (home / "worker.log").read_text()
             time.sleep(0.3)
-        done = queries.get_job(job.id)
+        done = jobs.get_job(job.id)
         assert done.status == "succeeded" and done.worker.startswith("dash-eval"), done.error
         at.run()
         ok(at)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from dashkit import app, ok, texts, train
+from dashkit import app, ok, run_queued_jobs, texts, train
 
 from core.records import queries, store
 from dashboard import charts, loading
@@ -20,7 +20,7 @@ def vega_charts(at) -> list:
     return [e for e in at.get("vega_lite_chart")]
 
 
-def test_a_finished_run_shows_charts_tabs_and_downloads(home):
+def test_a_finished_run_shows_charts_tabs_and_downloads(home, broker):
     run_id = train(iterations=30)
     at = app(DETAIL, run=run_id)
     ok(at)
@@ -56,17 +56,26 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home):
     at.run()
     ok(at)
     assert any(t.startswith("**Calibration of") and "expected calibration error" in t for t in texts(at.markdown))
-    # An ONNX export, checked against PyTorch on the test split, offered as a ZIP with its sidecar.
+    # An ONNX export, on a worker (done here as the worker does it), checked against PyTorch on the
+    # test split, offered as a ZIP with its sidecar.
+    import zipfile
+
+    from core.jobs.kinds import EXPORT
+    from core.records import jobs
+
     at.selectbox(key="rd_export_format").set_value("onnx")
     at.button(key="rd_export").click().run()
     ok(at)
+    job = jobs.list_jobs(kind=EXPORT, limit=1)[0]
+    assert job.status == "queued" and job.params == {"format": "onnx"} and job.run_id == run_id
+    assert at.button(key="rd_export").disabled  # one at a time
+    assert run_queued_jobs() == ["succeeded"], jobs.get_job(job.id).error
+    at.run()
+    ok(at)
     assert any("Checked against PyTorch: top-1 agreement 100.00 %" in t for t in texts(at.success)), texts(at.error)
     assert any(b.label.startswith("Download the onnx export") for b in at.get("download_button"))
-    import io
-    import zipfile
-
-    data, _ = next(iter(at.session_state["rd_exported"].values()))
-    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == ["model.onnx", "model.preprocess.json"]
+    archive = jobs.get_job(job.id).result["zip"]
+    assert sorted(zipfile.ZipFile(archive).namelist()) == ["model.onnx", "model.preprocess.json"]
 
 
 def test_each_x_axis_and_log_scale_draw(home):
@@ -121,7 +130,7 @@ def test_the_bare_state_dict_download_loads_into_the_model(home):
     assert path is not None
     state = torch.load(io.BytesIO(loading.state_dict_reader(path)()), weights_only=True)
     build_model("mnist_cnn", 10).load_state_dict(state, strict=True)  # what the tutorial's class loads
-    assert loading.checkpoint_reader(path)() == path.read_bytes()
+    assert loading.file_reader(path)() == path.read_bytes()
 
 
 def test_files_outside_imori_home_are_never_offered(home, tmp_path):
@@ -216,8 +225,9 @@ def test_calibrate_on_a_worker_then_choose_an_operating_point(home, broker):
     """The Calibrate button queues a job (core.jobs); what the worker's task does fits the
     temperature and draws every class's precision-recall curve; a target recall then sets
     a threshold from the stored curve, which the Predictor uses, and Clear removes it."""
-    from core.jobs import CALIBRATE
+    from core.jobs.kinds import CALIBRATE
     from core.predict import Predictor
+    from core.records import jobs
     from worker.tasks import execute_job
 
     run_id = train(iterations=30)
@@ -225,11 +235,11 @@ def test_calibrate_on_a_worker_then_choose_an_operating_point(home, broker):
     best = at.selectbox(key="rd_calibrate_ckpt").value
     at.button(key="rd_calibrate").click().run()
     ok(at)
-    job = queries.latest_job(CALIBRATE, best)
+    job = jobs.latest_job(CALIBRATE, best)
     assert job is not None and job.status == "queued"
     assert any("waiting for a worker" in t for t in texts(at.get("progress")) + [str(p.proto.text) for p in at.get("progress")])
     assert at.button(key="rd_calibrate").disabled  # one at a time
-    assert execute_job(job.id, "test-process") == "succeeded", queries.get_job(job.id).error
+    assert execute_job(job.id, "test-process") == "succeeded", jobs.get_job(job.id).error
     at.run()
     ok(at)
     assert any(t.startswith("**Calibration of") for t in texts(at.markdown))

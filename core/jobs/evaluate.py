@@ -1,0 +1,49 @@
+"""``evaluate``: a checkpoint (the subject) on a dataset split. Params: ``dataset``,
+``split`` (default ``test``), and for a bare state_dict ``model``, ``classes``,
+``options``. Result: ``core.predict.Evaluation.to_dict()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.jobs.kinds import JobContext
+from core.predict import Predictor, evaluate
+from core.records.jobs import Job
+
+BARE_KEYS = ("model", "classes", "options")
+
+
+def params(dataset: str, split: str = "test", *, model: str | None = None, classes: list[str] | None = None,
+           options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An evaluation's params; ``model``/``classes``/``options`` describe a bare state_dict."""
+    bare = {k: v for k, v in zip(BARE_KEYS, (model, classes, options)) if v}
+    return {"dataset": dataset, "split": split, **bare}
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """An ``evaluate`` job in its own terms, for the pages that show one."""
+
+    id: int
+    status: str
+    checkpoint: str
+    dataset: str
+    split: str
+    bare: dict[str, Any]
+    result: dict[str, Any] | None  # core.predict.Evaluation.to_dict() once succeeded
+    error: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> EvaluationJob:
+        return cls(job.id, job.status, job.subject, job.params.get("dataset", ""), job.params.get("split", "test"),
+                   {k: job.params[k] for k in BARE_KEYS if job.params.get(k)}, job.result, job.error)
+
+
+def run(job: JobContext) -> dict[str, Any]:
+    bare = {k: job.params[k] for k in BARE_KEYS if job.params.get(k)}
+    job.progress("loading the checkpoint", 0.0)
+    predictor = Predictor(job.subject, **bare)
+    result = evaluate(predictor, job.params["dataset"], split=job.params.get("split", "test"),
+                      progress=lambda done, total: job.progress("predicting", done / total if total else 1.0))
+    return result.to_dict()

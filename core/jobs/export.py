@@ -1,0 +1,36 @@
+"""``export``: a checkpoint (the subject, a path) to ONNX or torch.export's .pt2, checked
+against PyTorch on its run's test split (``core.export``), then put in a ZIP with its
+``preprocess.json`` under ``IMORI_HOME/exports``. Params: ``format`` (``onnx`` or
+``pt2``), ``max_images`` (the parity check's images, default 512). Result: ``zip`` (its
+path), ``format``, ``parity`` (the check in words) and ``figures``."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from core.export import export
+from core.files import atomic_write
+from core.jobs.kinds import JobContext
+from core.paths import subdir
+
+
+def run(job: JobContext) -> dict[str, Any]:
+    fmt = str(job.params.get("format", "onnx"))
+    work = subdir("exports") / f"job-{job.id}"
+    shutil.rmtree(work, ignore_errors=True)  # a redelivered job starts clean
+    try:
+        job.progress(f"exporting to {fmt}", 0.1)
+        result = export(job.subject, work / f"model.{fmt}", fmt, max_images=int(job.params.get("max_images", 512)),
+                        progress=lambda text: job.progress(text, 0.5))
+        archive = work.with_suffix(".zip")
+        with atomic_write(archive, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as zipped:
+            zipped.write(result.path, result.path.name)
+            zipped.write(result.sidecar, result.sidecar.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"zip": str(archive), "format": fmt, "file": Path(result.path).name,
+            "parity": result.parity.describe() if result.parity else "not needed",
+            "figures": result.parity.to_dict() if result.parity else None}

@@ -1,0 +1,42 @@
+"""``import``: a ZIP (or folder) stored under ``IMORI_HOME/uploads`` becomes a dataset,
+every image validated (``core.data.import_dataset``), then its cheap health checks run so
+the Health tab has a report at once. Subject: the dataset's name as asked (may be empty:
+the source's name then). Params: ``source`` (the stored file), ``source_name`` (the name
+the user knows it by), ``file_column``, ``label_column``, ``filename_encoding``,
+``keep_source`` (default false: the stored upload is removed once imported). Result:
+``name`` and ``description``; the report is read from the dataset itself."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from core.data import import_dataset
+from core.errors import ImoriError
+from core.health import check_dataset
+from core.jobs.kinds import JobContext
+
+log = logging.getLogger("imori.jobs")
+
+
+def run(job: JobContext) -> dict[str, Any]:
+    source = Path(job.params["source"])
+    shown = job.params.get("source_name") or source.name
+    job.progress("extracting and checking every image", 0.1)
+    try:
+        info = import_dataset(source, job.subject.strip() or None, file_column=job.params.get("file_column"),
+                              label_column=job.params.get("label_column"),
+                              filename_encoding=job.params.get("filename_encoding"), source_name=shown)
+    except ImoriError as err:
+        # Say it with the name the user gave the file, not the name it was stored under.
+        raise ImoriError(str(err).replace(str(source), shown).replace(source.name, shown)) from None
+    finally:
+        if not job.params.get("keep_source"):
+            source.unlink(missing_ok=True)  # extracted into the datasets folder: not needed again
+    job.progress("checking the images' health", 0.8)
+    try:
+        check_dataset(info.name, features=False)
+    except Exception as err:  # noqa: BLE001 - a report is a courtesy here: the import stands
+        log.warning("health check of %s after its import failed: %s", info.name, err)
+    return {"name": info.name, "description": info.description}
