@@ -38,7 +38,8 @@ worker.client.queue_ready = lambda: None
 worker.client.send = lambda run_id, device, countdown=None: "imori-cpu"
 """
 
-CORE_CHAIN = "core.config -> core.models still imports torch until branch floors lands"
+CORE_CHAIN = ("core.config -> core.models still imports torch until branch floors lands (and, once the run is "
+              "queued, cli.datasets.warn_about_health -> core.health, which imports torch at its top)")
 
 
 def imori(home: Path, *argv: str, preamble: str = "", importtime: bool = False) -> tuple[int, str, str]:
