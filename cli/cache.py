@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from core import paths
 
-def cache_kinds() -> tuple[str, ...]:
-    from core.data.cache import KINDS
-
-    return KINDS
+# core.data.cache.KINDS, written out so that `imori --help` imports no torch (the cache
+# module holds tensors); tests/cli/test_cache.py keeps the two in step.
+KINDS = ("data", "features", "health")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="imori cache [list] [--kind data|features|health] [--json]; imori cache clear "
                                    "[--kind ...]. Every cache is rebuilt on demand: clearing one loses nothing.")
     p.add_argument("action", nargs="?", choices=("list", "clear"), default="list")
-    p.add_argument("--kind", choices=cache_kinds(),
+    p.add_argument("--kind", choices=KINDS,
                    help="data: decoded datasets (in memory .pt, on disk .u8); features: a frozen backbone's features; health: datasets' health "
                         "reports (default: all)")
     p.add_argument("--json", action="store_true")
@@ -33,7 +33,6 @@ def _size(n: float) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from core import paths
     from core.data import cache
 
     if args.action == "clear":

@@ -1,48 +1,92 @@
-"""``imori datasets``, ``models``, ``recipes``: what there is to train on and with."""
+"""``imori datasets ACTION``, ``models``, ``recipes``: what there is to train on and with.
+
+``imori datasets`` has one subcommand per action (``ACTIONS``: list, import, check, fix,
+delete); ``old_spelling`` keeps the spellings of before (the action anywhere among the
+arguments, or none for list) working."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import ImoriError
+from core.recipes import RECIPES, recipe_results
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("datasets", help="list datasets, import a folder or ZIP, check one's health, or delete an imported one",
-                       description="imori datasets [list]; imori datasets import PATH [--name NAME] [...]; "
-                                   "imori datasets delete NAME")
-    p.add_argument("action", nargs="?", choices=("list", "import", "check", "fix", "delete"), default="list")
-    p.add_argument("path", nargs="?", help="import: the folder, ZIP or CSV to import; check, fix, delete: the dataset")
-    p.add_argument("--no-features", dest="features", action="store_false",
-                   help="check: the image checks only (seconds), not the pretrained-feature checks")
-    p.add_argument("--drop-test-copies", action="store_true",
-                   help="fix: drop the test images that duplicate training images")
-    p.add_argument("--drop-kind", action="append", default=[], metavar="KIND",
-                   help="fix: drop the images of every finding of KIND (dark, blurry, exact_duplicates...; repeatable)")
-    p.add_argument("--relabel-suggested", action="store_true",
-                   help="fix: each likely label error takes the class the model believes")
-    p.add_argument("--drop", action="append", default=[], metavar="PATH", help="fix: drop this image (repeatable)")
-    p.add_argument("--relabel", action="append", default=[], metavar="PATH=CLASS",
-                   help="fix: give this image this class (repeatable)")
-    p.add_argument("--reviewed", action="append", default=[], metavar="KIND:PATH",
-                   help="fix: mark the findings of KIND naming PATH as reviewed, fine as they are (repeatable)")
-    p.add_argument("--name")
+@dataclass(frozen=True)
+class Action:
+    """One ``imori datasets ACTION``: its help, its options and the function that runs it.
+    A new action (``label``, ``suggest``...) is a ``cmd_`` function, an ``_options``
+    function, and one line in ``ACTIONS``."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    options: Callable[[argparse.ArgumentParser], None]
+    description: str = ""
+
+
+def list_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true")
+
+
+def import_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH", help="the folder, ZIP or CSV to import")
+    p.add_argument("--name", help="the dataset's name (default: from PATH)")
     p.add_argument("--file-column", dest="file_column", metavar="COLUMN",
-                   help="import: the CSV column holding the image files, by header name or 0-based index "
+                   help="the CSV column holding the image files, by header name or 0-based index "
                         "(default: a header such as file/image/path, else the column whose cells name files)")
     p.add_argument("--label-column", dest="label_column", metavar="COLUMN",
-                   help="import: the CSV column holding the labels, by header name or 0-based index "
+                   help="the CSV column holding the labels, by header name or 0-based index "
                         "(default: a header such as label/class/category, else the other column)")
     p.add_argument("--filename-encoding", dest="filename_encoding", metavar="ENC",
-                   help="import: the encoding of file names (and of a CSV) that are not UTF-8, e.g. cp932 for a ZIP "
+                   help="the encoding of file names (and of a CSV) that are not UTF-8, e.g. cp932 for a ZIP "
                         "made by Windows on a Japanese system, gbk, euc-kr, cp850, cp1252 (default: UTF-8 when they "
                         "are, else the likeliest legacy encoding, which the report names)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_datasets)
+
+
+def check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", metavar="NAME", help="any dataset `imori datasets` lists, or a folder or ZIP")
+    p.add_argument("--no-features", dest="features", action="store_false",
+                   help="the image checks only (seconds), not the pretrained-feature checks")
+    p.add_argument("--json", action="store_true")
+
+
+def fix_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", metavar="NAME", help="an imported dataset (or one of its versions, NAME@vN)")
+    p.add_argument("--drop-test-copies", action="store_true", help="drop the test images that duplicate training images")
+    p.add_argument("--drop-kind", action="append", default=[], metavar="KIND",
+                   help="drop the images of every finding of KIND (dark, blurry, exact_duplicates...; repeatable)")
+    p.add_argument("--relabel-suggested", action="store_true",
+                   help="each likely label error takes the class the model believes")
+    p.add_argument("--drop", action="append", default=[], metavar="PATH", help="drop this image (repeatable)")
+    p.add_argument("--relabel", action="append", default=[], metavar="PATH=CLASS",
+                   help="give this image this class (repeatable)")
+    p.add_argument("--reviewed", action="append", default=[], metavar="KIND:PATH",
+                   help="mark the findings of KIND naming PATH as reviewed, fine as they are (repeatable)")
+    p.add_argument("--json", action="store_true")
+
+
+def delete_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", metavar="NAME", help="an imported dataset (`imori datasets` lists them)")
+    p.add_argument("--json", action="store_true")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list datasets, import a folder or ZIP, check one's health, fix or delete one",
+                       description="One subcommand per action; `imori datasets ACTION --help` gives its options. "
+                                   "With no action: list.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action in ACTIONS:
+        q = actions.add_parser(action.name, help=action.help, description=action.description or action.help)
+        action.options(q)
+        q.set_defaults(func=action.run)
 
     p = sub.add_parser("models", help="list models, or show one's parameters")
     p.add_argument("name", nargs="?")
@@ -56,46 +100,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_recipes)
 
 
-def cmd_datasets(args: argparse.Namespace) -> int:
-    from core.data import import_dataset, list_datasets
+def old_spelling(argv: list[str]) -> list[str]:
+    """``imori datasets`` as it was spelled before it had subcommands: the action anywhere
+    among the arguments (``imori datasets --json``, ``imori datasets --name x import
+    a.zip``), or none for list. Returns the arguments with the action first."""
+    names = [a.name for a in ACTIONS]
+    if argv[:1] != ["datasets"] or (argv[1:2] and argv[1] in names):
+        return argv
+    rest = argv[1:]
+    positional, i = None, 0
+    while i < len(rest):
+        token = rest[i]
+        if token.startswith("-"):
+            i += 2 if _takes_value(token) else 1
+            continue
+        positional = i
+        break
+    if positional is not None:
+        if rest[positional] not in names:
+            return argv  # argparse says which actions there are
+        return ["datasets", rest[positional], *rest[:positional], *rest[positional + 1:]]
+    if any(token in ("-h", "--help") for token in rest):
+        return argv
+    listing = _option_strings(next(a for a in ACTIONS if a.name == "list"))
+    for token in rest:
+        option = token.split("=", 1)[0]
+        if option.startswith("-") and option not in listing:
+            owners = [a.name for a in ACTIONS if option in _option_strings(a)]
+            if owners:
+                raise ImoriError(f"{option} goes with {' or '.join(owners)}: imori datasets {owners[0]} --help says how")
+    return ["datasets", "list", *rest]
 
-    if args.action == "import":
-        if not args.path:
-            raise ImoriError("imori datasets import PATH [--name NAME] [--file-column C --label-column L] [--filename-encoding ENC]")
-        info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column,
-                              filename_encoding=args.filename_encoding)
-        if args.json:
-            print(json.dumps(_info_dict(info), indent=2, default=str))
-        else:
-            layout = {"folder": "class folders", "csv": "a CSV of images and labels"}.get(info.kind, info.kind)
-            print(f"imported {info.name} ({layout} from {Path(args.path).name}) into {info.location}")
-            print(info.description)
-            report = getattr(info, "report", None)
-            if report is not None:
-                print(report.as_text())
-        return 0
-    if args.action == "check":
-        return _check(args)
-    if args.action == "fix":
-        return _fix(args)
-    if args.action == "delete":
-        from core.data import delete_dataset
 
-        if not args.path:
-            raise ImoriError("imori datasets delete NAME (an imported dataset; `imori datasets` lists them)")
-        delete_dataset(args.path)
-        print(f"deleted dataset {args.path} (runs trained on it keep their records and checkpoints)")
-        return 0
-    if args.file_column is not None or args.label_column is not None:
-        raise ImoriError("--file-column and --label-column go with import: imori datasets import PATH --file-column C --label-column L")
-    if args.filename_encoding is not None:
-        raise ImoriError("--filename-encoding goes with import: imori datasets import PATH --filename-encoding ENC")
+def _option_strings(action: Action) -> dict[str, bool]:
+    """An action's option strings, each with whether it takes a value."""
+    p = argparse.ArgumentParser(add_help=False)
+    action.options(p)
+    return {flag: a.nargs != 0 for a in p._actions for flag in a.option_strings}
+
+
+def _takes_value(token: str) -> bool:
+    if "=" in token:
+        return False
+    return any(_option_strings(a).get(token, False) for a in ACTIONS)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``imori datasets [list]``: every dataset, how many runs used it, where it lives."""
+    from core.data import list_datasets
+    from core.records import queries
+
     infos = list_datasets()
     if args.json:
         print(json.dumps([_info_dict(i) for i in infos], indent=2, default=str))
         return 0
-    from core.records import queries
-
     for info in infos:
         d = _info_dict(info)
         used = queries.count_runs(queries.RunFilter(dataset=d["name"]))
@@ -107,15 +165,42 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
+    """``imori datasets import PATH``: a folder, ZIP or CSV becomes a dataset, with its report."""
+    from core.data import import_dataset
+
+    info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column,
+                          filename_encoding=args.filename_encoding)
+    if args.json:
+        print(json.dumps(_info_dict(info), indent=2, default=str))
+        return 0
+    layout = {"folder": "class folders", "csv": "a CSV of images and labels"}.get(info.kind, info.kind)
+    print(f"imported {info.name} ({layout} from {Path(args.path).name}) into {info.location}")
+    print(info.description)
+    report = getattr(info, "report", None)
+    if report is not None:
+        print(report.as_text())
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """``imori datasets delete NAME``: an imported dataset; the runs keep their records."""
+    from core.data import delete_dataset
+
+    delete_dataset(args.dataset)
+    if args.json:
+        print(json.dumps({"deleted": args.dataset}))
+    else:
+        print(f"deleted dataset {args.dataset} (runs trained on it keep their records and checkpoints)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
     """``imori datasets check NAME``: the health report, with a progress bar per stage."""
     from tqdm import tqdm
 
     from core.health import check_dataset
 
-    if not args.path:
-        raise ImoriError("imori datasets check NAME [--json] [--no-features] (any dataset `imori datasets` lists, "
-                         "or a folder or ZIP)")
     bars: dict[str, Any] = {}
 
     def progress(what: str, done: int, total: int) -> None:
@@ -126,7 +211,7 @@ def _check(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        report = check_dataset(args.path, features=args.features, progress=progress)
+        report = check_dataset(args.dataset, features=args.features, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
@@ -158,13 +243,10 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fix(args: argparse.Namespace) -> int:
+def cmd_fix(args: argparse.Namespace) -> int:
     """``imori datasets fix NAME ...``: a new version with the fixes, the old one kept."""
     from core.health import fix_dataset
 
-    if not args.path:
-        raise ImoriError("imori datasets fix NAME [--drop-test-copies] [--drop-kind KIND] [--relabel-suggested] "
-                         "[--drop PATH] [--relabel PATH=CLASS]")
     if not (args.drop_test_copies or args.drop_kind or args.relabel_suggested or args.drop or args.relabel
             or args.reviewed):
         raise ImoriError("no fix asked for: give --drop-test-copies, --drop-kind KIND, --relabel-suggested, "
@@ -175,7 +257,7 @@ def _fix(args: argparse.Namespace) -> int:
         if not sep or not path or not cls:
             raise ImoriError(f"--relabel wants PATH=CLASS, not {item!r}")
         relabel[path] = cls
-    info = fix_dataset(args.path, drop_test_copies=args.drop_test_copies, drop_kinds=tuple(args.drop_kind),
+    info = fix_dataset(args.dataset, drop_test_copies=args.drop_test_copies, drop_kinds=tuple(args.drop_kind),
                        relabel_suggested=args.relabel_suggested, drop=tuple(args.drop), relabel=relabel,
                        reviewed=tuple(args.reviewed))
     if args.json:
@@ -187,10 +269,24 @@ def _fix(args: argparse.Namespace) -> int:
     else:
         print(f"made {info.name}: {info.description}")
         print(f"{info.counts.get('train', 0)} train / {info.counts.get('test', 0)} test images; "
-              f"{args.path} stays as it was. Train on it: imori train --dataset {info.name}")
+              f"{args.dataset} stays as it was. Train on it: imori train --dataset {info.name}")
     return 0
 
 
+ACTIONS = (
+    Action("list", "every dataset: built-in, torchvision and imported, with how many runs used it",
+           cmd_list, list_options),
+    Action("import", "import a folder of class folders, a ZIP of them, or a CSV of images and labels",
+           cmd_import, import_options,
+           "imori datasets import PATH [--name NAME] [--file-column C --label-column L] [--filename-encoding ENC]: "
+           "the dataset is copied under IMORI_HOME/datasets, its images checked, and a report printed"),
+    Action("check", "a dataset's health: duplicates across the split, balance, odd images, likely label errors",
+           cmd_check, check_options),
+    Action("fix", "a new version of an imported dataset with fixes (NAME@vN); the dataset itself stays as it was",
+           cmd_fix, fix_options),
+    Action("delete", "delete an imported dataset (runs trained on it keep their records and checkpoints)",
+           cmd_delete, delete_options),
+)
 def _info_dict(info: Any) -> dict[str, Any]:
     if hasattr(info, "to_dict"):
         return info.to_dict()
@@ -262,8 +358,6 @@ def measured_line(measured: dict) -> str:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from core.recipes import RECIPES, recipe_results
-
     results = recipe_results()
     if args.json:
         print(json.dumps({k: {**v, "measured": results.get(k)} for k, v in RECIPES.items()}, indent=2))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import cache, datasets, queue, records, serve, train
+from cli import cache, datasets, jobs, queue, records, serve, train
 from core.errors import ImoriError
 
-GROUPS = (train, queue, records, serve, datasets, cache)
+GROUPS = (train, queue, records, jobs, serve, datasets, cache)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -20,9 +20,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = make_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(datasets.old_spelling(argv))
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return code

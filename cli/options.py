@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from core import config as run_config
+from core.recipes import recipe_values
 
 
 def help_text(description: run_config.Setting) -> str:
@@ -75,8 +76,6 @@ def build_config(args: argparse.Namespace, *, base: dict[str, Any] | None = None
     given = vars(args)
     values = dict(base or {})
     if "recipe" in given:
-        from core.recipes import recipe_values
-
         values = run_config.apply_overrides(values, recipe_values(given["recipe"]))
     if "config_file" in given:
         values = run_config.apply_overrides(values, run_config.load_config_file(given["config_file"]))

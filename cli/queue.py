@@ -7,9 +7,10 @@ import json
 import sys
 import time
 
+from cli.datasets import warn_about_health
 from cli.options import add_run_options, build_config
 from core.errors import ImoriError
-from core.status import RUNNING, SUCCEEDED
+from core.status import FINISHED, RUNNING, SUCCEEDED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +59,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
             except ValueError:
                 raise ImoriError(f"--{flag.replace('_', '-')} takes values separated by commas") from None
     run_ids = submit_sweep(config, sweep) if sweep else [submit(config)]
-    from cli.datasets import warn_about_health
-
     warn_about_health(config.dataset)
     if args.json:
         print(json.dumps({"run_ids": run_ids, "run_id": run_ids[0]}))
@@ -96,7 +95,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """Block until the runs finish; exit 0 only if all of them succeeded."""
-    from core.records import FINISHED, queries
+    from core.records import queries
 
     deadline = time.monotonic() + args.timeout if args.timeout else None
     pending = list(args.runs)

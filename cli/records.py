@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from core.config import RunConfig, dump_config
+from core.errors import ConfigError
 from core.status import STATUSES
 
 
@@ -113,7 +115,6 @@ def _tag_list(values: list[str]) -> list[str]:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from core.errors import ConfigError
     from core.records import queries, store
 
     add, remove = _tag_list(args.add), _tag_list(args.remove)
@@ -142,8 +143,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run = queries.get_run(args.run)
     if args.config:
-        from core.config import RunConfig, dump_config
-
         print(dump_config(RunConfig.from_dict(run.config)), end="")
         return 0
     if args.csv:

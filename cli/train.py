@@ -10,8 +10,15 @@ import socket
 import sys
 from pathlib import Path
 
+from cli.datasets import warn_about_health
 from cli.options import add_run_options, build_config
-from core.errors import ImoriError
+from cli.progress import CliRecorder
+from core import cpu_lock
+from core.config import RunConfig
+from core.errors import ConfigError, ImoriError
+from core.devices import resolve_device
+from core.files import atomic_write
+from core.processes import die_with_parent
 from core.saliency import DEFAULT_METHOD, METHODS
 from core.status import SUCCEEDED
 
@@ -126,10 +133,6 @@ def cpu_slot(config, *, no_wait: bool):
     with the default threads: taken at once when free, else waited for (saying so once on
     stderr) or, with ``no_wait``, a one-line error. A run given ``--threads`` trains beside
     another without waiting (saying so); a CUDA run needs no slot."""
-    from core import cpu_lock
-    from core.errors import ConfigError
-    from core.devices import resolve_device
-
     try:
         on_cpu = resolve_device(config.device).type == "cpu"
     except ConfigError:
@@ -189,8 +192,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     why = shortfall(config)
     if why:
         raise ImoriError(f"{why}: give --nproc-per-node {config.nproc_per_node - 1} or fewer")
-    from cli.datasets import warn_about_health
-
     warn_about_health(config.dataset)
     # Before any record is written: a run queued in the records meanwhile could be sent to a worker.
     with cpu_slot(config, no_wait=getattr(args, "no_wait", False)) as slot:
@@ -198,9 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -> int:
-    from cli.progress import CliRecorder
     from core.records import RunStateError, queries, store
-    from core.run import execute_run
 
     run_id = None
     if resume:
@@ -220,6 +219,8 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
     cli = CliRecorder(quiet=args.quiet)
     cli.write(f"run {run_id}: {queries.get_run(run_id).run_dir}")
     cli.install_sigint()
+    from core.run import execute_run  # torch, at the CLI's edge
+
     outcome = execute_run(run_id, f"cli@{socket.gethostname()}", listeners=lambda run: [cli], resume_from=resume,
                           cpu_slot=False)
     if outcome.result is None:
@@ -249,9 +250,7 @@ def cmd_join(args: argparse.Namespace) -> int:
     shared IMORI_HOME)."""
     import subprocess
 
-    from core.config import RunConfig
     from core.distributed import shortfall, stop_processes, torchrun_command
-    from core.processes import die_with_parent
 
     config = RunConfig(nproc_per_node=args.nproc_per_node, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint,
                        device=args.device, threads=args.threads, batch_size=max(64, 2 * args.nproc_per_node * args.nnodes))
@@ -295,9 +294,10 @@ def add_checkpoint_options(p: argparse.ArgumentParser, *, run: bool = False) -> 
 def run_checkpoint(run_id: int) -> str:
     """The run's default checkpoint (``core.selection``), saying which and why on stderr."""
     from core.records import queries
-    from core.selection import choose_checkpoint
 
     queries.get_run(run_id)  # an unknown run is a one-line error
+    from core.selection import choose_checkpoint  # torch, at the CLI's edge
+
     choice = choose_checkpoint(run_id)
     if choice.path is None:
         raise ImoriError(choice.reason)
@@ -371,7 +371,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             predictions += predictor.predict(files[start:start + 64], top_k=args.top_k)
             bar.update(len(files[start:start + 64]))
     if args.csv:
-        from core.files import atomic_write
         from core.predict import predictions_csv
 
         with atomic_write(args.csv, "w", encoding="utf-8") as handle:

@@ -38,3 +38,10 @@ def test_the_caches_are_listed_with_sizes_and_cleared(imori_home, capsys):
     assert "removed 1 cached file(s)" in out and cache.entries() == []
     code, out, _ = run(capsys, "cache")
     assert "the caches are empty" in out
+
+
+def test_the_commands_kinds_are_the_caches_own():
+    """`imori cache --kind` lists the kinds without importing the cache module (torch)."""
+    from cli import cache as cli_cache
+
+    assert cli_cache.KINDS == cache.KINDS

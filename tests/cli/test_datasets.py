@@ -68,10 +68,64 @@ def test_a_missing_column_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and "Traceback" not in err
     assert err.startswith("error:") and "no column named 'picture'" in err and "'file', 'label'" in err
     code, out, err = run(capsys, "datasets", "--label-column", "label")
-    assert code == 2 and "go with import" in err
+    assert code == 2 and "goes with import" in err
 
 
 def dataset_layout(name: str) -> str:
     from core.data.imported import read_manifest
 
     return read_manifest(name)["layout"]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["datasets"], {"action": "list", "json": False}),
+    (["datasets", "--json"], {"action": "list", "json": True}),
+    (["datasets", "list", "--json"], {"action": "list", "json": True}),
+    (["datasets", "import", "a.zip", "--name", "n"], {"action": "import", "path": "a.zip", "name": "n"}),
+    (["datasets", "--name", "n", "import", "a.zip"], {"action": "import", "path": "a.zip", "name": "n"}),
+    (["datasets", "--file-column=f", "import", "a.zip"], {"action": "import", "path": "a.zip", "file_column": "f"}),
+    (["datasets", "check", "leaves", "--no-features", "--json"],
+     {"action": "check", "dataset": "leaves", "features": False, "json": True}),
+    (["datasets", "--no-features", "check", "leaves"], {"action": "check", "dataset": "leaves", "features": False}),
+    (["datasets", "--drop-kind", "dark", "fix", "leaves", "--drop-test-copies"],
+     {"action": "fix", "dataset": "leaves", "drop_kind": ["dark"], "drop_test_copies": True}),
+    (["datasets", "delete", "leaves"], {"action": "delete", "dataset": "leaves"}),
+])
+def test_the_old_spellings_and_the_subcommands_read_the_same(argv, expected):
+    from cli.datasets import old_spelling
+    from cli.main import make_parser
+
+    args = vars(make_parser().parse_args(old_spelling(argv)))
+    assert {key: args[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(("action", "own", "others"), [
+    ("list", "--json", "--name"),
+    ("import", "--filename-encoding", "--drop-kind"),
+    ("check", "--no-features", "--file-column"),
+    ("fix", "--relabel-suggested", "--no-features"),
+    ("delete", "NAME", "--drop"),
+])
+def test_each_action_has_its_own_help(capsys, action, own, others):
+    with pytest.raises(SystemExit) as exit:
+        main(["datasets", action, "--help"])
+    out = capsys.readouterr().out
+    assert exit.value.code == 0 and out.startswith(f"usage: imori datasets {action}")
+    assert own in out and others not in out
+
+
+def test_an_action_is_one_function_and_one_registration(monkeypatch, capsys):
+    """What the actions of later issues (label, suggest, map) will do."""
+    from cli import datasets
+
+    def label_options(p):
+        p.add_argument("dataset")
+
+    def cmd_label(args):
+        print(f"labelling {args.dataset}")
+        return 0
+
+    label = datasets.Action("label", "label the images of a dataset", cmd_label, label_options)
+    monkeypatch.setattr(datasets, "ACTIONS", (*datasets.ACTIONS, label))
+    assert main(["datasets", "label", "leaves"]) == 0
+    assert capsys.readouterr().out == "labelling leaves\n"
