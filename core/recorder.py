@@ -150,8 +150,11 @@ class Recorders(Forwarder):
         return any(r.should_stop() for r in self.recorders)
 
 
-class MemoryRecorder(Recorder):
+class MemoryRecorder(Forwarder):
     """Keeps every event in lists: for tests and for callers that want the history."""
+
+    LISTS = {"on_start": "starts", "on_step": "steps", "on_eval": "evals", "on_checkpoint": "checkpoints",
+             "on_checkpoint_removed": "removed", "on_log": "logs", "on_end": "ends"}
 
     def __init__(self, stop_after_step: int | None = None) -> None:
         self.starts: list[RunStart] = []
@@ -163,26 +166,8 @@ class MemoryRecorder(Recorder):
         self.ends: list[RunEnd] = []
         self.stop_after_step = stop_after_step
 
-    def on_start(self, start: RunStart) -> None:
-        self.starts.append(start)
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        self.steps.append(metrics)
-
-    def on_eval(self, metrics: EvalMetrics) -> None:
-        self.evals.append(metrics)
-
-    def on_checkpoint(self, info: CheckpointInfo) -> None:
-        self.checkpoints.append(info)
-
-    def on_checkpoint_removed(self, path: str) -> None:
-        self.removed.append(path)
-
-    def on_log(self, message: str) -> None:
-        self.logs.append(message)
+    def forward(self, event: str, value: Any) -> None:
+        getattr(self, self.LISTS[event]).append(value)
 
     def should_stop(self) -> bool:
         return self.stop_after_step is not None and bool(self.steps) and self.steps[-1].step >= self.stop_after_step
-
-    def on_end(self, end: RunEnd) -> None:
-        self.ends.append(end)
