@@ -45,7 +45,8 @@ def one(count: int) -> dict[str, float]:
         folder = Path(tmp) / "scenes"
         write_scenes(folder, count)
         from core.data import load_dataset
-        from core.health import _feature_prep, check_dataset
+        from core.health.check import check_dataset
+        from core.health.dataset import feature_prep as _feature_prep
 
         started = time.monotonic()
         load_dataset(str(folder), _feature_prep())

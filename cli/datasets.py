@@ -201,7 +201,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``imori datasets check NAME``: the health report, with a progress bar per stage."""
     from tqdm import tqdm
 
-    from core.health import check_dataset
+    from core.health.check import check_dataset
 
     bars: dict[str, Any] = {}
 
@@ -247,7 +247,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_fix(args: argparse.Namespace) -> int:
     """``imori datasets fix NAME ...``: a new version with the fixes, the old one kept."""
-    from core.health import fix_dataset
+    from core.health.fix import fix_dataset
 
     if not (args.drop_test_copies or args.drop_kind or args.relabel_suggested or args.drop or args.relabel
             or args.reviewed):
@@ -372,7 +372,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def warn_about_health(dataset: str) -> None:
     """What the dataset's newest health report says against training on it or believing
     its test accuracy, on stderr (a warning: the run goes ahead)."""
-    from core.health import latest_report
+    from core.health.cache import latest_report
 
     try:
         report = latest_report(str(dataset))

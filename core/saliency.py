@@ -54,7 +54,7 @@ class Saliency:
 
 def cam_layer(model: torch.nn.Module, model_name: str) -> torch.nn.Module:
     """The layer the class activation map reads for ``model_name``'s architecture."""
-    from core.models import get_spec
+    from core.models import get_spec  # loads torch: the CLI reads METHODS without it
 
     path = get_spec(model_name).cam_layer
     if not path:
@@ -74,6 +74,7 @@ def explain(predictor: Any, image: Any, target: str | int | None = None, method:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from PIL import Image
 
+    # imori's modules that load torch, here for the same reason as torch itself.
     from core.data.preprocess import open_image
     from core.predict import to_picture
 

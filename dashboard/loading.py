@@ -137,7 +137,7 @@ def all_datasets() -> list[Any]:
 def dataset_health(ref: str) -> Any:
     """The newest health report of dataset ``ref`` (core.health.latest_report), briefly
     cached; None when it was never checked."""
-    from core.health import latest_report
+    from core.health.cache import latest_report
 
     try:
         return latest_report(ref)

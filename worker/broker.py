@@ -54,6 +54,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from core.errors import ImoriError
 from core.paths import imori_home
+from worker.lifetime import die_with_parent
 
 __all__ = [
     "BrokerError",
@@ -323,8 +324,6 @@ class EmbeddedRedis:
             time.sleep(0.05)
 
     def _spawn(self, deadline: float) -> None:
-        from worker.lifetime import die_with_parent
-
         exe = _redis_executable()
         if self.socket_path.parent != self.dir:
             self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -15,6 +15,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from worker.app import namespace
+from worker.broker import client
+
 BEAT_S = 3.0
 TTL_S = 12  # four missed beats and the worker is gone
 
@@ -37,14 +40,10 @@ class WorkerInfo:
 
 
 def key_prefix() -> str:
-    from worker.app import namespace
-
     return f"imori:{namespace()}worker:"
 
 
 def _client():
-    from worker.broker import client
-
     return client(socket_timeout=5, socket_connect_timeout=5)
 
 

@@ -30,7 +30,9 @@ from core import paths
 from core.data import cache, safezip
 from core.data import names as text_names
 from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, assign_splits, check_classes, decode_files, finish
-from core.data.folders import Columns, Scan, is_zip, scan_directory
+from core.data.folders import is_zip, scan_directory
+from core.data.scan import Scan
+from core.data.tables import Columns
 from core.data.preprocess import Preprocessing, open_image
 from core.data.report import DatasetInfo, ImportReport, build_report
 from core.data.splits import DataSplits

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.data import builtin, folders, imported, torchvision_sets
+from core.data import builtin, folders, imported, tables, torchvision_sets
 from core.data.builtin import BUILTIN_DATASETS
 from core.data.preprocess import Preprocessing
 from core.data.report import DatasetInfo
@@ -104,7 +104,7 @@ def import_dataset(
     Raises DatasetError for a missing, unreadable or hostile source, a taken name or a
     set with fewer than two classes.
     """
-    columns = folders.Columns.of(file_column, label_column)
+    columns = tables.Columns.of(file_column, label_column)
     return imported.import_source(source, name, _RESERVED, columns, filename_encoding, source_name)
 
 

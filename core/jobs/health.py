@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.health import check_dataset
+from core.health.check import check_dataset
 from core.jobs.kinds import JobContext
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.data import import_dataset
 from core.errors import ImoriError
-from core.health import check_after_import
+from core.health.check import check_after_import
 from core.jobs.kinds import JobContext
 
 

@@ -70,20 +70,20 @@ def report_view(report) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def finding_thumbnails(ref: str, identity: str, names: tuple[str, ...]):  # noqa: ARG001 - identity: the content
-    from core.health import thumbnails
+    from core.health.thumbnails import thumbnails
 
     return thumbnails(ref, list(names))
 
 
 def health_report(ref: str):
     """The newest health report of ``ref``, or None (nothing is decoded to find it)."""
-    from core.health import latest_report
+    from core.health.cache import latest_report
 
     return latest_report(ref)
 
 
 def health_view(ref: str) -> None:
-    from core.health import check_dataset
+    from core.health.check import check_dataset
 
     report = health_report(ref)
     busy = jobs.busy(HEALTH, ref)
@@ -158,7 +158,7 @@ def fixes_view(ref: str, report) -> None:
                           "model believes", bool(report.of_kind("label_issues"))),
     }
     offers = {key: text for key, (text, possible) in offers.items() if possible}
-    from core.health import finding_key
+    from core.health.report import finding_key
 
     reviewable = {finding_key(f): f"{f.kind.replace('_', ' ')}: {', '.join(f.images or f.labels)}"
                   for f in report.findings}
@@ -171,7 +171,7 @@ def fixes_view(ref: str, report) -> None:
                                 list(reviewable), format_func=reviewable.get, key="ds_fix_reviewed")
         if st.button("Make the new version", key="ds_fix", type="primary",
                      disabled=not (any(chosen.values()) or marked), icon=":material/difference:"):
-            from core.health import fix_dataset
+            from core.health.fix import fix_dataset
 
             kinds = tuple(odd) if chosen.get("ds_fix_odd") else ()
             if chosen.get("ds_fix_dups"):
@@ -194,7 +194,7 @@ def csv_tables(upload, encoding: str | None) -> dict[str, list[str]]:
     """The CSV-like files of an uploaded ZIP with their first line (nothing is extracted)."""
     import io
 
-    from core.data.folders import zip_tables
+    from core.data.tables import zip_tables
 
     if upload.size > uploads.MAX_ZIP_BYTES:
         return {}  # refused when imported, with the reason

@@ -396,7 +396,7 @@ with data_col.container(border=True):
         if health.inflated_test_images and is_imported(chosen.name) and fix_col.button(
                 f"Fix: a version without the {health.inflated_test_images} test copies",
                 key="nr_health_fix", icon=":material/difference:", type="primary"):
-            from core.health import fix_dataset
+            from core.health.fix import fix_dataset
 
             with fmt.user_errors("Not made: "):
                 made = fix_dataset(chosen.name, drop_test_copies=True)

@@ -134,6 +134,6 @@ def test_fixes_make_a_new_version_that_trains_and_the_old_one_stays(planted, cap
     with pytest.raises(DatasetError, match="has versions"):
         delete_dataset("scenes")
     with pytest.raises(DatasetError, match="nothing to change"):
-        from core.health import fix_dataset
+        from core.health.fix import fix_dataset
 
         fix_dataset("scenes@v2", drop_test_copies=True)

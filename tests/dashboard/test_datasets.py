@@ -328,7 +328,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     from pathlib import Path
 
     from core.data import import_dataset
-    from core.health import check_after_import
+    from core.health.check import check_after_import
     from core.jobs.kinds import HEALTH
     from core.records import jobs
     from worker.tasks import execute_job

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from core import paths
 from core.data import dataset_info, import_dataset, load_dataset
-from core.data.folders import Columns, scan_directory, zip_tables
+from core.data.folders import scan_directory
+from core.data.tables import Columns, zip_tables
 from core.data.preprocess import Preprocessing
 from core.errors import DatasetError
 

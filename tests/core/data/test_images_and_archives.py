@@ -26,7 +26,7 @@ from PIL import Image, JpegImagePlugin
 from core import paths
 from core.data import import_dataset, load_dataset, sample_images
 from core.data import formats, names, safezip
-from core.data.folders import zip_tables
+from core.data.tables import zip_tables
 from core.data.preprocess import (
     LARGE_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS,
