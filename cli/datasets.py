@@ -168,7 +168,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """``imori datasets import PATH``: a folder, ZIP or CSV becomes a dataset, with its report."""
     from core.data import import_dataset
-    from core.health import check_after_import
+    from core.health.check import check_after_import
 
     info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column,
                           filename_encoding=args.filename_encoding)
