@@ -139,7 +139,7 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.records import queries
+    from core.records import checkpoints as checkpoint_records, queries
 
     run = queries.get_run(args.run)
     if args.config:
@@ -152,7 +152,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = run.to_dict()
         data["not_learning"] = queries.not_learning(run)
         data["evaluations"] = [e.to_dict() for e in queries.eval_series(args.run)]
-        data["checkpoint_files"] = [c.to_dict() for c in queries.checkpoints(args.run)]
+        data["checkpoint_files"] = [c.to_dict() for c in checkpoint_records.checkpoints(args.run)]
         print(json.dumps(data, indent=2, default=str))
         return 0
     print(f"run {run.id}: {run.name}  [{run.status}]")
@@ -178,7 +178,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"    {'class':<{width}}  precision  recall     f1  support")
         for name, m in latest.per_class.items():
             print(f"    {name:<{width}}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  {int(m['support']):7d}")
-    for c in queries.checkpoints(args.run):
+    for c in checkpoint_records.checkpoints(args.run):
         print(f"  checkpoint {c.path}" + ("  (best)" if c.is_best else ""))
     if run.error:
         print(f"  error: {run.error}")

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from core.records import checkpoints as checkpoint_records
 from core.config import RunConfig
 from core.data import load_dataset, stratified_split
 from core.errors import ConfigError
@@ -255,7 +256,7 @@ def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recal
         point = operating_point(probs, labels, predictor.classes.index(positive), target_recall=target_recall,
                                 target_precision=target_precision)
         stored["thresholds"] = {positive: point}
-    return stored, store.set_calibration(path, stored)
+    return stored, checkpoint_records.set_calibration(path, stored)
 
 
 def set_operating_point(path: str, positive: str, *, target_recall: float | None = None,
@@ -264,7 +265,7 @@ def set_operating_point(path: str, positive: str, *, target_recall: float | None
     checkpoint's calibration (no model is run) and store it; with neither target, remove
     the class's threshold. Returns the operating point (or {} when removed). Raises
     ConfigError when the checkpoint is not calibrated or the class has no stored curve."""
-    stored = dict(queries.calibration_of(path) or {})
+    stored = dict(checkpoint_records.calibration_of(path) or {})
     curve = (stored.get("pr_curves") or {}).get(positive)
     if not stored or curve is None:
         raise ConfigError("calibrate this checkpoint first: its precision-recall curves come with the calibration")
@@ -276,7 +277,7 @@ def set_operating_point(path: str, positive: str, *, target_recall: float | None
         point = choose_threshold(curve, target_recall=target_recall, target_precision=target_precision)
         thresholds[positive] = point
     stored["thresholds"] = thresholds
-    store.set_calibration(path, stored)
+    checkpoint_records.set_calibration(path, stored)
     return point
 
 

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from core.records import checkpoints as checkpoint_records
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.data.preprocess import HIGH_DEPTH_MODES, Preprocessing, open_image, original_size
 from core.errors import ConfigError, DatasetError, ImoriError
@@ -215,7 +216,7 @@ def recorded_calibration(path: str | Path) -> dict[str, Any] | None:
     """The calibration the records hold for the checkpoint at ``path``, if any (none when
     the records cannot be read: predicting never needs them)."""
     try:
-        return queries.calibration_of(str(Path(path).expanduser().resolve()))
+        return checkpoint_records.calibration_of(str(Path(path).expanduser().resolve()))
     except Exception:  # noqa: BLE001 - no database, another schema: predict as trained
         return None
 

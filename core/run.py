@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.records import checkpoints as checkpoint_records
 from core.config import RunConfig
 from core.errors import ImoriError
 from core.recorder import Recorder, Recorders
@@ -191,7 +192,7 @@ def _claim_and_train(
         store.set_status(run_id, FAILED, attempt=attempt, error=str(config))
         return RunOutcome(run_id, FAILED, attempt, error=str(config), user_error=True)
     if resume_from is None:
-        latest = queries.latest_checkpoint(run_id)
+        latest = checkpoint_records.latest_checkpoint(run_id)
         if latest is not None and Path(latest.path).is_file():
             resume_from = latest.path
             store.add_log(run_id, f"resuming from {resume_from} (step {latest.step})", attempt=attempt)

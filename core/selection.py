@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.records import checkpoints as checkpoint_records
 from core.checkpoint import load_checkpoint
 from core.data.report import MIN_VAL_PER_CLASS, default_val_fraction, expected_val_count, images_needed
 from core.errors import ImoriError
@@ -63,8 +64,8 @@ class Choice:
     path: str | None
     rule: str | None
     reason: str
-    best: Any = None  # queries.CheckpointRow of best.pt, if any
-    last: Any = None  # queries.CheckpointRow of the newest periodic checkpoint, if any
+    best: Any = None  # checkpoint_records.CheckpointRow of best.pt, if any
+    last: Any = None  # checkpoint_records.CheckpointRow of the newest periodic checkpoint, if any
     few: dict[str, int] = field(default_factory=dict)  # classes with too few validation images
 
     @property
@@ -84,8 +85,8 @@ def choose_checkpoint(run_id: int, *, data_of: Callable[[str], Mapping[str, Any]
     ``data_of(path)`` reads a checkpoint's ``data`` (default: ``read_data``; the dashboard
     passes a cached one)."""
     data_of = data_of or read_data
-    best = queries.best_checkpoint(run_id, engine=engine)
-    last = queries.latest_checkpoint(run_id, engine=engine)
+    best = checkpoint_records.best_checkpoint(run_id, engine=engine)
+    last = checkpoint_records.latest_checkpoint(run_id, engine=engine)
     if best is None and last is None:
         return Choice(None, None, f"run {run_id} has no checkpoint yet (one is written after each epoch)")
     if best is None:

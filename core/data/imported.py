@@ -26,6 +26,7 @@ from typing import Any
 
 from PIL import Image
 
+from core.records import datasets as dataset_index
 from core import paths
 from core.data import cache, safezip
 from core.data import names as text_names
@@ -215,7 +216,7 @@ def _index(name: str, manifest: dict[str, Any]) -> None:
         per_class = counts.setdefault(split, {})
         for _, label in rows:
             per_class[classes[label]] = per_class.get(classes[label], 0) + 1
-    store.record_dataset(name, str(manifest.get("kind", "folder")), classes, counts,
+    dataset_index.record_dataset(name, str(manifest.get("kind", "folder")), classes, counts,
                          location=str(dataset_dir(name)), report=manifest.get("report"))
 
 
@@ -298,7 +299,7 @@ def list_imported() -> list[DatasetInfo]:
     The index is kept in step with the folders first: a folder imported before there was
     an index (or into another database) is entered, a record whose folder was removed by
     hand is dropped."""
-    indexed = {row.name for row in queries.dataset_records()}
+    indexed = {row.name for row in dataset_index.dataset_records()}
     on_disk = {f.name for f in paths.datasets_dir().iterdir() if not f.name.startswith(".") and f.is_dir()}
     for name in on_disk - indexed:
         try:
@@ -306,8 +307,8 @@ def list_imported() -> list[DatasetInfo]:
         except DatasetError:
             pass  # no readable manifest: listed below with the reason, not indexed
     for name in indexed - on_disk:
-        store.forget_dataset(name)
-    names = {row.name for row in queries.dataset_records()} | on_disk
+        dataset_index.forget_dataset(name)
+    names = {row.name for row in dataset_index.dataset_records()} | on_disk
     return [imported_info(name) for name in sorted(names, key=str.lower)]
 
 
@@ -377,5 +378,5 @@ def delete_imported(name: str) -> None:
     trash = Path(tempfile.mkdtemp(prefix=f".delete-{name}-", dir=paths.datasets_dir()))
     os.rename(folder, trash / name)  # vanishes from listings at once
 
-    store.forget_dataset(name)
+    dataset_index.forget_dataset(name)
     shutil.rmtree(trash, ignore_errors=True)

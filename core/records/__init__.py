@@ -5,10 +5,13 @@ SQLite under ``IMORI_HOME`` by default (``imori.db``), any SQLAlchemy URL throug
 
 - ``schema``: the tables (SQLAlchemy 2 typed ORM); ``migrations/``: Alembic revisions.
 - ``engine``: engines (SQLite pragmas, write transactions, fork safety) and upgrades.
-- ``store``: every write (create, claim, cancel, requeue, delete runs; the recorder's
-  batches; datasets).
-- ``recorder``: ``DbRecorder``, the training loop's listener that writes.
-- ``queries``: every read, for the CLI and the dashboard (runs list, reduced series).
+- ``store``: the runs' writes (create, claim, cancel, requeue, delete runs; the
+  recorder's batches, ``log_batch``: the one write path of a training run).
+- ``db_recorder``: ``DbRecorder``, the training loop's listener that writes.
+- ``queries``: the runs' reads, for the CLI and the dashboard (runs list, reduced series,
+  the live view, "not learning").
+- ``checkpoints``, ``datasets``, ``jobs``: one module an entity, its writes and reads.
+- ``values``: what they share (the default engine, JSON-safe values in, plain values out).
 
 A run's life in calls::
 

@@ -36,7 +36,6 @@ from core.records.values import Record, engine_or_default as _engine, plain
 from core.records.schema import (
     ROLLUP_WIDTHS,
     SqlCheckpoint,
-    SqlDataset,
     SqlEvalMetric,
     SqlIterationMetric,
     SqlRun,
@@ -583,55 +582,6 @@ def live_run(run_id: int, *, max_points: int = 1000, engine: Engine | None = Non
     return LiveRun(run, reduced, evals, stalled_in(reduced, run.step, run.steps_per_epoch))
 
 
-# -- checkpoints -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckpointRow(Record):
-    path: str
-    epoch: int
-    step: int
-    metrics: dict[str, Any]
-    is_best: bool
-    created_at: datetime
-
-
-def _checkpoints(run_id: int, engine: Engine | None, *conditions: Any, order: Any = None, limit: int | None = None):
-    c = SqlCheckpoint
-    stmt = select(c.path, c.epoch, c.step, c.metrics, c.is_best, c.created_at).where(c.run_id == run_id, *conditions)
-    stmt = stmt.order_by(*(order if order is not None else (c.step, c.is_best)))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    with _engine(engine).connect() as conn:
-        return [CheckpointRow(*row) for row in conn.execute(stmt)]
-
-
-def checkpoints(run_id: int, *, engine: Engine | None = None) -> list[CheckpointRow]:
-    """A run's checkpoints, oldest step first (``best.pt`` among them, flagged)."""
-    return _checkpoints(run_id, engine)
-
-
-def best_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointRow | None:
-    """The checkpoint with the best validation accuracy (``best.pt``), if any."""
-    rows = _checkpoints(run_id, engine, SqlCheckpoint.is_best.is_(True), order=(SqlCheckpoint.step.desc(),), limit=1)
-    return rows[0] if rows else None
-
-
-def calibration_of(path: str | Path, *, engine: Engine | None = None) -> dict[str, Any] | None:
-    """The calibration recorded for the checkpoint at ``path`` (``core.calibration``), or
-    None (never fitted, or a file no run recorded)."""
-    with _engine(engine).connect() as conn:
-        row = conn.execute(select(SqlCheckpoint.calibration).where(SqlCheckpoint.path == str(path))
-                           .order_by(SqlCheckpoint.id.desc()).limit(1)).first()
-    return row[0] if row and row[0] else None
-
-
-def latest_checkpoint(run_id: int, *, engine: Engine | None = None) -> CheckpointRow | None:
-    """The newest periodic checkpoint (what a resumed run continues from)."""
-    rows = _checkpoints(run_id, engine, SqlCheckpoint.is_best.is_(False), order=(SqlCheckpoint.step.desc(),), limit=1)
-    return rows[0] if rows else None
-
-
 # -- logs ------------------------------------------------------------------------------------
 
 
@@ -685,40 +635,6 @@ def metrics_csv(run_id: int, out: TextIO | None = None, *, kind: str = "steps", 
         for chunk in result.partitions():
             writer.writerows(chunk)  # None is written as an empty field
     return None if out is not None else target.getvalue()
-
-
-# -- datasets --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DatasetRow(Record):
-    id: int
-    name: str
-    kind: str
-    location: str | None
-    classes: list[Any]
-    counts: dict[str, Any]
-    report: dict[str, Any] | None
-    created_at: datetime
-    updated_at: datetime
-
-
-def _dataset_select():
-    d = SqlDataset
-    return select(d.id, d.name, d.kind, d.location, d.classes, d.counts, d.report, d.created_at, d.updated_at)
-
-
-def dataset_records(*, engine: Engine | None = None) -> list[DatasetRow]:
-    """Recorded datasets, by name."""
-    with _engine(engine).connect() as conn:
-        return [DatasetRow(*row) for row in conn.execute(_dataset_select().order_by(SqlDataset.name))]
-
-
-def dataset_record(name: str, *, engine: Engine | None = None) -> DatasetRow | None:
-    """One recorded dataset, or None."""
-    with _engine(engine).connect() as conn:
-        row = conn.execute(_dataset_select().where(SqlDataset.name == name)).first()
-    return DatasetRow(*row) if row else None
 
 
 # -- not learning: the loss has not fallen after the first epoch ----------------------------

@@ -31,7 +31,6 @@ from core.records.schema import (
     ROLLUP_FANOUT,
     ROLLUP_WIDTHS,
     SqlCheckpoint,
-    SqlDataset,
     SqlEvalMetric,
     SqlIterationMetric,
     SqlRun,
@@ -498,70 +497,16 @@ def refresh_rollups(conn: Connection, run_id: int, first_step: int, last_step: i
         b0, b1 = p0, p1
 
 
-# -- datasets --------------------------------------------------------------------------------
-
-
-def record_dataset(
-    name: str,
-    kind: str,
-    classes: Sequence[str],
-    counts: Mapping[str, Any],
-    *,
-    location: str | None = None,
-    report: Mapping[str, Any] | None = None,
-    engine: Engine | None = None,
-) -> int:
-    """Record an imported dataset (replacing the record of one with the same name);
-    returns its id."""
-    values = {
-        "kind": kind,
-        "location": location,
-        "classes": list(classes),
-        "counts": dict(counts),
-        "report": dict(report) if report is not None else None,
-        "updated_at": utcnow(),
-    }
-    with write_transaction(_engine(engine)) as conn:
-        found = conn.execute(select(SqlDataset.id).where(SqlDataset.name == name)).scalar()
-        if found is not None:
-            conn.execute(update(SqlDataset).where(SqlDataset.id == found).values(**values))
-            return found
-        return conn.execute(
-            insert(SqlDataset).values(name=name, created_at=values["updated_at"], **values).returning(SqlDataset.id)
-        ).scalar_one()
-
-
-def forget_dataset(name: str, *, engine: Engine | None = None) -> bool:
-    """Forget a dataset's record (its files are the caller's); True if there was one."""
-    with write_transaction(_engine(engine)) as conn:
-        return conn.execute(delete(SqlDataset).where(SqlDataset.name == name)).rowcount > 0
-
-
-# -- calibration -----------------------------------------------------------------------------
-
-
-def set_calibration(path: str, calibration: Mapping[str, Any] | None, *, engine: Engine | None = None) -> bool:
-    """Record a checkpoint's calibration (``core.calibration``) by its file's path; False
-    when no run recorded that checkpoint (a file of the user's own)."""
-    with write_transaction(_engine(engine)) as conn:
-        done = conn.execute(update(SqlCheckpoint).where(SqlCheckpoint.path == str(path))
-                            .values(calibration=json_safe(dict(calibration)) if calibration is not None else None))
-        return done.rowcount > 0
-
-
 __all__ = [
     "RunFlags",
     "add_log",
-    "set_calibration",
     "claim_run",
     "create_run",
-    "forget_dataset",
     "delete_run",
     "log_batch",
     "refresh_rollups",
     "request_cancel",
     "requeue_run",
-    "record_dataset",
     "set_status",
     "touch",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.records import checkpoints as checkpoint_records
 from core import config as run_config
 from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
@@ -260,7 +261,7 @@ def previous_checkpoints(model: str) -> dict[str, str]:
     out: dict[str, str] = {}
     finished = queries.RunFilter(status=(SUCCEEDED, CANCELLED), model=model)
     for run in queries.list_runs(where=finished, limit=20):
-        best = queries.best_checkpoint(run.id) or queries.latest_checkpoint(run.id)
+        best = checkpoint_records.best_checkpoint(run.id) or checkpoint_records.latest_checkpoint(run.id)
         if best is not None:
             out[best.path] = f"run #{run.id} {run.name}: {fmt.checkpoint_label(best)}"
     return out

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.records import checkpoints as checkpoint_records
 from core import selection
 from core.errors import ImoriError
 from core.jobs.evaluate import EvaluationJob, params as evaluation_params
@@ -57,7 +58,7 @@ def from_run() -> tuple[str | None, dict[str, Any], int | None]:
         if queries.count_runs(started) == 0:
             st.info("No run has a checkpoint yet: train one, or upload a checkpoint.", icon=":material/info:")
         return None, {}, None
-    rows = sorted(queries.checkpoints(run.id), key=lambda r: (not r.is_best, -r.step))
+    rows = sorted(checkpoint_records.checkpoints(run.id), key=lambda r: (not r.is_best, -r.step))
     if not rows:
         st.info(f"Run {run.id} has no checkpoint yet (one is written after each epoch).", icon=":material/info:")
         return None, {}, run.id

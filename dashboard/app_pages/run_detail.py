@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.records import checkpoints as checkpoint_records
 from core.records import queries
 from core.status import FAILED, RUNNING, SUCCEEDED
 from core.jobs.kinds import CALIBRATE, EXPORT
@@ -334,7 +335,7 @@ def export_view(exportable: dict[str, str]) -> None:
 
 
 with ckpt_tab:
-    rows = queries.checkpoints(run.id)
+    rows = checkpoint_records.checkpoints(run.id)
     if not rows:
         st.caption("No checkpoints yet: one is written after each epoch (and on cancel).")
     for row in sorted(rows, key=lambda r: (not r.is_best, -r.step)):
@@ -358,7 +359,7 @@ with ckpt_tab:
                                      mime="application/octet-stream", key=f"dl_bare_{row.path}", on_click="ignore",
                                      icon=":material/download:",
                                      help="model.load_state_dict(torch.load(...)) in the tutorial's own script")
-    calibrated = [(r, queries.calibration_of(r.path)) for r in rows]
+    calibrated = [(r, checkpoint_records.calibration_of(r.path)) for r in rows]
     calibrated = [(r, c) for r, c in calibrated if c]
     for row, calibration in calibrated[:2]:
         calibration_view(row, calibration)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from dashkit import ROOT, app, digit_png, ok, texts, train
 
+from core.records import checkpoints as checkpoint_records
 from core.records import queries
 from dashboard import fmt, loading, uploads
 
@@ -120,7 +121,7 @@ def test_an_image_over_the_size_limit_is_refused_on_the_server(run_id, monkeypat
 
 
 def test_the_model_is_loaded_once_and_cached(run_id):
-    path = queries.best_checkpoint(run_id).path
+    path = checkpoint_records.best_checkpoint(run_id).path
     first = loading.cached_predictor(path)
     assert loading.cached_predictor(path) is first  # a second upload answers without loading it again
     png, _ = digit_png(0)
@@ -311,8 +312,8 @@ def small_val_run(home):
 
 
 def test_too_few_validation_images_make_the_last_checkpoint_the_default_with_its_own_metrics(small_val_run):
-    last = queries.latest_checkpoint(small_val_run)
-    best = queries.best_checkpoint(small_val_run)
+    last = checkpoint_records.latest_checkpoint(small_val_run)
+    best = checkpoint_records.best_checkpoint(small_val_run)
     at = app(PREDICT, run=small_val_run)
     ok(at)
     assert at.selectbox(key="pr_ckpt").value == last.path != best.path
@@ -340,7 +341,7 @@ def test_too_few_validation_images_make_the_last_checkpoint_the_default_with_its
 def test_enough_validation_images_keep_best_pt_as_the_default_and_offer_the_last(run_id):
     at = app(PREDICT, run=run_id)
     ok(at)
-    assert at.selectbox(key="pr_ckpt").value == queries.best_checkpoint(run_id).path
+    assert at.selectbox(key="pr_ckpt").value == checkpoint_records.best_checkpoint(run_id).path
     assert not any("Validation cannot choose" in t for t in texts(at.warning))
     assert any("best validation score" in t for t in texts(at.caption))
     assert not at.button(key="pr_use_last").disabled and at.button(key="pr_use_best").disabled

@@ -10,6 +10,7 @@ import pytest
 import torch
 from dashkit import app, ok, run_queued_jobs, texts, train
 
+from core.records import checkpoints as checkpoint_records
 from core.records import queries, store
 from dashboard import charts, loading
 
@@ -51,8 +52,8 @@ def test_a_finished_run_shows_charts_tabs_and_downloads(home, broker):
     from core.calibration import calibrate
     from core.records import store
 
-    best = [r for r in queries.checkpoints(run_id) if r.is_best][0]
-    store.set_calibration(best.path, calibrate(best.path).to_dict())
+    best = [r for r in checkpoint_records.checkpoints(run_id) if r.is_best][0]
+    checkpoint_records.set_calibration(best.path, calibrate(best.path).to_dict())
     at.run()
     ok(at)
     assert any(t.startswith("**Calibration of") and "expected calibration error" in t for t in texts(at.markdown))
@@ -125,7 +126,7 @@ def test_the_bare_state_dict_download_loads_into_the_model(home):
     from core.models import build_model
 
     run_id = train()
-    best = queries.best_checkpoint(run_id)
+    best = checkpoint_records.best_checkpoint(run_id)
     path = loading.under_home(best.path)
     assert path is not None
     state = torch.load(io.BytesIO(loading.state_dict_reader(path)()), weights_only=True)
@@ -244,7 +245,7 @@ def test_calibrate_on_a_worker_then_choose_an_operating_point(home, broker):
     ok(at)
     assert any(t.startswith("**Calibration of") for t in texts(at.markdown))
     assert any(t.startswith("**Operating points**") for t in texts(at.markdown))
-    stored = queries.calibration_of(best)
+    stored = checkpoint_records.calibration_of(best)
     assert sorted(stored["pr_curves"]) == [str(i) for i in range(10)]
     assert Predictor(best).temperature == pytest.approx(stored["temperature"])
     key = f"rd_op_{best}"
@@ -252,10 +253,10 @@ def test_calibrate_on_a_worker_then_choose_an_operating_point(home, broker):
     at.number_input(key=f"{key}_target").set_value(90.0)
     at.button(key=f"{key}_set").click().run()
     ok(at)
-    point = queries.calibration_of(best)["thresholds"]["3"]
+    point = checkpoint_records.calibration_of(best)["thresholds"]["3"]
     assert point["recall"] >= 0.9 and point["by"] == "recall"
     assert any(t.startswith("Decides **3** when p(3) ≥") for t in texts(at.markdown))
     assert Predictor(best).thresholds["3"]["threshold"] == pytest.approx(point["threshold"])
     at.button(key=f"{key}_clear").click().run()
     ok(at)
-    assert "3" not in (queries.calibration_of(best).get("thresholds") or {})
+    assert "3" not in (checkpoint_records.calibration_of(best).get("thresholds") or {})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.records import checkpoints as checkpoint_records
 from core.config import RunConfig
 
 pytestmark = [pytest.mark.slow]
@@ -51,7 +52,7 @@ def rank_processes(home: str) -> list[int]:
 def latest_checkpoint(run_id: int):
     from core.records import queries
 
-    latest = queries.latest_checkpoint(run_id)
+    latest = checkpoint_records.latest_checkpoint(run_id)
     return latest if latest is not None and os.path.exists(latest.path) else None
 
 

@@ -13,6 +13,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from core.records import checkpoints as checkpoint_records
 from core.config import RunConfig
 
 pytestmark = [pytest.mark.slow]
@@ -31,7 +32,7 @@ def steps_in_db(run_id: int) -> list[int]:
 def checkpoint_exists(run_id: int) -> bool:
     from core.records import queries
 
-    latest = queries.latest_checkpoint(run_id)
+    latest = checkpoint_records.latest_checkpoint(run_id)
     return latest is not None and os.path.exists(latest.path)
 
 
@@ -51,7 +52,7 @@ def test_a_submitted_run_trains_and_records(stack, worker_a):
     assert steps_in_db(run_id) == list(range(1, 31))
     assert run.worker.startswith("a") and run.attempt == 1 and run.device == "cpu"
     assert {e.split for e in queries.eval_series(run_id)} == {"val", "test"}
-    assert queries.best_checkpoint(run_id) is not None
+    assert checkpoint_records.best_checkpoint(run_id) is not None
 
 
 def test_duplicate_deliveries_train_a_run_once(stack, worker_a):

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from core.records import datasets as dataset_index
 from core import paths
 from core.data import DatasetInfo, import_dataset, list_datasets, load_dataset, sample_images, delete_dataset
 from core.data.preprocess import Preprocessing
@@ -115,15 +116,15 @@ def test_the_records_datasets_table_is_the_index_of_imports(tmp_path, helpers):
 
     src = helpers.make_class_folders(tmp_path / "src", {"a": 10, "b": 5})
     import_dataset(src, "indexed")
-    row = queries.dataset_record("indexed")
+    row = dataset_index.dataset_record("indexed")
     assert row is not None and row.classes == ["a", "b"] and row.location == str(paths.datasets_dir() / "indexed")
     assert {split: sum(c.values()) for split, c in row.counts.items()} == {"train": 12, "test": 3}
     assert row.counts["train"]["a"] + row.counts["test"]["a"] == 10
-    store.forget_dataset("indexed")  # as if imported by an imori without the index
+    dataset_index.forget_dataset("indexed")  # as if imported by an imori without the index
     import_dataset(src, "removed-by-hand")
     shutil.rmtree(paths.datasets_dir() / "removed-by-hand")
     names = {d.name for d in list_datasets()}
     assert "indexed" in names and "removed-by-hand" not in names
-    assert queries.dataset_record("indexed") is not None and queries.dataset_record("removed-by-hand") is None
+    assert dataset_index.dataset_record("indexed") is not None and dataset_index.dataset_record("removed-by-hand") is None
     delete_dataset("indexed")
-    assert queries.dataset_record("indexed") is None
+    assert dataset_index.dataset_record("indexed") is None

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
+from core.records import checkpoints as checkpoint_records
 from core.config import RunConfig
 from core.recorder import CheckpointInfo, EvalMetrics, Recorder, Recorders, RunEnd
 from core.records import DbRecorder, queries, store
@@ -68,9 +69,9 @@ def test_a_training_run_is_recorded(engine, tmp_path):
     assert [(e.epoch, e.split) for e in queries.eval_series(run_id, engine=engine)] == [(1, "test"), (1, "val"), (2, "test"), (2, "val")]
     # The checkpoints' rows are the files left on disk (pruned ones removed, best.pt once).
     on_disk = sorted(str(p) for p in (tmp_path / "run" / "checkpoints").glob("*.pt"))
-    assert sorted(c.path for c in queries.checkpoints(run_id, engine=engine)) == on_disk
-    assert queries.best_checkpoint(run_id, engine=engine).path == result.best_checkpoint
-    assert queries.latest_checkpoint(run_id, engine=engine).path == result.last_checkpoint
+    assert sorted(c.path for c in checkpoint_records.checkpoints(run_id, engine=engine)) == on_disk
+    assert checkpoint_records.best_checkpoint(run_id, engine=engine).path == result.best_checkpoint
+    assert checkpoint_records.latest_checkpoint(run_id, engine=engine).path == result.last_checkpoint
     # Written in a few transactions, not one per step: one each flush interval (however
     # slow a loaded machine makes the run), plus start, evaluations, checkpoints and end.
     assert recorder.flushes <= seconds / recorder.flush_interval + 12 and recorder.flushes < 30, (recorder.flushes, seconds)
@@ -103,7 +104,7 @@ def test_a_cancel_requested_in_the_database_stops_the_run(engine, tmp_path):
     assert result.status == "cancelled" and result.step == 6
     run = queries.get_run(run_id, engine=engine)
     assert run.status == "cancelled" and run.cancel_requested and run.step == 6
-    assert queries.latest_checkpoint(run_id, engine=engine).step == 6  # resumable
+    assert checkpoint_records.latest_checkpoint(run_id, engine=engine).step == 6  # resumable
 
 
 def test_a_resumed_run_has_exactly_one_row_per_step(engine, tmp_path):
@@ -125,7 +126,7 @@ def test_a_resumed_run_has_exactly_one_row_per_step(engine, tmp_path):
     assert store.requeue_run(run_id, first, reason="worker-a stopped beating", engine=engine) == "queued"
     second = store.claim_run(run_id, "worker-b", engine=engine)
     assert second == first + 1
-    resume = queries.latest_checkpoint(run_id, engine=engine)
+    resume = checkpoint_records.latest_checkpoint(run_id, engine=engine)
     assert resume.step == 21
     fit(config, tmp_path / "run", DbRecorder(run_id, second, engine), resume_from=resume.path)
 
@@ -177,7 +178,7 @@ def test_a_write_from_a_stale_attempt_is_refused_and_writes_nothing(engine, help
         store.set_status(run_id, "failed", attempt=first, error="late", engine=engine)
     # Nothing of the stale writes landed; after refusal the old recorder stays silent.
     assert queries.iterations(run_id, step_from=11, engine=engine)[0].loss == 0.5
-    assert queries.checkpoints(run_id, engine=engine) == [] and queries.eval_series(run_id, engine=engine) == []
+    assert checkpoint_records.checkpoints(run_id, engine=engine) == [] and queries.eval_series(run_id, engine=engine) == []
     older.on_end(RunEnd(status="failed", step=11, epoch=1, error="late"))
     run = queries.get_run(run_id, engine=engine)
     assert run.status == "running" and run.attempt == second and run.error is None
@@ -227,9 +228,9 @@ def test_checkpoints_best_rewritten_in_place_and_pruned_ones_removed(engine, hel
     recorder.on_checkpoint(CheckpointInfo(path="/r/ckpt-s00000020.pt", epoch=2, step=20, metrics={"val_accuracy": 0.7}))
     recorder.on_checkpoint_removed("/r/ckpt-s00000010.pt")
     recorder.on_end(RunEnd(status="succeeded", step=20, epoch=2))
-    rows = queries.checkpoints(run_id, engine=engine)
+    rows = checkpoint_records.checkpoints(run_id, engine=engine)
     assert [(c.path, c.step, c.is_best) for c in rows] == [("/r/ckpt-s00000020.pt", 20, False), ("/r/best.pt", 20, True)]
-    assert queries.best_checkpoint(run_id, engine=engine).metrics == {"val_accuracy": 0.7}
+    assert checkpoint_records.best_checkpoint(run_id, engine=engine).metrics == {"val_accuracy": 0.7}
 
 
 def test_a_nan_loss_is_stored_as_null_and_json_gets_no_infinity(engine, helpers):
@@ -244,7 +245,7 @@ def test_a_nan_loss_is_stored_as_null_and_json_gets_no_infinity(engine, helpers)
     reduced = queries.series(run_id, max_points=1, engine=engine)
     assert reduced.loss == [0.5] and reduced.count == [2]
     assert queries.list_runs(engine=engine)[0].last_loss is None
-    assert queries.checkpoints(run_id, engine=engine)[0].metrics == {"val_loss": None, "val_accuracy": 0.1}  # JSON has no inf
+    assert checkpoint_records.checkpoints(run_id, engine=engine)[0].metrics == {"val_loss": None, "val_accuracy": 0.1}  # JSON has no inf
 
 
 def test_a_briefly_unreachable_database_keeps_the_rows_for_the_next_flush(engine, helpers, monkeypatch):

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from core.records import datasets as dataset_index
 from core.recorder import EvalMetrics, RunEnd
 from core.records import DbRecorder, queries, store
 from core.records.errors import RunNotFound, RunStateError
@@ -157,13 +158,13 @@ def test_stale_runs_and_logs(engine, helpers):
 
 
 def test_datasets_are_recorded_once_per_name(engine):
-    first = store.record_dataset("newts", "folder", ["akahara", "madara"], {"train": {"akahara": 3}}, location="/d/newts", engine=engine)
-    again = store.record_dataset("newts", "zip", ["akahara", "madara"], {"train": {"akahara": 4}}, report={"skipped": []}, engine=engine)
+    first = dataset_index.record_dataset("newts", "folder", ["akahara", "madara"], {"train": {"akahara": 3}}, location="/d/newts", engine=engine)
+    again = dataset_index.record_dataset("newts", "zip", ["akahara", "madara"], {"train": {"akahara": 4}}, report={"skipped": []}, engine=engine)
     assert first == again
-    row = queries.dataset_record("newts", engine=engine)
+    row = dataset_index.dataset_record("newts", engine=engine)
     assert row.kind == "zip" and row.counts == {"train": {"akahara": 4}} and row.report == {"skipped": []}
-    assert [d.name for d in queries.dataset_records(engine=engine)] == ["newts"]
-    assert store.forget_dataset("newts", engine=engine) and queries.dataset_record("newts", engine=engine) is None
+    assert [d.name for d in dataset_index.dataset_records(engine=engine)] == ["newts"]
+    assert dataset_index.forget_dataset("newts", engine=engine) and dataset_index.dataset_record("newts", engine=engine) is None
 
 
 def test_runs_are_searched_filtered_ordered_and_paged(engine, helpers):
