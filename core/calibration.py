@@ -138,7 +138,7 @@ def calibrate(checkpoint: Any) -> Calibration:
 
     def scores(images: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return torch.cat([predictor.model(predictor.preprocessing.normalize(b).to(predictor.device)).float().cpu()
+            return torch.cat([predictor.scores(predictor.preprocessing.normalize(b)).float().cpu()
                               for b in images.split(256)]) if len(images) else torch.zeros(0, len(predictor.classes))
 
     val_scores, val_labels = scores(data.train.images[held]), to_ckpt[data.train.labels[held]]

@@ -65,6 +65,9 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)  # optimizer, scheduler, step, rng...
     metrics: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # facts about the training images
+    # Test-time augmentation: the views (core.data.augment.tta_views) whose softmax
+    # probabilities prediction averages; empty for the single model.
+    tta: list[str] = field(default_factory=list)
 
     @property
     def step(self) -> int:
@@ -185,6 +188,12 @@ def preprocess_description(ckpt: Checkpoint) -> dict[str, Any]:
         "layout": "N x C x H x W, float32",
         "output": get_spec(ckpt.model_name).output,
         "temperature": 1.0,  # softmax(scores / temperature); imori calibrate fits one on the validation split
+        **({"test_time_augmentation": {
+            "views": list(ckpt.tta),
+            "exported": "the single model: imori predicts with the mean of the softmax probabilities over these "
+                        "views of each image (flips, quarter turns), so its answers can differ from this file's "
+                        "on one view; average them in the application to answer as imori does",
+        }} if ckpt.tta else {}),
     }
 
 
@@ -199,12 +208,17 @@ def make_payload(
     metrics: dict[str, float],
     training: dict[str, Any],
     data: dict[str, Any] | None = None,
+    tta: list[str] | None = None,
 ) -> dict[str, Any]:
     """An imori checkpoint's contents: plain values and tensors only (``load_checkpoint``
     reads them back). ``training`` holds what resuming needs: step, epoch, position in the
     epoch (``next_epoch``, ``next_batch``), optimizer and scheduler states, the best
     validation score so far and the RNG states as tensors. ``data`` holds facts about the
-    training images that prediction compares uploads with (``core.train.training_data_facts``)."""
+    training images that prediction compares uploads with (``core.train.training_data_facts``).
+    ``tta``: the views prediction averages over (test-time augmentation), when the run asked
+    for it. A run with an EMA of its weights writes the average as the model, and the
+    weights it trains under ``training["raw_state_dict"]``."""
+    extra = {"tta": list(tta)} if tta else {}
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -216,6 +230,7 @@ def make_payload(
         "metrics": dict(metrics),
         "data": dict(data or {}),
         "training": training,
+        **extra,
     }
 
 
@@ -440,6 +455,7 @@ def load_checkpoint(
             training=dict(data.get("training") or {}),
             metrics=dict(data.get("metrics") or {}),
             data=dict(data.get("data") or {}),
+            tta=[str(v) for v in data.get("tta") or []],
         )
         if model and model != ckpt.model_name:
             raise CheckpointError(f"{path}: this checkpoint is a {ckpt.model_name}, not a {model}")

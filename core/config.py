@@ -31,7 +31,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "nll")
 SCHEDULES = ("none", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
-AUGMENTATIONS = ("flip", "crop", "rotate")
+AUGMENTATIONS = ("flip", "crop", "rotate", "vflip", "rot90")
+# Augmentations that map an image onto itself exactly (no resampling): test-time
+# augmentation (``tta``) averages over them.
+EXACT_AUGMENTATIONS = ("flip", "vflip", "rot90")
 CHANNEL_ORDERS = ("RGB", "BGR")
 PRECISIONS = ("auto", "fp32", "bf16")
 # Settings that older imori versions recorded, read into today's (recorded configs never
@@ -136,6 +139,10 @@ def _only_for_schedule_step(values: Mapping[str, Any]) -> bool:
     return values.get("schedule") == "step"
 
 
+def _only_with_ema(values: Mapping[str, Any]) -> bool:
+    return bool(values.get("ema"))
+
+
 def _only_for_torchvision_data(values: Mapping[str, Any]) -> bool:
     from core.data.torchvision_sets import TORCHVISION_DATASETS
 
@@ -170,7 +177,15 @@ class RunConfig:
     )
     augment: tuple[str, ...] = setting(
         (), section="data", label="Augmentation", choices=AUGMENTATIONS, parse=parse_words, metavar="LIST",
-        help="comma-separated: flip, crop, rotate (applied per batch on the training device)",
+        help="comma-separated: flip (left-right), crop (shift up to 1/8), rotate (+-10 degrees), vflip (upside "
+        "down), rot90 (a quarter turn 0-3 times; square inputs only) -- vflip and rot90 for photos whose classes "
+        "do not depend on orientation (cells, textures, top-down views); applied per batch on the training device",
+    )
+    tta: bool = setting(
+        False, section="data", label="Test-time augmentation",
+        help="evaluate and predict on every flip and quarter turn of an image that the run trains with "
+        "(flip, vflip, rot90 in --augment), averaging their softmax probabilities; recorded in the checkpoint, "
+        "so predict, evaluate, calibrate and explain use it (an export holds the single model)",
     )
     # Input: None means "what the model declares" (size) or "the model's recipe" (the rest).
     image_size: tuple[int, int] | None = setting(
@@ -207,11 +222,32 @@ class RunConfig:
         help="balanced: weigh each class's loss by n_images / (n_classes * its count), "
         "as scikit-learn's class_weight='balanced', so a small class counts as much as a large one",
     )
+    label_smoothing: float = setting(
+        0.0, section="optimisation", label="Label smoothing", minimum=0.0, maximum=0.99, step=0.05,
+        help="train towards (1 - e) on the true class and e spread evenly over every class (torch's "
+        "CrossEntropyLoss(label_smoothing=e); the same loss on a log-softmax model's output); "
+        "the recorded evaluation loss stays the plain one",
+    )
+    ema: bool = setting(
+        False, section="optimisation", label="EMA of the weights",
+        help="keep an exponential moving average of the weights (timm's ModelEmaV3, its decay warming up "
+        "over the first steps) and evaluate, checkpoint and predict with it",
+    )
+    ema_decay: float = setting(
+        0.999, section="optimisation", label="EMA decay", minimum=0.0, maximum=0.99999, step=0.0005,
+        show=_only_with_ema,
+        help="the EMA's decay per step, in (0, 1): 0.999 averages about the last 1,000 steps",
+    )
     batch_size: int = setting(
         64, section="optimisation", label="Batch size", minimum=1, maximum=65536, step=1, unit="images",
         help="images per optimizer step",
     )
     schedule: str = setting("none", section="optimisation", label="Schedule", choices=SCHEDULES, help="learning-rate schedule")
+    warmup_epochs: float = setting(
+        0.0, section="optimisation", label="Warm-up (epochs)", minimum=0.0, step=0.5, unit="epochs",
+        help="raise the learning rate linearly from lr/steps to lr over this many epochs (fractions allowed) "
+        "before the schedule, which then runs over the remaining steps",
+    )
     step_epochs: int = setting(
         10, section="optimisation", label="Every (epochs)", minimum=1, step=1, unit="epochs", show=_only_for_schedule_step,
         help='"step" schedule: decay the learning rate every this many epochs',
@@ -440,6 +476,7 @@ class RunConfig:
                 p.append(f"step schedule needs step_epochs >= 1, not {self.step_epochs}")
             if not finite(self.gamma) or not 0 < self.gamma <= 1:
                 p.append(f"step schedule needs gamma in (0, 1], not {self.gamma}")
+        p += self._lever_problems(finite, spec)
         if not whole(self.batch_size, 1):
             p.append(f"batch size must be a whole number >= 1, not {self.batch_size}")
         elif self.batch_size > 65536:
@@ -505,6 +542,10 @@ class RunConfig:
                     spec.check_size(*self.image_size, options=self.model_options)
                 except ImoriError as err:
                     p.append(str(err))
+            height, width = self.input_size() if "rot90" in self.augment else (0, 0)
+            if height != width:
+                p.append(f"rot90 turns images a quarter: it needs a square input, not {height}x{width} "
+                         "(use flip and vflip)")
             if self.mean is not None or self.std is not None:
                 try:
                     self.preprocessing()
@@ -512,6 +553,23 @@ class RunConfig:
                     p.append(str(err))
             if whole(self.batch_size, 1) and self.batch_size < 2 and not p:
                 p += self._batchnorm_problems()
+        return p
+
+    def _lever_problems(self, finite: Callable[[Any], bool], spec: Any) -> list[str]:
+        """Warm-up, label smoothing, EMA and test-time augmentation that cannot work."""
+        p: list[str] = []
+        if not finite(self.warmup_epochs) or self.warmup_epochs < 0:
+            p.append(f"warmup_epochs must be a number of epochs >= 0 (0: no warm-up), not {self.warmup_epochs}")
+        elif self.warmup_epochs and self.epochs is not None and self.warmup_epochs >= self.epochs:
+            p.append(f"warmup_epochs ({self.warmup_epochs:g}) leaves no step for the schedule: "
+                     f"give fewer warm-up epochs than epochs ({self.epochs})")
+        if not finite(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            p.append(f"label_smoothing must be in [0, 1) (0.1 is usual), not {self.label_smoothing}")
+        if not finite(self.ema_decay) or not 0 < self.ema_decay < 1:
+            p.append(f"ema_decay must be in (0, 1) (0.999 is usual), not {self.ema_decay}")
+        if self.tta and not any(a in EXACT_AUGMENTATIONS for a in self.augment):
+            p.append("tta averages over the flips and quarter turns the run trains with: add flip, vflip or rot90 "
+                     "to augment (or turn tta off)")
         return p
 
     def _distributed_problems(self, whole: Callable[[Any, int], bool]) -> list[str]:

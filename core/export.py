@@ -10,7 +10,8 @@ favour of ``torch.export``):
 
 Each writes ``<out>.preprocess.json`` beside it (``core.checkpoint.preprocess_description``:
 classes in output order, input size, resize, channels and their order, scale, mean/std,
-output kind) and, for ``onnx`` and ``pt2``, is run on the checkpoint's own test split
+output kind; with test-time augmentation, its views: an export is the single model, and
+its result's ``note`` and the sidecar say so) and, for ``onnx`` and ``pt2``, is run on the checkpoint's own test split
 (ONNX Runtime for ONNX) beside the PyTorch model and **refused** unless every image's
 top-1 class agrees (images whose top two probabilities are within ``MARGIN`` ignored, as
 either answer is right) and no probability differs by more than ``TOLERANCE``. The
@@ -79,6 +80,18 @@ class ExportResult:
     sidecar: Path
     format: str
     parity: Parity | None
+    # What a user must know about this file, e.g. that it holds the single model of a
+    # checkpoint that predicts with test-time augmentation (its sidecar says so too).
+    note: str | None = None
+
+
+def tta_note(ckpt: Any) -> str | None:
+    """None, or what an export of a checkpoint with test-time augmentation leaves out."""
+    if not getattr(ckpt, "tta", None):
+        return None
+    return (f"this export is the single model: imori predicts with the mean of its probabilities over "
+            f"{len(ckpt.tta)} views of each image ({', '.join(ckpt.tta)}), so its answers can differ from this "
+            "file's; preprocess.json lists the views under test_time_augmentation")
 
 
 def parity_inputs(checkpoint: Any, max_images: int = MAX_IMAGES) -> tuple[torch.Tensor, str]:
@@ -133,7 +146,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
             with atomic_write(sidecar, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(description, indent=2) + "\n")
         _describe_answer(preprocess_path(path), calibration, rule)
-        return ExportResult(path, preprocess_path(path), fmt, None)
+        return ExportResult(path, preprocess_path(path), fmt, None, tta_note(ckpt))
 
     _shared_exports(preprocess_path(out), preprocess_description(ckpt))  # refused before minutes of work
     say = progress or (lambda text: None)
@@ -180,7 +193,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
     _describe_answer(sidecar, calibration, rule)
-    return ExportResult(out, sidecar, fmt, parity)
+    return ExportResult(out, sidecar, fmt, parity, tta_note(ckpt))
 
 
 def _shared_exports(sidecar: Path, contract: dict[str, Any]) -> dict[str, Any]:

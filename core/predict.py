@@ -28,6 +28,7 @@ from core.data.preprocess import HIGH_DEPTH_MODES, Preprocessing, open_image, or
 from core.errors import ConfigError, DatasetError, ImoriError
 from core.metrics import balanced_accuracy, class_metrics
 from core.data import load_dataset
+from core.data.augment import tta_probabilities
 from core.data.preprocess import to_mode
 from core.models import get_spec
 from core.records import queries
@@ -103,12 +104,13 @@ class Predictor:
     """A checkpoint's model, ready to classify images."""
 
     def __init__(self, checkpoint: Checkpoint | str | Path, *, device: str = "cpu", temperature: float | None = None,
-                 min_confidence: float = 0.0, **bare: Any) -> None:
+                 min_confidence: float = 0.0, tta: bool = True, **bare: Any) -> None:
         """``bare``: ``model=``, ``classes=``, ``options=`` for a tutorial's bare state_dict.
         ``temperature`` divides the model's scores before the softmax (``core.calibration``);
         by default the one recorded for this checkpoint's file, else 1 (as trained).
         ``min_confidence`` (0..1): below it, the answer is "not sure" (``answer_rule``).
-        Raises ConfigError for a min_confidence outside [0, 1)."""
+        ``tta``: average over the test-time views the checkpoint records (``views``), if any;
+        False predicts with the single model. Raises ConfigError for a min_confidence outside [0, 1)."""
         self.min_confidence = check_min_confidence(min_confidence)
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, **bare)
         self.calibration = None if temperature is not None or isinstance(checkpoint, Checkpoint) else recorded_calibration(checkpoint)
@@ -122,6 +124,8 @@ class Predictor:
         self.preprocessing = Preprocessing.from_dict(self.checkpoint.preprocessing)
         self.output = get_spec(self.checkpoint.model_name).output
         self.model = self.checkpoint.build_model().to(self.device).eval()
+        # Test-time augmentation: the views the run evaluated with (["identity"]: the single model).
+        self.views = list(self.checkpoint.tta) if tta and self.checkpoint.tta else ["identity"]
 
     def decide(self, probabilities: dict[str, float]) -> str:
         """The answer for one image: a class with an operating point wins when its
@@ -134,9 +138,21 @@ class Predictor:
         return max(rest or probabilities, key=(rest or probabilities).get)
 
     @torch.inference_mode()
+    def scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``N x C x H x W`` floats -> ``N x classes`` scores on the device: the
+        model's outputs, or with test-time augmentation the log of the mean of the views'
+        softmax probabilities (scores too: their softmax is that mean, and a temperature
+        divides them as it divides a single model's)."""
+        batch = batch.to(self.device)
+        if len(self.views) > 1:
+            return tta_probabilities(self.model, batch, self.views, self.output).clamp_min(1e-12).log()
+        return self.model(batch)
+
+    @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalised ``N x C x H x W`` floats -> ``N x classes`` probabilities."""
-        return to_probabilities(self.model(batch.to(self.device)), self.output, self.temperature).cpu()
+        """Normalised ``N x C x H x W`` floats -> ``N x classes`` probabilities (the one place
+        scores become probabilities: temperature and test-time augmentation included)."""
+        return to_probabilities(self.scores(batch), self.output, self.temperature).cpu()
 
     def model_input(self, image: Any) -> torch.Tensor:
         """A decoded Pillow image as the model receives it: normalised ``1 x C x H x W``."""

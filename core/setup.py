@@ -43,6 +43,16 @@ def class_weights(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return weights
 
 
+def loss_function(name: str, weight: torch.Tensor | None, label_smoothing: float = 0.0) -> torch.nn.Module:
+    """The training loss: NLL for log-probabilities, cross-entropy for logits, with class
+    weights. Label smoothing is torch's ``CrossEntropyLoss(label_smoothing=e)`` for both:
+    on log-probabilities, log_softmax is the identity, so cross-entropy on them is the NLL
+    and its smoothing is the NLL's smoothing."""
+    if label_smoothing:
+        return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    return torch.nn.NLLLoss(weight=weight) if name == "nll" else torch.nn.CrossEntropyLoss(weight=weight)
+
+
 def pretrained_source(config: RunConfig) -> str | None:
     """Where a run's pretrained weights come from: the file it was given, else the one the
     registry finds on this machine (None when it starts from fresh weights)."""
@@ -114,6 +124,7 @@ class RunParts:
     channels_last: bool
     optimizer: torch.optim.Optimizer
     criterion: torch.nn.Module
+    ema: Any = None  # timm.utils.ModelEmaV3 of ``model`` when the run keeps an average of its weights
 
 
 def build_parts(config: RunConfig, recorder: Recorder | None = None, ranks: Ranks | None = None) -> RunParts:
@@ -195,12 +206,18 @@ def build_parts(config: RunConfig, recorder: Recorder | None = None, ranks: Rank
     else:
         optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     weight = class_weights(train_y, len(classes)).to(device) if config.class_weights == "balanced" else None
-    loss_cls = torch.nn.NLLLoss if config.loss_name() == "nll" else torch.nn.CrossEntropyLoss
-    criterion = loss_cls(weight=weight)
+    criterion = loss_function(config.loss_name(), weight, config.label_smoothing)
     ranks.use_class_weight(weight)
+    ema = None
+    if config.ema:
+        from timm.utils import ModelEmaV3  # timm is heavy: only for a run that keeps an average
+
+        # The decay warms up (1 - (1 + step)^(-2/3), at most ema_decay) so a short run's
+        # average is not its initial weights; fp32 weights, so no stochastic rounding.
+        ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True, stochastic_rounding=False)
     return RunParts(
         device=device, prep=prep, classes=classes, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y,
         test_x=test_x, test_y=test_y, data_facts=data_facts, model=model, net=net, spec=spec, summary=summary,
         pretrained_weights=pretrained_weights, precision=precision, amp_dtype=amp_dtype,
-        channels_last=channels_last, optimizer=optimizer, criterion=criterion,
+        channels_last=channels_last, optimizer=optimizer, criterion=criterion, ema=ema,
     )

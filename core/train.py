@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
+from core.data.augment import augment_batch, tta_probabilities, tta_views
 from core.data.cache import DiskImages
 from core.devices import environment
 from core.errors import ConfigError, ImoriError
@@ -74,35 +75,20 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
-def lr_factor(schedule: str, step: int, total_steps: int, steps_per_epoch: int, step_epochs: int, gamma: float) -> float:
+def lr_factor(schedule: str, step: int, total_steps: int, steps_per_epoch: int, step_epochs: int, gamma: float,
+              warmup_steps: int = 0) -> float:
     """The learning-rate multiplier after ``step`` optimizer steps (a pure function of step,
-    so that a resumed or continued run needs no schedule state beyond its step)."""
+    so that a resumed or continued run needs no schedule state beyond its step). The first
+    ``warmup_steps`` rise linearly, 1/W, 2/W, ... W/W; the schedule then runs over the
+    steps that remain, as if it started there."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    step, total_steps = step - warmup_steps, total_steps - warmup_steps
     if schedule == "step":
         return gamma ** (step // max(1, step_epochs * steps_per_epoch))
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
     return 1.0
-
-
-def augment_batch(x: torch.Tensor, kinds: tuple[str, ...]) -> torch.Tensor:
-    """Per-image random flip, shift ("crop": up to 1/8 of the size) and rotation (+-10
-    degrees) on a normalised batch, in one vectorised affine resampling."""
-    n = x.shape[0]
-    if "flip" in kinds:
-        flip = (torch.rand(n) < 0.5).to(x.device).view(-1, 1, 1, 1)
-        x = torch.where(flip, x.flip(3), x)
-    if "crop" in kinds or "rotate" in kinds:
-        theta = torch.zeros(n, 2, 3)
-        angle = (torch.rand(n) * 2 - 1) * math.radians(10) if "rotate" in kinds else torch.zeros(n)
-        theta[:, 0, 0] = angle.cos()
-        theta[:, 0, 1] = -angle.sin()
-        theta[:, 1, 0] = angle.sin()
-        theta[:, 1, 1] = angle.cos()
-        if "crop" in kinds:
-            theta[:, :, 2] = (torch.rand(n, 2) * 2 - 1) * 0.25  # grid units: 0.25 = 1/8 of the size
-        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    return x
 
 
 class _StepBuffer:
@@ -192,6 +178,13 @@ class Trainer:
         else:
             self.total_steps = config.epochs * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        # Warm-up in whole steps, never the whole run (a run of fixed iterations may be short).
+        self.warmup_steps = min(round(config.warmup_epochs * self.steps_per_epoch), self.total_steps - 1)
+        # The weights' moving average (timm's ModelEmaV3), when the run keeps one: what it
+        # evaluates and checkpoints as the model; None otherwise.
+        self.ema = parts.ema
+        # Test-time augmentation: the views evaluation averages over (["identity"]: none).
+        self.tta = tta_views(config.augment) if config.tta else ["identity"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
 
         # Evaluation as prediction runs: fp32 on the CPU (so a test figure is what Predict
@@ -216,7 +209,8 @@ class Trainer:
 
     def _lr_lambda(self, step: int) -> float:
         c = self.config
-        return lr_factor(c.schedule, step, self.total_steps, self.steps_per_epoch, c.step_epochs, c.gamma)
+        return lr_factor(c.schedule, step, self.total_steps, self.steps_per_epoch, c.step_epochs, c.gamma,
+                         self.warmup_steps)
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -238,7 +232,15 @@ class Trainer:
                 f"this run trains a {self.config.model} over {len(self.classes)}"
             )
         state = ckpt.training
-        self.model.load_state_dict(ckpt.state_dict)
+        if self.ema is not None:
+            # The checkpoint's model is the average; the weights the optimizer trains are kept beside it.
+            if "raw_state_dict" not in state:
+                raise ConfigError(f"{path}: this checkpoint was written without an EMA of the weights; "
+                                  "continue it with ema off")
+            self.model.load_state_dict(state["raw_state_dict"])
+            self.ema.module.load_state_dict(ckpt.state_dict)
+        else:
+            self.model.load_state_dict(ckpt.state_dict)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
@@ -267,10 +269,12 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
         best = self.checkpointer.best_score
+        extra = {"raw_state_dict": cpu_state_dict(self.model)} if self.ema is not None else {}
         return make_payload(
             model_name=self.config.model,
             model_options=self.config.model_options,
-            state_dict=cpu_state_dict(self.model),
+            state_dict=cpu_state_dict(self.ema.module if self.ema is not None else self.model),
+            tta=self.tta if len(self.tta) > 1 else None,
             classes=self.classes,
             preprocessing=self.prep.to_dict(),
             config=self.config.to_dict(),
@@ -286,6 +290,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "best_val": list(best) if best else None,
                 "rng": rng,
+                **extra,
             },
         )
 
@@ -299,6 +304,7 @@ class Trainer:
         if len(labels) == 0:
             return {}
         feed = feed or self.feed
+        forward = self._eval_forward(feed)
         self.model.eval()
         classes = len(self.classes)
         loss_sum = torch.zeros((), device=self.device)
@@ -308,10 +314,14 @@ class Trainer:
             x = feed.prepare(inputs[start : start + size])
             y = labels[start : start + size].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.eval_dtype, enabled=self.eval_dtype is not None):
-                out = feed.forward(x)
+                if len(self.tta) > 1 and feed is self.images:
+                    # The mean of the views' probabilities, as log-probabilities for the NLL below.
+                    out = tta_probabilities(forward, x, self.tta, self.output).clamp_min(1e-12).log()
+                else:
+                    out = forward(x)
             out = out.float()
             # Log-probabilities take NLL; cross-entropy on them would give the same figure.
-            if self.output == "log_probs":
+            if self.output == "log_probs" or (len(self.tta) > 1 and feed is self.images):
                 loss_sum += F.nll_loss(out, y, reduction="sum")
             else:
                 loss_sum += F.cross_entropy(out, y, reduction="sum")
@@ -331,6 +341,16 @@ class Trainer:
             "count": len(labels),
             "per_class": class_metrics(confusion.tolist(), [str(c) for c in self.classes]),
         }
+
+    def _eval_forward(self, feed: "_Feed") -> torch.nn.Module:
+        """What evaluates ``feed``: its own forward, or the EMA's counterpart of it (the
+        whole averaged model, or its head on the cached features of a frozen backbone,
+        whose average is the backbone itself)."""
+        if self.ema is None:
+            return feed.forward
+        if feed is self.images:
+            return self.ema.module
+        return self.ema.module.get_submodule(self.spec.head)
 
     def _prepare_images(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prep.normalize(x.to(self.device, non_blocking=True))
@@ -379,8 +399,10 @@ class Trainer:
 
     def evaluate_epoch(self, epoch: int) -> None:
         """Validation and test metrics after ``epoch``; the checkpointer keeps what it should."""
-        val = self.evaluate(self.feed.val, self.val_y)
-        test = self.evaluate(self.feed.test, self.test_y)
+        # Test-time augmentation needs the images (cached features are of one view only).
+        feed = self.images if len(self.tta) > 1 else self.feed
+        val = self.evaluate(feed.val, self.val_y, feed)
+        test = self.evaluate(feed.test, self.test_y, feed)
         for split, metrics in (("val", val), ("test", test)):
             if metrics:
                 self.recorder.on_eval(
@@ -433,7 +455,7 @@ class Trainer:
         """One epoch (or what is left of it after a resume); False when the run was asked to stop."""
         config, optimizer = self.config, self.optimizer
         self.feed = feed = self.feed_for(epoch)
-        scheduled = config.schedule != "none"
+        scheduled = config.schedule != "none" or self.warmup_steps > 0
         order = epoch_order(len(self.train_y), config.seed, epoch).to(self.train_y.device)
         set_train_mode(self.model)  # a frozen backbone's BatchNorm stays in eval
         for b in range(self.next_batch, self.steps_per_epoch):
@@ -441,6 +463,8 @@ class Trainer:
                 break
             idx, share = self.ranks.shard(order[b * self.batch_size : (b + 1) * self.batch_size], self.train_y)
             loss, output, y = self.train_step(feed, idx, share)
+            if self.ema is not None:
+                self.ema.update(self.model, step=self.step + 1)  # a function of the step: resumes exactly
             lr = max(group["lr"] for group in optimizer.param_groups)
             if scheduled:
                 self.scheduler.step()

@@ -15,17 +15,17 @@ from core.config import RunConfig, setting
 
 
 @dataclasses.dataclass
-class WithWarmup(RunConfig):
+class WithExtra(RunConfig):
     """RunConfig with one more setting, added here and nowhere else."""
 
-    warmup_epochs: int = setting(0, section="optimisation", label="Warm-up epochs", minimum=0, step=1, unit="epochs",
-                                 help="raise the learning rate from zero over this many epochs")
+    settle_epochs: int = setting(0, section="optimisation", label="Settle epochs", minimum=0, step=1, unit="epochs",
+                                 help="hold the learning rate at zero for this many epochs")
 
 
 @pytest.fixture
 def extended(monkeypatch):
-    monkeypatch.setattr(run_config, "RunConfig", WithWarmup)
-    return WithWarmup
+    monkeypatch.setattr(run_config, "RunConfig", WithExtra)
+    return WithExtra
 
 
 def train_args(*argv: str) -> argparse.Namespace:
@@ -40,10 +40,23 @@ def train_help() -> str:
 
 def test_a_new_field_is_a_flag_with_its_help(extended):
     text = train_help()
-    assert "--warmup-epochs WARMUP_EPOCHS" in text and "raise the learning rate from zero" in text
-    config = build_config(train_args("--warmup-epochs", "4"))
-    assert isinstance(config, WithWarmup) and config.warmup_epochs == 4
-    assert build_config(train_args()).warmup_epochs == 0
+    assert "--settle-epochs SETTLE_EPOCHS" in text and "hold the learning rate at zero" in text
+    config = build_config(train_args("--settle-epochs", "4"))
+    assert isinstance(config, WithExtra) and config.settle_epochs == 4
+    assert build_config(train_args()).settle_epochs == 0
+
+
+def test_the_settings_of_an_ordinary_run_are_flags():
+    text = train_help()
+    for flag in ("--warmup-epochs WARMUP_EPOCHS", "--label-smoothing LABEL_SMOOTHING", "--ema", "--no-ema",
+                 "--ema-decay EMA_DECAY", "--tta", "--no-tta", "vflip", "rot90"):
+        assert flag in text, flag
+    config = build_config(train_args("--augment", "flip,vflip,rot90", "--tta", "--warmup-epochs", "0.5",
+                                     "--label-smoothing", "0.1", "--ema", "--ema-decay", "0.99"))
+    assert config.augment == ("flip", "vflip", "rot90") and config.tta is True and config.warmup_epochs == 0.5
+    assert (config.label_smoothing, config.ema, config.ema_decay) == (0.1, True, 0.99)
+    plain = build_config(train_args())
+    assert (plain.tta, plain.warmup_epochs, plain.label_smoothing, plain.ema) == (False, 0.0, 0.0, False)
 
 
 def test_every_existing_flag_keeps_its_name_and_meaning():
