@@ -551,7 +551,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                     progress=say)  # the path: its record's temperature too
     if args.json:
         print(json.dumps({"path": str(result.path), "preprocess": str(result.sidecar), "format": result.format,
-                          "parity": result.parity.to_dict() if result.parity else None}, indent=2))
+                          "parity": result.parity.to_dict() if result.parity else None, "note": result.note}, indent=2))
         return 0
     how = {
         "state_dict": "a bare state_dict; load it with model.load_state_dict(torch.load(path, weights_only=True))",
@@ -561,6 +561,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}: {how}")
     if result.parity is not None:
         print(f"checked against PyTorch: {result.parity.describe()}")
+    if result.note:
+        print(result.note)
     print(f"wrote {result.sidecar}: the input it expects and the class order")
     print("classes, in output order: " + ", ".join(f"{i}={c}" for i, c in enumerate(ckpt.classes)))
     return 0

@@ -35,4 +35,4 @@ def run(job: JobContext) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     return {"zip": str(archive), "format": fmt, "file": Path(result.path).name,
             "parity": result.parity.describe() if result.parity else "not needed",
-            "figures": result.parity.to_dict() if result.parity else None}
+            "figures": result.parity.to_dict() if result.parity else None, "note": result.note}

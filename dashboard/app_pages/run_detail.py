@@ -327,6 +327,8 @@ def export_view(exportable: dict[str, str]) -> None:
             archive = loading.under_home(done.result["zip"])
             if archive is not None:
                 st.success(f"Checked against PyTorch: {done.result['parity']}", icon=":material/verified:")
+                if done.result.get("note"):
+                    st.caption(done.result["note"])
                 st.download_button(f"Download the {fmt_name} export (ZIP, with preprocess.json)",
                                    loading.file_reader(archive),
                                    file_name=f"run{run.id}-{Path(chosen).stem}-{fmt_name}.zip", mime="application/zip",

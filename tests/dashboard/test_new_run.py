@@ -166,19 +166,19 @@ def test_a_new_setting_appears_in_the_form_without_other_edits(broker, monkeypat
     from core.config import RunConfig, setting
 
     @dataclasses.dataclass
-    class WithWarmup(RunConfig):
-        warmup_epochs: int = setting(0, section="optimisation", label="Warm-up epochs", minimum=0, step=1,
-                                     help="raise the learning rate from zero over this many epochs")
+    class WithSettle(RunConfig):  # a made-up setting (warmup_epochs is a real one now)
+        settle_epochs: int = setting(0, section="optimisation", label="Settle epochs", minimum=0, step=1,
+                                     help="an example setting that exists only in this test")
 
-    monkeypatch.setattr(run_config, "RunConfig", WithWarmup)
+    monkeypatch.setattr(run_config, "RunConfig", WithSettle)
     at = app()
     ok(at)
-    field = at.number_input(key="nr_warmup_epochs")
-    assert field.label == "Warm-up epochs" and field.value == 0
+    field = at.number_input(key="nr_settle_epochs")
+    assert field.label == "Settle epochs" and field.value == 0
     field.set_value(3).run()
     at.button(key="nr_queue_top").click().run()
     [run_id] = submitted(at)
-    assert queued(run_id).config["warmup_epochs"] == 3
+    assert queued(run_id).config["settle_epochs"] == 3
 
 
 def test_missing_pretrained_weights_refuse_the_run_until_a_file_is_uploaded(home, tmp_path):
