@@ -364,6 +364,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     predictor = predictor_from_args(args)
+    if predictor.calibration is None and not args.json:
+        print("probabilities as trained: this checkpoint carries no calibration (imori calibrate fits one)",
+              file=sys.stderr)
     files = image_files(args.images)
     predictions = []
     with tqdm(total=len(files), unit="img", file=sys.stderr, disable=args.json or len(files) < 50) as bar:
@@ -490,8 +493,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             acc = lambda b: "  -  " if b["accuracy"] is None else f"{100 * b['accuracy']:5.1f} %"  # noqa: E731
             print(f"  {100 * before['lower']:3.0f}-{100 * before['upper']:3.0f} %  {before['count']:>5} -> "
                   f"{after['count']:>5}   {acc(before)} -> {acc(after)}")
-    print("recorded: Predict, imori predict and imori export use it" if recorded else
-          "not recorded: no run in these records wrote this file, so nothing will use it (calibrate a run's checkpoint)")
+    print(f"stored in {path.name} itself (a copy anywhere answers the same) and its run's record: Predict, imori "
+          "predict and imori export use it" if recorded else
+          "not stored: no run in these records wrote this file, so nothing will use it (calibrate a run's checkpoint)")
     return 0
 
 

@@ -24,12 +24,13 @@ from typing import Any
 
 import torch
 
-from core.records import checkpoints as checkpoint_records
+from core.checkpoint import load_checkpoint, write_calibration
 from core.config import RunConfig
 from core.data import load_dataset, stratified_split
 from core.errors import ConfigError
 from core.predict import Predictor, to_probabilities
-from core.records import queries, store
+from core.records import checkpoints as checkpoint_records
+from core.records.values import json_safe
 
 BINS = 15
 # Fewer validation images than this cannot say how sure a model should be.
@@ -256,7 +257,22 @@ def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recal
         point = operating_point(probs, labels, predictor.classes.index(positive), target_recall=target_recall,
                                 target_precision=target_precision)
         stored["thresholds"] = {positive: point}
-    return stored, checkpoint_records.set_calibration(path, stored)
+    return stored, store_calibration(path, stored)
+
+
+def store_calibration(path: str, stored: dict[str, Any]) -> bool:
+    """Keep a checkpoint's calibration in the file itself (so any copy answers the same)
+    and in its run's record (which the run page lists); whether either took it."""
+    in_file = write_calibration(path, json_safe(stored))
+    in_records = checkpoint_records.set_calibration(path, stored)
+    return in_file or in_records
+
+
+def stored_calibration(path: str) -> dict[str, Any]:
+    """A checkpoint's calibration: the file's own, else (calibrated before files carried
+    it) its run's record; {} when it has none."""
+    own = load_checkpoint(path).calibration
+    return dict(own or checkpoint_records.calibration_of(path) or {})
 
 
 def set_operating_point(path: str, positive: str, *, target_recall: float | None = None,
@@ -265,7 +281,7 @@ def set_operating_point(path: str, positive: str, *, target_recall: float | None
     checkpoint's calibration (no model is run) and store it; with neither target, remove
     the class's threshold. Returns the operating point (or {} when removed). Raises
     ConfigError when the checkpoint is not calibrated or the class has no stored curve."""
-    stored = dict(checkpoint_records.calibration_of(path) or {})
+    stored = stored_calibration(path)
     curve = (stored.get("pr_curves") or {}).get(positive)
     if not stored or curve is None:
         raise ConfigError("calibrate this checkpoint first: its precision-recall curves come with the calibration")
@@ -277,7 +293,7 @@ def set_operating_point(path: str, positive: str, *, target_recall: float | None
         point = choose_threshold(curve, target_recall=target_recall, target_precision=target_precision)
         thresholds[positive] = point
     stored["thresholds"] = thresholds
-    checkpoint_records.set_calibration(path, stored)
+    store_calibration(path, stored)
     return point
 
 

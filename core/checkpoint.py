@@ -68,6 +68,9 @@ class Checkpoint:
     # Test-time augmentation: the views (core.data.augment.tta_views) whose softmax
     # probabilities prediction averages; empty for the single model.
     tta: list[str] = field(default_factory=list)
+    # The file's own calibration (core.calibration: temperature, thresholds, curves), so a
+    # copy anywhere answers as the original does; None when it was never calibrated.
+    calibration: dict[str, Any] | None = None
 
     @property
     def step(self) -> int:
@@ -143,6 +146,23 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     except OSError as err:
         raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
     return path
+
+
+def write_calibration(path: str | Path, calibration: dict[str, Any] | None) -> bool:
+    """Put ``calibration`` (plain values) into the imori checkpoint at ``path`` itself,
+    atomically, so that the file carries it wherever it is copied; None removes it.
+    Returns False for a file that is not an imori checkpoint (a bare state_dict: its
+    calibration can live only in the records). Raises CheckpointError as ``read_file``
+    and ``save_atomic`` do."""
+    data = read_file(path)
+    if not (isinstance(data, dict) and data.get("format") == FORMAT):
+        return False
+    if calibration:
+        data["calibration"] = dict(calibration)
+    else:
+        data.pop("calibration", None)
+    save_atomic(data, path)
+    return True
 
 
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -456,6 +476,7 @@ def load_checkpoint(
             metrics=dict(data.get("metrics") or {}),
             data=dict(data.get("data") or {}),
             tta=[str(v) for v in data.get("tta") or []],
+            calibration=dict(data["calibration"]) if data.get("calibration") else None,
         )
         if model and model != ckpt.model_name:
             raise CheckpointError(f"{path}: this checkpoint is a {ckpt.model_name}, not a {model}")

@@ -134,7 +134,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
         raise ExportError(f"export format is one of {', '.join(FORMATS)}, not {fmt!r}")
     ckpt = checkpoint if hasattr(checkpoint, "state_dict") else load_checkpoint(checkpoint)
 
-    calibration = None if hasattr(checkpoint, "state_dict") else recorded_calibration(checkpoint)
+    calibration = ckpt.calibration or (None if hasattr(checkpoint, "state_dict") else recorded_calibration(checkpoint))
     out = Path(out)
     if fmt == "state_dict":
         others = _shared_exports(preprocess_path(out), preprocess_description(ckpt))

@@ -113,7 +113,9 @@ class Predictor:
         False predicts with the single model. Raises ConfigError for a min_confidence outside [0, 1)."""
         self.min_confidence = check_min_confidence(min_confidence)
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, **bare)
-        self.calibration = None if temperature is not None or isinstance(checkpoint, Checkpoint) else recorded_calibration(checkpoint)
+        # The file's own calibration; else (calibrated before files carried it) its run's record.
+        self.calibration = None if temperature is not None else (
+            self.checkpoint.calibration or (None if isinstance(checkpoint, Checkpoint) else recorded_calibration(checkpoint)))
         self.temperature = float(temperature if temperature is not None else
                                  (self.calibration or {}).get("temperature", 1.0))
         # class -> {"threshold", ...}: an operating point (core.calibration.operating_point)

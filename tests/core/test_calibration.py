@@ -164,3 +164,43 @@ def test_too_few_or_all_right_validation_images_are_refused_not_calibrated(tmp_p
     assert result.best_val_accuracy == 1.0
     with pytest.raises(ConfigError, match="right on all .* validation images"):
         calibrate(result.last_checkpoint)
+
+
+def test_a_calibrated_checkpoint_copied_elsewhere_answers_as_the_original(tmp_path, capsys):
+    """The temperature and the operating point travel in the file (issue: a copy read on
+    another machine, or from IMORI_HOME mounted elsewhere, predicted uncalibrated)."""
+    import shutil
+
+    from core.calibration import set_operating_point
+    from core.checkpoint import load_checkpoint, write_calibration
+    from core.records import checkpoints as checkpoint_records
+
+    code = main(["train", "--model", "tiny_net", "--dataset", "shapes2", "--iterations", "20", "--batch-size", "32",
+                 "--threads", "2", "--run-dir", str(tmp_path / "run"), "--json", "--quiet"])
+    assert code == 0
+    ckpt = json.loads(capsys.readouterr().out)["last_checkpoint"]
+    assert main(["calibrate", ckpt, "--class", "star", "--target-recall", "0.9", "--json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    deployed = tmp_path / "deploy" / "model.pt"
+    deployed.parent.mkdir()
+    shutil.copy(ckpt, deployed)
+    assert checkpoint_records.calibration_of(str(deployed)) is None  # the records know only the original
+    copy, original = Predictor(str(deployed)), Predictor(ckpt)
+    assert copy.temperature == pytest.approx(stored["temperature"]) == original.temperature
+    assert copy.thresholds["star"]["threshold"] == pytest.approx(stored["thresholds"]["star"]["threshold"])
+    # A threshold set later on the original travels too, and clearing it as well.
+    set_operating_point(ckpt, "star", target_recall=0.99)
+    assert load_checkpoint(ckpt).calibration["thresholds"]["star"]["target"] == 0.99
+    set_operating_point(ckpt, "star")
+    assert "star" not in load_checkpoint(ckpt).calibration["thresholds"]
+    # A checkpoint calibrated before files carried it still reads its record.
+    assert write_calibration(ckpt, None) and load_checkpoint(ckpt).calibration is None
+    assert Predictor(ckpt).temperature == pytest.approx(stored["temperature"])
+    # With neither, predict says so.
+    write_calibration(deployed, None)
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(image)
+    assert main(["predict", str(image), "--checkpoint", str(deployed)]) == 0
+    assert "this checkpoint carries no calibration" in capsys.readouterr().err
