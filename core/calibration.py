@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from core.config import RunConfig
-from core.data import load_dataset, stratified_split
+from core.data.registry import load_dataset
+from core.data.splits import stratified_split
 from core.errors import ConfigError
 from core.predict import Predictor, to_probabilities
 from core.records import queries, store

@@ -80,7 +80,7 @@ def upscale(image: Any, size: int = 112):
     16-bit, CMYK... images as 8-bit pictures a browser can show."""
     from PIL import Image
 
-    from core.data.preprocess import for_display
+    from core.data.images import for_display
 
     image = for_display(image)
     if max(image.size) >= size:
@@ -126,9 +126,9 @@ def state_dict_reader(path: Path):
 
 @st.cache_data(ttl=30, show_spinner=False)
 def all_datasets() -> list[Any]:
-    """``core.data.list_datasets()``, briefly cached; ``all_datasets.clear()`` after an
+    """``core.data.registry.list_datasets()``, briefly cached; ``all_datasets.clear()`` after an
     import or a delete so every page sees the change at once."""
-    from core.data import list_datasets
+    from core.data.registry import list_datasets
 
     return list_datasets()
 

@@ -25,7 +25,7 @@ st.title("Datasets")
 
 @st.cache_data(max_entries=8, show_spinner="Loading samples…")
 def samples(ref: str, per_class: int, stamp: str):  # noqa: ARG001 - stamp: a re-import refreshes the cache
-    from core.data import sample_images
+    from core.data.registry import sample_images
 
     return {name: [thumbnail(im) for im in images] for name, images in sample_images(ref, per_class).items()}
 
@@ -388,7 +388,7 @@ else:
             st.warning(f"Delete the imported dataset {ref} and its files? Runs that used it keep their records.", icon=":material/delete:")
             yes, no = st.columns(2)
             if yes.button(f"Yes, delete {ref}", type="primary", key="ds_delete_yes"):
-                from core.data import delete_dataset
+                from core.data.registry import delete_dataset
 
                 with fmt.user_errors():
                     delete_dataset(ref)

@@ -17,11 +17,11 @@ from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
 import core.jobs.lr_find as lr_find_job
 from core.jobs.kinds import LR_FIND
+from core.models import sources
 from core.recipes import RECIPES, recipe_config, recipe_results
 from core.records import queries
 from core.status import CANCELLED, SUCCEEDED
-from dashboard import settings_form as form
-from dashboard import fmt, jobs, live, loading, nav, uploads
+from dashboard import fmt, jobs, live, loading, nav, settings_form as form, uploads
 
 OTHER_DATASET = "__path__"
 FRESH = "__fresh__"
@@ -189,7 +189,7 @@ def finetune_minutes(train_images: int) -> int | None:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def weights_here(name: str) -> tuple[bool, str]:
-    from core.models import pretrained_available
+    from core.models.specs import pretrained_available
 
     return pretrained_available(name)
 
@@ -224,7 +224,7 @@ def weights_upload(model: str) -> None:
 def check_weights(model: str, path: str) -> None:
     """Build the model from the file (on the meta device: shapes only) so that a file of
     another architecture is refused here, with the keys that do not fit."""
-    from core.models import build_model
+    from core.models.registry import build_model
 
     try:
         build_model(model, 2, pretrained_path=path)
@@ -236,7 +236,7 @@ def check_weights(model: str, path: str) -> None:
 
 
 def widgets_spec(name: str):
-    from core.models import get_spec
+    from core.models.specs import get_spec
 
     return get_spec(name)
 
@@ -246,7 +246,8 @@ def model_summary(name: str, classes: int, size: tuple[int, int] | None, options
     """The model's parameter table, built on the meta device (shapes only, no memory)."""
     import torch
 
-    from core.models import build_model, summarize
+    from core.models.registry import build_model
+    from core.models.summary import summarize
 
     with torch.device("meta"):
         model = build_model(name, max(2, classes), image_size=size, options=dict(options))
@@ -321,11 +322,9 @@ for column, name in zip(cards, RECIPE_ORDER):
                 st.markdown(f"with {variant.get('variant')}: {figure} ({how})")
         missing = recipe_config(name).machine_problems()
         if missing:
-            from core.models import torchvision_nets
-
             spec = widgets_spec(RECIPES[name]["config"]["model"])
-            where = (f" (torchvision's file `{torchvision_nets.weights_url(spec.name).rsplit('/', 1)[-1]}`, kept in "
-                     f"`{torchvision_nets.expected_cache_path(spec.name).rsplit('/', 1)[0]}`)") if spec.torchvision else ""
+            where = (f" (torchvision's file `{sources.weights_url(spec.name).rsplit('/', 1)[-1]}`, kept in "
+                     f"`{sources.expected_cache_path(spec.name).rsplit('/', 1)[0]}`)") if spec.torchvision else ""
             st.warning(f"Its pretrained weights are not on this machine{where}: copy the file there or upload it "
                        f"under {SECTIONS['fine_tune']} below, or use the finetune recipe, whose weights come with imori.",
                        icon=":material/download:")
@@ -424,7 +423,7 @@ with data_col.container(border=True):
 
 with model_col.container(border=True):
     st.markdown(f"**{SECTIONS['model']}**")
-    from core.models import list_models
+    from core.models.specs import list_models
 
     specs = {s.name: s for s in list_models()}
     st.selectbox("Model", list(specs), key="nr_model", persist_state=KEEP, on_change=model_changed,

@@ -120,7 +120,7 @@ def show_checkpoint(predictor: Any, path: str) -> None:
 
 
 def from_upload() -> tuple[str | None, dict[str, Any], None]:
-    from core.models import list_models
+    from core.models.specs import list_models
 
     left, right = st.columns(2)
     with left:
@@ -179,7 +179,7 @@ if predictor is not None:
 
 
 def describe(image: Any) -> str:
-    from core.data.preprocess import original_size
+    from core.data.images import original_size
 
     bands = len(image.getbands())
     width, height = original_size(image)
@@ -287,7 +287,7 @@ if predictor is not None:
         except ImoriError as err:
             st.error(str(err), icon=":material/warning:")
     if named:
-        from core.data.preprocess import open_image
+        from core.data.images import open_image
         from core.predict import invert_image
 
         entries: list[dict[str, Any] | None] = []
@@ -344,8 +344,8 @@ def split_images(dataset: str, prep_json: str, seed: int, split: str):
     """The uint8 images of a split, for the gallery (read from the decoded cache)."""
     import json
 
-    from core.data import load_dataset
     from core.data.preprocess import Preprocessing
+    from core.data.registry import load_dataset
 
     prep = Preprocessing.from_dict(json.loads(prep_json))
     data = load_dataset(dataset, prep, seed=seed)

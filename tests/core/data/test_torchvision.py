@@ -14,9 +14,10 @@ import pytest
 import torch
 import torchvision.datasets as tvd
 
-from core.data import TORCHVISION_DATASETS, list_datasets, load_dataset, sample_images
 from core.data import torchvision_sets
+from core.data.catalog import TORCHVISION_DATASETS
 from core.data.preprocess import Preprocessing
+from core.data.registry import list_datasets, load_dataset, sample_images
 from core.errors import DatasetError
 
 

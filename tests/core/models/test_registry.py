@@ -7,7 +7,8 @@ import torch
 
 from core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from core.errors import ModelError
-from core.models import MODELS, ModelSpec, build_model, get_spec, list_models
+from core.models.registry import build_model
+from core.models.specs import MODELS, ModelSpec, get_spec, list_models
 
 SEED_NETS = ["mynet", "mnist_cnn", "lenet5", "tiny_net"]
 TORCHVISION = ["resnet18", "mobilenet_v3_small", "vgg16"]
