@@ -21,6 +21,10 @@ from core.data.registry import list_datasets, load_dataset, sample_images
 from core.errors import DatasetError
 
 
+def test_the_catalogs_names_are_the_sets_described_here():
+    assert tuple(torchvision_sets.SPECS) == TORCHVISION_DATASETS
+
+
 def write_idx(root: Path, folder: str, n_train: int = 30, n_test: int = 10, seed: int = 0):
     """MNIST's raw idx files (uint8 magic 0x0803 images, 0x0801 labels, big-endian)."""
     rng = np.random.default_rng(seed)
