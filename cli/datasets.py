@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ImoriError
+from core.models.specs import get_spec, list_models, pretrained_available
 from core.recipes import RECIPES, recipe_results
 
 
@@ -301,15 +302,12 @@ def _weights(spec) -> dict[str, object] | None:
     """Where a model's pretrained weights come from, their licence, and whether they are here."""
     if not spec.pretrainable:
         return None
-    from core.models.specs import pretrained_available
-
     present, where = pretrained_available(spec.name)
     return {"source": spec.weights_source, "licence": spec.weights_licence, "available": present, "where": where}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models.registry import build_model
-    from core.models.specs import get_spec, list_models
+    from core.models.registry import build_model  # torch: only `imori models` pays for it
     from core.models.summary import summarize
 
     if args.name:
