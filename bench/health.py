@@ -44,7 +44,7 @@ def one(count: int) -> dict[str, float]:
         os.environ["IMORI_HOME"] = str(Path(tmp) / "home")
         folder = Path(tmp) / "scenes"
         write_scenes(folder, count)
-        from core.data import load_dataset
+        from core.data.registry import load_dataset
         from core.health.check import check_dataset
         from core.health.dataset import feature_prep as _feature_prep
 

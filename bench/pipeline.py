@@ -4,7 +4,7 @@
 
 Three loaders over the same folder of two classes:
 
-- **imori, first epoch**: ``core.data.load_dataset`` with a cold cache: every JPEG decoded
+- **imori, first epoch**: ``core.data.registry.load_dataset`` with a cold cache: every JPEG decoded
   once (in parallel threads), converted and resized, kept as one uint8 tensor and cached
   on disk; then one pass of batches (64) gathered and normalised, as the loop does.
 - **imori, later epochs**: one pass of batches from the decoded tensor (what every epoch
@@ -102,8 +102,8 @@ def seed004_epoch(root: Path) -> float:
 def imori_epochs(root: Path) -> tuple[float, float]:
     import torch
 
-    from core.data import load_dataset
     from core.data.preprocess import Preprocessing
+    from core.data.registry import load_dataset
     from core.train import epoch_order
 
     prep = Preprocessing(height=64, width=64, channels=3, channel_order="BGR")

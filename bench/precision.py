@@ -123,7 +123,8 @@ class Arm:
 def bench_model(name: str, args) -> dict:
     import torch
 
-    from core.models import build_model, get_spec
+    from core.models.registry import build_model
+    from core.models.specs import get_spec
 
     spec = get_spec(name)
     side, batch, opt_name, lr, momentum = SETTINGS.get(name, LARGE)
@@ -206,7 +207,7 @@ def main() -> None:
 
     import torch
 
-    from core.models import list_models
+    from core.models.specs import list_models
     from core.precision import cpu_supports_bf16
 
     threads = usable_cores()

@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from core.models import build_model, get_spec
+    from core.models.registry import build_model
+    from core.models.specs import get_spec
     from core.predict import Predictor
 
     torch.set_num_threads(args.threads)

@@ -42,7 +42,7 @@ BARE_SCRIPT = """
 import sys, torch
 from torch import nn, optim
 import torch.nn.functional as F
-from core.data import load_dataset
+from core.data.registry import load_dataset
 from core.data.preprocess import Preprocessing
 torch.manual_seed(0)
 prep = Preprocessing(height=28, width=28, channels=1, mean=(0.1307,), std=(0.3081,))

@@ -67,8 +67,8 @@ def write_folders(data: Path, out: Path, per_class: int | None) -> dict[str, int
 
 
 def train(name: str, dataset: str, **settings) -> dict:
-    from core.recipes import recipe_config
     from core.config import RunConfig
+    from core.recipes import recipe_config
     from core.recorder import MemoryRecorder
     from core.train import fit
 
@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="imori-bench-photos-") as home:
         os.environ["IMORI_HOME"] = home  # never the user's own
-        from core.data import import_dataset
+        from core.data.registry import import_dataset
 
         folder = Path(home) / "elpv"
         counts = write_folders(ensure_elpv(), folder, args.per_class)

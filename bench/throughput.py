@@ -47,7 +47,7 @@ def bare_loop(config, data, steps: int) -> float:
     """The tutorial's loop; returns steady-state images per second."""
     import torch
 
-    from core.models import build_model
+    from core.models.registry import build_model
     from core.train import epoch_order
 
     prep = config.preprocessing()
@@ -124,9 +124,10 @@ def main() -> None:
     os.environ["IMORI_HOME"] = tempfile.mkdtemp(prefix="imori-bt-")
     import torch
 
-    from core.recipes import recipe_config
-    from core.data import load_dataset, stratified_split
+    from core.data.registry import load_dataset
+    from core.data.splits import stratified_split
     from core.devices import usable_cores
+    from core.recipes import recipe_config
 
     torch.set_num_threads(usable_cores())
     print(f"{time.strftime('%Y-%m-%d')}, {os.uname().machine}, {usable_cores()} cores, torch {torch.__version__}")

@@ -326,7 +326,7 @@ t = time.perf_counter()
 import torch
 spans["import torch (what of it is left after cli.main)"] = [time.perf_counter() - t]
 t = time.perf_counter()
-import cli.progress, core.records, core.run, core.train, core.data, core.models
+import cli.progress, core.records, core.run, core.train, core.data.registry, core.models.registry
 spans["lazy imports of `imori train` (records/SQLAlchemy, train, data, models)"] = [time.perf_counter() - t]
 
 import cli.options, core.records.engine as engine, core.records.store as store, core.records.queries as queries
@@ -348,7 +348,7 @@ clock(train.Trainer, "evaluate_epoch", "evaluate val + test at the end")
 clock(checkpoint.Checkpointer, "after_epoch", "checkpoints after the epoch")
 clock(dbrec.DbRecorder, "on_start", "database: DbRecorder.on_start")
 clock(dbrec.DbRecorder, "on_end", "database: DbRecorder.on_end")
-import core.models as models
+import core.models.registry as models
 clock(models, "build_model", "build the model")
 
 first = []

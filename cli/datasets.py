@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ImoriError
+from core.models.specs import get_spec, list_models, pretrained_available
 from core.recipes import RECIPES, recipe_results
 
 
@@ -147,7 +148,7 @@ def _takes_value(token: str) -> bool:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``imori datasets [list]``: every dataset, how many runs used it, where it lives."""
-    from core.data import list_datasets
+    from core.data.registry import list_datasets
     from core.records import queries
 
     infos = list_datasets()
@@ -167,7 +168,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``imori datasets import PATH``: a folder, ZIP or CSV becomes a dataset, with its report."""
-    from core.data import import_dataset
+    from core.data.registry import import_dataset
     from core.health.check import check_after_import
 
     info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column,
@@ -187,7 +188,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     """``imori datasets delete NAME``: an imported dataset; the runs keep their records."""
-    from core.data import delete_dataset
+    from core.data.registry import delete_dataset
 
     delete_dataset(args.dataset)
     if args.json:
@@ -301,14 +302,13 @@ def _weights(spec) -> dict[str, object] | None:
     """Where a model's pretrained weights come from, their licence, and whether they are here."""
     if not spec.pretrainable:
         return None
-    from core.models import pretrained_available
-
     present, where = pretrained_available(spec.name)
     return {"source": spec.weights_source, "licence": spec.weights_licence, "available": present, "where": where}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models import build_model, get_spec, list_models, summarize
+    from core.models.registry import build_model  # torch: only `imori models` pays for it
+    from core.models.summary import summarize
 
     if args.name:
         spec = get_spec(args.name)

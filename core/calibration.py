@@ -26,7 +26,8 @@ import torch
 
 from core.checkpoint import load_checkpoint, write_calibration
 from core.config import RunConfig
-from core.data import load_dataset, stratified_split
+from core.data.registry import load_dataset
+from core.data.splits import stratified_split
 from core.errors import ConfigError
 from core.predict import Predictor, to_probabilities
 from core.records import checkpoints as checkpoint_records

@@ -29,10 +29,11 @@ import torch
 
 import core
 from core.errors import CheckpointError, ImoriError
+from core.files import atomic_write
+from core.models.registry import build_model
+from core.models.specs import get_spec
 from core.models.weights import strip_wrapper_prefixes
 from core.recorder import CheckpointInfo, Recorder
-from core.files import atomic_write
-from core.models import build_model, get_spec
 
 FORMAT = "imori-checkpoint"
 FORMAT_VERSION = 1

@@ -23,9 +23,14 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from core.data.catalog import TORCHVISION_DATASETS, resolve
+from core.data.memory import max_dataset_ram
+from core.data.preprocess import Preprocessing
 from core.errors import ConfigError, ImoriError
+from core.models.specs import ModelSpec, get_spec, pretrained_available
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("auto", "cross_entropy", "nll")
@@ -144,8 +149,6 @@ def _only_with_ema(values: Mapping[str, Any]) -> bool:
 
 
 def _only_for_torchvision_data(values: Mapping[str, Any]) -> bool:
-    from core.data.torchvision_sets import TORCHVISION_DATASETS
-
     return str(values.get("dataset", "")).lower() in TORCHVISION_DATASETS
 
 
@@ -390,9 +393,7 @@ class RunConfig:
     # -- derived values ------------------------------------------------------------------
 
     @property
-    def spec(self):
-        from core.models import get_spec
-
+    def spec(self) -> ModelSpec:
         return get_spec(self.model)
 
     def input_size(self) -> tuple[int, int]:
@@ -400,10 +401,8 @@ class RunConfig:
             return tuple(self.image_size)  # type: ignore[return-value]
         return self.spec.default_preprocessing(options=self.model_options).size
 
-    def preprocessing(self):
+    def preprocessing(self) -> Preprocessing:
         """The model's recipe preprocessing at this run's size, with this run's overrides."""
-        from core.data.preprocess import Preprocessing
-
         height, width = self.input_size()
         base = self.spec.default_preprocessing(height, width, options=self.model_options)
         return Preprocessing(
@@ -599,7 +598,9 @@ class RunConfig:
     def _batchnorm_problems(self) -> list[str]:
         """A batch of one image cannot train a model whose BatchNorm would then see a single
         value per channel (PyTorch: "Expected more than 1 value per channel")."""
-        from core.models import smallest_batchnorm_input
+        # The one check that loads torch (a forward pass on the meta device), asked only for a
+        # batch of one: any larger batch gives every BatchNorm channel two values or more.
+        from core.models.registry import smallest_batchnorm_input
 
         size = self.input_size()
         values = smallest_batchnorm_input(self.model, size, self.model_options)
@@ -610,13 +611,10 @@ class RunConfig:
             "would see a single value per channel; use a batch of 2 or more, or a larger input size"
         ]
 
-
     def with_absolute_paths(self) -> "RunConfig":
         """This config with every path-valued setting made absolute, as seen from here: a
         worker started in another folder finds the same files. A dataset that names no
         known dataset and no existing file is a ConfigError now, not a failed run later."""
-        from pathlib import Path
-
         changes: dict[str, Any] = {}
         for name, description in described_fields(type(self)):
             value = getattr(self, name)
@@ -625,8 +623,6 @@ class RunConfig:
                 if not path.exists():
                     raise ConfigError(f"{name.replace('_', ' ')} {value!r}: no such file or folder on this machine")
                 changes[name] = str(path.resolve())
-        from core.data.registry import resolve
-
         try:
             kind, _ = resolve(self.dataset)
         except ImoriError as err:
@@ -649,22 +645,16 @@ class RunConfig:
         """What stops this run on this machine before it is queued: pretrained weights that
         are neither here nor allowed to be downloaded. (Checked again by the worker that
         trains it, whose machine may differ.) Also a nonsense ``IMORI_MAX_DATASET_RAM``."""
-        from core.data.cache import max_dataset_ram
-
         try:
             max_dataset_ram()
         except ImoriError as err:
             return [str(err)]
         if not (self.pretrained or self.pretrained_path) or self.download:
             return []
-        from pathlib import Path
-
         if self.pretrained_path:
             if not Path(self.pretrained_path).is_file():
                 return [f"the pretrained weights file {self.pretrained_path} does not exist on this machine"]
             return []
-        from core.models import pretrained_available
-
         try:
             present, where = pretrained_available(self.model)
         except ImoriError as err:
@@ -778,8 +768,6 @@ def expand_sweep(config: RunConfig, sweep: Mapping[str, list[Any]]) -> tuple[lis
 
 def load_config_file(path: str) -> dict[str, Any]:
     """A saved config (YAML or JSON: ``imori show RUN --config`` writes one) as plain values."""
-    from pathlib import Path
-
     import yaml
 
     file = Path(path)

@@ -29,13 +29,13 @@ from typing import Any, Callable
 
 import torch
 
-from core.errors import ImoriError
-from core.predict import answer_rule, recorded_calibration, to_probabilities
 from core.checkpoint import export_state_dict, load_checkpoint, preprocess_description, preprocess_path
-from core.data import load_dataset
 from core.data.preprocess import Preprocessing
+from core.data.registry import load_dataset
+from core.errors import ImoriError
 from core.files import atomic_write
-from core.models import get_spec
+from core.models.specs import get_spec
+from core.predict import answer_rule, recorded_calibration, to_probabilities
 
 FORMATS = ("state_dict", "onnx", "pt2")
 TOLERANCE = 1e-4  # largest allowed difference of any probability

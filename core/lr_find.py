@@ -20,7 +20,7 @@ from typing import Any
 
 from core.config import RunConfig
 from core.errors import ConfigError
-from core.models import set_train_mode
+from core.models.registry import set_train_mode
 from core.train import Trainer, epoch_order
 
 

@@ -24,13 +24,13 @@ import torch
 
 from core.records import checkpoints as checkpoint_records
 from core.checkpoint import Checkpoint, load_checkpoint
-from core.data.preprocess import HIGH_DEPTH_MODES, Preprocessing, open_image, original_size
+from core.data.images import open_image, original_size
+from core.data.preprocess import HIGH_DEPTH_MODES, Preprocessing, to_mode
+from core.data.registry import load_dataset
 from core.errors import ConfigError, DatasetError, ImoriError
 from core.metrics import balanced_accuracy, class_metrics
-from core.data import load_dataset
 from core.data.augment import tta_probabilities
-from core.data.preprocess import to_mode
-from core.models import get_spec
+from core.models.specs import get_spec
 from core.records import queries
 
 ImageInput = Any  # a path, raw bytes, a file object or a PIL image

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ImoriError
+from core.models.specs import get_spec
 
 if TYPE_CHECKING:  # imported when a map is made: the CLI reads METHODS without torch
     import numpy as np
@@ -54,8 +55,6 @@ class Saliency:
 
 def cam_layer(model: torch.nn.Module, model_name: str) -> torch.nn.Module:
     """The layer the class activation map reads for ``model_name``'s architecture."""
-    from core.models import get_spec  # loads torch: the CLI reads METHODS without it
-
     path = get_spec(model_name).cam_layer
     if not path:
         raise ImoriError(f"{model_name} names no layer for Grad-CAM")
@@ -75,7 +74,7 @@ def explain(predictor: Any, image: Any, target: str | int | None = None, method:
     from PIL import Image
 
     # imori's modules that load torch, here for the same reason as torch itself.
-    from core.data.preprocess import open_image
+    from core.data.images import open_image
     from core.predict import to_picture
 
     prep = predictor.preprocessing

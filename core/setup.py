@@ -17,13 +17,17 @@ import torch
 
 from core.checkpoint import load_checkpoint
 from core.config import RunConfig
-from core.data import load_dataset, stratified_split
-from core.data.cache import DiskImages, chunks, format_bytes, max_dataset_ram, take
+from core.data.cache import DiskImages, chunks, take
 from core.data.decode import decode_progress
+from core.data.memory import format_bytes, max_dataset_ram
 from core.data.preprocess import Preprocessing
+from core.data.registry import load_dataset
+from core.data.splits import stratified_split
 from core.devices import default_threads, resolve_device
 from core.errors import ConfigError
-from core.models import ModelSpec, build_model, get_spec, load_init_weights, param_groups, pretrained_available, summarize
+from core.models.registry import build_model, load_init_weights, param_groups
+from core.models.specs import ModelSpec, get_spec, pretrained_available
+from core.models.summary import summarize
 from core.precision import resolve_precision
 from core.ranks import Ranks
 from core.recorder import Recorder

@@ -31,7 +31,7 @@ from core.devices import environment
 from core.errors import ConfigError, ImoriError
 from core.features import cached_features
 from core.metrics import class_metrics
-from core.models import set_backbone_frozen, set_train_mode
+from core.models.registry import set_backbone_frozen, set_train_mode
 from core.ranks import Ranks
 from core.recorder import (
     CheckpointInfo,

@@ -9,8 +9,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import altair as alt
+import pandas as pd
 import streamlit as st
-
 
 
 def ema(values: Sequence[float | None], weight: float) -> list[float | None]:
@@ -48,8 +49,6 @@ def x_values(kind: str, steps: Sequence[int], epochs: Sequence[int], times: Sequ
 def series_frame(series: Any, metric: str, *, x: str, steps_per_epoch: int | None, t0: float | None,
                  smoothing: float, label: str = "train"):
     """A reduced Series as rows (x, value, lo, hi, series): mean line smoothed, band raw."""
-    import pandas as pd
-
     if series is None or len(series) == 0:
         return pd.DataFrame(columns=["x", "value", "lo", "hi", "series", "step"])
     mean = getattr(series, metric)
@@ -71,8 +70,6 @@ def series_frame(series: Any, metric: str, *, x: str, steps_per_epoch: int | Non
 def eval_frame(rows: Sequence[Any], metric: str, *, x: str, steps_per_epoch: int | None, t0: float | None,
                label_prefix: str = ""):
     """Per-epoch evaluations as rows (x, value, series)."""
-    import pandas as pd
-
     if not rows:
         return pd.DataFrame(columns=["x", "value", "series", "step"])
     xs = x_values(x, [r.step for r in rows], [r.epoch for r in rows], [r.time for r in rows], steps_per_epoch, t0)
@@ -102,9 +99,6 @@ def line_chart(band_frame, point_frame=None, *, x_title: str, y_title: str, log:
                markers: dict[str, float] | None = None):
     """Mean lines with their min/max band, plus per-epoch points, as one Altair chart;
     ``markers`` ({label: x}) draw labelled vertical rules (where a phase begins)."""
-    import altair as alt
-    import pandas as pd
-
     frames = [f for f in (band_frame, point_frame) if f is not None and len(f)]
     if log:
         frames = [f[f["value"] > 0] for f in frames]
@@ -171,9 +165,6 @@ def chart_controls(key: str, *, default_x: str = "step") -> tuple[str, float, bo
 def bars(top: Sequence[tuple[str, float]], height: int | None = None):
     """``height``: pixels per bar."""
     """Top-k probabilities as horizontal bars, most likely on top."""
-    import altair as alt
-    import pandas as pd
-
     frame = pd.DataFrame({"class": [str(c) for c, _ in top], "probability": [p for _, p in top]})
     frame["rank"] = range(len(frame))
     chart = alt.Chart(frame).mark_bar().encode(
@@ -193,8 +184,6 @@ CLASS_METRIC_COLUMNS = ("precision", "recall", "f1")
 def class_metrics_table(metrics: dict[str, dict[str, float]], *, key: str) -> None:
     """One row a class: precision, recall, F1 (3 decimals) and support, as
     ``core.metrics.class_metrics`` gives them (a class never predicted has precision 0)."""
-    import pandas as pd
-
     frame = pd.DataFrame(
         [{"class": str(name), **{k: m[k] for k in CLASS_METRIC_COLUMNS}, "support": int(m["support"])}
          for name, m in metrics.items()],

@@ -10,6 +10,8 @@ from typing import Any
 import streamlit as st
 
 from core.status import QUEUED, RUNNING
+from worker.broker import NoBroker, require
+from worker.presence import live_workers
 
 ACTIVE = (QUEUED, RUNNING)
 REFRESH = "2s"  # how often live parts redraw while something trains
@@ -53,12 +55,7 @@ def _holds_active(value: Any) -> bool:
 
 def workers() -> tuple[list[Any], str | None]:
     """(live workers, None) or ([], why the queue cannot be asked)."""
-    from worker.broker import NoBroker
-
     try:
-        from worker.broker import require
-        from worker.presence import live_workers
-
         require()
         return live_workers(), None
     except NoBroker as err:

@@ -5,21 +5,28 @@ files to download (only from under IMORI_HOME), pictures of the model's input, d
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
+import torch
+from PIL import Image
 
+from core.checkpoint import export_state_dict
+from core.data.images import for_display
+from core.data.registry import list_datasets
+from core.errors import CheckpointError
+from core.health.cache import latest_report
+from core.paths import imori_home
+from core.predict import Predictor, recorded_calibration
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
 def _cached_predictor(path: str, mtime: float, model: str | None, classes: tuple[str, ...] | None, options: str,
                       calibration: str):
-    import torch
-
-    from core.predict import Predictor
-
     torch.set_num_threads(1)  # the dashboard answers a few images at a time; workers train
     bare: dict[str, Any] = {}
     if model:
@@ -32,9 +39,6 @@ def cached_predictor(path: str | Path, *, model: str | None = None, classes: Seq
     """A Predictor for ``path``, cached by path, modification time and the calibration
     recorded for it (a second upload of images answers without loading the model again;
     a checkpoint calibrated since is loaded with its new temperature and thresholds)."""
-    from core.errors import CheckpointError
-    from core.predict import recorded_calibration
-
     p = Path(path)
     try:
         mtime = p.stat().st_mtime
@@ -53,8 +57,6 @@ def predict(predictor: Any, images: Sequence[Any], names: Sequence[str], min_con
     runs each rerun in a thread of its own: so it is set here, before each prediction,
     not once when the model is loaded.
     """
-    import torch
-
     torch.set_num_threads(1)
     return predictor.predict(list(images), top_k=len(predictor.classes), names=list(names),
                              min_confidence=min_confidence)
@@ -62,9 +64,6 @@ def predict(predictor: Any, images: Sequence[Any], names: Sequence[str], min_con
 
 def tensor_to_image(tensor: Any, channel_order: str = "RGB", size: int | None = 112):
     """A uint8 C x H x W tensor (as datasets are cached) as a Pillow image for display."""
-    import numpy as np
-    from PIL import Image
-
     array = tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
     if array.shape[0] == 1:
         image = Image.fromarray(array[0], mode="L")
@@ -78,10 +77,6 @@ def tensor_to_image(tensor: Any, channel_order: str = "RGB", size: int | None = 
 def upscale(image: Any, size: int = 112):
     """Small images (8x8 digits) drawn large enough to see, with crisp pixels; float,
     16-bit, CMYK... images as 8-bit pictures a browser can show."""
-    from PIL import Image
-
-    from core.data.preprocess import for_display
-
     image = for_display(image)
     if max(image.size) >= size:
         return image
@@ -92,8 +87,6 @@ def upscale(image: Any, size: int = 112):
 def under_home(path: str | Path) -> Path | None:
     """``path`` resolved, if it is a file inside IMORI_HOME; None otherwise (never serve
     files from elsewhere, whatever a record says)."""
-    from core.paths import imori_home
-
     try:
         resolved = Path(path).resolve(strict=True)
     except (OSError, RuntimeError):
@@ -114,10 +107,6 @@ def file_reader(path: Path):
 def state_dict_reader(path: Path):
     """A deferred download of the bare ``state_dict`` (what the tutorial's class loads)."""
     def export() -> bytes:
-        import tempfile
-
-        from core.checkpoint import export_state_dict
-
         with tempfile.TemporaryDirectory(prefix="imori-export-") as tmp:
             out = export_state_dict(path, Path(tmp) / "weights.pt")
             return out.read_bytes()
@@ -126,10 +115,8 @@ def state_dict_reader(path: Path):
 
 @st.cache_data(ttl=30, show_spinner=False)
 def all_datasets() -> list[Any]:
-    """``core.data.list_datasets()``, briefly cached; ``all_datasets.clear()`` after an
+    """``core.data.registry.list_datasets()``, briefly cached; ``all_datasets.clear()`` after an
     import or a delete so every page sees the change at once."""
-    from core.data import list_datasets
-
     return list_datasets()
 
 
@@ -137,8 +124,6 @@ def all_datasets() -> list[Any]:
 def dataset_health(ref: str) -> Any:
     """The newest health report of dataset ``ref`` (core.health.latest_report), briefly
     cached; None when it was never checked."""
-    from core.health.cache import latest_report
-
     try:
         return latest_report(ref)
     except OSError:

@@ -5,10 +5,12 @@ run picker that follows ``?run=`` in the URL and finds any recorded run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import streamlit as st
 
+from core.records import queries
 from dashboard.fmt import run_label
 
 
@@ -53,10 +55,6 @@ def run_picker(runs: Sequence[Any] | None = None, *, key: str, label: str = "Run
     selection when the page runs was followed from a link or typed: it wins. Without one
     (the sidebar clears query parameters) the last choice is kept across pages.
     """
-    from dataclasses import replace
-
-    from core.records import queries
-
     wanted = query_int(param)
     if runs is None:
         base = where or queries.RunFilter()

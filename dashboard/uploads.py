@@ -5,14 +5,17 @@ content, not by name), stored under IMORI_HOME by content hash.
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from core.data.formats import identify, not_an_image_reason, upload_types
 from core.errors import ImoriError
-from core.paths import slug
+from core.paths import slug, subdir
 
 
 # Upload limits, checked here on the server whatever the browser let through.
@@ -54,16 +57,12 @@ def image_types() -> tuple[str, ...]:
     """Extensions for the image pickers: every format imori opens (``core.data.formats``:
     Pillow's, plus HEIC/HEIF), from the one list every page and command uses. They only
     guide the browser's file picker: ``read_image_upload`` judges the content."""
-    from core.data.formats import upload_types
-
     return upload_types()
 
 
 def read_image_upload(uploaded: Any, *, max_bytes: int | None = None, what: str = "image") -> bytes:
     """The bytes of an uploaded image, accepted by its content (any file Pillow can open,
     whatever its name says: ``newt.jfif``, ``IMG_0001.HEIC``, a PNG without extension)."""
-    from core.data.formats import identify, not_an_image_reason
-
     data = read_upload(uploaded, max_bytes=MAX_IMAGE_BYTES if max_bytes is None else max_bytes, kinds=(), what=what)
     if identify(data) is None:
         name = getattr(uploaded, "name", None) or what
@@ -73,9 +72,6 @@ def read_image_upload(uploaded: Any, *, max_bytes: int | None = None, what: str 
 
 def read_zip_upload(uploaded: Any, *, max_bytes: int | None = None) -> bytes:
     """The bytes of an uploaded ZIP, accepted by its content (``dataset.ZIP``, a name without extension)."""
-    import io
-    import zipfile
-
     data = read_upload(uploaded, max_bytes=MAX_ZIP_BYTES if max_bytes is None else max_bytes, kinds=(), what="ZIP file")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         name = getattr(uploaded, "name", None) or "the upload"
@@ -105,8 +101,6 @@ def read_upload(uploaded: Any, *, max_bytes: int, kinds: Sequence[str], what: st
 def store_upload(data: bytes, name: str, folder: str) -> Path:
     """Keep an upload under ``IMORI_HOME/uploads/<folder>/`` (where workers see it too),
     named by its content so the same file is stored once."""
-    from core.paths import subdir
-
     digest = hashlib.sha256(data).hexdigest()[:16]
     target = subdir("uploads") / folder
     target.mkdir(parents=True, exist_ok=True)

@@ -27,13 +27,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from core.data import cache
+from core.data.catalog import BUILTIN_DATASETS
 from core.data.decode import TEST, TRAIN, Decoded, decode_arrays, finish
 from core.data.preprocess import Preprocessing
 from core.data.report import DatasetInfo
 from core.data.splits import DataSplits, stratified_split
 from core.errors import DatasetError
-
-BUILTIN_DATASETS = ("digits", "shapes", "shapes2")
 
 DIGITS_ASSET = Path(__file__).resolve().parent / "assets" / "digits.npz"
 DIGITS_CLASSES = [str(d) for d in range(10)]

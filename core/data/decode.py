@@ -32,8 +32,9 @@ import torch
 from PIL import Image
 
 from core.data import cache
-from core.data.cache import ImageSink, DiskImages
-from core.data.preprocess import LARGE_IMAGE_FACTOR, LARGE_IMAGE_PIXELS, ORIGINAL_SIZE, Preprocessing, open_image, original_size
+from core.data.cache import DiskImages, ImageSink
+from core.data.images import LARGE_IMAGE_FACTOR, LARGE_IMAGE_PIXELS, ORIGINAL_SIZE, open_image, original_size
+from core.data.preprocess import Preprocessing
 from core.data.report import ImportReport, build_report
 from core.data.splits import DataSplits, TensorSet, stratified_split
 from core.errors import DatasetError

@@ -38,10 +38,10 @@ from pathlib import Path
 from PIL import Image
 
 from core import paths
-from core.data import cache, safezip
-from core.data import names as text_names
-from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, decode_files, finish
-from core.data.preprocess import Preprocessing, open_image
+from core.data import cache, names as text_names, safezip
+from core.data.decode import Decoded, TEST, TRAIN, UNASSIGNED, decode_files, finish
+from core.data.images import open_image
+from core.data.preprocess import Preprocessing
 from core.data.scan import Scan, ScanEntry, list_dir, walk_files
 from core.data.splits import DataSplits
 from core.data.tables import Columns, list_files, scan_csv

@@ -15,7 +15,14 @@ import warnings
 from pathlib import Path
 from typing import IO
 
-from PIL import Image
+from PIL import Image, ImageFile
+
+# Larger images than this are refused as decompression bombs: Pillow's own limit (it
+# warns above it and raises above twice it; both become one clear error in open_image).
+MAX_IMAGE_PIXELS = 178_956_970
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# A truncated file must fail loudly, not decode as grey padding.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 # Formats never opened: EPS/PS would run Ghostscript on untrusted input; the stubs only
 # identify a file and cannot decode it without a handler ("cannot load this image").

@@ -10,14 +10,14 @@ Import validates every image once (decoding it fully), fixes the train/test spli
 every run on it is tested on the same images) and writes the manifest last; the
 folder appears under its name only when everything succeeded. Each import is then
 entered in the records' ``datasets`` table, the index that listings read (``imori
-datasets``, the Datasets page); deleting one removes its entry.
+datasets``, the Datasets page); deleting one removes its entry. Names, folders and
+manifests on their own (what needs no decoding) are ``core.data.manifests``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -28,26 +28,26 @@ from PIL import Image
 
 from core.records import datasets as dataset_index
 from core import paths
-from core.data import cache, safezip
-from core.data import names as text_names
-from core.data.decode import TEST, TRAIN, UNASSIGNED, Decoded, FileEntry, assign_splits, check_classes, decode_files, finish
+from core.data import cache, names as text_names, safezip
+from core.data.decode import (
+    Decoded, FileEntry, TEST, TRAIN, UNASSIGNED, assign_splits, check_classes, decode_files, finish,
+)
 from core.data.folders import is_zip, scan_directory
-from core.data.scan import Scan
-from core.data.tables import Columns
-from core.data.preprocess import Preprocessing, open_image
+from core.data.manifests import (
+    MANIFEST, MANIFEST_FORMAT, NAME_RE, VERSION_RE, base_name, data_dir, dataset_dir, is_imported, read_manifest, versions,
+)
+from core.data.images import open_image
+from core.data.preprocess import Preprocessing
 from core.data.report import DatasetInfo, ImportReport, build_report
+from core.data.scan import Scan
 from core.data.splits import DataSplits
+from core.data.tables import Columns
 from core.errors import DatasetError
 from core.files import atomic_write
 from core.records import queries, store
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
 IMPORT_TEST_FRACTION = 0.2
 IMPORT_SPLIT_SEED = 0
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# A version made by a fix (core.health.fix_dataset): ``NAME@v2``, ``NAME@v3``...
-VERSION_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})@v([0-9]{1,6})$")
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -62,35 +62,6 @@ def validate_name(name: str, reserved: set[str]) -> None:
     existing = {p.name.lower() for p in paths.datasets_dir().iterdir() if not p.name.startswith(".")}
     if name.lower() in existing:
         raise DatasetError(f"a dataset named {name!r} already exists; choose another name or delete it first")
-
-
-def dataset_dir(name: str) -> Path:
-    return paths.datasets_dir() / name
-
-
-def is_imported(name: str) -> bool:
-    return bool(NAME_RE.match(name) or VERSION_RE.match(name)) and (dataset_dir(name) / MANIFEST).is_file()
-
-
-def base_name(name: str) -> str:
-    """The import a version belongs to: ``leaves@v3`` -> ``leaves``; ``leaves`` itself."""
-    match = VERSION_RE.match(name)
-    return match.group(1) if match else name
-
-
-def data_dir(name: str, manifest: dict[str, Any] | None = None) -> Path:
-    """Where a dataset's files are: its own ``data`` folder, or, for a version, the files of
-    the import it came from (a version is a manifest over them, never a copy)."""
-    manifest = manifest if manifest is not None else read_manifest(name)
-    return dataset_dir(str(manifest.get("data_of") or name)) / "data"
-
-
-def versions(name: str) -> list[str]:
-    """Every version of ``name``'s import, oldest first (the import itself first)."""
-    base = base_name(name)
-    found = [(int(m.group(2)), p.name) for p in paths.datasets_dir().glob(f"{base}@v*")
-             if (m := VERSION_RE.match(p.name)) and m.group(1) == base and (p / MANIFEST).is_file()]
-    return ([base] if is_imported(base) else []) + [n for _, n in sorted(found)]
 
 
 def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: list[str],
@@ -143,22 +114,6 @@ def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: li
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _published(version, manifest)
-
-
-def read_manifest(name: str) -> dict[str, Any]:
-    path = dataset_dir(name) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-            raise ValueError("unknown manifest format")
-        manifest["classes"] = [str(c) for c in manifest["classes"]]
-        for split in ("train", "test"):
-            manifest["files"][split] = [(str(rel), int(label)) for rel, label in manifest["files"].get(split, [])]
-        return manifest
-    except FileNotFoundError:
-        raise DatasetError(f"dataset {name!r} has no manifest ({path}); import it again") from None
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DatasetError(f"dataset {name!r}: unreadable manifest {path} ({err}); import it again") from None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,11 +1,7 @@
-"""One entry point for every kind of dataset reference.
+"""One entry point for every kind of dataset: load it, describe it, sample it, import or delete it.
 
-A reference (``ref``) is, in this order of precedence:
-
-1. a built-in name (``digits``, ``shapes``, ``shapes2``);
-2. a torchvision name, case-insensitive (``MNIST``, ``FashionMNIST``, ``CIFAR10``);
-3. the name of an imported dataset (``import_dataset``);
-4. a path to a directory or ZIP file, loaded in place without importing it.
+Which dataset a reference names (built-in, torchvision, imported or a path) is
+``core.data.catalog.resolve``; this module does the work with what it names.
 """
 
 from __future__ import annotations
@@ -15,37 +11,11 @@ from pathlib import Path
 from PIL import Image
 
 from core.data import builtin, folders, imported, tables, torchvision_sets
-from core.data.builtin import BUILTIN_DATASETS
+from core.data.catalog import BUILTIN_DATASETS, RESERVED, TORCHVISION_DATASETS, resolve, torchvision_key
 from core.data.preprocess import Preprocessing
 from core.data.report import DatasetInfo
 from core.data.splits import DataSplits
-from core.data.torchvision_sets import TORCHVISION_DATASETS
 from core.errors import ConfigError, DatasetError
-
-_RESERVED = set(BUILTIN_DATASETS) | set(TORCHVISION_DATASETS)
-
-
-def resolve(ref: str | Path) -> tuple[str, str]:
-    """``(kind, key)``: kind is "builtin", "torchvision", "imported" or "path"."""
-    text = str(ref).strip()
-    if not text:
-        raise DatasetError("no dataset given: name a built-in, torchvision or imported dataset, or a directory/ZIP")
-    if text.lower() in BUILTIN_DATASETS:
-        return "builtin", text.lower()
-    tv = torchvision_sets.canonical_name(text)
-    if tv is not None:
-        return "torchvision", tv
-    if imported.is_imported(text):
-        return "imported", text
-    path = Path(text).expanduser()
-    if path.exists():
-        return "path", text
-    imported_names = [info.name for info in imported.list_imported() if info.error is None]
-    known = ", ".join(list(BUILTIN_DATASETS) + list(TORCHVISION_DATASETS) + imported_names)
-    raise DatasetError(
-        f"unknown dataset {text!r}: not a built-in, torchvision or imported dataset ({known}), "
-        "nor an existing directory or ZIP file"
-    )
 
 
 def load_dataset(
@@ -105,7 +75,7 @@ def import_dataset(
     set with fewer than two classes.
     """
     columns = tables.Columns.of(file_column, label_column)
-    return imported.import_source(source, name, _RESERVED, columns, filename_encoding, source_name)
+    return imported.import_source(source, name, set(RESERVED), columns, filename_encoding, source_name)
 
 
 def list_datasets(*, data_root: str | None = None) -> list[DatasetInfo]:
@@ -169,6 +139,6 @@ def sample_images(ref: str, per_class: int = 8, *, data_root: str | None = None)
 
 def delete_dataset(name: str) -> None:
     """Remove an imported dataset (built-in and torchvision ones cannot be deleted)."""
-    if name.lower() in _RESERVED or torchvision_sets.canonical_name(name):
+    if name.lower() in RESERVED or torchvision_key(name):
         raise DatasetError(f"{name!r} is not an imported dataset and cannot be deleted")
     imported.delete_imported(name)

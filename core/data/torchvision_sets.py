@@ -20,6 +20,7 @@ from PIL import Image
 from core import paths
 from core.files import atomic_write
 from core.data import cache
+from core.data.catalog import TORCHVISION_DATASETS, torchvision_key
 from core.data.decode import TEST, TRAIN, Decoded, decode_arrays, finish
 from core.data.preprocess import Preprocessing
 from core.data.report import DatasetInfo
@@ -27,8 +28,6 @@ from core.data.splits import DataSplits
 from core.errors import DatasetError
 
 log = logging.getLogger(__name__)
-
-TORCHVISION_DATASETS = ("mnist", "fashionmnist", "cifar10")
 
 _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -64,12 +63,6 @@ SPECS: dict[str, TorchvisionSpec] = {
         3, (32, 32), (50_000, 10_000), "small photos in 10 classes, 32x32 RGB",
     ),
 }
-
-
-def canonical_name(ref: str) -> str | None:
-    """``"MNIST"``, ``"Fashion-MNIST"``, ``"cifar_10"`` ... -> the key in SPECS, or None."""
-    key = "".join(ch for ch in str(ref).lower() if ch.isalnum())
-    return key if key in SPECS else None
 
 
 def data_root(root: str | Path | None) -> Path:
@@ -157,7 +150,7 @@ def _native(dataset) -> tuple[np.ndarray, np.ndarray]:
 def load_torchvision(
     ref: str, prep: Preprocessing, *, root: str | Path | None = None, download: bool = False, use_cache: bool = True
 ) -> DataSplits:
-    name = canonical_name(ref)
+    name = torchvision_key(ref)
     if name is None:
         raise DatasetError(f"unknown torchvision dataset {ref!r}; choose one of {', '.join(TORCHVISION_DATASETS)}")
     spec = SPECS[name]

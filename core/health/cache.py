@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from core import paths
-from core.data import imported
+from core.data import manifests
 from core.errors import DatasetError
 from core.files import atomic_write
 from core.health.report import CHECKS_VERSION, KINDS, HealthReport, finding_key
@@ -56,7 +56,7 @@ def latest_report(ref: str) -> HealthReport | None:
 def with_reviews(report: HealthReport, ref: str) -> HealthReport:
     """``report`` with the findings that ``ref``'s manifest marks as reviewed moved apart."""
     try:
-        marked = set(imported.read_manifest(ref).get("reviewed", [])) if imported.is_imported(ref) else set()
+        marked = set(manifests.read_manifest(ref).get("reviewed", [])) if manifests.is_imported(ref) else set()
     except DatasetError:
         marked = set()
     if marked:

@@ -15,10 +15,11 @@ import torch
 
 from core.data import folders, imported
 from core.data.cache import in_memory
+from core.data.catalog import resolve
 from core.data.preprocess import Preprocessing
-from core.data.registry import dataset_info, load_dataset, resolve
+from core.data.registry import dataset_info, load_dataset
 from core.health.report import CHECKS_VERSION, FEATURE_MODEL, FEATURE_SIZE, Finding
-from core.models.registry import get_spec
+from core.models.specs import get_spec
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.data import imported
-from core.data.registry import resolve
+from core.data.catalog import resolve
 from core.errors import DatasetError
 from core.health.cache import latest_report
 from core.health.check import check_after_import

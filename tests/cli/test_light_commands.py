@@ -38,9 +38,6 @@ worker.client.queue_ready = lambda: None
 worker.client.send = lambda run_id, device, countdown=None: "imori-cpu"
 """
 
-CORE_CHAIN = ("core.config -> core.models still imports torch until branch floors lands (and, once the run is "
-              "queued, cli.datasets.warn_about_health -> core.health, which imports torch at its top)")
-
 
 def imori(home: Path, *argv: str, preamble: str = "", importtime: bool = False) -> tuple[int, str, str]:
     """Run the command in a fresh interpreter; (exit status, stderr, heavy modules imported)."""
@@ -87,12 +84,30 @@ def test_jobs_commands_import_no_torch(imori_home, argv):
     assert code == 0, err
 
 
-@pytest.mark.xfail(strict=False, reason=CORE_CHAIN)
-def test_submit_imports_no_torch(imori_home):
-    code, err, heavy = imori(imori_home, "submit", "--model", "lenet5", "--dataset", "digits", "--epochs", "1",
-                             preamble=NO_QUEUE)
+@pytest.fixture
+def imported_dataset(imori_home, tmp_path) -> str:
+    """A small imported dataset (two classes of PNGs), so submit checks its manifest."""
+    from PIL import Image
+
+    from core.data.registry import import_dataset
+
+    for label, shade in (("dark", 40), ("light", 210)):
+        folder = tmp_path / "leaves" / label
+        folder.mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), (shade + i, shade, shade)).save(folder / f"{i}.png")
+    return import_dataset(tmp_path / "leaves", "leaves").name
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "lenet5", "--dataset", "digits", "--epochs", "1"],
+    ["--model", "efficientnet_lite0", "--pretrained", "--dataset", "{imported}", "--epochs", "1"],
+])
+def test_submit_imports_no_torch(imori_home, imported_dataset, argv):
+    argv = [a.format(imported=imported_dataset) for a in argv]
+    code, err, heavy = imori(imori_home, "submit", *argv, preamble=NO_QUEUE)
     assert code == 0, err
-    assert heavy == "none", f"imori submit imported {heavy}"
+    assert heavy == "none", f"imori submit {' '.join(argv)} imported {heavy}"
 
 
 def test_submit_without_a_queue_says_so(imori_home):

@@ -78,7 +78,7 @@ def test_every_existing_flag_keeps_its_name_and_meaning():
 
 
 def test_every_model_option_has_a_flag():
-    from core.models import list_models
+    from core.models.specs import list_models
 
     options = {o for spec in list_models() for o in spec.option_choices}
     assert options == set(run_config.MODEL_OPTION_FLAGS)

@@ -141,7 +141,7 @@ def test_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
 
 
 def _mnist_state():
-    from core.models import build_model
+    from core.models.registry import build_model
 
     torch.manual_seed(0)
     return build_model("mnist_cnn", 10).state_dict()

@@ -1,6 +1,10 @@
 """RunConfig validation and the tutorials' recipes."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +96,39 @@ def test_a_batch_of_one_is_fine_where_batchnorm_sees_enough_values():
     assert RunConfig(model="resnet18", image_size=(224, 224), batch_size=1).problems() == []
     assert RunConfig(model="mynet", batch_size=1).problems() == []  # 4x4 values at its last BatchNorm
     assert RunConfig(model="lenet5", batch_size=1).problems() == []  # no BatchNorm at all
+
+
+# Checks every model and a dataset of each kind (an imported one by a manifest written by
+# hand: what the check reads), in a fresh interpreter; prints what heavy modules it loaded.
+LIGHT_CHECKS = """
+import json, sys
+from pathlib import Path
+from core import paths
+from core.config import RunConfig
+from core.models.specs import MODELS
+
+leaves = paths.datasets_dir() / "leaves"
+leaves.mkdir(parents=True)
+manifest = {"format": 1, "classes": ["a", "b"], "files": {"train": [["data/a/0.png", 0]], "test": []}}
+(leaves / "manifest.json").write_text(json.dumps(manifest))
+folder = Path(sys.argv[1])
+for model in MODELS:
+    for dataset in ("digits", "MNIST", "leaves", str(folder)):
+        config = RunConfig(model=model, dataset=dataset, pretrained=MODELS[model].pretrainable)
+        config.validate()
+        config.machine_problems()
+        config.with_absolute_paths()
+        config.preprocessing(), config.input_size(), config.loss_name()
+print(",".join(m for m in ("torch", "torchvision", "timm") if m in sys.modules) or "none")
+"""
+
+
+def test_checking_a_config_loads_no_torch(imori_home, tmp_path):
+    """validate, machine_problems and with_absolute_paths are what `imori submit` asks of a
+    config before it records a run: plain values and file checks, no torch."""
+    env = {**os.environ, "IMORI_HOME": str(imori_home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", LIGHT_CHECKS, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "none"
+

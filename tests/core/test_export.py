@@ -13,7 +13,7 @@ from PIL import Image
 from core.config import RunConfig
 from core.errors import ImoriError
 from core.export import ExportError, compare, export
-from core.models import get_spec, list_models
+from core.models.specs import get_spec, list_models
 from core.train import fit
 
 # Each model at its smallest input (vgg16's is left to bench/: its 138 M parameters make

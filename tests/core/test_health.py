@@ -79,8 +79,8 @@ def test_a_dataset_that_is_not_there_is_one_clear_line(capsys, tmp_path):
 
 
 def test_fixes_make_a_new_version_that_trains_and_the_old_one_stays(planted, capsys):
-    from core.data import delete_dataset, import_dataset, list_datasets, load_dataset
     from core.data.imported import dataset_dir, versions
+    from core.data.registry import delete_dataset, import_dataset, list_datasets, load_dataset
     from core.errors import DatasetError
 
     folder, problems = planted

@@ -90,7 +90,7 @@ def test_inversion_and_the_model_input_turned_back_into_a_picture():
 
 
 def test_the_predictor_attaches_the_warnings_to_each_prediction():
-    from core.models import build_model
+    from core.models.registry import build_model
 
     torch.manual_seed(0)
     ckpt = Checkpoint(kind="imori", model_name="mnist_cnn", model_options={}, classes=[str(i) for i in range(10)],

@@ -142,7 +142,7 @@ def test_log_softmax_models_give_probabilities_and_evaluation_builds_a_confusion
     assert confidences == sorted(confidences, reverse=True)
     assert all(m["true"] != m["predicted"] for m in report.misclassified)
     # Images from the test split, predicted one by one, give the same probabilities.
-    from core.data import load_dataset
+    from core.data.registry import load_dataset
 
     data = load_dataset("digits", predictor.preprocessing)
     probs = predictor.probabilities(predictor.preprocessing.normalize(data.test.images[:4]))

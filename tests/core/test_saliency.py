@@ -11,7 +11,8 @@ from PIL import Image
 
 from cli.main import main
 from core.config import RunConfig
-from core.models import build_model, get_spec, list_models
+from core.models.registry import build_model
+from core.models.specs import get_spec, list_models
 from core.predict import Predictor
 from core.saliency import cam_layer, explain, hook_count
 from core.train import fit

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/photos.py 
 from photos import photo_like_folder  # noqa: E402
 
 from core.predict import Predictor, evaluate  # noqa: E402
-from core.records import DbRecorder, queries, store  # noqa: E402
 from core.recipes import recipe_config  # noqa: E402
+from core.records import DbRecorder, queries, store  # noqa: E402
 from core.selection import LAST, choose_checkpoint  # noqa: E402
 from core.train import fit  # noqa: E402
 
@@ -32,7 +32,7 @@ def trained(config, name):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    from core.data import import_dataset
+    from core.data.registry import import_dataset
 
     folder = photo_like_folder(tmp_path_factory.mktemp("photos") / "leaves")
     info = import_dataset(folder, name="leaves60")

@@ -66,8 +66,8 @@ def digit_png(index: int = 0) -> tuple[bytes, str]:
     """A digit of the built-in test split as PNG bytes, and its class."""
     from PIL import Image
 
-    from core.data import load_dataset
     from core.data.preprocess import Preprocessing
+    from core.data.registry import load_dataset
 
     data = load_dataset("digits", Preprocessing(28, 28, channels=1))
     buffer = io.BytesIO()

@@ -327,7 +327,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     import sys
     from pathlib import Path
 
-    from core.data import import_dataset
+    from core.data.registry import import_dataset
     from core.health.check import check_after_import
     from core.jobs.kinds import HEALTH
     from core.records import jobs

@@ -135,7 +135,7 @@ def test_the_model_is_loaded_once_and_cached(run_id):
 
 
 def test_an_outside_bare_state_dict_predicts_with_its_model_and_class_names(home, tmp_path):
-    from core.models import build_model
+    from core.models.registry import build_model
 
     # What seed 004's script saves: torch.save(net.state_dict(), ...) of its 3x3-kernel LeNet.
     buffer = io.BytesIO()

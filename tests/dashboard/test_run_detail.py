@@ -123,7 +123,7 @@ def test_a_failed_run_shows_its_error(home):
 
 
 def test_the_bare_state_dict_download_loads_into_the_model(home):
-    from core.models import build_model
+    from core.models.registry import build_model
 
     run_id = train()
     best = checkpoint_records.best_checkpoint(run_id)

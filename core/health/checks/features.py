@@ -10,7 +10,8 @@ from core.features import cached_features
 from core.health.checks.registry import register
 from core.health.dataset import Images, feature_prep, finding
 from core.health.report import FEATURE_MODEL, FEATURE_SIZE, Finding, Progress
-from core.models.registry import build_model, get_spec, pretrained_available
+from core.models.registry import build_model
+from core.models.specs import get_spec, pretrained_available
 
 #: Test and training images at least this similar (cosine of pretrained features) are
 #: near duplicates across the split.

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from core import paths
-from core.data import BUILTIN_DATASETS, load_dataset, sample_images
 from core.data import builtin
+from core.data.catalog import BUILTIN_DATASETS
 from core.data.preprocess import Preprocessing
+from core.data.registry import load_dataset, sample_images
 
 GRAY28 = Preprocessing(28, 28, channels=1)
 RGB64 = Preprocessing(64, 64, channels=3)

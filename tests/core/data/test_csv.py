@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import paths
-from core.data import dataset_info, import_dataset, load_dataset
 from core.data.folders import scan_directory
-from core.data.tables import Columns, zip_tables
 from core.data.preprocess import Preprocessing
+from core.data.registry import dataset_info, import_dataset, load_dataset
+from core.data.tables import Columns, zip_tables
 from core.errors import DatasetError
 
 PREP = Preprocessing(8, 8)

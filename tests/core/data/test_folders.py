@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.data import load_dataset, sample_images, dataset_info
 from core.data.preprocess import Preprocessing
+from core.data.registry import dataset_info, load_dataset, sample_images
 from core.errors import DatasetError
 
 PREP = Preprocessing(16, 16, channels=3)
@@ -260,7 +260,7 @@ def test_exif_orientation_is_applied(tmp_path, helpers):
     (root / "a").mkdir(parents=True)
     image.save(root / "a" / "rotated.png", exif=exif)
     helpers.write_image(root / "b" / "x.png")
-    from core.data.preprocess import open_image
+    from core.data.images import open_image
 
     upright = open_image(root / "a" / "rotated.png")
     assert upright.size == (2, 6)

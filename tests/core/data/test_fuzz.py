@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.data import import_dataset
-from core.data.preprocess import Preprocessing, open_image
+from core.data.images import open_image
+from core.data.preprocess import Preprocessing
+from core.data.registry import import_dataset
 from core.errors import DatasetError
 
 import warnings

@@ -24,17 +24,12 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from core import paths
-from core.data import import_dataset, load_dataset, sample_images
 from core.data import formats, names, safezip
+from core.data.formats import MAX_IMAGE_PIXELS
+from core.data.images import LARGE_IMAGE_PIXELS, for_display, open_image, original_size
+from core.data.preprocess import Preprocessing
+from core.data.registry import import_dataset, load_dataset, sample_images
 from core.data.tables import zip_tables
-from core.data.preprocess import (
-    LARGE_IMAGE_PIXELS,
-    MAX_IMAGE_PIXELS,
-    Preprocessing,
-    for_display,
-    open_image,
-    original_size,
-)
 from core.errors import DatasetError
 
 JP = ["アカハライモリ", "シリケンイモリ"]  # the two newts of the issue

@@ -9,8 +9,9 @@ import torch
 
 from core.records import datasets as dataset_index
 from core import paths
-from core.data import DatasetInfo, import_dataset, list_datasets, load_dataset, sample_images, delete_dataset
 from core.data.preprocess import Preprocessing
+from core.data.registry import delete_dataset, import_dataset, list_datasets, load_dataset, sample_images
+from core.data.report import DatasetInfo
 from core.errors import DatasetError
 
 PREP = Preprocessing(16, 16)

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from core import paths
-from core.data import import_dataset, load_dataset
 from core.data import safezip
-from core.data.preprocess import MAX_IMAGE_PIXELS, Preprocessing, open_image
+from core.data.formats import MAX_IMAGE_PIXELS
+from core.data.images import open_image
+from core.data.preprocess import Preprocessing
+from core.data.registry import import_dataset, load_dataset
 from core.errors import DatasetError
 
 PREP = Preprocessing(8, 8)

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.data import stratified_split
+from core.data.splits import stratified_split
 from core.errors import ConfigError
 
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import cache, load_dataset
-from core.data.cache import ImageSink, DiskImages, max_dataset_ram, parse_bytes
+from core.data import cache, memory
+from core.data.cache import DiskImages, ImageSink
+from core.data.memory import max_dataset_ram, parse_bytes
+from core.data.registry import load_dataset
 from core.data.preprocess import Preprocessing
 from core.errors import ConfigError, DatasetError
 
@@ -38,7 +40,7 @@ def test_a_nonsense_cap_is_a_clear_error(text, monkeypatch):
 
 def test_the_default_cap_is_half_the_memory(monkeypatch):
     monkeypatch.delenv("IMORI_MAX_DATASET_RAM", raising=False)
-    monkeypatch.setattr(cache, "physical_memory", lambda: 8_000_000_000)
+    monkeypatch.setattr(memory, "physical_memory", lambda: 8_000_000_000)
     assert max_dataset_ram() == 4_000_000_000
     monkeypatch.setenv("IMORI_MAX_DATASET_RAM", "3MB")
     assert max_dataset_ram() == 3_000_000

@@ -14,10 +14,15 @@ import pytest
 import torch
 import torchvision.datasets as tvd
 
-from core.data import TORCHVISION_DATASETS, list_datasets, load_dataset, sample_images
 from core.data import torchvision_sets
+from core.data.catalog import TORCHVISION_DATASETS
 from core.data.preprocess import Preprocessing
+from core.data.registry import list_datasets, load_dataset, sample_images
 from core.errors import DatasetError
+
+
+def test_the_catalogs_names_are_the_sets_described_here():
+    assert tuple(torchvision_sets.SPECS) == TORCHVISION_DATASETS
 
 
 def write_idx(root: Path, folder: str, n_train: int = 30, n_test: int = 10, seed: int = 0):

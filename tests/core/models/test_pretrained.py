@@ -5,6 +5,7 @@ No test here touches the network: downloads are replaced by stand-ins.
 
 import os
 import socket
+import sys
 import time
 import urllib.error
 
@@ -13,8 +14,10 @@ import torch
 import torchvision
 
 from core.errors import ModelError
-from core.models import build_model, pretrained_available, summarize
-from core.models import torchvision_nets
+from core.models import sources
+from core.models.registry import build_model
+from core.models.specs import pretrained_available
+from core.models.summary import summarize
 
 
 @pytest.fixture
@@ -67,7 +70,7 @@ def test_a_path_alone_means_pretrained_and_wrapped_files_are_accepted(tmp_path, 
 def test_pretrained_from_the_hub_cache(torch_home, imagenet_resnet18):
     # The file name torchvision itself downloads to, written by hand here.
     cached = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    assert torchvision_nets.expected_cache_path("resnet18") == str(cached)
+    assert sources.expected_cache_path("resnet18") == str(cached)
     cached.parent.mkdir(parents=True)
     torch.save(imagenet_resnet18, cached)
     model = build_model("resnet18", 4, pretrained=True)
@@ -76,12 +79,28 @@ def test_pretrained_from_the_hub_cache(torch_home, imagenet_resnet18):
 
 
 def test_expected_cache_names_are_torchvisions():
-    names = {n: os.path.basename(torchvision_nets.expected_cache_path(n)) for n in torchvision_nets.ARCHS}
+    names = {n: os.path.basename(sources.expected_cache_path(n)) for n in sources.TORCHVISION_ARCHS}
     assert names == {
         "resnet18": "resnet18-f37072fd.pth",
         "mobilenet_v3_small": "mobilenet_v3_small-047dcff4.pth",
         "vgg16": "vgg16-397923af.pth",
     }
+
+
+def test_the_catalogs_weight_urls_are_torchvisions():
+    # core.models.sources names them without importing torchvision; torchvision says the same.
+    for name, arch in sources.TORCHVISION_ARCHS.items():
+        assert arch.url == getattr(torchvision.models, arch.weights).IMAGENET1K_V1.url, name
+
+
+def test_the_hub_folder_is_found_as_torch_finds_it(monkeypatch, tmp_path):
+    # Without torch loaded, $TORCH_HOME, else $XDG_CACHE_HOME/torch, as torch.hub.get_dir().
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    assert sources.torch_hub_dir() == str(tmp_path / "th" / "hub")
+    monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert sources.torch_hub_dir() == str(tmp_path / "xdg" / "torch" / "hub")
 
 
 def test_missing_weights_fail_at_once_with_a_clear_message(torch_home):

@@ -7,7 +7,9 @@ import torch
 
 from core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from core.errors import ModelError
-from core.models import MODELS, ModelSpec, build_model, get_spec, list_models
+from core.models import seed_nets
+from core.models.registry import build_model, seed_builder
+from core.models.specs import MODELS, ModelSpec, get_spec, list_models
 
 SEED_NETS = ["mynet", "mnist_cnn", "lenet5", "tiny_net"]
 TORCHVISION = ["resnet18", "mobilenet_v3_small", "vgg16"]
@@ -27,6 +29,15 @@ def test_registry_lists_every_model_seed_nets_first():
     assert {n: MODELS[n].seed for n in SEED_NETS} == {
         "mynet": "000", "mnist_cnn": "003", "lenet5": "004", "tiny_net": "002",
     }
+
+
+def test_each_seed_net_names_its_builder_and_the_others_none():
+    # The catalog names a builder as text (it loads no torch); the registry imports it.
+    for name in SEED_NETS:
+        module, _, function = MODELS[name].builder.partition(":")
+        assert module == "core.models.seed_nets"
+        assert seed_builder(MODELS[name]) is getattr(seed_nets, function)
+    assert not any(MODELS[name].builder for name in TORCHVISION + PACKAGED)
 
 
 def test_spec_is_frozen():

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.models import build_model, get_spec
+from core.models.registry import build_model
+from core.models.specs import get_spec
 
 
 # -- the tutorials' classes ---------------------------------------------------------------

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError, ModelError
-from core.models import ModelSummary, build_model, param_groups, set_train_mode, summarize
+from core.models.registry import build_model, param_groups, set_train_mode
+from core.models.summary import ModelSummary, summarize
 
 
 # -- summary ------------------------------------------------------------------------------
