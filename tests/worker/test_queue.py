@@ -11,11 +11,10 @@ plumbing, not learning: tiny_net on digits, a third of mnist_cnn's step cost.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.config import RunConfig
 
