@@ -3,12 +3,13 @@
 #              the dashboard on http://127.0.0.1:8501)
 #   make test  set everything up (Python packages, Debian's chromium and docker-compose)
 #              and run the test suite
+#   make test-quick  the tests not marked slow (no worker processes, no browser): the edit loop
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.imori-installed
 
-.PHONY: setup system-deps up test bench clean
+.PHONY: setup system-deps up test test-quick bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,9 @@ up: setup
 
 test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m pip install --quiet opencv-python-headless  # seed 000's loader, for comparison

@@ -43,3 +43,14 @@ def imori_home(tmp_path, monkeypatch):
     home = tmp_path / "imori-home"
     monkeypatch.setenv("IMORI_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory):
+    """One tiny trained checkpoint for the tests that only read one: mnist_cnn, 12 steps
+    on digits (right about 85 % of the time). Do not write into its folder."""
+    from core.config import RunConfig
+    from core.train import fit
+
+    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=12, epochs=None, batch_size=64, threads=2)
+    return fit(config, tmp_path_factory.mktemp("digits-checkpoint")).last_checkpoint

@@ -1,4 +1,4 @@
-"""Fault injection for the reliability tests: make a worker die on cue.
+"""Fault injection for the reliability tests: make a worker die, or go slowly, on cue.
 
 Off unless ``IMORI_FAULTS`` is set in the worker's environment, e.g.
 ``IMORI_FAULTS=kill:crasher:3`` SIGKILLs the worker process when a run named
@@ -6,8 +6,11 @@ Off unless ``IMORI_FAULTS`` is set in the worker's environment, e.g.
 test prove, with real processes, that a run which keeps killing its worker ends
 ``failed`` after its attempts instead of taking workers down forever.
 ``IMORI_FAULTS=slow:long:0.1`` makes every step of a run named ``long`` last 0.1 s more
-(a sleep, so it costs no core): a run that outlasts a short broker timeout, cheaply.
-Several faults are separated by ``;``.
+(a sleep, so it costs no core): a run that outlasts a short broker timeout, or stays
+"running" while a test kills, stops or freezes its worker, cheaply. Given to one worker
+only, it slows the run there and not on the worker that resumes it. The name ``*``
+matches every run. Several faults are separated by ``;``; a run gets every one that
+names it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import signal
 import time
 
-from core.recorder import Recorder, StepMetrics
+from core.recorder import Recorder, Recorders, StepMetrics
 
 
 class KillAtStep(Recorder):
@@ -37,12 +40,17 @@ class SlowSteps(Recorder):
 
 
 def fault_injector(run_name: str) -> Recorder | None:
-    spec = os.environ.get("IMORI_FAULTS", "")
-    for fault in filter(None, spec.split(";")):
+    """The faults ``IMORI_FAULTS`` gives run ``run_name`` (None when it gives none)."""
+    faults: list[Recorder] = []
+    for fault in filter(None, os.environ.get("IMORI_FAULTS", "").split(";")):
         kind, _, rest = fault.partition(":")
         name, _, arg = rest.partition(":")
-        if kind == "kill" and name == run_name:
-            return KillAtStep(int(arg or 1))
-        if kind == "slow" and name == run_name:
-            return SlowSteps(float(arg or 0.1))
-    return None
+        if name not in (run_name, "*"):
+            continue
+        if kind == "kill":
+            faults.append(KillAtStep(int(arg or 1)))
+        elif kind == "slow":
+            faults.append(SlowSteps(float(arg or 0.1)))
+    if len(faults) > 1:
+        return Recorders(*faults)
+    return faults[0] if faults else None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every test starts `imori train` processes (torch imports)
 
 # Holds the slot until its standard input is closed (or it is killed).
 HOLD = """

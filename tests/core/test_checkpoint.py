@@ -8,9 +8,7 @@ import torch
 import torch.nn as nn
 
 from core.checkpoint import export_state_dict, load_checkpoint, read_file, save_atomic
-from core.config import RunConfig
 from core.errors import CheckpointError
-from core.train import fit
 
 
 class TutorialLeNet(nn.Module):
@@ -33,13 +31,6 @@ class Payload:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    config = RunConfig(model="mnist_cnn", dataset="digits", batch_size=64, epochs=None, iterations=3, threads=2)
-    return fit(config, run)
 
 
 def test_whole_pickled_model_is_refused_with_how_to_resave(tmp_path):
@@ -87,13 +78,13 @@ def test_missing_file_and_non_state_dicts(tmp_path):
         load_checkpoint(path, model="mnist_cnn")
 
 
-def test_checkpoint_of_another_architecture_is_refused(tmp_path, trained):
+def test_checkpoint_of_another_architecture_is_refused(tmp_path, digits_checkpoint):
     path = tmp_path / "lenet.pt"
     torch.save(TutorialLeNet().state_dict(), path)
     with pytest.raises(CheckpointError, match="not a mnist_cnn"):
         load_checkpoint(path, model="mnist_cnn")
     with pytest.raises(CheckpointError, match="is a mnist_cnn, not a mynet"):
-        load_checkpoint(trained.last_checkpoint, model="mynet")
+        load_checkpoint(digits_checkpoint, model="mynet")
 
 
 def test_bare_state_dict_needs_a_model_name_and_a_fitting_class_count(tmp_path):
@@ -108,10 +99,10 @@ def test_bare_state_dict_needs_a_model_name_and_a_fitting_class_count(tmp_path):
     assert ckpt.preprocessing["height"] == 28  # kernel 3 takes MNIST-sized input
 
 
-def test_export_gives_a_state_dict_the_tutorial_class_loads(tmp_path, trained):
-    out = export_state_dict(trained.last_checkpoint, tmp_path / "mnist_cnn.pt")
+def test_export_gives_a_state_dict_the_tutorial_class_loads(tmp_path, digits_checkpoint):
+    out = export_state_dict(digits_checkpoint, tmp_path / "mnist_cnn.pt")
     state = torch.load(out, weights_only=True)
-    assert set(state) == set(load_checkpoint(trained.last_checkpoint).state_dict)
+    assert set(state) == set(load_checkpoint(digits_checkpoint).state_dict)
     again = load_checkpoint(out, model="mnist_cnn")
     for key, value in state.items():
         assert torch.equal(again.state_dict[key], value)

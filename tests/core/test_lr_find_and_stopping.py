@@ -48,6 +48,7 @@ def test_early_stopping_ends_when_the_validation_loss_stalls(tmp_path):
     assert "has not improved for 2 epoch(s)" in verdicts[3] and "best 0.9000" in verdicts[3]
 
 
+@pytest.mark.slow
 def test_a_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
     from core.checkpoint import load_checkpoint
     from core.recorder import Recorder

@@ -27,12 +27,6 @@ def test_every_registered_model_names_a_layer_that_is_there():
     assert get_spec("vgg16").cam_layer == "features.29"
 
 
-@pytest.fixture(scope="module")
-def digits_checkpoint(tmp_path_factory):
-    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=40, epochs=None, batch_size=64, threads=2)
-    return fit(config, tmp_path_factory.mktemp("cam-digits")).last_checkpoint
-
-
 def test_a_map_covers_the_input_and_leaves_no_hook(digits_checkpoint, tmp_path):
     predictor = Predictor(digits_checkpoint)
     assert hook_count(predictor.model) == 0

@@ -92,6 +92,7 @@ def test_each_x_axis_and_log_scale_draw(home):
     assert len(vega_charts(at)) == 3
 
 
+@pytest.mark.slow  # trains two runs of three epochs
 def test_a_run_that_does_not_learn_gets_the_notice(home, capsys):
     # Plain SGD at a tiny learning rate: two epochs (digits: 21 steps each) and the loss stays put.
     stuck = train(model="lenet5", optimizer="sgd", lr=1e-6, loss="cross_entropy", iterations=None, epochs=3)

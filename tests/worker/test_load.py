@@ -15,9 +15,10 @@ from core.config import RunConfig
 
 pytestmark = [pytest.mark.slow]
 
-TINY = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, device="cpu")
+TINY = dict(model="tiny_net", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, device="cpu")
 
-# A separate process reading what the dashboard reads, as fast as it can, for a while.
+# A separate process reading what the dashboard reads, as fast as it can, until every run
+# has ended (at most argv[2] seconds).
 POLLER = textwrap.dedent(
     """
     import sys, time
@@ -27,11 +28,13 @@ POLLER = textwrap.dedent(
     passes = 0
     while time.monotonic() < end:
         queries.list_runs()
+        runs = [queries.get_run(run_id) for run_id in ids]
         for run_id in ids:
-            queries.get_run(run_id)
             queries.series(run_id, max_points=500)
             queries.eval_series(run_id)
         passes += 1
+        if all(run.status in ("succeeded", "failed", "cancelled") for run in runs):
+            break
     print(passes)
     """
 )
@@ -53,7 +56,7 @@ def test_four_runs_on_two_workers_while_the_charts_are_polled(embedded_stack):
     # Two workers of one torch thread each: together they fit the two cores.
     workers = [stack.start_worker(f"load{i}", IMORI_TORCH_THREADS="1") for i in range(2)]
     ids = [submit(RunConfig(**TINY, threads=1, epochs=None, iterations=150, seed=i)) for i in range(4)]
-    poller = subprocess.Popen([sys.executable, "-c", POLLER, ",".join(map(str, ids)), "25"],
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, ",".join(map(str, ids)), "240"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**__import__("os").environ})
     runs = [stack.wait_status(i, ("succeeded", "failed"), timeout=240) for i in ids]
     out, err = poller.communicate(timeout=120)

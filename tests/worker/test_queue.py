@@ -1,24 +1,30 @@
 """The queue end to end with real processes: Redis, `imori worker`, a SQLite file.
 
-Every test here runs twice: on the embedded Redis, and on the machine's own Redis
-server through IMORI_TEST_REDIS_URL (the path several machines take).
+The smoke tests (submit and record, duplicate deliveries, cancel, the visibility timeout)
+run twice: on the embedded Redis, and on the machine's own Redis server through
+IMORI_TEST_REDIS_URL (the path several machines take). What depends on the records, not
+on the Redis (routing, continue and clone, two workers), runs on the embedded one only;
+killed, stopped and frozen workers are tests/worker/test_recovery.py's. Runs here check
+plumbing, not learning: tiny_net on digits, a third of mnist_cnn's step cost.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.records import checkpoints as checkpoint_records
 from core.config import RunConfig
 
 pytestmark = [pytest.mark.slow]
 
-TINY = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, device="cpu")
+# The embedded Redis's variant of `stack` only (the module's stack is shared with the smoke tests).
+embedded_only = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+
+TINY = dict(model="tiny_net", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, device="cpu")
 
 
 def steps_in_db(run_id: int) -> list[int]:
@@ -85,6 +91,7 @@ def test_cancel_a_queued_run_and_a_running_run(stack, worker_a):
     assert later.status == "cancelled" and later.started_at is None and steps_in_db(queued) == []
 
 
+@embedded_only
 def test_a_cuda_run_waits_for_a_gpu_worker(stack, worker_a):
     from worker.client import cancel, submit
     from worker.presence import gpu_worker_alive
@@ -97,6 +104,7 @@ def test_a_cuda_run_waits_for_a_gpu_worker(stack, worker_a):
     cancel(run_id)
 
 
+@embedded_only
 def test_continue_and_clone(stack, worker_a):
     from worker.client import clone, continue_run, submit
 
@@ -111,6 +119,7 @@ def test_continue_and_clone(stack, worker_a):
     assert copy.id != run_id and copy.step == again.step
 
 
+@embedded_only
 def test_two_workers_never_train_the_same_run(stack, worker_a):
     from worker.client import submit
 
@@ -122,148 +131,6 @@ def test_two_workers_never_train_the_same_run(stack, worker_a):
     for r in runs:
         assert steps_in_db(r.id) == list(range(1, 9))
     stack.stop_worker(second)
-
-
-def test_redis_restarted_in_the_middle_of_a_run(stack, worker_a):
-    """The worker reconnects, the run finishes, the queue takes new runs (the embedded
-    Redis only: the machine's own server is not ours to restart)."""
-    from worker.client import submit
-
-    if "REDIS_URL" in stack.env:
-        pytest.skip("the machine's own Redis is not ours to restart: the embedded variant covers it")
-    run_id = submit(RunConfig(**TINY, epochs=None, iterations=400))
-    stack.wait_for(lambda: stack.run(run_id).step >= 20, 60, "training")
-    stack.restart_broker(down_for=2)
-    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=120)
-    assert run.status == "succeeded" and steps_in_db(run_id) == list(range(1, 401))
-    after = submit(RunConfig(**TINY, epochs=None, iterations=5))
-    assert stack.wait_status(after, ("succeeded", "failed"), timeout=120).status == "succeeded"
-
-
-def test_a_queued_run_whose_message_was_lost_is_sent_again(stack):
-    """A Redis wiped without persistence (or a submit that died after writing the row)
-    leaves a queued run with no message: a worker's watchdog sends it again."""
-    from core.records import queries
-    from worker.app import cpu_queue
-    from worker.broker import client
-    from worker.client import submit
-
-    stack.stop_workers()
-    run_id = submit(RunConfig(**TINY, epochs=None, iterations=5, name="lost"))
-    assert client().delete(cpu_queue()) == 1  # the message is gone
-    time.sleep(2.5)
-    stack.start_worker("finder", IMORI_LOST_AFTER_S="2")
-    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=60)
-    assert run.status == "succeeded" and run.attempt == 1
-    assert any("sent again" in line.message for line in queries.run_logs(run_id))
-    stack.stop_workers()
-
-
-def test_a_killed_worker_loses_nothing(stack):
-    """SIGKILL mid-run; another worker resumes from the last checkpoint: one row per
-    step, and the same final accuracy as a run that was never interrupted."""
-    from core.records import queries
-    from core.train import fit
-    from worker.client import submit
-
-    stack.stop_workers()
-    config = RunConfig(**TINY, epochs=None, iterations=360, checkpoint_every_minutes=0.03, name="killed")
-    victim = stack.start_worker("victim")
-    run_id = submit(config)
-    stack.wait_for(lambda: stack.run(run_id).step >= 60 and checkpoint_exists(run_id), 120,
-                   "a mid-run checkpoint", victim)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
-    killed_at = stack.run(run_id).step
-    rescuer = stack.start_worker("rescuer")
-    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=180)
-    assert run.status == "succeeded", run.error
-    assert run.attempt == 2 and run.worker.startswith("rescuer")
-    assert killed_at < 360
-    assert steps_in_db(run_id) == list(range(1, 361))  # none missing, none twice
-    assert "resuming from" in " ".join(line.message for line in queries.run_logs(run_id))
-    stack.stop_worker(rescuer)
-    # The same run uninterrupted, in this process: resuming changed nothing.
-    whole = fit(config, os.path.join(stack.home, "uninterrupted"))
-    assert run.test_accuracy == pytest.approx(whole.test["accuracy"], abs=1e-9)
-
-
-def test_a_stopped_worker_gives_its_run_back_and_the_next_one_resumes_it(stack):
-    """SIGTERM (what `imori up` sends on Ctrl-C) mid-run: the worker stops within an
-    iteration with a checkpoint, the run goes back to the queue (not left `running`),
-    and the next worker resumes it: one row per step. On both Redis kinds: the run is
-    sent again through the broker."""
-    from core.records import queries
-    from worker.client import submit
-
-    stack.stop_workers()
-    config = RunConfig(**TINY, epochs=None, iterations=400, name="stopped")
-    first = stack.start_worker("stopping")
-    run_id = submit(config)
-    stack.wait_for(lambda: stack.run(run_id).step >= 30, 120, "the run to train", first)
-    os.killpg(first.pid, signal.SIGTERM)
-    started = time.monotonic()
-    first.wait(timeout=60)
-    assert time.monotonic() - started < 30, "the worker finished its run instead of stopping"
-    run = stack.run(run_id)
-    assert run.status == "queued" and 30 <= run.step < 400, (run.status, run.step)
-    assert checkpoint_exists(run_id)
-    assert any("the worker is shutting down" in line.message for line in queries.run_logs(run_id))
-    assert "Traceback" not in stack.log_of(first)  # a normal stop, not an error
-    second = stack.start_worker("next")
-    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=180)
-    assert run.status == "succeeded", run.error
-    assert run.attempt == 2 and run.worker.startswith("next")
-    assert steps_in_db(run_id) == list(range(1, 401))
-    stack.stop_worker(second)
-
-
-def test_a_frozen_worker_cannot_write_after_its_run_was_taken_over(stack):
-    from core.records import queries
-    from worker.client import submit
-
-    if "REDIS_URL" in stack.env:
-        pytest.skip("the takeover is the records' (attempt numbers), whatever the Redis: the embedded variant covers it")
-    stack.stop_workers()
-    frozen = stack.start_worker("frozen")
-    run_id = submit(RunConfig(**TINY, epochs=None, iterations=400, checkpoint_every_minutes=0.03, name="frozen"))
-    stack.wait_for(lambda: stack.run(run_id).step >= 40 and checkpoint_exists(run_id), 120, "training", frozen)
-    os.killpg(frozen.pid, signal.SIGSTOP)  # frozen past the heartbeat limit, not dead
-    taker = stack.start_worker("taker")
-    stack.wait_for(lambda: stack.run(run_id).attempt == 2, 60, "the takeover")
-    os.killpg(frozen.pid, signal.SIGCONT)  # wakes up believing it still owns the run
-    stack.wait_for(lambda: "superseded" in stack.log_of(frozen), 60, "the frozen worker to stand down", frozen)
-    run = stack.wait_status(run_id, ("succeeded", "failed"), timeout=180)
-    assert run.status == "succeeded" and run.worker.startswith("taker") and run.attempt == 2
-    assert steps_in_db(run_id) == list(range(1, 401))
-    assert frozen.poll() is None  # it is still a working worker
-    attempts = {line.attempt for line in queries.run_logs(run_id)}
-    assert attempts <= {1, 2}
-    stack.stop_worker(frozen)
-    stack.stop_worker(taker)
-
-
-def test_a_run_that_keeps_killing_its_worker_ends_failed(stack):
-    """The run kills whichever worker trains it (IMORI_FAULTS): a supervisor restarts
-    workers, and after its attempts the run is failed with the reason."""
-    from worker.client import submit
-
-    if "REDIS_URL" in stack.env:
-        pytest.skip("the attempt limit is the records', whatever the Redis: the embedded variant covers it")
-    stack.stop_workers()
-    run_id = submit(RunConfig(**TINY, epochs=None, iterations=50, name="crasher"))
-    restarts = 0
-    worker = stack.start_worker(f"doomed{restarts}", IMORI_FAULTS="kill:crasher:3")
-    while stack.run(run_id).status not in ("failed", "succeeded"):
-        if worker.poll() is not None:  # killed by its run: restart it, as systemd would
-            restarts += 1
-            assert restarts <= 5, "the run was never given up"
-            worker = stack.start_worker(f"doomed{restarts}", IMORI_FAULTS="kill:crasher:3")
-        time.sleep(0.3)
-    run = stack.run(run_id)
-    assert run.status == "failed" and "3 attempts" in run.error
-    assert restarts == 3
-    stack.stop_worker(worker)
 
 
 def test_a_run_longer_than_the_visibility_timeout_is_trained_once_by_its_worker(stack):

@@ -1,5 +1,7 @@
 """`imori up` brings the whole stack up on a machine with nothing running, and Ctrl-C
-(SIGINT) takes all of it down again: worker, dashboard and the embedded Redis."""
+(SIGINT) takes all of it down again: worker, dashboard and the embedded Redis. The stacks
+that can share a home run in one sequence (serve, refuse a second, SIGKILL, serve again,
+train, stop); runs are tiny_net's."""
 
 import os
 import signal
@@ -25,47 +27,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_up_serves_trains_and_stops_cleanly():
-    home = tempfile.mkdtemp(prefix="imori-up-", dir="/tmp")
-    port = free_port()
-    env = {**os.environ, "IMORI_HOME": home, "PYTHONUNBUFFERED": "1"}
-    env.pop("REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
-    log = open(Path(home) / "up.log", "w")
-    up = subprocess.Popen([sys.executable, "-m", "cli", "up", "--port", str(port)], cwd=ROOT, env=env,
-                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    cli = [sys.executable, "-m", "cli"]
-    try:
-        deadline = time.monotonic() + 120
-        while "imori is up" not in (Path(home) / "up.log").read_text():
-            assert up.poll() is None and time.monotonic() < deadline, (Path(home) / "up.log").read_text()
-            time.sleep(0.5)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5) as response:
-            assert response.status == 200
-        assert f"http://127.0.0.1:{port}" in (Path(home) / "up.log").read_text()
-        # The worker it started takes a run submitted from another process.
-        while "idle" not in subprocess.run(cli + ["workers"], env=env, capture_output=True, text=True).stdout:
-            assert time.monotonic() < deadline, "no worker came up"
-            time.sleep(0.5)
-        out = subprocess.run(cli + ["submit", "--model", "mnist_cnn", "--iterations", "15", "--json"],
-                             env=env, capture_output=True, text=True, check=True).stdout
-        run_id = __import__("json").loads(out)["run_id"]
-        waited = subprocess.run(cli + ["wait", str(run_id), "--timeout", "120"], env=env, capture_output=True, text=True)
-        assert waited.returncode == 0, waited.stdout + waited.stderr
-        redis_pid = redis_server_pid(home)
-    finally:
-        os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
-        code = up.wait(timeout=90)
-    assert code == 0
-    text = (Path(home) / "up.log").read_text()
-    assert "stopping imori" in text
-    # Nothing is left running: no worker, no dashboard, no Redis.
-    time.sleep(0.5)
-    leftovers = subprocess.run(["pgrep", "-f", home], capture_output=True, text=True).stdout.split()
-    assert leftovers == [], leftovers
-    assert not alive(redis_pid)
-
-
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie (a daemon's parent here may never reap it)."""
     try:
@@ -79,7 +40,8 @@ def test_a_dashboard_restart_loses_nothing(tmp_path):
     """The dashboard holds no state: kill it mid-run, start it again, and the run (trained
     by a worker) finishes with every step, and the new dashboard serves."""
     home = tempfile.mkdtemp(prefix="imori-dr-", dir="/tmp")
-    env = {**os.environ, "IMORI_HOME": home, "PYTHONUNBUFFERED": "1"}
+    # tiny_net, each step 0.02 s longer (worker/faults.py): the run still trains while the dashboard restarts.
+    env = {**os.environ, "IMORI_HOME": home, "PYTHONUNBUFFERED": "1", "IMORI_FAULTS": "slow:*:0.02"}
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
     cli = [sys.executable, "-m", "cli"]
@@ -106,7 +68,7 @@ def test_a_dashboard_restart_loses_nothing(tmp_path):
         start("worker", "--name", "dr")
         dashboard = start("dashboard", "--port", str(port))
         assert healthy()
-        out = subprocess.run(cli + ["submit", "--model", "mnist_cnn", "--iterations", "300", "--json"],
+        out = subprocess.run(cli + ["submit", "--model", "tiny_net", "--iterations", "300", "--json"],
                              env=env, capture_output=True, text=True, check=True).stdout
         run_id = __import__("json").loads(out)["run_id"]
         os.killpg(dashboard.pid, signal.SIGKILL)  # the dashboard dies mid-run
@@ -170,22 +132,35 @@ def wait_up(up: subprocess.Popen, home: str, log_name: str = "up.log", timeout: 
         time.sleep(0.5)
 
 
-def test_sigkill_of_imori_up_takes_every_child_with_it_and_the_next_up_serves():
-    """SIGKILL (the OOM killer, a closed terminal's last resort) leaves nothing behind:
-    worker, dashboard and embedded Redis end with it. A second `imori up` beside a live
-    one refuses with its URL and exits 1; after the kill, the next one serves and trains."""
-    home = tempfile.mkdtemp(prefix="imori-kill-", dir="/tmp")
+def health(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5) as response:
+        return response.status
+
+
+def test_up_refuses_a_second_dies_whole_on_sigkill_then_the_next_serves_trains_and_stops_cleanly():
+    """One home, two stacks in sequence. SIGKILL (the OOM killer, a closed terminal's last
+    resort) leaves nothing behind: worker, dashboard and embedded Redis end with it. A second
+    `imori up` beside a live one refuses with its URL and exits 1. After the kill, the next
+    one serves, its worker takes a run submitted from another process, and Ctrl-C (SIGINT)
+    takes all of it down again: exit 0, no worker, no dashboard, no Redis left."""
+    home = tempfile.mkdtemp(prefix="imori-up-", dir="/tmp")
     port = free_port()
     up = start_up(home, port)
     second = None
+    cli = [sys.executable, "-m", "cli"]
+    env = {**os.environ, "IMORI_HOME": home}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
     try:
         wait_up(up, home)
+        assert health(port) == 200
+        assert f"http://127.0.0.1:{port}" in (Path(home) / "up.log").read_text()
         assert len(processes_of(home)) >= 3  # up, worker, dashboard (redis-server rewrites its environ: by pid)
         redis_pid = redis_server_pid(home)
         assert alive(redis_pid)
         # Beside a live one: refused at once, with its URL and pid, nothing started.
-        beside = subprocess.run([sys.executable, "-m", "cli", "up", "--port", str(free_port())], cwd=ROOT,
-                                env={**os.environ, "IMORI_HOME": home}, capture_output=True, text=True, timeout=120)
+        beside = subprocess.run(cli + ["up", "--port", str(free_port())], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
         assert beside.returncode == 1, beside.stdout + beside.stderr
         assert f"http://127.0.0.1:{port}" in beside.stderr and f"pid {up.pid}" in beside.stderr
         os.kill(up.pid, signal.SIGKILL)
@@ -199,21 +174,33 @@ def test_sigkill_of_imori_up_takes_every_child_with_it_and_the_next_up_serves():
         while alive(redis_pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not alive(redis_pid), "the embedded Redis outlived imori up"
+
         # What the dead one left (its lock, its files) does not stop the next one.
         second = start_up(home, port, "up2.log")
         wait_up(second, home, "up2.log")
-        env = {**os.environ, "IMORI_HOME": home}
-        out = subprocess.run([sys.executable, "-m", "cli", "submit", "--model", "mnist_cnn", "--iterations", "8",
-                              "--json"], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+        assert health(port) == 200
+        # The worker it started takes a run submitted from another process.
+        out = subprocess.run(cli + ["submit", "--model", "tiny_net", "--iterations", "8", "--json"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, check=True).stdout
         run_id = __import__("json").loads(out)["run_id"]
-        waited = subprocess.run([sys.executable, "-m", "cli", "wait", str(run_id), "--timeout", "120"], cwd=ROOT,
-                                env=env, capture_output=True, text=True)
+        waited = subprocess.run(cli + ["wait", str(run_id), "--timeout", "120"], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
         assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert "idle" in subprocess.run(cli + ["workers"], cwd=ROOT, env=env, capture_output=True, text=True).stdout
+        redis_pid = redis_server_pid(home)
+        os.killpg(second.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+        assert second.wait(timeout=90) == 0
     finally:
         for proc in (up, second):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=90)
+    assert "stopping imori" in (Path(home) / "up2.log").read_text()
+    # Nothing is left running: no worker, no dashboard, no Redis.
+    time.sleep(0.5)
+    leftovers = subprocess.run(["pgrep", "-f", home], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], leftovers
+    assert not alive(redis_pid)
 
 
 def test_imori_up_on_a_taken_port_exits_1_with_the_reason_and_starts_nothing():

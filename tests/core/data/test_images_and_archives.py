@@ -321,6 +321,7 @@ def test_a_108_megapixel_photo_is_decoded_at_reduced_scale(phone_jpeg, monkeypat
     assert image.getpixel((10, 10)) == pytest.approx((90, 120, 60), abs=15)  # the photo, not a black picture
 
 
+@pytest.mark.slow
 def test_a_large_photo_in_a_dataset_is_used_and_reported_at_its_size(tmp_path, phone_jpeg, helpers):
     root = helpers.make_class_folders(tmp_path / "ds", {"a": 2, "b": 2})
     (root / "a" / "big.jpg").write_bytes(phone_jpeg)

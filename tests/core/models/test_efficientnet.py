@@ -171,6 +171,7 @@ def test_freeze_backbone_freezes_exactly_the_backbone(packaged_state, timm_targe
     assert [g["name"] for g in param_groups(model, NAME, lr=1e-3, backbone_lr_mult=0.1)] == ["head"]
 
 
+@pytest.mark.slow
 def test_frozen_pretrained_backbone_and_a_new_head_learn_two_photos(photos):
     """Crops of the two photos as two classes: the ImageNet features separate them in a few steps."""
     torch.manual_seed(0)
