@@ -38,8 +38,10 @@ MAX_TOTAL_BYTES = 8 * 1024**3
 MAX_MEMBER_BYTES = 2 * 1024**3
 # A member expanding more than this many times its compressed size is a zip bomb ...
 MAX_RATIO = 200
-# ... once it has produced at least this many bytes (tiny files compress very well).
-RATIO_MIN_BYTES = 1024**2
+# ... once it has produced at least this many bytes: plain images (a BMP form, a blank
+# scan) compress 500 times and more, and the total is capped anyway, so the ratio only
+# matters for a member large enough to hurt on its own.
+RATIO_MIN_BYTES = 64 * 1024**2
 _CHUNK = 1024**2
 
 # Operating-system litter, ignored without a word.

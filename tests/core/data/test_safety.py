@@ -87,6 +87,27 @@ def test_zip_bomb_refused_and_cleaned_up(tmp_path, helpers):
     assert not [p for p in paths.cache_dir().iterdir() if p.name.startswith(".unzip")]
 
 
+def test_well_compressing_images_are_not_a_bomb(tmp_path):
+    """Plain BMP forms compress ~500 times: a ratio alone refuses only large members."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    archive = tmp_path / "forms.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for i in range(12):
+            form = Image.new("RGB", (820, 820), "white")
+            ImageDraw.Draw(form).rectangle((40 + i * 10, 40, 300, 60 + i * 20), outline="black")
+            buf = io.BytesIO()
+            form.save(buf, "BMP")
+            zf.writestr(f"{'ab'[i % 2]}/form{i}.bmp", buf.getvalue())
+    infos = zipfile.ZipFile(archive).infolist()
+    assert sum(i.file_size for i in infos) > 20 * 1024**2
+    assert min(i.file_size / i.compress_size for i in infos) > safezip.MAX_RATIO
+    assert not safezip.extract(archive, tmp_path / "out")  # nothing skipped
+    assert len(list((tmp_path / "out").rglob("*.bmp"))) == 12
+
+
 def test_total_size_and_member_caps(tmp_path, monkeypatch):
     archive = tmp_path / "big.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
