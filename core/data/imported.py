@@ -188,8 +188,13 @@ def import_source(
             copied = safezip.extract_zip(source, data, encoding=filename_encoding)
         else:
             copied = safezip.copy_dir(source, data, encoding=filename_encoding)
-        scan = scan_directory(data, shown, columns, filename_encoding)
-        manifest = _validate(scan, data, shown, name, copied)
+        if copied.skipped and not any(p.is_file() for p in data.rglob("*")):
+            raise DatasetError(f"{shown}: nothing could be imported{_left_out(copied)}")
+        try:
+            scan = scan_directory(data, shown, columns, filename_encoding)
+            manifest = _validate(scan, data, shown, name, copied)
+        except DatasetError as err:
+            raise DatasetError(f"{err}{_left_out(copied)}") from None
         _write_json(staging / MANIFEST, manifest)
         if final.exists():
             raise DatasetError(f"a dataset named {name!r} already exists; choose another name or delete it first")
@@ -198,6 +203,21 @@ def import_source(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _published(name, manifest)
+
+
+def _left_out(copied: safezip.Extraction) -> str:
+    """What the copy or extraction left out, in words, so a dataset that is empty because
+    of it never reads as plainly empty."""
+    if not copied.skipped:
+        return ""
+    links = sum("symbolic link" in reason for _, reason in copied.skipped)
+    what = f"{len(copied.skipped)} entries were left out"
+    if links:
+        what += f", {links} of them symbolic links"
+    first, reason = copied.skipped[0]
+    zipped_links = any(r == "symbolic link (not extracted)" for _, r in copied.skipped)
+    hint = "; a ZIP holds the links, not the photos: zip the photos, or import the folder itself" if zipped_links else ""
+    return f" ({what}; e.g. {first!r}: {reason}{hint})"
 
 
 def _published(name: str, manifest: dict[str, Any]) -> DatasetInfo:
