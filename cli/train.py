@@ -111,6 +111,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(.onnx, .pt2), else state_dict")
     p.add_argument("--min-confidence", dest="min_confidence", type=float, default=0.0, metavar="P",
                    help="the answer rule the export's preprocess.json states: 'not sure' below P (default 0)")
+    p.add_argument("--opset", type=int, default=None, metavar="N",
+                   help="ONNX only: the operator set to write (default 18, with IR 8: ONNX Runtime 1.16 and later "
+                        "load it); a newer runtime takes a newer opset")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -548,16 +551,19 @@ def cmd_export(args: argparse.Namespace) -> int:
                          f"name it otherwise, or leave out --format")
     say = None if args.json else (lambda text: print(text + "...", file=sys.stderr, flush=True))
     result = export(args.checkpoint, args.output, args.format, min_confidence=args.min_confidence,
-                    progress=say)  # the path: its record's temperature too
+                    progress=say, opset=args.opset)  # the path: its record's temperature too
     if args.json:
         print(json.dumps({"path": str(result.path), "preprocess": str(result.sidecar), "format": result.format,
-                          "parity": result.parity.to_dict() if result.parity else None}, indent=2))
+                          "parity": result.parity.to_dict() if result.parity else None,
+                          "opset": result.opset, "ir_version": result.ir_version}, indent=2))
         return 0
     how = {
         "state_dict": "a bare state_dict; load it with model.load_state_dict(torch.load(path, weights_only=True))",
         "onnx": "ONNX; run it with onnxruntime.InferenceSession(path), input 'image' (N x C x H x W float32)",
         "pt2": "torch.export's program; run it with torch.export.load(path).module()(images)",
     }[result.format]
+    if result.opset is not None:
+        how += f" (opset {result.opset}, IR version {result.ir_version})"
     print(f"wrote {result.path}: {how}")
     if result.parity is not None:
         print(f"checked against PyTorch: {result.parity.describe()}")

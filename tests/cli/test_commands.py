@@ -418,8 +418,14 @@ def test_export_to_onnx_says_what_was_checked(trained, tmp_path, capsys):
     assert code == 0, err
     assert "checked against PyTorch: top-1 agreement 100.00 %" in out and "the test split of digits" in out
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.preprocess.json").is_file()
+    assert "(opset 18, IR version 8)" in out  # what ONNX Runtime 1.16 loads
     code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "model.pt2"), "--format", "pt2", "--json")
     assert code == 0 and json.loads(out)["parity"]["passed"], err
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "new.onnx"), "--opset", "20", "--json")
+    assert code == 0, err
+    assert {k: json.loads(out)[k] for k in ("opset", "ir_version")} == {"opset": 20, "ir_version": 9}
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "old.onnx"), "--opset", "11")
+    assert code == 2 and "opset 11 cannot be written here: choose 18 to" in err and not (tmp_path / "old.onnx").exists()
 
 
 def test_predict_a_folder_into_a_csv(trained, tmp_path, capsys):
