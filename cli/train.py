@@ -484,9 +484,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     print(f"{path.name}: {result.describe()}")
     for cls, point in stored.get("thresholds", {}).items():
+        of_class = f", {point['positives']} of them {cls}" if "positives" in point else ""
         print(f"operating point: {cls} when p({cls}) >= {point['threshold']:.3f} (on {point['images']} validation "
-              f"images: recall {100 * point['recall']:.1f} %, precision {100 * point['precision']:.1f} %, for a target "
-              f"{point['by']} of {100 * point['target']:.0f} %)")
+              f"images{of_class}: recall {100 * point['recall']:.1f} %, precision {100 * point['precision']:.1f} %, "
+              f"for a target {point['by']} of {100 * point['target']:g} %)")
+        if point.get("warning"):
+            print(f"warning: {point['warning']}", file=sys.stderr)
     print("reliability (test split): confidence bin, images, accuracy before -> after")
     for before, after in zip(result.reliability_before, result.reliability_after):
         if before["count"] or after["count"]:
