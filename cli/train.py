@@ -205,21 +205,29 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
     from core.records import RunStateError, queries, store
 
     run_id = None
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    elsewhere = None
     if resume:
-        run_dir = Path(args.run_dir) if args.run_dir else Path(resume).resolve().parent.parent
-        run_id = queries.find_run_by_dir(run_dir)
+        # A checkpoint in a recorded run's folder (<run>/checkpoints/x.pt) continues that
+        # run; one kept anywhere else (a project folder, a download) continues as a new run
+        # under IMORI_HOME, so nothing is ever written beside the user's own files.
+        owner = run_dir or Path(resume).resolve().parent.parent
+        run_id = queries.find_run_by_dir(owner)
         if run_id is not None:
             try:
                 store.requeue_finished(run_id, config.to_dict())
             except RunStateError as err:
                 raise ImoriError(f"{err}; cancel it first or resume into a new --run-dir") from None
-    else:
-        run_dir = Path(args.run_dir) if args.run_dir else None
+        elif run_dir is None:
+            elsewhere = resume
     if run_id is None:
         run_id = store.create_run(config, name=config.name, run_dir=run_dir.resolve() if run_dir else None)
     if slot is not None:
         slot.describe(f"run {run_id} from imori train (pid {os.getpid()})")
     cli = CliRecorder(quiet=args.quiet)
+    if elsewhere:
+        cli.write(f"{elsewhere} is not in a recorded run's folder: it continues as a new run, whose checkpoints go "
+                  "under IMORI_HOME (give --run-dir to choose the folder)")
     cli.write(f"run {run_id}: {queries.get_run(run_id).run_dir}")
     cli.install_sigint()
     from core.run import execute_run  # torch, at the CLI's edge

@@ -56,6 +56,28 @@ def test_resume_continues_from_the_checkpoint_step(tmp_path, capsys):
     assert json.loads(out)["step"] == 9
 
 
+def test_resuming_a_checkpoint_kept_outside_a_run_folder_writes_nothing_beside_it(tmp_path, capsys):
+    """project/models/model.pt: its grandparent is the user's project, not a run's folder.
+    The resumed run is a new one under IMORI_HOME; the project folder is left as it was."""
+    import shutil
+
+    code, out, _ = run(capsys, "train", "--model", "tiny_net", "--iterations", "3", "--run-dir", str(tmp_path / "r"),
+                       "--json", "--quiet")
+    first = json.loads(out)
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    shutil.copy(first["last_checkpoint"], project / "models" / "model.pt")
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    code, out, err = run(capsys, "train", "--resume", str(project / "models" / "model.pt"), "--iterations", "5", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["step"] == 5 and summary["run_id"] != first["run_id"]
+    home = os.path.realpath(os.environ["IMORI_HOME"])
+    assert os.path.realpath(summary["run_dir"]).startswith(home + os.sep)
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
+    assert "not in a recorded run's folder: it continues as a new run" in err
+
+
 def test_predict_prints_probabilities_that_sum_to_one(trained, tmp_path, capsys):
     image = digit_png(tmp_path / "one.png")
     code, out, err = run(capsys, "predict", str(image), "--checkpoint", str(trained / "checkpoints" / "best.pt"), "--json", "--top-k", "3")
