@@ -40,6 +40,7 @@ from core.data.splits import DataSplits
 from core.errors import DatasetError
 from core.files import atomic_write
 from core.records import queries, store
+from core.records.errors import NotWritable
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -135,7 +136,7 @@ def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: li
             cls = parent["classes"][int(label)]
             report["counts"][split][cls] = report["counts"][split].get(cls, 0) + 1
     manifest["report"] = report
-    staging = Path(tempfile.mkdtemp(prefix=f".version-{base}-", dir=paths.datasets_dir()))
+    staging = _staging_dir(f".version-{base}-", "make a new version of a dataset there")
     try:
         _write_json(staging / MANIFEST, manifest)
         os.rename(staging, dataset_dir(version))
@@ -181,7 +182,7 @@ def import_source(
     name = name if name is not None else paths.slug(Path(shown).stem if zipped else shown, 64, "dataset")
     validate_name(name, reserved)
     final = dataset_dir(name)
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=paths.datasets_dir()))
+    staging = _staging_dir(f".import-{name}-", "import a dataset there")
     data = staging / "data"
     try:
         if zipped:
@@ -218,6 +219,16 @@ def _left_out(copied: safezip.Extraction) -> str:
     zipped_links = any(r == "symbolic link (not extracted)" for _, r in copied.skipped)
     hint = "; a ZIP holds the links, not the photos: zip the photos, or import the folder itself" if zipped_links else ""
     return f" ({what}; e.g. {first!r}: {reason}{hint})"
+
+
+def _staging_dir(prefix: str, what: str) -> Path:
+    """A new hidden folder in the datasets folder (where an import is put together, or a
+    deleted dataset waits to be removed); NotWritable, in one line, when IMORI_HOME is
+    read-only (a shared results folder, a mounted backup)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=paths.datasets_dir()))
+    except PermissionError:
+        raise NotWritable(str(paths.imori_home()), what=what) from None
 
 
 def _published(name: str, manifest: dict[str, Any]) -> DatasetInfo:
@@ -395,7 +406,7 @@ def delete_imported(name: str) -> None:
     if later:
         raise DatasetError(f"{name} has versions made from its files ({', '.join(later)}): delete them first")
     folder = dataset_dir(name)
-    trash = Path(tempfile.mkdtemp(prefix=f".delete-{name}-", dir=paths.datasets_dir()))
+    trash = _staging_dir(f".delete-{name}-", "delete a dataset there")
     os.rename(folder, trash / name)  # vanishes from listings at once
 
     dataset_index.forget_dataset(name)
