@@ -173,9 +173,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     info = import_dataset(args.path, name=args.name, file_column=args.file_column, label_column=args.label_column,
                           filename_encoding=args.filename_encoding)
-    check_after_import(info.name)  # the cheap checks, so `imori datasets check` and the Health tab have a report
+    # The cheap checks, so `imori datasets check` and the Health tab have a report; what
+    # they find that changes what the figures mean joins the import's report.
+    health = check_after_import(info.name)
+    if getattr(info, "report", None) is not None:
+        info.report.warnings += health
     if args.json:
-        print(json.dumps(_info_dict(info), indent=2, default=str))
+        print(json.dumps({**_info_dict(info), "health_warnings": health}, indent=2, default=str))
         return 0
     layout = {"folder": "class folders", "csv": "a CSV of images and labels"}.get(info.kind, info.kind)
     print(f"imported {info.name} ({layout} from {Path(args.path).name}) into {info.location}")
@@ -397,6 +401,10 @@ def warn_about_health(dataset: str) -> None:
     except OSError:
         return
     if report is None:
+        return
+    if report.stale:
+        print(f"note: {dataset} has changed since its health report ({report.created}), so that report's warnings "
+              f"are not repeated: `imori datasets check {dataset}` checks it as it is now", file=sys.stderr)
         return
     if report.inflated_test_images:
         print(f"warning: {dataset}: test accuracy may be inflated: {report.inflated_test_images} test image(s) "

@@ -111,6 +111,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(.onnx, .pt2), else state_dict")
     p.add_argument("--min-confidence", dest="min_confidence", type=float, default=0.0, metavar="P",
                    help="the answer rule the export's preprocess.json states: 'not sure' below P (default 0)")
+    p.add_argument("--opset", type=int, default=None, metavar="N",
+                   help="ONNX only: the operator set to write (default 18, with IR 8: ONNX Runtime 1.16 and later "
+                        "load it); a newer runtime takes a newer opset")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -202,21 +205,29 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
     from core.records import RunStateError, queries, store
 
     run_id = None
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    elsewhere = None
     if resume:
-        run_dir = Path(args.run_dir) if args.run_dir else Path(resume).resolve().parent.parent
-        run_id = queries.find_run_by_dir(run_dir)
+        # A checkpoint in a recorded run's folder (<run>/checkpoints/x.pt) continues that
+        # run; one kept anywhere else (a project folder, a download) continues as a new run
+        # under IMORI_HOME, so nothing is ever written beside the user's own files.
+        owner = run_dir or Path(resume).resolve().parent.parent
+        run_id = queries.find_run_by_dir(owner)
         if run_id is not None:
             try:
                 store.requeue_finished(run_id, config.to_dict())
             except RunStateError as err:
                 raise ImoriError(f"{err}; cancel it first or resume into a new --run-dir") from None
-    else:
-        run_dir = Path(args.run_dir) if args.run_dir else None
+        elif run_dir is None:
+            elsewhere = resume
     if run_id is None:
         run_id = store.create_run(config, name=config.name, run_dir=run_dir.resolve() if run_dir else None)
     if slot is not None:
         slot.describe(f"run {run_id} from imori train (pid {os.getpid()})")
     cli = CliRecorder(quiet=args.quiet)
+    if elsewhere:
+        cli.write(f"{elsewhere} is not in a recorded run's folder: it continues as a new run, whose checkpoints go "
+                  "under IMORI_HOME (give --run-dir to choose the folder)")
     cli.write(f"run {run_id}: {queries.get_run(run_id).run_dir}")
     cli.install_sigint()
     from core.run import execute_run  # torch, at the CLI's edge
@@ -484,9 +495,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     print(f"{path.name}: {result.describe()}")
     for cls, point in stored.get("thresholds", {}).items():
+        of_class = f", {point['positives']} of them {cls}" if "positives" in point else ""
         print(f"operating point: {cls} when p({cls}) >= {point['threshold']:.3f} (on {point['images']} validation "
-              f"images: recall {100 * point['recall']:.1f} %, precision {100 * point['precision']:.1f} %, for a target "
-              f"{point['by']} of {100 * point['target']:.0f} %)")
+              f"images{of_class}: recall {100 * point['recall']:.1f} %, precision {100 * point['precision']:.1f} %, "
+              f"for a target {point['by']} of {100 * point['target']:g} %)")
+        if point.get("warning"):
+            print(f"warning: {point['warning']}", file=sys.stderr)
     print("reliability (test split): confidence bin, images, accuracy before -> after")
     for before, after in zip(result.reliability_before, result.reliability_after):
         if before["count"] or after["count"]:
@@ -552,16 +566,19 @@ def cmd_export(args: argparse.Namespace) -> int:
                          f"name it otherwise, or leave out --format")
     say = None if args.json else (lambda text: print(text + "...", file=sys.stderr, flush=True))
     result = export(args.checkpoint, args.output, args.format, min_confidence=args.min_confidence,
-                    progress=say)  # the path: its record's temperature too
+                    progress=say, opset=args.opset)  # the path: its record's temperature too
     if args.json:
         print(json.dumps({"path": str(result.path), "preprocess": str(result.sidecar), "format": result.format,
-                          "parity": result.parity.to_dict() if result.parity else None, "note": result.note}, indent=2))
+                          "parity": result.parity.to_dict() if result.parity else None, "note": result.note,
+                          "opset": result.opset, "ir_version": result.ir_version}, indent=2))
         return 0
     how = {
         "state_dict": "a bare state_dict; load it with model.load_state_dict(torch.load(path, weights_only=True))",
         "onnx": "ONNX; run it with onnxruntime.InferenceSession(path), input 'image' (N x C x H x W float32)",
         "pt2": "torch.export's program; run it with torch.export.load(path).module()(images)",
     }[result.format]
+    if result.opset is not None:
+        how += f" (opset {result.opset}, IR version {result.ir_version})"
     print(f"wrote {result.path}: {how}")
     if result.parity is not None:
         print(f"checked against PyTorch: {result.parity.describe()}")

@@ -19,6 +19,7 @@ Neural Networks", ICML 2017).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -204,7 +205,9 @@ def choose_threshold(curve: dict[str, Any], *, target_recall: float | None = Non
     """A decision threshold on a ``pr_curve``: the highest threshold whose recall is at
     least ``target_recall``, or the lowest whose precision is at least
     ``target_precision``. Returns ``{"threshold", "precision", "recall", "images",
-    "target", "by"}``. Raises ConfigError when neither (or both) targets are given, a
+    "positives", "needed", "warning", "target", "by"}``: ``positives`` images of the class
+    are what the figure rests on, and ``warning`` says so when they are fewer than the
+    target needs (``images_needed``). Raises ConfigError when neither (or both) targets are given, a
     target is outside (0, 1], or none is reachable."""
     if (target_recall is None) == (target_precision is None):
         raise ConfigError("give one target: a recall or a precision")
@@ -223,9 +226,25 @@ def choose_threshold(curve: dict[str, Any], *, target_recall: float | None = Non
     if best is None:
         raise ConfigError(f"no threshold reaches that {'recall' if target_recall is not None else 'precision'} "
                           "on the validation split")
+    by = "recall" if target_recall is not None else "precision"
+    positives = int(curve.get("positives", 0))
+    needed = images_needed(float(target))
+    warning = None
+    if positives < needed:
+        warning = (f"the {by} of {100 * float(recall[best] if by == 'recall' else precision[best]):.1f} % rests on "
+                   f"{positives} validation image{'s' if positives != 1 else ''} of the class; a {100 * float(target):g} % "
+                   f"target needs about {needed} to be measured, so expect less on new images (add validation "
+                   "images of the class, or choose a lower target)")
     return {"threshold": float(thresholds[best]), "precision": float(precision[best]), "recall": float(recall[best]),
-            "images": int(curve["images"]), "target": float(target),
-            "by": "recall" if target_recall is not None else "precision"}
+            "images": int(curve["images"]), "positives": positives, "needed": needed, "warning": warning,
+            "target": float(target), "by": by}
+
+
+def images_needed(target: float) -> int:
+    """About how many validation images of a class a target recall or precision needs
+    before one miss moves the figure by less than the target's own margin: 1 / (1 -
+    target) (100 for 99 %); a 100 % target counts as 99.9 %."""
+    return math.ceil(1 / (1 - min(target, 0.999)) - 1e-9)
 
 
 def operating_point(probs: torch.Tensor, labels: torch.Tensor, positive: int, *, target_recall: float | None = None,

@@ -5,7 +5,9 @@ favour of ``torch.export``):
 
 - ``state_dict``: the bare weights the tutorial's own model class loads;
 - ``onnx``: ``torch.onnx.export(..., dynamo=True)`` (with ``onnx`` and ``onnxscript``),
-  a dynamic batch dimension, opset from the exporter;
+  a dynamic batch dimension, opset ``DEFAULT_OPSET`` (or the one asked) and the lowest IR
+  version that opset allows, so ONNX Runtime 1.16 and later load it (the exporter alone
+  writes IR 10, which they refuse);
 - ``pt2``: ``torch.export``'s ExportedProgram (``torch.export.save``).
 
 Each writes ``<out>.preprocess.json`` beside it (``core.checkpoint.preprocess_description``:
@@ -41,6 +43,10 @@ FORMATS = ("state_dict", "onnx", "pt2")
 TOLERANCE = 1e-4  # largest allowed difference of any probability
 MARGIN = 1e-4  # an image whose top two probabilities are closer has no single right answer
 MAX_IMAGES = 2000  # the parity check's images at most (the test split's first)
+# ONNX Runtime 1.16 (still in many apps) loads IR <= 9 and opset <= 19; the exporter
+# implements opset 18 and later (an older one it silently leaves at 18).
+DEFAULT_OPSET = 18
+MIN_OPSET = 18
 
 
 class ExportError(ImoriError):
@@ -83,6 +89,8 @@ class ExportResult:
     # What a user must know about this file, e.g. that it holds the single model of a
     # checkpoint that predicts with test-time augmentation (its sidecar says so too).
     note: str | None = None
+    opset: int | None = None  # ONNX only: the file's operator set and IR version
+    ir_version: int | None = None
 
 
 def tta_note(ckpt: Any) -> str | None:
@@ -123,15 +131,20 @@ def compare(reference: torch.Tensor, other: torch.Tensor, source: str) -> Parity
 
 
 def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_images: int = MAX_IMAGES,
-           min_confidence: float = 0.0, progress: Callable[[str], None] | None = None) -> ExportResult:
+           min_confidence: float = 0.0, progress: Callable[[str], None] | None = None,
+           opset: int | None = None) -> ExportResult:
     """Export ``checkpoint`` (a path or a loaded ``Checkpoint``) to ``out`` as ``fmt`` (one
     of ``FORMATS``), with its ``.preprocess.json``; ``onnx`` and ``pt2`` are checked for
     parity first and refused (ExportError, with the figures; nothing left at ``out``)
     when they fail it. The sidecar's ``answer`` says imori's answer rule ("not sure" below
-    ``min_confidence``, ``core.predict.answer_rule``). ``progress(text)`` hears of each stage."""
+    ``min_confidence``, ``core.predict.answer_rule``). ``progress(text)`` hears of each stage.
+    ``opset`` (ONNX only, default ``DEFAULT_OPSET``) is the operator set written."""
     rule = answer_rule(min_confidence)  # a nonsense floor is refused before any work
     if fmt not in FORMATS:
         raise ExportError(f"export format is one of {', '.join(FORMATS)}, not {fmt!r}")
+    if opset is not None and fmt != "onnx":
+        raise ExportError(f"an opset is for ONNX exports only, not {fmt}")
+    opset = check_opset(DEFAULT_OPSET if opset is None else opset) if fmt == "onnx" else None
     ckpt = checkpoint if hasattr(checkpoint, "state_dict") else load_checkpoint(checkpoint)
 
     calibration = ckpt.calibration or (None if hasattr(checkpoint, "state_dict") else recorded_calibration(checkpoint))
@@ -161,8 +174,8 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
             reference = to_probabilities(torch.cat([model(b) for b in inputs.split(256)]), kind)
         example = inputs[:2].clone()
         if fmt == "onnx":
-            _export_onnx(model, example, tmp)
-            say(f"checking it with ONNX Runtime on {source}")
+            ir_version = _export_onnx(model, example, tmp, opset)
+            say(f"checking it (opset {opset}, IR {ir_version}) with ONNX Runtime on {source}")
             other = _run_onnx(tmp, inputs, kind)
         else:
             _export_pt2(model, example, tmp)
@@ -184,7 +197,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     contract = preprocess_description(ckpt)
     this = {"file": out.name, "parity": parity.to_dict()}
     if fmt == "onnx":
-        this.update(input_name="image", output_name="scores", batch="dynamic")
+        this.update(input_name="image", output_name="scores", batch="dynamic", opset=opset, ir_version=ir_version)
     # The ONNX and .pt2 exports of one checkpoint under one name share their sidecar: it
     # lists each file's own figures under "exports"; the newest also sits at the top.
     exports = {k: v for k, v in _shared_exports(sidecar, contract).items() if k != fmt}
@@ -193,6 +206,8 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
     _describe_answer(sidecar, calibration, rule)
+    if fmt == "onnx":
+        return ExportResult(out, sidecar, fmt, parity, tta_note(ckpt), opset, ir_version)
     return ExportResult(out, sidecar, fmt, parity, tta_note(ckpt))
 
 
@@ -243,15 +258,46 @@ def _add_temperature(description: dict[str, Any], calibration: dict[str, Any]) -
                                    "otherwise the likeliest class without one")
 
 
-def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def check_opset(opset: int) -> int:
+    """``opset`` when the exporter can write it, else ExportError saying which it can."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"ONNX opset {opset} cannot be written here: choose {MIN_OPSET} to {newest} "
+                          f"(default {DEFAULT_OPSET}, which ONNX Runtime 1.16 and later load)")
+    return opset
+
+
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: int) -> int:
+    """Write ``model`` as ONNX at ``opset`` with the lowest IR version that opset allows
+    (the exporter writes IR 10 whatever the opset, and older runtimes refuse it), checked
+    by ``onnx.checker``; returns the IR version written."""
+    import logging
     import warnings
 
+    import onnx
+    from onnx import helper
+
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["image"], output_names=["scores"],
-                                    dynamic_shapes=({0: batch},), verbose=False)
-    program.save(str(path))
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), dynamo=True, input_names=["image"], output_names=["scores"],
+                                        dynamic_shapes=({0: batch},), opset_version=opset, verbose=False)
+    finally:
+        quiet.setLevel(level)
+    proto = program.model_proto
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise ExportError(f"the exporter wrote opset {written}, not the {opset} asked: choose {written} or later")
+    proto.ir_version = min(proto.ir_version, helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(path))
+    return proto.ir_version
 
 
 def _run_onnx(path: Path, inputs: torch.Tensor, kind: str) -> torch.Tensor:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.records import checkpoints as checkpoint_records
+from core.checkpoint import load_checkpoint
 from core.config import RunConfig
 from core.errors import ImoriError
 from core.recorder import Recorder, Recorders
@@ -111,6 +112,32 @@ def execute_run(
     return _claim_and_train(run, config, worker, **kwargs)
 
 
+def resume_point(run_id: int) -> tuple[str | None, str | None]:
+    """Where run ``run_id`` resumes and the log line that says so: its newest periodic
+    checkpoint; when that file is gone (deleted by hand, a cleaned disk), the newest full
+    checkpoint still on disk (``best.pt`` holds the whole training state too); when none
+    is left, no checkpoint, and the line says the run starts over. (None, None) for a run
+    that never wrote one."""
+    latest = checkpoint_records.latest_checkpoint(run_id)
+    if latest is not None and Path(latest.path).is_file():
+        return latest.path, f"resuming from {latest.path} (step {latest.step})"
+    rows = sorted(checkpoint_records.checkpoints(run_id), key=lambda r: (r.step, not r.is_best), reverse=True)
+    if not rows:
+        return None, None
+    newest = latest or rows[0]
+    gone = f"its newest checkpoint, {newest.path} (step {newest.step}), is gone"
+    for path in dict.fromkeys(r.path for r in rows):  # newest first, each file once
+        if not Path(path).is_file():
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+        except ImoriError:
+            continue
+        if ckpt.kind == "imori" and ckpt.training:
+            return path, f"{gone}: resuming from {path} (step {ckpt.step}), the newest full checkpoint left"
+    return None, f"{gone} and no other checkpoint of this run is left: training starts over from step 0"
+
+
 def machine_shortfall(run_id: int, config: RunConfig) -> str | None:
     """Why queued run ``run_id`` cannot train here (``core.distributed.shortfall``: more
     processes than cores, more than one GPU each), said once in its log; None when it can."""
@@ -192,10 +219,9 @@ def _claim_and_train(
         store.set_status(run_id, FAILED, attempt=attempt, error=str(config))
         return RunOutcome(run_id, FAILED, attempt, error=str(config), user_error=True)
     if resume_from is None:
-        latest = checkpoint_records.latest_checkpoint(run_id)
-        if latest is not None and Path(latest.path).is_file():
-            resume_from = latest.path
-            store.add_log(run_id, f"resuming from {resume_from} (step {latest.step})", attempt=attempt)
+        resume_from, said = resume_point(run_id)
+        if said:
+            store.add_log(run_id, said, attempt=attempt)
     db = DbRecorder(run_id, attempt, heartbeat_interval=heartbeat_s, interrupt=interrupt)
     # Beat from the claim on: the data and the weights load before training starts, and on
     # a busy machine that can outlast the watchdog's patience.

@@ -135,6 +135,9 @@ def health_warnings(report: Any) -> list[str]:
     test accuracy: test images that copy training ones, classes too small."""
     if report is None:
         return []
+    if getattr(report, "stale", False):
+        return [f"the dataset has changed since its health report ({report.created.replace('T', ' ')[:16]} UTC): "
+                "`imori datasets check` checks it as it is now"]
     out = []
     if report.inflated_test_images:
         out.append(f"test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate training images")

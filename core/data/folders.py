@@ -202,20 +202,38 @@ def load_path(
     display = str(path)
     if path.is_dir():
         scan = scan_directory(path, display)
-        identity = (
-            f"dir:{path.resolve()}:{scan.root.resolve()}:{scan.signature()}:"
-            f"{cache.fingerprint_files(scan.root, [e.rel for e in scan.entries])}"
-        )
+        identity = _dir_identity(path, scan)
         decoded = _cached_decode(path.name, identity, prep, use_cache, lambda target: _decode_scan(scan, prep, target=target))
     elif is_zip(path):
-        st = path.stat()
-        identity = f"zip:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        identity = _zip_identity(path)
         decoded = _cached_decode(path.stem, identity, prep, use_cache, lambda target: _decode_zip(path, prep, display, target))
     elif path.exists():
         raise DatasetError(f"{display}: not a ZIP file or a directory of images")
     else:
         raise DatasetError(f"{display}: no such file or directory")
     return finish(decoded, str(path), display, seed=seed, test_fraction=test_fraction)
+
+
+def _dir_identity(path: Path, scan: Scan) -> str:
+    return (f"dir:{path.resolve()}:{scan.root.resolve()}:{scan.signature()}:"
+            f"{cache.fingerprint_files(scan.root, [e.rel for e in scan.entries])}")
+
+
+def _zip_identity(path: Path) -> str:
+    st = path.stat()
+    return f"zip:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def source_identity(path: str | Path) -> str:
+    """What a folder or ZIP loaded in place is now, cheaply (its files' names, sizes and
+    times; nothing decoded): it changes when a file is added, removed or rewritten. The
+    key of the decoded-data cache, and how a health report notices a changed folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return _dir_identity(path, scan_directory(path, str(path)))
+    if is_zip(path):
+        return _zip_identity(path)
+    raise DatasetError(f"{path}: not a ZIP file or a directory of images")
 
 
 def _cached_decode(name: str, identity: str, prep: Preprocessing, use_cache: bool, build) -> Decoded:

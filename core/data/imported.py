@@ -45,6 +45,7 @@ from core.data.tables import Columns
 from core.errors import DatasetError
 from core.files import atomic_write
 from core.records import queries, store
+from core.records.errors import NotWritable
 
 IMPORT_TEST_FRACTION = 0.2
 IMPORT_SPLIT_SEED = 0
@@ -106,7 +107,7 @@ def make_version(name: str, files: dict[str, list[tuple[str, int]]], changes: li
             cls = parent["classes"][int(label)]
             report["counts"][split][cls] = report["counts"][split].get(cls, 0) + 1
     manifest["report"] = report
-    staging = Path(tempfile.mkdtemp(prefix=f".version-{base}-", dir=paths.datasets_dir()))
+    staging = _staging_dir(f".version-{base}-", "make a new version of a dataset there")
     try:
         _write_json(staging / MANIFEST, manifest)
         os.rename(staging, dataset_dir(version))
@@ -136,15 +137,20 @@ def import_source(
     name = name if name is not None else paths.slug(Path(shown).stem if zipped else shown, 64, "dataset")
     validate_name(name, reserved)
     final = dataset_dir(name)
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=paths.datasets_dir()))
+    staging = _staging_dir(f".import-{name}-", "import a dataset there")
     data = staging / "data"
     try:
         if zipped:
             copied = safezip.extract_zip(source, data, encoding=filename_encoding)
         else:
             copied = safezip.copy_dir(source, data, encoding=filename_encoding)
-        scan = scan_directory(data, shown, columns, filename_encoding)
-        manifest = _validate(scan, data, shown, name, copied)
+        if copied.skipped and not any(p.is_file() for p in data.rglob("*")):
+            raise DatasetError(f"{shown}: nothing could be imported{_left_out(copied)}")
+        try:
+            scan = scan_directory(data, shown, columns, filename_encoding)
+            manifest = _validate(scan, data, shown, name, copied)
+        except DatasetError as err:
+            raise DatasetError(f"{err}{_left_out(copied)}") from None
         _write_json(staging / MANIFEST, manifest)
         if final.exists():
             raise DatasetError(f"a dataset named {name!r} already exists; choose another name or delete it first")
@@ -153,6 +159,31 @@ def import_source(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _published(name, manifest)
+
+
+def _left_out(copied: safezip.Extraction) -> str:
+    """What the copy or extraction left out, in words, so a dataset that is empty because
+    of it never reads as plainly empty."""
+    if not copied.skipped:
+        return ""
+    links = sum("symbolic link" in reason for _, reason in copied.skipped)
+    what = f"{len(copied.skipped)} entries were left out"
+    if links:
+        what += f", {links} of them symbolic links"
+    first, reason = copied.skipped[0]
+    zipped_links = any(r == "symbolic link (not extracted)" for _, r in copied.skipped)
+    hint = "; a ZIP holds the links, not the photos: zip the photos, or import the folder itself" if zipped_links else ""
+    return f" ({what}; e.g. {first!r}: {reason}{hint})"
+
+
+def _staging_dir(prefix: str, what: str) -> Path:
+    """A new hidden folder in the datasets folder (where an import is put together, or a
+    deleted dataset waits to be removed); NotWritable, in one line, when IMORI_HOME is
+    read-only (a shared results folder, a mounted backup)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=paths.datasets_dir()))
+    except PermissionError:
+        raise NotWritable(str(paths.imori_home()), what=what) from None
 
 
 def _published(name: str, manifest: dict[str, Any]) -> DatasetInfo:
@@ -330,7 +361,7 @@ def delete_imported(name: str) -> None:
     if later:
         raise DatasetError(f"{name} has versions made from its files ({', '.join(later)}): delete them first")
     folder = dataset_dir(name)
-    trash = Path(tempfile.mkdtemp(prefix=f".delete-{name}-", dir=paths.datasets_dir()))
+    trash = _staging_dir(f".delete-{name}-", "delete a dataset there")
     os.rename(folder, trash / name)  # vanishes from listings at once
 
     dataset_index.forget_dataset(name)

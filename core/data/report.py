@@ -154,6 +154,7 @@ def build_report(
         notes=list(notes),
         filename_encoding=filename_encoding,
     )
+    report.warnings.extend(case_warnings(classes))
     totals = report.class_totals()
     for name in classes:
         n = totals.get(name, 0)
@@ -179,6 +180,21 @@ def build_report(
     if test is not None and sum(test.values()) == 0:
         report.warnings.append("the test split is empty: test metrics will not be available")
     return report
+
+
+def case_warnings(classes: Iterable[str]) -> list[str]:
+    """Classes whose names differ only in capitals (or spaces around them: ``cat``,
+    ``Cat``, ``CAT ``) are likely one class that was spelled several ways."""
+    groups: dict[str, list[str]] = {}
+    for name in classes:
+        groups.setdefault(name.strip().casefold(), []).append(name)
+    return [
+        "classes " + ", ".join(f"'{n}'" for n in names) + " differ only in capitals: likely one class, "
+        "trained here as " + str(len(names)) + " separate ones; give them one spelling (rename the folders "
+        "or the CSV's labels) and import again"
+        for names in groups.values()
+        if len(names) > 1
+    ]
 
 
 # -- how many images validation holds: the rule a run splits by and checkpoint choice reads --

@@ -2,7 +2,8 @@
 
 Nothing is ever written outside the target directory: entries with ``..``, absolute
 paths or drive letters, symbolic links and special files are skipped (and listed, so
-the report shows them). Zip bombs are refused: the member count, the total number of
+the report shows them; a folder on this machine is the user's own, and its links are
+followed). Zip bombs are refused: the member count, the total number of
 bytes written and each member's compression ratio are capped, and the sizes are
 measured while extracting, not taken from the archive's headers. A refused archive
 raises ``DatasetError`` and leaves no partly extracted folder behind.
@@ -38,8 +39,10 @@ MAX_TOTAL_BYTES = 8 * 1024**3
 MAX_MEMBER_BYTES = 2 * 1024**3
 # A member expanding more than this many times its compressed size is a zip bomb ...
 MAX_RATIO = 200
-# ... once it has produced at least this many bytes (tiny files compress very well).
-RATIO_MIN_BYTES = 1024**2
+# ... once it has produced at least this many bytes: plain images (a BMP form, a blank
+# scan) compress 500 times and more, and the total is capped anyway, so the ratio only
+# matters for a member large enough to hurt on its own.
+RATIO_MIN_BYTES = 64 * 1024**2
 _CHUNK = 1024**2
 
 # Operating-system litter, ignored without a word.
@@ -309,10 +312,12 @@ def printable(rel: str) -> str:
 def copy_dir(source: str | Path, target: str | Path, *, encoding: str | None = None) -> Extraction:
     """Copy the regular files of directory ``source`` into the new directory ``target``.
 
-    Symbolic links (which could point anywhere) and special files are skipped and
-    listed; the same member-count and size limits as for ZIP files apply. Names whose
-    bytes are not UTF-8 are read with ``encoding`` or the likeliest legacy encoding, and
-    copied under that name (composed, NFC).
+    A folder on this machine is the user's own, so symbolic links are followed (class
+    folders that link into a photo store): the files they lead to are copied, not the
+    links. Broken links, links that loop back into a folder already walked, and special
+    files are skipped and listed; the same member-count and size limits as for ZIP files
+    apply. Names whose bytes are not UTF-8 are read with ``encoding`` or the likeliest
+    legacy encoding, and copied under that name (composed, NFC).
     """
     source = Path(source)
     target = Path(target)
@@ -325,22 +330,30 @@ def copy_dir(source: str | Path, target: str | Path, *, encoding: str | None = N
         count = 0
         total = 0
         files: list[Path] = []  # relative to source
-        for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
+        linked: set[str] = set()  # folders reached through a link, by their real path
+        for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
             here = Path(dirpath)
             rel_dir = here.relative_to(source)
+            real_here = os.path.realpath(here)
             for d in list(dirnames):
-                if (here / d).is_symlink():
-                    skipped.append((printable((rel_dir / d).as_posix()), "symbolic link (not copied)"))
+                if not (here / d).is_symlink():
+                    continue
+                real = os.path.realpath(here / d)
+                if real in linked or real_here == real or real_here.startswith(real + os.sep):
+                    skipped.append((printable((rel_dir / d).as_posix()), "symbolic link back into a folder already copied (not followed)"))
                     dirnames.remove(d)
+                else:
+                    linked.add(real)
             dirnames.sort()
             for f in sorted(filenames):
                 rel = (rel_dir / f).as_posix()
                 if is_junk(rel):
                     continue
                 src = here / f
-                st = src.lstat()
-                if stat.S_ISLNK(st.st_mode):
-                    skipped.append((printable(rel), "symbolic link (not copied)"))
+                try:
+                    st = src.stat()  # through a link: the file it leads to
+                except OSError:
+                    skipped.append((printable(rel), "broken symbolic link (its target is missing; not copied)"))
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     skipped.append((printable(rel), "special file (not copied)"))
@@ -370,7 +383,7 @@ def copy_dir(source: str | Path, target: str | Path, *, encoding: str | None = N
                 skipped.append(("/".join(parts), "duplicate name (already copied)"))
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / rel, dest, follow_symlinks=False)
+            shutil.copyfile(source / rel, dest)
         return result
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)

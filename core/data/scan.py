@@ -1,9 +1,10 @@
 """What a dataset directory holds before any image is decoded (``Scan``), and how its
-files are listed: hidden files and the junk of archivers skipped, links to folders not
-followed. ``folders`` (class folders) and ``tables`` (CSV lists) both build a ``Scan``."""
+files are listed: hidden files and the junk of archivers skipped, links followed (never
+round a loop). ``folders`` (class folders) and ``tables`` (CSV lists) both build a ``Scan``."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,14 +69,19 @@ def list_dir(folder: Path) -> tuple[list[Path], list[Path]]:
     return dirs, files
 
 
-def walk_files(folder: Path) -> list[Path]:
-    """Every visible file under ``folder`` (recursively, sorted), not following links to folders."""
+def walk_files(folder: Path, _above: frozenset[str] = frozenset()) -> list[Path]:
+    """Every visible file under ``folder`` (recursively, sorted), following links to
+    folders (class folders that link into a photo store) but never back up into a folder
+    being walked."""
     out: list[Path] = []
+    above = _above | {os.path.realpath(folder)}
     for child in sorted(folder.iterdir(), key=lambda p: p.name):
         if not visible(child):
             continue
-        if child.is_dir() and not child.is_symlink():
-            out.extend(walk_files(child))
+        if child.is_dir():
+            real = os.path.realpath(child)
+            if not any(a == real or a.startswith(real + os.sep) for a in above):  # else a loop
+                out.extend(walk_files(child, above))
         elif child.is_file():
             out.append(child)
     return out

@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from core.errors import DatasetError
-from core.health.cache import read_report, report_path, with_reviews, write_report
+from core.health.cache import current_source, read_report, report_path, with_reviews, write_report
 # Importing a family registers its checks, in this order within a stage.
 from core.health.checks import classes as _classes  # noqa: F401
 from core.health.checks import images as _images  # noqa: F401
@@ -45,6 +45,7 @@ def check_dataset(ref: str, *, features: bool = True, progress: Progress | None 
             if not any(n.startswith("feature checks skipped") for n in notes):
                 report.checks.append("features")
             report.seconds["features"] = round(time.monotonic() - started, 2)
+        report.source = current_source(ref)
         write_report(path, report)
     report.findings.sort(key=lambda f: (list(KINDS).index(f.kind), -f.score))
     return with_reviews(report, str(ref))
@@ -58,11 +59,23 @@ def _merge(old: list[Finding], new: list[Finding]) -> list[Finding]:
                            and any(set(f.images) <= set(o.images) for o in old if o.kind == f.kind))]
 
 
-def check_after_import(name: str) -> None:
+def check_after_import(name: str) -> list[str]:
     """The cheap health checks of a dataset just imported (or a new version of one), so its
     Health tab has a report at once; a failure here never fails the import (the tab offers
-    the check again). The import's caller calls it, after ``core.data.import_dataset``."""
+    the check again). The import's caller calls it, after ``core.data.import_dataset``, and
+    adds what it returns to the import's report: warnings of what the checks found that
+    changes what the dataset's figures mean (``import_warnings``)."""
     try:
-        check_dataset(name, features=False)
+        return import_warnings(check_dataset(name, features=False))
     except Exception as err:  # noqa: BLE001 - a report is a courtesy here
         logging.getLogger("imori.data").warning("health check of %s at import failed: %s", name, err)
+        return []
+
+
+def import_warnings(report: HealthReport) -> list[str]:
+    """What an import's report must say of its health: test images that copy training ones."""
+    if not report.inflated_test_images:
+        return []
+    n = report.inflated_test_images
+    return [f"the test split holds {n} cop{'ies' if n != 1 else 'y'} of training images, so test accuracy may be "
+            f"inflated: `imori datasets fix {report.dataset} --drop-test-copies` makes a version without them"]

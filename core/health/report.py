@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Bump when the checks change what they find: older cached reports are then ignored.
-CHECKS_VERSION = 2
+CHECKS_VERSION = 3
 #: Images smaller than this on a side are "tiny".
 TINY_SIDE = 32
 #: The offline backbone of the feature checks, and its input size.
@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "small_class": "classes with too few images to learn or to test",
     "class_imbalance": "classes of very different sizes",
     "label_issues": "images that look like another class than their label",
+    "label_conflicts": "near-identical images with different labels: a small detail tells them apart, or one label is wrong",
     "exact_duplicates": "byte-for-byte (pixel-for-pixel) copies within a split",
     "near_duplicates": "resized, re-compressed or burst-shot copies within a split",
     "dark": "very dark images",
@@ -72,6 +73,10 @@ class HealthReport:
     # Findings a user marked as reviewed (fine as they are) in the dataset's version: shown
     # apart, never counted or warned about.
     reviewed: list[Finding] = field(default_factory=list)
+    # A folder or ZIP loaded in place: what its files were when checked (core.data.folders.
+    # source_identity). ``stale``: they have changed since (set by ``latest_report``).
+    source: str = ""
+    stale: bool = False
 
     @property
     def images(self) -> int:
@@ -111,7 +116,7 @@ class HealthReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HealthReport":
         known = {k: data[k] for k in ("dataset", "identity", "classes", "counts", "checks", "seconds", "created",
-                                      "version", "notes") if k in data}
+                                      "version", "notes", "source") if k in data}
         return cls(**known, findings=[Finding(**f) for f in data.get("findings", [])],
                    reviewed=[Finding(**f) for f in data.get("reviewed", [])])
 

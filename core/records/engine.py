@@ -55,7 +55,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from core.paths import imori_home
-from core.records.errors import RecordsError
+from core.records.errors import NotWritable, RecordsError
 
 # The newest revision in migrations/versions (a test checks): a database already there
 # is opened without loading Alembic at all, which keeps a worker's start quick.
@@ -69,6 +69,7 @@ _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _engines_pid = os.getpid()
 _migrated: set[str] = set()  # URLs already at head in this process (kept across fork)
+_read_only: dict[str, str] = {}  # engine URL -> the folder that is not writable
 
 
 def database_url() -> str:
@@ -96,6 +97,33 @@ def _sqlite_connect(dbapi_connection, connection_record) -> None:
     cursor.close()
 
 
+def _sqlite_connect_read_only(dbapi_connection, connection_record) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # the journal mode is the file's; nothing to set
+    cursor.close()
+
+
+def _unwritable_folder(database: Path) -> Path | None:
+    """The folder of an SQLite file this process may read but not write (the file, or the
+    folder where SQLite keeps its -wal and -shm files beside it), else None."""
+    folder = database.parent
+    if not database.is_file() and folder.is_dir() and not os.access(folder, os.W_OK):
+        return folder  # no records yet, and none can be made
+    if database.is_file() and os.access(database, os.R_OK):
+        if not os.access(folder, os.W_OK) or not os.access(database, os.W_OK):
+            return folder
+    return None
+
+
+def _read_only_url(database: Path) -> str:
+    """A read-only SQLite URI for ``database``; ``immutable`` when its folder cannot hold
+    the -shm file a WAL reader would otherwise create (SQLite then reads it lock-free)."""
+    shm = database.with_name(database.name + "-shm")
+    immutable = "" if shm.exists() or os.access(database.parent, os.W_OK) else "&immutable=1"
+    return f"sqlite:///file:{database}?mode=ro{immutable}&uri=true"
+
+
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("imori_write") else "BEGIN")
 
@@ -105,12 +133,22 @@ def make_engine(url: str | None = None) -> Engine:
     url = url or database_url()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        unwritable = None
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            database = Path(parsed.database).expanduser()
+            unwritable = _unwritable_folder(database)
+            if unwritable is None:
+                database.parent.mkdir(parents=True, exist_ok=True)
+            elif database.is_file():
+                url = _read_only_url(database)  # a shared results folder, a mounted backup: read it
         engine = create_engine(
             url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         )
-        event.listen(engine, "connect", _sqlite_connect)
+        if unwritable is not None:
+            _read_only[_key(engine)] = str(unwritable)
+            event.listen(engine, "connect", _sqlite_connect_read_only)
+        else:
+            event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     # A server database: check a pooled connection before use (servers restart, idle
@@ -148,6 +186,7 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         if engine is None:
             engine = _engines[url] = make_engine(url)
     if migrate and _key(engine) not in _migrated:
+        folder = _read_only.get(_key(engine))
         try:
             stored = _stored_revision(engine)
             if stored is not None and stored.isdigit() and HEAD_REVISION.isdigit() and int(stored) > int(HEAD_REVISION):
@@ -155,11 +194,18 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
                     f"the run records at {_safe(url)} were written by a newer imori (schema revision {stored}; this "
                     f"one knows up to {HEAD_REVISION}): update this checkout, or point DATABASE_URL / IMORI_HOME "
                     "elsewhere")
+            if stored != HEAD_REVISION and folder is not None:
+                raise NotWritable(folder, what="create the run records there" if stored is None else
+                                  f"upgrade its run records (schema revision {stored}) to this imori's "
+                                  f"({HEAD_REVISION}), which it needs to read them: open them with the imori "
+                                  "that wrote them")
             if stored != HEAD_REVISION:
                 upgrade(engine)
         except RecordsError:
             raise
         except Exception as err:  # OperationalError and friends: say which database
+            if folder is not None and "unable to open" in str(err):
+                raise NotWritable(folder, what="create the run records there") from None
             raise RecordsError(f"cannot open the run records at {_safe(url)}: {err.__class__.__name__}: {err}") from err
         _migrated.add(_key(engine))
     return engine
@@ -187,6 +233,7 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _migrated.clear()
+        _read_only.clear()
 
 
 def _safe(url: str) -> str:
@@ -196,7 +243,11 @@ def _safe(url: str) -> str:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A connection inside one write transaction (``BEGIN IMMEDIATE`` on SQLite),
-    committed on success and rolled back on any exception."""
+    committed on success and rolled back on any exception. Raises NotWritable, before
+    anything is tried, when the records were opened read-only (``make_engine``)."""
+    folder = _read_only.get(_key(engine))
+    if folder is not None:
+        raise NotWritable(folder)
     with engine.execution_options(imori_write=True).begin() as conn:
         yield conn
 

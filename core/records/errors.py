@@ -9,6 +9,16 @@ class RecordsError(ImoriError):
     """The run records cannot do what was asked (database unreachable, bad state)."""
 
 
+class NotWritable(RecordsError):
+    """The records (or the folder that holds them) can be read but not written: a shared
+    results folder, a mounted backup. Reading works; anything that would change them says so."""
+
+    def __init__(self, folder: str, what: str = "change them") -> None:
+        super().__init__(f"{folder} is not writable: imori can read the runs and datasets there but cannot {what} "
+                         "(run as a user who may write there, or copy the folder and point IMORI_HOME at the copy)")
+        self.folder = folder
+
+
 class RunNotFound(RecordsError):
     """No run with that id (deleted, or never created)."""
 

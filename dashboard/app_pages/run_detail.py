@@ -269,6 +269,8 @@ def operating_points_view(row, calibration: dict) -> None:
         st.markdown(f"Decides **{cls}** when p({cls}) ≥ {p['threshold']:.3f}: recall {fmt.pct(p['recall'])}, "
                     f"precision {fmt.pct(p['precision'])} on the validation split (target {p['by']} "
                     f"{fmt.pct(p['target'])})")
+        if p.get("warning"):
+            st.warning(f"{cls}: {p['warning']}")
     key = f"rd_op_{row.path}"
     which, by, target, go, clear = st.columns([3, 2, 2, 1, 1], vertical_alignment="bottom")
     cls = which.selectbox("Class", list(curves), key=f"{key}_class")

@@ -56,6 +56,28 @@ def test_resume_continues_from_the_checkpoint_step(tmp_path, capsys):
     assert json.loads(out)["step"] == 9
 
 
+def test_resuming_a_checkpoint_kept_outside_a_run_folder_writes_nothing_beside_it(tmp_path, capsys):
+    """project/models/model.pt: its grandparent is the user's project, not a run's folder.
+    The resumed run is a new one under IMORI_HOME; the project folder is left as it was."""
+    import shutil
+
+    code, out, _ = run(capsys, "train", "--model", "tiny_net", "--iterations", "3", "--run-dir", str(tmp_path / "r"),
+                       "--json", "--quiet")
+    first = json.loads(out)
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    shutil.copy(first["last_checkpoint"], project / "models" / "model.pt")
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    code, out, err = run(capsys, "train", "--resume", str(project / "models" / "model.pt"), "--iterations", "5", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["step"] == 5 and summary["run_id"] != first["run_id"]
+    home = os.path.realpath(os.environ["IMORI_HOME"])
+    assert os.path.realpath(summary["run_dir"]).startswith(home + os.sep)
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
+    assert "not in a recorded run's folder: it continues as a new run" in err
+
+
 def test_predict_prints_probabilities_that_sum_to_one(trained, tmp_path, capsys):
     image = digit_png(tmp_path / "one.png")
     code, out, err = run(capsys, "predict", str(image), "--checkpoint", str(trained / "checkpoints" / "best.pt"), "--json", "--top-k", "3")
@@ -428,8 +450,14 @@ def test_export_to_onnx_says_what_was_checked(trained, tmp_path, capsys):
     assert code == 0, err
     assert "checked against PyTorch: top-1 agreement 100.00 %" in out and "the test split of digits" in out
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.preprocess.json").is_file()
+    assert "(opset 18, IR version 8)" in out  # what ONNX Runtime 1.16 loads
     code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "model.pt2"), "--format", "pt2", "--json")
     assert code == 0 and json.loads(out)["parity"]["passed"], err
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "new.onnx"), "--opset", "20", "--json")
+    assert code == 0, err
+    assert {k: json.loads(out)[k] for k in ("opset", "ir_version")} == {"opset": 20, "ir_version": 9}
+    code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "old.onnx"), "--opset", "11")
+    assert code == 2 and "opset 11 cannot be written here: choose 18 to" in err and not (tmp_path / "old.onnx").exists()
 
 
 def test_predict_a_folder_into_a_csv(trained, tmp_path, capsys):

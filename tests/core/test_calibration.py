@@ -204,3 +204,21 @@ def test_a_calibrated_checkpoint_copied_elsewhere_answers_as_the_original(tmp_pa
     Image.new("RGB", (64, 64), (10, 200, 10)).save(image)
     assert main(["predict", str(image), "--checkpoint", str(deployed)]) == 0
     assert "this checkpoint carries no calibration" in capsys.readouterr().err
+
+
+def test_a_target_says_how_many_images_it_rests_on_and_warns_when_too_few():
+    """A 99 % recall "met" on one validation image of the class is no measurement: the
+    point says how many images of the class it rests on, and warns below ~1 / (1 - target)."""
+    from core.calibration import images_needed, operating_point
+
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.7, 0.3]])
+    labels = torch.tensor([0, 1, 0, 0])  # one image of the class
+    point = operating_point(probs, labels, 1, target_recall=0.99)
+    assert point["recall"] == 1.0 and point["positives"] == 1 and point["needed"] == 100
+    assert "rests on 1 validation image of the class" in point["warning"] and "about 100" in point["warning"]
+    assert images_needed(0.99) == 100 and images_needed(0.9) == 10 and images_needed(1.0) == 1000
+    torch.manual_seed(0)
+    labels = torch.tensor([0] * 50 + [1] * 150)
+    scores = (labels.float() + 0.3 * torch.randn(200)).sigmoid()
+    enough = operating_point(torch.stack([1 - scores, scores], 1), labels, 1, target_recall=0.99)
+    assert enough["positives"] == 150 and enough["warning"] is None

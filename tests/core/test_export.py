@@ -79,6 +79,25 @@ def test_the_sidecar_alone_reproduces_imori_predicts_probabilities(checkpoints, 
     assert np.abs(probs - np.array(ours)).max() < 1e-4, (probs, ours)
 
 
+def test_the_default_onnx_export_loads_in_onnx_runtime_1_16(checkpoints, tmp_path):
+    """ONNX Runtime 1.16 loads IR <= 9 and opset <= 19; the exporter alone writes IR 10.
+    The file written (not the exporter's) is what the parity check ran."""
+    import onnx
+
+    result = export(checkpoints("tiny_net"), tmp_path / "m.onnx", "onnx")
+    written = onnx.load(str(result.path))
+    opset = next(o.version for o in written.opset_import if o.domain in ("", "ai.onnx"))
+    assert written.ir_version <= 9 and opset <= 19
+    assert (result.opset, result.ir_version) == (opset, written.ir_version)
+    sidecar = json.loads(result.sidecar.read_text())
+    assert (sidecar["opset"], sidecar["ir_version"]) == (opset, written.ir_version)
+    assert sidecar["exports"]["onnx"]["opset"] == opset and sidecar["parity"]["passed"]
+    with pytest.raises(ExportError, match="opset 7 cannot be written"):
+        export(checkpoints("tiny_net"), tmp_path / "old.onnx", "onnx", opset=7)
+    with pytest.raises(ExportError, match="ONNX exports only"):
+        export(checkpoints("tiny_net"), tmp_path / "m.pt2", "pt2", opset=18)
+
+
 def test_pt2_export_runs_without_the_model_class(checkpoints, tmp_path):
     result = export(checkpoints("tiny_net"), tmp_path / "tiny.pt2", "pt2")
     assert result.parity.passed and result.path.is_file()

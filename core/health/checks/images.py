@@ -25,6 +25,17 @@ PHASH_BITS = 4
 #: most this much on average (of 255). Measured: resized and re-compressed copies 1.6;
 #: different handwritten digits that share a hash 5.4 to 6.5; unrelated photos 16.
 COPY_DIFFERENCE = 3.0
+#: ... and no 4x4 block of their gray images at full check size (FEATURE_SIZE) stands out:
+#: a copy's differences (resizing, re-compression) are spread over the whole image, a
+#: scratch or a missing screw on a part photographed by a fixed camera is one place that
+#: differs while the thumbnail stays alike. A block stands out when its mean difference
+#: passes DETAIL_FACTOR times the median block's plus DETAIL_FLOOR (of 255). Measured at
+#: 128 px: resized and re-compressed copies, largest block 12 to 16 over a median of 4
+#: to 6 (limit 22 to 30); a 1-2 px scratch on an otherwise equal part, 15 to 20 over 0.5
+#: (limit 8).
+DETAIL_BLOCK = 4
+DETAIL_FACTOR = 4.0
+DETAIL_FLOOR = 6.0
 
 
 class _TensorImages:
@@ -66,11 +77,15 @@ def _imagelab(images: Images):
 
 def _duplicate_findings(images: Images, sets: list[list[int]], how: str, score: float) -> list[Finding]:
     """A duplicate set spanning train and test is a cross-split finding; one within a
-    split names its copies."""
+    split names its copies. A set whose images carry different labels is no copy: at most
+    a possible label conflict (``label_conflict``), never dropped as a copy."""
     out = []
     for members in sets:
         members = sorted(set(members))
         if len(members) < 2:
+            continue
+        if len({int(images.labels[i]) for i in members}) > 1:
+            out.append(label_conflict(images, members, how))
             continue
         splits = {images.splits[i] for i in members}
         if splits == {"train", "test"}:
@@ -103,7 +118,8 @@ def image_checks(images: Images, progress: Progress | None = None) -> tuple[list
                              ("near_duplicates", "near copies (perceptual hash)", 0.9)):
         sets = [[index_of[m] for m in s] for s in lab.info.get(kind, {}).get("sets", [])]
         if kind == "near_duplicates":  # a shared hash is a candidate; the pixels confirm it
-            sets = [[m for m in s if _difference(thumbs, s[0], m) <= COPY_DIFFERENCE] for s in sets]
+            sets = [[m for m in s if _difference(thumbs, s[0], m) <= COPY_DIFFERENCE
+                     and not details_differ(images.pixels, s[0], m)] for s in sets]
         findings += _duplicate_findings(images, sets, how, score)
     grayscale_share = float(issues["is_grayscale_issue"].mean()) if "is_grayscale_issue" in issues else 0.0
     for kind in _PROPERTY_KINDS:
@@ -147,6 +163,24 @@ def _thumbnails(pixels: torch.Tensor) -> torch.Tensor:
 
 def _difference(thumbs: torch.Tensor, i: int, j: int) -> float:
     return float((thumbs[i] - thumbs[j]).abs().mean())
+
+
+def details_differ(pixels: torch.Tensor, i: int, j: int) -> bool:
+    """Do images ``i`` and ``j``, alike at a glance, differ in one place (a small detail a
+    thumbnail averages away)? Their gray images at full check size, in ``DETAIL_BLOCK``
+    blocks: one block's mean difference stands out from the median block's."""
+    a, b = (pixels[k].float().mean(dim=0, keepdim=True) for k in (i, j))
+    blocks = torch.nn.functional.avg_pool2d((a - b).abs()[None], DETAIL_BLOCK, ceil_mode=True).flatten()
+    return float(blocks.max()) > DETAIL_FACTOR * float(blocks.median()) + DETAIL_FLOOR
+
+
+def label_conflict(images: Images, members: list[int], how: str) -> Finding:
+    """Images alike but labelled differently: a defect beside a good part (a small detail
+    the copy checks cannot tell), or a wrong label. Shown to judge, never fixed as a copy."""
+    labels = sorted({images.classes[int(images.labels[i])] for i in members})
+    return finding("label_conflicts", images, members,
+                   f"{how}, but labelled {' and '.join(repr(c) for c in labels)}: check whether a small detail tells "
+                   "them apart, or one label is wrong", 0.5)
 
 
 def _sharpness(pixels: torch.Tensor) -> torch.Tensor:
@@ -196,9 +230,14 @@ def _cross_split_phash(images: Images, thumbs: torch.Tensor, known: set[frozense
             if difference > COPY_DIFFERENCE:
                 continue
             pair = [int(train[j]), int(t)]
+            how = (f"near copies (perceptual hashes {int(bits[j])} of 64 bits apart, pixels "
+                   f"{difference:.1f} of 255 apart on average)")
+            if images.labels[pair[0]] != images.labels[pair[1]]:
+                out.append(label_conflict(images, pair, how))
+                break
+            if details_differ(images.pixels, *pair):
+                continue  # alike at a glance, not in the details: not a copy
             if frozenset(images.names[i] for i in pair) not in known:
-                out.append(finding("cross_split_duplicates", images, pair,
-                                    f"near copies (perceptual hashes {int(bits[j])} of 64 bits apart, pixels "
-                                    f"{difference:.1f} of 255 apart on average)", 1.0 - difference / 255))
+                out.append(finding("cross_split_duplicates", images, pair, how, 1.0 - difference / 255))
             break  # its closest training copy is enough
     return out

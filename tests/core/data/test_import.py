@@ -129,3 +129,12 @@ def test_the_records_datasets_table_is_the_index_of_imports(tmp_path, helpers):
     assert dataset_index.dataset_record("indexed") is not None and dataset_index.dataset_record("removed-by-hand") is None
     delete_dataset("indexed")
     assert dataset_index.dataset_record("indexed") is None
+
+
+def test_classes_that_differ_only_in_capitals_are_named(tmp_path, helpers):
+    src = helpers.make_class_folders(tmp_path / "src", {"cat": 3, "Cat": 3, "CAT": 3, "dog": 3})
+    info = import_dataset(src, "pets")
+    assert info.classes == ["CAT", "Cat", "cat", "dog"]  # kept apart, as the user named them ...
+    (warning,) = [w for w in info.report.warnings if "capitals" in w]
+    assert "'CAT', 'Cat', 'cat'" in warning and "likely one class" in warning  # ... but said
+    assert "differ only in capitals" in info.report.as_text()

@@ -89,6 +89,27 @@ def test_zip_bomb_refused_and_cleaned_up(tmp_path, helpers):
     assert not [p for p in paths.cache_dir().iterdir() if p.name.startswith(".unzip")]
 
 
+def test_well_compressing_images_are_not_a_bomb(tmp_path):
+    """Plain BMP forms compress ~500 times: a ratio alone refuses only large members."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    archive = tmp_path / "forms.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for i in range(12):
+            form = Image.new("RGB", (820, 820), "white")
+            ImageDraw.Draw(form).rectangle((40 + i * 10, 40, 300, 60 + i * 20), outline="black")
+            buf = io.BytesIO()
+            form.save(buf, "BMP")
+            zf.writestr(f"{'ab'[i % 2]}/form{i}.bmp", buf.getvalue())
+    infos = zipfile.ZipFile(archive).infolist()
+    assert sum(i.file_size for i in infos) > 20 * 1024**2
+    assert min(i.file_size / i.compress_size for i in infos) > safezip.MAX_RATIO
+    assert not safezip.extract(archive, tmp_path / "out")  # nothing skipped
+    assert len(list((tmp_path / "out").rglob("*.bmp"))) == 12
+
+
 def test_total_size_and_member_caps(tmp_path, monkeypatch):
     archive = tmp_path / "big.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
@@ -152,15 +173,35 @@ def test_decompression_bomb_png(tmp_path, side, helpers):
     assert "too large" in dict(splits.report.skipped)["a/bomb.png"]
 
 
-def test_import_directory_skips_symlinks(tmp_path, helpers):
-    secret = tmp_path / "secret.png"
-    helpers.write_image(secret)
-    root = helpers.make_class_folders(tmp_path / "src", {"a": 2, "b": 2})
-    os.symlink(secret, root / "a" / "link.png")
-    os.symlink(tmp_path, root / "b" / "linkdir")
+def test_import_directory_follows_symlinks_into_a_photo_store(tmp_path, helpers):
+    """Class folders of links into the user's own photo store are their images; a link
+    that loops back or leads nowhere is skipped and named, and none is copied as a link."""
+    store = helpers.make_class_folders(tmp_path / "store", {"cats": 3, "dogs": 3})
+    root = tmp_path / "src"
+    (root / "cat").mkdir(parents=True)
+    for image in sorted((store / "cats").iterdir()):
+        os.symlink(image, root / "cat" / image.name)  # links to files
+    os.symlink(store / "dogs", root / "dog")  # a link to a folder
+    os.symlink(tmp_path / "gone.png", root / "cat" / "broken.png")
+    os.symlink(root, root / "cat" / "loop")
     info = import_dataset(root, "links")
-    assert info.counts == {"train": 4, "test": 0}  # 2 per class: 20 % rounds to none
+    assert info.classes == ["cat", "dog"]
+    assert sum(info.counts.values()) == 6
     skipped = dict(info.report.skipped)
-    assert "symbolic link" in skipped["a/link.png"] and "symbolic link" in skipped["b/linkdir"]
+    assert "broken symbolic link" in skipped["cat/broken.png"] and "not followed" in skipped["cat/loop"]
     copied = paths.datasets_dir() / "links"
     assert not any(p.is_symlink() for p in copied.rglob("*"))
+    # loaded in place, the same folder gives the same images
+    assert len(load_dataset(str(root), PREP, test_fraction=0.0).train) == 6
+
+
+def test_archive_of_links_only_says_so_not_empty(tmp_path):
+    archive = tmp_path / "links.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            link = zipfile.ZipInfo(f"cat/{i}.png")
+            link.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(link, f"/photos/{i}.png")
+    with pytest.raises(DatasetError, match="3 of them symbolic links") as err:
+        import_dataset(archive, "links")
+    assert "empty" not in str(err.value)
