@@ -4,7 +4,9 @@ the Health tab has a report at once. Subject: the dataset's name as asked (may b
 the source's name then). Params: ``source`` (the stored file), ``source_name`` (the name
 the user knows it by), ``file_column``, ``label_column``, ``filename_encoding``,
 ``keep_source`` (default false: the stored upload is removed once imported). Result:
-``name`` and ``description``; the report is read from the dataset itself."""
+``name``, ``description`` and ``health_warnings`` (what the checks found that changes
+what the figures mean: copies of training images in the test split); the report is read
+from the dataset itself."""
 
 from __future__ import annotations
 
@@ -32,5 +34,5 @@ def run(job: JobContext) -> dict[str, Any]:
         if not job.params.get("keep_source"):
             source.unlink(missing_ok=True)  # extracted into the datasets folder: not needed again
     job.progress("checking the images' health", 0.8)
-    check_after_import(info.name)
-    return {"name": info.name, "description": info.description}
+    warnings = check_after_import(info.name)
+    return {"name": info.name, "description": info.description, "health_warnings": warnings}
