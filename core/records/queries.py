@@ -30,18 +30,9 @@ from typing import Any, Iterable, Sequence, TextIO
 from sqlalchemy import Connection, Engine, func, or_, select, text
 from sqlalchemy.orm import Session
 
-
 from core.records.errors import RunNotFound
 from core.records.values import Record, engine_or_default as _engine, plain
-from core.records.schema import (
-    ROLLUP_WIDTHS,
-    SqlCheckpoint,
-    SqlEvalMetric,
-    SqlIterationMetric,
-    SqlRun,
-    SqlRunLog,
-    SqlRunTag,
-)
+from core.records.schema import ROLLUP_WIDTHS, SqlCheckpoint, SqlEvalMetric, SqlIterationMetric, SqlRun, SqlRunLog, SqlRunTag
 from core.status import RUNNING
 
 DEFAULT_MAX_POINTS = 2000
