@@ -77,6 +77,9 @@ def cpu_ms_per_image(name: str) -> float:
     except (OSError, ValueError):
         known = {}
     known[key] = ms
-    with atomic_write(_cache(), "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(known, indent=2) + "\n")
+    try:
+        with atomic_write(_cache(), "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(known, indent=2) + "\n")
+    except OSError:  # a read-only IMORI_HOME: the figure stands, measured again next time
+        pass
     return ms

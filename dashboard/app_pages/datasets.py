@@ -207,7 +207,6 @@ def import_job_view(job_id: int | None) -> None:
         st.session_state.ds_report = info.report
         st.session_state.ds_layout = info.description
         st.session_state.ds_preview = info.name
-        st.session_state.ds_import_warnings = job.result.get("health_warnings") or []
         loading.all_datasets.clear()
     elif job.status == FAILED:
         st.error(f"Not imported: {job.error}", icon=":material/warning:")
@@ -289,8 +288,6 @@ with st.container(border=True):
             st.switch_page(nav.NEW_RUN)
         if st.session_state.get("ds_layout"):
             st.caption(st.session_state.ds_layout.replace("`", "'"))
-        for warning in st.session_state.get("ds_import_warnings") or []:
-            st.warning(warning, icon=":material/warning:")
         if st.session_state.get("ds_report") is not None:
             report_view(st.session_state.ds_report)
 

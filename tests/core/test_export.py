@@ -37,8 +37,12 @@ def checkpoints(tmp_path_factory):
     return make
 
 
-def test_the_smallest_inputs_cover_every_registered_model_but_vgg16():
-    assert set(SMALLEST) | {"vgg16"} == {s.name for s in list_models()}
+# vgg16 is slow to export; EfficientNet-Lite1 and Lite2 are Lite0's blocks, deeper and wider.
+NOT_EXPORTED_HERE = {"vgg16", "efficientnet_lite1", "efficientnet_lite2"}
+
+
+def test_the_smallest_inputs_cover_every_registered_model_but_vgg16_and_the_larger_lites():
+    assert set(SMALLEST) | NOT_EXPORTED_HERE == {s.name for s in list_models()}
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import pytest
 from core.config import RunConfig
 from core.errors import ImoriError
 from core.recorder import Recorder, StepMetrics
+from core.records import checkpoints as checkpoint_records
 
 TINY = dict(model="tiny_net", dataset="digits", optimizer="adam", lr=2e-3, batch_size=32, epochs=None, device="cpu",
             threads=1)
@@ -86,7 +87,7 @@ def test_a_running_run_is_cancelled_within_an_iteration_with_a_checkpoint(imori_
     run = queries.get_run(run_id)
     assert outcome.status == run.status == "cancelled" and 4 <= run.step < 5000
     assert steps_in_db(run_id) == list(range(1, run.step + 1))
-    assert queries.latest_checkpoint(run_id).step == run.step and os.path.exists(queries.latest_checkpoint(run_id).path)
+    assert checkpoint_records.latest_checkpoint(run_id).step == run.step and os.path.exists(checkpoint_records.latest_checkpoint(run_id).path)
 
 
 def test_an_interrupted_run_goes_back_to_the_queue_and_the_next_attempt_resumes_it(imori_home):
@@ -104,7 +105,7 @@ def test_an_interrupted_run_goes_back_to_the_queue_and_the_next_attempt_resumes_
     outcome = execute_run(run_id, "w1", listeners=lambda run: [first], interrupt=shutdown)
     run = queries.get_run(run_id)
     assert outcome.status == INTERRUPTED and run.status == "queued" and run.step == 9, (outcome, run.status, run.step)
-    assert queries.latest_checkpoint(run_id).step == 9
+    assert checkpoint_records.latest_checkpoint(run_id).step == 9
     assert any("the worker is shutting down" in line for line in logs(run_id))
 
     second = Memory()

