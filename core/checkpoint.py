@@ -383,6 +383,9 @@ def _explain_refusal(path: Path, err: Exception) -> str:
     if not head.startswith(b"PK") and not head.startswith(b"\x80"):
         kind = "an empty file" if not head else "neither torch.save's ZIP format nor a pickle"
         return f"not a PyTorch checkpoint ({kind}): is it the right file?"
+    if head.startswith(b"PK") and "hasRecord" in text:  # a ZIP, but not torch.save's layout
+        return ("not a PyTorch checkpoint (a ZIP file, but not one torch.save wrote: a dataset or an "
+                "export?): is it the right file?")
     found = _pickle_globals(path)
     globals_named = set(found)
     if any(_runs_code(name) for name in globals_named):

@@ -61,13 +61,13 @@ RECIPES: dict[str, dict[str, Any]] = {
         "about": "EfficientNet-Lite0 with its ImageNet weights (offline, no download): one epoch "
         "of the new head alone on the frozen backbone's cached features, then every layer "
         "with the backbone at 0.1x the learning rate (fastai's fine_tune); AdamW 1e-3 with "
-        "a cosine schedule, flip and crop augmentation once every layer trains, 224x224 "
+        "a cosine schedule, flip and crop augmentation once every layer trains, the backbone's own size (224 px for Lite0) "
         "with the backbone's own normalisation.",
         "config": dict(
             model="efficientnet_lite0", dataset="shapes2", pretrained=True, freeze_epochs=1,
             optimizer="adamw", lr=1e-3, weight_decay=0.01, backbone_lr_mult=0.1, schedule="cosine",
             loss="cross_entropy", batch_size=32, epochs=5, iterations=None,
-            augment=("flip", "crop"), image_size=(224, 224),
+            augment=("flip", "crop"), image_size=None,  # the backbone's own: 224, 240 for Lite1, 260 for Lite2
         ),
     },
 }

@@ -8,12 +8,14 @@ refused with that reason before anything is recorded.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig, apply_overrides, expand_sweep
 from core.errors import ConfigError
-from core.status import SUCCEEDED
-from core.jobs.kinds import kind_of
+from core.status import CANCELLED, QUEUED, SUCCEEDED
+from core.jobs.kinds import IMPORT, kind_of
+from core.paths import subdir
 from core.records import jobs, queries, store
 from worker.app import JOB_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
 from worker.broker import require
@@ -145,5 +147,12 @@ def submit_job(kind: str, subject: str, params: dict[str, Any] | None = None, *,
 
 def cancel_job(job_id: int) -> str:
     """Cancel a job: a queued one ends at once and never starts, a running one stops at its
-    next progress report. Returns its status afterwards; JobNotFound for an unknown id."""
-    return jobs.cancel_job(job_id)
+    next progress report. Returns its status afterwards; JobNotFound for an unknown id. An
+    import cancelled before it started leaves no upload behind (its job would have removed it)."""
+    was = jobs.get_job(job_id)
+    status = jobs.cancel_job(job_id)
+    if was.status == QUEUED and status == CANCELLED and was.kind == IMPORT:
+        source = Path(was.params.get("source") or "")
+        if source.is_file() and source.resolve().is_relative_to(subdir("uploads").resolve()):
+            source.unlink(missing_ok=True)
+    return status

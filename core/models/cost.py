@@ -6,6 +6,7 @@ so ``imori models`` and New run can show it beside the model's ImageNet top-1.""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from importlib.metadata import version
@@ -20,7 +21,7 @@ from core.models.specs import get_spec
 from core.paths import cache_dir
 
 BATCH = 2  # images a timed forward pass holds
-REPEATS = 3  # timed passes, after one warm-up; the fastest counts (others on the cores only slow it)
+REPEATS = 5  # timed passes, after one warm-up; the fastest counts (others on the cores only slow it)
 
 
 def _processor() -> str:
@@ -44,22 +45,38 @@ def _cache() -> Path:
     return cache_dir() / "model_costs.json"
 
 
-def cached_cpu_ms(name: str) -> float | None:
-    """The cached milliseconds per image of ``name`` on this machine, or None if not measured."""
+def _load() -> float:
+    """The machine's one-minute load average per core (0 where it cannot be read)."""
     try:
-        return json.loads(_cache().read_text()).get(cost_key(name))
+        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except OSError:
+        return 0.0
+
+
+def _entry(name: str) -> dict | None:
+    try:
+        found = json.loads(_cache().read_text()).get(cost_key(name))
     except (OSError, ValueError):
         return None
+    return {"ms": found, "load": None} if isinstance(found, (int, float)) else found
+
+
+def cached_cpu_ms(name: str) -> float | None:
+    """The cached milliseconds per image of ``name`` on this machine, or None if not measured."""
+    entry = _entry(name)
+    return entry["ms"] if entry else None
 
 
 def cpu_ms_per_image(name: str) -> float:
     """Milliseconds per image of ``name``'s forward pass on this CPU at its own input size
     (randomly initialised weights cost the same as pretrained ones), measured once and
-    cached. Raises ModelError for an unknown model."""
+    cached. A figure measured while the machine was busy (other work on its cores inflates
+    it) is measured again once the machine is idler. Raises ModelError for an unknown model."""
     key = cost_key(name)
-    found = cached_cpu_ms(name)
-    if found is not None:
-        return found
+    entry = _entry(name)
+    load = _load()
+    if entry is not None and (entry.get("load") is None or entry["load"] <= max(0.5, load + 0.25)):
+        return entry["ms"]
     spec = get_spec(name)
     model = build_model(name, 10).eval()
     x = torch.rand(BATCH, spec.in_channels, *spec.default_size)
@@ -76,7 +93,7 @@ def cpu_ms_per_image(name: str) -> float:
         known = json.loads(_cache().read_text())
     except (OSError, ValueError):
         known = {}
-    known[key] = ms
+    known[key] = {"ms": ms, "load": round(load, 2)}
     try:
         with atomic_write(_cache(), "w", encoding="utf-8") as handle:
             handle.write(json.dumps(known, indent=2) + "\n")

@@ -177,3 +177,17 @@ def test_a_checkpoint_holding_an_argparse_namespace_names_it_and_says_how_to_res
     text = str(err.value)
     assert "argparse.Namespace" in text and "'args'" in text and "vars(args)" in text
     assert "OrderedDict" not in text
+
+
+def test_a_zip_that_torch_did_not_write_is_named_as_such(tmp_path):
+    import zipfile
+
+    from core.checkpoint import load_checkpoint
+    from core.errors import CheckpointError
+
+    path = tmp_path / "photos.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a/1.png", b"not really")
+    with pytest.raises(CheckpointError, match="a ZIP file, but not one torch.save wrote") as caught:
+        load_checkpoint(path)
+    assert "hasRecord" not in str(caught.value) and "PyTorch" in str(caught.value)

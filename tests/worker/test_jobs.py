@@ -80,3 +80,20 @@ def test_an_unknown_kind_fails_with_the_kinds_named(imori_home):
     job_id = jobs.create_job("bake", "bread")
     assert tasks.execute_job(job_id, "w1") == "failed"
     assert "no job kind 'bake' (the kinds: evaluate, health, calibrate, lr_find, export, import)" in jobs.get_job(job_id).error
+
+
+def test_an_import_cancelled_before_it_started_leaves_no_upload(imori_home):
+    """The import job removes its stored upload when it runs; cancelled while queued, it
+    never runs, so the cancel removes it (only under IMORI_HOME/uploads)."""
+    from core.paths import subdir
+    from worker import client
+
+    stored = subdir("uploads") / "datasets" / "abc-photos.zip"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    elsewhere = imori_home.parent / "mine.zip"
+    elsewhere.write_bytes(b"keep")
+    job_id = jobs.create_job("import", "photos", {"source": str(stored)})
+    other = jobs.create_job("import", "mine", {"source": str(elsewhere)})
+    assert client.cancel_job(job_id) == "cancelled" and not stored.exists()
+    assert client.cancel_job(other) == "cancelled" and elsewhere.exists()  # never a file outside uploads
