@@ -268,7 +268,10 @@ with st.container(border=True):
         label_column = label_col.text_input(
             "Label column", key="ds_label_column", placeholder="found automatically",
             help="The header name of the column that holds the class labels, or its 0-based index.")
-    if st.button("Import", type="primary", key="ds_import", disabled=upload is None, icon=":material/upload:"):
+    pending = st.session_state.get("ds_import_job")
+    importing = pending is not None and job_records.get_job(pending).active  # one import at a time
+    if st.button("Import", type="primary", key="ds_import", disabled=upload is None or importing,
+                 icon=":material/upload:"):
         st.session_state.ds_imported = st.session_state.ds_import_job = None
         with fmt.user_errors("Not imported: "):
             data = uploads.read_zip_upload(upload)  # judged by its content, not by its name
