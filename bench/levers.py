@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.real_photos import ensure_elpv  # noqa: E402 - after the path: the same ELPV install
+
 # One change each against the recipe as it ships (core/recipes.py "finetune").
 LEVERS: dict[str, dict] = {
     "baseline": {},
@@ -47,16 +49,6 @@ LEVERS: dict[str, dict] = {
     "ema": {"ema": True},
     "tta": {"tta": True},
 }
-
-
-def ensure_elpv() -> Path:
-    try:
-        import elpv_dataset  # noqa: F401
-    except ImportError:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "elpv-dataset"])
-    import elpv_dataset
-
-    return Path(elpv_dataset.__file__).parent / "data"
 
 
 def elpv_zip(data: Path, out: Path, per_class: int | None) -> dict[str, int]:

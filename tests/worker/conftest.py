@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import queuekit` (tests run in importlib mode)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FAST_FAULTS = {

@@ -14,32 +14,15 @@ import os
 import time
 
 import pytest
-from sqlalchemy import select
 
 from core.records import checkpoints as checkpoint_records
+from queuekit import TINY, checkpoint_exists, steps_in_db
 from core.config import RunConfig
 
 pytestmark = [pytest.mark.slow]
 
 # The embedded Redis's variant of `stack` only (the module's stack is shared with the smoke tests).
 embedded_only = pytest.mark.parametrize("stack", ["embedded"], indirect=True)
-
-TINY = dict(model="tiny_net", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, device="cpu")
-
-
-def steps_in_db(run_id: int) -> list[int]:
-    from core.records import get_engine
-    from core.records.schema import SqlIterationMetric
-
-    with get_engine().connect() as conn:
-        return list(conn.execute(select(SqlIterationMetric.step).where(SqlIterationMetric.run_id == run_id).order_by(SqlIterationMetric.step)).scalars())
-
-
-def checkpoint_exists(run_id: int) -> bool:
-    from core.records import queries
-
-    latest = checkpoint_records.latest_checkpoint(run_id)
-    return latest is not None and os.path.exists(latest.path)
 
 
 @pytest.fixture(scope="module")

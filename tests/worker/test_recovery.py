@@ -15,32 +15,15 @@ import signal
 import time
 
 import pytest
-from sqlalchemy import select
 
 from core.config import RunConfig
-from core.records import checkpoints as checkpoint_records
+from queuekit import TINY, checkpoint_exists, steps_in_db
 
 pytestmark = [pytest.mark.slow]
-
-TINY = dict(model="tiny_net", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, device="cpu")
-
 
 def slow(name: str, seconds: float = 0.05) -> dict[str, str]:
     """The environment of a worker on which run ``name`` takes ``seconds`` more a step."""
     return {"IMORI_FAULTS": f"slow:{name}:{seconds}"}
-
-
-def steps_in_db(run_id: int) -> list[int]:
-    from core.records import get_engine
-    from core.records.schema import SqlIterationMetric
-
-    with get_engine().connect() as conn:
-        return list(conn.execute(select(SqlIterationMetric.step).where(SqlIterationMetric.run_id == run_id).order_by(SqlIterationMetric.step)).scalars())
-
-
-def checkpoint_exists(run_id: int) -> bool:
-    latest = checkpoint_records.latest_checkpoint(run_id)
-    return latest is not None and os.path.exists(latest.path)
 
 
 def test_redis_restarted_in_the_middle_of_a_run(embedded_stack):
