@@ -13,7 +13,8 @@ import argparse
 from typing import Any
 
 from core import config as run_config
-from core.recipes import recipe_values
+from core.errors import ConfigError
+from core.recipes import auto_refusal, recipe_values
 
 
 def help_text(description: run_config.Setting) -> str:
@@ -77,6 +78,10 @@ def build_config(args: argparse.Namespace, *, base: dict[str, Any] | None = None
     values = dict(base or {})
     if "recipe" in given:
         values = run_config.apply_overrides(values, recipe_values(given["recipe"]))
+        if values.get("recipe") == "auto":
+            refused = auto_refusal(given_settings(args, cls))
+            if refused:
+                raise ConfigError(refused)
     if "config_file" in given:
         values = run_config.apply_overrides(values, run_config.load_config_file(given["config_file"]))
     config = cls.from_dict(run_config.apply_overrides(values, given_settings(args, cls)))

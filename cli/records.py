@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cli.progress import search_text
 from core.config import RunConfig, dump_config
 from core.errors import ConfigError
 from core.status import STATUSES
@@ -180,6 +181,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"    {name:<{width}}  {m['precision']:9.3f}  {m['recall']:6.3f}  {m['f1']:5.3f}  {int(m['support']):7d}")
     for c in checkpoint_records.checkpoints(args.run):
         print(f"  checkpoint {c.path}" + ("  (best)" if c.is_best else ""))
+    if run.search:
+        print("  " + search_text(run.search).replace("\n", "\n  "))
     if run.error:
         print(f"  error: {run.error}")
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cli.datasets import warn_about_health
 from cli.options import add_run_options, build_config
-from cli.progress import CliRecorder
+from cli.progress import CliRecorder, search_text
 from core import cpu_lock
 from core.config import RunConfig
 from core.errors import ConfigError, ImoriError
@@ -251,6 +251,8 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
         if result.best_val_accuracy is not None:
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f} %")
         print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
+        if result.search:
+            print(search_text(result.search))
     return 0 if result.status == SUCCEEDED else 1
 
 

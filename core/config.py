@@ -519,6 +519,8 @@ class RunConfig:
             p.append(f"patience must be a whole number of epochs >= 1 (or unset: never stop early), not {self.patience}")
         elif self.patience is not None and self.val_fraction == 0:
             p.append("patience watches the validation loss, and this run holds out no validation images")
+        if self.recipe == "auto" and (self.nproc_per_node > 1 or self.nnodes > 1):
+            p.append("an automatic run (recipe auto) trains in one process: leave out --nproc-per-node and --nnodes")
         if self.max_minutes is not None and (not finite(self.max_minutes) or self.max_minutes <= 0):
             p.append(f"max_minutes must be a positive number of minutes (or unset: no budget), not {self.max_minutes}")
         if not whole(self.freeze_epochs, 0):

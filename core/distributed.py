@@ -276,7 +276,7 @@ class _Relay:
                 if self.failure is None:
                     self.recorder.before_checkpoint()
                 return {"raise": self._raise_text()}
-            if event in ("on_log", "on_checkpoint_removed"):
+            if event in ("on_log", "on_checkpoint_removed", "on_search"):
                 getattr(self.recorder, event)(data)
                 return None
             value = EVENTS[event](**data)

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 
 from core.checkpoint import export_state_dict, load_checkpoint, preprocess_description, preprocess_path
+from core.data.augment import tta_probabilities
 from core.data.preprocess import Preprocessing
 from core.data.registry import load_dataset
 from core.errors import ImoriError
@@ -102,6 +103,20 @@ def tta_note(ckpt: Any) -> str | None:
             "file's; preprocess.json lists the views under test_time_augmentation")
 
 
+class ViewAverage(torch.nn.Module):
+    """``model`` with test-time augmentation inside: the log of the mean softmax
+    probabilities over ``views`` (``core.data.augment``'s names) of each ``N x C x H x W``
+    input, so an export answers as ``imori predict`` does (softmax of its scores gives the
+    averaged probabilities back). ``output``: what ``model`` returns, "logits" or "log_probs"."""
+
+    def __init__(self, model: torch.nn.Module, views: list[str], output: str) -> None:
+        super().__init__()
+        self.model, self.views, self.output = model, list(views), output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tta_probabilities(self.model, x, self.views, self.output).clamp_min(1e-12).log()
+
+
 def parity_inputs(checkpoint: Any, max_images: int = MAX_IMAGES) -> tuple[torch.Tensor, str]:
     """Normalised ``N x C x H x W`` inputs for the check: the checkpoint's test split when
     its dataset is on this machine, else seeded random images of its input size."""
@@ -165,6 +180,9 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     say = progress or (lambda text: None)
     kind = get_spec(ckpt.model_name).output
     model = ckpt.build_model().eval()
+    views = list(ckpt.tta or [])
+    if views:  # the views inside the file: it answers as predict does
+        model, kind = ViewAverage(model, views, kind).eval(), "log_probs"
     inputs, source = parity_inputs(ckpt, max_images)
     say(f"exporting {ckpt.model_name} to {fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +213,11 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
         raise ExportError(f"{ckpt.model_name} cannot be exported to {fmt}: {text}") from err
     sidecar = preprocess_path(out)
     contract = preprocess_description(ckpt)
+    if views:
+        contract["output"] = "log_probs"
+        contract["test_time_augmentation"]["exported"] = (
+            "inside the file: its scores are the log of the mean softmax probabilities over these views of the "
+            "image given (softmax gives them back), so it answers as imori predict does; give it the image as is")
     this = {"file": out.name, "parity": parity.to_dict()}
     if fmt == "onnx":
         this.update(input_name="image", output_name="scores", batch="dynamic", opset=opset, ir_version=ir_version)
@@ -206,9 +229,11 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
     _describe_answer(sidecar, calibration, rule)
+    note = (f"test-time augmentation is inside the file: {len(views)} views averaged, as imori predict does"
+            if views else None)
     if fmt == "onnx":
-        return ExportResult(out, sidecar, fmt, parity, tta_note(ckpt), opset, ir_version)
-    return ExportResult(out, sidecar, fmt, parity, tta_note(ckpt))
+        return ExportResult(out, sidecar, fmt, parity, note, opset, ir_version)
+    return ExportResult(out, sidecar, fmt, parity, note)
 
 
 def _shared_exports(sidecar: Path, contract: dict[str, Any]) -> dict[str, Any]:

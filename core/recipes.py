@@ -70,7 +70,37 @@ RECIPES: dict[str, dict[str, Any]] = {
             augment=("flip", "crop"), image_size=None,  # the backbone's own: 224, 240 for Lite1, 260 for Lite2
         ),
     },
+    "auto": {
+        "title": "Best model in N minutes: imori chooses",
+        "about": "A search that keeps to --max-minutes (10 when not given), deciding on the validation split: "
+        "a linear head on each offline backbone's cached features (photos), or the seed nets from scratch "
+        "(small grayscale images), then the most promising one fine-tuned with the rest of the time (warm-up "
+        "and cosine, label smoothing, EMA, flips and quarter turns where orientation does not matter), the "
+        "best epochs averaged and test-time augmentation where they help; the test split once, at the end.",
+        "config": dict(
+            model="efficientnet_lite0", dataset="shapes2", pretrained=True, epochs=1, iterations=None,
+            max_minutes=10.0,  # the search chooses the rest (core.auto)
+        ),
+    },
 }
+
+
+# Settings an automatic run chooses itself (core.auto): giving one with it is refused, saying why.
+AUTO_CHOSEN = ("model", "pretrained", "pretrained_path", "image_size", "augment", "epochs", "iterations",
+               "freeze_epochs", "freeze_backbone", "optimizer", "lr", "momentum", "schedule", "warmup_epochs",
+               "label_smoothing", "ema", "ema_decay", "tta", "batch_size", "backbone_lr_mult", "init_from",
+               "nproc_per_node", "nnodes")
+
+
+def auto_refusal(given: dict[str, Any]) -> str | None:
+    """Why ``given`` (settings given beside ``--recipe auto``) cannot be used, or None: the
+    search chooses these itself, and fixing one would make it another kind of run."""
+    fixed = sorted(name for name in given if name in AUTO_CHOSEN)
+    if not fixed:
+        return None
+    flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+    return (f"--recipe auto chooses {flags} itself, on the validation split: give only the dataset, "
+            "--max-minutes and this machine's settings, or leave out --recipe auto to choose them yourself")
 
 
 def recipe_key(name: str) -> str:

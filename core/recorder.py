@@ -97,6 +97,11 @@ class Recorder:
     def on_log(self, message: str) -> None:
         """A line worth showing the user (data report, warnings, resume notes)."""
 
+    def on_search(self, search: dict[str, Any]) -> None:
+        """An automatic run's search so far (``core.auto``): its candidates, the winner once
+        chosen, and ``progress`` (0 to 1) and ``deadline`` (seconds since the epoch) of the
+        whole search. Sent again, whole, each time it changes."""
+
     def should_stop(self) -> bool:
         """Asked after every iteration: True stops the run, with a checkpoint, as cancelled."""
         return False
@@ -107,7 +112,7 @@ class Recorder:
 
 # The notifications a loop sends (each with one value); ``before_checkpoint`` and
 # ``should_stop`` are questions, answered by each recorder in its own way.
-EVENTS = ("on_start", "on_step", "on_eval", "on_checkpoint", "on_checkpoint_removed", "on_log", "on_end")
+EVENTS = ("on_start", "on_step", "on_eval", "on_checkpoint", "on_checkpoint_removed", "on_log", "on_search", "on_end")
 
 
 class Forwarder(Recorder):
@@ -154,7 +159,7 @@ class MemoryRecorder(Forwarder):
     """Keeps every event in lists: for tests and for callers that want the history."""
 
     LISTS = {"on_start": "starts", "on_step": "steps", "on_eval": "evals", "on_checkpoint": "checkpoints",
-             "on_checkpoint_removed": "removed", "on_log": "logs", "on_end": "ends"}
+             "on_checkpoint_removed": "removed", "on_log": "logs", "on_search": "searches", "on_end": "ends"}
 
     def __init__(self, stop_after_step: int | None = None) -> None:
         self.starts: list[RunStart] = []
@@ -163,6 +168,7 @@ class MemoryRecorder(Forwarder):
         self.checkpoints: list[CheckpointInfo] = []
         self.removed: list[str] = []
         self.logs: list[str] = []
+        self.searches: list[dict[str, Any]] = []
         self.ends: list[RunEnd] = []
         self.stop_after_step = stop_after_step
 

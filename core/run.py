@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.auto import fit_auto
 from core.records import checkpoints as checkpoint_records
 from core.checkpoint import load_checkpoint
 from core.config import RunConfig
@@ -228,8 +229,9 @@ def _claim_and_train(
     db.start_heartbeat()
     try:
         recorder = Recorders(db, *(listeners(run) if listeners else ()))
-        # Several processes: torchrun as this process's child, its rank 0 recording here.
-        train = fit_in_processes if launches_processes(config) else fit
+        # Several processes: torchrun as this process's child, its rank 0 recording here;
+        # an automatic run: the search (core.auto), one run of several phases.
+        train = fit_auto if config.recipe == "auto" else fit_in_processes if launches_processes(config) else fit
         result = train(config, run.run_dir, recorder, resume_from=resume_from)
     except StaleAttemptError as err:
         log.warning("run %s: attempt %s was superseded (%s); standing down", run_id, attempt, err)

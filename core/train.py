@@ -61,6 +61,7 @@ class FitResult:
     device: str = "cpu"
     pretrained_weights: str | None = None  # the file the backbone's weights came from
     precision: str = "fp32"  # what the loop trained in: "fp32" or "bf16" (autocast)
+    search: dict[str, Any] | None = None  # an automatic run's search (core.auto); None for others
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -145,8 +146,10 @@ class Trainer:
     """Holds one run's pieces; ``fit()`` is the public entry point."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None,
-                 ranks: Ranks | None = None, parts: RunParts | None = None) -> None:
-        """The loop over ``parts`` (``core.setup.build_parts(config, ...)`` when not given)."""
+                 ranks: Ranks | None = None, parts: RunParts | None = None, *, test_each_epoch: bool = True) -> None:
+        """The loop over ``parts`` (``core.setup.build_parts(config, ...)`` when not given).
+        ``test_each_epoch`` False: evaluations skip the test split (an automatic run tests
+        its winner once, at the end: ``core.auto``)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.recorder = recorder or Recorder()
@@ -191,6 +194,7 @@ class Trainer:
         # gives); on CUDA under the run's autocast, where it is cheap and exact enough.
         self.eval_dtype = self.amp_dtype if self.device.type == "cuda" else None
 
+        self.test_each_epoch = test_each_epoch
         self.step = 0
         self.next_epoch = 1
         self.next_batch = 0
@@ -402,7 +406,7 @@ class Trainer:
         # Test-time augmentation needs the images (cached features are of one view only).
         feed = self.images if len(self.tta) > 1 else self.feed
         val = self.evaluate(feed.val, self.val_y, feed)
-        test = self.evaluate(feed.test, self.test_y, feed)
+        test = self.evaluate(feed.test, self.test_y, feed) if self.test_each_epoch else {}
         for split, metrics in (("val", val), ("test", test)):
             if metrics:
                 self.recorder.on_eval(

@@ -90,6 +90,8 @@ class DbRecorder(Recorder):
         self._run: dict[str, Any] = {}
         self._truncate_after: int | None = None
         self._total_steps: int | None = None
+        # An automatic run's progress is its search's (by time), not its last phase's steps.
+        self._search_progress: float | None = None
         self._last_flush = time.monotonic()
         self._failing_since: float | None = None
         self._speed_window: deque[tuple[float, int]] = deque()
@@ -113,7 +115,8 @@ class DbRecorder(Recorder):
             total_steps=start.total_steps,
             steps_per_epoch=start.steps_per_epoch,
             step=start.start_step,
-            progress=start.start_step / start.total_steps if start.total_steps else 0.0,
+            progress=(self._search_progress if self._search_progress is not None
+                      else start.start_step / start.total_steps if start.total_steps else 0.0),
         )
         self._speed_window.clear()
         # The run's story in its log, beside what the loop logs itself (weights, phases).
@@ -132,6 +135,15 @@ class DbRecorder(Recorder):
         self._steps.append(metrics)
         if len(self._steps) >= self.max_rows or time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
+
+    def on_search(self, search: dict[str, Any]) -> None:
+        self._run["search"] = json_safe(search)
+        if search.get("progress") is not None:
+            self._search_progress = min(1.0, max(0.0, float(search["progress"])))
+            self._run["progress"] = self._search_progress
+        if search.get("winner_backbone"):
+            self._run["model"] = str(search["winner_backbone"])[:100]
+        self._flush_if_due()
 
     def on_eval(self, metrics: EvalMetrics) -> None:
         self._evals.append(metrics)
@@ -194,6 +206,8 @@ class DbRecorder(Recorder):
             self._logs.append((time.time(), f"{end.status} at step {end.step} (epoch {end.epoch}){why}"))
         if end.status == SUCCEEDED:
             self._run["progress"] = 1.0
+        elif self._search_progress is not None:
+            self._run["progress"] = self._search_progress
         elif self._total_steps:
             self._run["progress"] = min(1.0, end.step / self._total_steps)
         # The last word must land: retry a briefly unreachable database before giving up.
@@ -229,7 +243,7 @@ class DbRecorder(Recorder):
             run.update(last_loss=store.finite_or_none(last.loss), last_accuracy=last.accuracy, last_lr=last.lr)
             if "status" not in run:  # the end's own step and epoch win over the last row's
                 run.update(step=last.step, epoch=last.epoch)
-                if self._total_steps:
+                if self._total_steps and self._search_progress is None:
                     run["progress"] = min(1.0, last.step / self._total_steps)
             speed = self._speed(last.time, last.step)
             if speed is not None:

@@ -87,6 +87,7 @@ class RunDetail(RunSummary):
     environment: dict[str, Any] | None = None
     model_summary: dict[str, Any] | None = None
     checkpoints: int = 0
+    search: dict[str, Any] | None = None  # an automatic run's search (core.auto); None for others
 
 
 # The runs row's own columns behind a RunSummary: the list never reads the config JSON
@@ -287,7 +288,8 @@ def get_run(run_id: int, *, engine: Engine | None = None) -> RunDetail:
         if row is None:
             raise RunNotFound(run_id)
         extra = session.execute(
-            select(SqlRun.config, SqlRun.run_dir, SqlRun.steps_per_epoch, SqlRun.classes, SqlRun.environment, SqlRun.model_summary)
+            select(SqlRun.config, SqlRun.run_dir, SqlRun.steps_per_epoch, SqlRun.classes, SqlRun.environment, SqlRun.model_summary,
+                   SqlRun.search)
             .where(SqlRun.id == run_id)
         ).one()
         count = session.execute(select(func.count()).select_from(SqlCheckpoint).where(SqlCheckpoint.run_id == run_id)).scalar_one()
@@ -301,6 +303,7 @@ def get_run(run_id: int, *, engine: Engine | None = None) -> RunDetail:
         environment=extra.environment,
         model_summary=extra.model_summary,
         checkpoints=count,
+        search=extra.search,
     )
 
 

@@ -148,6 +148,8 @@ class SqlRun(Base):
     test_accuracy: Mapped[Optional[float]]  # of the latest test evaluation
     test_loss: Mapped[Optional[float]]
     note: Mapped[Optional[str]] = mapped_column(Text)
+    # Revision 0011: an automatic run's search (core.auto): candidates, winner, reason.
+    search: Mapped[Optional[dict[str, Any]]]
 
     def __repr__(self) -> str:
         return f"SqlRun(id={self.id}, status={self.status!r}, step={self.step}, attempt={self.attempt})"

@@ -240,3 +240,14 @@ def test_tta_changes_evaluation_only_and_travels_with_the_checkpoint(tmp_path):
     sidecar = json.loads(preprocess_path(tmp_path / "model.pt").read_text())
     assert sidecar["test_time_augmentation"]["views"] == ["identity", "hflip"]
     assert "single model" in sidecar["test_time_augmentation"]["exported"]
+
+    # ONNX: the views go inside the file, so ONNX Runtime answers as predict does.
+    import onnxruntime
+
+    onnx = export(ckpt, tmp_path / "model.onnx", "onnx")
+    assert "inside the file" in onnx.note and onnx.parity.passed
+    sidecar = json.loads(preprocess_path(tmp_path / "model.onnx").read_text())
+    assert sidecar["output"] == "log_probs" and "inside the file" in sidecar["test_time_augmentation"]["exported"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    scores = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    assert torch.allclose(scores.softmax(1), expected, atol=1e-5)

