@@ -21,6 +21,7 @@ from core import config as run_config
 from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
 import core.jobs.lr_find as lr_find_job
+from core.auto import DEFAULT_MINUTES, SMALL_GRAYSCALE
 from core.data.manifests import is_imported
 from core.health.fix import fix_dataset
 from core.jobs.kinds import LR_FIND
@@ -199,6 +200,55 @@ def finetune_minutes(train_images: int) -> int | None:
     return max(1, round(first["seconds"] * train_images / first["train_images"] / 60))
 
 
+def small_grayscale(info: Any) -> bool:
+    """Digit-sized one-channel images (core.auto's rule: the seed nets from scratch suit
+    them); every other dataset is photos, for which the automatic search comes first."""
+    side = max(info.native_size) if info is not None and info.native_size else None
+    return info is not None and info.channels == 1 and side is not None and side <= SMALL_GRAYSCALE
+
+
+def follow_dataset() -> None:
+    """The form's dataset, chosen by hand, becomes the automatic card's too."""
+    s = st.session_state
+    if s.nr_dataset in {d.name for d in loading.all_datasets()}:
+        s.nr_auto_dataset = s.nr_dataset
+
+
+def queue_auto() -> None:
+    """Queue the automatic search (recipe auto) on the card's dataset for its minutes,
+    through the same submit as every run."""
+    s = st.session_state
+    s.nr_auto_problem = None
+    try:
+        run_id = client.submit(recipe_config("auto", dataset=s.nr_auto_dataset, max_minutes=float(s.nr_auto_minutes)))
+    except ImoriError as err:
+        s.nr_auto_problem = str(err)
+        return
+    s.nr_submitted = [run_id]
+
+
+def auto_card(by_name: dict[str, Any]) -> None:
+    """"Best model in N minutes": the dataset, the minutes, one button; core.auto chooses
+    the rest on the validation split."""
+    s = st.session_state
+    st.subheader("Best model in N minutes")
+    with st.container(border=True):
+        info = by_name.get(s.nr_auto_dataset)
+        tries = ("the tutorials' nets from scratch" if small_grayscale(info)
+                 else "a linear head on each pretrained EfficientNet-Lite backbone")
+        st.markdown(f"imori tries {tries}, trains the most promising with the time left and keeps what scores best "
+                    "on the validation split: one run, ended within the minutes you give it.")
+        data, minutes, go = st.columns([3, 1, 1], vertical_alignment="bottom")
+        data.selectbox("Dataset", list(by_name), key="nr_auto_dataset", persist_state=KEEP,
+                       format_func=lambda n: fmt.dataset_label(by_name[n]))
+        minutes.number_input("Minutes", min_value=1, max_value=24 * 60, step=1, key="nr_auto_minutes",
+                             persist_state=KEEP, help="The whole run's wall time: decoding, features, the search, the test")
+        go.button(f"Find the best model in {int(s.nr_auto_minutes)} min", key="nr_auto_queue", type="primary",
+                  icon=":material/auto_awesome:", on_click=queue_auto, width="stretch")
+        if s.get("nr_auto_problem"):
+            st.error(f"Not queued: {s.nr_auto_problem}", icon=":material/warning:")
+
+
 @st.cache_data(ttl=30, show_spinner=False)
 def weights_here(name: str) -> tuple[bool, str]:
     return pretrained_available(name)
@@ -281,12 +331,26 @@ if st.session_state.get("nr_use_dataset"):  # a fixed version just made: the sam
 if st.session_state.get("nr_request_dataset"):  # "Train a model on it" on the Datasets page
     requested = st.session_state.pop("nr_request_dataset")
     info = {d.name: d for d in loading.all_datasets()}.get(requested)
+    if info is not None:
+        st.session_state.nr_auto_dataset = requested
     if info is not None and looks_like_photos(info):
         use_recipe("finetune", {"dataset": requested})  # photos: what learns from a few hundred of them
         st.session_state.nr_photo_note = requested
     elif info is not None:
         st.session_state.nr_dataset, st.session_state.nr_dataset_path = requested, ""
         st.session_state.nr_submitted = None
+
+# The automatic search first for photos; after the tutorials' recipes for digit-sized images.
+all_datasets = loading.all_datasets()
+by_name = {d.name: d for d in all_datasets}
+if st.session_state.get("nr_auto_dataset") not in by_name:
+    form_dataset = st.session_state.get("nr_dataset")
+    st.session_state.nr_auto_dataset = form_dataset if form_dataset in by_name else all_datasets[0].name
+if "nr_auto_minutes" not in st.session_state:
+    st.session_state.nr_auto_minutes = int(DEFAULT_MINUTES)
+auto_first = not small_grayscale(by_name[st.session_state.nr_auto_dataset])
+if auto_first:
+    auto_card(by_name)
 
 # Recipe cards: the four tutorials, each with what it measurably reaches here.
 st.subheader("Start from a tutorial's recipe")
@@ -342,6 +406,9 @@ for column, name in zip(cards, RECIPE_ORDER):
                 st.button(f"Use it with {variant.get('variant')}", key=f"recipe_{name}_{i}", on_click=use_recipe,
                           args=(name, variant["overrides"]), width="stretch")
 
+if not auto_first:
+    auto_card(by_name)
+
 queue_bar = st.container()
 submitted = st.session_state.get("nr_submitted")
 if submitted:
@@ -360,8 +427,6 @@ if submitted:
 recipe_name = st.session_state.get("nr_recipe")
 st.subheader("Settings" + (f" (from {recipe_name})" if recipe_name else ""))
 
-all_datasets = loading.all_datasets()
-by_name = {d.name: d for d in all_datasets}
 # What the generated widgets' "applies when" rules look at: the values as they stand.
 context = {**form.read(), "dataset": dataset_choice() if "nr_dataset" in st.session_state else "",
            "model": st.session_state.nr_model}
@@ -374,6 +439,7 @@ with data_col.container(border=True):
         [d.name for d in all_datasets] + [OTHER_DATASET],
         key="nr_dataset",
         persist_state=KEEP,
+        on_change=follow_dataset,
         format_func=lambda n: "a folder or ZIP on the server…" if n == OTHER_DATASET else fmt.dataset_label(by_name[n]),
         help="Built-in datasets work offline; torchvision ones need to be under the data root (or tick download); "
              "imported ones come from the Datasets page.",

@@ -242,3 +242,41 @@ def test_the_learning_rate_finder_runs_on_a_worker_and_its_suggestion_fills_the_
     # The form's learning rate changed, the job's settings did not: its result stays shown.
     assert at.button(key="nr_use_lr").label == f"Use the suggestion: lr {suggestion:.3g}"
 
+
+
+def test_the_automatic_search_is_proposed_first_for_photos_and_after_the_recipes_for_digits(home):
+    at = app()  # the first visit fills the form from seed 003: digits
+    ok(at)
+    headers = texts(at.subheader)
+    assert headers.index("Start from a tutorial's recipe") < headers.index("Best model in N minutes"), headers
+    assert at.selectbox(key="nr_auto_dataset").value == "digits"
+    assert any("the tutorials' nets from scratch" in t for t in texts(at.markdown))
+    # Choosing photos in the form's own dataset moves the card up, with that dataset in it.
+    at.selectbox(key="nr_dataset").set_value("shapes2").run()
+    ok(at)
+    headers = texts(at.subheader)
+    assert headers[0] == "Best model in N minutes", headers
+    assert at.selectbox(key="nr_auto_dataset").value == "shapes2"
+    assert any("pretrained EfficientNet-Lite backbone" in t for t in texts(at.markdown))
+    at.selectbox(key="nr_auto_dataset").set_value("digits").run()
+    assert texts(at.subheader)[0] == "Start from a tutorial's recipe"
+
+
+def test_the_automatic_card_queues_one_auto_run_for_its_minutes(broker):
+    at = app()
+    at.selectbox(key="nr_auto_dataset").set_value("shapes2")
+    assert at.number_input(key="nr_auto_minutes").value == 10
+    at.number_input(key="nr_auto_minutes").set_value(3).run()
+    ok(at)
+    assert at.button(key="nr_auto_queue").label == "Find the best model in 3 min"
+    at.button(key="nr_auto_queue").click().run()
+    ok(at)
+    [run_id] = submitted(at)
+    run = queued(run_id)
+    assert run.status == "queued"  # no worker in this test: it waits in Redis
+    assert run.config["recipe"] == "auto" and run.config["max_minutes"] == 3 and run.config["dataset"] == "shapes2"
+    assert f"Queued run #{run_id}." in texts(at.success)
+    # The tutorial cards still fill the form as before.
+    at.button(key="recipe_seed003").click().run()
+    ok(at)
+    assert at.session_state["nr_recipe"] == "seed003" and at.session_state["nr_model"] == "mnist_cnn"
