@@ -17,6 +17,7 @@ from core.records import queries, store
 from core.selection import default_checkpoint
 from core.status import FAILED, RUNNING, SUCCEEDED
 from dashboard import charts, fmt, jobs, live, loading, nav
+from dashboard import search as auto_search
 from worker import client
 
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -88,6 +89,24 @@ with st.expander(("Tags: " + ", ".join(run.tags) if run.tags else "Tags and note
             st.toast(f"Run {run.id}: tags and note saved")
 
 x_kind, smoothing, log = charts.chart_controls("detail")
+is_auto = run.search is not None or run.config.get("recipe") == "auto"
+
+
+def search_now(status: str) -> dict | None:
+    """An automatic run's search: read again each tick while it runs (it changes as the
+    search goes), the page's own read otherwise."""
+    if is_auto and status == RUNNING:
+        return queries.get_run(run.id).search
+    return run.search
+
+
+def progress_now(current, search: dict | None) -> tuple[float, float | None, str]:
+    """(done 0..1, seconds left, the bar's text) of a running run: an automatic run's whole
+    search by its deadline, another run's steps at the recent speed."""
+    if search is not None:
+        return auto_search.progress(search)
+    return (current.progress or 0.0, current.eta_seconds,
+            f"{fmt.pct(current.progress, 0)} · {fmt.num(current.steps_per_second, 3)} it/s")
 
 
 @live.fragment(lambda: run.status)  # the status read with the page: a tick compares its own read
@@ -100,21 +119,24 @@ def live_view() -> None:
     if current.status != run.status:
         st.rerun()
     total = current.total_steps
+    search = search_now(current.status)
+    done, eta, progress_text = progress_now(current, search)
     cols = st.columns(5)
     cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
     cols[1].metric("Epoch", current.epoch)
     cols[2].metric("Best val accuracy", fmt.pct(current.best_val_accuracy))
     cols[3].metric("Test accuracy", fmt.pct(current.test_accuracy))
     if current.status == RUNNING:
-        cols[4].metric("ETA", fmt.duration(current.eta_seconds))
+        cols[4].metric("ETA" + (" (whole search)" if search is not None else ""), fmt.duration(eta))
     else:
         cols[4].metric("Duration", fmt.duration(fmt.elapsed(current)))
     if current.status in live.ACTIVE:
-        st.progress(min(1.0, current.progress or 0.0),
-                    text=f"{fmt.pct(current.progress, 0)} · {fmt.num(current.steps_per_second, 3)} it/s"
-                    if current.status == RUNNING else "queued: waiting for a worker")
+        st.progress(min(1.0, done), text=progress_text if current.status == RUNNING else "queued: waiting for a worker")
     if current.status == RUNNING and current.cancel_requested:
         st.info("Cancel requested: the run stops after this iteration and keeps a checkpoint.", icon=":material/stop_circle:")
+    if search is not None:
+        with st.container(border=True):
+            auto_search.search_view(search, active=current.status in live.ACTIVE)
     if now.not_learning:
         st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")
     spe = current.steps_per_epoch

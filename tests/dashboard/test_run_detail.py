@@ -261,3 +261,96 @@ def test_calibrate_on_a_worker_then_choose_an_operating_point(home, broker):
     at.button(key=f"{key}_clear").click().run()
     ok(at)
     assert "3" not in (checkpoint_records.calibration_of(best).get("thresholds") or {})
+
+
+KFOLD_NOTE = ("validation holds 40 images (under 100): the probes are compared by 5-fold cross-validation on the "
+              "cached features of 200 images")
+
+
+def auto_search(**changes):
+    """A search record as core.auto writes it: probes compared by k-fold, one skipped, the
+    most promising fine-tuned."""
+    probe = dict(settings={"l2": 0.01}, seconds=20.0, status="done")
+    search = {
+        "candidates": [
+            {"name": "linear probe: efficientnet_lite0", "backbone": "efficientnet_lite0", "val_accuracy": 0.9,
+             "val_balanced_accuracy": 0.88, "cv_accuracy": 0.87, **probe},
+            {"name": "linear probe: efficientnet_lite1", "backbone": "efficientnet_lite1", "val_accuracy": 0.85,
+             "val_balanced_accuracy": 0.84, "cv_accuracy": 0.83, **probe},
+            {"name": "linear probe: efficientnet_lite2", "backbone": "efficientnet_lite2", "settings": {},
+             "val_accuracy": None, "val_balanced_accuracy": None, "seconds": 0.0,
+             "status": "skipped: its features would take about 400 s"},
+            {"name": "fine-tune: efficientnet_lite0", "backbone": "efficientnet_lite0",
+             "settings": {"epochs": 6, "lr": 0.001}, "val_accuracy": 0.95, "val_balanced_accuracy": 0.94,
+             "seconds": 200.0, "status": "done"},
+        ],
+        "winner": "fine-tune: efficientnet_lite0", "winner_backbone": "efficientnet_lite0",
+        "reason": "efficientnet_lite0 has the best score of the probes (87.0 % by cross-validation)",
+        "chosen_by": "5-fold cross-validation", "notes": [KFOLD_NOTE],
+        "budget_seconds": 300.0, "elapsed_seconds": 280.0, "deadline": 0.0, "progress": 1.0,
+        "phases": {"probes": 45.0, "training": 200.0, "soup": 5.0, "tta": 10.0, "test": 3.0},
+    }
+    return {**search, **changes}
+
+
+def auto_run(search: dict, *, end: str | None = "succeeded") -> int:
+    """A run of recipe auto whose search was recorded as the worker's recorder records it."""
+    from core.recipes import recipe_config
+    from core.records import DbRecorder
+    from core.recorder import RunEnd
+
+    run_id = store.create_run(recipe_config("auto", dataset="shapes2", max_minutes=5))
+    recorder = DbRecorder(run_id, store.claim_run(run_id, "test-process"))
+    recorder.on_search(search)
+    recorder.flush()
+    if end is not None:
+        recorder.on_end(RunEnd(status=end, step=0, epoch=0))
+    return run_id
+
+
+def test_an_automatic_run_shows_its_leaderboard_winner_reason_notes_and_minutes(home):
+    at = app(DETAIL, run=auto_run(auto_search()))
+    ok(at)
+    [board] = [d.value for d in at.dataframe if "candidate" in d.value.columns]
+    assert list(board.columns) == ["winner", "candidate", "backbone", "validation accuracy", "balanced",
+                                   "cross-validation accuracy", "seconds", "status", "settings"]
+    assert list(board[board["winner"] == "★"]["candidate"]) == ["fine-tune: efficientnet_lite0"]
+    assert board["status"].iloc[2].startswith("skipped: its features")
+    assert board["cross-validation accuracy"].iloc[0] == 0.87
+    assert any(t.startswith("**Winner: fine-tune: efficientnet_lite0** (efficientnet_lite0): efficientnet_lite0 has "
+                            "the best score") for t in texts(at.success)), texts(at.success)
+    # Chosen by k-fold, and the run page says so.
+    assert any(t.startswith("Chosen by 5-fold cross-validation") for t in texts(at.info)), texts(at.info)
+    assert any(KFOLD_NOTE in t for t in texts(at.markdown))
+    assert any(t.startswith("**Where the minutes went** (4 min 40 s of a 5 min 00 s budget)") for t in texts(at.markdown))
+    assert len(vega_charts(at)) == 1  # the phases' bars (no iterations recorded: no metric charts)
+
+
+def test_a_running_search_shows_the_whole_search_progress_eta_and_leader(home):
+    import time
+
+    probes = [{k: v for k, v in c.items() if k != "cv_accuracy"} for c in auto_search()["candidates"][:2]]
+    running = {"name": "fine-tune: efficientnet_lite0", "backbone": "efficientnet_lite0", "settings": {},
+               "val_accuracy": None, "val_balanced_accuracy": None, "seconds": 0.0, "status": "running"}
+    search = auto_search(candidates=[*probes, running], chosen_by="validation", notes=[], progress=0.5,
+                         deadline=time.time() + 150, elapsed_seconds=150.0, phases={"probes": 45.0})
+    run_id = auto_run(search, end=None)
+    at = app(DETAIL, run=run_id)
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["ETA (whole search)"] in ("2 min 30 s", "2 min 29 s", "2 min 28 s"), metrics
+    [bar] = at.get("progress")
+    assert bar.proto.text.startswith("50 % of the search's 5 min 00 s · now: fine-tune: efficientnet_lite0"), bar.proto.text
+    assert any(t.startswith("**Leading: fine-tune: efficientnet_lite0**") for t in texts(at.info)), texts(at.info)
+    assert not any(t.startswith("Chosen by") for t in texts(at.info))  # decided on validation: nothing to say
+    [board] = [d.value for d in at.dataframe if "candidate" in d.value.columns]
+    assert "cross-validation accuracy" not in board.columns
+    # The next tick reads the search again: a changed leaderboard shows without reloading the page.
+    from core.records import DbRecorder
+
+    recorder = DbRecorder(run_id, queries.get_run(run_id).attempt)
+    recorder.on_search({**search, "candidates": [*probes, {**running, "status": "done", "val_accuracy": 0.97}]})
+    recorder.flush()
+    at.run()
+    [board] = [d.value for d in at.dataframe if "candidate" in d.value.columns]
+    assert list(board["status"]) == ["done", "done", "done"]
