@@ -228,6 +228,8 @@ def test_new_run_proposes_finetune_for_a_photo_dataset(broker):
     at.switch_page("app_pages/new_run.py").run()  # AppTest reruns the page it was given, not st.switch_page's
     ok(at)
     assert any("**myphotos** looks like photos, so this starts from the finetune recipe" in t for t in texts(at.info))
+    # ... and the automatic search on them is proposed first.
+    assert texts(at.subheader)[0] == "Best model in N minutes" and s["nr_auto_dataset"] == "myphotos"
     # Chosen by hand on another recipe, the photos are still noticed: New run proposes finetune.
     at.button(key="recipe_seed003").click().run()
     at.selectbox(key="nr_dataset").set_value("myphotos").run()
