@@ -224,7 +224,7 @@ def queue_auto() -> None:
     except ImoriError as err:
         s.nr_auto_problem = str(err)
         return
-    s.nr_submitted = [run_id]
+    s.nr_submitted = s.nr_auto_submitted = [run_id]
 
 
 def auto_card(by_name: dict[str, Any]) -> None:
@@ -247,6 +247,10 @@ def auto_card(by_name: dict[str, Any]) -> None:
                   icon=":material/auto_awesome:", on_click=queue_auto, width="stretch")
         if s.get("nr_auto_problem"):
             st.error(f"Not queued: {s.nr_auto_problem}", icon=":material/warning:")
+        elif s.get("nr_auto_submitted") and s.get("nr_auto_submitted") == s.get("nr_submitted"):
+            [run_id] = s.nr_auto_submitted
+            st.page_link(nav.RUN_DETAIL, label=f"Queued run {run_id}: open it to watch its leaderboard fill in",
+                         icon=":material/leaderboard:", query_params={"run": run_id})
 
 
 @st.cache_data(ttl=30, show_spinner=False)
