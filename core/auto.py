@@ -44,10 +44,10 @@ from torch import nn
 from core.checkpoint import load_checkpoint, save_atomic
 from core.config import RunConfig
 from core.data.augment import apply_view, tta_views
-from core.data.registry import dataset_info
+from core.data.registry import dataset_info, sample_images
 from core.errors import ConfigError, ImoriError
 from core.features import cached_features, extract_features
-from core.models.cost import cpu_ms_per_image
+from core.models.cost import cached_cpu_ms
 from core.models.specs import get_spec, pretrained_available
 from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunEnd
 from core.setup import RunParts, build_parts
@@ -161,7 +161,7 @@ def cross_validated(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, f
     for held in parts:
         keep = torch.ones(len(y), dtype=torch.bool)
         keep[held] = False
-        head = fit_linear_head(x[keep], y[keep], classes, l2)
+        head = fit_linear_head(x[keep], y[keep], classes, l2, iterations=50)
         scores = head_scores(x[held], y[held], head)
         accuracies.append(scores["accuracy"])
         losses.append(scores["loss"])
@@ -338,18 +338,29 @@ class Search:
         """The run's own settings (dataset, seed, device, threads, ...) with ``overrides``."""
         values = self.config.to_dict()
         values.update(recipe="auto", max_minutes=None, epochs=None, iterations=None, freeze_epochs=0,
-                      freeze_backbone=False, init_from=None, pretrained_path=None, tta=False)
+                      freeze_backbone=False, init_from=None, pretrained_path=None, tta=False,
+                      # best.pt only (and one where a cancel stops it): a search that is
+                      # interrupted starts again, so periodic files would cost writes for nothing.
+                      checkpoint_every_epochs=0)
         values.update(overrides)
         return RunConfig.from_dict(values)
 
     def small_grayscale(self) -> tuple[bool, int | None]:
-        """(whether the dataset is small grayscale images, the photos' side when known)."""
+        """(whether the dataset is small grayscale images, the photos' longer side when
+        known): from the dataset's description, else from a few of its images."""
         try:
             info = dataset_info(self.config.dataset, data_root=self.config.data_root)
+            channels, side = info.channels, max(info.native_size) if info.native_size else None
+            if channels is None or side is None:
+                samples = [img for imgs in sample_images(self.config.dataset, 3, data_root=self.config.data_root).values()
+                           for img in imgs]
+                if samples:
+                    channels = 1 if all(img.mode in ("L", "I;16", "I", "1") for img in samples) else 3
+                    # The median of the samples' longer sides: one odd photo does not decide it.
+                    side = sorted(max(img.size) for img in samples)[len(samples) // 2]
         except Exception:  # noqa: BLE001 - build_parts reports a missing dataset properly
             return False, None
-        side = max(info.native_size) if info.native_size else None
-        return bool(info.channels == 1 and side is not None and side <= SMALL_GRAYSCALE), side
+        return bool(channels == 1 and side is not None and side <= SMALL_GRAYSCALE), side
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -434,7 +445,7 @@ class Search:
         if images:
             seconds_per_image = measured / images
         else:  # all from the cache: this machine's measured cost at the backbone's own size
-            seconds_per_image = cpu_ms_per_image(name) / 1000 * (size / get_spec(name).default_size[0]) ** 2
+            seconds_per_image = _forward_ms(name, size) / 1000
         begun = time.monotonic()
         train_f, val_f, test_f = features
         classes = len(parts.classes)
@@ -689,7 +700,8 @@ class Search:
         return FitResult(
             status=status, run_dir=str(self.run_dir), step=trainer.step, epoch=trainer.epoch_done,
             classes=trainer.classes, last_checkpoint=trainer.checkpointer.last_path,
-            best_checkpoint=trainer.checkpointer.best_path,
+            # Cancelled before any evaluation: the checkpoint written where it stopped.
+            best_checkpoint=trainer.checkpointer.best_path or trainer.checkpointer.last_path,
             best_val_accuracy=(val or {}).get("accuracy", best[0] if best else None),
             val=val or {}, test=test, seconds=self.elapsed(),
             images_per_second=fit.images_per_second if fit else 0.0, device=str(trainer.device),
@@ -752,12 +764,27 @@ class Search:
         return self.conclude(trainer, SUCCEEDED, tta=False, fit=fit)
 
 
+# Multiply-adds of one image at the backbone's own size (the EfficientNet-Lite authors'
+# figures): the cost ratio where this machine has not measured the backbones yet.
+GMACS = {"efficientnet_lite0": 0.41, "efficientnet_lite1": 0.63, "efficientnet_lite2": 0.90}
+MS_PER_GMAC = 40.0  # a 2-core CPU's forward pass, roughly: only where nothing was measured here
+
+
+def _forward_ms(name: str, size: int) -> float:
+    """A forward pass of ``name`` at ``size`` px, in ms per image: this machine's cached
+    figure (``core.models.cost``; never measured here, which would spend the budget),
+    else the multiply-adds at a rough rate."""
+    native = get_spec(name).default_size[0]
+    ms = cached_cpu_ms(name)
+    if ms is None:
+        ms = GMACS.get(name, 1.0) * MS_PER_GMAC
+    return ms * (size / native) ** 2
+
+
 def _cost_ratio(measured: str, other: str, measured_size: int, other_size: int) -> float:
     """How much more a forward pass of ``other`` at ``other_size`` costs than ``measured``'s
-    at ``measured_size``, from this machine's cached costs (``core.models.cost``)."""
-    a = cpu_ms_per_image(measured) * (measured_size / get_spec(measured).default_size[0]) ** 2
-    b = cpu_ms_per_image(other) * (other_size / get_spec(other).default_size[0]) ** 2
-    return b / max(a, 1e-6)
+    at ``measured_size``."""
+    return _forward_ms(other, other_size) / max(_forward_ms(measured, measured_size), 1e-6)
 
 
 def _score_text(probe: _Probe) -> str:
