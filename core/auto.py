@@ -66,7 +66,12 @@ FOLDS = 5
 PROBE_SHARE = 0.30  # the probes' share of the budget (the first one always runs)
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 TRAIN_COST = 3.3  # a training step per image ~ forward + backward + augmentation ~ 3.3 forwards
-MIN_EPOCHS = 3  # a backbone that cannot train this many epochs in the time left is not fine-tuned
+# The fine-tune keeps the stem and the first FROZEN_BLOCKS blocks as pretrained (generic
+# edges and textures, and most of the pixels): no backward through them, so a step costs
+# about this many forward passes and the time buys about half as many epochs again.
+FROZEN_BLOCKS = 3
+PARTIAL_TRAIN_COST = 2.2
+MIN_EPOCHS = 1  # a backbone that cannot train one epoch in the time left is not fine-tuned
 MAX_EPOCHS = 40
 MAX_TTA_VIEWS = 4
 SOUP_SIZE = 4  # the best epochs kept in memory as ingredients
@@ -102,6 +107,7 @@ class _Probe:
     head: tuple[torch.Tensor, torch.Tensor]  # (weight C x D, bias C) on the raw features
     seconds_per_image: float  # the backbone's forward pass, measured here (eval mode)
     score: tuple[float, float]  # what it is ranked by: (accuracy, -loss) on validation or by k-fold
+    val_score: tuple[float, float] | None = None  # (accuracy, -loss) on validation, whatever ranked it
 
 
 # -- the linear head on cached features ------------------------------------------------------
@@ -179,6 +185,20 @@ def linear_layer(model: nn.Module, head: str) -> nn.Linear:
     return linears[-1]
 
 
+def freeze_early_layers(model: nn.Module, blocks: int) -> str | None:
+    """Keep the stem and the first ``blocks`` stages of a timm EfficientNet as they are
+    (``requires_grad`` off: no gradient, no update; their BatchNorm stays in eval, as
+    ``set_train_mode`` keeps frozen ones). Returns what was frozen, or None for a model of
+    another shape."""
+    stages = getattr(model, "blocks", None)
+    if not isinstance(stages, nn.Sequential) or len(stages) <= blocks:
+        return None
+    for module in (model.conv_stem, model.bn1, *stages[:blocks]):
+        for param in module.parameters():
+            param.requires_grad_(False)
+    return f"the stem and blocks 0-{blocks - 1} stay pretrained; blocks {blocks}-{len(stages) - 1} and the head train"
+
+
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The element-wise mean of state dicts of one architecture (integer buffers, such as
     BatchNorm's batch counts, are taken from the first): timm's ``avg_checkpoints``."""
@@ -239,6 +259,8 @@ class _SearchTrainer(Trainer):
         self.ingredients: list[tuple[tuple[float, float], int, dict[str, torch.Tensor]]] = []
         self.epoch_started = time.monotonic()
         self.epoch_seconds: float | None = None
+        self.train_cost = TRAIN_COST  # forward passes a training image costs (PARTIAL_TRAIN_COST with early layers frozen)
+        self.frozen_statistics: list[nn.Module] = []  # BatchNorm layers kept in eval while training
 
     def eval_module(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -246,6 +268,15 @@ class _SearchTrainer(Trainer):
     def fit(self) -> FitResult:
         self.epoch_started = time.monotonic()
         return super().fit()
+
+    def train_step(self, feed: "_Feed", idx: torch.Tensor, share: float = 1.0):
+        if self.frozen_statistics:
+            # BatchNorm keeps its running statistics (its scale and shift still train): a
+            # short fine-tune on small batches otherwise shifts every feature the probe's
+            # head was fitted on before it has steps enough to adapt to the shift.
+            for module in self.frozen_statistics:
+                module.eval()
+        return super().train_step(feed, idx, share)
 
     def evaluate_epoch(self, epoch: int) -> None:
         super().evaluate_epoch(epoch)
@@ -485,7 +516,8 @@ class Search:
         if candidate.cv_accuracy is not None:
             shown += f", {100 * candidate.cv_accuracy:.1f} % by cross-validation"
         self.log(f"linear probe on {name} at {size} px: {shown} ({candidate.seconds:.0f} s)")
-        return _Probe(candidate, config, parts, (train_f, val_f, test_f), head_w, seconds_per_image, score)
+        val_score = (val_scores["accuracy"], -val_scores["loss"]) if val_scores else None
+        return _Probe(candidate, config, parts, (train_f, val_f, test_f), head_w, seconds_per_image, score, val_score)
 
     def finish_probe(self, probe: _Probe, status: str) -> FitResult:
         """The probe itself as the run's model (cancelled early, or no time to train more)."""
@@ -524,7 +556,7 @@ class Search:
             n_test = len(probe.features[2])
             f = probe.seconds_per_image
             reserve = f * (n_val * (2 + MAX_TTA_VIEWS) + n_test * MAX_TTA_VIEWS) + 5.0
-            epoch = f * (TRAIN_COST * n_train + n_val)
+            epoch = f * (PARTIAL_TRAIN_COST * n_train + n_val)
             epochs = int((self.left() - reserve - 20.0) // max(epoch, 1e-3))  # 20 s: the orientation check, the build
             plans.append((probe, epochs, reserve, epoch))
         eligible = [p for p in plans if p[1] >= MIN_EPOCHS]
@@ -561,6 +593,12 @@ class Search:
         self.log(f"fine-tuning {probe.config.model} at {size} px for up to {epochs} epochs (about {epoch_s:.0f} s each), "
                  f"augmentation {', '.join(augment) or 'none'}")
         trainer = self.trainer_for(probe, config, reserve)
+        frozen = freeze_early_layers(trainer.model, FROZEN_BLOCKS)
+        if frozen:
+            settings["frozen"] = frozen
+            trainer.train_cost = PARTIAL_TRAIN_COST
+        trainer.frozen_statistics = [m for m in trainer.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        settings["batchnorm"] = "running statistics kept (scale and shift train)"
         self.spent("choosing", started)
         begun = time.monotonic()
         fit = trainer.fit()
@@ -573,7 +611,8 @@ class Search:
         candidate.status = "done" if fit.status == SUCCEEDED else fit.status
         if fit.status != SUCCEEDED:
             return self.conclude(trainer, fit.status, tta=False, fit=fit)
-        probe_score = probe.score if self.chosen_by == "validation" else None
+        # The training against its own start, on the same validation images.
+        probe_score = probe.val_score
         if trainer.ingredients and (probe_score is None or trainer.ingredients[0][0] > probe_score):
             self.soup(trainer, candidate)
         else:
@@ -645,7 +684,7 @@ class Search:
     def pass_seconds(self, trainer: _SearchTrainer) -> float:
         """Seconds per image of an evaluation pass, from the training epoch measured."""
         if trainer.epoch_seconds:
-            return trainer.epoch_seconds / (TRAIN_COST * len(trainer.train_y) + len(trainer.val_y))
+            return trainer.epoch_seconds / (trainer.train_cost * len(trainer.train_y) + len(trainer.val_y))
         return 0.05
 
     def conclude(self, trainer: _SearchTrainer, status: str, *, tta: bool, fit: FitResult | None = None) -> FitResult:

@@ -97,13 +97,18 @@ _SUMMARY_COLUMNS = (
     SqlRun.finished_at, SqlRun.heartbeat_at, SqlRun.device, SqlRun.worker, SqlRun.attempt, SqlRun.progress, SqlRun.step, SqlRun.epoch,
     SqlRun.total_steps, SqlRun.last_loss, SqlRun.last_accuracy, SqlRun.last_lr, SqlRun.steps_per_second, SqlRun.best_val_accuracy,
     SqlRun.test_accuracy, SqlRun.test_loss, SqlRun.error, SqlRun.note,
+    # An automatic run's end (core.auto): its ETA is the whole search's, not its phase's steps.
+    SqlRun.search["deadline"].as_float().label("search_deadline"),
 )
 
 
 def _summary_values(row: Any, tags: Sequence[str] = ()) -> dict[str, Any]:
     values = dict(row._mapping)
+    deadline = values.pop("search_deadline", None)
     eta = None
-    if values["status"] == RUNNING and values["steps_per_second"] and values["total_steps"]:
+    if values["status"] == RUNNING and deadline is not None:
+        eta = max(0.0, deadline - datetime.now(timezone.utc).timestamp())
+    elif values["status"] == RUNNING and values["steps_per_second"] and values["total_steps"]:
         eta = max(0, values["total_steps"] - values["step"]) / values["steps_per_second"]
     values.update(cancel_requested=bool(values["cancel_requested"]), eta_seconds=eta, tags=tuple(tags))
     return values
