@@ -7,7 +7,7 @@ What a strong practitioner does with a budget, deciding only on the validation s
    ``core.features``, Teachable Machine's trick) and a linear head is fitted on them
    (L-BFGS, its L2 strength chosen on validation), so a usable model and a leaderboard
    come within the first minutes. Small grayscale images (digits): the tutorials' seed
-   nets, each trained a few epochs from scratch. Where validation holds under
+   nets, each trained a few epochs from scratch (``core.recipes.is_small_grayscale``). Where validation holds under
    ``MIN_VAL_TO_CHOOSE`` images, the probes are compared by k-fold cross-validation on
    the cached features instead (and the run page says so).
 2. **Train the most promising candidate** with the rest of the budget: every layer of
@@ -49,18 +49,17 @@ from core.errors import ConfigError, ImoriError
 from core.features import cached_features, extract_features
 from core.models.cost import cached_cpu_ms
 from core.models.specs import get_spec, pretrained_available
+from core.recipes import DEFAULT_AUTO_MINUTES, is_small_grayscale
 from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunEnd
 from core.setup import RunParts, build_parts
 from core.status import CANCELLED, FAILED, SUCCEEDED
 from core.train import FitResult, Trainer, _Feed
 
-DEFAULT_MINUTES = 10.0
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 SEED_NETS = {  # the tutorials' own settings (seed 003, and seed 004 with the fix its card suggests)
     "mnist_cnn": dict(optimizer="adam", lr=1e-3, batch_size=100, weight_decay=0.0),
     "lenet5": dict(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=64, weight_decay=0.0),
 }
-SMALL_GRAYSCALE = 64  # a one-channel dataset whose images are at most this side: seed nets
 MIN_VAL_TO_CHOOSE = 100  # fewer validation images than this: choose by k-fold cross-validation
 FOLDS = 5
 PROBE_SHARE = 0.30  # the probes' share of the budget (the first one always runs)
@@ -310,7 +309,7 @@ class Search:
         self.config = config
         self.run_dir = Path(run_dir)
         self.recorder = recorder or Recorder()
-        self.budget = 60.0 * (config.max_minutes or DEFAULT_MINUTES)
+        self.budget = 60.0 * (config.max_minutes or DEFAULT_AUTO_MINUTES)
         self.started = time.monotonic()
         self.deadline = self.started + self.budget
         self.wall_deadline = time.time() + self.budget
@@ -391,7 +390,7 @@ class Search:
                     side = sorted(max(img.size) for img in samples)[len(samples) // 2]
         except Exception:  # noqa: BLE001 - build_parts reports a missing dataset properly
             return False, None
-        return bool(channels == 1 and side is not None and side <= SMALL_GRAYSCALE), side
+        return is_small_grayscale(channels, side), side
 
     # -- the run ---------------------------------------------------------------------------
 

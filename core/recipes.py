@@ -85,6 +85,18 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+DEFAULT_AUTO_MINUTES = 10.0  # an automatic run's budget when --max-minutes is not given
+SMALL_GRAYSCALE = 64  # one-channel images at most this side: the seed nets, not the photo backbones
+
+
+def is_small_grayscale(channels: int | None, side: int | None) -> bool:
+    """Whether images of ``channels`` and longer ``side`` (pixels; None: unknown) are small
+    grayscale drawings such as digits, which the tutorials' seed nets from scratch suit;
+    everything else is photos, for the pretrained backbones. The one rule the automatic
+    search (core.auto) and the New run page both use."""
+    return channels == 1 and side is not None and side <= SMALL_GRAYSCALE
+
+
 # Settings an automatic run chooses itself (core.auto): giving one with it is refused, saying why.
 AUTO_CHOSEN = ("model", "pretrained", "pretrained_path", "image_size", "augment", "epochs", "iterations",
                "freeze_epochs", "freeze_backbone", "optimizer", "lr", "momentum", "schedule", "warmup_epochs",

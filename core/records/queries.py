@@ -317,6 +317,7 @@ class RunProgress(RunSummary):
     """A run's figures as its live view redraws them (no config, no tags: one statement)."""
 
     steps_per_epoch: int | None = None
+    search: dict[str, Any] | None = None  # an automatic run's search, which changes as it goes
 
 
 def find_run_by_dir(run_dir: str | Path, *, engine: Engine | None = None) -> int | None:
@@ -572,7 +573,7 @@ class LiveRun:
 def live_run(run_id: int, *, max_points: int = 1000, engine: Engine | None = None) -> LiveRun:
     """A live view's whole read, in three statements (one tick of the run page)."""
     with _engine(engine).connect() as conn:
-        row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch).where(SqlRun.id == run_id)).first()
+        row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch, SqlRun.search).where(SqlRun.id == run_id)).first()
         if row is None:
             raise RunNotFound(run_id)
         run = RunProgress(**_summary_values(row))

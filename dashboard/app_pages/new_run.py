@@ -21,7 +21,6 @@ from core import config as run_config
 from core.config import SECTIONS, expand_sweep
 from core.errors import ImoriError
 import core.jobs.lr_find as lr_find_job
-from core.auto import DEFAULT_MINUTES, SMALL_GRAYSCALE
 from core.data.manifests import is_imported
 from core.health.fix import fix_dataset
 from core.jobs.kinds import LR_FIND
@@ -30,7 +29,7 @@ from core.models.registry import build_model
 from core.models.specs import get_spec, list_models, pretrained_available
 from core.models.cost import cpu_ms_per_image
 from core.models.summary import summarize
-from core.recipes import RECIPES, recipe_config, recipe_results
+from core.recipes import DEFAULT_AUTO_MINUTES, RECIPES, is_small_grayscale, recipe_config, recipe_results
 from core.records import queries
 from core.status import CANCELLED, SUCCEEDED
 from dashboard import fmt, jobs, live, loading, nav, settings_form as form, uploads
@@ -177,17 +176,14 @@ def read_form() -> tuple[Any, list[str], dict[str, list[Any]]]:
     return config, problems, sweep
 
 
-#: Grayscale images at least this large on their short side (or of varied sizes) are
-#: photos too (X-rays, electroluminescence cells, microscopy), not digit-sized drawings.
-PHOTO_SIDE = 64
-
 
 def looks_like_photos(info: Any) -> bool:
-    """An imported or folder dataset of photos, colour or grayscale: what a pretrained
-    backbone suits (not small grayscale drawings such as digits)."""
+    """An imported or folder dataset of photos, colour or grayscale (X-rays, solar cells,
+    microscopy): what a pretrained backbone suits, not small grayscale drawings such as
+    digits (``core.recipes.is_small_grayscale``, the automatic search's rule too)."""
     if info is None or info.kind not in ("folder", "csv"):
         return False
-    return info.channels != 1 or info.native_size is None or min(info.native_size) >= PHOTO_SIDE
+    return not small_grayscale(info)
 
 
 def finetune_minutes(train_images: int) -> int | None:
@@ -204,7 +200,7 @@ def small_grayscale(info: Any) -> bool:
     """Digit-sized one-channel images (core.auto's rule: the seed nets from scratch suit
     them); every other dataset is photos, for which the automatic search comes first."""
     side = max(info.native_size) if info is not None and info.native_size else None
-    return info is not None and info.channels == 1 and side is not None and side <= SMALL_GRAYSCALE
+    return info is not None and is_small_grayscale(info.channels, side)
 
 
 def follow_dataset() -> None:
@@ -351,7 +347,7 @@ if st.session_state.get("nr_auto_dataset") not in by_name:
     form_dataset = st.session_state.get("nr_dataset")
     st.session_state.nr_auto_dataset = form_dataset if form_dataset in by_name else all_datasets[0].name
 if "nr_auto_minutes" not in st.session_state:
-    st.session_state.nr_auto_minutes = int(DEFAULT_MINUTES)
+    st.session_state.nr_auto_minutes = int(DEFAULT_AUTO_MINUTES)
 auto_first = not small_grayscale(by_name[st.session_state.nr_auto_dataset])
 if auto_first:
     auto_card(by_name)

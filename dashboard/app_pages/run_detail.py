@@ -92,11 +92,11 @@ x_kind, smoothing, log = charts.chart_controls("detail")
 is_auto = run.search is not None or run.config.get("recipe") == "auto"
 
 
-def search_now(status: str) -> dict | None:
-    """An automatic run's search: read again each tick while it runs (it changes as the
-    search goes), the page's own read otherwise."""
-    if is_auto and status == RUNNING:
-        return queries.get_run(run.id).search
+def search_now(current) -> dict | None:
+    """An automatic run's search: the tick's own read while it runs (it changes as the
+    search goes: ``live_run`` reads it in its first statement), the page's read otherwise."""
+    if is_auto and current.status == RUNNING:
+        return current.search
     return run.search
 
 
@@ -119,7 +119,7 @@ def live_view() -> None:
     if current.status != run.status:
         st.rerun()
     total = current.total_steps
-    search = search_now(current.status)
+    search = search_now(current)
     done, eta, progress_text = progress_now(current, search)
     cols = st.columns(5)
     cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
