@@ -1,11 +1,12 @@
 """``imori train --recipe auto`` on a new user's small photo set: it keeps its budget, and
-its one checkpoint answers alike through ``imori predict``, the checkpoint in this process
-and its ONNX export."""
+its one checkpoint answers alike through ``imori predict``, the checkpoint in this process,
+the Predict page and its ONNX export."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from cli.main import main
 from tests.photos import photo_like_folder
 
 BUDGET_MINUTES = 0.5
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(capsys, *argv):
@@ -32,6 +34,7 @@ def test_settings_the_search_chooses_are_refused_before_anything_runs(capsys, im
 def test_auto_on_a_small_photo_set_keeps_its_budget_and_answers_alike_everywhere(tmp_path, capsys, imori_home):
     import onnxruntime
     import torch
+    from streamlit.testing.v1 import AppTest
     from PIL import Image
 
     from core.export import export
@@ -70,6 +73,20 @@ def test_auto_on_a_small_photo_set_keeps_its_budget_and_answers_alike_everywhere
     answered = [row["label"] for row in json.loads(out)]
     predictor = Predictor(summary["best_checkpoint"])
     assert [p.label for p in predictor.predict(images)] == answered
+    # The Predict page, with the run's default checkpoint.
+    page = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+    page.run()
+    page.switch_page("app_pages/predict.py")
+    page.query_params.update({"run": str(summary["run_id"])})
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert page.selectbox(key="pr_ckpt").value.endswith("best.pt")
+    uploader = page.file_uploader(key="pr_images")
+    for path in images:
+        uploader.upload(path.name, path.read_bytes(), "image/jpeg")
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert [r["label"] for r in page.session_state["pr_results"]] == answered
     exported = export(summary["best_checkpoint"], tmp_path / "model.onnx", "onnx")
     assert exported.parity.passed
     sidecar = json.loads((tmp_path / "model.preprocess.json").read_text())
