@@ -70,6 +70,11 @@ TRAIN_COST = 3.3  # a training step per image ~ forward + backward + augmentatio
 # about this many forward passes and the time buys about half as many epochs again.
 FROZEN_BLOCKS = 3
 PARTIAL_TRAIN_COST = 2.2
+# The fine-tune from the probe's head (LP-FT: Kumar et al. 2022, "Fine-Tuning can Distort
+# Pretrained Features"): one small learning rate for every layer, since the head is already
+# fitted and Adam's steps of 1e-3 would scramble it before the backbone has moved.
+FINE_TUNE = dict(optimizer="adamw", lr=1e-4, weight_decay=0.01, backbone_lr_mult=1.0, label_smoothing=0.1,
+                 ema=True, ema_decay=0.998, batch_size=32)
 MIN_EPOCHS = 1  # a backbone that cannot train one epoch in the time left is not fine-tuned
 MAX_EPOCHS = 40
 MAX_TTA_VIEWS = 4
@@ -455,9 +460,9 @@ class Search:
     def probe(self, name: str, size: int, settings: dict[str, Any]) -> _Probe:
         """Features of every split through ``name`` (cached), then a linear head on them."""
         started = time.monotonic()
-        config = self.base(model=name, pretrained=True, image_size=(size, size), optimizer="adamw", lr=1e-3,
-                           weight_decay=0.01, backbone_lr_mult=0.1, schedule="cosine", label_smoothing=0.1,
-                           ema=True, ema_decay=0.998, batch_size=32, epochs=1)
+        # The fine-tune's own settings: the probe's parts (its optimizer among them) become its start.
+        config = self.base(model=name, pretrained=True, image_size=(size, size), schedule="cosine", epochs=1,
+                           **FINE_TUNE)
         parts = build_parts(config, _Quiet(self.recorder, name), None)
         self.spent("data", started)
         begun = time.monotonic()
@@ -577,13 +582,11 @@ class Search:
         epochs = max(MIN_EPOCHS, min(MAX_EPOCHS, epochs))
         warmup = 1.0 if epochs >= 6 else 0.5
         size = probe.config.image_size[0]
-        config = self.base(model=probe.config.model, pretrained=True, image_size=(size, size), optimizer="adamw",
-                           lr=1e-3, weight_decay=0.01, backbone_lr_mult=0.1, schedule="cosine", warmup_epochs=warmup,
-                           label_smoothing=0.1, ema=True, ema_decay=0.998, batch_size=32, epochs=epochs,
-                           augment=tuple(augment), max_minutes=max(0.05, (self.left() - reserve) / 60))
-        settings = {"image_size": size, "epochs": epochs, "augment": list(augment), "optimizer": "adamw", "lr": 1e-3,
-                    "backbone_lr_mult": 0.1, "schedule": "cosine", "warmup_epochs": warmup, "label_smoothing": 0.1,
-                    "ema": 0.998, "start": "the probe's head"}
+        config = self.base(model=probe.config.model, pretrained=True, image_size=(size, size), schedule="cosine",
+                           warmup_epochs=warmup, epochs=epochs, augment=tuple(augment),
+                           max_minutes=max(0.05, (self.left() - reserve) / 60), **FINE_TUNE)
+        settings = {"image_size": size, "epochs": epochs, "augment": list(augment), **FINE_TUNE, "schedule": "cosine",
+                    "warmup_epochs": warmup, "start": "the probe's head"}
         candidate = Candidate(f"fine-tune: {probe.config.model}", probe.config.model, settings, status="running")
         self.candidates.append(candidate)
         self.winner, self.winner_backbone = candidate.name, probe.config.model
