@@ -2,7 +2,9 @@
 
 Validation holds 2 images of each class, far too few to choose a best checkpoint: the
 default that Predict uses must not be an untrained one, and finetune must get at least
-10 of the 12 test images right.
+10 of the 12 test images right. Seed 000's run is the recipe at 32 px, not its 64 px:
+what it proves is which checkpoint Predict takes, and 32 px has a quarter of the
+convolutions' work (measured: 152 s -> 60 s on a busy 2-core machine; 12 of 12 right).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def default_accuracy(run_id, dataset):
 
 @pytest.mark.slow
 def test_seed000_on_sixty_photos_predicts_with_a_trained_checkpoint(photos):
-    run_id = trained(recipe_config("seed000", dataset=photos, threads=2), "seed000 on 60 photos")
+    run_id = trained(recipe_config("seed000", dataset=photos, threads=2, image_size=(32, 32)), "seed000 on 60 photos")
     choice, accuracy = default_accuracy(run_id, photos)
     assert choice.rule == LAST and "too few" in choice.reason  # validation cannot choose here
     assert choice.row.step == 100  # the last checkpoint, not an early "best"

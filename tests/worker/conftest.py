@@ -87,6 +87,17 @@ class Stack:
     # -- workers -------------------------------------------------------------------------
 
     def start_worker(self, name: str, **extra_env: str) -> subprocess.Popen:
+        return self.start_workers([name], **extra_env)[name]
+
+    def start_workers(self, names, **extra_env: str) -> dict[str, subprocess.Popen]:
+        """Workers ``names`` with the same environment, started at once: each imports torch
+        (seconds of CPU), and waiting for them together costs one start, not one each."""
+        procs = {name: self._spawn(name, extra_env) for name in names}
+        for name, proc in procs.items():
+            self.wait_for(lambda: self.live(name), 90, f"worker {name} to come up", proc)
+        return procs
+
+    def _spawn(self, name: str, extra_env: dict[str, str]) -> subprocess.Popen:
         log = Path(self.home) / f"worker-{name}-{len(self.logs)}.log"
         env = {**os.environ, **self.env, **extra_env, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
@@ -97,7 +108,6 @@ class Stack:
         proc.imori_log = log  # type: ignore[attr-defined]
         self.workers.append(proc)
         self.logs.append(log)
-        self.wait_for(lambda: self.live(name), 90, f"worker {name} to come up", proc)
         return proc
 
     def live(self, name: str) -> bool:

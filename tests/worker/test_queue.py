@@ -1,11 +1,14 @@
 """The queue end to end with real processes: Redis, `imori worker`, a SQLite file.
 
-The smoke tests (submit and record, duplicate deliveries, cancel, the visibility timeout)
-run twice: on the embedded Redis, and on the machine's own Redis server through
-IMORI_TEST_REDIS_URL (the path several machines take). What depends on the records, not
-on the Redis (routing, continue and clone, two workers), runs on the embedded one only;
-killed, stopped and frozen workers are tests/worker/test_recovery.py's. Runs here check
-plumbing, not learning: tiny_net on digits, a third of mnist_cnn's step cost.
+The smoke tests (submit and record, duplicate deliveries, cancel: a second each) run
+twice: on the embedded Redis, and on the machine's own Redis server through
+IMORI_TEST_REDIS_URL (the path several machines take: a TCP URL, a namespace on a shared
+server). What depends on the records or on kombu's own code, not on which Redis serves
+(routing, continue and clone, two workers, the visibility timeout: kombu's restore of
+unacknowledged messages, the same commands on either server), runs on the embedded one
+only; killed, stopped and frozen workers and a Redis restart are
+tests/worker/test_recovery.py's. Runs here check plumbing, not learning: tiny_net on
+digits, a third of mnist_cnn's step cost.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ def test_two_workers_never_train_the_same_run(stack, worker_a):
     stack.stop_worker(second)
 
 
+@embedded_only
 def test_a_run_longer_than_the_visibility_timeout_is_trained_once_by_its_worker(stack):
     """With acks_late a run's message stays unacknowledged while it trains; past the
     visibility timeout (3 s here) Redis hands a copy to the other, idle worker. That
@@ -135,7 +139,7 @@ def test_a_run_longer_than_the_visibility_timeout_is_trained_once_by_its_worker(
     redis, ns = client(), stack.env["IMORI_NAMESPACE"]
     redis.delete(f"{ns}unacked", f"{ns}unacked_index", f"{ns}unacked_mutex", cpu_queue())
     env = {"IMORI_VISIBILITY_TIMEOUT_S": "3", "IMORI_FAULTS": "slow:long:0.1"}  # 100 steps: over 10 s
-    workers = {name: stack.start_worker(name, **env) for name in ("va", "vb")}
+    workers = stack.start_workers(("va", "vb"), **env)
     run_id = submit(RunConfig(**TINY, epochs=None, iterations=100, name="long"))
     running = stack.wait_for(lambda: stack.run(run_id).status == "running" and stack.run(run_id), 60, "the run to start")
     trainer = workers[running.worker]
