@@ -579,7 +579,15 @@ class Search:
             if other is not probe:
                 other.parts = None  # type: ignore[assignment]
         augment = self.orientation(probe)
-        epochs = max(MIN_EPOCHS, min(MAX_EPOCHS, epochs))
+        # What the end needs, now that the views are known: the soup's tries and the last
+        # validation pass, the TTA check, and the test split through every view kept.
+        views = min(MAX_TTA_VIEWS, len(tta_views(augment)))
+        n_val, n_test = len(probe.features[1]), len(probe.features[2])
+        reserve = probe.seconds_per_image * (n_val * (3 + (views if views > 1 else 0)) + n_test * views) + 5.0
+        fits = (self.left() - reserve - 10.0) / max(epoch_s, 1e-3)
+        # Generous at first: the schedule is shortened to the time left once epoch 1 is
+        # measured (it cannot be lengthened then), so an estimate on the slow side loses nothing.
+        epochs = max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(1.5 * fits)))
         warmup = 1.0 if epochs >= 6 else 0.5
         size = probe.config.image_size[0]
         config = self.base(model=probe.config.model, pretrained=True, image_size=(size, size), schedule="cosine",
@@ -606,6 +614,7 @@ class Search:
         fit = trainer.fit()
         self.spent("training", begun)
         candidate.seconds = round(time.monotonic() - begun, 1)
+        settings["epochs"] = trainer.epochs  # as fitted to the time once epoch 1 was measured
         if trainer.ingredients:
             top = trainer.ingredients[0][0]
             candidate.val_accuracy = top[0]
