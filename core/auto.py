@@ -746,6 +746,12 @@ class Search:
             trainer.recorder.on_checkpoint(CheckpointInfo(path=str(path), epoch=trainer.epoch_done, step=trainer.step,
                                                           metrics=metrics, is_best=True))
             trainer.checkpointer.best_path = str(path)
+            # One run, one model: the periodic file the training phase wrote at its end is
+            # not the winner (predict would otherwise take it where validation is small).
+            for other in sorted(trainer.checkpointer.folder.glob("ckpt-s*.pt")):
+                other.unlink(missing_ok=True)
+                trainer.recorder.on_checkpoint_removed(str(other))
+            trainer.checkpointer.last_path = str(path)
         best = trainer.checkpointer.best_score
         return FitResult(
             status=status, run_dir=str(self.run_dir), step=trainer.step, epoch=trainer.epoch_done,

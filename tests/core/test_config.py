@@ -75,7 +75,9 @@ def test_recipes_keep_the_tutorials_numbers():
     seed002 = recipe_config("seed002")
     assert seed002.pretrained and seed002.effective_backbone_lr_mult() == 0.1
     assert seed002.preprocessing().size == (224, 224) and seed002.preprocessing().channels == 3
-    assert set(RECIPES) == {"seed000", "seed002", "seed003", "seed004", "finetune"}
+    assert set(RECIPES) == {"seed000", "seed002", "seed003", "seed004", "finetune", "auto"}
+    auto = recipe_config("auto", dataset="digits")  # the search chooses the rest (core.auto)
+    assert (auto.recipe, auto.max_minutes, auto.validate().dataset) == ("auto", 10.0, "digits")
 
 
 def test_recipe_overrides_swap_epochs_and_iterations():
