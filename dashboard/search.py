@@ -58,10 +58,10 @@ def phases_chart(phases: dict[str, float]) -> alt.Chart:
     """Seconds per phase, one bar each, in the order they ran."""
     frame = pd.DataFrame({"phase": list(phases), "seconds": [float(v) for v in phases.values()]})
     bars = alt.Chart(frame).mark_bar(color="#1f77b4").encode(
-        x=alt.X("seconds:Q", title="seconds"), y=alt.Y("phase:N", sort=None, title=None),
+        x=alt.X("seconds:Q", title="seconds"), y=alt.Y("phase:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False)),
         tooltip=["phase", alt.Tooltip("seconds:Q", format=".1f")])
     labels = bars.mark_text(align="left", dx=3).encode(text=alt.Text("seconds:Q", format=".0f"))
-    return (bars + labels).properties(height=26 * len(frame) + 10)
+    return (bars + labels).properties(height=30 * len(frame) + 10)
 
 
 def search_view(search: dict[str, Any], active: bool) -> None:

@@ -75,7 +75,9 @@ def create_run(
         raise ValueError(f"a new run is queued or running, not {status!r}")
     data = json_safe(config.to_dict() if hasattr(config, "to_dict") else dict(config))
     if name is None:
-        name = data.get("name") or f"{data.get('model', 'model')} on {data.get('dataset', 'data')}"
+        # An automatic run's model is the search's to choose (core.auto): named by its recipe.
+        what = "auto" if data.get("recipe") == "auto" else data.get("model", "model")
+        name = data.get("name") or f"{what} on {data.get('dataset', 'data')}"
     with write_transaction(_engine(engine)) as conn:
         run_id = conn.execute(
             insert(SqlRun).values(name=str(name)[:200], config=data, status=status, created_at=utcnow(),

@@ -65,6 +65,7 @@ def test_auto_on_a_small_photo_set_keeps_its_budget_and_answers_alike_everywhere
     shown = json.loads(out)
     assert shown["search"]["winner"] == search["winner"] and shown["status"] == "succeeded"
     assert shown["progress"] == 1.0 and shown["model"] == search["winner_backbone"]
+    assert shown["name"] == f"auto on {photos}"  # not the placeholder model's name
     # One run, one model: best.pt is its only checkpoint, whatever validation's size.
     files = [c["path"] for c in shown["checkpoint_files"]]
     assert [Path(f).name for f in files] == ["best.pt"] and Path(summary["last_checkpoint"]).name == "best.pt"
