@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from core.features import cached_features, extract_features
 from core.models.cost import cached_cpu_ms
 from core.models.specs import get_spec, pretrained_available
 from core.recipes import DEFAULT_AUTO_MINUTES, is_small_grayscale
-from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunEnd
+from core.recorder import CheckpointInfo, Forwarder, Recorder, RunEnd
 from core.setup import RunParts, build_parts
 from core.status import CANCELLED, FAILED, SUCCEEDED
 from core.train import FitResult, Trainer, _Feed
@@ -690,7 +690,6 @@ class Search:
                 {"ingredients": sorted(used)}, val_accuracy=score[0], seconds=round(time.monotonic() - started, 1)))
             self.winner = self.candidates[-1].name
             self.reason += f"; the average of epochs {', '.join(map(str, sorted(used)))} scored higher on validation"
-        trainer.soup_score = score  # type: ignore[attr-defined]
 
     def pass_seconds(self, trainer: _SearchTrainer) -> float:
         """Seconds per image of an evaluation pass, from the training epoch measured."""
@@ -723,22 +722,12 @@ class Search:
             else:
                 self.notes.append("test-time augmentation not tried: no time left for it")
         self.spent("tta", started)
-        metrics: dict[str, float] = {f"val_{k}": v for k, v in (val or {}).items() if k not in ("count", "per_class")}
         test: dict[str, Any] = {}
         if status == SUCCEEDED:
             begun = time.monotonic()
             test = trainer.evaluate(trainer.test_x, trainer.test_y, feed)
             self.spent("test", begun)
-            if val:
-                trainer.recorder.on_eval(EvalMetrics(
-                    epoch=trainer.epoch_done, step=trainer.step, split="val", loss=val["loss"], accuracy=val["accuracy"],
-                    count=int(val["count"]), balanced_accuracy=val["balanced_accuracy"], per_class=val["per_class"]))
-            if test:
-                trainer.recorder.on_eval(EvalMetrics(
-                    epoch=trainer.epoch_done, step=trainer.step, split="test", loss=test["loss"],
-                    accuracy=test["accuracy"], count=int(test["count"]), balanced_accuracy=test["balanced_accuracy"],
-                    per_class=test["per_class"]))
-                metrics.update({f"test_{k}": v for k, v in test.items() if k not in ("count", "per_class")})
+            metrics = trainer.record_evaluations(trainer.epoch_done, val or {}, test)
             # best.pt is the winner as it stands now: the soup, its TTA views, the final figures.
             path = trainer.checkpointer.folder / "best.pt"
             trainer.recorder.before_checkpoint()

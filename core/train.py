@@ -407,18 +407,24 @@ class Trainer:
         feed = self.images if len(self.tta) > 1 else self.feed
         val = self.evaluate(feed.val, self.val_y, feed)
         test = self.evaluate(feed.test, self.test_y, feed) if self.test_each_epoch else {}
-        for split, metrics in (("val", val), ("test", test)):
-            if metrics:
-                self.recorder.on_eval(
-                    EvalMetrics(epoch=epoch, step=self.step, split=split, loss=metrics["loss"], accuracy=metrics["accuracy"],
-                                count=int(metrics["count"]), balanced_accuracy=metrics["balanced_accuracy"],
-                                per_class=metrics["per_class"])
-                )
         self.last_val, self.last_test = val, test
+        self.last_metrics = metrics = self.record_evaluations(epoch, val, test)
+        self.checkpointer.after_epoch(epoch, val, metrics, finished=self.step >= self.total_steps)
+
+    def record_evaluations(self, epoch: int, val: dict[str, Any], test: dict[str, Any]) -> dict[str, float]:
+        """Tell the recorder of ``val`` and ``test`` (``evaluate``'s results; either may be
+        empty) after ``epoch``; returns their figures as a checkpoint's metrics
+        (``val_accuracy``, ``test_loss``, ...)."""
+        for split, figures in (("val", val), ("test", test)):
+            if figures:
+                self.recorder.on_eval(
+                    EvalMetrics(epoch=epoch, step=self.step, split=split, loss=figures["loss"], accuracy=figures["accuracy"],
+                                count=int(figures["count"]), balanced_accuracy=figures["balanced_accuracy"],
+                                per_class=figures["per_class"])
+                )
         metrics = {f"val_{k}": v for k, v in val.items() if k not in ("count", "per_class")}
         metrics.update({f"test_{k}": v for k, v in test.items() if k not in ("count", "per_class")})
-        self.last_metrics = metrics
-        self.checkpointer.after_epoch(epoch, val, metrics, finished=self.step >= self.total_steps)
+        return metrics
 
     def stop_early(self, epoch: int) -> str | None:
         """Why the run should end after this evaluation though steps remain (None: go on):
