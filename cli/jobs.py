@@ -66,7 +66,22 @@ def cmd_jobs(args: argparse.Namespace) -> int:
               f"{took:>8}  {j.worker or '-'}")
     if len(found) == args.limit:
         print(f"the newest {args.limit} jobs (--limit N for more)")
+    waiting = [j for j in found if j.status == QUEUED]
+    if waiting:
+        print()
+        for j in waiting[:5]:  # each line reads the workers: the oldest few say enough
+            print(f"job {j.id} is queued: {_waiting(j)}")
     return 0
+
+
+def _waiting(job: Any) -> str:
+    """What a queued job waits for (worker.waits), or that the queue does not answer."""
+    from worker.waits import job_wait
+
+    try:
+        return job_wait(job)
+    except Exception:  # noqa: BLE001 - Redis down: say so on one line, never a traceback
+        return "waiting for a worker, and the queue does not answer: start `imori up` (or `imori worker`)"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -85,6 +100,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("  params: " + ", ".join(f"{k}={_compact(v)}" for k, v in job.params.items()))
     if job.run_id is not None:
         print(f"  run {job.run_id}")
+    if job.status == QUEUED:
+        print(f"  {_waiting(job)}")
     now = datetime.now(timezone.utc)
     print(f"  worker {job.worker or '-'}, created {_when(job.created_at)} ({_duration(now - job.created_at)} ago)"
           + (f", finished {_when(job.finished_at)} (took {_duration(job.finished_at - job.created_at)})"

@@ -19,13 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", metavar="LIST",
                    help="a machine with several GPUs: one worker process per device, each seeing only its own "
                         "(e.g. --gpus 0,1); a run with --nproc-per-node N trains across N of them")
+    lane = p.add_mutually_exclusive_group()
+    lane.add_argument("--jobs", dest="serves", action="store_const", const="jobs",
+                      help="serve the short jobs only (evaluate, health, calibrate, lr_find, export, import), with "
+                           "a quarter of the cores as torch threads: beside a training worker, a job never waits "
+                           "for a run to end (imori up starts one)")
+    lane.add_argument("--runs", dest="serves", action="store_const", const="runs",
+                      help="serve trainings only (default: trainings and jobs, a job waiting while a run trains)")
+    p.set_defaults(serves="all")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("up", help="start everything: Redis (embedded unless REDIS_URL), a worker, the dashboard")
+    p = sub.add_parser("up", help="start everything: Redis (embedded unless REDIS_URL), a training worker, a jobs "
+                                  "worker, the dashboard")
     p.add_argument("--host", default=DEFAULT_HOST, help="dashboard address (default: IMORI_HOST, else localhost only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="dashboard port (default: IMORI_PORT, else 8501)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (one per machine trains fastest)")
+    p.add_argument("--workers", type=int, default=1, help="training worker processes (one per machine trains fastest); one jobs worker "
+                                                             "comes beside them")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--open-for", dest="open_for", type=float, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_up)
@@ -43,7 +53,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return run_gpu_workers(args.gpus, name=args.name, loglevel=args.loglevel, threads=args.threads)
     from worker.runner import run_worker
 
-    return run_worker(device=args.device, name=args.name, loglevel=args.loglevel, threads=args.threads)
+    return run_worker(device=args.device, name=args.name, loglevel=args.loglevel, threads=args.threads,
+                      serves=args.serves)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

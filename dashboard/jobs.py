@@ -13,6 +13,7 @@ from core.records.jobs import Job
 from core.status import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING
 from dashboard import fmt, live
 from worker import client
+from worker.waits import job_wait
 
 
 def submit(kind: str, subject: str, params: dict[str, Any] | None = None, *, run_id: int | None = None) -> int | None:
@@ -60,10 +61,18 @@ def job_view(kind: str, subject: str, label: str, *, job_id: int | None = None) 
     view()
 
 
+def waiting(job: Job) -> str:
+    """What a queued job waits for (worker.waits.job_wait), or that the queue does not answer."""
+    try:
+        return job_wait(job)
+    except Exception:  # noqa: BLE001 - Redis down: nothing serves it, and the page must not break
+        return "waiting for a worker (the queue does not answer: is `imori up` running?)"
+
+
 def show(job: Job, label: str) -> None:
     """One job's line: progress and Cancel while it is active, else how it ended badly."""
     if job.status in (QUEUED, RUNNING):
-        text = "waiting for a worker" if job.status == QUEUED else f"{job.stage or 'starting'} on {job.worker}"
+        text = waiting(job) if job.status == QUEUED else f"{job.stage or 'starting'} on {job.worker}"
         if job.cancel_requested:
             text += " (cancel requested: it stops at its next step)"
         bar, stop = st.columns([6, 1], vertical_alignment="center")

@@ -22,6 +22,9 @@ Why these Celery settings:
   copy without touching the run (tests/worker/test_queue.py proves it with 3 s).
 - ``worker_prefetch_multiplier = 1`` and concurrency 1: a worker holds one message at a
   time; a run queued while another trains waits in Redis where any free worker can take it.
+- Two lanes: runs go to the ``cpu`` / ``gpu`` queues, jobs to the ``jobs`` / ``gpu-jobs``
+  queues (``jobs_queue``), so a worker that serves jobs only (``imori worker --jobs``)
+  starts a job within seconds while another trains for hours.
 - JSON only: a message carries a run id, never a pickle.
 """
 
@@ -57,6 +60,19 @@ def cpu_queue() -> str:
 
 def gpu_queue() -> str:
     return f"{namespace()}gpu"
+
+
+def jobs_queue() -> str:
+    """The short jobs' own queue (core.jobs: evaluate, health, ...): a job never waits in a
+    queue behind trainings, only for a worker that serves jobs (``imori worker --jobs``,
+    which ``imori up`` starts beside its training worker; a lone ``imori worker`` serves
+    both)."""
+    return f"{namespace()}jobs"
+
+
+def gpu_jobs_queue() -> str:
+    """Jobs that use a GPU where one serves jobs (``JobKind.device == "auto"``)."""
+    return f"{namespace()}gpu-jobs"
 
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600

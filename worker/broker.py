@@ -149,6 +149,12 @@ def _quick_client(url: str, timeout: float):
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
+def quick_client(timeout: float = 2.0):
+    """A client on :func:`redis_client_url` that fails at once when nothing answers (no
+    retries): for what a page or a command reads in passing, such as who serves jobs."""
+    return _quick_client(redis_client_url(), timeout)
+
+
 def _ping(url: str, timeout: float = 1.0) -> bool | None:
     """True: answers PING. None: alive but loading its data. False: no answer."""
     import redis

@@ -17,9 +17,9 @@ from core.status import CANCELLED, QUEUED, SUCCEEDED
 from core.jobs.kinds import IMPORT, kind_of
 from core.paths import subdir
 from core.records import jobs, queries, store
-from worker.app import JOB_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_queue
+from worker.app import JOB_TASK, TRAIN_TASK, cpu_queue, get_app, gpu_jobs_queue, gpu_queue, jobs_queue
 from worker.broker import require
-from worker.presence import gpu_worker_alive
+from worker.presence import gpu_worker_alive, live_workers
 
 
 def choose_queue(device: str) -> str:
@@ -33,6 +33,19 @@ def choose_queue(device: str) -> str:
         except Exception:  # noqa: BLE001 - Redis is down: the send below will say so
             return cpu_queue()
     return cpu_queue()
+
+
+def choose_job_queue(device: str) -> str:
+    """A job's queue, never a training queue (a job must not wait behind a run): ``auto``
+    -> the GPU jobs queue when a live worker serves it, else the jobs queue; anything else
+    -> the jobs queue."""
+    if device == "auto":
+        try:
+            if any(gpu_jobs_queue() in w.queues for w in live_workers()):
+                return gpu_jobs_queue()
+        except Exception:  # noqa: BLE001 - Redis is down: the send below will say so
+            pass
+    return jobs_queue()
 
 
 def send(run_id: int, device: str, *, countdown: float | None = None) -> str:
@@ -141,7 +154,7 @@ def submit_job(kind: str, subject: str, params: dict[str, Any] | None = None, *,
     job_kind = kind_of(kind)
     queue_ready()
     job_id = jobs.create_job(kind, subject, params, run_id=run_id)
-    get_app().send_task(JOB_TASK, args=[job_id], queue=choose_queue(job_kind.device))
+    get_app().send_task(JOB_TASK, args=[job_id], queue=choose_job_queue(job_kind.device))
     return job_id
 
 

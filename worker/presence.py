@@ -12,10 +12,10 @@ import os
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from worker.app import namespace
+from worker.app import gpu_queue, namespace
 from worker.broker import client
 
 BEAT_S = 3.0
@@ -34,6 +34,11 @@ class WorkerInfo:
     started: float = field(default_factory=time.time)
     run_id: int | None = None  # what it trains now
     seen: float = field(default_factory=time.time)
+    job_id: int | None = None  # the job (core.jobs) it does now
+
+    @property
+    def idle(self) -> bool:
+        return self.run_id is None and self.job_id is None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,14 +60,17 @@ def live_workers(redis_client=None) -> list[WorkerInfo]:
         raw = r.get(key)
         if raw:
             try:
-                workers.append(WorkerInfo(**json.loads(raw)))
+                values = json.loads(raw)
+                known = {f.name for f in fields(WorkerInfo)}
+                workers.append(WorkerInfo(**{k: v for k, v in values.items() if k in known}))
             except (TypeError, ValueError):
                 continue
     return sorted(workers, key=lambda w: (w.device != "cuda", w.name))
 
 
 def gpu_worker_alive(redis_client=None) -> bool:
-    return any(w.device == "cuda" for w in live_workers(redis_client))
+    """Whether a live GPU worker takes trainings (a GPU worker of jobs only does not)."""
+    return any(w.device == "cuda" and gpu_queue() in w.queues for w in live_workers(redis_client))
 
 
 class Presence:
@@ -82,6 +90,11 @@ class Presence:
     def set_run(self, run_id: int | None) -> None:
         with self._lock:
             self.info.run_id = run_id
+        self.beat()
+
+    def set_job(self, job_id: int | None) -> None:
+        with self._lock:
+            self.info.job_id = job_id
         self.beat()
 
     def beat(self) -> None:

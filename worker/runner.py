@@ -1,5 +1,11 @@
 """Starting the stack's processes: one worker (``imori worker``) or everything (``imori up``).
 
+Two lanes: trainings (the ``cpu`` / ``gpu`` queues) and short jobs (the ``jobs`` /
+``gpu-jobs`` queues). A worker serves both by default (``imori worker`` alone does
+everything, a job waiting while it trains), runs only (``--runs``) or jobs only
+(``--jobs``: a few torch threads, never the CPU training slot). ``imori up`` starts a
+runs worker and a jobs worker, so a job starts within seconds while a run trains.
+
 A worker is a Celery worker with the solo pool: the training runs in the worker's own
 process, so torch is imported once (warm: a submitted run starts within a second), a
 SIGKILL takes the training down with it (nothing orphaned keeps writing), and one
@@ -27,7 +33,7 @@ from worker.lifetime import die_with_parent
 from core.paths import imori_home
 from core.records import database_url, get_engine, is_sqlite
 from worker import broker, tasks
-from worker.app import cpu_queue, get_app, gpu_queue
+from worker.app import cpu_queue, get_app, gpu_jobs_queue, gpu_queue, jobs_queue
 from worker.presence import Presence, WorkerInfo, default_name
 from worker.watchdog import Watchdog
 
@@ -52,8 +58,29 @@ def remote_redis_with_sqlite() -> str | None:
     )
 
 
-def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "INFO", threads: int | None = None) -> int:
-    """Run a worker in this process until it is stopped (Ctrl-C / SIGTERM)."""
+SERVES = ("all", "runs", "jobs")
+
+
+def worker_queues(kind: str, serves: str = "all") -> list[str]:
+    """The queues a worker on ``kind`` (``cuda`` | ``cpu``) consumes, first served first:
+    ``runs`` the trainings', ``jobs`` the short jobs', ``all`` both (runs first)."""
+    if serves not in SERVES:
+        raise ImoriError(f"a worker serves one of {', '.join(SERVES)}, not {serves!r}")
+    runs = [gpu_queue(), cpu_queue()] if kind == "cuda" else [cpu_queue()]
+    short = [gpu_jobs_queue(), jobs_queue()] if kind == "cuda" else [jobs_queue()]
+    return {"runs": runs, "jobs": short, "all": runs + short}[serves]
+
+
+def jobs_threads() -> int:
+    """Torch threads of a worker that serves jobs only: a quarter of the cores (at least
+    one), so that a job beside a training slows it little."""
+    return max(1, core.devices.usable_cores() // 4)
+
+
+def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "INFO", threads: int | None = None,
+               serves: str = "all") -> int:
+    """Run a worker in this process until it is stopped (Ctrl-C / SIGTERM). ``serves``:
+    ``all`` (trainings and jobs), ``runs`` or ``jobs`` (``worker_queues``)."""
     get_app()  # a nonsense queue setting is an error now, not after torch has loaded
     import torch
 
@@ -61,8 +88,8 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
     if device == "cuda" and not has_cuda:
         raise ImoriError("a GPU worker needs CUDA, and this machine has no usable CUDA GPU: start a CPU worker")
     kind = "cuda" if (device in ("auto", "cuda") and has_cuda) else "cpu"
-    queues = [gpu_queue(), cpu_queue()] if kind == "cuda" else [cpu_queue()]
-    threads = threads or core.devices.default_threads()
+    queues = worker_queues(kind, serves)
+    threads = threads or (jobs_threads() if serves == "jobs" else core.devices.default_threads())
     os.environ["IMORI_TORCH_THREADS"] = str(threads)  # what fit() uses for runs that do not say
     torch.set_num_threads(threads)
     warning = remote_redis_with_sqlite()
@@ -76,7 +103,7 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
         get_engine()  # creates or upgrades the schema before the first run arrives
         app = get_app()
         info = WorkerInfo(
-            name=name or default_name(kind),
+            name=name or default_name(f"{kind}-jobs" if serves == "jobs" else kind),
             host=socket.gethostname(),
             pid=os.getpid(),
             device=kind,
@@ -86,7 +113,9 @@ def run_worker(device: str = "auto", name: str | None = None, loglevel: str = "I
         )
         tasks.presence = Presence(info).start()
         watchdog = Watchdog().start()
-        print(f"imori worker {info.name}: {kind}, queues {','.join(queues)}, {threads} torch threads", flush=True)
+        lane = {"all": "trainings and jobs", "runs": "trainings", "jobs": "jobs"}[serves]
+        print(f"imori worker {info.name}: {kind}, {lane} (queues {','.join(queues)}), {threads} torch threads",
+              flush=True)
         app.worker_main(
             [
                 "worker",
@@ -246,9 +275,23 @@ def up_lock():
     return lock, folder / "up.json"
 
 
+def up_worker_commands(workers: int = 1, device: str = "auto") -> list[tuple[str, list[str]]]:
+    """``imori up``'s workers as (label, command): ``workers`` training workers (``--runs``)
+    and one jobs worker (``--jobs``), so that a short job never waits behind a training."""
+    host = socket.gethostname()
+    commands = []
+    for i in range(workers):
+        cmd = [sys.executable, "-m", "cli", "worker", "--device", device, "--runs"]
+        if workers > 1:
+            cmd += ["--name", f"{device}-{host}-{i + 1}"]
+        commands.append((f"worker {i + 1}", cmd))
+    commands.append(("jobs worker", [sys.executable, "-m", "cli", "worker", "--device", device, "--jobs"]))
+    return commands
+
+
 def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: str = "auto", open_for: float | None = None) -> int:
-    """Start the embedded Redis (unless ``REDIS_URL``), ``workers`` worker(s) and the
-    dashboard; print the URL; stop everything on Ctrl-C or SIGTERM. Returns 0 after a
+    """Start the embedded Redis (unless ``REDIS_URL``), ``workers`` training worker(s), one
+    jobs worker and the dashboard; print the URL; stop everything on Ctrl-C or SIGTERM. Returns 0 after a
     requested stop, 1 when a component failed (its reason printed), or when another
     `imori up` serves this IMORI_HOME or the port is taken (nothing started).
 
@@ -284,11 +327,8 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
         except OSError as err:
             raise ImoriError(f"the embedded Redis cannot start: {err}") from None
         get_engine()  # migrate once here, not raced by the children
-        for i in range(workers):
-            cmd = [sys.executable, "-m", "cli", "worker", "--device", device]
-            if workers > 1:
-                cmd += ["--name", f"{device}-{socket.gethostname()}-{i + 1}"]
-            children.append((f"worker {i + 1}", subprocess.Popen(cmd, preexec_fn=die_with_parent)))
+        for label, cmd in up_worker_commands(workers, device):
+            children.append((label, subprocess.Popen(cmd, preexec_fn=die_with_parent)))
         dashboard = subprocess.Popen(dashboard_command(host, port), preexec_fn=die_with_parent)
         children.append(("dashboard", dashboard))
         if wait_http(f"{url}/_stcore/health", proc=dashboard):

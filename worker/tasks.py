@@ -85,7 +85,13 @@ def train_run(run_id: int) -> str:
 @app.task(name=JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def do_job(job_id: int) -> str:
     """A job of ``core.jobs`` (evaluate, health, calibrate, lr_find, export, import)."""
-    return execute_job(int(job_id), worker_name())
+    if presence is not None:
+        presence.set_job(int(job_id))
+    try:
+        return execute_job(int(job_id), worker_name())
+    finally:
+        if presence is not None:
+            presence.set_job(None)
 
 
 def execute_job(job_id: int, worker_name: str) -> str:

@@ -1,5 +1,6 @@
 """The kinds of job, described once: their names, what their subject is, which queue takes
-them, and the module that does them. A leaf module: the CLI, the client and the pages read
+them (always a jobs queue, never a training one: worker.client.choose_job_queue), and the
+module that does them. A leaf module: the CLI, the client and the pages read
 it without loading torch."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class JobKind:
     title: str  # what the job does, in a few words
     subject: str  # what its subject names
     module: str  # core.jobs.<module> does it
-    device: str = "cpu"  # the queue: "cpu", or "auto" (a GPU worker when one is alive)
+    device: str = "cpu"  # "cpu": the jobs queue; "auto": the GPU jobs queue when a GPU worker serves jobs
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in (

@@ -42,11 +42,17 @@ def test_jobs_are_listed_newest_first_and_filtered(made, capsys):
     code, out, _ = run(capsys, "jobs")
     lines = out.splitlines()
     assert code == 0 and lines[0].split()[:4] == ["job", "kind", "status", "done"]
-    rows = [line.split() for line in lines[1:]]
+    table, waits = out.split("\n\n")
+    rows = [line.split() for line in table.splitlines()[1:]]
     assert [int(r[0]) for r in rows] == [made["failed"], made["done"], made["running"], made["queued"]]
+    # The queued job says what it waits for: here no queue runs at all.
+    assert waits.strip() == (f"job {made['queued']} is queued: waiting for a worker, and the queue does not answer: "
+                             "start `imori up` (or `imori worker`)")
     running = next(r for r in rows if int(r[0]) == made["running"])
     assert running[1:5] == ["evaluate", "running", "50", "%"] and running[-1] == "cpu-host-1"
     assert "…" in out and "best.pt" in out and made["checkpoint"] not in out  # long subjects keep their end
+    code, out, _ = run(capsys, "jobs", "show", str(made["queued"]))
+    assert "  waiting for a worker, and the queue does not answer" in out
     code, out, _ = run(capsys, "jobs", "--kind", "export")
     assert [line.split()[0] for line in out.splitlines()[1:]] == [str(made["failed"])]
     code, out, _ = run(capsys, "jobs", "--status", "queued", "--json")

@@ -89,19 +89,21 @@ class Stack:
     def start_worker(self, name: str, **extra_env: str) -> subprocess.Popen:
         return self.start_workers([name], **extra_env)[name]
 
-    def start_workers(self, names, **extra_env: str) -> dict[str, subprocess.Popen]:
+    def start_workers(self, names, *, args: dict[str, list[str]] | None = None, **extra_env: str
+                      ) -> dict[str, subprocess.Popen]:
         """Workers ``names`` with the same environment, started at once: each imports torch
-        (seconds of CPU), and waiting for them together costs one start, not one each."""
-        procs = {name: self._spawn(name, extra_env) for name in names}
+        (seconds of CPU), and waiting for them together costs one start, not one each.
+        ``args``: a worker's own `imori worker` flags by name (``{"j": ["--jobs"]}``)."""
+        procs = {name: self._spawn(name, extra_env, (args or {}).get(name, [])) for name in names}
         for name, proc in procs.items():
             self.wait_for(lambda: self.live(name), 90, f"worker {name} to come up", proc)
         return procs
 
-    def _spawn(self, name: str, extra_env: dict[str, str]) -> subprocess.Popen:
+    def _spawn(self, name: str, extra_env: dict[str, str], args: list[str] = ()) -> subprocess.Popen:
         log = Path(self.home) / f"worker-{name}-{len(self.logs)}.log"
         env = {**os.environ, **self.env, **extra_env, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker", "--name", name, "--loglevel", "INFO"],
+            [sys.executable, "-m", "cli", "worker", "--name", name, "--loglevel", "INFO", *args],
             cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         proc.imori_name = name  # type: ignore[attr-defined]
