@@ -1,7 +1,9 @@
 """What a backbone costs on this machine's CPU: milliseconds per image at its own input
 size, measured once (a forward pass in eval mode, the default threads) and cached under
 ``IMORI_HOME/cache/model_costs.json`` by model, size, processor, torch version and threads,
-so ``imori models`` and New run can show it beside the model's ImageNet top-1."""
+so ``imori models`` and New run can show it beside the model's ImageNet top-1; and what a
+run of it should take here (``training_seconds``), from that figure and the precision this
+machine trains in (``core.precision``), never from another machine's timings."""
 
 from __future__ import annotations
 
@@ -14,13 +16,19 @@ from pathlib import Path
 
 import torch
 
+from core.config import RunConfig
 from core.devices import default_threads
 from core.files import atomic_write
 from core.models.registry import build_model
 from core.models.specs import get_spec
 from core.paths import cache_dir
+from core.precision import resolve_precision, speedup
 
 BATCH = 2  # images a timed forward pass holds
+# A training step's forward and backward passes cost about three forward passes: the
+# backward pass about twice the forward (Kaplan et al. 2020: 6N training FLOPs per
+# example against 2N for the forward pass).
+TRAIN_STEP_FORWARDS = 3.0
 REPEATS = 5  # timed passes, after one warm-up; the fastest counts (others on the cores only slow it)
 
 
@@ -100,3 +108,37 @@ def cpu_ms_per_image(name: str) -> float:
     except OSError:  # a read-only IMORI_HOME: the figure stands, measured again next time
         pass
     return ms
+
+
+def training_seconds(config: RunConfig, train_images: int, eval_images: int, *, ms_per_image: float | None = None
+                     ) -> float | None:
+    """Seconds ``config`` should take to train on this machine's CPU with ``train_images``
+    training and ``eval_images`` validation + test images: every epoch a training pass
+    (``TRAIN_STEP_FORWARDS`` forward passes an image) and an evaluation (one), except the
+    frozen-backbone epochs (``freeze_epochs``, or all with ``freeze_backbone``), which cost
+    one forward pass of every image once (the cached features) and nearly nothing after;
+    at this machine's measured forward pass (``ms_per_image``, default the cached
+    ``cached_cpu_ms``, scaled by the input's area) divided by the speed-up of the precision
+    this machine trains the model in (``resolve_precision`` of the config's ``precision``:
+    fp32 where the CPU has no native bf16). Decoding and checkpoints are left out.
+
+    None (no estimate) where nothing was measured here, for a run on CUDA, or for a run
+    whose length is in iterations with no training images to turn them into epochs.
+    """
+    if config.device == "cuda":
+        return None
+    ms = cached_cpu_ms(config.model) if ms_per_image is None else ms_per_image
+    if ms is None or train_images <= 0:
+        return None
+    native = get_spec(config.model).default_size
+    height, width = config.input_size()
+    ms *= (height * width) / (native[0] * native[1])
+    if config.epochs is not None:
+        epochs = float(config.epochs)
+    else:
+        epochs = config.iterations * config.batch_size / train_images
+    frozen = epochs if config.freeze_backbone else min(float(config.freeze_epochs or 0), epochs)
+    passes = (train_images + eval_images) if frozen else 0.0
+    passes += (epochs - frozen) * (TRAIN_STEP_FORWARDS * train_images + eval_images)
+    precision = resolve_precision(config.precision, "cpu", config.model)
+    return passes * ms / 1000 / speedup(precision, "cpu", config.model)
