@@ -27,8 +27,9 @@ from core.jobs.kinds import LR_FIND
 from core.models import sources
 from core.models.registry import build_model
 from core.models.specs import get_spec, list_models, pretrained_available
-from core.models.cost import cpu_ms_per_image
+from core.models.cost import cpu_ms_per_image, training_seconds
 from core.models.summary import summarize
+from core.precision import cpu_supports_bf16, resolve_precision
 from core.recipes import DEFAULT_AUTO_MINUTES, RECIPES, is_small_grayscale, recipe_config, recipe_results
 from core.records import queries
 from core.status import CANCELLED, SUCCEEDED
@@ -38,7 +39,9 @@ from worker import client
 OTHER_DATASET = "__path__"
 FRESH = "__fresh__"
 INIT_PATH = "__init_path__"
-RECIPE_ORDER = ("finetune", "seed003", "seed004", "seed000", "seed002")
+RECIPE_ORDER = ("finetune", "seed003", "seed004", "seed000", "seed002")  # for photos
+GRAYSCALE_ORDER = ("seed003", "seed004", "seed000", "seed002", "finetune")  # for digit-sized images
+CARDS_PER_ROW = 3
 KEEP = form.KEEP
 
 
@@ -186,14 +189,28 @@ def looks_like_photos(info: Any) -> bool:
     return not small_grayscale(info)
 
 
-def finetune_minutes(train_images: int) -> int | None:
-    """The finetune recipe's time on this many training images, scaled from what
-    bench/recipes.py measured it taking here (None when it was never measured)."""
-    measured = (recipe_results().get("finetune") or {}).get("results") or []
-    first = next((r for r in measured if r.get("seconds") and r.get("train_images")), None)
-    if first is None or not train_images:
-        return None
-    return max(1, round(first["seconds"] * train_images / first["train_images"] / 60))
+def finetune_minutes(info: Any) -> int | None:
+    """The finetune recipe's minutes on dataset ``info`` here: this machine's measured
+    forward pass (``backbone_ms``) in the precision it trains in (``core.models.cost``);
+    None where it cannot be estimated."""
+    config = recipe_config("finetune", dataset=info.name)
+    train = info.counts.get("train", info.total)
+    seconds = training_seconds(config, train, max(0, info.total - train), ms_per_image=backbone_ms(config.model))
+    return None if seconds is None else max(1, round(seconds / 60))
+
+
+def first_recipe(datasets: list[Any]) -> tuple[str, dict[str, Any]]:
+    """What a first visit preselects, the recipe of the first card it shows: finetune on
+    the newest imported photo dataset when there is one (the user's own photos), else
+    seed 003 on digits."""
+    photos = [d for d in datasets if looks_like_photos(d)]
+    return ("finetune", {"dataset": photos[-1].name}) if photos else ("seed003", {})
+
+
+def recipe_order(photos: bool) -> tuple[str, ...]:
+    """The recipe cards in the order shown: finetune first for photos, the tutorials'
+    nets from scratch first for digit-sized images (what a first visit preselects first)."""
+    return RECIPE_ORDER if photos else GRAYSCALE_ORDER
 
 
 def small_grayscale(info: Any) -> bool:
@@ -297,6 +314,11 @@ def backbone_ms(name: str) -> float:
     return cpu_ms_per_image(name)
 
 
+def machine_precision(model: str) -> str:
+    """What a CPU run of ``model`` trains in here under ``auto``: ``"bf16"`` or ``"fp32"``."""
+    return resolve_precision("auto", "cpu", model)
+
+
 def widgets_spec(name: str):
     return get_spec(name)
 
@@ -325,7 +347,10 @@ def previous_checkpoints(model: str) -> dict[str, str]:
 st.title("New run")
 if "nr_model" not in st.session_state:
     with st.spinner("Loading PyTorch, the models and the datasets (first visit only)…"):
-        fill(recipe_config("seed003"), recipe="seed003")
+        first, first_overrides = first_recipe(loading.all_datasets())
+        fill(recipe_config(first, **first_overrides), recipe=first)
+        if first_overrides:  # the user's own photos: the page says why it starts from finetune
+            st.session_state.nr_photo_note = first_overrides["dataset"]
 if st.session_state.get("nr_use_dataset"):  # a fixed version just made: the same settings on it
     st.session_state.nr_dataset, st.session_state.nr_dataset_path = st.session_state.pop("nr_use_dataset"), ""
 if st.session_state.get("nr_request_dataset"):  # "Train a model on it" on the Datasets page
@@ -352,13 +377,18 @@ auto_first = not small_grayscale(by_name[st.session_state.nr_auto_dataset])
 if auto_first:
     auto_card(by_name)
 
-# Recipe cards: the four tutorials, each with what it measurably reaches here.
+# Recipe cards: the four tutorials and finetune, each with what it measurably reaches here,
+# in rows of three (five narrow columns stretched to the tallest card left most of them empty).
 st.subheader("Start from a tutorial's recipe")
 results = recipe_results()
-cards = st.columns(len(RECIPE_ORDER))
-for column, name in zip(cards, RECIPE_ORDER):
+if not cpu_supports_bf16():
+    st.caption("This machine's CPU has no native bf16, so runs here train in fp32: the cards' fp32 figures are the "
+               "ones to compare, and their times were measured on another machine.")
+order = recipe_order(auto_first)
+cards = [column for start in range(0, len(order), CARDS_PER_ROW) for column in st.columns(CARDS_PER_ROW)]
+for column, name in zip(cards, order):
     recipe = RECIPES[name]
-    with column.container(border=True, height="stretch"):
+    with column.container(border=True):
         st.markdown(f"**{recipe['title']}**")
         st.caption(recipe["about"])
         measured = results.get(name) or {}
@@ -474,8 +504,9 @@ with data_col.container(border=True):
         if report_col.button("See its health report", key="nr_health_report", icon=":material/health_and_safety:"):
             st.session_state.ds_preview = chosen.name
             st.switch_page(nav.DATASETS)
-    minutes = finetune_minutes(chosen.counts.get("train", chosen.total)) if looks_like_photos(chosen) else None
-    when = f" (about {minutes} min here)" if minutes else ""
+    minutes = finetune_minutes(chosen) if looks_like_photos(chosen) else None
+    when = (f" (about {minutes} min on this machine, in {machine_precision('efficientnet_lite0')})" if minutes
+            else " (no estimate of its time here yet: runs here will measure it)")
     if (looks_like_photos(chosen) and st.session_state.get("nr_recipe") == "finetune"
             and st.session_state.get("nr_photo_note") == chosen.name):
         st.info(f"**{chosen.name}** looks like photos, so this starts from the finetune recipe: a pretrained "

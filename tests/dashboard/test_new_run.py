@@ -3,9 +3,11 @@ combinations refused in the form, a sweep making several runs."""
 
 from __future__ import annotations
 
+import re
+
 from dashkit import app, ok, texts
 
-from core.recipes import recipe_results
+from core.recipes import RECIPES, recipe_results
 
 
 def queued(run_id: int):
@@ -281,3 +283,67 @@ def test_the_automatic_card_queues_one_auto_run_for_its_minutes(broker):
     at.button(key="recipe_seed003").click().run()
     ok(at)
     assert at.session_state["nr_recipe"] == "seed003" and at.session_state["nr_model"] == "mnist_cnn"
+
+
+def recipe_buttons(at) -> list:
+    """The recipe cards' own buttons, in the order the page shows the cards."""
+    return [b for b in at.button if b.key in {f"recipe_{name}" for name in RECIPES}]
+
+
+def finetune_minutes_shown(at) -> tuple[int, str]:
+    """The minutes and the precision of the "about N min on this machine, in P" note."""
+    [note] = [t for t in texts(at.info) if "looks like photos" in t]
+    found = re.search(r"about (\d+) min on this machine, in (fp32|bf16)", note)
+    assert found, note
+    return int(found.group(1)), found.group(2)
+
+
+def test_a_first_visit_preselects_the_first_card_and_estimates_in_this_machines_precision(home, tmp_path, monkeypatch):
+    """Issue 34, points 7 and 2: with digits only, seed 003 is preselected and its card
+    comes first; with the user's photos imported, finetune on them is preselected and its
+    card comes first. The finetune estimate uses this machine's measured forward pass in
+    the precision it trains in: fp32 on a CPU without native bf16 (the probe patched)."""
+    import streamlit as st
+
+    import core.models.cost
+    import core.precision
+    from core.data.registry import delete_dataset, dataset_info, import_dataset
+    from dashboard import loading
+    from tests.photos import photo_like_folder
+
+    at = app()
+    ok(at)
+    assert at.session_state["nr_recipe"] == "seed003" and at.session_state["nr_dataset"] == "digits"
+    first = recipe_buttons(at)[0]
+    assert first.key == "recipe_seed003" and first.label == "Using this recipe"
+
+    import_dataset(photo_like_folder(tmp_path / "leaves", per_class=12, size=64), "leaves")
+    try:
+        loading.all_datasets.clear()
+        st.cache_data.clear()  # the page's cached backbone figure too
+        monkeypatch.setattr(core.models.cost, "cpu_ms_per_image", lambda name: 4000.0)  # a slow CPU, measured
+        monkeypatch.setattr(core.precision, "cpu_supports_bf16", lambda: False)
+        at = app()
+        ok(at)
+        s = at.session_state
+        assert s["nr_recipe"] == "finetune" and s["nr_dataset"] == "leaves" and s["nr_model"] == "efficientnet_lite0"
+        first = recipe_buttons(at)[0]
+        assert first.key == "recipe_finetune" and first.label == "Using this recipe"
+        assert any("no native bf16" in t for t in texts(at.caption))
+        # 1 frozen epoch (one forward pass of every image), 4 of every layer (3 passes a
+        # training image, 1 an evaluated one), at 4 s an image, in fp32.
+        counts = dataset_info("leaves").counts
+        train = counts.get("train", sum(counts.values()))
+        evaluated = sum(counts.values()) - train
+        passes = (train + evaluated) + 4 * (3 * train + evaluated)
+        assert finetune_minutes_shown(at) == (max(1, round(passes * 4.0 / 60)), "fp32")
+        # The same CPU with native bf16 trains finetune's backbone 2.28x faster.
+        monkeypatch.setattr(core.precision, "cpu_supports_bf16", lambda: True)
+        at = app()
+        ok(at)
+        assert finetune_minutes_shown(at) == (max(1, round(passes * 4.0 / 2.28 / 60)), "bf16")
+        assert not any("no native bf16" in t for t in texts(at.caption))
+    finally:
+        delete_dataset("leaves")
+        loading.all_datasets.clear()
+        st.cache_data.clear()
