@@ -16,6 +16,10 @@ releases an ``flock`` when its process dies, however it dies, so a killed traini
 leaves the slot taken. Beside the lock, ``cpu-training.holder.json`` says who holds it
 (for messages only: it is never what decides).
 
+Only trainings take the slot: a short job (``core.jobs``: evaluate, health, export, ...)
+never does, so it neither waits for a training nor blocks one; the worker that serves
+jobs beside a training keeps to a few threads instead (``imori worker --jobs``).
+
 A holder whose process is stopped (SIGSTOP, Ctrl-Z, a frozen worker) uses no core: a
 waiter does not wait for it but runs beside it, without the slot.
 """
