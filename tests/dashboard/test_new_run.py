@@ -233,6 +233,8 @@ def test_the_learning_rate_finder_runs_on_a_worker_and_its_suggestion_fills_the_
     job = jobs.list_jobs(kind=LR_FIND, limit=1)[0]
     assert job.status == "queued" and job.params["config"]["model"] == "lenet5"
     assert at.button(key="nr_lr_find").disabled  # one at a time for these settings
+    # No worker serves jobs in this test: the job's line says so, and what to start.
+    assert any("none serves jobs: start one with `imori worker --jobs`" in p.proto.text for p in at.get("progress"))
     assert execute_job(job.id, "test-process") == "succeeded", jobs.get_job(job.id).error
     at.run()
     ok(at)
