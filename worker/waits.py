@@ -17,7 +17,8 @@ from worker.app import gpu_jobs_queue, jobs_queue
 from worker.broker import quick_client
 from worker.presence import WorkerInfo, live_workers
 
-NO_JOBS_WORKER = "waiting for a worker, and none serves jobs: start one with `imori worker --jobs` (`imori up` starts one)"
+NO_JOBS_WORKER = ("waiting for a worker, and none serves jobs: start one with `imori worker --jobs` "
+                  "(`imori up` starts one)")
 
 
 def minutes_left(seconds: float | None) -> str:
