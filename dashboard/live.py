@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from core.status import QUEUED, RUNNING
+from worker.app import cpu_queue, gpu_queue
 from worker.broker import NoBroker, require
 from worker.presence import live_workers
 
@@ -68,6 +69,7 @@ def queue_notes(queued: Sequence[Any], devices: dict[int, str], live: Sequence[A
     """For each queued run (oldest first is served first): its place in the queue, or
     what it waits for. ``devices`` maps run id -> its config's device."""
     notes: dict[int, str] = {}
+    live = [w for w in live if {cpu_queue(), gpu_queue()} & set(w.queues)]  # a worker of jobs alone trains none
     has_gpu = any(w.device == "cuda" for w in live)
     for position, run in enumerate(sorted(queued, key=lambda r: r.id), start=1):
         if offline:

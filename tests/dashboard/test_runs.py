@@ -228,3 +228,17 @@ def test_live_parts_tick_only_while_something_is_active_and_redraw_the_page_on_a
     live.fragment(lambda: {"queued": 0, "succeeded": 3})(lambda: None)
     live.fragment(lambda: {"queued": 2})(lambda: None)
     assert made == [live.REFRESH, None, None, live.REFRESH]
+
+
+def test_a_worker_of_jobs_alone_does_not_count_as_one_that_trains():
+    from types import SimpleNamespace
+
+    from dashboard.live import queue_notes
+    from worker.app import cpu_queue, jobs_queue
+    from worker.presence import WorkerInfo
+
+    jobs_only = WorkerInfo(name="j", host="h", pid=1, device="cpu", device_name="CPU", queues=[jobs_queue()], threads=1)
+    queued = [SimpleNamespace(id=4)]
+    assert queue_notes(queued, {4: "auto"}, [jobs_only], None)[4].startswith("waiting for a worker")
+    trainer = WorkerInfo(name="t", host="h", pid=2, device="cpu", device_name="CPU", queues=[cpu_queue()], threads=2)
+    assert queue_notes(queued, {4: "auto"}, [jobs_only, trainer], None)[4] == "#1 in the queue"
