@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: a GPU worker where CUDA is present, else a CPU worker")
     p.add_argument("--name", help="worker name (default: device-host-pid)")
-    p.add_argument("--threads", type=int, help="torch threads (default: the usable cores)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the usable cores; a quarter of them with --jobs)")
     p.add_argument("--gpus", metavar="LIST",
                    help="a machine with several GPUs: one worker process per device, each seeing only its own "
                         "(e.g. --gpus 0,1); a run with --nproc-per-node N trains across N of them")
