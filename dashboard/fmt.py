@@ -1,5 +1,5 @@
-"""How values, labels and a user's errors read on every page: percentages, durations,
-run, checkpoint and dataset labels, status badges, `user_errors`.
+"""How values, labels and a user's errors read on every page: percentages, counts,
+durations, file names, run, checkpoint and dataset labels, status badges, `user_errors`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,39 @@ def pct(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     return f"{100 * value:.{digits}f} %"
+
+
+def count(value: int | None) -> str:
+    """1442 -> '1,442' (every count a page shows, in text or a table); None -> '—'."""
+    return "—" if value is None else f"{int(value):,}"
+
+
+def count_column(label: str | None = None, **kwargs: Any) -> Any:
+    """A table column of counts, shown as ``count`` shows them (1,442 beside 2,624), still
+    sorted as numbers."""
+    return st.column_config.NumberColumn(label, format="localized", **kwargs)
+
+
+def count_table(frame: Any) -> dict[str, Any]:
+    """``column_config`` for every integer column of ``frame`` (a pandas DataFrame)."""
+    return {str(c): count_column() for c in frame.columns if str(frame[c].dtype).lower().startswith(("int", "uint"))}
+
+
+def short_name(path: str, width: int = 30) -> str:
+    """A file name that fits ``width`` characters without breaking mid-name: the folders
+    go first ('…/00.jpg'), then the middle of the name ('IMG_2024…0032.jpg'); the
+    extension always stays. The full path belongs in a tooltip beside it."""
+    if len(path) <= width:
+        return path
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if len(name) + 2 <= width:
+        return "…/" + name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext) > 5:
+        stem, ext = name, ""
+    tail = ("." + ext) if ext else ""
+    keep = max(2, width - len(tail) - 1)
+    return stem[: (keep + 1) // 2] + "…" + stem[len(stem) - keep // 2:] + tail
 
 
 def num(value: float | None, digits: int = 4) -> str:

@@ -355,7 +355,10 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     ok(at)
     assert any("Test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
     [health] = [t for t in at.tabs if t.label == "Health"]
-    assert len(health.image) == 1 and "train/round/00.jpg" in str(health.image[0].proto)
+    # The copy and the training image it copies, side by side, each with its file name (in full on hover).
+    assert len(health.image) == 2
+    names = [c for c in health.caption if c.value in ("**test/round/copy.jpg**", "**train/round/00.jpg**")]
+    assert len(names) == 2 and {c.help for c in names} == {"test/round/copy.jpg", "train/round/00.jpg"}
     at.button(key="ds_health_features").click().run()
     ok(at)
     job = jobs.latest_job(HEALTH, "leafcheck")
