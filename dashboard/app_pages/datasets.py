@@ -54,16 +54,16 @@ def thumbnail(image, side: int = 288):
 def report_view(report) -> None:
     totals = report.split_totals()
     a, b, c = st.columns(3)
-    a.metric("Images", f"{report.total:,}")
-    b.metric("Classes", len(report.class_totals()))
-    c.metric("Skipped files", len(report.skipped))
+    a.metric("Images", fmt.count(report.total))
+    b.metric("Classes", fmt.count(len(report.class_totals())))
+    c.metric("Skipped files", fmt.count(len(report.skipped)))
     if report.counts:
         frame = pd.DataFrame(report.counts).fillna(0).astype(int)
         frame.index.name = "class"
         if len(frame.columns) > 1:
             frame["total"] = frame.sum(axis=1)
         totals = {**totals, "total": report.total}
-        st.dataframe(frame, column_config={s: st.column_config.NumberColumn(f"{s} ({totals.get(s, 0):,})") for s in frame})
+        st.dataframe(frame, column_config={s: fmt.count_column(f"{s} ({fmt.count(totals.get(s, 0))})") for s in frame})
     for note in getattr(report, "notes", []):
         st.info(note.replace("`", "'"), icon=":material/translate:")
     for warning in report.warnings:
@@ -72,8 +72,8 @@ def report_view(report) -> None:
         with st.expander(f"{len(report.skipped)} file(s) skipped, and why"):
             st.dataframe(pd.DataFrame(report.skipped, columns=["file", "reason"]), hide_index=True)
     if report.sizes:
-        st.caption("Sizes seen: " + ", ".join(f"{size} ({n:,})" for size, n in list(report.sizes.items())[:8]) +
-                   " · modes: " + ", ".join(f"{m} ({n:,})" for m, n in report.modes.items()))
+        st.caption("Sizes seen: " + ", ".join(f"{size} ({fmt.count(n)})" for size, n in list(report.sizes.items())[:8]) +
+                   " · modes: " + ", ".join(f"{m} ({fmt.count(n)})" for m, n in report.modes.items()))
 
 
 # -- health -----------------------------------------------------------------------------------
@@ -267,10 +267,10 @@ def fixes_view(ref: str, report) -> None:
         st.markdown("**Fix it in a new version** (the dataset stays as it is, with its runs)")
         chosen = {key: st.checkbox(text, value=key == "ds_fix_copies", key=key) for key, text in offers.items()}
         if issues:
-            st.caption(f"Likely label errors reviewed: {len(relabel):,} to relabel, {len(kept):,} kept as labelled, "
-                       f"{issues - len(relabel) - len(kept):,} not looked at (left as they are)."
+            st.caption(f"Likely label errors reviewed: {fmt.count(len(relabel))} to relabel, {fmt.count(len(kept))} kept as labelled, "
+                       f"{fmt.count(issues - len(relabel) - len(kept))} not looked at (left as they are)."
                        if relabel or kept else
-                       f"None of the {issues:,} likely label error(s) reviewed yet: choose Relabel or Keep on each "
+                       f"None of the {fmt.count(issues)} likely label error(s) reviewed yet: choose Relabel or Keep on each "
                        "above; none is relabelled unless you do.")
         marked = st.multiselect("Mark findings as reviewed (fine as they are: no longer warned about)",
                                 list(reviewable), format_func=reviewable.get, key="ds_fix_reviewed")
@@ -422,7 +422,8 @@ st.dataframe(
         ]
     ),
     hide_index=True,
-    column_config={"about": st.column_config.TextColumn(width="large")},
+    column_config={"about": st.column_config.TextColumn(width="large"),
+                   **{column: fmt.count_column() for column in ("classes", "train", "test")}},
 )
 
 # -- preview ----------------------------------------------------------------------------------
@@ -463,7 +464,7 @@ else:
         counts = info.report.class_totals() if info.report else {}
         for class_name, images in list(grid.items())[:50]:
             label, row = st.columns([1, 6], vertical_alignment="center")
-            label.markdown(f"**{class_name}**" + (f"  \n{counts[class_name]:,} images" if class_name in counts else ""))
+            label.markdown(f"**{class_name}**" + (f"  \n{fmt.count(counts[class_name])} images" if class_name in counts else ""))
             if images:
                 row.image(images, width=72)
         if len(grid) > 50:

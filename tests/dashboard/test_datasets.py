@@ -46,13 +46,34 @@ def test_the_built_in_datasets_are_listed_and_previewed(home):
     assert len(samples_tab(at).image) == 10  # one row of samples per class
 
 
+def test_every_count_in_a_table_reads_with_a_thousands_separator(home):
+    """One formatter for counts (dashboard.fmt): 1,438 beside 2,624, never 1438; the table's
+    columns stay numbers (they sort as numbers) and are shown localized."""
+    import json
+
+    from dashboard import fmt
+
+    assert [fmt.count(n) for n in (7, 1442, 2624, 1_000_000, None)] == ["7", "1,442", "2,624", "1,000,000", "—"]
+    at = app(DATASETS)
+    ok(at)
+    [listed] = [d for d in at.dataframe if "about" in d.value.columns]
+    assert listed.value.set_index("name").loc["digits", "train"] == 1438  # a number, not text
+    config = json.loads(listed.proto.columns)
+    assert all(config[c]["type_config"]["format"] == "localized" for c in ("classes", "train", "test")), config
+
+
 def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
+    import json
+
     from core.run import execute_run
 
     at = upload_zip(app(DATASETS), "my shapes.zip", class_zip(per_class=12, bad=2), "myshapes")
     assert any("Imported **myshapes**" in t for t in texts(at.success))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "24" and metrics["Classes"] == "2" and metrics["Skipped files"] == "2"
+    # The report's table: every split's count in its header and its cells, formatted alike.
+    counts = [json.loads(d.proto.columns) for d in at.dataframe if d.value.index.name == "class"][0]
+    assert counts["train"]["label"].startswith("train (") and counts["train"]["type_config"]["format"] == "localized"
     assert at.selectbox(key="ds_preview").value == "myshapes"
     assert len(samples_tab(at).image) == 2  # a row of samples for each class
     # The list says the user's file name, never the name it was stored under.
