@@ -55,21 +55,14 @@ def count_table(frame: Any) -> dict[str, Any]:
     return {str(c): count_column() for c in frame.columns if str(frame[c].dtype).lower().startswith(("int", "uint"))}
 
 
-def short_name(path: str, width: int = 30) -> str:
-    """A file name that fits ``width`` characters without breaking mid-name: the folders
-    go first ('…/00.jpg'), then the middle of the name ('IMG_2024…0032.jpg'); the
-    extension always stays. The full path belongs in a tooltip beside it."""
-    if len(path) <= width:
-        return path
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    if len(name) + 2 <= width:
-        return "…/" + name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext) > 5:
-        stem, ext = name, ""
-    tail = ("." + ext) if ext else ""
-    keep = max(2, width - len(tail) - 1)
-    return stem[: (keep + 1) // 2] + "…" + stem[len(stem) - keep // 2:] + tail
+def file_name(path: str, width: int = 80) -> str:
+    """A file's path as markdown that wraps only after a separator (``/ _ - .``), never
+    mid-word, and whose underscores stay underscores; a path longer than ``width`` keeps
+    its start and its end ('IMG_2024…0032.jpg'). The full path belongs in a tooltip beside it."""
+    if len(path) > width:
+        path = path[: width // 2 - 1] + "…" + path[len(path) - (width - width // 2):]
+    escaped = "".join("\\" + c if c in "\\`*_[]<>#|~" else c for c in path)
+    return "".join(c + "\u200b" if c in "/_-." else c for c in escaped)
 
 
 def num(value: float | None, digits: int = 4) -> str:

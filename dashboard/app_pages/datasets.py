@@ -81,8 +81,6 @@ def report_view(report) -> None:
 #: Findings per page of a kind's grid, and thumbnails per row (a finding of several images,
 #: such as a pair of copies, takes two places).
 PER_PAGE, PER_ROW = 12, 4
-#: A file name longer than this is shortened on its card (the full path in its tooltip).
-NAME_WIDTH = 30
 RELABEL, KEEP = "relabel", "keep"
 
 
@@ -106,7 +104,9 @@ def full_size(ref: str, name: str, about: str) -> None:
         if picture is None:
             st.warning(f"{name} cannot be opened any more.", icon=":material/warning:")
         else:
-            st.image(loading.upscale(picture, 512))
+            # Large enough to judge a crack (a 300 px cell at 800 px); the image's own
+            # fullscreen button shows a larger file at its real size.
+            st.image(picture, width=round(picture.width * min(4.0, 800 / max(picture.size))))
 
 
 def review_key(ref: str, finding) -> str:
@@ -140,8 +140,8 @@ def finding_card(ref: str, finding, pictures: dict) -> None:
         about = f"{finding.splits[i]} · {finding.labels[i]}"
         with column:
             st.image(pictures[name], width="stretch")
-            # One line, never broken mid-name: shortened in the middle to fit, in full on hover.
-            st.caption(f"**{fmt.short_name(name, NAME_WIDTH)}**", help=name, wrap=False)
+            # The whole name, broken only after a separator, never mid-word; in full on hover too.
+            st.caption(f"**{fmt.file_name(name)}**", help=name)
             st.caption(about)
             if st.button("Full size", key=f"{review_key(ref, finding)}_full_{i}", icon=":material/open_in_full:",
                          type="tertiary"):
