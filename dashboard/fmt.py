@@ -55,13 +55,14 @@ def count_table(frame: Any) -> dict[str, Any]:
     return {str(c): count_column() for c in frame.columns if str(frame[c].dtype).lower().startswith(("int", "uint"))}
 
 
-def file_name(path: str, width: int = 80) -> str:
-    """A file's path as markdown that wraps only after a separator (``/ _ - .``), never
-    mid-word, and whose underscores stay underscores; a path longer than ``width`` keeps
-    its start and its end ('IMG_2024…0032.jpg'). The full path belongs in a tooltip beside it."""
+def file_name(path: str, width: int = 80, markdown: bool = True) -> str:
+    """A file's path that wraps only after a separator (``/ _ - .``), never mid-word: as
+    markdown (its underscores stay underscores), or as plain text (``markdown=False``: an
+    image's caption); a path longer than ``width`` keeps its start and its end
+    ('IMG_2024…0032.jpg'). The full path belongs in a tooltip beside it."""
     if len(path) > width:
         path = path[: width // 2 - 1] + "…" + path[len(path) - (width - width // 2):]
-    escaped = "".join("\\" + c if c in "\\`*_[]<>#|~" else c for c in path)
+    escaped = "".join("\\" + c if markdown and c in "\\`*_[]<>#|~" else c for c in path)
     return "".join(c + "\u200b" if c in "/_-." else c for c in escaped)
 
 

@@ -46,6 +46,19 @@ def test_the_built_in_datasets_are_listed_and_previewed(home):
     assert len(samples_tab(at).image) == 10  # one row of samples per class
 
 
+def test_a_file_name_wraps_only_after_a_separator_and_stays_whole():
+    """A card's file name: no break inside a word (a zero-width space after each separator
+    is the only place a line may break), markdown that shows underscores as underscores,
+    and a name too long for any card keeps its start and its extension."""
+    from dashboard import fmt
+
+    shown = fmt.file_name("train/defective/cell_0042-a.png")
+    assert shown == "train/\u200bdefective/\u200bcell\\_\u200b0042-\u200ba.\u200bpng"
+    assert fmt.file_name("cell_0042.png", markdown=False).replace("\u200b", "") == "cell_0042.png"
+    long = fmt.file_name("x" * 200 + ".jpeg", 40, markdown=False)
+    assert len(long) == 40 + 1 and long.startswith("x" * 19 + "…") and long.endswith(".\u200bjpeg")
+
+
 def test_every_count_in_a_table_reads_with_a_thousands_separator(home):
     """One formatter for counts (dashboard.fmt): 1,438 beside 2,624, never 1438; the table's
     columns stay numbers (they sort as numbers) and are shown localized."""
