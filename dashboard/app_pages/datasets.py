@@ -3,8 +3,8 @@ rows and its images, whose columns can be picked) with its validation report (im
 class and split, files skipped and why, how names not in UTF-8 were read: the encoding can
 be chosen); a grid of samples per class; and each dataset's health (core.health): the
 image checks run here in seconds, the feature checks (near copies, likely label errors) on
-a worker, every finding a card in a grid (its images at 256 px with their file names, one
-click to full size, its reason and score); likely label errors reviewed one by one
+a worker, every finding a card in a grid (three abreast, its images at 256 px with their
+file names, one click to full size, its reason and score); likely label errors reviewed one by one
 (relabel or keep) before a fix relabels any."""
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ def report_view(report) -> None:
 
 # -- health -----------------------------------------------------------------------------------
 
-#: Findings per page of a kind's grid, and thumbnails per row (a finding of several images,
-#: such as a pair of copies, takes two places).
-PER_PAGE, PER_ROW = 12, 4
+#: Findings per page of a kind's grid, and findings per row (about 270 px a thumbnail on a
+#: laptop's screen); a finding of several images (a pair of copies) takes a row, its
+#: images MAX_SHOWN abreast.
+PER_PAGE, PER_ROW, MAX_SHOWN = 12, 3, 4
 RELABEL, KEEP = "relabel", "keep"
 
 
@@ -133,8 +134,8 @@ def finding_card(ref: str, finding, pictures: dict) -> None:
     """A finding as a card: each image it names with its file name (shortened to fit, in
     full in the tooltip and the full-size view), split and label; its reason and score; for a
     likely label error, the reviewer's choice."""
-    names = [n for n in finding.images if n in pictures][:4]
-    columns = st.columns(len(names)) if len(names) > 1 else [st.container()]
+    names = [n for n in finding.images if n in pictures][:MAX_SHOWN]
+    columns = st.columns(MAX_SHOWN) if len(finding.images) > 1 else [st.container()]
     for column, name in zip(columns, names):
         i = finding.images.index(name)
         about = f"{finding.splits[i]} · {finding.labels[i]}"
@@ -166,14 +167,16 @@ def findings_grid(ref: str, report, kind: str) -> None:
             st.markdown(f"- {finding.score:.2f} · {finding.reason}")
         return
     pages = -(-len(findings) // PER_PAGE)
-    page = 0
+    page, key = 0, f"ds_page_{kind}"
+    if st.session_state.get(key, 0) >= pages:  # the page of another dataset's findings
+        st.session_state[key] = 0
     if pages > 1:
-        page = st.selectbox("Page", range(pages), key=f"ds_page_{kind}", format_func=lambda p: (
+        page = st.selectbox("Page", range(pages), key=key, format_func=lambda p: (
             f"{fmt.count(p * PER_PAGE + 1)}–{fmt.count(min(len(findings), (p + 1) * PER_PAGE))} "
             f"of {fmt.count(len(findings))}"))
     shown = findings[page * PER_PAGE:(page + 1) * PER_PAGE]
-    pictures = finding_thumbnails(ref, report.identity, tuple(n for f in shown for n in f.images[:4]))
-    per_row = PER_ROW if all(len(f.images) <= 1 for f in shown) else PER_ROW // 2
+    pictures = finding_thumbnails(ref, report.identity, tuple(n for f in shown for n in f.images[:MAX_SHOWN]))
+    per_row = PER_ROW if all(len(f.images) <= 1 for f in shown) else 1
     for start in range(0, len(shown), per_row):
         for column, finding in zip(st.columns(per_row), shown[start:start + per_row]):
             with column, st.container(border=True):
