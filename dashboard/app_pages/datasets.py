@@ -130,10 +130,10 @@ def remember(ref: str, key: str, widget: str) -> None:
         decisions(ref)[key] = choice
 
 
-def finding_card(ref: str, finding, pictures: dict) -> None:
+def finding_card(ref: str, finding, pictures: dict, review: bool) -> None:
     """A finding as a card: each image it names with its file name (shortened to fit, in
     full in the tooltip and the full-size view), split and label; its reason and score; for a
-    likely label error, the reviewer's choice."""
+    likely label error of a dataset a fix can change (``review``), the reviewer's choice."""
     names = [n for n in finding.images if n in pictures][:MAX_SHOWN]
     columns = st.columns(MAX_SHOWN) if len(finding.images) > 1 else [st.container()]
     for column, name in zip(columns, names):
@@ -150,7 +150,7 @@ def finding_card(ref: str, finding, pictures: dict) -> None:
     if len(finding.images) > len(names):
         st.caption(f"… and {len(finding.images) - len(names)} more: {', '.join(finding.images[len(names):][:6])}")
     st.caption(f"{finding.score:.2f} · {finding.reason}")
-    if finding.kind == "label_issues" and finding.suggested is not None:
+    if review and finding.kind == "label_issues" and finding.suggested is not None:
         key, widget = finding_key(finding), review_key(ref, finding)
         options = {RELABEL: f"Relabel → {finding.suggested}", KEEP: f"Keep {finding.labels[0]}"}
         before = decisions(ref).get(key)
@@ -159,7 +159,7 @@ def finding_card(ref: str, finding, pictures: dict) -> None:
                  on_change=remember, args=(ref, key, widget))
 
 
-def findings_grid(ref: str, report, kind: str) -> None:
+def findings_grid(ref: str, report, kind: str, review: bool) -> None:
     """One kind's findings, a page at a time, as a grid of cards."""
     findings = report.of_kind(kind)
     if not any(f.images for f in findings):
@@ -180,7 +180,7 @@ def findings_grid(ref: str, report, kind: str) -> None:
     for start in range(0, len(shown), per_row):
         for column, finding in zip(st.columns(per_row), shown[start:start + per_row]):
             with column, st.container(border=True):
-                finding_card(ref, finding, pictures)
+                finding_card(ref, finding, pictures, review)
 
 
 def health_view(ref: str) -> None:
@@ -216,14 +216,18 @@ def health_view(ref: str) -> None:
     jobs.job_view(HEALTH, ref, "Health check")
     if not report.findings:
         st.success(f"No problems found ({', '.join(report.checks)} checks).", icon=":material/check_circle:")
+    fixable = is_imported(ref)  # a fix makes a version of an imported dataset only
     for kind, count, meaning in report.summary():
         with st.expander(f"**{kind.replace('_', ' ')}** ({fmt.count(count)}): {meaning}",
                          expanded=kind in ("cross_split_duplicates", "label_issues")):
-            if kind == "label_issues":
+            if kind == "label_issues" and not fixable:
+                st.caption("Import the dataset to fix what you find in a version of it: each of these is then "
+                           "relabelled only if you choose to on its card.")
+            elif kind == "label_issues":
                 st.caption("Look at each: the model's guess is no expert's. Choose **Relabel** where the image "
                            "really is of the class suggested, **Keep** where its label is right; only the ones "
                            "you chose change, in a new version (below).")
-            findings_grid(ref, report, kind)
+            findings_grid(ref, report, kind, fixable)
     if report.reviewed:
         st.caption(f"{len(report.reviewed)} finding(s) marked as reviewed in this version are not shown.")
     for note in report.notes:
