@@ -45,14 +45,10 @@ def count(value: int | None) -> str:
 
 
 def count_column(label: str | None = None, **kwargs: Any) -> Any:
-    """A table column of counts, shown as ``count`` shows them (1,442 beside 2,624), still
-    sorted as numbers."""
+    """A table column of counts (``st.column_config.NumberColumn``), shown with the
+    thousands separator of the browser's locale as ``count`` shows them (1,442 beside
+    2,624), and still sorted as numbers."""
     return st.column_config.NumberColumn(label, format="localized", **kwargs)
-
-
-def count_table(frame: Any) -> dict[str, Any]:
-    """``column_config`` for every integer column of ``frame`` (a pandas DataFrame)."""
-    return {str(c): count_column() for c in frame.columns if str(frame[c].dtype).lower().startswith(("int", "uint"))}
 
 
 def file_name(path: str, width: int = 80, markdown: bool = True) -> str:
