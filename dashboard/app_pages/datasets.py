@@ -131,8 +131,8 @@ def remember(ref: str, key: str, widget: str) -> None:
 
 
 def finding_card(ref: str, finding, pictures: dict, review: bool) -> None:
-    """A finding as a card: each image it names with its file name (shortened to fit, in
-    full in the tooltip and the full-size view), split and label; its reason and score; for a
+    """A finding as a card: each image it names with its whole file name (broken only after a
+    separator; in its tooltip and the full-size view too), split and label; its reason and score; for a
     likely label error of a dataset a fix can change (``review``), the reviewer's choice."""
     names = [n for n in finding.images if n in pictures][:MAX_SHOWN]
     columns = st.columns(MAX_SHOWN) if len(finding.images) > 1 else [st.container()]
