@@ -1,5 +1,5 @@
-"""How values, labels and a user's errors read on every page: percentages, durations,
-run, checkpoint and dataset labels, status badges, `user_errors`.
+"""How values, labels and a user's errors read on every page: percentages, counts,
+durations, file names, run, checkpoint and dataset labels, status badges, `user_errors`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,29 @@ def pct(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     return f"{100 * value:.{digits}f} %"
+
+
+def count(value: int | None) -> str:
+    """1442 -> '1,442' (every count a page shows, in text or a table); None -> '—'."""
+    return "—" if value is None else f"{int(value):,}"
+
+
+def count_column(label: str | None = None, **kwargs: Any) -> Any:
+    """A table column of counts (``st.column_config.NumberColumn``), shown with the
+    thousands separator of the browser's locale as ``count`` shows them (1,442 beside
+    2,624), and still sorted as numbers."""
+    return st.column_config.NumberColumn(label, format="localized", **kwargs)
+
+
+def file_name(path: str, width: int = 80, markdown: bool = True) -> str:
+    """A file's path that wraps only after a separator (``/ _ - .``), never mid-word: as
+    markdown (its underscores stay underscores), or as plain text (``markdown=False``: an
+    image's caption); a path longer than ``width`` keeps its start and its end
+    ('IMG_2024…0032.jpg'). The full path belongs in a tooltip beside it."""
+    if len(path) > width:
+        path = path[: width // 2 - 1] + "…" + path[len(path) - (width - width // 2):]
+    escaped = "".join("\\" + c if markdown and c in "\\`*_[]<>#|~" else c for c in path)
+    return "".join(c + "\u200b" if c in "/_-." else c for c in escaped)
 
 
 def num(value: float | None, digits: int = 4) -> str:

@@ -1,7 +1,8 @@
 """``export``: a checkpoint (the subject, a path) to ONNX or torch.export's .pt2, checked
 against PyTorch on its run's test split (``core.export``), then put in a ZIP with its
 ``preprocess.json`` under ``IMORI_HOME/exports``. Params: ``format`` (``onnx`` or
-``pt2``), ``max_images`` (the parity check's images, default 512), ``min_confidence``
+``pt2``), ``max_images`` (the parity check's images, default ``core.export.MAX_IMAGES``,
+the same as ``imori export``'s), ``min_confidence``
 (the "not sure" rule its preprocess.json states, default 0). Result: ``zip`` (its
 path), ``format``, ``parity`` (the check in words) and ``figures``."""
 
@@ -12,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from core.export import export
+from core.export import MAX_IMAGES, export
 from core.files import atomic_write
 from core.jobs.kinds import JobContext
 from core.paths import subdir
@@ -24,7 +25,7 @@ def run(job: JobContext) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)  # a redelivered job starts clean
     try:
         job.progress(f"exporting to {fmt}", 0.1)
-        result = export(job.subject, work / f"model.{fmt}", fmt, max_images=int(job.params.get("max_images", 512)),
+        result = export(job.subject, work / f"model.{fmt}", fmt, max_images=int(job.params.get("max_images", MAX_IMAGES)),
                         min_confidence=float(job.params.get("min_confidence", 0.0)),
                         progress=lambda text: job.progress(text, 0.5))
         archive = work.with_suffix(".zip")

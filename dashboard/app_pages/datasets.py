@@ -3,10 +3,13 @@ rows and its images, whose columns can be picked) with its validation report (im
 class and split, files skipped and why, how names not in UTF-8 were read: the encoding can
 be chosen); a grid of samples per class; and each dataset's health (core.health): the
 image checks run here in seconds, the feature checks (near copies, likely label errors) on
-a worker, every finding a grid of thumbnails with its reason and score."""
+a worker, every finding a card in a grid (three abreast, its images at 256 px with their
+file names, one click to full size, its reason and score); likely label errors reviewed one by one
+(relabel or keep) before a fix relabels any."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from core.health.cache import latest_report
 from core.health.check import check_dataset
 from core.health.fix import fix_dataset
 from core.health.report import finding_key
-from core.health.thumbnails import thumbnails
+from core.health.thumbnails import FULL_SIDE, THUMBNAIL_SIDE, thumbnails
 from core.jobs.kinds import HEALTH, IMPORT
 from core.paths import slug
 from core.records import jobs as job_records, queries
@@ -51,16 +54,16 @@ def thumbnail(image, side: int = 288):
 def report_view(report) -> None:
     totals = report.split_totals()
     a, b, c = st.columns(3)
-    a.metric("Images", f"{report.total:,}")
-    b.metric("Classes", len(report.class_totals()))
-    c.metric("Skipped files", len(report.skipped))
+    a.metric("Images", fmt.count(report.total))
+    b.metric("Classes", fmt.count(len(report.class_totals())))
+    c.metric("Skipped files", fmt.count(len(report.skipped)))
     if report.counts:
         frame = pd.DataFrame(report.counts).fillna(0).astype(int)
         frame.index.name = "class"
         if len(frame.columns) > 1:
             frame["total"] = frame.sum(axis=1)
         totals = {**totals, "total": report.total}
-        st.dataframe(frame, column_config={s: st.column_config.NumberColumn(f"{s} ({totals.get(s, 0):,})") for s in frame})
+        st.dataframe(frame, column_config={s: fmt.count_column(f"{s} ({fmt.count(totals.get(s, 0))})") for s in frame})
     for note in getattr(report, "notes", []):
         st.info(note.replace("`", "'"), icon=":material/translate:")
     for warning in report.warnings:
@@ -69,21 +72,115 @@ def report_view(report) -> None:
         with st.expander(f"{len(report.skipped)} file(s) skipped, and why"):
             st.dataframe(pd.DataFrame(report.skipped, columns=["file", "reason"]), hide_index=True)
     if report.sizes:
-        st.caption("Sizes seen: " + ", ".join(f"{size} ({n:,})" for size, n in list(report.sizes.items())[:8]) +
-                   " · modes: " + ", ".join(f"{m} ({n:,})" for m, n in report.modes.items()))
+        st.caption("Sizes seen: " + ", ".join(f"{size} ({fmt.count(n)})" for size, n in list(report.sizes.items())[:8]) +
+                   " · modes: " + ", ".join(f"{m} ({fmt.count(n)})" for m, n in report.modes.items()))
 
 
 # -- health -----------------------------------------------------------------------------------
 
+#: Findings per page of a kind's grid, and findings per row (about 270 px a thumbnail on a
+#: laptop's screen); a finding of several images (a pair of copies) takes a row, its
+#: images MAX_SHOWN abreast.
+PER_PAGE, PER_ROW, MAX_SHOWN = 12, 3, 4
+RELABEL, KEEP = "relabel", "keep"
+
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def finding_thumbnails(ref: str, identity: str, names: tuple[str, ...]):  # noqa: ARG001 - identity: the content
-    return thumbnails(ref, list(names))
+    return {name: loading.upscale(image, THUMBNAIL_SIDE // 2) for name, image in thumbnails(ref, list(names)).items()}
 
 
 def health_report(ref: str):
     """The newest health report of ``ref``, or None (nothing is decoded to find it)."""
     return latest_report(ref)
+
+
+@st.dialog("Full size", width="large")
+def full_size(ref: str, name: str, about: str) -> None:
+    """One image of a finding as large as the page allows (its file, up to FULL_SIDE px)."""
+    st.markdown(f"`{name}`")
+    st.caption(about)
+    with fmt.user_errors("Cannot show it: "):
+        picture = thumbnails(ref, [name], side=FULL_SIDE).get(name)
+        if picture is None:
+            st.warning(f"{name} cannot be opened any more.", icon=":material/warning:")
+        else:
+            # Large enough to judge a crack (a 300 px cell at 800 px); the image's own
+            # fullscreen button shows a larger file at its real size.
+            st.image(picture, width=round(picture.width * min(4.0, 800 / max(picture.size))))
+
+
+def review_key(ref: str, finding) -> str:
+    """A widget key of its own for each finding of each dataset."""
+    return "ds_review_" + hashlib.blake2b(f"{ref}\0{finding_key(finding)}".encode(), digest_size=6).hexdigest()
+
+
+def decisions(ref: str) -> dict[str, str]:
+    """The review of ``ref``'s likely label errors so far: ``{finding_key: RELABEL or KEEP}``.
+    Kept apart from the widgets, whose state Streamlit forgets once a page of the grid is
+    no longer shown."""
+    return st.session_state.setdefault("ds_decisions", {}).setdefault(ref, {})
+
+
+def remember(ref: str, key: str, widget: str) -> None:
+    choice = st.session_state.get(widget)
+    if choice is None:
+        decisions(ref).pop(key, None)
+    else:
+        decisions(ref)[key] = choice
+
+
+def finding_card(ref: str, finding, pictures: dict, review: bool) -> None:
+    """A finding as a card: each image it names with its whole file name (broken only after a
+    separator; in its tooltip and the full-size view too), split and label; its reason and score; for a
+    likely label error of a dataset a fix can change (``review``), the reviewer's choice."""
+    names = [n for n in finding.images if n in pictures][:MAX_SHOWN]
+    columns = st.columns(MAX_SHOWN) if len(finding.images) > 1 else [st.container()]
+    for column, name in zip(columns, names):
+        i = finding.images.index(name)
+        about = f"{finding.splits[i]} · {finding.labels[i]}"
+        with column:
+            st.image(pictures[name], width="stretch")
+            # The whole name, broken only after a separator, never mid-word; in full on hover too.
+            st.caption(f"**{fmt.file_name(name)}**", help=name)
+            st.caption(about)
+            if st.button("Full size", key=f"{review_key(ref, finding)}_full_{i}", icon=":material/open_in_full:",
+                         type="tertiary"):
+                full_size(ref, name, about)
+    if len(finding.images) > len(names):
+        st.caption(f"… and {len(finding.images) - len(names)} more: {', '.join(finding.images[len(names):][:6])}")
+    st.caption(f"{finding.score:.2f} · {finding.reason}")
+    if review and finding.kind == "label_issues" and finding.suggested is not None:
+        key, widget = finding_key(finding), review_key(ref, finding)
+        options = {RELABEL: f"Relabel → {finding.suggested}", KEEP: f"Keep {finding.labels[0]}"}
+        before = decisions(ref).get(key)
+        st.radio("Your call", list(options), format_func=options.get, horizontal=True, key=widget,
+                 index=list(options).index(before) if before else None, label_visibility="collapsed",
+                 on_change=remember, args=(ref, key, widget))
+
+
+def findings_grid(ref: str, report, kind: str, review: bool) -> None:
+    """One kind's findings, a page at a time, as a grid of cards."""
+    findings = report.of_kind(kind)
+    if not any(f.images for f in findings):
+        for finding in findings:  # dataset-wide (classes): no image to show
+            st.markdown(f"- {finding.score:.2f} · {finding.reason}")
+        return
+    pages = -(-len(findings) // PER_PAGE)
+    page, key = 0, f"ds_page_{kind}"
+    if st.session_state.get(key, 0) >= pages:  # the page of another dataset's findings
+        st.session_state[key] = 0
+    if pages > 1:
+        page = st.selectbox("Page", range(pages), key=key, format_func=lambda p: (
+            f"{fmt.count(p * PER_PAGE + 1)}–{fmt.count(min(len(findings), (p + 1) * PER_PAGE))} "
+            f"of {fmt.count(len(findings))}"))
+    shown = findings[page * PER_PAGE:(page + 1) * PER_PAGE]
+    pictures = finding_thumbnails(ref, report.identity, tuple(n for f in shown for n in f.images[:MAX_SHOWN]))
+    per_row = PER_ROW if all(len(f.images) <= 1 for f in shown) else 1
+    for start in range(0, len(shown), per_row):
+        for column, finding in zip(st.columns(per_row), shown[start:start + per_row]):
+            with column, st.container(border=True):
+                finding_card(ref, finding, pictures, review)
 
 
 def health_view(ref: str) -> None:
@@ -101,10 +198,12 @@ def health_view(ref: str) -> None:
     st.caption(f"Checked {report.created.replace('T', ' ')[:16]} UTC ({', '.join(report.checks)} checks, "
                f"{sum(report.seconds.values()):.0f} s).")
     a, b, c, d = st.columns(4)
-    a.metric("Images", f"{report.images:,}")
-    b.metric("Largest to smallest class", f"{report.imbalance_ratio:.1f} : 1" if report.imbalance_ratio else "—")
-    c.metric("Test images duplicating training ones", report.inflated_test_images)
-    d.metric("Findings", len(report.findings))
+    a.metric("Images", fmt.count(report.images))
+    b.metric("Imbalance", f"{report.imbalance_ratio:.1f} : 1" if report.imbalance_ratio else "—",
+             help="Images of the largest class over those of the smallest.")
+    c.metric("Test copies", fmt.count(report.inflated_test_images),
+             help="Test images that duplicate training images (exactly or nearly): they inflate test accuracy.")
+    d.metric("Findings", fmt.count(len(report.findings)))
     if report.inflated_test_images:
         st.warning(f"Test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate training "
                    "images.", icon=":material/warning:")
@@ -117,29 +216,37 @@ def health_view(ref: str) -> None:
     jobs.job_view(HEALTH, ref, "Health check")
     if not report.findings:
         st.success(f"No problems found ({', '.join(report.checks)} checks).", icon=":material/check_circle:")
+    fixable = is_imported(ref)  # a fix makes a version of an imported dataset only
     for kind, count, meaning in report.summary():
-        findings = report.of_kind(kind)
-        with st.expander(f"**{kind.replace('_', ' ')}** ({count}): {meaning}", expanded=kind == "cross_split_duplicates"):
-            shown = findings[:24]
-            pictures = finding_thumbnails(ref, report.identity, tuple(n for f in shown for n in f.images))
-            for finding in shown:
-                label = f"{finding.score:.2f} · {finding.reason}" + (f" → {finding.suggested}?" if finding.suggested else "")
-                if finding.images:
-                    images = [pictures[n] for n in finding.images if n in pictures]
-                    captions = [f"{n} ({s}, {c})" for n, s, c in zip(finding.images, finding.splits, finding.labels)
-                                if n in pictures]
-                    st.caption(label)
-                    if images:
-                        st.image(images, caption=captions, width=96)
-                else:
-                    st.markdown(f"- {label}")
-            if count > len(shown):
-                st.caption(f"… and {count - len(shown)} more (`imori datasets check {ref} --json` lists them all)")
+        with st.expander(f"**{kind.replace('_', ' ')}** ({fmt.count(count)}): {meaning}",
+                         expanded=kind in ("cross_split_duplicates", "label_issues")):
+            if kind == "label_issues" and not fixable:
+                st.caption("Import the dataset to fix what you find in a version of it: each of these is then "
+                           "relabelled only if you choose to on its card.")
+            elif kind == "label_issues":
+                st.caption("Look at each: the model's guess is no expert's. Choose **Relabel** where the image "
+                           "really is of the class suggested, **Keep** where its label is right; only the ones "
+                           "you chose change, in a new version (below).")
+            findings_grid(ref, report, kind, fixable)
     if report.reviewed:
         st.caption(f"{len(report.reviewed)} finding(s) marked as reviewed in this version are not shown.")
     for note in report.notes:
         st.caption(note)
     fixes_view(ref, report)
+
+
+def reviewed_labels(ref: str, report) -> tuple[dict[str, str], list[str]]:
+    """What the review of the likely label errors decided: ``{path: class}`` to relabel,
+    and the findings whose label was kept (to mark as reviewed)."""
+    chosen = decisions(ref)
+    relabel, kept = {}, []
+    for finding in report.of_kind("label_issues"):
+        key = finding_key(finding)
+        if chosen.get(key) == RELABEL and finding.suggested is not None:
+            relabel[finding.images[0]] = finding.suggested
+        elif chosen.get(key) == KEEP:
+            kept.append(key)
+    return relabel, kept
 
 
 def fixes_view(ref: str, report) -> None:
@@ -154,10 +261,10 @@ def fixes_view(ref: str, report) -> None:
         "ds_fix_odd": ("Drop the " + ", ".join(k.replace("_", " ") for k in odd) + " images", bool(odd)),
         "ds_fix_dups": ("Drop the copies within a split (the first of each kept)",
                         bool(report.of_kind("exact_duplicates") or report.of_kind("near_duplicates"))),
-        "ds_fix_labels": (f"Relabel the {len(report.of_kind('label_issues'))} likely label error(s) to the class the "
-                          "model believes", bool(report.of_kind("label_issues"))),
     }
     offers = {key: text for key, (text, possible) in offers.items() if possible}
+    relabel, kept = reviewed_labels(ref, report)
+    issues = len(report.of_kind("label_issues"))
 
     reviewable = {finding_key(f): f"{f.kind.replace('_', ' ')}: {', '.join(f.images or f.labels)}"
                   for f in report.findings}
@@ -166,16 +273,23 @@ def fixes_view(ref: str, report) -> None:
     with st.container(border=True):
         st.markdown("**Fix it in a new version** (the dataset stays as it is, with its runs)")
         chosen = {key: st.checkbox(text, value=key == "ds_fix_copies", key=key) for key, text in offers.items()}
+        if issues:
+            st.caption(f"Likely label errors reviewed: {fmt.count(len(relabel))} to relabel, {fmt.count(len(kept))} kept as labelled, "
+                       f"{fmt.count(issues - len(relabel) - len(kept))} not looked at (left as they are)."
+                       if relabel or kept else
+                       f"None of the {fmt.count(issues)} likely label error(s) reviewed yet: choose Relabel or Keep on each "
+                       "above; none is relabelled unless you do.")
         marked = st.multiselect("Mark findings as reviewed (fine as they are: no longer warned about)",
                                 list(reviewable), format_func=reviewable.get, key="ds_fix_reviewed")
         if st.button("Make the new version", key="ds_fix", type="primary",
-                     disabled=not (any(chosen.values()) or marked), icon=":material/difference:"):
+                     disabled=not (any(chosen.values()) or marked or relabel or kept), icon=":material/difference:"):
             kinds = tuple(odd) if chosen.get("ds_fix_odd") else ()
             if chosen.get("ds_fix_dups"):
                 kinds += ("exact_duplicates", "near_duplicates")
             with st.spinner("Making the version and checking its images…"), fmt.user_errors("Not made: "):
                 info = fix_dataset(ref, drop_test_copies=bool(chosen.get("ds_fix_copies")), drop_kinds=kinds,
-                                   relabel_suggested=bool(chosen.get("ds_fix_labels")), reviewed=tuple(marked))
+                                   relabel=relabel, reviewed=tuple(dict.fromkeys([*marked, *kept])))
+                decisions(ref).clear()
                 loading.all_datasets.clear()
                 loading.dataset_health.clear()
                 st.session_state.ds_made_version = info.name
@@ -315,7 +429,8 @@ st.dataframe(
         ]
     ),
     hide_index=True,
-    column_config={"about": st.column_config.TextColumn(width="large")},
+    column_config={"about": st.column_config.TextColumn(width="large"),
+                   **{column: fmt.count_column() for column in ("classes", "train", "test")}},
 )
 
 # -- preview ----------------------------------------------------------------------------------
@@ -356,7 +471,7 @@ else:
         counts = info.report.class_totals() if info.report else {}
         for class_name, images in list(grid.items())[:50]:
             label, row = st.columns([1, 6], vertical_alignment="center")
-            label.markdown(f"**{class_name}**" + (f"  \n{counts[class_name]:,} images" if class_name in counts else ""))
+            label.markdown(f"**{class_name}**" + (f"  \n{fmt.count(counts[class_name])} images" if class_name in counts else ""))
             if images:
                 row.image(images, width=72)
         if len(grid) > 50:

@@ -491,8 +491,9 @@ with data_col.container(border=True):
 
         health = loading.dataset_health(chosen.name)
         if health.inflated_test_images and is_imported(chosen.name) and fix_col.button(
-                f"Fix: a version without the {health.inflated_test_images} test copies",
-                key="nr_health_fix", icon=":material/difference:", type="primary"):
+                f"Drop the {health.inflated_test_images} test copies", key="nr_health_fix",
+                icon=":material/difference:", type="primary",
+                help="A new version of the dataset without them, chosen here; the dataset stays as it is."):
             with fmt.user_errors("Not made: "):
                 made = fix_dataset(chosen.name, drop_test_copies=True)
                 loading.all_datasets.clear()

@@ -346,6 +346,20 @@ def split_images(dataset: str, prep_json: str, seed: int, split: str):
     return {"test": data.test, "train": data.train}[split].images
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def split_names(dataset: str, prep_json: str, seed: int, split: str) -> list[str]:
+    """The file names of a split's images, in the evaluation's order ([] for a built-in set)."""
+    data = load_dataset(dataset, Preprocessing.from_dict(json.loads(prep_json)), seed=seed)
+    return list({"test": data.test, "train": data.train}[split].names)
+
+
+def image_name(row: Any, ev_predictor: Any, index: int) -> str:
+    """What names image ``index`` of an evaluation's split: its file name, else '#index'."""
+    names = split_names(row.dataset, json.dumps(ev_predictor.preprocessing.to_dict(), sort_keys=True),
+                        int(ev_predictor.checkpoint.config.get("seed", 0)), row.split)
+    return names[index] if 0 <= index < len(names) else f"#{index}"
+
+
 def heat_map(result: dict[str, Any]):
     classes = [str(c) for c in result["classes"]]
     rows = [
@@ -434,7 +448,8 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
             with col:
                 if images is not None and 0 <= m["index"] < len(images):
                     st.image(thumbnail(ev_predictor, images[m["index"]], m["predicted"] if why else None), width=96)
-                st.caption(f"true **{m['true']}** → **{m['predicted']}** ({fmt.pct(m['confidence'], 0)})")
+                st.caption(f"true **{m['true']}** → **{m['predicted']}** ({fmt.pct(m['confidence'], 0)})",
+                           help=image_name(row, ev_predictor, m["index"]) if images is not None else None)
 
 
 def show_evaluation(eval_id: int) -> None:
@@ -459,7 +474,8 @@ def show_evaluation(eval_id: int) -> None:
              help="The mean of the per-class recalls: every class counts the same, however many images it has.")
     c.metric("Images", f"{result['count']:,}")
     worst = min(result["per_class"].items(), key=lambda kv: kv[1]) if result["per_class"] else None
-    d.metric("Weakest class", f"{worst[0]}: {fmt.pct(worst[1])}" if worst else "—")
+    d.metric("Weakest class", fmt.pct(worst[1]) if worst else "—", delta=worst[0] if worst else None,
+             delta_color="off", delta_arrow="off")  # its name below: a long one no longer cuts the figure
     matrix, classes = st.columns([3, 2])
     with matrix:
         st.markdown("**Confusion matrix** (rows: true class, columns: predicted; click a cell to see its images)")
@@ -510,7 +526,9 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
                 + (f" ({len(shown)} shown)" if len(members) > len(shown) else ""))
     saliency = st.toggle("With where the model looked (HiResCAM)", key=f"{key}_cam")
     pictures = [thumbnail(ev_predictor, images[index], predicted if saliency else None) for index, _ in shown]
-    st.image(pictures, caption=[f"#{index} · {fmt.pct(confidence, 0)}" for index, confidence in shown], width=96)
+    st.image(pictures, caption=[f"{fmt.file_name(image_name(row, ev_predictor, index), 60, markdown=False)} · "
+                                f"{fmt.pct(confidence, 0)}"
+                                for index, confidence in shown], width=96)
 
 
 if checkpoint and predictor is not None:  # a checkpoint that does not load cannot be evaluated either

@@ -167,3 +167,24 @@ def test_every_export_states_the_answer_rule_and_a_nonsense_floor_is_refused(che
     with pytest.raises(ImoriError, match=r"min_confidence is a probability in \[0, 1\) \(0.8 for 80 %\), not 80"):
         export(checkpoints("tiny_net"), tmp_path / "bad.pt", "state_dict", min_confidence=80)
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_the_dashboards_export_job_checks_as_many_images_as_imori_export(checkpoints, tmp_path, monkeypatch, capsys):
+    """The Export button (the ``export`` job, without ``max_images``) and ``imori export``
+    ask the parity check for the same images (once 512 against the CLI's 525 on ELPV)."""
+    import core.export
+    from cli.main import main
+    from core.jobs import export as export_job
+    from core.jobs.kinds import JobContext
+
+    asked: list[int] = []
+    check = core.export.parity_inputs
+    monkeypatch.setattr(core.export, "parity_inputs", lambda ckpt, max_images: asked.append(max_images) or
+                        check(ckpt, max_images))
+    path = checkpoints("tiny_net")
+    job = export_job.run(JobContext(id=1, subject=str(path), params={"format": "onnx"}))
+    assert main(["export", str(path), str(tmp_path / "cli.onnx"), "--format", "onnx", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert asked == [core.export.MAX_IMAGES, core.export.MAX_IMAGES]
+    assert job["figures"]["images"] == cli["parity"]["images"] > 0
+    assert job["figures"]["source"] == cli["parity"]["source"]

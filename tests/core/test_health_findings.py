@@ -116,3 +116,19 @@ def test_a_report_of_a_folder_that_changed_says_so_and_an_import_says_its_test_c
     assert main(["datasets", "import", ref, "--name", "inspection"]) == 0
     out = capsys.readouterr().out
     assert "warning: the test split holds 1 copy of training images, so test accuracy may be inflated" in out
+
+
+def test_thumbnails_are_large_enough_to_judge_and_full_size_is_the_file(tmp_path):
+    """The Health tab's pictures: at most THUMBNAIL_SIDE on a side from the original file
+    (not the 128 px the checks decode), the file as it is with ``side=None``; a name the
+    dataset does not hold is left out."""
+    from core.health.thumbnails import THUMBNAIL_SIDE, thumbnails
+
+    _save(_photo(0).resize((600, 400)), tmp_path / "parts" / "good" / "wide.png")
+    _save(_photo(1), tmp_path / "parts" / "good" / "square.png")
+    _save(_photo(2), tmp_path / "parts" / "scratched" / "other.png")
+    pictures = thumbnails(str(tmp_path / "parts"), ["good/wide.png", "good/square.png", "good/missing.png"])
+    assert set(pictures) == {"good/wide.png", "good/square.png"}
+    assert pictures["good/wide.png"].size == (THUMBNAIL_SIDE, round(THUMBNAIL_SIDE * 2 / 3))
+    assert max(pictures["good/square.png"].size) == THUMBNAIL_SIDE >= 192
+    assert thumbnails(str(tmp_path / "parts"), ["good/wide.png"], side=None)["good/wide.png"].size == (600, 400)

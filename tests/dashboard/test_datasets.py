@@ -46,13 +46,47 @@ def test_the_built_in_datasets_are_listed_and_previewed(home):
     assert len(samples_tab(at).image) == 10  # one row of samples per class
 
 
+def test_a_file_name_wraps_only_after_a_separator_and_stays_whole():
+    """A card's file name: no break inside a word (a zero-width space after each separator
+    is the only place a line may break), markdown that shows underscores as underscores,
+    and a name too long for any card keeps its start and its extension."""
+    from dashboard import fmt
+
+    shown = fmt.file_name("train/defective/cell_0042-a.png")
+    assert shown == "train/\u200bdefective/\u200bcell\\_\u200b0042-\u200ba.\u200bpng"
+    assert fmt.file_name("cell_0042.png", markdown=False).replace("\u200b", "") == "cell_0042.png"
+    long = fmt.file_name("x" * 200 + ".jpeg", 40, markdown=False)
+    assert len(long) == 40 + 1 and long.startswith("x" * 19 + "…") and long.endswith(".\u200bjpeg")
+
+
+def test_every_count_in_a_table_reads_with_a_thousands_separator(home):
+    """One formatter for counts (dashboard.fmt): 1,438 beside 2,624, never 1438; the table's
+    columns stay numbers (they sort as numbers) and are shown localized."""
+    import json
+
+    from dashboard import fmt
+
+    assert [fmt.count(n) for n in (7, 1442, 2624, 1_000_000, None)] == ["7", "1,442", "2,624", "1,000,000", "—"]
+    at = app(DATASETS)
+    ok(at)
+    [listed] = [d for d in at.dataframe if "about" in d.value.columns]
+    assert listed.value.set_index("name").loc["digits", "train"] == 1438  # a number, not text
+    config = json.loads(listed.proto.columns)
+    assert all(config[c]["type_config"]["format"] == "localized" for c in ("classes", "train", "test")), config
+
+
 def test_an_uploaded_zip_is_imported_previewed_and_trains_from_new_run(broker):
+    import json
+
     from core.run import execute_run
 
     at = upload_zip(app(DATASETS), "my shapes.zip", class_zip(per_class=12, bad=2), "myshapes")
     assert any("Imported **myshapes**" in t for t in texts(at.success))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "24" and metrics["Classes"] == "2" and metrics["Skipped files"] == "2"
+    # The report's table: every split's count in its header and its cells, formatted alike.
+    counts = [json.loads(d.proto.columns) for d in at.dataframe if d.value.index.name == "class"][0]
+    assert counts["train"]["label"].startswith("train (") and counts["train"]["type_config"]["format"] == "localized"
     assert at.selectbox(key="ds_preview").value == "myshapes"
     assert len(samples_tab(at).image) == 2  # a row of samples for each class
     # The list says the user's file name, never the name it was stored under.
@@ -355,7 +389,11 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     ok(at)
     assert any("Test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
     [health] = [t for t in at.tabs if t.label == "Health"]
-    assert len(health.image) == 1 and "train/round/00.jpg" in str(health.image[0].proto)
+    # The copy and the training image it copies, side by side, each with its file name (in full on hover).
+    assert len(health.image) == 2
+    names = [c for c in health.caption if c.help in ("test/round/copy.jpg", "train/round/00.jpg")]
+    assert [c.value.replace("\u200b", "").replace("\\", "") for c in names] == [f"**{c.help}**" for c in names]
+    assert len(names) == 2 and names[0].help != names[1].help
     at.button(key="ds_health_features").click().run()
     ok(at)
     job = jobs.latest_job(HEALTH, "leafcheck")
@@ -399,3 +437,83 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     ok(at)
     assert any("leafcheck" in t and "test accuracy may be inflated" in t for t in texts(at.warning)), texts(at.warning)
 
+
+
+def _with_label_issues(tmp_path, name: str, wrong: int):
+    """An imported dataset of photos whose health report lists ``wrong`` likely label errors
+    (each suggesting the other class), as the feature checks would list them: the report
+    is this test's input, the review flow what it tests."""
+    import sys
+    from pathlib import Path
+
+    from core.data.registry import import_dataset
+    from core.health.cache import report_path, write_report
+    from core.health.check import check_dataset
+    from core.health.report import Finding
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from photos import photo_like_folder
+
+    photo_like_folder(tmp_path / "leaves", per_class=8, size=48)
+    import_dataset(tmp_path / "leaves", name)
+    report = check_dataset(name, features=False)
+    rows = list(zip(*_names(name)))[:wrong]
+    report.findings += [Finding("label_issues", [n], [s], [c], "its features look like the other class's",
+                                0.9 - i / 100, suggested="round" if c == "long" else "long")
+                        for i, (n, s, c) in enumerate(rows)]
+    write_report(report_path(name, report.identity), report)
+    from dashboard import loading
+
+    loading.all_datasets.clear()  # imported outside the dashboard
+    return [n for n, _, _ in rows]
+
+
+def _names(name: str):
+    from core.health.dataset import dataset_images
+
+    with dataset_images(name) as images:
+        return images.names, images.splits, [images.classes[int(i)] for i in images.labels]
+
+
+def _labels(name: str) -> dict[str, str]:
+    from core.data.imported import read_manifest
+
+    manifest = read_manifest(name)
+    return {rel: manifest["classes"][int(label)] for rows in manifest["files"].values() for rel, label in rows}
+
+
+def test_likely_label_errors_are_relabelled_only_where_the_user_accepted_each(broker, tmp_path):
+    """No bulk relabel: each likely label error is a card with its picture and file name
+    and a choice (relabel or keep) that survives paging; the new version relabels the
+    accepted ones only, marks the kept ones as reviewed, and leaves the rest as they were."""
+    named = _with_label_issues(tmp_path, "leafreview", 14)
+    at = app(DATASETS)
+    at.selectbox(key="ds_preview").set_value("leafreview").run()
+    ok(at)
+    assert not any(c.key == "ds_fix_labels" for c in at.checkbox)  # no one-click relabel of them all
+    assert any("None of the 14 likely label error(s) reviewed yet" in t for t in texts(at.caption)), texts(at.caption)
+    assert at.button(key="ds_fix").disabled  # nothing chosen yet
+    review = [r for r in at.radio if (r.key or "").startswith("ds_review_")]
+    assert len(review) == 12  # a page of them, each with its own choice
+    [first, second] = review[:2]
+    first.set_value("relabel")
+    second.set_value("keep")
+    at.run()
+    at.selectbox(key="ds_page_label_issues").set_value(1).run()  # the next page: 2 more
+    assert len([r for r in at.radio if (r.key or "").startswith("ds_review_")]) == 2
+    at.selectbox(key="ds_page_label_issues").set_value(0).run()  # back: the choices were kept
+    review = [r for r in at.radio if (r.key or "").startswith("ds_review_")]
+    assert [r.value for r in review[:3]] == ["relabel", "keep", None]
+    assert any("1 to relabel, 1 kept as labelled, 12 not looked at" in t for t in texts(at.caption)), texts(at.caption)
+    before = _labels("leafreview")
+    at.button(key="ds_fix").click().run()
+    ok(at)
+    assert at.selectbox(key="ds_preview").value == "leafreview@v2"
+    after = _labels("leafreview@v2")
+    assert _labels("leafreview") == before  # the dataset itself stays as it was
+    changed = {n for n in after if after[n] != before[n]}
+    assert changed == {named[0]}  # the accepted one, and only it
+    from core.data.imported import read_manifest
+
+    # The kept one is marked as reviewed (no longer warned about); the others are not.
+    assert read_manifest("leafreview@v2")["reviewed"] == [f"label_issues:{named[1]}"]
