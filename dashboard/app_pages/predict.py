@@ -481,7 +481,8 @@ def show_evaluation(eval_id: int) -> None:
             charts.class_metrics_table(point["class_metrics"], key="pr_class_metrics_point")
     matrix, classes = st.columns([3, 2])
     with matrix:
-        st.markdown("**Confusion matrix** (rows: true class, columns: predicted; click a cell to see its images)")
+        st.markdown("**Confusion matrix**" + (" by the top class" if point else "")
+                    + " (rows: true class, columns: predicted; click a cell to see its images)")
         event = st.altair_chart(heat_map(result), on_select="rerun", key=f"pr_cm_{row.id}")
         clicked = ((event or {}).get("selection") or {}).get("cell") or []
     with classes:
