@@ -275,7 +275,7 @@ if predictor is not None:
                          "validation split (`imori calibrate`)." + (f" Operating point: {points}." if points else ""))
     else:
         note_col.caption("Probabilities as trained (not calibrated: a temperature fitted on the validation split makes "
-                         "them honest).")
+                         "them honest, and lets Predict say when an image is far from the training images).")
         if predictor.checkpoint.config and Path(checkpoint).is_file():
             if note_col.button("Calibrate on a worker", key="pr_calibrate", icon=":material/balance:",
                                disabled=jobs.busy(CALIBRATE, str(checkpoint))):
