@@ -220,7 +220,8 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                    else "" if prediction.decision in (None, prediction.top[0][0]) else
                    f" by the operating point: no class reached its threshold ({operating_point_rule(predictor.thresholds)})")
             if not prediction.sure:  # the predictor's rule: below min_confidence, "not sure"
-                chart.markdown(f"Predicted class: **not sure** (the answer, {label}, is {fmt.pct(probability)}: "
+                which = "the likeliest" if label == prediction.top[0][0] else "the operating point's answer"
+                chart.markdown(f"Predicted class: **not sure** ({which}, {label}, is {fmt.pct(probability)}: "
                                f"below {fmt.pct(not_sure, 0)})")
             else:
                 chart.markdown(f"Predicted class: **{label}** ({fmt.pct(probability)}){how}")
