@@ -401,7 +401,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{p.source}: error: {error}")
                 continue
             ranked = ", ".join(f"{c} {100 * prob:.1f} %" for c, prob in p.top)
-            print(f"{p.source}: {p.answer}  ({ranked})")
+            point = predictor.thresholds.get(p.decision) if p.decision else None
+            why = f", by the operating point: {p.decision} if p({p.decision}) >= {point['threshold']:.3f}" if point else ""
+            print(f"{p.source}: {p.answer}  ({ranked}{why})")
     for p in predictions:
         for warning in p.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -518,9 +520,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.jobs.evaluate import split_warnings
     from core.predict import evaluate
 
     predictor = predictor_from_args(args)
+    for warning in split_warnings(args.dataset, args.split):  # as the dashboard's evaluation says
+        print(f"warning: {warning}", file=sys.stderr)
     bar = tqdm(unit="img", file=sys.stderr, disable=args.json)
 
     def progress(done: int, total: int) -> None:
@@ -532,15 +537,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    print(f"{result.dataset} {result.split}: accuracy {100 * result.accuracy:.2f} % over {result.count} images")
-    if result.balanced_accuracy is not None:
-        print(f"balanced accuracy {100 * result.balanced_accuracy:.2f} % (mean of the per-class recalls)")
-    width = max(len(c) for c in result.classes)
-    print(class_table(result.class_metrics))
-    print("confusion (rows: true, columns: predicted):")
-    print(" " * (width + 1) + " ".join(f"{c[:6]:>6}" for c in result.classes))
-    for c, row in zip(result.classes, result.confusion):
-        print(f"{c:>{width}} " + " ".join(f"{v:>6}" for v in row))
+    point = result.operating_point
+    heads = [("by the top class", result.__dict__)]
+    if point:
+        heads.append((f"with the operating point: {point['rule']}", point))
+    for head, figures in heads:
+        if point:
+            print(f"-- {head}")
+        print(f"{result.dataset} {result.split}: accuracy {100 * figures['accuracy']:.2f} % over {result.count} images")
+        if figures["balanced_accuracy"] is not None:
+            print(f"balanced accuracy {100 * figures['balanced_accuracy']:.2f} % (mean of the per-class recalls)")
+        width = max(len(c) for c in result.classes)
+        print(class_table(figures["class_metrics"]))
+        print("confusion (rows: true, columns: predicted):")
+        print(" " * (width + 1) + " ".join(f"{c[:6]:>6}" for c in result.classes))
+        for c, row in zip(result.classes, figures["confusion"]):
+            print(f"{c:>{width}} " + " ".join(f"{v:>6}" for v in row))
     return 0
 
 

@@ -14,7 +14,9 @@ Neural Networks", ICML 2017).
   seeded hold-out, drawn exactly as training drew it) and measures ECE before and after
   on the validation and test splits. The result is stored in the checkpoint's record
   (``checkpoints.calibration``), never in the file, and used by Predict, ``imori
-  predict`` and every export's ``preprocess.json``.
+  predict`` and every export's ``preprocess.json``. With it, ``calibrate_checkpoint``
+  stores the validation images' novelty (``core.predict.novelty_reference``: the energy
+  score's 99th percentile), by which Predict says an upload is unlike the training images.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from core.config import RunConfig
 from core.data.registry import load_dataset
 from core.data.splits import stratified_split
 from core.errors import ConfigError
-from core.predict import Predictor, to_probabilities
+from core.predict import Predictor, novelty_reference, to_probabilities
 from core.records import checkpoints as checkpoint_records
 from core.records.values import json_safe
 
@@ -259,7 +261,7 @@ def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recal
                          target_precision: float | None = None) -> tuple[dict[str, Any], bool]:
     """Calibrate the checkpoint at ``path`` (``calibrate``), draw every class's
     precision-recall curve on the validation split at the fitted temperature
-    (``pr_curves``), choose ``positive``'s threshold by the target given (if any), and
+    (``pr_curves``) and its novelty reference (``core.predict.novelty_reference``), choose ``positive``'s threshold by the target given (if any), and
     store it all in the checkpoint's record. Returns (what was stored, whether a record of
     this file existed to store it in). Raises ImoriError as ``calibrate`` and
     ``choose_threshold`` do, or for an unknown class."""
@@ -270,7 +272,10 @@ def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recal
     predictor = Predictor(path, temperature=result.temperature)
     if positive and positive not in predictor.classes:
         raise ConfigError(f"no class {positive!r} (the classes: {', '.join(predictor.classes)})")
-    probs, labels = validation_probabilities(predictor)
+    scores, labels = validation_scores(predictor)
+    probs = to_probabilities(scores, predictor.output, predictor.temperature)
+    # How strange the validation images look to the model: what an upload is judged by.
+    stored["novelty"] = novelty_reference(scores, predictor.novelty_method)
     stored["pr_curves"] = {cls: pr_curve(probs, labels, i) for i, cls in enumerate(predictor.classes)
                            if bool((labels == i).any())}
     if positive:
@@ -317,11 +322,12 @@ def set_operating_point(path: str, positive: str, *, target_recall: float | None
     return point
 
 
-def validation_probabilities(predictor: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``predictor``'s calibrated probabilities on its run's validation split, and the
-    labels (as its class indices)."""
+def validation_scores(predictor: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``predictor``'s scores (``Predictor.scores``, ``N x classes`` on the CPU) on its run's
+    validation split, and the labels (as its class indices)."""
     data, held, to_ckpt = _splits(predictor)
     images = data.train.images[held]
-    probs = torch.cat([predictor.probabilities(predictor.preprocessing.normalize(b)) for b in images.split(256)]) \
+    scores = torch.cat([predictor.scores(predictor.preprocessing.normalize(b)).float().cpu() for b in images.split(256)]) \
         if len(images) else torch.zeros(0, len(predictor.classes))
-    return probs, to_ckpt[data.train.labels[held]]
+    return scores, to_ckpt[data.train.labels[held]]
+

@@ -8,8 +8,13 @@ the per-class precision, recall, F1 and the balanced accuracy are computed.
 ``input_warnings`` compares an image with the checkpoint's training images (its ``data``:
 mean brightness and spread, polarity, original sizes) and says in plain words when the
 model is likely to be wrong for that reason; ``Predictor.predict`` attaches them to each
-``Prediction``. ``Predictor.model_input`` and ``to_picture`` show what the model receives,
-``invert_image`` turns dark-on-light into light-on-dark.
+``Prediction``. It also says when an upload is unlike every training image (colour among
+grayscale training images, a far-off shape) and offers inverting only when the inverted
+image looks like the training images (its brightness histogram). ``novelty_scores`` (the
+energy score, Liu et al. 2020) measures how far the model's outputs are from those of the
+validation images; ``Predictor.novelty`` applies it with the reference that calibration
+stores (``novelty_reference``). ``Predictor.model_input`` and ``to_picture`` show what the
+model receives, ``invert_image`` turns dark-on-light into light-on-dark.
 """
 
 from __future__ import annotations
@@ -63,6 +68,52 @@ def answer_rule(min_confidence: float = 0.0) -> dict[str, Any]:
     return {"min_confidence": check_min_confidence(min_confidence), "not_sure": NOT_SURE,
             "rule": f"the label (by the thresholds when there are some, else the likeliest class) when its "
                     f"probability is at least min_confidence, else {NOT_SURE!r}"}
+
+
+UNLIKE = "unlike the training images"  # every warning that an upload is unlike them says so
+
+# The novelty threshold: this percentile of the validation images' scores (Liu et al. 2020
+# choose theirs so that 95 % of in-distribution images pass; 99 % keeps false alarms rare).
+NOVELTY_PERCENTILE = 99.0
+
+
+def novelty_method(output: str, views: int = 1) -> str:
+    """Which novelty score fits a model: ``"energy"`` for a single model's logits; else
+    (log-probabilities, or the mean of test-time views, whose logits' scale is lost)
+    ``"max_softmax"``."""
+    return "energy" if output == "logits" and views == 1 else "max_softmax"
+
+
+def novelty_scores(scores: torch.Tensor, method: str) -> torch.Tensor:
+    """How unlike the training data each image looks to the model, from its scores
+    (``N x classes``, as ``Predictor.scores`` gives them): ``N`` floats, higher is
+    stranger. ``"energy"``: the free energy ``-logsumexp(logits)`` (Liu et al., "Energy-based
+    Out-of-distribution Detection", NeurIPS 2020); ``"max_softmax"``: minus the top
+    probability (Hendrycks and Gimpel, ICLR 2017). ConfigError for another method."""
+    scores = scores.float()
+    if method == "energy":
+        return -torch.logsumexp(scores, dim=1)
+    if method == "max_softmax":
+        return -scores.softmax(dim=1).max(dim=1).values
+    raise ConfigError(f"no novelty score {method!r} (energy or max_softmax)")
+
+
+def novelty_reference(scores: torch.Tensor, method: str, percentile: float = NOVELTY_PERCENTILE) -> dict[str, Any]:
+    """The reference an image's novelty is judged by, from held-out images' scores (the
+    validation split, ``N x classes``): ``{"method", "threshold", "percentile", "images"}``
+    where ``threshold`` is the ``percentile``-th percentile of their ``novelty_scores``
+    (above it: stranger than 99 % of them). ConfigError for no images."""
+    if len(scores) == 0:
+        raise ConfigError("no validation images to measure novelty against")
+    values = novelty_scores(scores, method)
+    return {"method": method, "threshold": float(values.quantile(percentile / 100)), "percentile": float(percentile),
+            "images": int(len(values))}
+
+
+def operating_point_rule(thresholds: dict[str, dict[str, float]]) -> str:
+    """An operating point in words, as every page and command names it: "defective if
+    p(defective) ≥ 0.220" (classes joined by "; ", the first reached wins), "" for none."""
+    return "; ".join(f"{c} if p({c}) ≥ {p['threshold']:.3f}" for c, p in thresholds.items())
 
 
 @dataclass
@@ -128,6 +179,33 @@ class Predictor:
         self.model = self.checkpoint.build_model().to(self.device).eval()
         # Test-time augmentation: the views the run evaluated with (["identity"]: the single model).
         self.views = list(self.checkpoint.tta) if tta and self.checkpoint.tta else ["identity"]
+        self.novelty_method = novelty_method(self.output, len(self.views))
+        # core.calibration stores the validation images' novelty; one of another method does not apply.
+        reference = (self.calibration or {}).get("novelty") or {}
+        self.novelty_reference = reference if reference.get("method") == self.novelty_method else None
+
+    def novelty(self, scores: torch.Tensor) -> torch.Tensor:
+        """``novelty_scores`` of ``scores`` (``N x classes``, from ``scores``) by this
+        predictor's method (``novelty_method``): ``N`` floats, higher is stranger; above
+        ``novelty_reference["threshold"]`` (when calibration stored one), stranger than 99 %
+        of the validation images. The foundation of a "none of these" answer."""
+        return novelty_scores(scores.cpu(), self.novelty_method)
+
+    def far_from_training(self, scores: torch.Tensor, names: Sequence[str]) -> list[str | None]:
+        """For each image (``scores``: ``N x classes``), a warning when its novelty is above
+        the stored threshold, else None (all None without a reference)."""
+        if not self.novelty_reference:
+            return [None] * len(scores)
+        ref = self.novelty_reference
+        method = ("energy score (Liu et al. 2020)" if ref["method"] == "energy"
+                  else "top probability (Hendrycks and Gimpel 2017)")
+        out: list[str | None] = []
+        for name, value in zip(names, self.novelty(scores).tolist()):
+            out.append(None if value <= ref["threshold"] else (
+                f"{name} is far from the training images as the model sees them, so {UNLIKE}: its {method} is "
+                f"stranger than {ref['percentile']:g} % of the {ref['images']} validation images'. The model may "
+                f"never have seen anything like it; do not trust its answer."))
+        return out
 
     def decide(self, probabilities: dict[str, float]) -> str:
         """The answer for one image: a class with an operating point wins when its
@@ -138,6 +216,15 @@ class Predictor:
                 return cls
         rest = {c: p for c, p in probabilities.items() if c not in self.thresholds}
         return max(rest or probabilities, key=(rest or probabilities).get)
+
+    def decide_batch(self, probs: torch.Tensor) -> torch.Tensor:
+        """``decide`` for a batch: ``N x classes`` probabilities -> ``N`` class indices."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        rest = [index[c] for c in self.classes if c not in self.thresholds] or list(range(len(self.classes)))
+        decided = torch.tensor(rest)[probs[:, rest].argmax(dim=1)]
+        for cls, point in reversed(list(self.thresholds.items())):  # the first class reaching its threshold wins
+            decided = torch.where(probs[:, index[cls]] >= point["threshold"], index[cls], decided)
+        return decided
 
     @torch.inference_mode()
     def scores(self, batch: torch.Tensor) -> torch.Tensor:
@@ -182,7 +269,12 @@ class Predictor:
             except ImoriError as err:
                 results.append(Prediction(source=name, probabilities={}, top=[], error=str(err)))
         if tensors:
-            probs = self.probabilities(self.preprocessing.normalize(torch.stack(tensors)))
+            scores = self.scores(self.preprocessing.normalize(torch.stack(tensors)))
+            probs = to_probabilities(scores, self.output, self.temperature).cpu()
+            valid = [n for n, r in zip(names, results) if r is None]
+            for note, far in zip(notes, self.far_from_training(scores, valid)):
+                if far:
+                    note.append(far)
         k = max(1, min(top_k, len(self.classes)))
         rows = iter(probs.tolist() if tensors else [])
         warned = iter(notes)
@@ -254,13 +346,7 @@ def brightness(image: Any, preprocessing: Preprocessing | None = None, tensor: t
     """Mean brightness 0..1, measured as ``core.train.training_data_facts`` measures the
     training images: over the model's input (its channels, at its size) when
     ``preprocessing`` is given, otherwise over the image in grayscale."""
-    if tensor is None:
-        if preprocessing is not None:
-            tensor = preprocessing.to_uint8(image)
-        else:
-            import numpy as np
-
-            tensor = torch.from_numpy(np.array(to_mode(image, "L"), dtype=np.uint8))
+    tensor = _model_view(image, preprocessing, tensor)
     return float(tensor.float().mean()) / 255.0 if tensor.numel() else 0.0
 
 
@@ -287,6 +373,141 @@ def median_size(sizes: dict[str, Any]) -> tuple[int, int] | None:
     return parsed[-1][1], parsed[-1][2]
 
 
+# Hasler and Süsstrunk (2003)'s colourfulness on 0..255: about 15 is "slightly colourful"; a
+# grayscale photo stored as RGB (or a JPEG's chroma noise) stays well under it.
+COLOURFUL = 15.0
+# Pillow modes without colour (a dataset whose images are all of these is grayscale).
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# The brightness histogram of the model's input: bins over 0..255.
+HISTOGRAM_BINS = 16
+# Training facts are measured on at most this many training images, evenly spaced.
+FACTS_SAMPLE = 256
+# Histograms and colourfulness are measured on every k-th pixel, k making the side about this.
+MEASURE_SIDE = 64
+
+
+def _thin(batch: torch.Tensor) -> torch.Tensor:
+    """Every k-th row and column of ``... x H x W`` (a view): about ``MEASURE_SIDE`` a side,
+    an unbiased sample of the pixels for histograms and colour at a fraction of the cost."""
+    k = max(1, min(batch.shape[-2:]) // MEASURE_SIDE)
+    return batch[..., ::k, ::k]
+# A shape (width / height) more than this many times wider or taller than the training
+# images' usual one is far from them.
+ASPECT_FACTOR = 2.0
+# The inverted image looks like the training images when its histogram is at least this
+# many times nearer theirs than the image's own (a natural photo's negative is about as far).
+INVERT_RATIO = 3.0
+
+
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """Hasler and Süsstrunk's colourfulness ("Measuring colourfulness in natural images",
+    2003) of ``uint8 [N x] 3 x H x W`` images, on the 0..255 scale: ``N`` floats (one for
+    a single image); 0 for a gray image, about 15 slightly colourful, 59 quite colourful.
+    One-channel images are 0. Measured on about ``MEASURE_SIDE`` x ``MEASURE_SIDE`` pixels."""
+    batch = images if images.dim() == 4 else images.unsqueeze(0)
+    if batch.shape[1] != 3:
+        return torch.zeros(batch.shape[0])
+    r, g, b = _thin(batch).float().unbind(dim=1)
+    rg, yb = (r - g).flatten(1), (0.5 * (r + g) - b).flatten(1)
+    spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False)).sqrt()
+    level = (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2).sqrt()
+    return spread + 0.3 * level
+
+
+def histograms(images: torch.Tensor) -> torch.Tensor:
+    """The brightness histograms of ``uint8 [N x] C x H x W`` images (every channel's
+    pixels, about ``MEASURE_SIDE`` x ``MEASURE_SIDE`` of them), ``N x HISTOGRAM_BINS``
+    fractions summing to 1."""
+    batch = _thin(images if images.dim() == 4 else images.unsqueeze(0))
+    n = batch.shape[0]
+    bins = batch.reshape(n, -1).long().mul_(HISTOGRAM_BINS).bitwise_right_shift_(8)
+    bins += torch.arange(n).unsqueeze(1) * HISTOGRAM_BINS  # one range of bins an image
+    counts = torch.bincount(bins.flatten(), minlength=n * HISTOGRAM_BINS).view(n, HISTOGRAM_BINS).float()
+    return counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+
+
+def histogram_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The earth mover's (Wasserstein-1) distance between brightness histograms over 0..1
+    (``[N x] HISTOGRAM_BINS`` each, broadcast): 0 for the same, 1 for all-black against
+    all-white; the mean difference of their cumulative sums."""
+    return (a.cumsum(dim=-1) - b.cumsum(dim=-1)).abs().sum(dim=-1) / a.shape[-1]
+
+
+def image_facts(images: Any, modes: dict[str, int] | None = None) -> dict[str, Any]:
+    """What ``input_warnings`` compares an upload's look with, measured on the training
+    images as the model receives them (``uint8 N x C x H x W``, a tensor or
+    ``core.data.cache.DiskImages``; at most ``FACTS_SAMPLE`` of them, evenly spaced):
+    ``histogram`` (their mean brightness histogram), ``histogram_distance`` (the 99th
+    percentile of one image's distance to it), ``grayscale`` (True when no training image
+    has colour: for a one-channel model, from the originals' Pillow ``modes``, None when
+    unknown) and, for three channels, ``colourfulness`` (its 99th percentile)."""
+    n = len(images)
+    if n == 0:
+        return {}
+    picked = torch.linspace(0, n - 1, min(n, FACTS_SAMPLE)).round().long().unique()
+    each, colour = [], []
+    for part in picked.split(32):  # a float copy of 32 images at a time, not of them all
+        sample = torch.as_tensor(images[part.numpy()]).cpu()  # DiskImages: one read
+        each.append(histograms(sample))
+        colour.append(colourfulness(sample))
+    hists = torch.cat(each)
+    mean = hists.mean(dim=0)
+    facts: dict[str, Any] = {"histogram": [round(float(v), 5) for v in mean],
+                             "histogram_distance": float(histogram_distance(hists, mean).quantile(0.99))}
+    if images.shape[1] == 3:
+        value = float(torch.cat(colour).quantile(0.99))
+        facts.update(colourfulness=value, grayscale=value < COLOURFUL)
+    else:
+        facts["grayscale"] = set(modes) <= GRAY_MODES if modes else None
+    return facts
+
+
+def upload_colourfulness(image: Any) -> float:
+    """The colourfulness (``colourfulness``) of a decoded Pillow image, measured in RGB at
+    ``MEASURE_SIDE`` a side (as the training images are), whatever the model's channels."""
+    import numpy as np
+    from PIL import Image
+
+    size = (MEASURE_SIDE, MEASURE_SIDE)
+    rgb = np.array(to_mode(image, "RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+    return float(colourfulness(torch.from_numpy(rgb).permute(2, 0, 1))[0])
+
+
+def _model_view(image: Any, preprocessing: Preprocessing | None, tensor: torch.Tensor | None) -> torch.Tensor:
+    """The uint8 picture that brightness and histograms are measured on (``brightness``)."""
+    if tensor is not None:
+        return tensor
+    if preprocessing is not None:
+        return preprocessing.to_uint8(image)
+    import numpy as np
+
+    return torch.from_numpy(np.array(to_mode(image, "L"), dtype=np.uint8))[None]
+
+
+def looks_inverted(data: dict[str, Any], image: Any, preprocessing: Preprocessing | None = None, *,
+                   tensor: torch.Tensor | None = None, colour: float | None = None) -> bool:
+    """Whether ``image``'s negative looks like the training images where the image itself
+    does not: never for a colour image (``COLOURFUL`` or more); with the training images'
+    ``histogram``, when the negative's histogram is ``INVERT_RATIO`` times nearer it than
+    the image's (``histogram_distance``); without it (an older checkpoint), when the negative's mean brightness is within 2 x ``BRIGHTNESS_SDS``
+    standard deviations of theirs and the image's is not."""
+    colour = upload_colourfulness(image) if colour is None else colour
+    if colour >= COLOURFUL:
+        return False
+    view = _model_view(image, preprocessing, tensor)
+    if data.get("histogram"):
+        usual = torch.tensor(data["histogram"], dtype=torch.float)
+        own = histograms(view)[0]  # the negative's histogram is this one reversed
+        near, far = float(histogram_distance(own.flip(0), usual)), float(histogram_distance(own, usual))
+        return near * INVERT_RATIO <= far
+    mean, std = data.get("brightness_mean"), data.get("brightness_std")
+    if mean is None or std is None:
+        return False
+    bound = 2 * BRIGHTNESS_SDS * max(float(std), MIN_BRIGHTNESS_STD)
+    value = brightness(image, preprocessing, view)
+    return abs((1.0 - value) - float(mean)) <= bound < abs(value - float(mean))
+
+
 def input_warnings(
     data: dict[str, Any] | None,
     image: Any,
@@ -299,26 +520,38 @@ def input_warnings(
     in plain words; empty when nothing is known (a bare state_dict's ``data`` is ``{}``)
     or nothing is far.
 
+    - colour: a colour image (Hasler-Süsstrunk colourfulness ``COLOURFUL`` or more) where
+      every training image was grayscale (``grayscale``, from ``image_facts``);
     - brightness: the image's mean brightness more than ``BRIGHTNESS_SDS`` standard
       deviations from the training images' (``brightness_mean`` / ``brightness_std``);
-    - polarity: the same, and on the other side of 0.5 (a light background where the
-      training images are dark, or the reverse): then this one warning, not both;
+    - polarity: the same, on the other side of 0.5, and the negative looks like the
+      training images (``looks_inverted``): then this one warning, with the advice to
+      invert, instead of the brightness one;
     - size: the original under a quarter or over four times the training images' median
-      size (``sizes``), by side length.
+      size (``sizes``), by side length; shape: its width-to-height ratio over
+      ``ASPECT_FACTOR`` times theirs, or under its inverse.
 
-    ``preprocessing``: the model's, so brightness is measured on what the model receives
-    (``tensor``: that input already made, as ``Preprocessing.to_uint8`` gives it).
+    The colour and shape warnings contain ``UNLIKE``. ``preprocessing``: the model's, so
+    brightness is measured on what the model receives (``tensor``: that input already
+    made, as ``Preprocessing.to_uint8`` gives it).
     """
     data = data or {}
     what = name or "this image"
     out: list[str] = []
+    colour = upload_colourfulness(image) if hasattr(image, "mode") else 0.0
+    if data.get("grayscale") and colour >= COLOURFUL:
+        out.append(
+            f"{what} is a colour image (colourfulness {colour:.0f}) and so {UNLIKE}, which are all grayscale: the "
+            f"model never saw anything like it, so its answer says little about this image."
+        )
     mean, std = data.get("brightness_mean"), data.get("brightness_std")
     if mean is not None and std is not None:
         mean, spread = float(mean), max(float(std), MIN_BRIGHTNESS_STD)
-        value = brightness(image, preprocessing, tensor)
+        view = _model_view(image, preprocessing, tensor)
+        value = brightness(image, preprocessing, view)
         if abs(value - mean) > BRIGHTNESS_SDS * spread:
             usual = f"{mean:.2f} ± {float(std):.2f}"
-            if (mean < 0.5) != (value < 0.5):
+            if (mean < 0.5) != (value < 0.5) and looks_inverted(data, image, preprocessing, tensor=view, colour=colour):
                 if mean < 0.5:
                     # The example fits a grayscale model (digits, MNIST); a photo model gets none.
                     example = (", e.g. dark ink on light paper for a model trained on light strokes on a dark "
@@ -352,6 +585,12 @@ def input_warnings(
             out.append(
                 f"{what} is {w}x{h}, far smaller than the training images' usual size ({typical}): enlarged to the "
                 f"model's input, it is blurred."
+            )
+        shape = (w / h) / (usual_size[0] / usual_size[1]) if h and usual_size[1] else 1.0
+        if shape > ASPECT_FACTOR or shape < 1 / ASPECT_FACTOR:
+            out.append(
+                f"{what} is {w}x{h}, a shape {UNLIKE} ({typical}): {'wider' if shape > 1 else 'taller'} by "
+                f"{max(shape, 1 / shape):.1f} times, it is distorted or cropped to the model's input."
             )
     return out
 
@@ -417,6 +656,10 @@ class Evaluation:
     truth: list[int] = field(default_factory=list)
     predicted: list[int] = field(default_factory=list)
     confidence: list[float] = field(default_factory=list)
+    # With the checkpoint's operating point (core.calibration), the same figures as the top
+    # class gives above, decided by it: {"rule", "thresholds", "accuracy", "balanced_accuracy",
+    # "confusion", "per_class", "class_metrics"}; None when the checkpoint has none.
+    operating_point: dict[str, Any] | None = None
 
     def cell(self, true: str, predicted: str) -> list[tuple[int, float]]:
         """The images of a cell of the matrix, as (index in the split, confidence), the
@@ -442,7 +685,9 @@ def evaluate(
     """Run the checkpoint over a dataset split; classes are matched by name.
 
     The result has the accuracy, the confusion matrix, each class's precision, recall,
-    F1 and support (``class_metrics``) and the balanced accuracy (``balanced_accuracy``).
+    F1 and support (``class_metrics``) and the balanced accuracy (``balanced_accuracy``),
+    each image scored by its likeliest class; where the checkpoint has an operating point
+    (``Predictor.thresholds``), the same figures as decided by it too (``operating_point``).
     """
     seed = int(predictor.checkpoint.config.get("seed", 0))  # a flat folder's split depends on it
     data = load_dataset(dataset, predictor.preprocessing, data_root=data_root, seed=seed)
@@ -461,6 +706,7 @@ def evaluate(
     to_ckpt = torch.tensor([predictor.classes.index(c) for c in data.classes])
     n_cls = len(predictor.classes)
     confusion = torch.zeros(n_cls, n_cls, dtype=torch.long)
+    decided = torch.zeros(n_cls, n_cls, dtype=torch.long)  # by the operating point, if any
     mistakes: list[tuple[float, int, int, int]] = []
     every: tuple[list[int], list[int], list[float]] = ([], [], [])
     for start in range(0, len(part), batch_size):
@@ -469,6 +715,9 @@ def evaluate(
         probs = predictor.probabilities(x)
         conf, pred = probs.max(dim=1)
         confusion += torch.bincount(truth * n_cls + pred, minlength=n_cls * n_cls).view(n_cls, n_cls)
+        if predictor.thresholds:
+            chosen = predictor.decide_batch(probs)
+            decided += torch.bincount(truth * n_cls + chosen, minlength=n_cls * n_cls).view(n_cls, n_cls)
         every[0].extend(truth.tolist())
         every[1].extend(pred.tolist())
         every[2].extend(round(c, 5) for c in conf.tolist())
@@ -478,11 +727,17 @@ def evaluate(
             progress(min(start + batch_size, len(part)), len(part))
     total = confusion.sum().item()
     correct = confusion.diag().sum().item()
-    per_class = {
-        c: (confusion[i, i].item() / confusion[i].sum().item()) for i, c in enumerate(predictor.classes) if confusion[i].sum() > 0
-    }
+    per_class = _recalls(confusion, predictor.classes)
     mistakes.sort(reverse=True)
     matrix = confusion.tolist()
+    operating = None
+    if predictor.thresholds:
+        by_point = decided.tolist()
+        operating = {"rule": operating_point_rule(predictor.thresholds),
+                     "thresholds": {c: float(p["threshold"]) for c, p in predictor.thresholds.items()},
+                     "accuracy": decided.diag().sum().item() / total, "balanced_accuracy": balanced_accuracy(by_point),
+                     "confusion": by_point, "per_class": _recalls(decided, predictor.classes),
+                     "class_metrics": class_metrics(by_point, list(predictor.classes))}
     return Evaluation(
         dataset=dataset,
         split=split,
@@ -500,4 +755,10 @@ def evaluate(
         truth=every[0],
         predicted=every[1],
         confidence=every[2],
+        operating_point=operating,
     )
+
+
+def _recalls(confusion: torch.Tensor, classes: Sequence[str]) -> dict[str, float]:
+    """Each class's recall from a confusion matrix (rows: true), for the classes present."""
+    return {c: confusion[i, i].item() / confusion[i].sum().item() for i, c in enumerate(classes) if confusion[i].sum() > 0}

@@ -29,6 +29,7 @@ from core.models.registry import build_model, load_init_weights, param_groups
 from core.models.specs import ModelSpec, get_spec, pretrained_available
 from core.models.summary import summarize
 from core.precision import resolve_precision
+from core.predict import image_facts
 from core.ranks import Ranks
 from core.recorder import Recorder
 
@@ -85,6 +86,7 @@ def training_data_facts(
         "train_images": int(len(train_y)),
         "val_per_class": dict(zip(classes, (int(c) for c in counts))),
         "sizes": dict(getattr(report, "sizes", None) or {}),
+        **image_facts(train_x, getattr(report, "modes", None)),
     }
 
 

@@ -162,20 +162,26 @@ def chart_controls(key: str, *, default_x: str = "step") -> tuple[str, float, bo
     return x, smoothing, log
 
 
-def bars(top: Sequence[tuple[str, float]], height: int | None = None):
-    """``height``: pixels per bar."""
-    """Top-k probabilities as horizontal bars, most likely on top."""
+def bars(top: Sequence[tuple[str, float]], height: int | None = None, *, chosen: str | None = None,
+         threshold: float | None = None):
+    """Top-k probabilities as horizontal bars, most likely on top; ``height``: pixels per
+    bar. The answer's bar is green (``chosen``, default the likeliest); ``threshold``: a
+    dashed line where an operating point decides ``chosen``."""
     frame = pd.DataFrame({"class": [str(c) for c, _ in top], "probability": [p for _, p in top]})
-    frame["rank"] = range(len(frame))
+    frame["chosen"] = frame["class"] == str(chosen) if chosen is not None else [i == 0 for i in range(len(frame))]
     chart = alt.Chart(frame).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
         y=alt.Y("class:N", sort=list(frame["class"]), title=None),
-        color=alt.condition(alt.datum.rank == 0, alt.value("#2e7d32"), alt.value("#90a4ae")),
+        color=alt.condition(alt.datum.chosen, alt.value("#2e7d32"), alt.value("#90a4ae")),
         tooltip=[alt.Tooltip("class:N"), alt.Tooltip("probability:Q", format=".2%")],
     )
     text = chart.transform_filter(alt.datum.probability >= 0.0005).mark_text(align="left", dx=3).encode(
         text=alt.Text("probability:Q", format=".1%"), color=alt.value("#333"))
-    return (chart + text).properties(height=alt.Step(height or 22))
+    layers = chart + text
+    if threshold is not None:
+        layers += alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(strokeDash=[4, 3], color="#c62828").encode(
+            x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title=f"threshold for {chosen}", format=".3f")])
+    return layers.properties(height=alt.Step(height or 22))
 
 
 CLASS_METRIC_COLUMNS = ("precision", "recall", "f1")

@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.data.formats import identify, not_an_image_reason, upload_types
+from core.data.formats import identify, not_an_image_reason
 from core.errors import ImoriError
 from core.paths import slug, subdir
 
@@ -53,11 +53,16 @@ def safe_uploader(label: str, types: Sequence[str], mime: str, **kwargs: Any):
     return st.file_uploader(label, type=[*(f".{t}" for t in types), mime], **kwargs)
 
 
-def image_types() -> tuple[str, ...]:
-    """Extensions for the image pickers: every format imori opens (``core.data.formats``:
-    Pillow's, plus HEIC/HEIF), from the one list every page and command uses. They only
-    guide the browser's file picker: ``read_image_upload`` judges the content."""
-    return upload_types()
+# What the image uploaders' labels name: the common kinds (every kind Pillow opens is taken).
+IMAGE_KINDS = f"JPEG, PNG, TIFF, BMP, WebP, HEIC, … ({MAX_IMAGE_BYTES // MB} MB each)"
+
+
+def image_uploader(label: str, **kwargs: Any):
+    """``st.file_uploader`` for images of any kind Pillow opens: no ``type=``, so Streamlit
+    neither refuses a file by its name nor lists some 40 extensions under the box (the
+    label names the common kinds: ``IMAGE_KINDS``); ``read_image_upload`` judges each
+    file by its content on the server and says what is wrong."""
+    return st.file_uploader(label, type=None, **kwargs)
 
 
 def read_image_upload(uploaded: Any, *, max_bytes: int | None = None, what: str = "image") -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.health.cache import latest_report
 from core.jobs.kinds import JobContext
 from core.predict import Predictor, evaluate
 from core.records.jobs import Job
@@ -19,6 +20,25 @@ def params(dataset: str, split: str = "test", *, model: str | None = None, class
     """An evaluation's params; ``model``/``classes``/``options`` describe a bare state_dict."""
     bare = {k: v for k, v in zip(BARE_KEYS, (model, classes, options)) if v}
     return {"dataset": dataset, "split": split, **bare}
+
+
+def split_warnings(dataset: str, split: str) -> list[str]:
+    """What the dataset's newest health report (``core.health.latest_report``) says that
+    changes what an evaluation on its ``split`` means: on the test split, "test accuracy
+    may be inflated" when test images duplicate training ones; a note when the report is
+    older than the dataset. Empty without a report (never an error: a courtesy)."""
+    try:
+        report = latest_report(dataset)
+    except (OSError, ValueError):
+        return []
+    if report is None or split != "test":
+        return []
+    if getattr(report, "stale", False):
+        return [f"{dataset} has changed since its health report ({report.created.replace('T', ' ')[:16]} UTC): "
+                f"`imori datasets check {dataset}` says whether its test images duplicate training ones"]
+    n = report.inflated_test_images
+    return [f"test accuracy may be inflated: {n} test image(s) of {dataset} duplicate training images "
+            f"(`imori datasets fix {dataset} --drop-test-copies` makes a version without them)"] if n else []
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ A run's default checkpoint is ``core.selection``'s: best.pt, or the last checkpo
 validation held too few images to choose (the reason is shown). The page names the
 checkpoint it uses and shows that checkpoint's own metrics. Each image is shown as the
 model receives it, with warnings when it differs from the training images
-(``core.predict.input_warnings``) and an option to invert it."""
+(``core.predict.input_warnings``, with those that make it unlike every training image
+first) and, where its negative looks like them, an option to invert it. With an operating
+point, the headline says that it decided and the bars mark its threshold; an evaluation
+reports both by the top class and with the operating point."""
 
 from __future__ import annotations
 
@@ -27,11 +30,11 @@ from core.data.images import open_image, original_size
 from core.data.preprocess import Preprocessing
 from core.data.registry import load_dataset
 from core.errors import ImoriError
-from core.jobs.evaluate import EvaluationJob, params as evaluation_params
+from core.jobs.evaluate import EvaluationJob, params as evaluation_params, split_warnings
 from core.jobs.kinds import CALIBRATE, EVALUATE
 from core.metrics import balanced_accuracy, class_metrics, most_confused
 from core.models.specs import list_models
-from core.predict import Evaluation, invert_image, predictions_csv
+from core.predict import UNLIKE, Evaluation, invert_image, operating_point_rule, predictions_csv
 from core.records import jobs as job_records, queries
 from core.saliency import explain
 from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
@@ -210,23 +213,30 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                              caption=f"what the model sees: {seen}" + (", inverted" if entry["inverted"] else ""))
             label = prediction.label
             probability = prediction.probabilities[label]
-            if prediction.decision and prediction.decision != prediction.top[0][0]:
-                point = predictor.thresholds.get(label)
-                chart.caption(f"by the operating point: {label} when p({label}) ≥ {point['threshold']:.3f}"
-                              if point else f"by the operating point, not the likeliest class ({prediction.top[0][0]})")
+            point = predictor.thresholds.get(label) if prediction.decision else None
+            if point is not None and probability < point["threshold"]:
+                point = None  # no class reached its threshold: the likeliest of the others answered
+            how = (f" by the operating point: {label} when p({label}) ≥ {point['threshold']:.3f}" if point
+                   else "" if prediction.decision in (None, prediction.top[0][0]) else
+                   f" by the operating point: no class reached its threshold ({operating_point_rule(predictor.thresholds)})")
             if not prediction.sure:  # the predictor's rule: below min_confidence, "not sure"
-                chart.markdown(f"Predicted class: **not sure** (the likeliest, {label}, is {fmt.pct(probability)}: "
+                which = "the likeliest" if label == prediction.top[0][0] else "the operating point's answer"
+                chart.markdown(f"Predicted class: **not sure** ({which}, {label}, is {fmt.pct(probability)}: "
                                f"below {fmt.pct(not_sure, 0)})")
             else:
-                chart.markdown(f"Predicted class: **{label}** ({fmt.pct(probability)})")
-            chart.altair_chart(charts.bars(prediction.top[:top_k]), width="stretch")
+                chart.markdown(f"Predicted class: **{label}** ({fmt.pct(probability)}){how}")
+            shown = prediction.top[:top_k]
+            if label not in dict(shown):  # the answer's bar is always shown
+                shown = [*shown[:-1], (label, probability)]
+            chart.altair_chart(charts.bars(shown, chosen=label, threshold=point["threshold"] if point else None),
+                               width="stretch")
             with chart.expander("Every class's probability"):
                 st.dataframe(
                     pd.DataFrame({"class": list(prediction.probabilities), "probability": list(prediction.probabilities.values())}),
                     hide_index=True,
                     column_config={"probability": st.column_config.NumberColumn(format="%.4f")},
                 )
-            for warning in prediction.warnings:
+            for warning in sorted(prediction.warnings, key=lambda w: UNLIKE not in w):  # unlike: first
                 st.warning(warning, icon=":material/warning:")
             why_key = entry["key"].replace("pr_invert_", "pr_why_")
             if st.toggle("Why? Show where the model looked (HiResCAM)", key=why_key):
@@ -236,7 +246,7 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
                     st.image(loading.upscale(saliency.overlay, 280), width=280,
                              caption=f"HiResCAM for {saliency.target} ({fmt.pct(saliency.probability)}): red where "
                                      "the model looked hardest")
-            if prep.channels == 1 or entry["inverted"] or any("looks inverted" in w for w in prediction.warnings):
+            if entry["inverted"] or any("looks inverted" in w for w in prediction.warnings):  # never for a natural photo
                 st.checkbox("Invert this image's colours (dark on light ↔ light on dark) and predict again",
                             key=entry["key"], help="The negative of the image: for a model trained on light strokes on "
                                                    "a dark background (digits, MNIST), a photo of dark ink on light paper.")
@@ -246,10 +256,9 @@ if predictor is not None:
     st.subheader("Classify images")
     upload_tab, camera_tab = st.tabs(["Upload images", "Camera"])
     with upload_tab:
-        files = uploads.safe_uploader(
-            f"Images (up to {uploads.MAX_IMAGES}, {uploads.MAX_IMAGE_BYTES // uploads.MB} MB each)",
-            uploads.image_types(), "image/*", accept_multiple_files=True, key="pr_images",
-            max_upload_size=max(1, uploads.MAX_IMAGE_BYTES // uploads.MB),
+        files = uploads.image_uploader(
+            f"Images: {uploads.IMAGE_KINDS} (up to {uploads.MAX_IMAGES})", accept_multiple_files=True,
+            key="pr_images", max_upload_size=max(1, uploads.MAX_IMAGE_BYTES // uploads.MB),
         ) or []
     with camera_tab:
         shot = None
@@ -267,7 +276,7 @@ if predictor is not None:
                          "validation split (`imori calibrate`)." + (f" Operating point: {points}." if points else ""))
     else:
         note_col.caption("Probabilities as trained (not calibrated: a temperature fitted on the validation split makes "
-                         "them honest).")
+                         "them honest, and lets Predict say when an image is far from the training images).")
         if predictor.checkpoint.config and Path(checkpoint).is_file():
             if note_col.button("Calibrate on a worker", key="pr_calibrate", icon=":material/balance:",
                                disabled=jobs.busy(CALIBRATE, str(checkpoint))):
@@ -452,6 +461,19 @@ def gallery(row: Any, result: dict[str, Any]) -> None:
                            help=image_name(row, ev_predictor, m["index"]) if images is not None else None)
 
 
+def headline_metrics(figures: dict[str, Any]) -> None:
+    """Accuracy, balanced accuracy, images and the weakest class of one way of scoring."""
+    a, b, c, d = st.columns(4)
+    a.metric("Accuracy", fmt.pct(figures["accuracy"], 2))
+    balanced = figures.get("balanced_accuracy", balanced_accuracy(figures["confusion"]))
+    b.metric("Balanced accuracy", fmt.pct(balanced, 2) if balanced is not None else "—",
+             help="The mean of the per-class recalls: every class counts the same, however many images it has.")
+    c.metric("Images", f"{figures['count']:,}")
+    worst = min(figures["per_class"].items(), key=lambda kv: kv[1]) if figures["per_class"] else None
+    d.metric("Weakest class", fmt.pct(worst[1]) if worst else "—", delta=worst[0] if worst else None,
+             delta_color="off", delta_arrow="off")  # its name below: a long one no longer cuts the figure
+
+
 def show_evaluation(eval_id: int) -> None:
     row = EvaluationJob.of(job_records.get_job(eval_id))
     st.caption(f"Evaluation {row.id}: {Path(row.checkpoint).name} on {row.dataset} ({row.split} split) · "
@@ -463,22 +485,21 @@ def show_evaluation(eval_id: int) -> None:
         st.error(f"The evaluation {row.status if row.status != FAILED else 'failed'}: {row.error or 'no result'}", icon=":material/error:")
         return
     result = row.result
-    if row.split == "test":
-        for warning in loading.health_warnings(loading.dataset_health(row.dataset)):
-            if warning.startswith("test accuracy"):
-                st.warning(f"**{row.dataset}**: {warning} (its Health tab on Datasets names them).", icon=":material/warning:")
-    a, b, c, d = st.columns(4)
-    a.metric("Accuracy", fmt.pct(result["accuracy"], 2))
-    balanced = result.get("balanced_accuracy", balanced_accuracy(result["confusion"]))
-    b.metric("Balanced accuracy", fmt.pct(balanced, 2) if balanced is not None else "—",
-             help="The mean of the per-class recalls: every class counts the same, however many images it has.")
-    c.metric("Images", f"{result['count']:,}")
-    worst = min(result["per_class"].items(), key=lambda kv: kv[1]) if result["per_class"] else None
-    d.metric("Weakest class", fmt.pct(worst[1]) if worst else "—", delta=worst[0] if worst else None,
-             delta_color="off", delta_arrow="off")  # its name below: a long one no longer cuts the figure
+    for warning in split_warnings(row.dataset, row.split):  # as imori evaluate says
+        st.warning(f"**{row.dataset}**: {warning} (its Health tab on Datasets names them).", icon=":material/warning:")
+    point = result.get("operating_point")
+    if point:
+        st.markdown("**By the top class** (each image's likeliest class)")
+    headline_metrics(result)
+    if point:
+        st.markdown(f"**With the operating point: {point['rule']}** (set by calibration; what Predict answers)")
+        headline_metrics({**point, "count": result["count"]})
+        with st.expander("Precision, recall and F1 with the operating point"):
+            charts.class_metrics_table(point["class_metrics"], key="pr_class_metrics_point")
     matrix, classes = st.columns([3, 2])
     with matrix:
-        st.markdown("**Confusion matrix** (rows: true class, columns: predicted; click a cell to see its images)")
+        st.markdown("**Confusion matrix**" + (" by the top class" if point else "")
+                    + " (rows: true class, columns: predicted; click a cell to see its images)")
         event = st.altair_chart(heat_map(result), on_select="rerun", key=f"pr_cm_{row.id}")
         clicked = ((event or {}).get("selection") or {}).get("cell") or []
     with classes:
@@ -537,8 +558,10 @@ if checkpoint and predictor is not None:  # a checkpoint that does not load cann
     infos = [d for d in loading.all_datasets() if d.present]
     names = [d.name for d in infos]
     default = (predictor.checkpoint.config.get("dataset") if predictor is not None else None) or "digits"
-    if st.session_state.get("pr_eval_dataset") not in names:
+    # The dataset follows the checkpoint: another run's (or upload's) starts at its own dataset.
+    if st.session_state.get("pr_eval_for") != str(checkpoint) or st.session_state.get("pr_eval_dataset") not in names:
         st.session_state.pr_eval_dataset = default if default in names else names[0]
+        st.session_state.pr_eval_for = str(checkpoint)
     a, b, c = st.columns([3, 2, 2], vertical_alignment="bottom")
     dataset = a.selectbox("Dataset", names, key="pr_eval_dataset",
                           format_func=lambda n: fmt.dataset_label(next(d for d in infos if d.name == n)))

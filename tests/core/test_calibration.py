@@ -95,9 +95,19 @@ def test_an_operating_point_by_target_recall_is_used_by_predict_and_exports(tmp_
     code = main(["calibrate", ckpt, "--class", "star", "--target-recall", "0.99", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    stored = json.loads(out)["thresholds"]["star"]
+    answer = json.loads(out)
+    stored = answer["thresholds"]["star"]
     assert stored["recall"] >= 0.99 and stored["by"] == "recall"
     predictor = Predictor(ckpt)
+    # With it, the validation images' novelty (issue 34.5): the energy score's 99th percentile.
+    from core.calibration import validation_scores
+    from core.predict import novelty_scores
+
+    novelty = answer["novelty"]
+    assert novelty["method"] == predictor.novelty_method == "energy" and predictor.novelty_reference == novelty
+    scores, labels = validation_scores(predictor)
+    assert novelty["images"] == len(labels)
+    assert novelty["threshold"] == pytest.approx(float(novelty_scores(scores, "energy").quantile(0.99)), abs=1e-4)
     assert predictor.thresholds["star"]["threshold"] == pytest.approx(stored["threshold"])
     probabilities = {"circle": 1 - stored["threshold"], "star": stored["threshold"]}
     assert predictor.decide(probabilities) == "star"

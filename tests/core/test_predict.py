@@ -235,3 +235,28 @@ def test_the_answer_is_not_sure_below_the_predictors_min_confidence_and_each_ima
     for bad in (-0.1, 1.0, 90):
         with pytest.raises(ConfigError, match=r"min_confidence is a probability in \[0, 1\)"):
             predictor.predict([png], min_confidence=bad)
+
+
+def test_evaluate_reports_by_the_top_class_and_with_the_operating_point(digits_checkpoint):
+    """Issue 34.6: where the checkpoint has an operating point, evaluation scores both ways,
+    labelled; the second counts each image as ``Predictor.decide`` answers it."""
+    from core.data.registry import load_dataset
+
+    predictor = Predictor(digits_checkpoint)
+    plain = evaluate(predictor, "digits")
+    assert plain.operating_point is None and plain.to_dict()["operating_point"] is None
+    predictor.thresholds = {"3": {"threshold": 0.05}}  # as core.calibration stores one: "3" when p(3) >= 0.05
+    both = evaluate(predictor, "digits")
+    assert both.confusion == plain.confusion and both.accuracy == plain.accuracy  # by the top class: unchanged
+    point = both.operating_point
+    assert point["rule"] == "3 if p(3) ≥ 0.050" and point["thresholds"] == {"3": 0.05}
+    data = load_dataset("digits", predictor.preprocessing, seed=0)
+    test = data.test
+    probs = predictor.probabilities(predictor.preprocessing.normalize(test.images))
+    decided = [predictor.classes.index(predictor.decide(dict(zip(predictor.classes, row)))) for row in probs.tolist()]
+    truth = [predictor.classes.index(data.classes[y]) for y in test.labels.tolist()]
+    assert point["accuracy"] == pytest.approx(sum(d == t for d, t in zip(decided, truth)) / len(truth))
+    three = predictor.classes.index("3")
+    assert sum(r[three] for r in point["confusion"]) == decided.count(three) > sum(r[three] for r in plain.confusion)
+    assert point["per_class"]["3"] >= plain.per_class["3"]  # a low threshold finds more of its images
+    assert set(point["class_metrics"]) == set(plain.class_metrics)

@@ -410,3 +410,96 @@ def test_whatever_pillow_opens_is_classified_whatever_its_name(run_id):
     assert any("phone.jpg is 12000x9000" in t for t in texts(at.warning))  # far larger than the training images
     floats = results[2]
     assert floats["input_brightness"] > 0.05  # the float picture, not black
+
+
+# -- issue 34.5-34.7: unlike the training images, the operating point everywhere, state per run --
+
+
+def test_a_colour_photo_is_unlike_the_training_images_and_offers_no_invert(run_id):
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from photos import scene
+
+    photo = io.BytesIO()
+    scene(np.random.default_rng(5), "discs", size=28).save(photo, format="PNG")  # RGB, colourful
+    at = app(PREDICT, run=run_id)
+    at.file_uploader(key="pr_images").upload("portrait.png", photo.getvalue(), "image/png").run()
+    ok(at)
+    warnings = texts(at.warning)
+    assert warnings and "portrait.png is a colour image" in warnings[0] and "unlike the training images" in warnings[0]
+    assert not any("inverted" in w for w in warnings)
+    assert not [c for c in at.checkbox if str(c.key).startswith("pr_invert_")]  # no invert offered for a photo
+
+
+def test_the_operating_point_decides_the_headline_the_bars_and_a_second_evaluation(run_id):
+    import pyarrow as pa
+
+    from core.checkpoint import write_calibration
+    from core.records import jobs
+    from worker.tasks import execute_job
+
+    png, _ = digit_png(3)
+    at = app(PREDICT, run=run_id)
+    path = at.selectbox(key="pr_ckpt").value
+    at.file_uploader(key="pr_images").upload("digit.png", png, "image/png").run()
+    [plain] = predictions(at)
+    ranked = sorted(plain["probabilities"].items(), key=lambda kv: -kv[1])
+    cls, p = ranked[1]  # the second likeliest, decided by a threshold just under its probability
+    threshold = round(p * 0.9, 4)
+    try:
+        write_calibration(path, {"temperature": 1.0, "thresholds": {cls: {"threshold": threshold, "recall": 0.95,
+                                                                          "precision": 0.5}}})
+        at = app(PREDICT, run=run_id)
+        at.file_uploader(key="pr_images").upload("digit.png", png, "image/png").run()
+        ok(at)
+        [decided] = predictions(at)
+        assert decided["label"] == cls != ranked[0][0]
+        [headline] = [t for t in texts(at.markdown) if t.startswith("Predicted class:")]
+        assert headline.startswith(f"Predicted class: **{cls}**") and \
+            f"by the operating point: {cls} when p({cls}) ≥ {threshold:.3f}" in headline, headline
+        chart = at.get("vega_lite_chart")[0].proto
+        frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.datasets] + \
+            ([pa.ipc.open_stream(chart.data.data).read_all().to_pandas()] if chart.data.data else [])
+        [bars] = [f for f in frames if "chosen" in f.columns]
+        assert list(bars["class"][bars["chosen"]]) == [cls]  # the green bar is the answer
+        assert f"threshold for {cls}" in chart.spec  # and the line marks where it decides
+        # An evaluation now reports both, labelled.
+        at.button(key="pr_evaluate").click().run()
+        eval_id = at.session_state["pr_eval_pick"]
+        assert execute_job(eval_id, "test-process") == "succeeded"
+        at.run()
+        ok(at)
+        result = jobs.get_job(eval_id).result
+        assert result["operating_point"]["rule"] == f"{cls} if p({cls}) ≥ {threshold:.3f}"
+        shown = texts(at.markdown)
+        assert "**By the top class** (each image's likeliest class)" in shown
+        assert any(t.startswith(f"**With the operating point: {cls} if p({cls}) ≥ {threshold:.3f}**") for t in shown)
+        accuracy = [m.value for m in at.metric if m.label == "Accuracy"]
+        assert accuracy == [fmt.pct(result["accuracy"], 2), fmt.pct(result["operating_point"]["accuracy"], 2)]
+    finally:
+        write_calibration(path, None)
+
+
+def test_evaluate_s_dataset_follows_the_chosen_run(run_id):
+    other = train(model="tiny_net", dataset="shapes2", iterations=2, batch_size=16)
+    at = app(PREDICT, run=run_id)
+    assert at.selectbox(key="pr_eval_dataset").value == "digits"
+    at.selectbox(key="pr_run").set_value(other).run()
+    ok(at)
+    assert at.selectbox(key="pr_eval_dataset").value == "shapes2"  # not the previous run's digits
+    at.selectbox(key="pr_eval_dataset").set_value("digits").run()  # a choice stays while the run does
+    at.run()
+    assert at.selectbox(key="pr_eval_dataset").value == "digits"
+    at.selectbox(key="pr_run").set_value(run_id).run()
+    ok(at)
+    assert at.selectbox(key="pr_eval_dataset").value == "digits"
+    at.selectbox(key="pr_run").set_value(other).run()
+    assert at.selectbox(key="pr_eval_dataset").value == "shapes2"
+
+
+def test_the_image_uploader_names_the_common_kinds_not_forty_extensions(run_id):
+    at = app(PREDICT, run=run_id)
+    uploader = at.file_uploader(key="pr_images")
+    assert uploader.label.startswith("Images: JPEG, PNG, TIFF, BMP, WebP, HEIC, …")
+    assert list(uploader.proto.type) == []  # no extension list under the box: the server judges the content
