@@ -69,8 +69,9 @@ def settings_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, list[Any]]:
 @dataclass
 class RunDiff:
     """What changed from A to B on the images both saw. Each listed image is
-    ``{"path", "sha256", "truth", "a": {"class", "confidence"}, "b": {...}}`` (``"b"`` is
-    None in ``only_a``, ``"a"`` None in ``only_b``). ``a_correct`` and ``b_correct`` count
+    ``{"path", "sha256", "index", "truth", "a": {"class", "confidence"}, "b": {...}}``
+    (``index``: its place in A's split, in B's for ``only_b``; ``"b"`` is None in
+    ``only_a``, ``"a"`` None in ``only_b``; confidence 0..1). ``a_correct`` and ``b_correct`` count
     the matched images each gets right, so ``len(fixed) - len(broken) == b_correct - a_correct``."""
 
     a: str
@@ -111,7 +112,7 @@ def _answer(side: Side, i: int) -> dict[str, Any]:
 
 def _entry(a: Side | None, i: int | None, b: Side | None, j: int | None) -> dict[str, Any]:
     first, k = (a, i) if a is not None else (b, j)
-    return {"path": first.paths[k], "sha256": first.keys[k], "truth": first.truth[k],
+    return {"path": first.paths[k], "sha256": first.keys[k], "index": k, "truth": first.truth[k],
             "a": _answer(a, i) if a is not None else None, "b": _answer(b, j) if b is not None else None}
 
 
