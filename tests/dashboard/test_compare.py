@@ -52,7 +52,7 @@ def test_two_runs_image_by_image_on_a_worker(broker):
     from core.jobs.kinds import DIFF
     from core.records import jobs
 
-    a, b = train(), train(iterations=30)
+    a, b = train(), train(seed=1)
     at = app(COMPARE, runs=f"{a},{b}")
     ok(at)
     assert at.selectbox(key="compare_diff_a").value == a and at.selectbox(key="compare_diff_b").value == b
@@ -79,4 +79,4 @@ def test_two_runs_image_by_image_on_a_worker(broker):
     assert len(captions) == shown and all("A: " in t and "B: " in t for t in captions)
     # The settings that differ, beside the figures.
     table = at.dataframe[-1].value
-    assert table.loc["iterations"].tolist() == ["10", "30"]
+    assert table.loc["seed"].tolist() == ["0", "1"]
