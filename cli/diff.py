@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from core.diff import RunDiff
+if TYPE_CHECKING:  # core.diff loads scipy: `imori --help` stays light
+    from core.diff import RunDiff
 
 SHOWN = 10  # images listed per group in the text output (--json lists them all)
 
