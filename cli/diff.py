@@ -31,7 +31,8 @@ def _answer(side: dict | None) -> str:
 
 
 def print_diff(result: RunDiff) -> None:
-    print(f"A: {result.a}\nB: {result.b}\non {result.dataset} ({result.split} split)")
+    print(f"A: {result.a} ({result.a_checkpoint})\nB: {result.b} ({result.b_checkpoint})\n"
+          f"on {result.dataset} ({result.split} split)")
     print(result.summary())
     for name, group in (("fixed by B", result.fixed), ("broken by B", result.broken),
                         ("wrong by both", result.both_wrong)):

@@ -92,8 +92,8 @@ def diff(a: str | int, b: str | int, *, dataset: str | None = None, split: str =
     """Evaluate A and B (run ids or checkpoint files) on ``dataset`` (default: A's
     training dataset) and compare them image by image (``core.diff.compare``).
     ``progress(stage, share)`` is told as each side is evaluated. Raises ImoriError
-    (DatasetError) for an unknown run or file, an unknown dataset or split, or a
-    dataset with classes a checkpoint does not know."""
+    (DatasetError) for an unknown run or file, an unknown dataset or split, a dataset
+    with classes a checkpoint does not know, or two sides with no image in common."""
     if split not in ("test", "train"):
         raise ImoriError(f"split must be 'test' or 'train', not {split!r}")
     report = progress or (lambda stage, share: None)
@@ -108,7 +108,13 @@ def diff(a: str | int, b: str | int, *, dataset: str | None = None, split: str =
             raise ImoriError(f"{label} does not say what it was trained on: name a dataset (--dataset)")
         sides.append(side(predictor, path, label, settings, dataset, split,
                           progress=lambda done, total, n=n: report("predicting", (n + done / max(total, 1)) / 2)))
-    return compare(*sides, dataset=dataset, split=split)
+    result = compare(*sides, dataset=dataset, split=split)
+    if result.matched == 0:
+        raise ImoriError(
+            f"A and B share no image of {dataset}'s {split} split: images without a file (a built-in or "
+            "torchvision set) are matched by their pixels as each checkpoint's preprocessing decodes them, "
+            "and these two preprocess differently; compare them on an imported dataset")
+    return result
 
 
 def run(job: JobContext) -> dict[str, Any]:
