@@ -8,7 +8,7 @@ or its error goes back to the job's row; ``imori jobs`` lists, shows and cancels
 - ``kinds``: the kinds' names and descriptions (a leaf: nothing heavy, no cycle).
 - ``registry``: finds the module of a kind and runs it.
 - one module a kind: ``evaluate``, ``health``, ``calibrate``, ``lr_find``, ``export``,
-  ``import_dataset``. Each has ``run(job: JobContext) -> dict``.
+  ``import_dataset``, ``diff``. Each has ``run(job: JobContext) -> dict``.
 
 This package's ``__init__`` imports nothing, so that reading a kind's name never loads torch.
 """

@@ -12,6 +12,7 @@ from typing import Any
 from core.errors import ImoriError
 
 EVALUATE, HEALTH, CALIBRATE, LR_FIND, EXPORT, IMPORT = "evaluate", "health", "calibrate", "lr_find", "export", "import"
+DIFF = "diff"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
     JobKind(LR_FIND, "find a learning rate", "settings digest", "core.jobs.lr_find"),
     JobKind(EXPORT, "export a checkpoint", "checkpoint", "core.jobs.export"),
     JobKind(IMPORT, "import a dataset", "dataset", "core.jobs.import_dataset"),
+    JobKind(DIFF, "compare two checkpoints image by image", "two runs or checkpoints (A vs B)", "core.jobs.diff",
+            device="auto"),
 )}
 
 
@@ -63,5 +66,5 @@ class JobContext:
     progress: Progress = lambda stage, share: None  # noqa: E731 - a job run outside a worker
 
 
-__all__ = ["CALIBRATE", "EVALUATE", "EXPORT", "HEALTH", "IMPORT", "KINDS", "LR_FIND", "JobCancelled", "JobContext",
+__all__ = ["CALIBRATE", "DIFF", "EVALUATE", "EXPORT", "HEALTH", "IMPORT", "KINDS", "LR_FIND", "JobCancelled", "JobContext",
            "JobKind", "Progress", "kind_of"]

@@ -1,14 +1,24 @@
 """Compare: overlay several runs' curves; their settings and best metrics side by side,
-what differs highlighted."""
+what differs highlighted; two of them image by image (a ``diff`` job: ``core.diff``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
+from core.data.registry import load_dataset
+from core.diff import RunDiff
+from core.jobs import diff as diff_job
+from core.jobs.kinds import DIFF
 from core.records import queries
-from core.status import QUEUED
-from dashboard import charts, fmt, live, nav
+from core.status import QUEUED, SUCCEEDED
+from dashboard import charts, fmt, jobs, live, loading, nav
+
+DIFF_SHOWN = 24  # thumbnails a group shows (`imori diff --json` lists them all)
 
 METRICS = {
     "train loss": ("steps", "loss"),
@@ -128,3 +138,96 @@ def highlight(row: pd.Series) -> list[str]:
 
 
 st.dataframe(shown.style.apply(highlight, axis=1), height=min(35 * (len(shown) + 1) + 12, 760))
+
+
+# -- image by image ----------------------------------------------------------------------------
+
+if len(chosen) < 2:
+    st.stop()
+st.subheader("Image by image")
+st.caption("Both runs' checkpoints on the same images (matched by their bytes' SHA-256): what B fixed, what it "
+           "broke, what both get wrong, and McNemar's exact test on where they disagree.")
+pick_a, pick_b, pick_data, pick_split = st.columns([3, 3, 3, 2])
+run_a = pick_a.selectbox("A (before)", chosen, index=0, key="compare_diff_a", format_func=lambda i: labels[i])
+others = [i for i in chosen if i != run_a] or chosen
+run_b = pick_b.selectbox("B (after)", others, index=0, key="compare_diff_b", format_func=lambda i: labels[i])
+trained_on = str(configs[run_a].get("dataset") or "")
+names = [n for n in dict.fromkeys([trained_on, *(d.name for d in loading.all_datasets())]) if n]
+dataset = pick_data.selectbox("Dataset", names, index=0, key="compare_diff_dataset")
+split = pick_split.segmented_control("Split", ["test", "train"], default="test", key="compare_diff_split") or "test"
+subject = diff_job.subject(run_a, run_b)
+wanted_params = diff_job.params(run_a, run_b, dataset, split)
+if st.button("Compare image by image", key="compare_diff_go", icon=":material/compare:",
+             disabled=run_a == run_b or not dataset or jobs.busy(DIFF, subject)):
+    if jobs.submit(DIFF, subject, wanted_params) is not None:
+        st.rerun()
+jobs.job_view(DIFF, subject, f"Comparing {labels[run_a]} with {labels[run_b]}")
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the images…")
+def split_images(checkpoint: str, dataset: str, split: str) -> Any:
+    """The uint8 images of a split as ``checkpoint`` saw them (for images without a file)."""
+    predictor = loading.cached_predictor(checkpoint)
+    data = load_dataset(dataset, predictor.preprocessing, seed=int(predictor.checkpoint.config.get("seed", 0)))
+    return {"test": data.test, "train": data.train}[split].images
+
+
+def picture(entry: dict[str, Any], result: RunDiff) -> Any:
+    """An image of the diff, for a thumbnail: its file, else the split's decoded image."""
+    if Path(entry["path"]).is_file():
+        return loading.upscale(Image.open(entry["path"]))
+    checkpoint = result.b_checkpoint if entry["a"] is None else result.a_checkpoint
+    return loading.tensor_to_image(split_images(checkpoint, result.dataset, result.split)[entry["index"]])
+
+
+def answer(side: dict[str, Any] | None) -> str:
+    return f"{side['class']} ({100 * side['confidence']:.0f} %)" if side else "–"
+
+
+def grid(entries: list[dict[str, Any]], result: RunDiff, what: str) -> None:
+    """Thumbnails, six a row, each with its truth and both answers."""
+    if not entries:
+        st.caption(f"No image {what}.")
+        return
+    for start in range(0, min(len(entries), DIFF_SHOWN), 6):
+        for column, entry in zip(st.columns(6), entries[start:start + 6]):
+            column.image(picture(entry, result), width="stretch")
+            column.caption(f"**{Path(entry['path']).name}** · truth {entry['truth']}  \n"
+                           f"A: {answer(entry['a'])} · B: {answer(entry['b'])}")
+    if len(entries) > DIFF_SHOWN:
+        st.caption(f"The {DIFF_SHOWN} most confident of {len(entries)} shown; `imori diff {result.a.split()[0].lstrip('#')} "
+                   f"{result.b.split()[0].lstrip('#')} --json` lists them all.")
+
+
+done = jobs.latest(DIFF, subject)
+if done is not None and done.status == SUCCEEDED and done.result and done.params == wanted_params:
+    result = RunDiff.from_dict(done.result)
+    figures, beside = st.columns([3, 2])
+    with figures:
+        n = max(result.matched, 1)
+        a_col, b_col, p_col = st.columns(3)
+        a_col.metric("A right", f"{result.a_correct} / {result.matched}", f"{100 * result.a_correct / n:.1f} %",
+                     delta_color="off")
+        b_col.metric("B right", f"{result.b_correct} / {result.matched}",
+                     f"{100 * (result.b_correct - result.a_correct) / n:+.1f} points")
+        p_col.metric("McNemar's exact p", f"{result.p_value:.3g}",
+                     help="Two-sided exact test on the images one run gets right and the other wrong: the chance of a "
+                          "split at least this uneven if both runs were equally good.")
+        verdict = ("more than chance (p < 0.05)" if result.p_value < 0.05 else "could be chance (p ≥ 0.05)")
+        st.caption(f"B fixed {len(result.fixed)} and broke {len(result.broken)}: {verdict}."
+                   + (f" {len(result.only_a)} image(s) only in A's split, {len(result.only_b)} only in B's."
+                      if result.only_a or result.only_b else ""))
+    with beside:
+        if result.settings:
+            st.dataframe(pd.DataFrame([{"setting": k, "A": fmt.plain(v[0]), "B": fmt.plain(v[1])}
+                                       for k, v in result.settings.items()]).set_index("setting"))
+        else:
+            st.caption("The two runs have the same settings.")
+    fixed_tab, broken_tab, wrong_tab = st.tabs([f"Fixed ({len(result.fixed)})", f"Broken ({len(result.broken)})",
+                                                 f"Both wrong ({len(result.both_wrong)})"])
+    with fixed_tab:
+        grid(result.fixed, result, "that B fixed")
+    with broken_tab:
+        grid(result.broken, result, "that B broke")
+    with wrong_tab:
+        grid(result.both_wrong, result, "that both get wrong")

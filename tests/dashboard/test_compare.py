@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dashkit import app, ok, texts, train
+from dashkit import app, ok, run_queued_jobs, texts, train
 
 COMPARE = "app_pages/compare.py"
 
@@ -44,3 +44,39 @@ def test_a_link_from_a_run_adds_it_to_the_comparison(home):
     at.run()
     ok(at)
     assert at.multiselect(key="compare_runs").value == [c, a, b]
+
+
+def test_two_runs_image_by_image_on_a_worker(broker):
+    from scipy.stats import binomtest
+
+    from core.jobs.kinds import DIFF
+    from core.records import jobs
+
+    a, b = train(), train(seed=1)
+    at = app(COMPARE, runs=f"{a},{b}")
+    ok(at)
+    assert at.selectbox(key="compare_diff_a").value == a and at.selectbox(key="compare_diff_b").value == b
+    assert at.selectbox(key="compare_diff_dataset").value == "digits"  # what A was trained on
+    at.button(key="compare_diff_go").click().run()
+    ok(at)
+    job = jobs.list_jobs(kind=DIFF, limit=1)[0]
+    assert job.status == "queued" and job.params == {"a": str(a), "b": str(b), "split": "test", "dataset": "digits"}
+    assert at.button(key="compare_diff_go").disabled  # one at a time
+    assert run_queued_jobs() == ["succeeded"], jobs.get_job(job.id).error
+    at.run()
+    ok(at)
+    result = jobs.get_job(job.id).result
+    fixed, broken, both = (len(result[k]) for k in ("fixed", "broken", "both_wrong"))
+    assert fixed - broken == result["b_correct"] - result["a_correct"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["McNemar's exact p"] == f"{binomtest(min(fixed, broken), fixed + broken, 0.5).pvalue:.3g}"
+    assert metrics["A right"] == f"{result['a_correct']} / {result['matched']}"
+    assert [t.label for t in at.tabs] == [f"Fixed ({fixed})", f"Broken ({broken})", f"Both wrong ({both})"]
+    # A thumbnail for each image shown (at most DIFF_SHOWN a group), each captioned with both answers.
+    shown = min(fixed, 24) + min(broken, 24) + min(both, 24)
+    assert len(at.image) == shown
+    captions = [t for t in texts(at.caption) if "· truth" in t]
+    assert len(captions) == shown and all("A: " in t and "B: " in t for t in captions)
+    # The settings that differ, beside the figures.
+    table = at.dataframe[-1].value
+    assert table.loc["seed"].tolist() == ["0", "1"]
