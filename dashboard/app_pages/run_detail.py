@@ -130,7 +130,10 @@ def live_view() -> None:
         cols[4].metric("ETA" + (" (whole search)" if search is not None else ""), fmt.duration(eta))
     else:
         cols[4].metric("Duration", fmt.duration(fmt.elapsed(current)))
-    if current.status in live.ACTIVE:
+    if current.stage is not None:  # a long stage before (or between) the iterations: what it does, how far
+        stage = current.stage
+        st.progress(min(1.0, stage.done / stage.total) if stage.total else 0.0, text=stage.describe())
+    elif current.status in live.ACTIVE:
         st.progress(min(1.0, done), text=progress_text if current.status == RUNNING else "queued: waiting for a worker")
     if current.status == RUNNING and current.cancel_requested:
         st.info("Cancel requested: the run stops after this iteration and keeps a checkpoint.", icon=":material/stop_circle:")
@@ -146,6 +149,8 @@ def live_view() -> None:
                f" · {len(series)} chart points" + (f" (each the mean of up to {series.width} steps)" if series.width > 1 else "")
                + (" · refreshing every 2 s" if current.status in live.ACTIVE else ""))
     if len(series) == 0:
+        if current.stage is not None:
+            return  # the stage's bar says what the run does before its first iteration
         st.info("No iterations recorded yet." if current.status in live.ACTIVE else "This run recorded no iterations.",
                 icon=":material/hourglass_top:" if current.status in live.ACTIVE else ":material/info:")
         return
