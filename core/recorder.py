@@ -274,11 +274,10 @@ class Stage:
 
     def __exit__(self, kind, error, trace) -> None:
         now = time.time()
-        if kind is None:
-            self.done = max(self.done, self.total)
-        self._send(now, finished=True)
         took = about(now - self.started)
         if kind is None:
+            self.done = max(self.done, self.total)
             self.recorder.on_log(f"{self.name}: done in {took}")
         else:
             self.recorder.on_log(f"{self.name}: stopped after {took} at {self.done:,} of {self.total:,} {self.unit}")
+        self._send(now, finished=True)  # last: a recorder may write both at once

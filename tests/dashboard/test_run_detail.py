@@ -354,3 +354,31 @@ def test_a_running_search_shows_the_whole_search_progress_eta_and_leader(home):
     at.run()
     [board] = [d.value for d in at.dataframe if "candidate" in d.value.columns]
     assert list(board["status"]) == ["done", "done", "done"]
+
+
+def test_a_run_in_a_long_stage_shows_it_instead_of_no_iterations(home):
+    """The pass over a frozen backbone's features, before the first iteration: its stage,
+    counts and time left on the page, redrawn by the live part as the worker records it."""
+    import time
+
+    from core.recorder import StageProgress
+    from core.records import DbRecorder
+
+    run_id = store.create_run({"model": "efficientnet_lite0", "dataset": "digits", "freeze_backbone": True})
+    recorder = DbRecorder(run_id, store.claim_run(run_id, "test-process"))
+    started = time.time() - 120  # 1,200 images in 2 min: 900 left take 1 min 30 s
+    recorder.on_stage(StageProgress("computing the frozen backbone's features", 1200, 2100, started=started,
+                                    time=started + 120))
+    at = app(DETAIL, run=run_id)
+    ok(at)
+    [bar] = at.get("progress")
+    assert bar.proto.text == "Computing the frozen backbone's features: 1,200 / 2,100 images, about 2 min left"
+    assert bar.proto.value == 57  # percent
+    assert not any("No iterations recorded yet" in t for t in texts(at.info))
+    # The stage ends: the next tick shows the iterations' own progress again.
+    recorder.on_stage(StageProgress("computing the frozen backbone's features", 2100, 2100, started=started,
+                                    finished=True))
+    at.run()
+    ok(at)
+    [bar] = at.get("progress")
+    assert not bar.proto.text.startswith("Computing") and any("No iterations recorded yet" in t for t in texts(at.info))

@@ -27,11 +27,12 @@ depends_on = None
 def upgrade() -> None:
     # Plain ADD COLUMN, as revision 0006: a batch copy of ``runs`` would cascade into its rows.
     op.add_column("runs", sa.Column("stage", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True))
-    if op.get_bind().dialect.name != "sqlite":  # SQLite does not enforce a VARCHAR's length
-        op.alter_column("jobs", "stage", type_=sa.String(200), existing_type=sa.String(64), existing_nullable=True)
+    # A batch copy of ``jobs`` on SQLite (no table refers to it); a plain ALTER elsewhere.
+    with op.batch_alter_table("jobs") as batch:
+        batch.alter_column("stage", type_=sa.String(200), existing_type=sa.String(64), existing_nullable=True)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        op.alter_column("jobs", "stage", type_=sa.String(64), existing_type=sa.String(200), existing_nullable=True)
+    with op.batch_alter_table("jobs") as batch:
+        batch.alter_column("stage", type_=sa.String(64), existing_type=sa.String(200), existing_nullable=True)
     op.drop_column("runs", "stage")
