@@ -84,7 +84,7 @@ class StageProgress:
     def eta_seconds(self) -> float | None:
         """Seconds left at the speed measured so far (None until something is done)."""
         elapsed = self.time - self.started
-        if self.finished or not self.total or self.done <= 0 or elapsed <= 0:
+        if self.finished or not self.total or self.done <= 0 or self.done >= self.total or elapsed <= 0:
             return None
         return max(0.0, (self.total - self.done) * elapsed / self.done)
 
@@ -92,7 +92,8 @@ class StageProgress:
         """One line: "Computing the frozen backbone's features: 1,200 / 2,100 images, about 3 min left"."""
         counts = f"{self.done:,} / {self.total:,} {self.unit}" if self.total else f"{self.done:,} {self.unit}"
         eta = self.eta_seconds
-        left = "" if self.finished else ", measuring the speed" if eta is None else f", about {about(eta)} left"
+        done = self.finished or (self.total and self.done >= self.total)
+        left = "" if done else ", measuring the speed" if eta is None else f", about {about(eta)} left"
         return f"{self.name[:1].upper()}{self.name[1:]}: {counts}{left}"
 
 
