@@ -571,6 +571,12 @@ class LiveRun:
     evals: list[EvalRow]
     not_learning: bool
 
+    @property
+    def recorded(self) -> tuple[Any, ...]:
+        """What changes when the run records an iteration or an evaluation."""
+        r = self.run
+        return (r.id, r.step, r.epoch, r.best_val_accuracy, r.test_accuracy, r.test_loss, r.status)
+
 
 def stage_of(recorded: dict[str, Any] | None) -> StageProgress | None:
     """A recorded ``runs.stage`` as a StageProgress (None for none, or one this version cannot read)."""
@@ -582,8 +588,14 @@ def stage_of(recorded: dict[str, Any] | None) -> StageProgress | None:
         return None
 
 
-def live_run(run_id: int, *, max_points: int = 1000, engine: Engine | None = None) -> LiveRun:
-    """A live view's whole read, in three statements (one tick of the run page)."""
+def live_run(run_id: int, *, max_points: int = 1000, since: LiveRun | None = None, series: bool = True,
+             engine: Engine | None = None) -> LiveRun:
+    """A live view's read (one tick of the run page): the run's figures (one statement),
+    then its series and evaluations (two more) unless ``since``, an earlier read of the
+    same run, holds them already (the run recorded nothing since: the same step, epoch and
+    evaluation figures). ``series=False`` reads the figures alone and keeps ``since``'s
+    series and evaluations (or none) whatever was recorded: a view that will not redraw
+    its charts this tick. RunNotFound if there is no such run."""
     with _engine(engine).connect() as conn:
         row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch, SqlRun.search, SqlRun.stage)
                            .where(SqlRun.id == run_id)).first()
@@ -592,6 +604,11 @@ def live_run(run_id: int, *, max_points: int = 1000, engine: Engine | None = Non
         values = _summary_values(row)
         values["stage"] = stage_of(values["stage"]) if values["status"] == RUNNING else None
         run = RunProgress(**values)
+        known = since if since is not None and since.run.id == run_id else None
+        if known is not None and (not series or LiveRun(run, known.series, [], False).recorded == known.recorded):
+            return LiveRun(run, known.series, known.evals, known.not_learning)
+        if not series:
+            return LiveRun(run, Series(run_id=run_id, width=1), [], False)
         reduced = _series(conn, run_id, max_points, 1, run.step) if run.step else Series(run_id=run_id, width=1)
         evals = [EvalRow(*r) for r in conn.execute(_eval_select(run_id).order_by(SqlEvalMetric.epoch, SqlEvalMetric.split))]
     return LiveRun(run, reduced, evals, stalled_in(reduced, run.step, run.steps_per_epoch))
