@@ -20,6 +20,7 @@ SLOWEST_REFRESH = 15.0  # seconds: a run that records an iteration a minute stil
 # points) comes at most every CHART_EVERY seconds and takes at most CHART_SHARE of the time.
 CHART_EVERY = 15.0
 CHART_SHARE = 0.025
+SHORT_RUN = 300.0  # seconds left: a run this close to its end redraws its charts with its figures
 
 
 def fragment(watch: Callable[[], Any], *, active: Callable[[Any], bool] | None = None, every: float | None = None):
@@ -66,11 +67,14 @@ def refresh_every(steps_per_second: float | None, seconds_left: float | None = N
     return min(SLOWEST_REFRESH, max(slower))
 
 
-def chart_every(refresh: float, build_seconds: float) -> float:
-    """Seconds between a live part's chart redraws: at least ``CHART_EVERY`` and the
-    figures' own ``refresh``, and long enough that building the charts (``build_seconds``
-    the last time) takes at most ``CHART_SHARE`` of the time (a slow machine redraws less
-    often)."""
+def chart_every(refresh: float, build_seconds: float, seconds_left: float | None = None) -> float:
+    """Seconds between a live part's chart redraws. A run with ``SHORT_RUN`` seconds or
+    less to go (or whose length is not known yet) is watched closely: the figures' own
+    ``refresh``, its cost lasts minutes at most. A longer one: at least ``CHART_EVERY``
+    and ``refresh``, and long enough that building the charts (``build_seconds`` the last
+    time) takes at most ``CHART_SHARE`` of the time (a slow machine redraws less often)."""
+    if seconds_left is None or seconds_left <= SHORT_RUN:
+        return refresh
     return max(CHART_EVERY, refresh, build_seconds / CHART_SHARE)
 
 

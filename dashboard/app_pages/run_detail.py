@@ -137,9 +137,27 @@ def chart_specs(now: queries.LiveRun, x_kind: str, smoothing: float, log: bool) 
 # seconds (one statement), the charts only as often as live.chart_every allows and only when
 # the run recorded something since (building them is most of a redraw's CPU).
 PAGE_RUN = object()  # each full run of the page draws its charts anew
-DRAWN_KEY, EVERY_KEY = f"rd_drawn_{run.id}", f"rd_every_{run.id}"
-EVERY = st.session_state.get(EVERY_KEY) or live.refresh_every(run.steps_per_second, run.eta_seconds)
-CHARTS_EVERY = live.chart_every(EVERY, (st.session_state.get(DRAWN_KEY) or {}).get("build_s", 0.0))
+DRAWN_KEY, PACE_KEY = f"rd_drawn_{run.id}", f"rd_pace_{run.id}"
+
+
+def paces(current) -> tuple[float, float]:
+    """(seconds between the figures' redraws, between the charts') for the run as it is now."""
+    every = live.refresh_every(current.steps_per_second, current.eta_seconds,
+                               in_stage=getattr(current, "stage", None) is not None)
+    build_s = (st.session_state.get(DRAWN_KEY) or {}).get("build_s", 0.0)
+    return every, live.chart_every(every, build_s, current.eta_seconds)
+
+
+EVERY, CHARTS_EVERY = st.session_state.get(PACE_KEY) or paces(run)
+
+
+def keep_pace(current) -> None:
+    """The page again, its live parts at the run's new pace, when it changed twofold."""
+    wanted = paces(current)
+    if current.status == RUNNING and any(not have / 2 < want < have * 2
+                                         for have, want in zip((EVERY, CHARTS_EVERY), wanted)):
+        st.session_state[PACE_KEY] = wanted
+        st.rerun()
 
 
 @live.fragment(lambda: run.status, every=EVERY)
@@ -149,10 +167,7 @@ def progress_view() -> None:
     current = queries.live_run(run.id, series=False).run
     if current.status != run.status:
         st.rerun()  # started or finished: the whole page, once
-    wanted = live.refresh_every(current.steps_per_second, current.eta_seconds, in_stage=current.stage is not None)
-    if current.status == RUNNING and not EVERY / 2 < wanted < EVERY * 2:
-        st.session_state[EVERY_KEY] = wanted
-        st.rerun()  # the page again, its live parts at the run's new pace
+    keep_pace(current)
     total = current.total_steps
     search = search_now(current)
     done, eta, progress_text = progress_now(current, search)
@@ -193,8 +208,7 @@ def charts_view() -> None:
         drawn = {"page": PAGE_RUN, "controls": controls, "live": now, "specs": specs,
                  "build_s": time.monotonic() - started}
         st.session_state[DRAWN_KEY] = drawn
-        if now.run.status == RUNNING and live.chart_every(EVERY, drawn["build_s"]) > 2 * CHARTS_EVERY:
-            st.rerun()  # drawing is slow on this machine: the page again, its charts redrawn less often
+        keep_pace(now.run)  # drawing is slow on this machine: its charts redrawn less often
     current, series, evals = now.run, now.series, now.evals
     if now.not_learning:
         st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")

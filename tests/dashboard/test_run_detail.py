@@ -421,5 +421,9 @@ def test_a_watched_run_stays_live_at_a_pace_that_fits_it(home):
     assert live.refresh_every(10.0, 60.0) == 2.0
     assert live.refresh_every(1 / 8, 600.0) == 8.0 and live.refresh_every(1 / 60, 600.0) == 15.0
     assert live.refresh_every(5.0, 1000.0) == 10.0 and live.refresh_every(None, None, in_stage=True) == 5.0
-    assert live.chart_every(2.0, 0.1) == live.CHART_EVERY and live.chart_every(2.0, 1.0) == 1.0 / live.CHART_SHARE
+    # The charts: with the figures for a short run (or one of unknown length), else at most
+    # every 15 s, and less often where building them is slow.
+    assert live.chart_every(2.0, 1.0, 60.0) == live.chart_every(2.0, 1.0, None) == 2.0
+    assert live.chart_every(2.0, 0.1, 3600.0) == live.CHART_EVERY
+    assert live.chart_every(2.0, 1.0, 3600.0) == 1.0 / live.CHART_SHARE
 
