@@ -7,14 +7,16 @@ import sys
 
 from typing import Any
 
-from core.recorder import EvalMetrics, Recorder, RunEnd, RunStart, StepMetrics
+from core.recorder import EvalMetrics, Recorder, RunEnd, RunStart, StageProgress, StepMetrics
 
 
 class CliRecorder(Recorder):
     """Draws a tqdm progress bar and prints each evaluation; Ctrl-C stops at the next
     iteration with a checkpoint (a second Ctrl-C stops at once). An automatic run
     (``--recipe auto``) gets one bar for its whole search, in seconds of its budget, with
-    the ETA of the whole search; its phases' steps only update the bar's figures."""
+    the ETA of the whole search; its phases' steps only update the bar's figures. A long
+    stage outside the iterations (decoding, a frozen backbone's features) gets its own bar
+    while it runs, in its units, with its ETA."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -22,6 +24,7 @@ class CliRecorder(Recorder):
         self.stop_requested = False
         self.step = 0
         self.search_bar = None
+        self.stage_bar = None
 
     def install_sigint(self) -> None:
         """Ctrl-C, and SIGTERM (a closed session, `kill`, a job scheduler): stop after this
@@ -57,6 +60,25 @@ class CliRecorder(Recorder):
             self.search_bar.set_description_str(f"auto, {phase}", refresh=False)
         self.search_bar.refresh()
 
+    def on_stage(self, stage: StageProgress) -> None:
+        from tqdm import tqdm
+
+        if self.stage_bar is not None and self.stage_bar.desc != stage.name:
+            self.stage_bar.close()
+            self.stage_bar = None
+        if stage.finished:
+            if self.stage_bar is not None:
+                self.stage_bar.n = stage.done
+                self.stage_bar.close()
+            self.stage_bar = None
+            return
+        if self.stage_bar is None:
+            self.stage_bar = tqdm(total=stage.total or None, unit=f" {stage.unit}", desc=stage.name, file=sys.stderr,
+                                  disable=self.quiet, dynamic_ncols=True, leave=False)
+        self.stage_bar.total = stage.total or None
+        self.stage_bar.n = stage.done
+        self.stage_bar.refresh()
+
     def on_start(self, start: RunStart) -> None:
         from tqdm import tqdm
 
@@ -90,10 +112,10 @@ class CliRecorder(Recorder):
         return self.stop_requested
 
     def on_end(self, end: RunEnd) -> None:
-        for bar in (self.bar, self.search_bar):
+        for bar in (self.bar, self.search_bar, self.stage_bar):
             if bar is not None:
                 bar.close()
-        self.bar = self.search_bar = None
+        self.bar = self.search_bar = self.stage_bar = None
 
 
 def search_text(search: dict) -> str:

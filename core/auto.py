@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from core.features import cached_features, extract_features
 from core.models.cost import cached_cpu_ms
 from core.models.specs import get_spec, pretrained_available
 from core.recipes import DEFAULT_AUTO_MINUTES, is_small_grayscale
-from core.recorder import CheckpointInfo, Forwarder, Recorder, RunEnd
+from core.recorder import CheckpointInfo, Forwarder, Recorder, RunEnd, Stage, StageProgress
 from core.setup import RunParts, build_parts
 from core.status import CANCELLED, FAILED, SUCCEEDED
 from core.train import FitResult, Trainer, _Feed
@@ -239,6 +239,9 @@ class _Quiet(Recorder):
 
     def on_log(self, message: str) -> None:
         self.recorder.on_log(f"{self.prefix}: {message}")
+
+    def on_stage(self, stage: StageProgress) -> None:
+        self.recorder.on_stage(replace(stage, name=f"{self.prefix}: {stage.name}"))
 
     def should_stop(self) -> bool:
         return self.recorder.should_stop()
@@ -481,15 +484,20 @@ class Search:
         self.spent("data", started)
         begun = time.monotonic()
         head = parts.spec.head
-        features, measured, images = [], 0.0, 0
-        for x in (parts.train_x, parts.val_x, parts.test_x):
-            t0 = time.monotonic()
-            f, hit = cached_features(parts.model, head, x if not hasattr(x, "is_cuda") else x.cpu(), parts.prep,
-                                     parts.device, batch_size=64, autocast_dtype=parts.amp_dtype)
-            if not hit:
-                measured += time.monotonic() - t0
-                images += len(x)
-            features.append(f)
+        features, measured, images, offset = [], 0.0, 0, 0
+        splits = (parts.train_x, parts.val_x, parts.test_x)
+        with Stage(self.recorder, f"{name}: computing the frozen backbone's features", sum(map(len, splits))) as stage:
+            for x in splits:
+                t0 = time.monotonic()
+                f, hit = cached_features(parts.model, head, x if not hasattr(x, "is_cuda") else x.cpu(), parts.prep,
+                                         parts.device, batch_size=64, autocast_dtype=parts.amp_dtype,
+                                         progress=stage.part(offset))
+                if not hit:
+                    measured += time.monotonic() - t0
+                    images += len(x)
+                offset += len(x)
+                stage(offset)
+                features.append(f)
         self.spent("features", begun)
         if images:
             seconds_per_image = measured / images

@@ -53,7 +53,7 @@ from core import devices
 from core.config import RunConfig
 from core.errors import ImoriError
 from core.ranks import ProcessRanks
-from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunEnd, RunStart, StepMetrics
+from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunEnd, RunStart, StageProgress, StepMetrics
 from core.status import FAILED
 from core.processes import die_with_parent
 from core.train import FitResult, fit
@@ -151,7 +151,7 @@ def _encode(event: str, value: Any) -> bytes:
 
 
 EVENTS = {"on_start": RunStart, "on_step": StepMetrics, "on_eval": EvalMetrics, "on_checkpoint": CheckpointInfo,
-          "on_end": RunEnd}
+          "on_stage": StageProgress, "on_end": RunEnd}
 
 
 def fit_in_processes(config: RunConfig, run_dir: str | Path, recorder: Recorder | None = None, *,

@@ -9,6 +9,7 @@ test collects into lists. Every hook of the base class does nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,46 @@ class CheckpointInfo:
 
 
 @dataclass
+class StageProgress:
+    """How far a long stage outside the iterations is: decoding a dataset, the frozen
+    backbone's features, a health check's features. ``done`` of ``total`` ``unit``
+    (``total`` 0: unknown), ``started`` and ``time`` wall clock (seconds since the epoch);
+    ``finished`` on the stage's last event."""
+
+    name: str  # what it does, as a sentence's start: "computing the frozen backbone's features"
+    done: int
+    total: int
+    unit: str = "images"
+    started: float = field(default_factory=time.time)
+    time: float = field(default_factory=time.time)
+    finished: bool = False
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the speed measured so far (None until something is done)."""
+        elapsed = self.time - self.started
+        if self.finished or not self.total or self.done <= 0 or self.done >= self.total or elapsed <= 0:
+            return None
+        return max(0.0, (self.total - self.done) * elapsed / self.done)
+
+    def describe(self) -> str:
+        """One line: "Computing the frozen backbone's features: 1,200 / 2,100 images, about 3 min left"."""
+        counts = f"{self.done:,} / {self.total:,} {self.unit}" if self.total else f"{self.done:,} {self.unit}"
+        eta = self.eta_seconds
+        done = self.finished or (self.total and self.done >= self.total)
+        left = "" if done else ", measuring the speed" if eta is None else f", about {about(eta)} left"
+        return f"{self.name[:1].upper()}{self.name[1:]}: {counts}{left}"
+
+
+def about(seconds: float) -> str:
+    """A rough duration for a person: "40 s", "3 min", "1 h 20 min"."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+@dataclass
 class RunEnd:
     status: str  # "succeeded", "cancelled" or "failed"
     step: int
@@ -97,6 +138,10 @@ class Recorder:
     def on_log(self, message: str) -> None:
         """A line worth showing the user (data report, warnings, resume notes)."""
 
+    def on_stage(self, stage: StageProgress) -> None:
+        """A long stage outside the iterations moved (``Stage`` sends these: at its start,
+        at most every second or so, and at its end with ``finished``)."""
+
     def on_search(self, search: dict[str, Any]) -> None:
         """An automatic run's search so far (``core.auto``): its candidates, the winner once
         chosen, and ``progress`` (0 to 1) and ``deadline`` (seconds since the epoch) of the
@@ -112,7 +157,8 @@ class Recorder:
 
 # The notifications a loop sends (each with one value); ``before_checkpoint`` and
 # ``should_stop`` are questions, answered by each recorder in its own way.
-EVENTS = ("on_start", "on_step", "on_eval", "on_checkpoint", "on_checkpoint_removed", "on_log", "on_search", "on_end")
+EVENTS = ("on_start", "on_step", "on_eval", "on_checkpoint", "on_checkpoint_removed", "on_log", "on_stage", "on_search",
+          "on_end")
 
 
 class Forwarder(Recorder):
@@ -159,7 +205,7 @@ class MemoryRecorder(Forwarder):
     """Keeps every event in lists: for tests and for callers that want the history."""
 
     LISTS = {"on_start": "starts", "on_step": "steps", "on_eval": "evals", "on_checkpoint": "checkpoints",
-             "on_checkpoint_removed": "removed", "on_log": "logs", "on_search": "searches", "on_end": "ends"}
+             "on_checkpoint_removed": "removed", "on_log": "logs", "on_stage": "stages", "on_search": "searches", "on_end": "ends"}
 
     def __init__(self, stop_after_step: int | None = None) -> None:
         self.starts: list[RunStart] = []
@@ -168,6 +214,7 @@ class MemoryRecorder(Forwarder):
         self.checkpoints: list[CheckpointInfo] = []
         self.removed: list[str] = []
         self.logs: list[str] = []
+        self.stages: list[StageProgress] = []
         self.searches: list[dict[str, Any]] = []
         self.ends: list[RunEnd] = []
         self.stop_after_step = stop_after_step
@@ -177,3 +224,61 @@ class MemoryRecorder(Forwarder):
 
     def should_stop(self) -> bool:
         return self.stop_after_step is not None and bool(self.steps) and self.steps[-1].step >= self.stop_after_step
+
+
+class Stage:
+    """Reports one long stage through ``recorder``: a log line when it starts and one when
+    it ends (with its duration), and ``on_stage`` events between, at most every ``every``
+    seconds. Use it as a context manager and call it as a ``progress(done, total)``
+    callback (``core.features.extract_features`` takes one); ``part(offset)`` is the
+    callback for a piece of the stage that starts ``offset`` units in. ``total`` may be 0
+    (unknown); the events carry the ETA at the speed measured so far::
+
+        with Stage(recorder, "computing the frozen backbone's features", total) as stage:
+            extract_features(..., progress=stage)
+
+    A stage that ends by an exception logs how far it got instead of its duration.
+    """
+
+    EVERY = 1.0  # seconds between progress events: a page redraws every few seconds at most
+
+    def __init__(self, recorder: Recorder, name: str, total: int, unit: str = "images", *,
+                 every: float | None = None) -> None:
+        self.recorder, self.name, self.total, self.unit = recorder, name, int(total), unit
+        self.every = self.EVERY if every is None else every
+        self.done = 0
+        self.started = time.time()
+        self._sent = 0.0
+
+    def __enter__(self) -> Stage:
+        self.started = time.time()
+        self.recorder.on_log(f"{self.name}: {self.total:,} {self.unit}" if self.total else f"{self.name}…")
+        self._send(time.time())
+        return self
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        """``done`` units of the stage are done (``total``, when given, may correct it)."""
+        self.done = int(done)
+        if total is not None and total > self.total:
+            self.total = int(total)
+        now = time.time()
+        if now - self._sent >= self.every:
+            self._send(now)
+
+    def part(self, offset: int) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` callback for a piece that starts ``offset`` units in."""
+        return lambda done, total: self(offset + done)
+
+    def _send(self, now: float, finished: bool = False) -> None:
+        self._sent = now
+        self.recorder.on_stage(StageProgress(self.name, self.done, self.total, self.unit, self.started, now, finished))
+
+    def __exit__(self, kind, error, trace) -> None:
+        now = time.time()
+        took = about(now - self.started)
+        if kind is None:
+            self.done = max(self.done, self.total)
+            self.recorder.on_log(f"{self.name}: done in {took}")
+        else:
+            self.recorder.on_log(f"{self.name}: stopped after {took} at {self.done:,} of {self.total:,} {self.unit}")
+        self._send(now, finished=True)  # last: a recorder may write both at once

@@ -31,7 +31,7 @@ from core.models.summary import summarize
 from core.precision import resolve_precision
 from core.predict import image_facts
 from core.ranks import Ranks
-from core.recorder import Recorder
+from core.recorder import Recorder, Stage
 
 # Keep datasets below this many bytes on the GPU for the whole run (no host copies).
 GPU_RESIDENT_BYTES = 2 * 1024**3
@@ -90,19 +90,35 @@ def training_data_facts(
     }
 
 
-class _DecodeLog:
-    """Tells the recorder how far decoding a dataset is: after 2 s, then every 10 s."""
+class _DecodeStage:
+    """Decoding a dataset as a stage (``core.recorder.Stage``) once it has taken a second:
+    a cached dataset says nothing. The decoder reports each split's images separately, so
+    the pieces add up (``total`` grows as each piece starts)."""
 
     def __init__(self, recorder: Recorder, dataset: str) -> None:
         self.recorder, self.dataset = recorder, dataset
-        self.started = time.monotonic()
-        self.next = self.started + 2.0
+        self.started = time.time()
+        self.stage: Stage | None = None
+        self.offset = self.last_done = self.last_total = 0
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now >= self.next or (done == total and self.next > self.started + 2.0):
-            self.recorder.on_log(f"decoding {self.dataset}: {done:,} of {total:,} images ({now - self.started:.0f} s)")
-            self.next = now + 10.0
+        if done < self.last_done or (self.last_total and total != self.last_total):
+            self.offset += self.last_total  # the next split's images
+        self.last_done, self.last_total = done, total
+        if self.stage is None:
+            if time.time() - self.started < 1.0 or done >= total:
+                return
+            self.stage = Stage(self.recorder, f"decoding {self.dataset}", self.offset + total).__enter__()
+            self.stage.started = self.started
+        self.stage.total = max(self.stage.total, self.offset + total)
+        self.stage(self.offset + done)
+
+    def __enter__(self) -> _DecodeStage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.stage is not None:
+            self.stage.__exit__(*exc)
 
 
 @dataclass
@@ -145,7 +161,7 @@ def build_parts(config: RunConfig, recorder: Recorder | None = None, ranks: Rank
     torch.set_num_threads(ranks.threads(config.threads or default_threads()))
 
     prep = config.preprocessing()
-    with decode_progress(_DecodeLog(recorder, config.dataset)):
+    with _DecodeStage(recorder, config.dataset) as decoding, decode_progress(decoding):
         data = load_dataset(
             config.dataset, prep, data_root=config.data_root, download=config.download, seed=config.seed
         )

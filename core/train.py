@@ -39,6 +39,7 @@ from core.recorder import (
     Recorder,
     RunEnd,
     RunStart,
+    Stage,
     StepMetrics,
 )
 from core.setup import RunParts, build_parts
@@ -388,16 +389,19 @@ class Trainer:
     def _cached_features(self) -> "_Feed":
         head, feeds = self.spec.head, []
         total = len(self.train_x) + len(self.val_x) + len(self.test_x)
-        self.recorder.on_log(f"the backbone is frozen: getting its features of {total} images (computed once, then cached)")
-        started, reused = time.monotonic(), True
-        for images in (self.train_x, self.val_x, self.test_x):
-            features, hit = cached_features(
-                self.model, head, images if isinstance(images, DiskImages) else images.cpu(), self.prep, self.device,
-                batch_size=min(self.config.eval_batch_size, 64), autocast_dtype=self.amp_dtype,
-            )
-            reused = reused and hit
-            feeds.append(features.to(self.train_y.device))
-        how = "read from the feature cache" if reused else f"computed in {time.monotonic() - started:.1f} s and cached"
+        reused, offset = True, 0
+        # Minutes on a CPU for a few thousand photos: a stage the page and the log can follow.
+        with Stage(self.recorder, "computing the frozen backbone's features", total) as stage:
+            for images in (self.train_x, self.val_x, self.test_x):
+                features, hit = cached_features(
+                    self.model, head, images if isinstance(images, DiskImages) else images.cpu(), self.prep, self.device,
+                    batch_size=min(self.config.eval_batch_size, 64), autocast_dtype=self.amp_dtype,
+                    progress=stage.part(offset),
+                )
+                reused, offset = reused and hit, offset + len(images)
+                stage(offset)
+                feeds.append(features.to(self.train_y.device))
+        how = "read from the feature cache" if reused else "computed once and cached"
         self.recorder.on_log(f"features of {total} images {how}; the head trains on them alone")
         return _Feed(*feeds, self.model.get_submodule(head), lambda f: f.to(self.device, non_blocking=True), augment=False)
 

@@ -64,6 +64,7 @@ def run(job: JobContext) -> dict[str, Any]:
     bare = {k: job.params[k] for k in BARE_KEYS if job.params.get(k)}
     job.progress("loading the checkpoint", 0.0)
     predictor = Predictor(job.subject, **bare)
-    result = evaluate(predictor, job.params["dataset"], split=job.params.get("split", "test"),
-                      progress=lambda done, total: job.progress("predicting", done / total if total else 1.0))
+    split = job.params.get("split", "test")
+    with job.stage(f"predicting the {split} split of {job.params['dataset']}", 0) as stage:  # its size comes with the first batch
+        result = evaluate(predictor, job.params["dataset"], split=split, progress=stage)
     return result.to_dict()

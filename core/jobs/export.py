@@ -18,16 +18,24 @@ from core.files import atomic_write
 from core.jobs.kinds import JobContext
 from core.paths import subdir
 
+STEPS = 4  # reading, exporting, checking against PyTorch, packing
+
 
 def run(job: JobContext) -> dict[str, Any]:
     fmt = str(job.params.get("format", "onnx"))
     work = subdir("exports") / f"job-{job.id}"
     shutil.rmtree(work, ignore_errors=True)  # a redelivered job starts clean
     try:
-        job.progress(f"exporting to {fmt}", 0.1)
+        steps = ["reading the checkpoint"]  # then core.export says its own: exporting, checking
+
+        def step(text: str) -> None:
+            steps.append(text)
+            job.progress(f"{text} (step {len(steps)} of {STEPS})", (len(steps) - 1) / STEPS)
+
+        job.progress(f"reading the checkpoint (step 1 of {STEPS})", 0.0)
         result = export(job.subject, work / f"model.{fmt}", fmt, max_images=int(job.params.get("max_images", MAX_IMAGES)),
-                        min_confidence=float(job.params.get("min_confidence", 0.0)),
-                        progress=lambda text: job.progress(text, 0.5))
+                        min_confidence=float(job.params.get("min_confidence", 0.0)), progress=step)
+        job.progress(f"packing the ZIP (step {STEPS} of {STEPS})", (STEPS - 1) / STEPS)
         archive = work.with_suffix(".zip")
         with atomic_write(archive, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as zipped:
             zipped.write(result.path, result.path.name)

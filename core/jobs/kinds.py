@@ -5,11 +5,13 @@ it without loading torch."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ImoriError
+from core.recorder import Recorder, Stage, StageProgress
 
 EVALUATE, HEALTH, CALIBRATE, LR_FIND, EXPORT, IMPORT = "evaluate", "health", "calibrate", "lr_find", "export", "import"
 DIFF = "diff"
@@ -64,6 +66,26 @@ class JobContext:
     params: dict[str, Any]
     run_id: int | None = None
     progress: Progress = lambda stage, share: None  # noqa: E731 - a job run outside a worker
+
+    def stage(self, name: str, total: int, unit: str = "images") -> Stage:
+        """A long stage of this job (``core.recorder.Stage``): its progress line says
+        "NAME: done / total unit, about N min left" and its bar moves with ``done``; its
+        start and end (with the duration) go to the worker's log. Calling it raises
+        JobCancelled once the job's cancel was requested."""
+        return Stage(_JobStages(self), name, total, unit)
+
+
+class _JobStages(Recorder):
+    """A job's stages as its progress (a job has no log table: the worker's log has the lines)."""
+
+    def __init__(self, job: JobContext) -> None:
+        self.job = job
+
+    def on_stage(self, stage: StageProgress) -> None:
+        self.job.progress(stage.describe(), stage.done / stage.total if stage.total else 0.0)
+
+    def on_log(self, message: str) -> None:
+        logging.getLogger("imori.jobs").info("job %s: %s", self.job.id, message)
 
 
 __all__ = ["CALIBRATE", "DIFF", "EVALUATE", "EXPORT", "HEALTH", "IMPORT", "KINDS", "LR_FIND", "JobCancelled", "JobContext",

@@ -24,12 +24,13 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from core.recorder import CheckpointInfo, EvalMetrics, Recorder, RunEnd, RunStart, StepMetrics
+from core.recorder import CheckpointInfo, EvalMetrics, Recorder, RunEnd, RunStart, StageProgress, StepMetrics
 from core.records import queries, store
 from core.records.engine import get_engine
 from core.records.errors import RecordsError, RunNotFound, StaleAttemptError
@@ -92,6 +93,7 @@ class DbRecorder(Recorder):
         self._total_steps: int | None = None
         # An automatic run's progress is its search's (by time), not its last phase's steps.
         self._search_progress: float | None = None
+        self._staged = False  # a stage is on the run's row
         self._last_flush = time.monotonic()
         self._failing_since: float | None = None
         self._speed_window: deque[tuple[float, int]] = deque()
@@ -108,6 +110,7 @@ class DbRecorder(Recorder):
         self._total_steps = start.total_steps
         self._truncate_after = start.start_step  # a resumed run re-records what follows
         self._run.update(
+            stage=None,
             device=start.device[:64],
             environment=dict(start.environment),
             model_summary=json_safe(start.model_summary),
@@ -179,6 +182,18 @@ class DbRecorder(Recorder):
         self._logs.append((time.time(), message))
         self._flush_if_due()
 
+    def on_stage(self, stage: StageProgress) -> None:
+        """The run's ``stage`` column: the stage while it runs, NULL once it is over. Its
+        first and last events are written at once (the page must not wait a flush to see
+        a stage begin), the others with the next flush."""
+        first = not self._staged
+        self._run["stage"] = None if stage.finished else json_safe(asdict(stage))
+        self._staged = not stage.finished
+        if first or stage.finished:
+            self.flush()
+        else:
+            self._flush_if_due()
+
     def _flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
@@ -197,11 +212,12 @@ class DbRecorder(Recorder):
             # Stopped by the worker's shutdown, not by the user: back in the queue, where
             # the next worker resumes it from the checkpoint just written.
             self.interrupted = True
-            self._run.update(status=QUEUED, worker=None, step=end.step, epoch=end.epoch)
+            self._run.update(status=QUEUED, worker=None, step=end.step, epoch=end.epoch, stage=None)
             self._logs.append((time.time(), f"the worker is shutting down: back in the queue at step {end.step} "
                                             "(the next worker resumes from its checkpoint)"))
         else:
-            self._run.update(status=end.status, finished_at=utcnow(), step=end.step, epoch=end.epoch, error=end.error)
+            self._run.update(status=end.status, finished_at=utcnow(), step=end.step, epoch=end.epoch, error=end.error,
+                             stage=None)
             why = f": {end.error.strip().splitlines()[0][:300]}" if end.error and end.error.strip() else ""
             self._logs.append((time.time(), f"{end.status} at step {end.step} (epoch {end.epoch}){why}"))
         if end.status == SUCCEEDED:

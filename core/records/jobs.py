@@ -87,7 +87,7 @@ def report_progress(job_id: int, stage: str, progress: float, *, engine: Engine 
     was requested, so the worker stops at this report."""
     with write_transaction(_engine(engine)) as conn:
         conn.execute(update(SqlJob).where(SqlJob.id == job_id)
-                     .values(stage=stage[:64], progress=max(0.0, min(1.0, progress))))
+                     .values(stage=stage[:200], progress=max(0.0, min(1.0, progress))))
         return bool(conn.execute(select(SqlJob.cancel_requested).where(SqlJob.id == job_id)).scalar())
 
 

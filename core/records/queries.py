@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence, TextIO
 from sqlalchemy import Connection, Engine, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from core.recorder import StageProgress
 from core.records.errors import RunNotFound
 from core.records.values import Record, engine_or_default as _engine, plain
 from core.records.schema import ROLLUP_WIDTHS, SqlCheckpoint, SqlEvalMetric, SqlIterationMetric, SqlRun, SqlRunLog, SqlRunTag
@@ -318,6 +319,7 @@ class RunProgress(RunSummary):
 
     steps_per_epoch: int | None = None
     search: dict[str, Any] | None = None  # an automatic run's search, which changes as it goes
+    stage: StageProgress | None = None  # the long stage outside the iterations it is in (decoding, features)
 
 
 def find_run_by_dir(run_dir: str | Path, *, engine: Engine | None = None) -> int | None:
@@ -569,14 +571,44 @@ class LiveRun:
     evals: list[EvalRow]
     not_learning: bool
 
+    @property
+    def recorded(self) -> tuple[Any, ...]:
+        """What changes when the run records an iteration or an evaluation."""
+        r = self.run
+        return (r.id, r.step, r.epoch, r.best_val_accuracy, r.test_accuracy, r.test_loss, r.status)
 
-def live_run(run_id: int, *, max_points: int = 1000, engine: Engine | None = None) -> LiveRun:
-    """A live view's whole read, in three statements (one tick of the run page)."""
+
+def stage_of(recorded: dict[str, Any] | None) -> StageProgress | None:
+    """A recorded ``runs.stage`` as a StageProgress (None for none, or one this version cannot read)."""
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return StageProgress(**recorded)
+    except TypeError:
+        return None
+
+
+def live_run(run_id: int, *, max_points: int = 1000, since: LiveRun | None = None, series: bool = True,
+             engine: Engine | None = None) -> LiveRun:
+    """A live view's read (one tick of the run page): the run's figures (one statement),
+    then its series and evaluations (two more) unless ``since``, an earlier read of the
+    same run, holds them already (the run recorded nothing since: the same step, epoch and
+    evaluation figures). ``series=False`` reads the figures alone and keeps ``since``'s
+    series and evaluations (or none) whatever was recorded: a view that will not redraw
+    its charts this tick. RunNotFound if there is no such run."""
     with _engine(engine).connect() as conn:
-        row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch, SqlRun.search).where(SqlRun.id == run_id)).first()
+        row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch, SqlRun.search, SqlRun.stage)
+                           .where(SqlRun.id == run_id)).first()
         if row is None:
             raise RunNotFound(run_id)
-        run = RunProgress(**_summary_values(row))
+        values = _summary_values(row)
+        values["stage"] = stage_of(values["stage"]) if values["status"] == RUNNING else None
+        run = RunProgress(**values)
+        known = since if since is not None and since.run.id == run_id else None
+        if known is not None and (not series or LiveRun(run, known.series, [], False).recorded == known.recorded):
+            return LiveRun(run, known.series, known.evals, known.not_learning)
+        if not series:
+            return LiveRun(run, Series(run_id=run_id, width=1), [], False)
         reduced = _series(conn, run_id, max_points, 1, run.step) if run.step else Series(run_id=run_id, width=1)
         evals = [EvalRow(*r) for r in conn.execute(_eval_select(run_id).order_by(SqlEvalMetric.epoch, SqlEvalMetric.split))]
     return LiveRun(run, reduced, evals, stalled_in(reduced, run.step, run.steps_per_epoch))

@@ -150,6 +150,9 @@ class SqlRun(Base):
     note: Mapped[Optional[str]] = mapped_column(Text)
     # Revision 0011: an automatic run's search (core.auto): candidates, winner, reason.
     search: Mapped[Optional[dict[str, Any]]]
+    # Revision 0012: the long stage outside the iterations it is in (core.recorder.StageProgress
+    # as a dict: decoding, the frozen backbone's features), NULL between stages.
+    stage: Mapped[Optional[dict[str, Any]]]
 
     def __repr__(self) -> str:
         return f"SqlRun(id={self.id}, status={self.status!r}, step={self.step}, attempt={self.attempt})"
@@ -289,7 +292,7 @@ class SqlJob(Base):
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     worker: Mapped[Optional[str]] = mapped_column(String(200))
-    stage: Mapped[Optional[str]] = mapped_column(String(64))
+    stage: Mapped[Optional[str]] = mapped_column(String(200))  # 64 before revision 0012
     progress: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[datetime]]

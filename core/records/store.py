@@ -118,6 +118,7 @@ def claim_run(run_id: int, worker: str, *, engine: Engine | None = None) -> int:
                 started_at=func.coalesce(SqlRun.started_at, now),
                 finished_at=None,
                 error=None,
+                stage=None,  # a crashed attempt's stage is not this one's
             )
         )
     return attempt

@@ -18,6 +18,7 @@ import streamlit as st
 
 from core.data.imported import dependent_versions, imported_info, versions as dataset_versions
 from core.data.manifests import is_imported
+from core.data.memory import format_bytes
 from core.data.names import CANDIDATES, describe
 from core.data.registry import delete_dataset, sample_images
 from core.data.tables import zip_tables
@@ -387,7 +388,8 @@ with st.container(border=True):
     if st.button("Import", type="primary", key="ds_import", disabled=upload is None or importing,
                  icon=":material/upload:"):
         st.session_state.ds_imported = st.session_state.ds_import_job = None
-        with fmt.user_errors("Not imported: "):
+        with fmt.user_errors("Not imported: "), st.spinner(f"Storing {upload.name} ({format_bytes(upload.size)}) for the "
+                                                          "worker that imports it…", show_time=True):
             data = uploads.read_zip_upload(upload)  # judged by its content, not by its name
             stored = uploads.store_upload(data, upload.name, "datasets")
             params = {"source": str(stored), "source_name": upload.name, "file_column": file_column.strip() or None,

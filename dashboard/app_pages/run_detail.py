@@ -3,6 +3,7 @@ log, checkpoints with downloads, metrics as CSV, the error of a failed run."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import altair as alt
@@ -109,15 +110,64 @@ def progress_now(current, search: dict | None) -> tuple[float, float | None, str
             f"{fmt.pct(current.progress, 0)} · {fmt.num(current.steps_per_second, 3)} it/s")
 
 
-@live.fragment(lambda: run.status)  # the status read with the page: a tick compares its own read
-def live_view() -> None:
-    """Progress and charts: the only part that redraws every couple of seconds (started
-    or finished, the whole page redraws once: status, buttons, checkpoints, error).
-    Three statements a tick: the run's figures, its series, its evaluations."""
-    now = queries.live_run(run.id, max_points=1000)
+def chart_specs(now: queries.LiveRun, x_kind: str, smoothing: float, log: bool) -> list[dict]:
+    """The loss, accuracy and learning-rate charts as Vega-Lite specs (the costly part of a
+    tick: Altair builds and serialises them), ready for ``st.vega_lite_chart``."""
     current, series, evals = now.run, now.series, now.evals
-    if current.status != run.status:
+    spe = current.steps_per_epoch
+    t0 = current.started_at.timestamp() if current.started_at else None
+    x_title = charts.X_TITLES[x_kind]
+    markers = charts.phase_markers(run.config, spe, x_kind)
+    specs = [
+        charts.line_chart(
+            charts.series_frame(series, metric, x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
+            charts.eval_frame(evals, metric, x=x_kind, steps_per_epoch=spe, t0=t0),
+            x_title=x_title, y_title=metric, log=log, percent=metric == "accuracy", colors=COLORS, markers=markers,
+        )
+        for metric in ("loss", "accuracy")
+    ]
+    specs.append(charts.line_chart(
+        charts.series_frame(series, "lr", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=0.0, label="lr"),
+        x_title=x_title, y_title="learning rate", log=log, height=160, colors={"lr": "#9467bd"}, markers=markers,
+    ))
+    return [chart.to_dict() for chart in specs]
+
+
+# What a watched run costs (bench/dashboard_cpu.py): the figures redraw every couple of
+# seconds (one statement), the charts only as often as live.chart_every allows and only when
+# the run recorded something since (building them is most of a redraw's CPU).
+PAGE_RUN = object()  # each full run of the page draws its charts anew
+DRAWN_KEY, PACE_KEY = f"rd_drawn_{run.id}", f"rd_pace_{run.id}"
+
+
+def paces(current) -> tuple[float, float]:
+    """(seconds between the figures' redraws, between the charts') for the run as it is now."""
+    every = live.refresh_every(current.steps_per_second, current.eta_seconds,
+                               in_stage=getattr(current, "stage", None) is not None)
+    build_s = (st.session_state.get(DRAWN_KEY) or {}).get("build_s", 0.0)
+    return every, live.chart_every(every, build_s, current.eta_seconds)
+
+
+EVERY, CHARTS_EVERY = st.session_state.get(PACE_KEY) or paces(run)
+
+
+def keep_pace(current) -> None:
+    """The page again, its live parts at the run's new pace, when it changed twofold."""
+    wanted = paces(current)
+    if current.status == RUNNING and any(not have / 2 < want < have * 2
+                                         for have, want in zip((EVERY, CHARTS_EVERY), wanted)):
+        st.session_state[PACE_KEY] = wanted
         st.rerun()
+
+
+@live.fragment(lambda: run.status, every=EVERY)
+def progress_view() -> None:
+    """The run's figures, its progress (or its stage's) and an automatic run's search: one
+    statement a tick, every 2 s, or slower for a slow or long run (``live.refresh_every``)."""
+    current = queries.live_run(run.id, series=False).run
+    if current.status != run.status:
+        st.rerun()  # started or finished: the whole page, once
+    keep_pace(current)
     total = current.total_steps
     search = search_now(current)
     done, eta, progress_text = progress_now(current, search)
@@ -130,49 +180,62 @@ def live_view() -> None:
         cols[4].metric("ETA" + (" (whole search)" if search is not None else ""), fmt.duration(eta))
     else:
         cols[4].metric("Duration", fmt.duration(fmt.elapsed(current)))
-    if current.status in live.ACTIVE:
+    if current.stage is not None:  # a long stage before (or between) the iterations: what it does, how far
+        stage = current.stage
+        st.progress(min(1.0, stage.done / stage.total) if stage.total else 0.0, text=stage.describe())
+    elif current.status in live.ACTIVE:
         st.progress(min(1.0, done), text=progress_text if current.status == RUNNING else "queued: waiting for a worker")
     if current.status == RUNNING and current.cancel_requested:
         st.info("Cancel requested: the run stops after this iteration and keeps a checkpoint.", icon=":material/stop_circle:")
     if search is not None:
         with st.container(border=True):
             auto_search.search_view(search, active=current.status in live.ACTIVE)
+
+
+@live.fragment(lambda: run.status, every=CHARTS_EVERY)
+def charts_view() -> None:
+    """The loss, accuracy and learning-rate charts and the evaluations: read (two statements
+    more) and built again only when the run recorded something since they were drawn."""
+    drawn = st.session_state.get(DRAWN_KEY)
+    controls = (x_kind, smoothing, log)
+    fresh = drawn is None or drawn["page"] is not PAGE_RUN or drawn["controls"] != controls
+    now = queries.live_run(run.id, max_points=1000, since=None if fresh else drawn["live"])
+    if now.run.status != run.status:
+        st.rerun()
+    if fresh or now.recorded != drawn["live"].recorded:
+        started = time.monotonic()
+        specs = chart_specs(now, x_kind, smoothing, log) if len(now.series) else []
+        drawn = {"page": PAGE_RUN, "controls": controls, "live": now, "specs": specs,
+                 "build_s": time.monotonic() - started}
+        st.session_state[DRAWN_KEY] = drawn
+        keep_pace(now.run)  # drawing is slow on this machine: its charts redrawn less often
+    current, series, evals = now.run, now.series, now.evals
     if now.not_learning:
         st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")
-    spe = current.steps_per_epoch
-    t0 = current.started_at.timestamp() if current.started_at else None
-    x_title = charts.X_TITLES[x_kind]
+    total = current.total_steps
+    redraws = ""
+    if current.status in live.ACTIVE:
+        redraws = (f" · figures refreshed every {EVERY:.0f} s, the charts every {CHARTS_EVERY:.0f} s when something "
+                   "new was recorded")
     st.caption(f"step {current.step:,}" + (f" of {total:,}" if total else "") +
                f" · {len(series)} chart points" + (f" (each the mean of up to {series.width} steps)" if series.width > 1 else "")
-               + (" · refreshing every 2 s" if current.status in live.ACTIVE else ""))
-    if len(series) == 0:
+               + redraws)
+    if not drawn["specs"]:
+        if current.stage is not None:
+            return  # the stage's bar says what the run does before its first iteration
         st.info("No iterations recorded yet." if current.status in live.ACTIVE else "This run recorded no iterations.",
                 icon=":material/hourglass_top:" if current.status in live.ACTIVE else ":material/info:")
         return
-    markers = charts.phase_markers(run.config, spe, x_kind)
-    if markers:
+    if charts.phase_markers(run.config, current.steps_per_epoch, x_kind):
         st.caption("The dashed line marks where the backbone joins training: before it, only the new head "
                    "trained, on the frozen backbone's features.")
-    for column, metric in zip(st.columns(2), ("loss", "accuracy")):
+    loss_spec, accuracy_spec, lr_spec = drawn["specs"]
+    for column, metric, spec in zip(st.columns(2), ("loss", "accuracy"), (loss_spec, accuracy_spec)):
         with column:
             st.markdown(f"**{metric.capitalize()}**")
-            st.altair_chart(
-                charts.line_chart(
-                    charts.series_frame(series, metric, x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=smoothing),
-                    charts.eval_frame(evals, metric, x=x_kind, steps_per_epoch=spe, t0=t0),
-                    x_title=x_title, y_title=metric, log=log, percent=metric == "accuracy", colors=COLORS,
-                    markers=markers,
-                ),
-                width="stretch",
-            )
+            st.vega_lite_chart(spec, width="stretch")
     st.markdown("**Learning rate**")
-    st.altair_chart(
-        charts.line_chart(
-            charts.series_frame(series, "lr", x=x_kind, steps_per_epoch=spe, t0=t0, smoothing=0.0, label="lr"),
-            x_title=x_title, y_title="learning rate", log=log, height=160, colors={"lr": "#9467bd"}, markers=markers,
-        ),
-        width="stretch",
-    )
+    st.vega_lite_chart(lr_spec, width="stretch")
     latest = next((e for e in reversed(evals) if e.split == "test" and e.per_class), None) or next(
         (e for e in reversed(evals) if e.per_class), None)
     if latest is not None:
@@ -193,7 +256,8 @@ def live_view() -> None:
 for warning in loading.health_warnings(loading.dataset_health(run.dataset or run.config.get("dataset", ""))):
     if warning.startswith("test accuracy"):
         st.warning(f"**{run.dataset}**: {warning} (its Health tab on Datasets names them).", icon=":material/warning:")
-live_view()
+progress_view()
+charts_view()
 
 if run.status == FAILED and run.error:
     st.error(f"**This run failed:** {fmt.first_line(run.error, 400)}", icon=":material/error:")

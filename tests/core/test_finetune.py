@@ -35,7 +35,7 @@ def test_a_frozen_backbone_trains_its_head_on_cached_features(tmp_path):
     assert trainer.feed is trainer.features and trainer.features.train.shape[1] == 1280
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics included
-    assert any("its features of 1250 images" in line for line in recorder.logs)
+    assert "computing the frozen backbone's features: 1,250 images" in recorder.logs
     # The same data, weights and preprocessing again: the features come from the cache.
     again = MemoryRecorder()
     second = fit(RunConfig(**FROZEN, pretrained=True), tmp_path / "b", again)

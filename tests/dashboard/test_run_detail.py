@@ -354,3 +354,76 @@ def test_a_running_search_shows_the_whole_search_progress_eta_and_leader(home):
     at.run()
     [board] = [d.value for d in at.dataframe if "candidate" in d.value.columns]
     assert list(board["status"]) == ["done", "done", "done"]
+
+
+def test_a_run_in_a_long_stage_shows_it_instead_of_no_iterations(home):
+    """The pass over a frozen backbone's features, before the first iteration: its stage,
+    counts and time left on the page, redrawn by the live part as the worker records it."""
+    import time
+
+    from core.recorder import StageProgress
+    from core.records import DbRecorder
+
+    run_id = store.create_run({"model": "efficientnet_lite0", "dataset": "digits", "freeze_backbone": True})
+    recorder = DbRecorder(run_id, store.claim_run(run_id, "test-process"))
+    started = time.time() - 120  # 1,200 images in 2 min: 900 left take 1 min 30 s
+    recorder.on_stage(StageProgress("computing the frozen backbone's features", 1200, 2100, started=started,
+                                    time=started + 120))
+    at = app(DETAIL, run=run_id)
+    ok(at)
+    [bar] = at.get("progress")
+    assert bar.proto.text == "Computing the frozen backbone's features: 1,200 / 2,100 images, about 2 min left"
+    assert bar.proto.value == 57  # percent
+    assert not any("No iterations recorded yet" in t for t in texts(at.info))
+    # The stage ends: the next tick shows the iterations' own progress again.
+    recorder.on_stage(StageProgress("computing the frozen backbone's features", 2100, 2100, started=started,
+                                    finished=True))
+    at.run()
+    ok(at)
+    [bar] = at.get("progress")
+    assert not bar.proto.text.startswith("Computing") and any("No iterations recorded yet" in t for t in texts(at.info))
+
+
+def test_a_watched_run_stays_live_at_a_pace_that_fits_it(home):
+    """The live parts follow a running run (new iterations show on the next tick), slower
+    for a slow or long run, and the charts are built again only when something new came."""
+    import time
+
+    from core.recorder import RunStart, StepMetrics
+    from core.records import DbRecorder
+    from dashboard import live
+
+    run_id = store.create_run({"model": "mnist_cnn", "dataset": "digits", "epochs": 5})
+    recorder = DbRecorder(run_id, store.claim_run(run_id, "test-process"))
+    recorder.on_start(RunStart(total_steps=100, steps_per_epoch=20, epochs=5, start_step=0, device="cpu",
+                               classes=[str(i) for i in range(10)], train_size=1280, val_size=128, test_size=128,
+                               model_summary={}, environment={}))
+    t0 = time.time() - 10
+
+    def record(steps):
+        for step in steps:
+            recorder.on_step(StepMetrics(step, 1 + (step - 1) // 20, 2.0 / step, 0.5, 1e-3, t0 + step * 0.1, 64))
+        recorder.flush()
+
+    record(range(1, 11))
+    at = app(DETAIL, run=run_id)
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Step"] == "10 / 100" and len(vega_charts(at)) == 3
+    assert any("· 10 chart points" in t and "figures refreshed every 2 s" in t for t in texts(at.caption))
+    record(range(11, 31))
+    at.run()
+    ok(at)
+    assert {m.label: m.value for m in at.metric}["Step"] == "30 / 100"
+    assert any("· 30 chart points" in t for t in texts(at.caption)), texts(at.caption)
+    # The pace: 2 s for a short fast run, the time between iterations of a slow one, a
+    # hundredth of the time left of a long one, never slower than 15 s; 5 s in a stage.
+    assert live.refresh_every(10.0, 60.0) == 2.0
+    assert live.refresh_every(1 / 8, 600.0) == 8.0 and live.refresh_every(1 / 60, 600.0) == 15.0
+    assert live.refresh_every(5.0, 1000.0) == 10.0 and live.refresh_every(None, None, in_stage=True) == 5.0
+    # The charts: with the figures for a short run (or one of unknown length), else at most
+    # every 15 s, and less often where building them is slow.
+    assert live.chart_every(2.0, 1.0, 60.0) == live.chart_every(2.0, 1.0, None) == 2.0
+    assert live.chart_every(2.0, 0.1, 3600.0) == live.CHART_EVERY
+    assert live.chart_every(2.0, 1.0, 3600.0) == 1.0 / live.CHART_SHARE
+

@@ -306,3 +306,29 @@ def test_a_superseded_attempt_writes_no_checkpoint_into_the_new_owners_folder(en
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
     run = _run(engine, run_id)
     assert run.status == "running" and run.attempt == attempt + 1 and run.worker == "new owner"
+
+
+def test_a_stage_is_recorded_while_it_runs_and_cleared_when_it_ends(engine, helpers):
+    """What the run page reads (``live_run``) during a long stage before the first iteration."""
+    from core.recorder import Stage
+
+    run_id, attempt = helpers.start_run(engine)
+    recorder = DbRecorder(run_id, attempt, engine, flush_interval=3600)  # only the stage's own writes
+    assert queries.live_run(run_id, engine=engine).run.stage is None
+    with Stage(recorder, "computing the frozen backbone's features", 2100, every=0.0) as stage:
+        seen = queries.live_run(run_id, engine=engine).run.stage  # the start is written at once
+        assert (seen.name, seen.done, seen.total, seen.finished) == ("computing the frozen backbone's features", 0, 2100, False)
+        stage(1200)
+        recorder.flush()
+        seen = queries.live_run(run_id, engine=engine).run.stage
+        assert seen.done == 1200 and seen.describe().startswith(
+            "Computing the frozen backbone's features: 1,200 / 2,100 images")
+    assert queries.live_run(run_id, engine=engine).run.stage is None  # the end is written at once too
+    logs = [line.message for line in queries.run_logs(run_id, engine=engine)]
+    assert logs[0] == "computing the frozen backbone's features: 2,100 images"
+    assert logs[1].startswith("computing the frozen backbone's features: done in ")
+    # A run that ends inside a stage (it failed there) leaves no stage behind.
+    Stage(recorder, "decoding scenes", 10).__enter__()
+    assert queries.live_run(run_id, engine=engine).run.stage.name == "decoding scenes"
+    recorder.on_end(RunEnd(status="failed", step=0, epoch=0, error="out of memory"))
+    assert queries.live_run(run_id, engine=engine).run.stage is None

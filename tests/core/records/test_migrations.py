@@ -14,7 +14,7 @@ from core.records.schema import Base
 
 def test_a_new_database_is_created_at_the_newest_revision_matching_the_models(engine):
     # HEAD_REVISION lets get_engine skip Alembic for an up-to-date database: it must be true.
-    assert current_revision(engine) == head_revision() == HEAD_REVISION == "0011"
+    assert current_revision(engine) == head_revision() == HEAD_REVISION == "0012"
     tables = set(inspect(engine).get_table_names())
     assert {"runs", "iteration_metrics", "metric_rollups", "eval_metrics", "checkpoints", "datasets", "run_logs"} <= tables
     with engine.connect() as conn:

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from core.records import datasets as dataset_index
-from core.recorder import EvalMetrics, RunEnd
+from core.recorder import EvalMetrics, RunEnd, StepMetrics
 from core.records import DbRecorder, queries, store
 from core.records.errors import RunNotFound, RunStateError
 from core.records.queries import plan_reduction
@@ -276,3 +276,21 @@ def test_a_live_view_reads_a_run_in_three_statements_and_judges_learning_on_its_
     assert not moving.not_learning and not queries.not_learning(moving.run, engine=engine)
     # A long run's series is reduced: the verdict holds on its bucket means too.
     assert queries.live_run(flat, max_points=20, engine=engine).not_learning
+
+
+def test_a_live_tick_reads_the_series_only_when_the_run_recorded_something(engine, helpers):
+    """The run page's live parts: one statement a tick while nothing new was recorded."""
+    run_id, attempt = helpers.start_run(engine)
+    recorder = DbRecorder(run_id, attempt, engine)
+    for step in range(1, 6):
+        recorder.on_step(StepMetrics(step, 1, 1.0, 0.5, 1e-3))
+    recorder.flush()
+    first = queries.live_run(run_id, engine=engine)
+    same = queries.live_run(run_id, since=first, engine=engine)
+    assert same.series is first.series and same.evals is first.evals  # nothing new: not read again
+    recorder.on_step(StepMetrics(6, 1, 1.0, 0.5, 1e-3))
+    recorder.flush()
+    figures_only = queries.live_run(run_id, since=first, series=False, engine=engine)
+    assert figures_only.run.step == 6 and figures_only.series is first.series
+    fresh = queries.live_run(run_id, since=first, engine=engine)
+    assert fresh.run.step == 6 and len(fresh.series) == 6

@@ -1,0 +1,18 @@
+"""The terminal's progress: a long stage outside the iterations gets its own bar."""
+
+from __future__ import annotations
+
+from cli.progress import CliRecorder
+from core.recorder import Stage
+
+
+def test_a_long_stage_shows_its_name_counts_and_log_lines(capsys):
+    recorder = CliRecorder()
+    with Stage(recorder, "computing the frozen backbone's features", 2100, every=0.0) as stage:
+        stage(1200)
+        err = capsys.readouterr().err
+        assert "computing the frozen backbone's features: 2,100 images" in err  # the start's log line
+        assert "computing the frozen backbone's features:" in err and "1200/2100" in err, err  # the bar
+    err = capsys.readouterr().err
+    assert "computing the frozen backbone's features: done in " in err
+    assert recorder.stage_bar is None
