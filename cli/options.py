@@ -10,6 +10,7 @@ supplies what the user did not say.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from core import config as run_config
@@ -71,8 +72,28 @@ def given_settings(args: argparse.Namespace, config_cls: type | None = None) -> 
     return out
 
 
+def in_flags(text: str, config_cls: type | None = None) -> str:
+    """``text`` (a configuration's problems) with each setting's field name (``max_minutes``)
+    as the flag a command-line user types (``--max-minutes``): names with an underscore
+    only, so that ordinary words stay words."""
+    cls = config_cls or run_config.RunConfig
+    for name, description in run_config.described_fields(cls):
+        flag = description.flag_for(name)
+        if flag and "_" in name:
+            text = re.sub(rf"(?<![\w-]){name}\b", flag, text)
+    return text
+
+
 def build_config(args: argparse.Namespace, *, base: dict[str, Any] | None = None, validate: bool = True):
-    """RunConfig from (``base`` | a recipe | defaults), then ``--config FILE``, then the flags."""
+    """RunConfig from (``base`` | a recipe | defaults), then ``--config FILE``, then the flags.
+    ``ConfigError`` names the flags (``--max-minutes``), not the fields."""
+    try:
+        return _build_config(args, base=base, validate=validate)
+    except ConfigError as err:
+        raise ConfigError(in_flags(str(err))) from None
+
+
+def _build_config(args: argparse.Namespace, *, base: dict[str, Any] | None, validate: bool):
     cls = run_config.RunConfig
     given = vars(args)
     values = dict(base or {})

@@ -145,6 +145,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     run = queries.get_run(args.run)
     if args.config:
         print(dump_config(RunConfig.from_dict(run.config)), end="")
+        trained_with = (run.search or {}).get("trained_with")
+        if trained_with:  # as comments: reading the file back searches again, as a clone does
+            winner = dump_config(RunConfig.from_dict({k: v for k, v in trained_with.items() if k != "tta_views"}))
+            print(f"# the search's winner ({run.search.get('winner')}) trained with these settings"
+                  f" (test-time views: {', '.join(trained_with.get('tta_views') or ['identity'])}):")
+            print("".join(f"#   {line}\n" for line in winner.splitlines()), end="")
         return 0
     if args.csv:
         queries.metrics_csv(args.run, sys.stdout, kind=args.csv)

@@ -250,7 +250,10 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
             print(f"pretrained weights: {result.pretrained_weights}")
         if result.best_val_accuracy is not None:
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f} %")
-        print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
+        if result.best_checkpoint and result.best_checkpoint == result.last_checkpoint:
+            print(f"checkpoint: {result.best_checkpoint}")  # one file is both (an automatic search's winner)
+        else:
+            print(f"checkpoints: {result.best_checkpoint or '-'} (best), {result.last_checkpoint or '-'} (last)")
         if result.search:
             print(search_text(result.search))
     return 0 if result.status == SUCCEEDED else 1

@@ -336,6 +336,7 @@ class Search:
         self.wall_deadline = time.time() + self.budget
         self.candidates: list[Candidate] = []
         self.phases: dict[str, float] = {}
+        self.trained_with: dict[str, Any] | None = None  # the winner's settings, once it is written
         self.winner: str | None = None
         self.winner_backbone: str | None = None
         self.reason = ""
@@ -367,6 +368,7 @@ class Search:
             "deadline": self.wall_deadline,
             "progress": 1.0 if final else min(0.99, self.elapsed() / self.budget),
             "phases": dict(self.phases),
+            "trained_with": self.trained_with,
         }
 
     def report(self, final: bool = False) -> None:
@@ -435,7 +437,9 @@ class Search:
         result.search = self.to_dict(final=result.status == SUCCEEDED)
         result.seconds = self.elapsed()
         self.recorder.on_search(result.search)
-        self.recorder.on_end(RunEnd(status=result.status, step=result.step, epoch=result.epoch))
+        # The training phase's schedule was fitted to the time left: its steps are the plan.
+        self.recorder.on_end(RunEnd(status=result.status, step=result.step, epoch=result.epoch,
+                                    total_steps=result.step if result.status == SUCCEEDED else None))
         return result
 
     # -- photos: pretrained backbones -------------------------------------------------------
@@ -622,7 +626,8 @@ class Search:
         self.winner, self.winner_backbone = candidate.name, probe.config.model
         self.reason = f"fine-tuned {why}"
         self.report()
-        self.log(f"fine-tuning {probe.config.model} at {size} px for up to {epochs} epochs (about {epoch_s:.0f} s each), "
+        self.log(f"fine-tuning {probe.config.model} at {size} px: about {epoch_s:.0f} s an epoch by the probe's pass, "
+                 f"so {epochs} epochs planned (fitted to the time left once the first is measured), "
                  f"augmentation {', '.join(augment) or 'none'}")
         trainer = self.trainer_for(probe, config, reserve)
         frozen = freeze_early_layers(trainer.model, FROZEN_BLOCKS)
@@ -763,6 +768,9 @@ class Search:
                 other.unlink(missing_ok=True)
                 trainer.recorder.on_checkpoint_removed(str(other))
             trainer.checkpointer.last_path = str(path)
+        # The settings the winner trained with (what best.pt carries), beside the run's own
+        # (recipe auto: what a clone of the run searches again).
+        self.trained_with = {**trainer.config.to_dict(), "tta_views": list(trainer.tta or [])}
         best = trainer.checkpointer.best_score
         return FitResult(
             status=status, run_dir=str(self.run_dir), step=trainer.step, epoch=trainer.epoch_done,

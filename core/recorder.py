@@ -111,6 +111,9 @@ class RunEnd:
     step: int
     epoch: int
     error: str | None = None
+    # The iterations the run came to plan in all, where that changed after its start (the
+    # automatic search fits its schedule to the time left): None keeps RunStart's.
+    total_steps: int | None = None
 
 
 class Recorder:

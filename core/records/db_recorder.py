@@ -220,6 +220,8 @@ class DbRecorder(Recorder):
                              stage=None)
             why = f": {end.error.strip().splitlines()[0][:300]}" if end.error and end.error.strip() else ""
             self._logs.append((time.time(), f"{end.status} at step {end.step} (epoch {end.epoch}){why}"))
+        if end.total_steps is not None:
+            self._total_steps = self._run["total_steps"] = end.total_steps
         if end.status == SUCCEEDED:
             self._run["progress"] = 1.0
         elif self._search_progress is not None:

@@ -264,6 +264,10 @@ def auto_card(by_name: dict[str, Any]) -> None:
             [run_id] = s.nr_auto_submitted
             st.page_link(nav.RUN_DETAIL, label=f"Queued run {run_id}: open it to watch its leaderboard fill in",
                          icon=":material/leaderboard:", query_params={"run": run_id})
+            working, offline = live.workers()
+            if offline or not working:
+                st.warning("No worker is running, so the run waits: start one with `imori worker` "
+                           "(or everything with `imori up`).", icon=":material/warning:")
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -441,7 +445,8 @@ if not auto_first:
 
 queue_bar = st.container()
 submitted = st.session_state.get("nr_submitted")
-if submitted:
+# The automatic search's card says its own "queued" beside its button: not the form's.
+if submitted and submitted != st.session_state.get("nr_auto_submitted"):
     runs_text = ", ".join(f"#{i}" for i in submitted)
     st.success(f"Queued {'run' if len(submitted) == 1 else 'runs'} {runs_text}.", icon=":material/check_circle:")
     links = st.columns(min(len(submitted), 6) + 1)
@@ -449,8 +454,8 @@ if submitted:
         column.page_link(nav.RUN_DETAIL, label=f"Open run {run_id}", icon=":material/monitoring:",
                          query_params={"run": run_id})
     links[-1].page_link(nav.RUNS, label="All runs", icon=":material/format_list_bulleted:")
-    live, offline = live.workers()
-    if offline or not live:
+    working, offline = live.workers()
+    if offline or not working:
         st.warning("No worker is running, so queued runs wait: start one with `imori worker` "
                    "(or everything with `imori up`).", icon=":material/warning:")
 

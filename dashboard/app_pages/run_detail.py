@@ -274,6 +274,15 @@ with config_tab:
         pd.DataFrame({"setting": list(config), "value": [fmt.plain(v) for v in config.values()]}),
         hide_index=True, height=min(35 * (len(config) + 1) + 3, 600),
     )
+    trained_with = (run.search or {}).get("trained_with")
+    if trained_with:
+        # The run's own settings above are what a clone searches again; these are the winner's.
+        st.markdown(f"**What the search's winner trained with** ({(run.search or {}).get('winner') or 'the winner'}; "
+                    "its checkpoint carries these)")
+        st.dataframe(
+            pd.DataFrame({"setting": list(trained_with), "value": [fmt.plain(v) for v in trained_with.values()]}),
+            hide_index=True, height=min(35 * (len(trained_with) + 1) + 3, 600), key="trained_with",
+        )
     if run.classes:
         st.caption(f"{len(run.classes)} classes: " + ", ".join(map(str, run.classes[:50])) +
                    (" …" if len(run.classes) > 50 else ""))

@@ -69,6 +69,16 @@ def test_auto_on_a_small_photo_set_keeps_its_budget_and_answers_alike_everywhere
     # One run, one model: best.pt is its only checkpoint, whatever validation's size.
     files = [c["path"] for c in shown["checkpoint_files"]]
     assert [Path(f).name for f in files] == ["best.pt"] and Path(summary["last_checkpoint"]).name == "best.pt"
+    # The schedule fitted to the time left is the run's plan: a finished search is n/n steps.
+    assert shown["total_steps"] == shown["step"]
+    # The run's settings stay the search (a clone searches again); the winner's are beside them,
+    # and they are what best.pt carries.
+    assert shown["config"]["recipe"] == "auto"
+    trained_with = search["trained_with"]
+    assert trained_with["model"] == search["winner_backbone"]
+    assert torch.load(summary["best_checkpoint"], weights_only=True)["config"]["model"] == trained_with["model"]
+    code, out, _ = run(capsys, "show", summary["run_id"], "--config")
+    assert code == 0 and "recipe: auto" in out and f"#   model: {trained_with['model']}" in out
 
     # One checkpoint, the same answers: imori predict, the checkpoint here, its ONNX export.
     images = sorted(photos.glob("*/*.jpg"))[::6]

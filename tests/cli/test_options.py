@@ -121,3 +121,13 @@ def test_expand_sweep_labels_the_runs_that_cannot_run():
     assert [c.lr for c in configs] == [0.1, 20.0] and all(c.batch_size == 32 for c in configs)
     assert len(problems) == 1 and problems[0].startswith("lr 20.0, batch size 32:") and "far too large" in problems[0]
     assert run_config.expand_sweep(RunConfig(), {}) == ([RunConfig()], [])
+
+
+@pytest.mark.parametrize("argv, flag, field", [
+    (["--max-minutes", "0"], "--max-minutes must be a positive number", "max_minutes"),
+    (["--label-smoothing", "2"], "--label-smoothing", "label_smoothing"),
+])
+def test_a_problem_names_the_flag_the_user_typed_not_the_field(capsys, argv, flag, field):
+    code = main(["train", "--dataset", "digits", *argv])
+    err = capsys.readouterr().err
+    assert code != 0 and flag in err and field not in err and "Traceback" not in err

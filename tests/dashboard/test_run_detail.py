@@ -289,6 +289,8 @@ def auto_search(**changes):
         "chosen_by": "5-fold cross-validation", "notes": [KFOLD_NOTE],
         "budget_seconds": 300.0, "elapsed_seconds": 280.0, "deadline": 0.0, "progress": 1.0,
         "phases": {"probes": 45.0, "training": 200.0, "soup": 5.0, "tta": 10.0, "test": 3.0},
+        "trained_with": {"recipe": "auto", "model": "efficientnet_lite0", "lr": 1e-4, "label_smoothing": 0.1,
+                         "tta_views": ["identity"]},
     }
     return {**search, **changes}
 
@@ -324,6 +326,12 @@ def test_an_automatic_run_shows_its_leaderboard_winner_reason_notes_and_minutes(
     assert any(KFOLD_NOTE in t for t in texts(at.markdown))
     assert any(t.startswith("**Where the minutes went** (4 min 40 s of a 5 min 00 s budget)") for t in texts(at.markdown))
     assert len(vega_charts(at)) == 1  # the phases' bars (no iterations recorded: no metric charts)
+    # The Config tab: the run's own settings (what a clone searches again), then the winner's.
+    [own, winner] = [d.value for d in at.dataframe if list(d.value.columns) == ["setting", "value"]]
+    assert dict(zip(own["setting"], own["value"]))["recipe"] == "auto"
+    assert dict(zip(winner["setting"], winner["value"]))["label_smoothing"] == "0.1"
+    assert any(t.startswith("**What the search's winner trained with** (fine-tune: efficientnet_lite0")
+               for t in texts(at.markdown))
 
 
 def test_a_running_search_shows_the_whole_search_progress_eta_and_leader(home):
