@@ -1,10 +1,11 @@
 """``export``: a checkpoint (the subject, a path) to ONNX or torch.export's .pt2, checked
 against PyTorch on its run's test split (``core.export``), then put in a ZIP with its
-``preprocess.json`` under ``IMORI_HOME/exports``. Params: ``format`` (``onnx`` or
-``pt2``), ``max_images`` (the parity check's images, default ``core.export.MAX_IMAGES``,
+``preprocess.json`` under ``IMORI_HOME/exports``. Params: ``format`` (``onnx``,
+``pt2`` or ``onnx-int8``, which is also checked against the float model: ``core.export.Int8Check``), ``max_images`` (the parity check's images, default ``core.export.MAX_IMAGES``,
 the same as ``imori export``'s), ``min_confidence``
 (the "not sure" rule its preprocess.json states, default 0). Result: ``zip`` (its
-path), ``format``, ``parity`` (the check in words) and ``figures``."""
+path), ``format``, ``parity`` (the check in words), ``figures``, and for INT8 ``int8`` (its guard in words)
+and ``int8_figures`` (agreement, float_accuracy, int8_accuracy, bytes, ms_per_image)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def run(job: JobContext) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)  # a redelivered job starts clean
     try:
         job.progress(f"exporting to {fmt}", 0.1)
-        result = export(job.subject, work / f"model.{fmt}", fmt, max_images=int(job.params.get("max_images", MAX_IMAGES)),
+        name = "model.int8.onnx" if fmt == "onnx-int8" else f"model.{fmt}"
+        result = export(job.subject, work / name, fmt, max_images=int(job.params.get("max_images", MAX_IMAGES)),
                         min_confidence=float(job.params.get("min_confidence", 0.0)),
                         progress=lambda text: job.progress(text, 0.5))
         archive = work.with_suffix(".zip")
@@ -36,4 +38,6 @@ def run(job: JobContext) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     return {"zip": str(archive), "format": fmt, "file": Path(result.path).name,
             "parity": result.parity.describe() if result.parity else "not needed",
-            "figures": result.parity.to_dict() if result.parity else None, "note": result.note}
+            "figures": result.parity.to_dict() if result.parity else None, "note": result.note,
+            "int8": result.int8.describe() if result.int8 else None,
+            "int8_figures": result.int8.to_dict() if result.int8 else None}
