@@ -3,11 +3,12 @@
     .venv/bin/python bench/serve.py [--only tiny_net|efficientnet_lite0] [--seconds 5] [--iterations 30]
 
 For a seed net (tiny_net on digits) and EfficientNet-Lite0 (ImageNet weights, fine-tuned
-``--iterations`` steps on shapes2 at 224 px, backbone frozen), each with 1, 4 and 16
+``--iterations`` steps on shapes2 at ``--size`` px, 128 by default, backbone frozen: 224 px
+takes the 2-core machine past three minutes before any load), each with 1, 4 and 16
 concurrent clients for ``--seconds`` each:
 
 - **endpoint**: a real ``imori serve`` process (PyTorch, the Predictor of ``imori
-  predict``), each client posting one 320x240 PNG per request (``requests``);
+  predict``), each client posting one 320x240 PNG per request on a kept-alive connection;
 - **onnx float / onnx int8**: ONNX Runtime sessions of ``imori export``'s float and INT8
   files in this process, each client a thread running one preprocessed image per call
   (what an app that loads the exported file does: no HTTP, no decoding).
@@ -19,6 +20,7 @@ Prints a Markdown table; nothing is written.
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import os
@@ -93,14 +95,22 @@ def endpoint_rows(checkpoint: Path, seconds: float) -> list[tuple[int, float, fl
                     break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        image = photo()
-        session = threading.local()
+        # One prepared multipart body, sent by http.client in a single write with its headers:
+        # requests (urllib3 2) writes them apart, and Nagle's algorithm against the server's
+        # delayed ACK then adds ~40 ms to every request of a lone client.
+        prepared = requests.Request("POST", f"{url}/predict",
+                                    files=[("file", ("photo.png", photo(), "image/png"))]).prepare()
+        body, headers = prepared.body, dict(prepared.headers)
+        local = threading.local()
 
         def call() -> None:
-            if not hasattr(session, "s"):
-                session.s = requests.Session()
-            answer = session.s.post(f"{url}/predict", files=[("file", ("photo.png", image, "image/png"))], timeout=60)
-            answer.raise_for_status()
+            if not hasattr(local, "conn"):
+                local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            local.conn.request("POST", "/predict", body=body, headers=headers)
+            answer = local.conn.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"/predict answered {answer.status}")
 
         call()  # warm
         return [(n, *load(call, n, seconds)) for n in CLIENTS]
@@ -130,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="each load level's duration")
     parser.add_argument("--iterations", type=int, default=30, help="EfficientNet-Lite0's fine-tuning steps")
+    parser.add_argument("--size", type=int, default=128, help="EfficientNet-Lite0's input, pixels a side")
     parser.add_argument("--only", help="one model (each takes a minute or two on 2 cores)")
     parser.add_argument("--max-images", dest="max_images", type=int, default=300,
                         help="test images of the exports' checks")
@@ -146,9 +157,9 @@ def main() -> None:
     configs = {
         "tiny_net (seed net, digits, 32 px)": RunConfig(model="tiny_net", dataset="digits", iterations=60, epochs=None,
                                                         batch_size=64, threads=2),
-        "efficientnet_lite0 (shapes2, 224 px)": RunConfig(
-            model="efficientnet_lite0", dataset="shapes2", iterations=args.iterations, epochs=None, batch_size=16,
-            threads=2, pretrained=True, freeze_backbone=True),
+        f"efficientnet_lite0 (shapes2, {args.size} px)": RunConfig(
+            model="efficientnet_lite0", dataset="shapes2", iterations=args.iterations, epochs=None, batch_size=8,
+            threads=2, pretrained=True, freeze_backbone=True, image_size=(args.size, args.size)),
     }
     print(f"{os.cpu_count()} cores; each level {args.seconds:g} s\n", flush=True)
     rows = []
