@@ -230,3 +230,15 @@ def test_an_int8_export_without_the_dataset_is_refused_before_any_work(digits_ch
     with pytest.raises(ImoriError, match="an INT8 export needs the checkpoint's dataset"):
         export(ckpt, tmp_path / "bare.int8.onnx", "onnx-int8")
     assert not (tmp_path / "bare.int8.onnx").exists()
+
+
+def test_the_export_job_makes_an_int8_zip_with_its_guards_figures(digits_checkpoint):
+    """The run page's INT8 offer is an ``export`` job with ``format: onnx-int8``."""
+    import zipfile
+
+    from core.jobs import export as export_job
+    from core.jobs.kinds import JobContext
+
+    done = export_job.run(JobContext(id=31, subject=str(digits_checkpoint), params={"format": "onnx-int8"}))
+    assert sorted(zipfile.ZipFile(done["zip"]).namelist()) == ["model.int8.onnx", "model.int8.preprocess.json"]
+    assert done["int8_figures"]["passed"] and done["int8"].startswith("INT8 top-1 agreement with the float model")
