@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import cache, datasets, diff, jobs, queue, records, serve, train
+from cli import cache, datasets, diff, endpoint, jobs, queue, records, serve, train
 from core.errors import ImoriError
 
-GROUPS = (train, queue, records, diff, jobs, serve, datasets, cache)
+GROUPS = (train, queue, records, diff, jobs, serve, endpoint, datasets, cache)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 # The dashboard's address: flags, else IMORI_HOST / IMORI_PORT, else localhost:8501.
 DEFAULT_HOST = os.environ.get("IMORI_HOST") or "127.0.0.1"
@@ -37,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="training worker processes (one per machine trains fastest); one jobs worker "
                                                              "comes beside them")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--serve", type=int, metavar="RUN",
+                   help="also serve RUN's default checkpoint over HTTP (imori serve --run RUN), ending with imori up")
+    p.add_argument("--serve-port", dest="serve_port", type=int, default=8700,
+                   help="the endpoint's port with --serve (default 8700; on --host)")
     p.add_argument("--open-for", dest="open_for", type=float, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_up)
 
@@ -60,7 +65,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from worker.runner import run_up
 
-    return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device, open_for=args.open_for)
+    beside = []
+    if args.serve is not None:
+        from cli.train import run_checkpoint
+
+        run_checkpoint(args.serve)  # a run without a checkpoint is refused before anything starts  # a child like the workers: it dies with imori up (IMORI_SERVE_TOKEN inherited)
+        beside.append(("endpoint", [sys.executable, "-m", "cli", "serve", "--run", str(args.serve), "--host", args.host,
+                                    "--port", str(args.serve_port)]))
+    return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device, open_for=args.open_for,
+                  beside=beside)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

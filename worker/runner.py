@@ -289,7 +289,8 @@ def up_worker_commands(workers: int = 1, device: str = "auto") -> list[tuple[str
     return commands
 
 
-def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: str = "auto", open_for: float | None = None) -> int:
+def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: str = "auto", open_for: float | None = None,
+           beside: list[tuple[str, list[str]]] = ()) -> int:
     """Start the embedded Redis (unless ``REDIS_URL``), ``workers`` training worker(s), one
     jobs worker and the dashboard; print the URL; stop everything on Ctrl-C or SIGTERM. Returns 0 after a
     requested stop, 1 when a component failed (its reason printed), or when another
@@ -297,6 +298,7 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
 
     Every child ends when this process ends, however it ends (``die_with_parent``).
     ``open_for`` (seconds) stops by itself after that long (for tests and demos).
+    ``beside``: more ``(label, command)`` children, started after the workers (``imori up --serve``).
     """
     import json
 
@@ -327,7 +329,7 @@ def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: 
         except OSError as err:
             raise ImoriError(f"the embedded Redis cannot start: {err}") from None
         get_engine()  # migrate once here, not raced by the children
-        for label, cmd in up_worker_commands(workers, device):
+        for label, cmd in [*up_worker_commands(workers, device), *beside]:
             children.append((label, subprocess.Popen(cmd, preexec_fn=die_with_parent)))
         dashboard = subprocess.Popen(dashboard_command(host, port), preexec_fn=die_with_parent)
         children.append(("dashboard", dashboard))

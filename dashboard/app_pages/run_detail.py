@@ -406,8 +406,9 @@ def export_view(exportable: dict[str, str]) -> None:
         st.markdown("**Export for another program** (checked against PyTorch before it is offered)")
         pick, kind, go = st.columns([3, 2, 1], vertical_alignment="bottom")
         chosen = pick.selectbox("Checkpoint", list(exportable), format_func=exportable.get, key="rd_export_ckpt")
-        fmt_name = kind.selectbox("Format", ["onnx", "pt2"], key="rd_export_format",
-                                  format_func={"onnx": "ONNX (ONNX Runtime, other apps)", "pt2": "torch.export .pt2"}.get)
+        fmt_name = kind.selectbox("Format", ["onnx", "pt2", "onnx-int8"], key="rd_export_format",
+                                  format_func={"onnx": "ONNX (ONNX Runtime, other apps)", "pt2": "torch.export .pt2",
+                                               "onnx-int8": "ONNX INT8 (smaller; checked against the float model)"}.get)
         if go.button("Export", key="rd_export", icon=":material/output:", disabled=jobs.busy(EXPORT, chosen)):
             if jobs.submit(EXPORT, chosen, {"format": fmt_name}, run_id=run.id) is not None:
                 st.rerun()
@@ -416,6 +417,8 @@ def export_view(exportable: dict[str, str]) -> None:
             archive = loading.under_home(done.result["zip"])
             if archive is not None:
                 st.success(f"Checked against PyTorch: {done.result['parity']}", icon=":material/verified:")
+                if done.result.get("int8"):  # agreement, both accuracies, bytes, ms per image
+                    st.success(f"Checked against the float model: {done.result['int8']}", icon=":material/compress:")
                 if done.result.get("note"):
                     st.caption(done.result["note"])
                 st.download_button(f"Download the {fmt_name} export (ZIP, with preprocess.json)",

@@ -188,3 +188,57 @@ def test_the_dashboards_export_job_checks_as_many_images_as_imori_export(checkpo
     assert asked == [core.export.MAX_IMAGES, core.export.MAX_IMAGES]
     assert job["figures"]["images"] == cli["parity"]["images"] > 0
     assert job["figures"]["source"] == cli["parity"]["source"]
+
+
+def test_an_int8_export_passes_its_guard_is_smaller_and_says_its_figures(digits_checkpoint, tmp_path, capsys):
+    import onnx
+    import onnxruntime
+
+    from cli.main import main
+
+    out = tmp_path / "digits.int8.onnx"
+    assert main(["export", str(digits_checkpoint), str(out), "--json"]) == 0  # the format from the name
+    said = json.loads(capsys.readouterr().out)
+    assert said["format"] == "onnx-int8" and said["int8"]["passed"], said["int8"]
+    sidecar = json.loads((tmp_path / "digits.int8.preprocess.json").read_text())
+    assert sidecar["format"] == "onnx-int8" and sidecar["int8_passed"]
+    assert sidecar["agreement"] >= 0.99 and sidecar["int8_accuracy"] >= sidecar["float_accuracy"] - 0.01
+    assert sidecar["bytes"] == out.stat().st_size and sidecar["bytes"] * 2 <= sidecar["float_bytes"]
+    assert sidecar["ms_per_image"] > 0 and sidecar["parity"]["passed"]  # the float model beside PyTorch first
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"image": np.zeros((3, 1, 28, 28), np.float32)})[0].shape == (3, 10)
+
+
+def test_an_int8_export_that_loses_too_much_is_refused_with_the_figures(digits_checkpoint, tmp_path, monkeypatch):
+    import core.export as exporting
+
+    monkeypatch.setattr(exporting, "INT8_MIN_AGREEMENT", 1.01)  # no INT8 copy can agree that well
+    with pytest.raises(ExportError, match=r"INT8 export loses too much.*agreement .* \(at least 101 % needed\).*"
+                                          r"accuracy \d+\.\d\d % float, \d+\.\d\d % INT8"):
+        export(digits_checkpoint, tmp_path / "digits.int8.onnx", "onnx-int8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_int8_export_without_the_dataset_is_refused_before_any_work(digits_checkpoint, tmp_path):
+    """A bare state_dict names no dataset: no training images to calibrate on, no test split."""
+    from core.checkpoint import load_checkpoint
+
+    bare = export(digits_checkpoint, tmp_path / "bare.pt", "state_dict").path
+    ckpt = load_checkpoint(bare, model="mnist_cnn")
+    with pytest.raises(ImoriError, match="an INT8 export needs the checkpoint's dataset"):
+        export(ckpt, tmp_path / "bare.int8.onnx", "onnx-int8")
+    assert not (tmp_path / "bare.int8.onnx").exists()
+
+
+def test_the_export_job_makes_an_int8_zip_with_its_guards_figures(digits_checkpoint):
+    """The run page's INT8 offer is an ``export`` job with ``format: onnx-int8``."""
+    import zipfile
+
+    from core.jobs import export as export_job
+    from core.jobs.kinds import JobContext
+
+    done = export_job.run(JobContext(id=31, subject=str(digits_checkpoint), params={"format": "onnx-int8"}))
+    assert sorted(zipfile.ZipFile(done["zip"]).namelist()) == ["model.int8.onnx", "model.int8.preprocess.json"]
+    assert done["int8_figures"]["passed"] and done["int8"].startswith("INT8 top-1 agreement with the float model")
