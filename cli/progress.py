@@ -63,6 +63,8 @@ class CliRecorder(Recorder):
     def on_stage(self, stage: StageProgress) -> None:
         from tqdm import tqdm
 
+        if self.quiet:  # a disabled tqdm keeps no description to compare: nothing to draw anyway
+            return
         if self.stage_bar is not None and self.stage_bar.desc != stage.name:
             self.stage_bar.close()
             self.stage_bar = None

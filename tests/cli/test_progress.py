@@ -16,3 +16,18 @@ def test_a_long_stage_shows_its_name_counts_and_log_lines(capsys):
     err = capsys.readouterr().err
     assert "computing the frozen backbone's features: done in " in err
     assert recorder.stage_bar is None
+
+
+def test_quiet_draws_no_stage_and_two_stages_in_a_row_do_not_fail(capsys):
+    """--quiet (the benches' and scripts' way): a stage is silent, and the next stage's
+    events are no error (a disabled tqdm bar keeps no description)."""
+    quiet = CliRecorder(quiet=True)
+    for name in ("decoding digits", "computing the frozen backbone's features"):
+        with Stage(quiet, name, 10, every=0.0) as stage:
+            stage(5)
+    assert "computing" not in capsys.readouterr().err and quiet.stage_bar is None
+    loud = CliRecorder()
+    for name in ("decoding digits", "computing the frozen backbone's features"):
+        with Stage(loud, name, 10, every=0.0) as stage:
+            stage(5)
+    assert "decoding digits: done in " in capsys.readouterr().err and loud.stage_bar is None
