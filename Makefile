@@ -29,11 +29,15 @@ PORT ?= $(or $(IMORI_PORT),8501)
 up: setup
 	$(BIN)/imori up --host $(HOST) --port $(PORT)
 
+# Two pytest-xdist processes: a module stays on one of them, and the modules that start
+# worker processes, servers or a browser run one after another (tests/conftest.py).
+XDIST ?= -n 2 --dist loadgroup
+
 test: setup system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-quick: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m pip install --quiet opencv-python-headless  # seed 000's loader, for comparison

@@ -69,7 +69,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.serve is not None:
         from cli.train import run_checkpoint
 
-        run_checkpoint(args.serve)  # a run without a checkpoint is refused before anything starts  # a child like the workers: it dies with imori up (IMORI_SERVE_TOKEN inherited)
+        run_checkpoint(args.serve)  # a run without a checkpoint is refused before anything starts
+        # A child like the workers: it dies with imori up (IMORI_SERVE_TOKEN inherited).
         beside.append(("endpoint", [sys.executable, "-m", "cli", "serve", "--run", str(args.serve), "--host", args.host,
                                     "--port", str(args.serve_port)]))
     return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device, open_for=args.open_for,
