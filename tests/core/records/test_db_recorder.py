@@ -73,8 +73,11 @@ def test_a_training_run_is_recorded(engine, tmp_path):
     assert checkpoint_records.best_checkpoint(run_id, engine=engine).path == result.best_checkpoint
     assert checkpoint_records.latest_checkpoint(run_id, engine=engine).path == result.last_checkpoint
     # Written in a few transactions, not one per step: one each flush interval (however
-    # slow a loaded machine makes the run), plus start, evaluations, checkpoints and end.
-    assert recorder.flushes <= seconds / recorder.flush_interval + 12 and recorder.flushes < 30, (recorder.flushes, seconds)
+    # slow a loaded machine makes the run), plus start, a stage's start and end (decoding,
+    # where it takes a second), evaluations, checkpoints and end.
+    assert recorder.flushes <= seconds / recorder.flush_interval + 14, (recorder.flushes, seconds)
+    if seconds / 30 < recorder.flush_interval / 2:  # steps faster than flushes: batching shows
+        assert recorder.flushes < 30, (recorder.flushes, seconds)
 
 
 def test_the_rows_before_a_crash_are_recorded(engine, tmp_path):
