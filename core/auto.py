@@ -617,6 +617,7 @@ class Search:
         warmup = 1.0 if epochs >= 6 else 0.5
         size = probe.config.image_size[0]
         config = self.base(model=probe.config.model, pretrained=True, image_size=(size, size), schedule="cosine",
+                           model_options=dict(probe.config.model_options),  # the probe's network, head and all
                            warmup_epochs=warmup, epochs=epochs, augment=tuple(augment),
                            max_minutes=max(0.05, (self.left() - reserve) / 60), **FINE_TUNE)
         settings = {"image_size": size, "epochs": epochs, "augment": list(augment), **FINE_TUNE, "schedule": "cosine",

@@ -112,3 +112,9 @@ def test_the_training_phase_soup_and_tta_run_and_the_winner_is_tested_once(tmp_p
     kept = next((c for c in search["candidates"] if c["name"].startswith("test-time")), None)
     assert ckpt.tta == (kept["settings"]["views"] if kept and kept["status"] == "kept" else [])
     assert ckpt.metrics["test_accuracy"] == result.test["accuracy"]
+    # The checkpoint rebuilds the network it holds (the probe's multi-level head, fine-tuned
+    # or restored), and predict answers with it.
+    assert ckpt.config["model_options"] == {"pooling": "multilevel"}
+    image = sorted(photos.glob("*/*.jpg"))[0]
+    [answer] = Predictor(result.best_checkpoint).predict([image])
+    assert answer.label in ("round", "long")
