@@ -593,14 +593,14 @@ class Search:
         if not eligible:
             best = ranked[0]
             self.reason = (f"{best.candidate.name} has the best validation score of the probes, and the time left "
-                           f"({self.left():.0f} s) is too short to fine-tune a backbone {MIN_EPOCHS} epochs")
+                           f"({max(0.0, self.left()):.0f} s) is too short to fine-tune a backbone for an epoch")
             return self.finish_probe(best, SUCCEEDED)
         probe, epochs, reserve, epoch_s = eligible[0]
         best = ranked[0]
         why = (f"{probe.candidate.name.split(': ')[1]} had the best linear probe "
                f"({_score_text(probe)})" if probe is best else
                f"{probe.candidate.name.split(': ')[1]} is the best probe ({_score_text(probe)}) that can train "
-               f"{MIN_EPOCHS}+ epochs in the time left ({best.candidate.backbone} would get {plans[0][1]})")
+               f"{MIN_EPOCHS}+ epochs in the time left ({best.candidate.backbone} would not fit one)")
         for other in probes:  # free the other backbones' decoded images and weights
             if other is not probe:
                 other.parts = None  # type: ignore[assignment]

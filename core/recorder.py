@@ -94,7 +94,9 @@ class StageProgress:
         eta = self.eta_seconds
         done = self.finished or (self.total and self.done >= self.total)
         left = "" if done else ", measuring the speed" if eta is None else f", about {about(eta)} left"
-        return f"{self.name[:1].upper()}{self.name[1:]}: {counts}{left}"
+        # A sentence's capital, unless it starts with a name (a backbone's: "efficientnet_lite0: ...").
+        name = self.name if "_" in self.name.split(" ", 1)[0] else f"{self.name[:1].upper()}{self.name[1:]}"
+        return f"{name}: {counts}{left}"
 
 
 def about(seconds: float) -> str:

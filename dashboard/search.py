@@ -84,7 +84,8 @@ def search_view(search: dict[str, Any], active: bool) -> None:
             "validation accuracy": st.column_config.NumberColumn(**percent),
             "balanced": st.column_config.NumberColumn("balanced accuracy", **percent),
             "cross-validation accuracy": st.column_config.NumberColumn(**percent),
-            "seconds": st.column_config.NumberColumn(format="%.1f")})
+            "seconds": st.column_config.NumberColumn(format="%.1f"),
+            "status": st.column_config.TextColumn(width="large")})  # "skipped: ..." reads whole
     if search.get("winner"):
         text = f"**{'Leading' if active else 'Winner'}: {search['winner']}**"
         if search.get("winner_backbone"):

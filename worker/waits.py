@@ -57,6 +57,8 @@ def job_wait(job: Job, workers: list[WorkerInfo] | None = None) -> str:
     serving = [w for w in workers if {jobs_queue(), gpu_jobs_queue()} & set(w.queues)]
     if not serving:
         return NO_JOBS_WORKER
+    if any(w.job_id == job.id for w in serving):  # taken, its first record not yet written
+        return f"starting on {next(w.name for w in serving if w.job_id == job.id)}"
     ahead = sum(1 for j in jobs.list_jobs(status=QUEUED, limit=1000) if j.id < job.id)
     queued = f"; {ahead} job{'s' if ahead != 1 else ''} queued before it" if ahead else ""
     if any(w.idle for w in serving):

@@ -65,3 +65,10 @@ def test_a_stage_that_fails_says_how_far_it_got():
         raise RuntimeError("boom")
     assert recorder.stages[-1].finished and recorder.stages[-1].done == 4
     assert recorder.logs[-1].startswith("decoding x: stopped after ") and recorder.logs[-1].endswith("at 4 of 10 images")
+
+
+def test_a_stage_named_after_a_backbone_keeps_its_lower_case():
+    from core.recorder import StageProgress
+
+    assert StageProgress("efficientnet_lite0: computing the features", 1, 2).describe().startswith("efficientnet_lite0:")
+    assert StageProgress("decoding digits", 1, 2).describe().startswith("Decoding digits: 1 / 2 images")

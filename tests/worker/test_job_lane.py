@@ -69,6 +69,9 @@ def test_a_waiting_job_says_what_it_waits_behind(imori_home):
     busy = job_wait(job, [_info("jobber", [jobs_queue()], job_id=earlier)])
     assert busy == f"waiting behind job {earlier} (health, 25 % done) on jobber"
 
+    # Taken by a worker whose first record of it is not written yet: never "behind itself".
+    assert job_wait(job, [_info("jobber", [jobs_queue()], job_id=job.id)]) == "starting on jobber"
+
     idle = job_wait(job, [_info("trainer", [cpu_queue()], run_id=run_id), _info("jobber", [jobs_queue()])])
     assert idle.startswith("waiting for a worker to take it")
 
