@@ -100,9 +100,19 @@ def test_the_training_phase_soup_and_tta_run_and_the_winner_is_tested_once(tmp_p
     assert result.status == "succeeded"
     search = result.search
     names = [c["name"] for c in search["candidates"]]
-    assert names[:2] == ["linear probe: efficientnet_lite0", "fine-tune: efficientnet_lite0"]
-    tune = search["candidates"][1]
+    assert names[0] == "linear probe: efficientnet_lite0"
+    tune = next(c for c in search["candidates"] if c["name"] == "fine-tune: efficientnet_lite0")
     assert tune["status"] == "done" and tune["settings"]["epochs"] == 3 and "crop" in tune["settings"]["augment"]
+    # The probe refitted on the training photos' turns, exactly those the orientation check allowed.
+    turns = [view for kind, view in auto.ORIENTATIONS if kind in tune["settings"]["augment"]]
+    refits = [c for c in search["candidates"] if c["name"] == "linear probe: efficientnet_lite0, with turned copies"]
+    assert len(refits) == (1 if turns else 0)
+    assert names.index("fine-tune: efficientnet_lite0") == 1 + len(refits)  # then the training phase
+    if refits:
+        assert refits[0]["settings"]["training views"] == ["identity", *turns]
+        assert refits[0]["val_accuracy"] is not None and refits[0]["status"] in (
+            "done", "not kept: no better than the probe on its own")
+        assert "turned copies" in search["phases"]
     assert any(n.startswith("orientation check") for n in search["notes"])
     assert search["progress"] == 1.0 and set(search["phases"]) >= {"data", "features", "probes", "training", "test"}
     tests = [e for e in recorder.evals if e.split == "test"]
