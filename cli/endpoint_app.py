@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from core.predict import Predictor
+from core.text import plural
 
 MB = 1024 * 1024
 MAX_REQUEST_BYTES = 20 * MB  # the dashboard's limit for one uploaded image
@@ -79,7 +80,7 @@ def build_app(predictor: Predictor, facts: dict[str, Any], *, token: str | None 
         body = {"checkpoint": facts, "predictions": [p.to_dict() for p in predictions]}
         bad = [f"{p.source}: {p.error.removeprefix('uploaded image: ')}" for p in predictions if p.error]
         if bad:  # the readable images' answers still come back
-            body["error"] = f"{len(bad)} of {len(predictions)} image(s) could not be read: " + "; ".join(bad)
+            body["error"] = f"{len(bad)} of {plural(len(predictions), 'image')} could not be read: " + "; ".join(bad)
             return JSONResponse(body, 422)
         return JSONResponse(body)
 

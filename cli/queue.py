@@ -106,7 +106,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         if not pending:
             break
         if deadline and time.monotonic() > deadline:
-            print(f"timed out waiting for run(s) {', '.join(map(str, pending))}", file=sys.stderr)
+            print(f"timed out waiting for {'run' if len(pending) == 1 else 'runs'} {', '.join(map(str, pending))}", file=sys.stderr)
             return 3
         time.sleep(0.5)
     runs = [queries.get_run(run_id) for run_id in args.runs]

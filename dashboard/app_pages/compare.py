@@ -16,6 +16,7 @@ from core.jobs import diff as diff_job
 from core.jobs.kinds import DIFF
 from core.records import queries
 from core.status import QUEUED, SUCCEEDED
+from core.text import plural
 from dashboard import charts, fmt, jobs, live, loading, nav
 
 DIFF_SHOWN = 24  # thumbnails a group shows (`imori diff --json` lists them all)
@@ -215,7 +216,7 @@ if done is not None and done.status == SUCCEEDED and done.result and done.params
                           "split at least this uneven if both runs were equally good.")
         verdict = ("more than chance (p < 0.05)" if result.p_value < 0.05 else "could be chance (p ≥ 0.05)")
         st.caption(f"B fixed {len(result.fixed)} and broke {len(result.broken)}: {verdict}."
-                   + (f" {len(result.only_a)} image(s) only in A's split, {len(result.only_b)} only in B's."
+                   + (f" {plural(len(result.only_a), 'image')} only in A's split, {len(result.only_b)} only in B's."
                       if result.only_a or result.only_b else ""))
     with beside:
         if result.settings:

@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.records import queries, store
 from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.text import plural
 from dashboard import fmt, live, nav
 from worker import client
 
@@ -150,7 +151,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
         with fmt.user_errors("Not cancelled: "):
             for run_id in active:
                 client.cancel(run_id)
-            st.session_state.runs_message = f"Cancelled {len(active)} run(s): " + ", ".join(f"#{i}" for i in active)
+            st.session_state.runs_message = f"Cancelled {plural(len(active), 'run')}: " + ", ".join(f"#{i}" for i in active)
             done_with_selection()
     with bar.popover(f"Tag {n}", icon=":material/sell:"):
         st.text_input("Tags (commas between several)", key="runs_bulk_tags", placeholder="baseline, paper")
@@ -160,7 +161,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
             if column.button(verb, key=key, disabled=not given, width="stretch"):
                 with fmt.user_errors("Not tagged: "):
                     store.tag_runs(selected, **({"add": given} if verb == "Add" else {"remove": given}))
-                    st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {n} run(s): "
+                    st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {plural(n, 'run')}: "
                                                      + ", ".join(store.clean_tags(given)))
                     done_with_selection()
     deletable = [i for i in selected if by_id[i].status != RUNNING]
@@ -170,9 +171,9 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
     if st.session_state.get("runs_confirm_bulk") and set(st.session_state.runs_confirm_bulk) <= set(deletable):
         doomed = st.session_state.runs_confirm_bulk
         confirm_delete(doomed, "runs_confirm_bulk", "runs_bulk_delete",
-                       f"Delete {len(doomed)} run(s) ({', '.join(f'#{i}' for i in doomed)}), their metrics and "
-                       "checkpoints? This cannot be undone.", f"Yes, delete {len(doomed)} run(s)", "Keep them",
-                       f"Deleted {len(doomed)} run(s) with their checkpoints.")
+                       f"Delete {plural(len(doomed), 'run')} ({', '.join(f'#{i}' for i in doomed)}), their metrics and "
+                       "checkpoints? This cannot be undone.", f"Yes, delete {plural(len(doomed), 'run')}", "Keep them",
+                       f"Deleted {plural(len(doomed), 'run')} with their checkpoints.")
 
 
 def confirm_delete(run_ids: list[int], state: str, key: str, question: str, yes_label: str, no_label: str,

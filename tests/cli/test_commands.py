@@ -476,7 +476,7 @@ def test_predict_a_folder_into_a_csv(trained, tmp_path, capsys):
     assert [r["file"] for r in rows] == [str(folder / "a.png"), str(folder / "sub" / "b.png")]
     assert all(r["class"] in [str(i) for i in range(10)] and r["error"] == "" for r in rows)
     assert abs(sum(float(rows[0][str(i)]) for i in range(10)) - 1) < 1e-4
-    assert "a.png" in stdout and "wrote 2 row(s)" in err
+    assert "a.png" in stdout and "wrote 2 rows" in err
     code, _, err = run(capsys, "predict", str(tmp_path / "answers.csv").replace("answers.csv", "nowhere"),
                        "--checkpoint", str(ckpt))
     assert code != 0 and "Traceback" not in err

@@ -91,7 +91,7 @@ def test_a_text_file_gets_a_4xx_with_the_reason_and_the_server_keeps_serving(end
                                   ("file", (png.name, png.read_bytes(), "image/png"))])
     assert answer.status_code == 422
     body = answer.json()
-    assert body["error"].startswith("1 of 2 image(s) could not be read: notes.txt: not an image")
+    assert body["error"].startswith("1 of 2 images could not be read: notes.txt: not an image")
     assert body["predictions"][0]["error"] and body["predictions"][1]["label"] in body["checkpoint"]["classes"]
     assert requests.get(f"{endpoint}/health", timeout=5).json()["status"] == "ok"
     nothing = requests.post(f"{endpoint}/predict", headers=auth(), data={"image": "x"}, timeout=5)

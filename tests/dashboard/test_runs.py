@@ -184,7 +184,7 @@ def test_several_runs_are_tagged_and_deleted_at_once(broker):
     at.button(key="runs_bulk_tag_add").click().run()
     ok(at)
     assert [queries.get_run(i).tags for i in (a, b, running, keep)] == [("baseline", "paper")] * 3 + [()]
-    assert any("Tagged 3 run(s): baseline, paper" in t for t in texts(at.success))
+    assert any("Tagged 3 runs: baseline, paper" in t for t in texts(at.success))
     assert not any(t.endswith(" selected**") for t in texts(at.markdown))  # done: the ticks are cleared
     at = select_rows(at, [a, b, running])
     assert at.button(key="runs_bulk_delete").label == "Delete 2"  # a running run is left alone
