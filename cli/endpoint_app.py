@@ -139,7 +139,8 @@ def openapi_schema(facts: dict[str, Any], max_bytes: int, secured: bool) -> dict
             "answer": {"type": ["string", "null"], "description": "the label, or 'not sure' below min_confidence"},
             "label": {"type": ["string", "null"], "description": "by the operating point when there is one, else "
                                                                  "the likeliest class"},
-            "sure": {"type": "boolean"},
+            "sure": {"type": ["boolean", "null"], "description": "whether the label reaches min_confidence; "
+                                                               "null for an image that could not be read"},
             "top": {"type": "array", "items": {"type": "object", "properties": {
                 "class": {"type": "string"}, "probability": {"type": "number"}}}},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"},
