@@ -539,3 +539,24 @@ def test_submit_names_the_flags_in_a_settings_error_as_train_does(capsys):
         assert code == 2 and "--max-minutes" in err and "max_minutes" not in err and "Traceback" not in err, err
     code, out, err = run(capsys, "train", "--model", "mnist_cnn", "--max-minutes", "0")
     assert code == 2 and "--max-minutes" in err and "max_minutes" not in err, err
+
+
+def test_show_log_prints_every_line_of_a_runs_log_in_order(capsys):
+    """`imori show RUN --log`: the run page's Log tab on the command line, every line
+    (no 1000-line page), oldest first, with its attempt; --json gives one object a line."""
+    from core.records import store
+
+    run_id = store.create_run({"model": "lenet5", "dataset": "digits"}, name="logged")
+    code, out, err = run(capsys, "show", str(run_id), "--log")
+    assert code == 0 and out == "" and "logged nothing yet" in err
+    for i in range(1200):
+        store.add_log(run_id, f"line {i}")
+    code, out, err = run(capsys, "show", str(run_id), "--log")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 1200 and "Traceback" not in err
+    assert lines[0].endswith("[attempt 0] line 0") and lines[-1].endswith("[attempt 0] line 1199")
+    code, out, err = run(capsys, "show", str(run_id), "--log", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["message"] for r in rows[:2]] == ["line 0", "line 1"] and rows[0]["attempt"] == 0
+    code, out, err = run(capsys, "show", "999999", "--log")
+    assert code == 2 and "999999" in err and "Traceback" not in err
