@@ -173,7 +173,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {loss}, last accuracy {_pct(run.last_accuracy)}")
     print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
     if queries.not_learning(run):
-        print(f"  warning: {queries.NOT_LEARNING} (the loss has not fallen since the first epoch)")
+        advice = queries.not_learning_advice(queries.trained_settings(run.config, run.search))
+        print(f"  warning: {advice} (the loss has not fallen since the first epoch)")
     if run.tags:
         print(f"  tags: {', '.join(run.tags)}")
     if run.note:

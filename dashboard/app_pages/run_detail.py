@@ -211,7 +211,8 @@ def charts_view() -> None:
         keep_pace(now.run)  # drawing is slow on this machine: its charts redrawn less often
     current, series, evals = now.run, now.series, now.evals
     if now.not_learning:
-        st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")
+        st.warning(queries.not_learning_advice(queries.trained_settings(run.config, run.search)),
+                   icon=":material/trending_flat:")
     total = current.total_steps
     redraws = ""
     if current.status in live.ACTIVE:
