@@ -170,7 +170,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"run {run.id}: {run.name}  [{run.status}]")
     print(f"  model {run.model} on {run.dataset}, device {run.device or '-'}, worker {run.worker or '-'}, attempt {run.attempt}")
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4f}"
-    print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {loss}, last accuracy {_pct(run.last_accuracy)}")
+    probe = queries.probe_winner(run)
+    if probe is not None:  # not "step 0/? (epoch 0)": it was fitted on features
+        print(f"  the search's winner, {probe}, was fitted on features: no training steps")
+    else:
+        print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {loss}, "
+              f"last accuracy {_pct(run.last_accuracy)}")
     print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
     if queries.not_learning(run):
         advice = queries.not_learning_advice(queries.trained_settings(run.config, run.search))

@@ -34,7 +34,7 @@ from core.recorder import StageProgress
 from core.records.errors import RunNotFound
 from core.records.values import Record, engine_or_default as _engine, plain
 from core.records.schema import ROLLUP_WIDTHS, SqlCheckpoint, SqlEvalMetric, SqlIterationMetric, SqlRun, SqlRunLog, SqlRunTag
-from core.status import RUNNING
+from core.status import FINISHED, RUNNING
 
 DEFAULT_MAX_POINTS = 2000
 READ_FACTOR = 16  # read at most this many rows per point before merging
@@ -674,6 +674,23 @@ def metrics_csv(run_id: int, out: TextIO | None = None, *, kind: str = "steps", 
         for chunk in result.partitions():
             writer.writerows(chunk)  # None is written as an empty field
     return None if out is not None else target.getvalue()
+
+
+# -- a run won by a linear probe ---------------------------------------------------------------
+
+# How core.auto names a linear probe's candidate ("linear probe: efficientnet_lite0").
+PROBE_PREFIX = "linear probe"
+
+
+def probe_winner(run: Any) -> str | None:
+    """For a finished automatic run whose winner is a linear probe (fitted on a backbone's
+    features: no training steps, no epochs), that winner's name; else None. Its "step 0,
+    epoch 0" would say it did nothing: the run page and ``imori show`` say this instead."""
+    search = getattr(run, "search", None) or {}
+    winner = search.get("winner") or ""
+    if run.status in FINISHED and not run.step and winner.startswith(PROBE_PREFIX):
+        return winner
+    return None
 
 
 # -- not learning: the loss has not fallen after the first epoch ----------------------------

@@ -172,8 +172,15 @@ def progress_view() -> None:
     search = search_now(current)
     done, eta, progress_text = progress_now(current, search)
     cols = st.columns(5)
-    cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
-    cols[1].metric("Epoch", current.epoch)
+    probe = queries.probe_winner(current)
+    if probe is not None:  # fitted on features: "Step 0 / Epoch 0" would say it did nothing
+        backbone = probe.partition(":")[2].strip()
+        cols[0].metric("Winner", "Linear probe", help=f"The search's winner: {probe}.")
+        cols[1].metric("Training steps", "None", help=f"A linear probe is fitted on {backbone or 'the backbone'}'s "
+                       "features: no training steps, no epochs.")
+    else:
+        cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
+        cols[1].metric("Epoch", current.epoch)
     cols[2].metric("Best val accuracy", fmt.pct(current.best_val_accuracy))
     cols[3].metric("Test accuracy", fmt.pct(current.test_accuracy))
     if current.status == RUNNING:

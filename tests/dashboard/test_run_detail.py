@@ -435,3 +435,24 @@ def test_a_watched_run_stays_live_at_a_pace_that_fits_it(home):
     assert live.chart_every(2.0, 0.1, 3600.0) == live.CHART_EVERY
     assert live.chart_every(2.0, 1.0, 3600.0) == 1.0 / live.CHART_SHARE
 
+
+
+def test_an_automatic_run_won_by_a_linear_probe_says_so_not_step_0(home, capsys):
+    """The trial's probe-only run read "Step 0 / Epoch 0": a probe is fitted on features, with
+    no training steps; the page and `imori show` name the winner instead."""
+    from cli.main import main
+
+    probe = auto_run(auto_search(winner="linear probe: efficientnet_lite0"))
+    at = app(DETAIL, run=probe)
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Winner"] == "Linear probe" and metrics["Training steps"] == "None", metrics
+    assert "Step" not in metrics and "Epoch" not in metrics
+    capsys.readouterr()
+    assert main(["show", str(probe)]) == 0
+    out = capsys.readouterr().out
+    assert "linear probe: efficientnet_lite0, was fitted on features: no training steps" in out and "step 0/" not in out
+    # A fine-tune that won keeps its steps and epochs.
+    at = app(DETAIL, run=auto_run(auto_search()))
+    ok(at)
+    assert {"Step", "Epoch"} <= {m.label for m in at.metric}
