@@ -132,6 +132,5 @@ def cmd_workers(args: argparse.Namespace) -> int:
     if not workers:
         print("no live workers (start one with `imori worker`, or everything with `imori up`)")
     for w in workers:
-        doing = f"training run {w.run_id}" if w.run_id else f"doing job {w.job_id}" if w.job_id else "idle"
-        print(f"{w.name:<32} {w.device:<5} {w.device_name:<28} queues {','.join(w.queues):<8} {doing}")
+        print(f"{w.name:<32} {w.device:<5} {w.device_name:<28} {w.lanes:<17} {w.doing}")
     return 0
