@@ -84,6 +84,11 @@ def report_view(report) -> None:
 #: laptop's screen); a finding of several images (a pair of copies) takes a row, its
 #: images MAX_SHOWN abreast.
 PER_PAGE, PER_ROW, MAX_SHOWN = 12, 3, 4
+# The list of datasets: each column's width in pixels (together under the wide layout's
+# width beside the sidebar on a 1280-pixel screen) and a row tall enough for "about" to wrap
+# over four lines (Streamlit wraps a cell's text in rows taller than 4rem).
+LIST_WIDTHS = {"name": 150, "kind": 70, "classes": 70, "train": 70, "test": 60, "available": 110, "about": 420}
+LIST_ROW_HEIGHT = 90
 RELABEL, KEEP = "relabel", "keep"
 
 
@@ -426,14 +431,20 @@ st.dataframe(
                 "test": d.counts.get("test"),
                 "available": "yes" if d.present else "not downloaded",
                 "about": d.description,
-                "where": d.location,
             }
             for d in infos
         ]
     ),
     hide_index=True,
-    column_config={"about": st.column_config.TextColumn(width="large"),
-                   **{column: fmt.count_column() for column in ("classes", "train", "test")}},
+    # Every column sized and "about" wrapped over four lines (a row taller than 4rem wraps),
+    # so the table fits beside the sidebar and no text is cut; where each one lives is said
+    # in full under Preview.
+    row_height=LIST_ROW_HEIGHT,
+    column_config={"name": st.column_config.TextColumn(width=LIST_WIDTHS["name"], pinned=True),
+                   "kind": st.column_config.TextColumn(width=LIST_WIDTHS["kind"]),
+                   "available": st.column_config.TextColumn(width=LIST_WIDTHS["available"]),
+                   "about": st.column_config.TextColumn(width=LIST_WIDTHS["about"]),
+                   **{column: fmt.count_column(width=LIST_WIDTHS[column]) for column in ("classes", "train", "test")}},
 )
 
 # -- preview ----------------------------------------------------------------------------------
@@ -459,7 +470,8 @@ info = by_name[ref]
 used = queries.count_runs(queries.RunFilter(dataset=ref))
 family = dataset_versions(ref) if info.kind not in ("builtin", "torchvision") else []
 st.caption((f"{plural(used, 'run')} trained on it" if used else "No run trained on it yet")
-           + (f" · versions: {', '.join(family)}" if len(family) > 1 else ""))
+           + (f" · versions: {', '.join(family)}" if len(family) > 1 else "")
+           + ("" if info.location in ("", "built-in") else f" · where: {fmt.file_name(info.location, 200)}"))
 if not info.present:
     st.info(f"{ref} is not under the data root yet: tick “Download it if missing” in New run, "
             "or put it under IMORI_HOME/torchvision.", icon=":material/info:")

@@ -39,27 +39,45 @@ def table(runs, notes) -> pd.DataFrame:
                 "status": r.status,
                 "progress": r.progress or 0.0,
                 "step": f"{r.step:,} / {r.total_steps:,}" if r.total_steps else f"{r.step:,}",
-                "ETA": fmt.duration(r.eta_seconds) if r.status == RUNNING else "",
                 # Text, so a run with no figure yet shows a dash (the list sorts by them on the server).
                 "best val acc": fmt.pct(r.best_val_accuracy),
                 "test acc": fmt.pct(r.test_accuracy),
                 "tags": ", ".join(r.tags),
-                "device": r.device or "",
-                "duration": fmt.duration(fmt.elapsed(r)) if r.started_at else "",
+                "time": time_text(r),
                 "note": note,
             }
         )
-    return pd.DataFrame(rows, columns=["run", "name", "status", "progress", "step", "ETA", "best val acc", "test acc",
-                                       "tags", "device", "duration", "note"])
+    return pd.DataFrame(rows, columns=list(WIDTHS))
 
+
+def time_text(r) -> str:
+    """One column of time: what is left while a run runs, what it took once it ran."""
+    if r.status == RUNNING:
+        return f"{fmt.duration(r.eta_seconds)} left" if r.eta_seconds is not None else ""
+    return fmt.duration(fmt.elapsed(r)) if r.started_at else ""
+
+
+# Every column's width in pixels: together they fit the wide layout beside the sidebar on a
+# 1280-pixel screen, so no column is cut off at the right (the trial lost all past
+# "duration"); run and name stay pinned when a narrower window scrolls. The device is on
+# the run's page.
+WIDTHS = {"run": 50, "name": 170, "status": 85, "progress": 75, "step": 95, "best val acc": 85, "test acc": 75,
+          "time": 105, "tags": 80, "note": 150}
+FITS_IN = 980  # 1280 less the sidebar and the page's margins
 
 COLUMNS = {
-    "run": st.column_config.NumberColumn("run", format="%d", width="small"),
-    "name": st.column_config.TextColumn("name", width="medium"),
-    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent", width="small"),
-    "best val acc": st.column_config.TextColumn("best val acc", width="small"),
-    "test acc": st.column_config.TextColumn("test acc", width="small"),
-    "note": st.column_config.TextColumn("queue / note", width="medium"),
+    "run": st.column_config.NumberColumn("run", format="%d", width=WIDTHS["run"], pinned=True),
+    "name": st.column_config.TextColumn("name", width=WIDTHS["name"], pinned=True),
+    "status": st.column_config.TextColumn("status", width=WIDTHS["status"]),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
+                                                width=WIDTHS["progress"]),
+    "step": st.column_config.TextColumn("step", width=WIDTHS["step"]),
+    "best val acc": st.column_config.TextColumn("best val acc", width=WIDTHS["best val acc"]),
+    "test acc": st.column_config.TextColumn("test acc", width=WIDTHS["test acc"]),
+    "time": st.column_config.TextColumn("time", width=WIDTHS["time"],
+                                        help="Running: the time left; finished: how long it ran"),
+    "tags": st.column_config.TextColumn("tags", width=WIDTHS["tags"]),
+    "note": st.column_config.TextColumn("queue / note", width=WIDTHS["note"]),
 }
 
 
