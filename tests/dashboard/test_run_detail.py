@@ -156,11 +156,15 @@ def test_stalled_compares_medians(early, latest, expected):
     assert queries.stalled(early, latest) is expected
 
 
-def test_stall_windows_wait_for_a_full_epoch():
-    assert queries.stall_windows(19, 20) is None
-    assert queries.stall_windows(20, 20) == ((1, 2), (1, 20))  # epoch 1 against its own start
+def test_stall_windows_wait_for_two_full_epochs_or_more():
+    assert queries.stall_windows(20, 20) is None  # never epoch 1 against its own start
+    assert queries.stall_windows(39, 20) is None
+    assert queries.stall_windows(40, 20) == ((1, 2), (21, 40))
     assert queries.stall_windows(41, 20) == ((1, 2), (21, 40))  # epoch 3 barely begun: judge epoch 2
     assert queries.stall_windows(55, 20) == ((1, 2), (41, 55))
+    # Adam/AdamW or a fine-tune: three epochs (queries.stall_epochs).
+    assert queries.stall_windows(55, 20, 3) is None
+    assert queries.stall_windows(60, 20, 3) == ((1, 2), (41, 60))
 
 
 def test_smoothing_is_a_debiased_moving_average():
