@@ -163,7 +163,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         where = d.get("location") or ""
         if not d.get("present", True):
             where = f"not downloaded (train with --download, or put it under {where})" if where else "not downloaded"
-        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {used:>4} runs  {where}")
+        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {used:>4} {'run ' if used == 1 else 'runs'}  {where}")
     return 0
 
 

@@ -629,7 +629,7 @@ class Search:
         self.reason = f"fine-tuned {why}"
         self.report()
         self.log(f"fine-tuning {probe.config.model} at {size} px: about {epoch_s:.0f} s an epoch by the probe's pass, "
-                 f"so {epochs} epochs planned (fitted to the time left once the first is measured), "
+                 f"so {plural(epochs, 'epoch')} planned (fitted to the time left once the first is measured), "
                  f"augmentation {', '.join(augment) or 'none'}")
         trainer = self.trainer_for(probe, config, reserve)
         frozen = freeze_early_layers(trainer.model, FROZEN_BLOCKS)

@@ -486,7 +486,7 @@ else:
         counts = info.report.class_totals() if info.report else {}
         for class_name, images in list(grid.items())[:50]:
             label, row = st.columns([1, 6], vertical_alignment="center")
-            label.markdown(f"**{class_name}**" + (f"  \n{fmt.count(counts[class_name])} images" if class_name in counts else ""))
+            label.markdown(f"**{class_name}**" + (f"  \n{plural(counts[class_name], 'image')}" if class_name in counts else ""))
             if images:
                 row.image(images, width=72)
         if len(grid) > 50:

@@ -529,7 +529,7 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
             st.session_state[key] = wanted  # a click on the matrix opens that cell
             st.session_state[f"{key}_clicked"] = wanted
     chosen = st.selectbox("Open a cell of the matrix", [None, *options], key=key,
-                          format_func=lambda o: "—" if o is None else f"{o} ({counts[tuple(o.split(' → '))]:,} images)")
+                          format_func=lambda o: "—" if o is None else f"{o} ({plural(counts[tuple(o.split(' → '))], 'image')})")
     if chosen is None:
         return
     if not result.get("truth"):

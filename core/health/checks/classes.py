@@ -31,7 +31,7 @@ def class_checks(counts: dict[str, dict[str, int]], classes: list[str]) -> list[
         ratio = present[big] / present[small]
         if ratio >= 5:
             out.append(Finding("class_imbalance", [], [], [big, small],
-                               f"{big!r} has {present[big]} images, {small!r} {present[small]}: {ratio:.0f} to 1 "
+                               f"{big!r} has {plural(present[big], 'image')}, {small!r} {present[small]}: {ratio:.0f} to 1 "
                                "(consider class weights, or more images of the small classes)",
                                round(1.0 - 1.0 / ratio, 4)))
     return out
