@@ -6,6 +6,7 @@ import argparse
 import json
 
 from core import paths
+from core.text import plural
 
 # core.data.cache.KINDS, written out so that `imori --help` imports no torch (the cache
 # module holds tensors); tests/cli/test_cache.py keeps the two in step.
@@ -38,7 +39,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "clear":
         before = sum(e.bytes for e in cache.entries(args.kind))
         removed = cache.clear(args.kind)
-        print(f"removed {removed} cached file(s), {_size(before)} (rebuilt when a run needs them)")
+        print(f"removed {plural(removed, 'cached file')}, {_size(before)} (rebuilt when a run needs them)")
         return 0
     found = cache.entries(args.kind)
     if args.json:
@@ -50,7 +51,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     for kind in cache.KINDS:
         mine = [e for e in found if e.kind == kind]
         if mine:
-            print(f"{kind}: {len(mine)} file(s), {_size(sum(e.bytes for e in mine))}")
+            print(f"{kind}: {plural(len(mine), 'file')}, {_size(sum(e.bytes for e in mine))}")
             for e in mine[:20]:
                 print(f"  {_size(e.bytes):>9}  {e.name}")
             if len(mine) > 20:

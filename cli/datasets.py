@@ -17,6 +17,7 @@ from typing import Any
 from core.errors import ImoriError
 from core.models.specs import get_spec, list_models, pretrained_available
 from core.recipes import RECIPES, recipe_results
+from core.text import plural
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         where = d.get("location") or ""
         if not d.get("present", True):
             where = f"not downloaded (train with --download, or put it under {where})" if where else "not downloaded"
-        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {used:>4} runs  {where}")
+        print(f"{d['name']:<16} {d['kind']:<12} {len(classes):>3} classes  {used:>4} {'run ' if used == 1 else 'runs'}  {where}")
     return 0
 
 
@@ -230,7 +231,7 @@ def cmd_check(args: argparse.Namespace) -> int:
           + (f", largest to smallest class {ratio:.1f} to 1" if ratio else "")
           + f"; checks: {', '.join(report.checks)} ({', '.join(f'{k} {v:.1f} s' for k, v in report.seconds.items())})")
     if report.inflated_test_images:
-        print(f"warning: test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate "
+        print(f"warning: test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} duplicate "
               "training images")
     if not report.findings:
         print("no problems found")
@@ -242,7 +243,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if count > 10:
             print(f"  ... and {count - 10} more (--json lists them all)")
     if report.reviewed:
-        print(f"\n{len(report.reviewed)} finding(s) marked as reviewed in this version are not listed")
+        print(f"\n{plural(len(report.reviewed), 'finding')} marked as reviewed in this version are not listed")
     for note in report.notes:
         print(f"note: {note}")
     if "features" not in report.checks and args.features is False:
@@ -407,7 +408,7 @@ def warn_about_health(dataset: str) -> None:
               f"are not repeated: `imori datasets check {dataset}` checks it as it is now", file=sys.stderr)
         return
     if report.inflated_test_images:
-        print(f"warning: {dataset}: test accuracy may be inflated: {report.inflated_test_images} test image(s) "
+        print(f"warning: {dataset}: test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} "
               f"duplicate training images (imori datasets check {dataset}; imori datasets fix {dataset} "
               "--drop-test-copies)", file=sys.stderr)
     small = [f.labels[0] for f in report.of_kind("small_class") if f.labels]

@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from core.predict import Predictor
+from core.text import plural
 
 MB = 1024 * 1024
 MAX_REQUEST_BYTES = 20 * MB  # the dashboard's limit for one uploaded image
@@ -79,7 +80,7 @@ def build_app(predictor: Predictor, facts: dict[str, Any], *, token: str | None 
         body = {"checkpoint": facts, "predictions": [p.to_dict() for p in predictions]}
         bad = [f"{p.source}: {p.error.removeprefix('uploaded image: ')}" for p in predictions if p.error]
         if bad:  # the readable images' answers still come back
-            body["error"] = f"{len(bad)} of {len(predictions)} image(s) could not be read: " + "; ".join(bad)
+            body["error"] = f"{len(bad)} of {plural(len(predictions), 'image')} could not be read: " + "; ".join(bad)
             return JSONResponse(body, 422)
         return JSONResponse(body)
 
@@ -138,7 +139,8 @@ def openapi_schema(facts: dict[str, Any], max_bytes: int, secured: bool) -> dict
             "answer": {"type": ["string", "null"], "description": "the label, or 'not sure' below min_confidence"},
             "label": {"type": ["string", "null"], "description": "by the operating point when there is one, else "
                                                                  "the likeliest class"},
-            "sure": {"type": "boolean"},
+            "sure": {"type": ["boolean", "null"], "description": "whether the label reaches min_confidence; "
+                                                               "null for an image that could not be read"},
             "top": {"type": "array", "items": {"type": "object", "properties": {
                 "class": {"type": "string"}, "probability": {"type": "number"}}}},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from core.jobs.kinds import KINDS
@@ -139,8 +140,12 @@ def _status(job: Any) -> str:
 
 
 def _shorten(text: str, width: int) -> str:
-    """A subject's end (a path's file name and folders) within ``width`` characters."""
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    """A subject within ``width`` characters, read from its start: the home folder as ``~``,
+    then cut at the right with an ellipsis (``imori jobs show ID`` gives it whole)."""
+    home = str(Path.home())
+    if home not in ("", "/") and (text == home or text.startswith(home + "/")):
+        text = "~" + text[len(home):]
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _duration(delta: Any) -> str:

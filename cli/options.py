@@ -10,7 +10,9 @@ supplies what the user did not say.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from core import config as run_config
@@ -84,13 +86,22 @@ def in_flags(text: str, config_cls: type | None = None) -> str:
     return text
 
 
+@contextlib.contextmanager
+def flags_in_errors() -> Iterator[None]:
+    """A ``ConfigError`` raised inside names the flags (``--max-minutes``), not the fields:
+    for every command that checks settings, wherever the check runs (``build_config``, or
+    ``worker.client.submit`` for ``imori submit``)."""
+    try:
+        yield
+    except ConfigError as err:
+        raise ConfigError(in_flags(str(err))) from None
+
+
 def build_config(args: argparse.Namespace, *, base: dict[str, Any] | None = None, validate: bool = True):
     """RunConfig from (``base`` | a recipe | defaults), then ``--config FILE``, then the flags.
     ``ConfigError`` names the flags (``--max-minutes``), not the fields."""
-    try:
+    with flags_in_errors():
         return _build_config(args, base=base, validate=validate)
-    except ConfigError as err:
-        raise ConfigError(in_flags(str(err))) from None
 
 
 def _build_config(args: argparse.Namespace, *, base: dict[str, Any] | None, validate: bool):

@@ -8,7 +8,7 @@ import sys
 import time
 
 from cli.datasets import warn_about_health
-from cli.options import add_run_options, build_config
+from cli.options import add_run_options, build_config, flags_in_errors
 from core.errors import ImoriError
 from core.status import FINISHED, RUNNING, SUCCEEDED
 
@@ -58,7 +58,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 sweep[key] = [kind(v) for v in getattr(args, flag).split(",") if v.strip()]
             except ValueError:
                 raise ImoriError(f"--{flag.replace('_', '-')} takes values separated by commas") from None
-    run_ids = submit_sweep(config, sweep) if sweep else [submit(config)]
+    with flags_in_errors():  # the client's check names fields; a CLI user typed flags
+        run_ids = submit_sweep(config, sweep) if sweep else [submit(config)]
     warn_about_health(config.dataset)
     if args.json:
         print(json.dumps({"run_ids": run_ids, "run_id": run_ids[0]}))
@@ -88,7 +89,8 @@ def cmd_clone(args: argparse.Namespace) -> int:
 def cmd_continue(args: argparse.Namespace) -> int:
     from worker.client import continue_run
 
-    continue_run(args.run, epochs=args.epochs, iterations=args.iterations)
+    with flags_in_errors():
+        continue_run(args.run, epochs=args.epochs, iterations=args.iterations)
     print(f"run {args.run} queued again")
     return 0
 
@@ -106,7 +108,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         if not pending:
             break
         if deadline and time.monotonic() > deadline:
-            print(f"timed out waiting for run(s) {', '.join(map(str, pending))}", file=sys.stderr)
+            print(f"timed out waiting for {'run' if len(pending) == 1 else 'runs'} {', '.join(map(str, pending))}", file=sys.stderr)
             return 3
         time.sleep(0.5)
     runs = [queries.get_run(run_id) for run_id in args.runs]
@@ -130,6 +132,5 @@ def cmd_workers(args: argparse.Namespace) -> int:
     if not workers:
         print("no live workers (start one with `imori worker`, or everything with `imori up`)")
     for w in workers:
-        doing = f"training run {w.run_id}" if w.run_id else f"doing job {w.job_id}" if w.job_id else "idle"
-        print(f"{w.name:<32} {w.device:<5} {w.device_name:<28} queues {','.join(w.queues):<8} {doing}")
+        print(f"{w.name:<32} {w.device:<5} {w.device_name:<28} {w.lanes:<17} {w.doing}")
     return 0

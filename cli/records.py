@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 
 from cli.progress import search_text
 from core.config import RunConfig, dump_config
 from core.errors import ConfigError
-from core.status import STATUSES
+from core.status import FINISHED, STATUSES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=int)
     p.add_argument("--json", action="store_true")
     p.add_argument("--csv", nargs="?", const="steps", choices=("steps", "eval"), help="print its metrics as CSV")
+    p.add_argument("--log", action="store_true",
+                   help="print its log, as the run page's Log tab shows it (with --json: one object a line)")
     p.add_argument("--config", action="store_true",
                    help="print its settings as YAML (`imori train --config FILE` reads them back)")
     p.set_defaults(func=cmd_show)
@@ -143,6 +146,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from core.records import checkpoints as checkpoint_records, queries
 
     run = queries.get_run(args.run)
+    if args.log:
+        return print_log(run, args.json)
     if args.config:
         print(dump_config(RunConfig.from_dict(run.config)), end="")
         trained_with = (run.search or {}).get("trained_with")
@@ -165,10 +170,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"run {run.id}: {run.name}  [{run.status}]")
     print(f"  model {run.model} on {run.dataset}, device {run.device or '-'}, worker {run.worker or '-'}, attempt {run.attempt}")
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4f}"
-    print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {loss}, last accuracy {_pct(run.last_accuracy)}")
+    probe = queries.probe_winner(run)
+    if probe is not None:  # not "step 0/? (epoch 0)": it was fitted on features
+        print(f"  the search's winner, {probe}, was fitted on features: no training steps")
+    else:
+        print(f"  step {run.step}/{run.total_steps or '?'} (epoch {run.epoch}), last loss {loss}, "
+              f"last accuracy {_pct(run.last_accuracy)}")
     print(f"  best validation {_pct(run.best_val_accuracy)}, latest test {_pct(run.test_accuracy)}")
     if queries.not_learning(run):
-        print(f"  warning: {queries.NOT_LEARNING} (the loss has not fallen since the first epoch)")
+        advice = queries.not_learning_advice(queries.trained_settings(run.config, run.search))
+        print(f"  warning: {advice} (the loss has not fallen since the first epoch)")
     if run.tags:
         print(f"  tags: {', '.join(run.tags)}")
     if run.note:
@@ -191,6 +202,25 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("  " + search_text(run.search).replace("\n", "\n  "))
     if run.error:
         print(f"  error: {run.error}")
+    return 0
+
+
+def print_log(run, as_json: bool) -> int:
+    """``imori show RUN --log``: every line the run logged, oldest first, each with its UTC
+    time and attempt; a run that logged nothing says why on stderr."""
+    from core.records import queries
+
+    lines = queries.run_logs(run.id, limit=None)
+    for line in lines:
+        if as_json:
+            print(json.dumps(line.to_dict()))
+        else:
+            when = datetime.fromtimestamp(line.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{when}  [attempt {line.attempt}] {line.message}")
+    if not lines:
+        why = ("logged nothing yet: the log starts when a worker starts the run" if run.status not in FINISHED
+               else "logged nothing (it never started)")
+        print(f"run {run.id} {why}", file=sys.stderr)
     return 0
 
 

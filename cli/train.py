@@ -21,6 +21,7 @@ from core.files import atomic_write
 from core.processes import die_with_parent
 from core.saliency import DEFAULT_METHOD, METHODS
 from core.status import SUCCEEDED
+from core.text import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -151,7 +152,7 @@ def cpu_slot(config, *, no_wait: bool):
             busy = False  # no lock folder: nothing to say beside whom it trains
         if busy:
             print(f"imori: another training is using this machine's CPU cores: {cpu_lock.busy_message(cpu_lock.read_holder())}; "
-                  f"training beside it with {config.threads} thread(s)", file=sys.stderr, flush=True)
+                  f"training beside it with {plural(config.threads, 'thread')}", file=sys.stderr, flush=True)
         return contextlib.nullcontext()
 
     waited = []
@@ -243,7 +244,7 @@ def train_recorded(args: argparse.Namespace, config, resume: str | None, slot) -
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"run {run_id} {result.status}: {result.step} iterations, {result.epoch} epoch(s) in {result.seconds:.1f} s "
+        print(f"run {run_id} {result.status}: {result.step} iterations, {plural(result.epoch, 'epoch')} in {result.seconds:.1f} s "
               f"({result.images_per_second:.0f} images/s on {result.device})")
         if result.test:
             print(f"test accuracy {100 * result.test['accuracy']:.2f} %, balanced {100 * result.test['balanced_accuracy']:.2f} %"
@@ -373,7 +374,7 @@ def image_files(paths: list[str]) -> list[str]:
             out.append(given)
     if skipped:
         shown = ", ".join(Path(s).name for s in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        print(f"skipped {len(skipped)} file(s) in the folder(s) that are not images Pillow can read: {shown}",
+        print(f"skipped {plural(len(skipped), 'file')} in the folders given that are not images Pillow can read: {shown}",
               file=sys.stderr)
     return out
 
@@ -396,7 +397,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         with atomic_write(args.csv, "w", encoding="utf-8") as handle:
             handle.write(predictions_csv(predictions, predictor.classes))
-        print(f"wrote {len(predictions)} row(s) to {args.csv}", file=sys.stderr)
+        print(f"wrote {plural(len(predictions), 'row')} to {args.csv}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
     else:

@@ -54,6 +54,7 @@ from core.recorder import CheckpointInfo, Forwarder, Recorder, RunEnd, Stage, St
 from core.setup import RunParts, build_parts
 from core.status import CANCELLED, FAILED, SUCCEEDED
 from core.train import FitResult, Trainer, _Feed
+from core.text import plural
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 SEED_NETS = {  # the tutorials' own settings (seed 003, and seed 004 with the fix its card suggests)
@@ -326,7 +327,7 @@ class _SearchTrainer(Trainer):
             epochs = max(1, min(self.epochs, 1 + int(left // max(self.epoch_seconds, 1e-3))))
             if epochs < self.epochs:
                 self.total_steps = max(self.step, epochs * self.steps_per_epoch)
-                self.recorder.on_log(f"an epoch took {self.epoch_seconds:.0f} s: training {epochs} epoch(s) in all, "
+                self.recorder.on_log(f"an epoch took {self.epoch_seconds:.0f} s: training {plural(epochs, 'epoch')} in all, "
                                      "the schedule fitted to the time left")
                 self.epochs = epochs
 
@@ -431,7 +432,7 @@ class Search:
     def run(self) -> FitResult:
         try:
             small, side = self.small_grayscale()
-            self.log(f"searching for {self.budget / 60:g} minute(s) on {self.config.dataset}: "
+            self.log(f"searching for {plural(self.budget / 60, 'minute')} on {self.config.dataset}: "
                      + ("small grayscale images, so the seed nets from scratch" if small else
                         "photos, so the offline pretrained backbones"))
             self.report()
@@ -646,7 +647,7 @@ class Search:
         self.reason = f"fine-tuned {why}"
         self.report()
         self.log(f"fine-tuning {probe.config.model} at {size} px: about {epoch_s:.0f} s an epoch by the probe's pass, "
-                 f"so {epochs} epochs planned (fitted to the time left once the first is measured), "
+                 f"so {plural(epochs, 'epoch')} planned (fitted to the time left once the first is measured), "
                  f"augmentation {', '.join(augment) or 'none'}")
         trainer = self.trainer_for(probe, config, reserve)
         frozen = freeze_early_layers(trainer.model, FROZEN_BLOCKS)

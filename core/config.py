@@ -384,7 +384,7 @@ class RunConfig:
                 data = {**upgrade(data.pop(old)), **data}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown {'setting' if len(unknown) == 1 else 'settings'}: {', '.join(unknown)}")
         hints = _type_hints(cls)
         values = {name: _coerce(name, value, hints[name], known[name]) for name, value in data.items()}
         return cls(**values)

@@ -57,6 +57,7 @@ from core.recorder import CheckpointInfo, EvalMetrics, Forwarder, Recorder, RunE
 from core.status import FAILED
 from core.processes import die_with_parent
 from core.train import FitResult, fit
+from core.text import plural
 
 COLLECTIVE_TIMEOUT_S = 60.0  # a rank that stops answering ends the run within this
 CONNECT_TIMEOUT_S = 600.0  # rank 0 reaches the relay (imports, the rendezvous of every machine)
@@ -94,11 +95,11 @@ def shortfall(config: RunConfig) -> str | None:
     if device.type == "cuda":
         gpus = visible_gpus()
         if n > gpus:
-            return f"the run asks for {n} processes, one GPU each, and this machine has {gpus} GPU(s)"
+            return f"the run asks for {n} processes, one GPU each, and this machine has {plural(gpus, 'GPU')}"
         return None
     cores = devices.usable_cores()
     if n > cores:
-        return f"the run asks for {n} processes and this machine has {cores} CPU core(s) (one at least for each)"
+        return f"the run asks for {n} processes and this machine has {plural(cores, 'CPU core')} (one at least for each)"
     return None
 
 

@@ -124,7 +124,9 @@ class Prediction:
     error: str | None = None  # set (and the rest empty) when the image could not be read
     warnings: list[str] = field(default_factory=list)  # how it differs from the training images
     decision: str | None = None  # the answer by the checkpoint's operating point, when it has one
-    sure: bool = True  # False when the label's probability is below the predictor's min_confidence
+    # False when the label's probability is below the predictor's min_confidence; None for
+    # an image that could not be read (nothing was measured, so nothing to be sure of)
+    sure: bool | None = True
     seen: torch.Tensor | None = field(default=None, repr=False)  # uint8 C x H x W: the model's input, unnormalised
 
     @property
@@ -137,6 +139,10 @@ class Prediction:
         """What imori answers: the label, or ``NOT_SURE`` when its probability is below the
         predictor's ``min_confidence`` (the same rule in the dashboard, the CLI and exports)."""
         return self.label if self.sure or self.label is None else NOT_SURE
+
+    def __post_init__(self) -> None:
+        if self.error:  # an unreadable image has no answer of any kind
+            self.sure, self.decision = None, None
 
     def to_dict(self) -> dict[str, Any]:
         return {

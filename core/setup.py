@@ -32,6 +32,7 @@ from core.precision import resolve_precision
 from core.predict import image_facts
 from core.ranks import Ranks
 from core.recorder import Recorder, Stage
+from core.text import plural
 
 # Keep datasets below this many bytes on the GPU for the whole run (no host copies).
 GPU_RESIDENT_BYTES = 2 * 1024**3
@@ -167,7 +168,7 @@ def build_parts(config: RunConfig, recorder: Recorder | None = None, ranks: Rank
         )
     classes = list(data.classes)
     if data.report is not None and data.report.skipped:
-        recorder.on_log(f"skipped {len(data.report.skipped)} unreadable file(s) in {config.dataset}")
+        recorder.on_log(f"skipped {plural(len(data.report.skipped), 'unreadable file')} in {config.dataset}")
     if isinstance(data.train.images, DiskImages):
         recorder.on_log(
             f"{config.dataset}'s decoded images are over IMORI_MAX_DATASET_RAM ({format_bytes(max_dataset_ram())}): "

@@ -44,6 +44,7 @@ from core.recorder import (
 )
 from core.setup import RunParts, build_parts
 from core.status import CANCELLED, FAILED, SUCCEEDED
+from core.text import plural
 
 @dataclass
 class FitResult:
@@ -441,7 +442,7 @@ class Trainer:
             return None
         self.stalled_epochs += 1
         if self.stalled_epochs >= patience:
-            return (f"stopped early after epoch {epoch}: the validation loss has not improved for {patience} epoch(s) "
+            return (f"stopped early after epoch {epoch}: the validation loss has not improved for {plural(patience, 'epoch')} "
                     f"(best {self.best_val_loss:.4f})")
         return None
 
@@ -530,7 +531,7 @@ class Trainer:
                 # there too, and keep its position so that continuing it resumes exactly there.
                 if self.next_batch == 0 or self.step >= self.total_steps or timed_out:
                     self.evaluate_epoch(epoch)
-                why = (f"the time budget of {self.config.max_minutes:g} minute(s) is spent: stopped at step "
+                why = (f"the time budget of {plural(self.config.max_minutes, 'minute')} is spent: stopped at step "
                        f"{self.step} of {self.total_steps}" if timed_out else
                        self.stop_early(epoch) if self.next_batch == 0 and self.step < self.total_steps else None)
                 if why:

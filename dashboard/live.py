@@ -128,5 +128,4 @@ def sidebar_status() -> None:
         elif not live:
             st.caption("No worker is running: queued runs wait. Start one with `imori worker`.")
         for w in live:
-            doing = f"training run {w.run_id}" if w.run_id else "idle"
-            st.caption(f"`{w.device}` {w.device_name} — {doing}")
+            st.caption(f"`{w.device}` {w.device_name} · {w.lanes} — {w.doing}")

@@ -22,6 +22,7 @@ from core.errors import CheckpointError
 from core.health.cache import latest_report
 from core.paths import imori_home
 from core.predict import Predictor, recorded_calibration
+from core.text import plural
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
@@ -140,7 +141,7 @@ def health_warnings(report: Any) -> list[str]:
                 "`imori datasets check` checks it as it is now"]
     out = []
     if report.inflated_test_images:
-        out.append(f"test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate training images")
+        out.append(f"test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} duplicate training images")
     small = [f.labels[0] for f in report.of_kind("small_class") if f.labels]
     if small:
         out.append(f"too few images to learn or test in {', '.join(repr(c) for c in small)}")

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from worker.app import gpu_queue, namespace
+from worker.app import cpu_queue, gpu_jobs_queue, gpu_queue, jobs_queue, namespace
 from worker.broker import client
 
 BEAT_S = 3.0
@@ -40,8 +40,22 @@ class WorkerInfo:
     def idle(self) -> bool:
         return self.run_id is None and self.job_id is None
 
+    @property
+    def lanes(self) -> str:
+        """What it serves, in words: "training", "jobs" or "training and jobs" (``imori up``
+        starts one of each on a machine: without this they read the same)."""
+        served = [lane for lane, queues in (("training", (cpu_queue(), gpu_queue())),
+                                            ("jobs", (jobs_queue(), gpu_jobs_queue())))
+                  if any(q in queues for q in self.queues)]
+        return " and ".join(served) or ", ".join(self.queues) or "no queue"
+
+    @property
+    def doing(self) -> str:
+        """What it does now: "training run 7", "job 12" or "idle"."""
+        return f"training run {self.run_id}" if self.run_id else f"job {self.job_id}" if self.job_id else "idle"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "lanes": self.lanes}
 
 
 def key_prefix() -> str:

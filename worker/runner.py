@@ -291,7 +291,7 @@ def up_worker_commands(workers: int = 1, device: str = "auto") -> list[tuple[str
 
 def run_up(host: str = "127.0.0.1", port: int = 8501, workers: int = 1, device: str = "auto", open_for: float | None = None,
            beside: list[tuple[str, list[str]]] = ()) -> int:
-    """Start the embedded Redis (unless ``REDIS_URL``), ``workers`` training worker(s), one
+    """Start the embedded Redis (unless ``REDIS_URL``), ``workers`` training workers, one
     jobs worker and the dashboard; print the URL; stop everything on Ctrl-C or SIGTERM. Returns 0 after a
     requested stop, 1 when a component failed (its reason printed), or when another
     `imori up` serves this IMORI_HOME or the port is taken (nothing started).

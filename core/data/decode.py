@@ -38,6 +38,7 @@ from core.data.preprocess import Preprocessing
 from core.data.report import ImportReport, build_report
 from core.data.splits import DataSplits, TensorSet, stratified_split
 from core.errors import DatasetError
+from core.text import plural
 
 TRAIN, TEST, UNASSIGNED = 0, 1, -1
 _CHUNK = 128
@@ -289,7 +290,7 @@ def check_classes(decoded: Decoded, where: str) -> None:
         detail = ""
         if decoded.skipped:
             shown = "; ".join(f"{f}: {r}" for f, r in decoded.skipped[:3])
-            detail = f" ({len(decoded.skipped)} files skipped, e.g. {shown})"
+            detail = f" ({plural(len(decoded.skipped), 'file')} skipped, e.g. {shown})"
         raise DatasetError(f"no readable images in {where}{detail}")
     empty = [name for name, n in zip(classes, counts) if n == 0]
     if empty:

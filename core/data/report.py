@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from core.text import plural
+
 # How many distinct image sizes a report keeps (most common first).
 MAX_SIZES_LISTED = 20
 # A class with fewer images than this gets a warning.
@@ -83,7 +85,7 @@ class ImportReport:
         lines: list[str] = []
         classes = list(self.class_totals())
         splits = list(self.counts)
-        lines.append(f"{self.total:,} images in {len(classes)} classes")
+        lines.append(f"{plural(self.total, 'image')} in {plural(len(classes), 'class', 'classes')}")
         if classes:
             totals = self.class_totals()
             both = len(splits) > 1  # a total column only adds something to two splits
@@ -98,7 +100,7 @@ class ImportReport:
         if self.modes:
             lines.append("modes: " + ", ".join(f"{mode} ({n:,})" for mode, n in self.modes.items()))
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped):,} files:")
+            lines.append(f"skipped {plural(len(self.skipped), 'file')}:")
             for file, reason in self.skipped[:MAX_SKIPPED_SHOWN]:
                 lines.append(f"  {file}: {reason}")
             if len(self.skipped) > MAX_SKIPPED_SHOWN:

@@ -45,6 +45,8 @@ def check_dataset(ref: str, *, features: bool = True, progress: Progress | None 
             if not any(n.startswith("feature checks skipped") for n in notes):
                 report.checks.append("features")
             report.seconds["features"] = round(time.monotonic() - started, 2)
+            # "Checked at" is the latest check's time: the feature checks just ran.
+            report.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         report.source = current_source(ref)
         write_report(path, report)
     report.findings.sort(key=lambda f: (list(KINDS).index(f.kind), -f.score))

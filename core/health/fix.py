@@ -10,6 +10,7 @@ from core.errors import DatasetError
 from core.health.cache import latest_report
 from core.health.check import check_after_import
 from core.health.report import KINDS, finding_key
+from core.text import plural
 
 
 def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[str, ...] = (),
@@ -51,27 +52,27 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
     relabelled: dict[str, int] = {}
     changes: list[str] = []
 
-    def drop_these(names: set[str], why: str) -> None:
+    def drop_these(names: set[str], noun: str, why: str = "") -> None:
         new = (names & known) - dropped
         if new:
             dropped.update(new)
-            changes.append(f"dropped {len(new)} {why}")
+            changes.append(f"dropped {plural(len(new), noun)}{why}")
 
     if drop_test_copies or "cross_split_duplicates" in drop_kinds:
         drop_these({n for f in report.of_kind("cross_split_duplicates") for n, s in zip(f.images, f.splits) if s == "test"},
-                   "test image(s) that duplicated training images")
+                   "test image", " that duplicated training images")
     for name in drop_kinds:
         if name == "cross_split_duplicates":
             continue
         findings = report.of_kind(name)
         if name in ("exact_duplicates", "near_duplicates"):
-            drop_these({n for f in findings for n in f.images[1:]}, f"{name.replace('_', ' ')} (the first of each kept)")
+            drop_these({n for f in findings for n in f.images[1:]}, name.replace('_', ' ')[:-1], " (the first of each kept)")
         else:
-            drop_these({n for f in findings for n in f.images}, f"image(s) flagged {name.replace('_', ' ')}")
+            drop_these({n for f in findings for n in f.images}, "image", f" flagged {name.replace('_', ' ')}")
     missing = [n for n in drop if n not in known]
     if missing:
         raise DatasetError(f"not an image of {key}: {', '.join(missing[:3])}")
-    drop_these(set(drop), "image(s) by hand")
+    drop_these(set(drop), "image", " by hand")
     wanted = dict(relabel or {})
     if relabel_suggested:
         for f in report.of_kind("label_issues"):
@@ -84,7 +85,7 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
             raise DatasetError(f"no class {cls!r} in {key} (its classes: {', '.join(classes)})")
         relabelled[name] = classes.index(cls)
     if relabelled:
-        changes.append(f"relabelled {len(relabelled)} image(s)")
+        changes.append(f"relabelled {plural(len(relabelled), 'image')}")
     marked = list(manifest.get("reviewed", []))
     for wanted_key in reviewed:
         kind_of, _, image = wanted_key.partition(":")
@@ -94,7 +95,7 @@ def fix_dataset(ref: str, *, drop_test_copies: bool = False, drop_kinds: tuple[s
             raise DatasetError(f"no finding {wanted_key!r} in {key}'s health report")
         marked += [m for m in matches if m not in marked]
     if len(marked) > len(manifest.get("reviewed", [])):
-        changes.append(f"marked {len(marked) - len(manifest.get('reviewed', []))} finding(s) as reviewed")
+        changes.append(f"marked {plural(len(marked) - len(manifest.get('reviewed', [])), 'finding')} as reviewed")
     if not changes:
         raise DatasetError(f"nothing to change in {key}: no image matched the fixes asked for")
     files = {split: [(rel, relabelled.get(rel, int(label))) for rel, label in rows if rel not in dropped]

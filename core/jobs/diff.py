@@ -40,7 +40,8 @@ def locate(ref: str | int) -> tuple[str, str, dict[str, Any] | None]:
         choice = choose_checkpoint(run.id)
         if choice.path is None:
             raise ImoriError(choice.reason)
-        return choice.path, f"#{run.id} {run.name}", dict(run.config or {})
+        # an automatic run: the settings its winner trained with, not the nominal ones
+        return choice.path, f"#{run.id} {run.name}", queries.trained_settings(run.config, run.search)
     path = Path(text).expanduser()
     if not path.is_file():
         raise ImoriError(f"{text}: neither a run id nor a checkpoint file")

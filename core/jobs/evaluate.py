@@ -11,6 +11,7 @@ from core.health.cache import latest_report
 from core.jobs.kinds import JobContext
 from core.predict import Predictor, evaluate
 from core.records.jobs import Job
+from core.text import plural
 
 BARE_KEYS = ("model", "classes", "options")
 
@@ -37,7 +38,7 @@ def split_warnings(dataset: str, split: str) -> list[str]:
         return [f"{dataset} has changed since its health report ({report.created.replace('T', ' ')[:16]} UTC): "
                 f"`imori datasets check {dataset}` says whether its test images duplicate training ones"]
     n = report.inflated_test_images
-    return [f"test accuracy may be inflated: {n} test image(s) of {dataset} duplicate training images "
+    return [f"test accuracy may be inflated: {plural(n, 'test image')} of {dataset} duplicate training images "
             f"(`imori datasets fix {dataset} --drop-test-copies` makes a version without them)"] if n else []
 
 

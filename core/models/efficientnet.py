@@ -30,6 +30,7 @@ from torch import nn
 from core.errors import ModelError
 from core.models.sources import PACKAGED_ARCHS, weights_location
 from core.models.torchvision_nets import load_backbone, read_weights_file, state_dict_mismatch
+from core.text import plural
 
 # The original EfficientNet-Lite0 recipe's dropout before the classifier.
 DROP_RATE = 0.2
@@ -239,7 +240,7 @@ def packaged_key_map(packaged_keys: list[str], timm_keys: list[str]) -> dict[str
         mapping[key] = f"blocks.{stage}.{position}.{roles[layer]}.{param}"
     if unknown:
         raise ModelError(
-            f"the packaged weights have {len(unknown)} key(s) with no place in timm's "
+            f"the packaged weights have {plural(len(unknown), 'key')} with no place in timm's "
             f"network, e.g. {', '.join(unknown[:3])}"
         )
     return mapping

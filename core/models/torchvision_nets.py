@@ -25,6 +25,7 @@ from torch import nn
 from core.errors import ModelError
 from core.models.sources import TORCHVISION_ARCHS, expected_cache_path, weights_url
 from core.models.weights import strip_wrapper_prefixes
+from core.text import plural
 
 # Short, because a closed network should fail within seconds, not minutes.
 DOWNLOAD_TIMEOUT_S = 15.0
@@ -160,9 +161,9 @@ def describe_key_mismatch(missing: list[str], unexpected: list[str], shapes: lis
     """A short human description of missing/unexpected keys and shape mismatches ('' if none)."""
     parts = []
     if missing:
-        parts.append(f"{len(missing)} missing key(s), e.g. {', '.join(missing[:3])}")
+        parts.append(f"{plural(len(missing), 'missing key')}, e.g. {', '.join(missing[:3])}")
     if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
+        parts.append(f"{plural(len(unexpected), 'unexpected key')}, e.g. {', '.join(unexpected[:3])}")
     if shapes:
         examples = ", ".join(shapes[:3])
         parts.append(f"{len(shapes)} shape mismatch(es) (file vs model), e.g. {examples}")

@@ -37,6 +37,7 @@ from core.records.errors import RecordsError, RunNotFound, StaleAttemptError
 from core.records.schema import utcnow
 from core.records.values import json_safe
 from core.status import CANCELLED, QUEUED, RUNNING, SUCCEEDED
+from core.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class DbRecorder(Recorder):
         self._evals.append(metrics)
         loss = "" if metrics.loss is None else f"loss {metrics.loss:.4f}, "
         balanced = "" if metrics.balanced_accuracy is None else f", balanced {100 * metrics.balanced_accuracy:.2f} %"
-        self._logs.append((metrics.time, f"epoch {metrics.epoch} {metrics.split} ({metrics.count} images, step "
+        self._logs.append((metrics.time, f"epoch {metrics.epoch} {metrics.split} ({plural(metrics.count, 'image')}, step "
                                          f"{metrics.step}): {loss}accuracy {100 * metrics.accuracy:.2f} %{balanced}"))
         self._flush_if_due()
 

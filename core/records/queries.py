@@ -34,7 +34,7 @@ from core.recorder import StageProgress
 from core.records.errors import RunNotFound
 from core.records.values import Record, engine_or_default as _engine, plain
 from core.records.schema import ROLLUP_WIDTHS, SqlCheckpoint, SqlEvalMetric, SqlIterationMetric, SqlRun, SqlRunLog, SqlRunTag
-from core.status import RUNNING
+from core.status import FINISHED, RUNNING
 
 DEFAULT_MAX_POINTS = 2000
 READ_FACTOR = 16  # read at most this many rows per point before merging
@@ -101,6 +101,11 @@ _SUMMARY_COLUMNS = (
     # An automatic run's end (core.auto): its ETA is the whole search's, not its phase's steps.
     SqlRun.search["deadline"].as_float().label("search_deadline"),
 )
+
+
+# The settings ``stall_epochs`` reads, as a live view reads them (not the whole config).
+STALL_SETTING_KEYS = ("optimizer", "pretrained", "init_from", "warmup_epochs")
+_STALL_SETTINGS = tuple(SqlRun.config[key].label(f"setting_{key}") for key in STALL_SETTING_KEYS)
 
 
 def _summary_values(row: Any, tags: Sequence[str] = ()) -> dict[str, Any]:
@@ -597,11 +602,12 @@ def live_run(run_id: int, *, max_points: int = 1000, since: LiveRun | None = Non
     series and evaluations (or none) whatever was recorded: a view that will not redraw
     its charts this tick. RunNotFound if there is no such run."""
     with _engine(engine).connect() as conn:
-        row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch, SqlRun.search, SqlRun.stage)
-                           .where(SqlRun.id == run_id)).first()
+        row = conn.execute(select(*_SUMMARY_COLUMNS, SqlRun.steps_per_epoch, SqlRun.search, SqlRun.stage,
+                                  *_STALL_SETTINGS).where(SqlRun.id == run_id)).first()
         if row is None:
             raise RunNotFound(run_id)
         values = _summary_values(row)
+        settings = {key: values.pop(f"setting_{key}") for key in STALL_SETTING_KEYS}
         values["stage"] = stage_of(values["stage"]) if values["status"] == RUNNING else None
         run = RunProgress(**values)
         known = since if since is not None and since.run.id == run_id else None
@@ -611,7 +617,8 @@ def live_run(run_id: int, *, max_points: int = 1000, since: LiveRun | None = Non
             return LiveRun(run, Series(run_id=run_id, width=1), [], False)
         reduced = _series(conn, run_id, max_points, 1, run.step) if run.step else Series(run_id=run_id, width=1)
         evals = [EvalRow(*r) for r in conn.execute(_eval_select(run_id).order_by(SqlEvalMetric.epoch, SqlEvalMetric.split))]
-    return LiveRun(run, reduced, evals, stalled_in(reduced, run.step, run.steps_per_epoch))
+    min_epochs = stall_epochs(trained_settings(settings, run.search))
+    return LiveRun(run, reduced, evals, stalled_in(reduced, run.step, run.steps_per_epoch, min_epochs))
 
 
 # -- logs ------------------------------------------------------------------------------------
@@ -669,10 +676,56 @@ def metrics_csv(run_id: int, out: TextIO | None = None, *, kind: str = "steps", 
     return None if out is not None else target.getvalue()
 
 
+# -- a run won by a linear probe ---------------------------------------------------------------
+
+# How core.auto names a linear probe's candidate ("linear probe: efficientnet_lite0").
+PROBE_PREFIX = "linear probe"
+
+
+def probe_winner(run: Any) -> str | None:
+    """For a finished automatic run whose winner is a linear probe (fitted on a backbone's
+    features: no training steps, no epochs), that winner's name; else None. Its "step 0,
+    epoch 0" would say it did nothing: the run page and ``imori show`` say this instead."""
+    search = getattr(run, "search", None) or {}
+    winner = search.get("winner") or ""
+    if run.status in FINISHED and not run.step and winner.startswith(PROBE_PREFIX):
+        return winner
+    return None
+
+
 # -- not learning: the loss has not fallen after the first epoch ----------------------------
 
-NOT_LEARNING = "not learning: raise the learning rate or add momentum"
+NOT_LEARNING = "not learning: raise the learning rate"
 STALL_RATIO = 0.95
+# Adam and AdamW scale each step themselves, and a fine-tune starts from features that
+# already fit: their loss may fall little in the first epochs while they learn. They are
+# judged on one more epoch, and never told to add momentum (SGD's; Adam has its betas).
+ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
+
+
+def trained_settings(config: dict[str, Any] | None, search: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a run really trained with: an automatic run's winner's
+    (``search["trained_with"]``, core.auto) over its nominal ``config``."""
+    return {**(config or {}), **((search or {}).get("trained_with") or {})}
+
+
+def stall_epochs(config: dict[str, Any] | None) -> int:
+    """The full epochs a run with these settings trains before ``stalled`` judges it: two
+    (a later epoch against epoch 1's start, never epoch 1 against itself), three for an
+    adaptive optimizer or a fine-tune (pretrained or init_from), plus the warm-up's epochs."""
+    config = config or {}
+    patient = (config.get("optimizer") in ADAPTIVE_OPTIMIZERS or bool(config.get("pretrained"))
+               or bool(config.get("init_from")))
+    warmup = config.get("warmup_epochs") or 0
+    return (3 if patient else 2) + (math.ceil(warmup) if isinstance(warmup, (int, float)) and math.isfinite(warmup) else 0)
+
+
+def not_learning_advice(config: dict[str, Any] | None) -> str:
+    """``NOT_LEARNING`` for these settings: momentum is suggested only to SGD without it."""
+    config = config or {}
+    if config.get("optimizer") == "sgd" and not config.get("momentum"):
+        return NOT_LEARNING + " or add momentum"
+    return NOT_LEARNING
 
 
 def stalled(early: Sequence[float], latest: Sequence[float], ratio: float = STALL_RATIO) -> bool:
@@ -685,10 +738,11 @@ def stalled(early: Sequence[float], latest: Sequence[float], ratio: float = STAL
     return statistics.median(latest) >= ratio * statistics.median(early)
 
 
-def stall_windows(step: int, steps_per_epoch: int | None) -> tuple[tuple[int, int], tuple[int, int]] | None:
+def stall_windows(step: int, steps_per_epoch: int | None,
+                  min_epochs: int = 2) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """((first, last) of epoch 1's first 10 %, (first, last) of the latest epoch), or None
-    before one full epoch has run."""
-    if not steps_per_epoch or step < steps_per_epoch or steps_per_epoch < 2:
+    before ``min_epochs`` full epochs have run (``stall_epochs``)."""
+    if not steps_per_epoch or step < max(1, min_epochs) * steps_per_epoch or steps_per_epoch < 2:
         return None
     early = (1, max(1, steps_per_epoch // 10))
     epoch = math.ceil(step / steps_per_epoch)
@@ -701,10 +755,11 @@ def stall_windows(step: int, steps_per_epoch: int | None) -> tuple[tuple[int, in
     return early, ((epoch - 1) * steps_per_epoch + 1, last)
 
 
-def stalled_in(reduced: Series, step: int, steps_per_epoch: int | None) -> bool:
+def stalled_in(reduced: Series, step: int, steps_per_epoch: int | None, min_epochs: int = 2) -> bool:
     """``stalled`` judged on a run's reduced series (``series``, any width): the loss of
-    the points in epoch 1's first tenth against those of the latest epoch."""
-    windows = stall_windows(step, steps_per_epoch)
+    the points in epoch 1's first tenth against those of the latest epoch, once
+    ``min_epochs`` epochs have run."""
+    windows = stall_windows(step, steps_per_epoch, min_epochs)
     if windows is None:
         return False
     (e0, e1), (l0, l1) = windows
@@ -720,8 +775,11 @@ def not_learning(run: Any, *, engine: Engine | None = None) -> bool:
     """Whether ``run`` (a RunSummary/RunDetail: its id, step, steps_per_epoch) is not
     learning: the loss has not fallen after the first epoch (see ``stalled``). The
     dashboard's run page (on the series it draws) and ``imori show`` say so with
-    ``NOT_LEARNING``."""
-    if stall_windows(run.step, getattr(run, "steps_per_epoch", None)) is None:
+    ``not_learning_advice``. Judged after ``stall_epochs`` of the settings it trained with
+    (its config, when ``run`` carries it)."""
+    settings = trained_settings(getattr(run, "config", None), getattr(run, "search", None))
+    min_epochs = stall_epochs(settings)
+    if stall_windows(run.step, getattr(run, "steps_per_epoch", None), min_epochs) is None:
         return False
     reduced = series(run.id, step_from=1, step_to=run.step, engine=engine)
-    return stalled_in(reduced, run.step, run.steps_per_epoch)
+    return stalled_in(reduced, run.step, run.steps_per_epoch, min_epochs)

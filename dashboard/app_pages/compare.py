@@ -16,6 +16,7 @@ from core.jobs import diff as diff_job
 from core.jobs.kinds import DIFF
 from core.records import queries
 from core.status import QUEUED, SUCCEEDED
+from core.text import plural
 from dashboard import charts, fmt, jobs, live, loading, nav
 
 DIFF_SHOWN = 24  # thumbnails a group shows (`imori diff --json` lists them all)
@@ -112,7 +113,9 @@ overlay()
 
 # Settings and results, one column per run.
 st.subheader("Settings and results")
-configs = {i: details[i].config or {} for i in chosen}
+# An automatic run: the settings its winner trained with (as its Config tab and `imori show
+# --config` give them), not the nominal ones its search started from.
+configs = {i: queries.trained_settings(details[i].config, details[i].search) for i in chosen}
 keys = sorted(set().union(*[set(c) for c in configs.values()]))
 results = {
     "status": {i: details[i].status for i in chosen},
@@ -206,16 +209,18 @@ if done is not None and done.status == SUCCEEDED and done.result and done.params
     with figures:
         n = max(result.matched, 1)
         a_col, b_col, p_col = st.columns(3)
-        a_col.metric("A right", f"{result.a_correct} / {result.matched}", f"{100 * result.a_correct / n:.1f} %",
-                     delta_color="off")
+        # A is the reference: its figure alone; only B has a change (against A).
+        a_col.metric("A right", f"{result.a_correct} / {result.matched}",
+                     help=f"{100 * result.a_correct / n:.1f} % of the images both runs were evaluated on")
         b_col.metric("B right", f"{result.b_correct} / {result.matched}",
-                     f"{100 * (result.b_correct - result.a_correct) / n:+.1f} points")
+                     f"{100 * (result.b_correct - result.a_correct) / n:+.1f} points vs A",
+                     help=f"{100 * result.b_correct / n:.1f} % of the images both runs were evaluated on")
         p_col.metric("McNemar's exact p", f"{result.p_value:.3g}",
                      help="Two-sided exact test on the images one run gets right and the other wrong: the chance of a "
                           "split at least this uneven if both runs were equally good.")
         verdict = ("more than chance (p < 0.05)" if result.p_value < 0.05 else "could be chance (p ≥ 0.05)")
         st.caption(f"B fixed {len(result.fixed)} and broke {len(result.broken)}: {verdict}."
-                   + (f" {len(result.only_a)} image(s) only in A's split, {len(result.only_b)} only in B's."
+                   + (f" {plural(len(result.only_a), 'image')} only in A's split, {len(result.only_b)} only in B's."
                       if result.only_a or result.only_b else ""))
     with beside:
         if result.settings:

@@ -32,6 +32,7 @@ from core.jobs.kinds import HEALTH, IMPORT
 from core.paths import slug
 from core.records import jobs as job_records, queries
 from core.status import FAILED, SUCCEEDED
+from core.text import plural
 from dashboard import fmt, jobs, loading, nav, uploads
 
 st.title("Datasets")
@@ -70,7 +71,7 @@ def report_view(report) -> None:
     for warning in report.warnings:
         st.warning(warning, icon=":material/warning:")
     if report.skipped:
-        with st.expander(f"{len(report.skipped)} file(s) skipped, and why"):
+        with st.expander(f"{plural(len(report.skipped), 'file')} skipped, and why"):
             st.dataframe(pd.DataFrame(report.skipped, columns=["file", "reason"]), hide_index=True)
     if report.sizes:
         st.caption("Sizes seen: " + ", ".join(f"{size} ({fmt.count(n)})" for size, n in list(report.sizes.items())[:8]) +
@@ -83,6 +84,11 @@ def report_view(report) -> None:
 #: laptop's screen); a finding of several images (a pair of copies) takes a row, its
 #: images MAX_SHOWN abreast.
 PER_PAGE, PER_ROW, MAX_SHOWN = 12, 3, 4
+# The list of datasets: each column's width in pixels (together under the wide layout's
+# width beside the sidebar on a 1280-pixel screen) and a row tall enough for "about" to wrap
+# over four lines (Streamlit wraps a cell's text in rows taller than 4rem).
+LIST_WIDTHS = {"name": 150, "kind": 70, "classes": 70, "train": 70, "test": 60, "available": 110, "about": 420}
+LIST_ROW_HEIGHT = 90
 RELABEL, KEEP = "relabel", "keep"
 
 
@@ -206,7 +212,7 @@ def health_view(ref: str) -> None:
              help="Test images that duplicate training images (exactly or nearly): they inflate test accuracy.")
     d.metric("Findings", fmt.count(len(report.findings)))
     if report.inflated_test_images:
-        st.warning(f"Test accuracy may be inflated: {report.inflated_test_images} test image(s) duplicate training "
+        st.warning(f"Test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} duplicate training "
                    "images.", icon=":material/warning:")
     if "features" not in report.checks:
         st.caption("Near copies that survive resizing and likely label errors need the pretrained-feature checks "
@@ -230,7 +236,7 @@ def health_view(ref: str) -> None:
                            "you chose change, in a new version (below).")
             findings_grid(ref, report, kind, fixable)
     if report.reviewed:
-        st.caption(f"{len(report.reviewed)} finding(s) marked as reviewed in this version are not shown.")
+        st.caption(f"{plural(len(report.reviewed), 'finding')} marked as reviewed in this version are not shown.")
     for note in report.notes:
         st.caption(note)
     fixes_view(ref, report)
@@ -257,7 +263,7 @@ def fixes_view(ref: str, report) -> None:
         return
     odd = [k for k in ("dark", "light", "blurry", "low_information", "tiny") if report.of_kind(k)]
     offers = {
-        "ds_fix_copies": (f"Drop the {report.inflated_test_images} test image(s) that duplicate training images",
+        "ds_fix_copies": (f"Drop the {plural(report.inflated_test_images, 'test image')} that duplicate training images",
                           bool(report.inflated_test_images)),
         "ds_fix_odd": ("Drop the " + ", ".join(k.replace("_", " ") for k in odd) + " images", bool(odd)),
         "ds_fix_dups": ("Drop the copies within a split (the first of each kept)",
@@ -278,7 +284,7 @@ def fixes_view(ref: str, report) -> None:
             st.caption(f"Likely label errors reviewed: {fmt.count(len(relabel))} to relabel, {fmt.count(len(kept))} kept as labelled, "
                        f"{fmt.count(issues - len(relabel) - len(kept))} not looked at (left as they are)."
                        if relabel or kept else
-                       f"None of the {fmt.count(issues)} likely label error(s) reviewed yet: choose Relabel or Keep on each "
+                       f"None of the {plural(issues, 'likely label error')} reviewed yet: choose Relabel or Keep on each "
                        "above; none is relabelled unless you do.")
         marked = st.multiselect("Mark findings as reviewed (fine as they are: no longer warned about)",
                                 list(reviewable), format_func=reviewable.get, key="ds_fix_reviewed")
@@ -425,14 +431,20 @@ st.dataframe(
                 "test": d.counts.get("test"),
                 "available": "yes" if d.present else "not downloaded",
                 "about": d.description,
-                "where": d.location,
             }
             for d in infos
         ]
     ),
     hide_index=True,
-    column_config={"about": st.column_config.TextColumn(width="large"),
-                   **{column: fmt.count_column() for column in ("classes", "train", "test")}},
+    # Every column sized and "about" wrapped over four lines (a row taller than 4rem wraps),
+    # so the table fits beside the sidebar and no text is cut; where each one lives is said
+    # in full under Preview.
+    row_height=LIST_ROW_HEIGHT,
+    column_config={"name": st.column_config.TextColumn(width=LIST_WIDTHS["name"], pinned=True),
+                   "kind": st.column_config.TextColumn(width=LIST_WIDTHS["kind"]),
+                   "available": st.column_config.TextColumn(width=LIST_WIDTHS["available"]),
+                   "about": st.column_config.TextColumn(width=LIST_WIDTHS["about"]),
+                   **{column: fmt.count_column(width=LIST_WIDTHS[column]) for column in ("classes", "train", "test")}},
 )
 
 # -- preview ----------------------------------------------------------------------------------
@@ -457,8 +469,9 @@ per_class = count_col.slider("Images per class", 1, 16, 8, key="ds_per_class")
 info = by_name[ref]
 used = queries.count_runs(queries.RunFilter(dataset=ref))
 family = dataset_versions(ref) if info.kind not in ("builtin", "torchvision") else []
-st.caption((f"{used} run(s) trained on it" if used else "No run trained on it yet")
-           + (f" · versions: {', '.join(family)}" if len(family) > 1 else ""))
+st.caption((f"{plural(used, 'run')} trained on it" if used else "No run trained on it yet")
+           + (f" · versions: {', '.join(family)}" if len(family) > 1 else "")
+           + ("" if info.location in ("", "built-in") else f" · where: {fmt.file_name(info.location, 200)}"))
 if not info.present:
     st.info(f"{ref} is not under the data root yet: tick “Download it if missing” in New run, "
             "or put it under IMORI_HOME/torchvision.", icon=":material/info:")
@@ -473,7 +486,7 @@ else:
         counts = info.report.class_totals() if info.report else {}
         for class_name, images in list(grid.items())[:50]:
             label, row = st.columns([1, 6], vertical_alignment="center")
-            label.markdown(f"**{class_name}**" + (f"  \n{fmt.count(counts[class_name])} images" if class_name in counts else ""))
+            label.markdown(f"**{class_name}**" + (f"  \n{plural(counts[class_name], 'image')}" if class_name in counts else ""))
             if images:
                 row.image(images, width=72)
         if len(grid) > 50:

@@ -33,6 +33,7 @@ from core.precision import cpu_supports_bf16, resolve_precision
 from core.recipes import DEFAULT_AUTO_MINUTES, RECIPES, is_small_grayscale, recipe_config, recipe_results
 from core.records import queries
 from core.status import CANCELLED, SUCCEEDED
+from core.text import plural
 from dashboard import fmt, jobs, live, loading, nav, settings_form as form, uploads
 from worker import client
 
@@ -240,6 +241,12 @@ def queue_auto() -> None:
     s.nr_submitted = s.nr_auto_submitted = [run_id]
 
 
+# The dataset, the minutes and the button: the button's share fits its label at the wide
+# layout's width beside the sidebar (a 1280-pixel screen), about 8 pixels a character.
+AUTO_COLUMNS = [2, 1, 2]
+AUTO_LABEL = "Find the best model"
+
+
 def auto_card(by_name: dict[str, Any]) -> None:
     """"Best model in N minutes": the dataset, the minutes, one button; core.auto chooses
     the rest on the validation split."""
@@ -251,13 +258,15 @@ def auto_card(by_name: dict[str, Any]) -> None:
                  else "a linear head on each pretrained EfficientNet-Lite backbone")
         st.markdown(f"imori tries {tries}, trains the most promising with the time left and keeps what scores best "
                     "on the validation split: one run, ended within the minutes you give it.")
-        data, minutes, go = st.columns([3, 1, 1], vertical_alignment="bottom")
+        # The button's column is wide enough for its label whole (the trial saw "Find the best mod…").
+        data, minutes, go = st.columns(AUTO_COLUMNS, vertical_alignment="bottom")
         data.selectbox("Dataset", list(by_name), key="nr_auto_dataset", persist_state=KEEP,
                        format_func=lambda n: fmt.dataset_label(by_name[n]))
         minutes.number_input("Minutes", min_value=1, max_value=24 * 60, step=1, key="nr_auto_minutes",
                              persist_state=KEEP, help="The whole run's wall time: decoding, features, the search, the test")
-        go.button(f"Find the best model in {int(s.nr_auto_minutes)} min", key="nr_auto_queue", type="primary",
-                  icon=":material/auto_awesome:", on_click=queue_auto, width="stretch")
+        go.button(AUTO_LABEL, key="nr_auto_queue", type="primary", icon=":material/auto_awesome:",
+                  on_click=queue_auto, width="stretch", help=f"Queue one run of recipe auto, ended within "
+                                                          f"{plural(int(s.nr_auto_minutes), 'minute')}")
         if s.get("nr_auto_problem"):
             st.error(f"Not queued: {s.nr_auto_problem}", icon=":material/warning:")
         elif s.get("nr_auto_submitted") and s.get("nr_auto_submitted") == s.get("nr_submitted"):

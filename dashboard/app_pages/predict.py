@@ -38,6 +38,7 @@ from core.predict import UNLIKE, Evaluation, invert_image, operating_point_rule,
 from core.records import jobs as job_records, queries
 from core.saliency import explain
 from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.text import plural
 from dashboard import charts, fmt, jobs, live, loading, nav, uploads
 
 FROM_CHECKPOINT = "(as the checkpoint says)"
@@ -127,7 +128,7 @@ def show_checkpoint(predictor: Any, path: str) -> None:
     few = selection.few_validation_images(ckpt.data)
     if few and metrics.get("val_accuracy") is not None:
         total = sum(int(n) for n in (ckpt.data.get("val_per_class") or {}).values())
-        st.caption(f"Its validation accuracy is over {total} image(s) only: a difference of one image moves it by "
+        st.caption(f"Its validation accuracy is over {plural(total, 'image')} only: a difference of one image moves it by "
                    f"{fmt.pct(1 / max(1, total))}.")
 
 
@@ -330,7 +331,7 @@ if predictor is not None:
         ]
         ok = sum(1 for p in predictions if not p.error)
         given = min(len(files), uploads.MAX_IMAGES) + (shot is not None)  # refused uploads count too
-        st.caption(f"{ok} of {given} image(s) classified in {took * 1000:.0f} ms")
+        st.caption(f"{ok} of {plural(given, 'image')} classified in {took * 1000:.0f} ms")
         if len(predictions) > 1:  # classify many: the table, and every probability as CSV
 
             st.dataframe(pd.DataFrame([{"file": p.source, "class": p.answer if not p.error else "",
@@ -528,7 +529,7 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
             st.session_state[key] = wanted  # a click on the matrix opens that cell
             st.session_state[f"{key}_clicked"] = wanted
     chosen = st.selectbox("Open a cell of the matrix", [None, *options], key=key,
-                          format_func=lambda o: "—" if o is None else f"{o} ({counts[tuple(o.split(' → '))]:,} images)")
+                          format_func=lambda o: "—" if o is None else f"{o} ({plural(counts[tuple(o.split(' → '))], 'image')})")
     if chosen is None:
         return
     if not result.get("truth"):
@@ -543,7 +544,7 @@ def cell_view(row: Any, result: dict[str, Any], clicked: dict[str, Any] | None) 
         st.caption(f"The images cannot be shown: {err}")
         return
     shown = members[:24]
-    st.markdown(f"**{true} → {predicted}**: {len(members):,} image(s), the most confident first"
+    st.markdown(f"**{true} → {predicted}**: {plural(len(members), 'image')}, the most confident first"
                 + (f" ({len(shown)} shown)" if len(members) > len(shown) else ""))
     saliency = st.toggle("With where the model looked (HiResCAM)", key=f"{key}_cam")
     pictures = [thumbnail(ev_predictor, images[index], predicted if saliency else None) for index, _ in shown]

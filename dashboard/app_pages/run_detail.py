@@ -172,8 +172,15 @@ def progress_view() -> None:
     search = search_now(current)
     done, eta, progress_text = progress_now(current, search)
     cols = st.columns(5)
-    cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
-    cols[1].metric("Epoch", current.epoch)
+    probe = queries.probe_winner(current)
+    if probe is not None:  # fitted on features: "Step 0 / Epoch 0" would say it did nothing
+        backbone = probe.partition(":")[2].strip()
+        cols[0].metric("Winner", "Linear probe", help=f"The search's winner: {probe}.")
+        cols[1].metric("Training steps", "None", help=f"A linear probe is fitted on {backbone or 'the backbone'}'s "
+                       "features: no training steps, no epochs.")
+    else:
+        cols[0].metric("Step", f"{current.step:,}" + (f" / {total:,}" if total else ""))
+        cols[1].metric("Epoch", current.epoch)
     cols[2].metric("Best val accuracy", fmt.pct(current.best_val_accuracy))
     cols[3].metric("Test accuracy", fmt.pct(current.test_accuracy))
     if current.status == RUNNING:
@@ -211,7 +218,8 @@ def charts_view() -> None:
         keep_pace(now.run)  # drawing is slow on this machine: its charts redrawn less often
     current, series, evals = now.run, now.series, now.evals
     if now.not_learning:
-        st.warning(queries.NOT_LEARNING, icon=":material/trending_flat:")
+        st.warning(queries.not_learning_advice(queries.trained_settings(run.config, run.search)),
+                   icon=":material/trending_flat:")
     total = current.total_steps
     redraws = ""
     if current.status in live.ACTIVE:

@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.records import queries, store
 from core.status import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from core.text import plural
 from dashboard import fmt, live, nav
 from worker import client
 
@@ -38,27 +39,45 @@ def table(runs, notes) -> pd.DataFrame:
                 "status": r.status,
                 "progress": r.progress or 0.0,
                 "step": f"{r.step:,} / {r.total_steps:,}" if r.total_steps else f"{r.step:,}",
-                "ETA": fmt.duration(r.eta_seconds) if r.status == RUNNING else "",
                 # Text, so a run with no figure yet shows a dash (the list sorts by them on the server).
                 "best val acc": fmt.pct(r.best_val_accuracy),
                 "test acc": fmt.pct(r.test_accuracy),
                 "tags": ", ".join(r.tags),
-                "device": r.device or "",
-                "duration": fmt.duration(fmt.elapsed(r)) if r.started_at else "",
+                "time": time_text(r),
                 "note": note,
             }
         )
-    return pd.DataFrame(rows, columns=["run", "name", "status", "progress", "step", "ETA", "best val acc", "test acc",
-                                       "tags", "device", "duration", "note"])
+    return pd.DataFrame(rows, columns=list(WIDTHS))
 
+
+def time_text(r) -> str:
+    """One column of time: what is left while a run runs, what it took once it ran."""
+    if r.status == RUNNING:
+        return f"{fmt.duration(r.eta_seconds)} left" if r.eta_seconds is not None else ""
+    return fmt.duration(fmt.elapsed(r)) if r.started_at else ""
+
+
+# Every column's width in pixels: together they fit the wide layout beside the sidebar on a
+# 1280-pixel screen, so no column is cut off at the right (the trial lost all past
+# "duration"); run and name stay pinned when a narrower window scrolls. The device is on
+# the run's page.
+WIDTHS = {"run": 50, "name": 170, "status": 85, "progress": 75, "step": 95, "best val acc": 85, "test acc": 75,
+          "time": 105, "tags": 80, "note": 150}
+FITS_IN = 980  # 1280 less the sidebar and the page's margins
 
 COLUMNS = {
-    "run": st.column_config.NumberColumn("run", format="%d", width="small"),
-    "name": st.column_config.TextColumn("name", width="medium"),
-    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent", width="small"),
-    "best val acc": st.column_config.TextColumn("best val acc", width="small"),
-    "test acc": st.column_config.TextColumn("test acc", width="small"),
-    "note": st.column_config.TextColumn("queue / note", width="medium"),
+    "run": st.column_config.NumberColumn("run", format="%d", width=WIDTHS["run"], pinned=True),
+    "name": st.column_config.TextColumn("name", width=WIDTHS["name"], pinned=True),
+    "status": st.column_config.TextColumn("status", width=WIDTHS["status"]),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
+                                                width=WIDTHS["progress"]),
+    "step": st.column_config.TextColumn("step", width=WIDTHS["step"]),
+    "best val acc": st.column_config.TextColumn("best val acc", width=WIDTHS["best val acc"]),
+    "test acc": st.column_config.TextColumn("test acc", width=WIDTHS["test acc"]),
+    "time": st.column_config.TextColumn("time", width=WIDTHS["time"],
+                                        help="Running: the time left; finished: how long it ran"),
+    "tags": st.column_config.TextColumn("tags", width=WIDTHS["tags"]),
+    "note": st.column_config.TextColumn("queue / note", width=WIDTHS["note"]),
 }
 
 
@@ -150,7 +169,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
         with fmt.user_errors("Not cancelled: "):
             for run_id in active:
                 client.cancel(run_id)
-            st.session_state.runs_message = f"Cancelled {len(active)} run(s): " + ", ".join(f"#{i}" for i in active)
+            st.session_state.runs_message = f"Cancelled {plural(len(active), 'run')}: " + ", ".join(f"#{i}" for i in active)
             done_with_selection()
     with bar.popover(f"Tag {n}", icon=":material/sell:"):
         st.text_input("Tags (commas between several)", key="runs_bulk_tags", placeholder="baseline, paper")
@@ -160,7 +179,7 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
             if column.button(verb, key=key, disabled=not given, width="stretch"):
                 with fmt.user_errors("Not tagged: "):
                     store.tag_runs(selected, **({"add": given} if verb == "Add" else {"remove": given}))
-                    st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {n} run(s): "
+                    st.session_state.runs_message = (f"{'Tagged' if verb == 'Add' else 'Untagged'} {plural(n, 'run')}: "
                                                      + ", ".join(store.clean_tags(given)))
                     done_with_selection()
     deletable = [i for i in selected if by_id[i].status != RUNNING]
@@ -170,9 +189,9 @@ def bulk_actions(selected: list[int], by_id: dict[int, object]) -> None:
     if st.session_state.get("runs_confirm_bulk") and set(st.session_state.runs_confirm_bulk) <= set(deletable):
         doomed = st.session_state.runs_confirm_bulk
         confirm_delete(doomed, "runs_confirm_bulk", "runs_bulk_delete",
-                       f"Delete {len(doomed)} run(s) ({', '.join(f'#{i}' for i in doomed)}), their metrics and "
-                       "checkpoints? This cannot be undone.", f"Yes, delete {len(doomed)} run(s)", "Keep them",
-                       f"Deleted {len(doomed)} run(s) with their checkpoints.")
+                       f"Delete {plural(len(doomed), 'run')} ({', '.join(f'#{i}' for i in doomed)}), their metrics and "
+                       "checkpoints? This cannot be undone.", f"Yes, delete {plural(len(doomed), 'run')}", "Keep them",
+                       f"Deleted {plural(len(doomed), 'run')} with their checkpoints.")
 
 
 def confirm_delete(run_ids: list[int], state: str, key: str, question: str, yes_label: str, no_label: str,

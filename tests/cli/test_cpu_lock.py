@@ -109,7 +109,7 @@ def test_ctrl_c_while_waiting_stops_cleanly(env, holder):
 def test_threads_trains_beside_the_other_without_waiting(env, holder):
     result = train(env, "--threads", "1", "--no-wait")
     assert result.returncode == 0, result.stderr
-    assert "training beside it with 1 thread(s)" in result.stderr and "waiting" not in result.stderr
+    assert "training beside it with 1 thread" in result.stderr and "waiting" not in result.stderr
     assert "succeeded" in result.stdout
     assert holder.poll() is None
 

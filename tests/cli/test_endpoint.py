@@ -91,8 +91,16 @@ def test_a_text_file_gets_a_4xx_with_the_reason_and_the_server_keeps_serving(end
                                   ("file", (png.name, png.read_bytes(), "image/png"))])
     assert answer.status_code == 422
     body = answer.json()
-    assert body["error"].startswith("1 of 2 image(s) could not be read: notes.txt: not an image")
+    assert body["error"].startswith("1 of 2 images could not be read: notes.txt: not an image")
     assert body["predictions"][0]["error"] and body["predictions"][1]["label"] in body["checkpoint"]["classes"]
+    # The unreadable image's answer claims nothing: no label, no confidence, no "sure".
+    unread = body["predictions"][0]
+    assert unread["sure"] is None and unread["answer"] is None and unread["label"] is None
+    assert unread["top"] == [] and unread["probabilities"] == {} and unread["warnings"] == []
+    alone = requests.post(f"{endpoint}/predict", headers=auth(), timeout=30,
+                          files=[("file", ("broken.jpg", b"\xff\xd8\xff not really a jpeg", "image/jpeg"))])
+    assert alone.status_code == 422 and alone.json()["error"].startswith("1 of 1 image could not be read: broken.jpg")
+    assert alone.json()["predictions"][0]["sure"] is None
     assert requests.get(f"{endpoint}/health", timeout=5).json()["status"] == "ok"
     nothing = requests.post(f"{endpoint}/predict", headers=auth(), data={"image": "x"}, timeout=5)
     assert nothing.status_code == 400 and "field named 'file'" in nothing.json()["error"]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cli.jobs import SUBJECT_WIDTH
 from cli.main import main
 
 jobs = pytest.importorskip("core.records.jobs")  # the one jobs table (issue 23, point 1)
@@ -50,7 +51,9 @@ def test_jobs_are_listed_newest_first_and_filtered(made, capsys):
                              "start `imori up` (or `imori worker`)")
     running = next(r for r in rows if int(r[0]) == made["running"])
     assert running[1:5] == ["evaluate", "running", "50", "%"] and running[-1] == "cpu-host-1"
-    assert "…" in out and "best.pt" in out and made["checkpoint"] not in out  # long subjects keep their end
+    # A long subject reads from its start and is cut at the right (the trial's lost its start).
+    assert made["checkpoint"] not in out and len(made["checkpoint"]) > SUBJECT_WIDTH
+    assert made["checkpoint"][:SUBJECT_WIDTH - 1] + "…" in out
     code, out, _ = run(capsys, "jobs", "show", str(made["queued"]))
     assert "  waiting for a worker, and the queue does not answer" in out
     code, out, _ = run(capsys, "jobs", "--kind", "export")
@@ -96,3 +99,15 @@ def test_an_unknown_job_is_one_line_and_exit_2(imori_home, capsys, argv):
 def test_no_jobs_yet(imori_home, capsys):
     code, out, _ = run(capsys, "jobs")
     assert code == 0 and out.startswith("no jobs yet")
+
+
+def test_a_subject_is_shortened_from_its_right_and_home_reads_as_a_tilde():
+    from pathlib import Path
+
+    from cli.jobs import _shorten
+
+    assert _shorten("digits", 10) == "digits"
+    assert _shorten("3 vs 5 on shapes2, test split", 12) == "3 vs 5 on s…"
+    home = str(Path.home())
+    assert _shorten(f"{home}/.imori/runs/7/best.pt", 80) == "~/.imori/runs/7/best.pt"
+    assert _shorten(f"{home}/.imori/runs/7/checkpoints/step-000120.pt", 20) == "~/.imori/runs/7/che…"

@@ -111,7 +111,7 @@ def test_more_processes_than_cores_or_gpus_is_a_shortfall(monkeypatch):
     monkeypatch.setattr(core.devices, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setenv("IMORI_GPUS", "0,1")
     assert shortfall(RunConfig(nproc_per_node=2, device="cuda")) is None
-    assert "2 GPU(s)" in shortfall(RunConfig(nproc_per_node=4, device="cuda"))
+    assert "2 GPUs" in shortfall(RunConfig(nproc_per_node=4, device="cuda"))
 
 
 class _Proc:

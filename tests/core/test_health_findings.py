@@ -132,3 +132,34 @@ def test_thumbnails_are_large_enough_to_judge_and_full_size_is_the_file(tmp_path
     assert pictures["good/wide.png"].size == (THUMBNAIL_SIDE, round(THUMBNAIL_SIDE * 2 / 3))
     assert max(pictures["good/square.png"].size) == THUMBNAIL_SIDE >= 192
     assert thumbnails(str(tmp_path / "parts"), ["good/wide.png"], side=None)["good/wide.png"].size == (600, 400)
+
+
+def test_a_label_check_with_nothing_measured_gives_no_figure():
+    """The new user's trial read 'tells the classes apart 0.0 %' where fewer than two
+    classes could be judged: no separation was measured, so no figure is given, only why."""
+    from core.health.checks.features import _label_issues
+
+    labels = np.repeat([0, 1], 50)
+    found, notes = _label_issues(_images(labels), np.zeros((100, 16)), None)  # features that say nothing
+    assert found == []
+    assert any("fewer than two classes" in n and "no label errors are listed" in n for n in notes), notes
+    assert not any("0.0 %" in n or "tells the classes apart" in n for n in notes), notes
+
+
+def test_the_reports_time_is_the_latest_checks(inspection, monkeypatch):
+    """'Checked at' moves when the feature checks complete a report (the trial's stamp did not)."""
+    from core.health import check as health_check
+    from core.health.cache import latest_report, read_report, report_path, write_report
+
+    first = check_dataset(str(inspection), features=False)
+    path = report_path(str(inspection), first.identity)
+    old = read_report(path)
+    old.created = "2020-01-01T00:00:00+00:00"  # as if checked long ago
+    write_report(path, old)
+    real = health_check.run_stage
+    # The feature model is not needed to see the time move: a feature stage that finds nothing.
+    monkeypatch.setattr(health_check, "run_stage",
+                        lambda stage, images, progress=None: ([], []) if stage == "features" else real(stage, images, progress))
+    done = check_dataset(str(inspection), features=True)
+    assert "features" in done.checks and done.created > "2020-01-01T00:00:00+00:00"
+    assert latest_report(str(inspection)).created == done.created

@@ -71,6 +71,9 @@ def test_two_runs_image_by_image_on_a_worker(broker):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["McNemar's exact p"] == f"{binomtest(min(fixed, broken), fixed + broken, 0.5).pvalue:.3g}"
     assert metrics["A right"] == f"{result['a_correct']} / {result['matched']}"
+    # A is the reference: no change shown on it (the trial saw a green arrow); B's is against A.
+    deltas = {m.label: m.delta for m in at.metric}
+    assert not deltas["A right"] and deltas["B right"].endswith("points vs A"), deltas
     assert [t.label for t in at.tabs] == [f"Fixed ({fixed})", f"Broken ({broken})", f"Both wrong ({both})"]
     # A thumbnail for each image shown (at most DIFF_SHOWN a group), each captioned with both answers.
     shown = min(fixed, 24) + min(broken, 24) + min(both, 24)
@@ -80,3 +83,18 @@ def test_two_runs_image_by_image_on_a_worker(broker):
     # The settings that differ, beside the figures.
     table = at.dataframe[-1].value
     assert table.loc["seed"].tolist() == ["0", "1"]
+
+
+def test_an_automatic_run_is_compared_by_the_settings_it_trained_with(home):
+    """Recipe auto's nominal settings are where its search started; Compare shows what its
+    winner trained with (its Config tab and `imori show --config` do too)."""
+    from test_run_detail import auto_run, auto_search
+
+    plain = train(lr=1e-3)
+    auto = auto_run(auto_search())
+    at = app(COMPARE, runs=f"{plain},{auto}")
+    ok(at)
+    at.toggle(key="compare_only_diff").set_value(False).run()
+    table = at.dataframe[0].value
+    assert table.loc["model"].tolist() == ["mnist_cnn", "efficientnet_lite0"]
+    assert table.loc["lr"].tolist() == ["0.001", "0.0001"] and table.loc["label_smoothing"].tolist()[1] == "0.1"

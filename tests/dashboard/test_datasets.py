@@ -387,7 +387,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     at = app(DATASETS)
     at.selectbox(key="ds_preview").set_value("leafcheck").run()
     ok(at)
-    assert any("Test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
+    assert any("Test accuracy may be inflated: 1 test image duplicate training images" in t for t in texts(at.warning))
     [health] = [t for t in at.tabs if t.label == "Health"]
     # The copy and the training image it copies, side by side, each with its file name (in full on hover).
     assert len(health.image) == 2
@@ -426,7 +426,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     at.switch_page("app_pages/new_run.py").run()
     at.selectbox(key="nr_dataset").set_value("leafcheck").run()
     ok(at)
-    assert any("test accuracy may be inflated: 1 test image(s) duplicate training images" in t for t in texts(at.warning))
+    assert any("test accuracy may be inflated: 1 test image duplicate training images" in t for t in texts(at.warning))
     at.button(key="nr_health_fix").click().run()  # one click: a version without the copy, chosen
     ok(at)
     assert at.selectbox(key="nr_dataset").value == "leafcheck@v2"  # the same fix as above: that version again
@@ -491,7 +491,7 @@ def test_likely_label_errors_are_relabelled_only_where_the_user_accepted_each(br
     at.selectbox(key="ds_preview").set_value("leafreview").run()
     ok(at)
     assert not any(c.key == "ds_fix_labels" for c in at.checkbox)  # no one-click relabel of them all
-    assert any("None of the 14 likely label error(s) reviewed yet" in t for t in texts(at.caption)), texts(at.caption)
+    assert any("None of the 14 likely label errors reviewed yet" in t for t in texts(at.caption)), texts(at.caption)
     assert at.button(key="ds_fix").disabled  # nothing chosen yet
     review = [r for r in at.radio if (r.key or "").startswith("ds_review_")]
     assert len(review) == 12  # a page of them, each with its own choice

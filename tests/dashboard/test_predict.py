@@ -79,7 +79,7 @@ def test_several_images_at_once_and_a_corrupt_one_gets_a_message(run_id):
     assert [r["source"] for r in results] == ["a.png", "b.png"]  # judged by its content, broken.png is refused
     assert not results[0]["error"] and not results[1]["error"]
     assert any("broken.png was refused: not an image file Pillow can read" in t for t in texts(at.error)), texts(at.error)
-    assert any("2 of 3 image(s) classified" in t for t in texts(at.caption))  # the refused one counts
+    assert any("2 of 3 images classified" in t for t in texts(at.caption))  # the refused one counts
     # Classify many: a table of the answers, and every probability as CSV.
     [table] = [d.value for d in at.dataframe if "confidence" in d.value.columns]
     assert list(table["file"]) == ["a.png", "b.png"] and list(table["class"]) == [r["label"] for r in results]
@@ -228,7 +228,7 @@ def test_evaluation_is_queued_for_a_worker_and_shows_a_confusion_matrix(run_id):
         count = result["confusion"][0][0]
     cell.set_value(f"{true} → {predicted}").run()
     ok(at)
-    assert any(t.startswith(f"**{true} → {predicted}**: {count:,} image(s)") for t in texts(at.markdown))
+    assert any(t.startswith(f"**{true} → {predicted}**: {count:,} image" + ("" if count == 1 else "s")) for t in texts(at.markdown))
     images = len(at.image)
     at.toggle(key=f"pr_cell_{eval_id}_cam").set_value(True).run()
     ok(at)

@@ -98,10 +98,10 @@ def test_a_run_that_does_not_learn_gets_the_notice(home, capsys):
     stuck = train(model="lenet5", optimizer="sgd", lr=1e-6, loss="cross_entropy", iterations=None, epochs=3)
     at = app(DETAIL, run=stuck)
     ok(at)
-    assert queries.NOT_LEARNING in texts(at.warning)
+    assert queries.not_learning_advice({"optimizer": "sgd"}) in texts(at.warning)  # SGD without momentum
     learns = train(lr=3e-3, iterations=None, epochs=3)
     at = app(DETAIL, run=learns)
-    assert queries.NOT_LEARNING not in texts(at.warning)
+    assert not any(queries.NOT_LEARNING in t for t in texts(at.warning))
     # The rule is the records' own: `imori show` says it too.
     from cli.main import main
 
@@ -156,11 +156,15 @@ def test_stalled_compares_medians(early, latest, expected):
     assert queries.stalled(early, latest) is expected
 
 
-def test_stall_windows_wait_for_a_full_epoch():
-    assert queries.stall_windows(19, 20) is None
-    assert queries.stall_windows(20, 20) == ((1, 2), (1, 20))  # epoch 1 against its own start
+def test_stall_windows_wait_for_two_full_epochs_or_more():
+    assert queries.stall_windows(20, 20) is None  # never epoch 1 against its own start
+    assert queries.stall_windows(39, 20) is None
+    assert queries.stall_windows(40, 20) == ((1, 2), (21, 40))
     assert queries.stall_windows(41, 20) == ((1, 2), (21, 40))  # epoch 3 barely begun: judge epoch 2
     assert queries.stall_windows(55, 20) == ((1, 2), (41, 55))
+    # Adam/AdamW or a fine-tune: three epochs (queries.stall_epochs).
+    assert queries.stall_windows(55, 20, 3) is None
+    assert queries.stall_windows(60, 20, 3) == ((1, 2), (41, 60))
 
 
 def test_smoothing_is_a_debiased_moving_average():
@@ -435,3 +439,24 @@ def test_a_watched_run_stays_live_at_a_pace_that_fits_it(home):
     assert live.chart_every(2.0, 0.1, 3600.0) == live.CHART_EVERY
     assert live.chart_every(2.0, 1.0, 3600.0) == 1.0 / live.CHART_SHARE
 
+
+
+def test_an_automatic_run_won_by_a_linear_probe_says_so_not_step_0(home, capsys):
+    """The trial's probe-only run read "Step 0 / Epoch 0": a probe is fitted on features, with
+    no training steps; the page and `imori show` name the winner instead."""
+    from cli.main import main
+
+    probe = auto_run(auto_search(winner="linear probe: efficientnet_lite0"))
+    at = app(DETAIL, run=probe)
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Winner"] == "Linear probe" and metrics["Training steps"] == "None", metrics
+    assert "Step" not in metrics and "Epoch" not in metrics
+    capsys.readouterr()
+    assert main(["show", str(probe)]) == 0
+    out = capsys.readouterr().out
+    assert "linear probe: efficientnet_lite0, was fitted on features: no training steps" in out and "step 0/" not in out
+    # A fine-tune that won keeps its steps and epochs.
+    at = app(DETAIL, run=auto_run(auto_search()))
+    ok(at)
+    assert {"Step", "Epoch"} <= {m.label for m in at.metric}

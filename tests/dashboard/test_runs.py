@@ -184,7 +184,7 @@ def test_several_runs_are_tagged_and_deleted_at_once(broker):
     at.button(key="runs_bulk_tag_add").click().run()
     ok(at)
     assert [queries.get_run(i).tags for i in (a, b, running, keep)] == [("baseline", "paper")] * 3 + [()]
-    assert any("Tagged 3 run(s): baseline, paper" in t for t in texts(at.success))
+    assert any("Tagged 3 runs: baseline, paper" in t for t in texts(at.success))
     assert not any(t.endswith(" selected**") for t in texts(at.markdown))  # done: the ticks are cleared
     at = select_rows(at, [a, b, running])
     assert at.button(key="runs_bulk_delete").label == "Delete 2"  # a running run is left alone
@@ -242,3 +242,32 @@ def test_a_worker_of_jobs_alone_does_not_count_as_one_that_trains():
     assert queue_notes(queued, {4: "auto"}, [jobs_only], None)[4].startswith("waiting for a worker")
     trainer = WorkerInfo(name="t", host="h", pid=2, device="cpu", device_name="CPU", queues=[cpu_queue()], threads=2)
     assert queue_notes(queued, {4: "auto"}, [jobs_only, trainer], None)[4] == "#1 in the queue"
+
+
+def test_the_sidebar_tells_the_training_worker_from_the_jobs_worker(monkeypatch):
+    """`imori up` starts a training worker and a jobs worker on one machine: the trial's
+    sidebar read "x86_64 CPU — idle" twice. Each line says which lane it serves."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import live
+    from worker.app import cpu_queue, jobs_queue
+    from worker.presence import WorkerInfo
+
+    both = [WorkerInfo(name="t", host="h", pid=1, device="cpu", device_name="x86_64 CPU", queues=[cpu_queue()],
+                       threads=2),
+            WorkerInfo(name="j", host="h", pid=2, device="cpu", device_name="x86_64 CPU", queues=[jobs_queue()],
+                       threads=1, job_id=12),
+            WorkerInfo(name="a", host="h", pid=3, device="cpu", device_name="x86_64 CPU",
+                       queues=[cpu_queue(), jobs_queue()], threads=2, run_id=7)]
+    monkeypatch.setattr(live, "workers", lambda: (both, None))
+
+    def sidebar():
+        from dashboard import live
+
+        live.sidebar_status()
+
+    at = AppTest.from_function(sidebar).run()
+    lines = [c.value for c in at.sidebar.caption]
+    assert "`cpu` x86_64 CPU · training — idle" in lines, lines
+    assert "`cpu` x86_64 CPU · jobs — job 12" in lines, lines
+    assert "`cpu` x86_64 CPU · training and jobs — training run 7" in lines, lines

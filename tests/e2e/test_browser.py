@@ -285,7 +285,7 @@ def test_queue_watch_and_predict_in_a_browser(stack):
             matrix.scroll_into_view_if_needed()
             cell = matrix.locator("g.mark-rect path").nth(5 * 10 + 5).bounding_box()
             page.mouse.click(cell["x"] + 0.2 * cell["width"], cell["y"] + 0.2 * cell["height"])
-            page.get_by_text(re.compile(r"^5 → 5: [\d,]+ image\(s\), the most confident first")).first.wait_for(
+            page.get_by_text(re.compile(r"^5 → 5: [\d,]+ images?, the most confident first")).first.wait_for(
                 timeout=30_000)
             b.idle()
             b.shot("7b-confusion-cell")
@@ -367,7 +367,7 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
 
             # Its Health tab (the image checks ran at import): the copy, and a fix into leaves@v2.
             page.get_by_role("tab", name="Health").click()
-            page.get_by_text("Test accuracy may be inflated: 1 test image(s) duplicate training images").first.wait_for()
+            page.get_by_text("Test accuracy may be inflated: 1 test image duplicate training images").first.wait_for()
             b.idle()
             b.shot("9b-health-copy")
             page.get_by_role("button", name="Make the new version").click()

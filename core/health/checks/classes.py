@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.health.checks.registry import register
 from core.health.dataset import Images, counts
 from core.health.report import Finding, Progress
+from core.text import plural
 
 #: Fewer training (test) images than this in a class: too few to learn (to test).
 SMALL_TRAIN, SMALL_TEST = 10, 5
@@ -17,9 +18,9 @@ def class_checks(counts: dict[str, dict[str, int]], classes: list[str]) -> list[
         train, test = counts["train"].get(name, 0), counts["test"].get(name, 0)
         why = []
         if train < SMALL_TRAIN:
-            why.append(f"{train} training image(s) (fewer than {SMALL_TRAIN}: too few to learn)")
+            why.append(f"{plural(train, 'training image')} (fewer than {SMALL_TRAIN}: too few to learn)")
         if test < SMALL_TEST:
-            why.append(f"{test} test image(s) (fewer than {SMALL_TEST}: its test accuracy means little)")
+            why.append(f"{plural(test, 'test image')} (fewer than {SMALL_TEST}: its test accuracy means little)")
         if why:
             out.append(Finding("small_class", [], [], [name], f"class {name!r}: " + "; ".join(why),
                                round(1.0 - min(train / SMALL_TRAIN, 1.0) / 2 - min(test / SMALL_TEST, 1.0) / 2, 4)))
@@ -30,7 +31,7 @@ def class_checks(counts: dict[str, dict[str, int]], classes: list[str]) -> list[
         ratio = present[big] / present[small]
         if ratio >= 5:
             out.append(Finding("class_imbalance", [], [], [big, small],
-                               f"{big!r} has {present[big]} images, {small!r} {present[small]}: {ratio:.0f} to 1 "
+                               f"{big!r} has {plural(present[big], 'image')}, {small!r} {present[small]}: {ratio:.0f} to 1 "
                                "(consider class weights, or more images of the small classes)",
                                round(1.0 - 1.0 / ratio, 4)))
     return out

@@ -13,6 +13,7 @@ from core.health.dataset import Images, feature_prep, finding
 from core.health.report import FEATURE_MODEL, FEATURE_SIZE, Finding, Progress
 from core.models.registry import build_model
 from core.models.specs import get_spec, pretrained_available
+from core.text import percent, plural
 
 #: Test and training images at least this similar (cosine of pretrained features) are
 #: near duplicates across the split.
@@ -86,9 +87,15 @@ def _label_issues(images: Images, features: np.ndarray, progress: Progress | Non
     recall = {int(c): float((predicted[labels == c] == c).mean()) for c in np.flatnonzero(per_class)}
     judged = {c for c, r in recall.items() if r >= MIN_CLASS_RECALL}
     notes = [f"label checks: class {images.classes[c]!r} is not judged: the feature model recognises only "
-             f"{100 * r:.0f} % of its {per_class[c]} images" for c, r in recall.items() if c not in judged]
-    separation = float(np.mean([recall[c] for c in judged])) if len(judged) >= 2 else 0.0
-    said = (f"the feature model tells the classes apart {100 * separation:.1f} % of the time (balanced accuracy, "
+             f"{percent(r, 0)} of its {plural(int(per_class[c]), 'image')}" for c, r in recall.items() if c not in judged]
+    if len(judged) < 2:  # nothing to measure a separation on: no figure, the reason
+        if progress:
+            progress("label checks", 1, 1)
+        return [], notes + [f"label checks: the feature model recognises fewer than two classes (at least "
+                            f"{100 * MIN_CLASS_RECALL:.0f} % of a class's images, {folds}-fold cross-validated), "
+                            "too few to judge labels: no label errors are listed; look at the classes' samples instead"]
+    separation = float(np.mean([recall[c] for c in judged]))
+    said = (f"the feature model tells the classes apart {percent(separation)} of the time (balanced accuracy, "
             f"{folds}-fold cross-validated)")
     if separation < MIN_SEPARATION:
         if progress:

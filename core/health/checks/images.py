@@ -15,6 +15,7 @@ import torch
 from core.health.checks.registry import register
 from core.health.dataset import Images, finding
 from core.health.report import TINY_SIDE, Finding, Progress
+from core.text import plural
 
 _PROPERTY_KINDS = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
 #: An image whose sharpness is below this share of the dataset's median is blurry.
@@ -91,7 +92,7 @@ def _duplicate_findings(images: Images, sets: list[list[int]], how: str, score: 
         if splits == {"train", "test"}:
             tests = sum(images.splits[i] == "test" for i in members)
             out.append(finding("cross_split_duplicates", images, members,
-                                f"{how}: {tests} test image(s) the same as {len(members) - tests} training image(s)", score))
+                                f"{how}: {plural(tests, 'test image')} the same as {plural(len(members) - tests, 'training image')}", score))
         else:
             out.append(finding("exact_duplicates" if how.startswith("exact") else "near_duplicates", images, members,
                                 f"{how} within {splits.pop()}", score))

@@ -75,7 +75,7 @@ def test_missing_and_unexpected_keys_are_named():
     state = build_model("tiny_net", 10).state_dict()
     state.pop("conv1.bias")
     state["conv2.weight"] = torch.zeros(1)
-    with pytest.raises(ModelError, match=r"1 missing key\(s\), e\.g\. conv1\.bias; 1 unexpected key\(s\), e\.g\. conv2\.weight"):
+    with pytest.raises(ModelError, match=r"1 missing key, e\.g\. conv1\.bias; 1 unexpected key, e\.g\. conv2\.weight"):
         load_init_weights(build_model("tiny_net", 10), "tiny_net", state)
 
 

@@ -294,3 +294,42 @@ def test_a_live_tick_reads_the_series_only_when_the_run_recorded_something(engin
     assert figures_only.run.step == 6 and figures_only.series is first.series
     fresh = queries.live_run(run_id, since=first, engine=engine)
     assert fresh.run.step == 6 and len(fresh.series) == 6
+
+
+def _record_with(engine, helpers, losses, config):
+    """``_record`` for a run of these settings (100 steps an epoch)."""
+    run_id = store.create_run({"model": "mnist_cnn", "dataset": "digits", **config}, engine=engine)
+    attempt = store.claim_run(run_id, "test-worker", engine=engine)
+    recorder = DbRecorder(run_id, attempt, engine, flush_interval=3600)
+    recorder.on_start(helpers.run_start(total_steps=len(losses)))
+    for i, loss in enumerate(losses, start=1):
+        recorder.on_step(helpers.step(i, loss=loss))
+    recorder.on_end(RunEnd(status="succeeded", step=len(losses), epoch=len(losses) // 100))
+    return run_id
+
+
+def test_a_fine_tune_with_adamw_is_not_called_stalled_after_one_or_two_epochs(engine, helpers):
+    """The new user's trial: every fine-tune (AdamW, pretrained backbone) was told after one
+    epoch to raise the learning rate or add momentum. A flat loss is judged from the third
+    epoch for an adaptive optimizer or a fine-tune, from the second for plain SGD, and never
+    epoch 1 against itself; momentum is suggested only to SGD without it."""
+    fine_tune = {"optimizer": "adamw", "pretrained": True, "model": "resnet18"}
+    for epochs, judged in ((1, False), (2, False), (3, True)):
+        run_id = _record_with(engine, helpers, [0.7] * (100 * epochs), fine_tune)
+        assert queries.live_run(run_id, engine=engine).not_learning is judged, epochs
+        assert queries.not_learning(queries.get_run(run_id, engine=engine), engine=engine) is judged, epochs
+    sgd = {"optimizer": "sgd", "momentum": 0.0}
+    for epochs, judged in ((1, False), (2, True)):
+        run_id = _record_with(engine, helpers, [2.3] * (100 * epochs), sgd)
+        assert queries.live_run(run_id, engine=engine).not_learning is judged, epochs
+    # A warm-up's epochs are added: the rate was still rising.
+    run_id = _record_with(engine, helpers, [2.3] * 300, {**sgd, "warmup_epochs": 1.5})
+    assert not queries.live_run(run_id, engine=engine).not_learning
+
+    advice = queries.not_learning_advice
+    assert "momentum" in advice({"optimizer": "sgd", "momentum": 0.0})
+    for config in ({"optimizer": "sgd", "momentum": 0.9}, {"optimizer": "adam"}, {"optimizer": "adamw"}):
+        assert "momentum" not in advice(config) and "raise the learning rate" in advice(config), config
+    # An automatic run is judged by what its winner trained with, not its nominal settings.
+    trained = queries.trained_settings({"optimizer": "sgd"}, {"trained_with": {"optimizer": "adamw"}})
+    assert queries.stall_epochs(trained) == 3 and "momentum" not in advice(trained)
