@@ -381,8 +381,10 @@ def image_files(paths: list[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.predict import calibrated
+
     predictor = predictor_from_args(args)
-    if predictor.calibration is None and not args.json:
+    if not calibrated(predictor.calibration) and not args.json:
         print("probabilities as trained: this checkpoint carries no calibration (imori calibrate fits one)",
               file=sys.stderr)
     files = image_files(args.images)

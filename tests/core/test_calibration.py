@@ -99,15 +99,15 @@ def test_an_operating_point_by_target_recall_is_used_by_predict_and_exports(tmp_
     stored = answer["thresholds"]["star"]
     assert stored["recall"] >= 0.99 and stored["by"] == "recall"
     predictor = Predictor(ckpt)
-    # With it, the validation images' novelty (issue 34.5): the energy score's 99th percentile.
+    # With it, the "none of these" threshold (issue 30.2): 95 % of the validation images within.
     from core.calibration import validation_scores
-    from core.predict import novelty_scores
+    from core.ood import ood_scores
 
-    novelty = answer["novelty"]
-    assert novelty["method"] == predictor.novelty_method == "energy" and predictor.novelty_reference == novelty
+    ood = answer["ood"]
+    assert ood["method"] == predictor.ood_method == "energy" and predictor.ood_reference == ood
     scores, labels = validation_scores(predictor)
-    assert novelty["images"] == len(labels)
-    assert novelty["threshold"] == pytest.approx(float(novelty_scores(scores, "energy").quantile(0.99)), abs=1e-4)
+    assert ood["images"] == len(labels) and ood["keep"] == 0.95
+    assert ood["threshold"] == pytest.approx(float(ood_scores(scores, "energy").quantile(0.95)), abs=1e-4)
     assert predictor.thresholds["star"]["threshold"] == pytest.approx(stored["threshold"])
     probabilities = {"circle": 1 - stored["threshold"], "star": stored["threshold"]}
     assert predictor.decide(probabilities) == "star"
