@@ -8,7 +8,7 @@ knowns) and the other classes are held out as the unknowns. The knowns are split
 test knowns against every unknown image:
 
 - energy: ``-logsumexp(logits)`` (Liu et al., "Energy-based Out-of-distribution
-  Detection", NeurIPS 2020; ``core.predict.novelty_scores``);
+  Detection", NeurIPS 2020; ``core.ood.ood_scores``);
 - Mahalanobis: the smallest Mahalanobis distance of the penultimate features (the head's
   input) to the class means, with one covariance shared by the classes, fitted on the
   training images (Lee et al., "A Simple Unified Framework for Detecting

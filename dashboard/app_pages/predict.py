@@ -277,6 +277,12 @@ if predictor is not None:
     not_sure = sure_col.slider("Answer \"not sure\" below", 0.0, 0.99, 0.0, 0.01, key="pr_not_sure", format="%.2f",
                                help="When the top probability is below this, the answer is \"not sure\" "
                                     "(0: always answer)")
+    ood = predictor.ood_reference
+    note_col.caption(f"Answers \"none of these\" beyond an out-of-distribution score of {ood['threshold']:.3f} "
+                     f"({ood['method'].replace('_', ' ')} score; {fmt.pct(ood['keep'], 0)} of the {ood['images']} "
+                     "validation images stay within)." if ood else
+                     "No \"none of these\" threshold stored with this checkpoint (runs store one at their end; "
+                     "calibrating fits one for an older checkpoint).")
     if predictor.temperature != 1.0:
         points = "; ".join(f"{c} when p({c}) ≥ {p['threshold']:.2f} (recall {fmt.pct(p['recall'], 0)}, precision "
                            f"{fmt.pct(p['precision'], 0)} on validation)" for c, p in predictor.thresholds.items())
@@ -284,7 +290,7 @@ if predictor is not None:
                          "validation split (`imori calibrate`)." + (f" Operating point: {points}." if points else ""))
     else:
         note_col.caption("Probabilities as trained (not calibrated: a temperature fitted on the validation split makes "
-                         "them honest, and lets Predict say when an image is far from the training images).")
+                         "them honest).")
         if predictor.checkpoint.config and Path(checkpoint).is_file():
             if note_col.button("Calibrate on a worker", key="pr_calibrate", icon=":material/balance:",
                                disabled=jobs.busy(CALIBRATE, str(checkpoint))):
