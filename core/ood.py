@@ -11,11 +11,14 @@ and the threshold above which imori answers "none of these" (issue 30 point 2).
   on the built-in digits; mean AUROC 0.890 against 0.859, bench/RESULTS.md).
 - ``ood_reference``: the threshold, fitted on the validation split (which holds no
   unknowns, so it chooses only the threshold, never the method): the score below which
-  ``OOD_KEEP`` (95 %) of the validation images fall, as Liu et al. set theirs.
+  ``OOD_KEEP`` (95 %) of the validation images fall, as Liu et al. set theirs; refused
+  with fewer than ``MIN_OOD_IMAGES`` (20) of them, where one image moves the share kept by
+  more than the 5 % it leaves out (a run of a few photos a class stores no threshold).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -25,6 +28,8 @@ from core.errors import ConfigError
 # The share of known (validation) images kept below the threshold (Liu et al. 2020's 95 %).
 OOD_KEEP = 0.95
 OOD_METHODS = ("energy", "max_softmax")
+# Fewer validation images than 1 / (1 - OOD_KEEP) cannot place the threshold: each is over 5 %.
+MIN_OOD_IMAGES = math.ceil(1 / (1 - OOD_KEEP) - 1e-9)
 
 
 def ood_method(output: str, views: int = 1) -> str:
@@ -50,12 +55,15 @@ def ood_reference(scores: torch.Tensor, method: str, keep: float = OOD_KEEP) -> 
     """The threshold fitted on held-out known images' scores (the validation split,
     ``N x classes``): ``{"method", "threshold", "keep", "images"}``, ``threshold`` the
     ``keep`` quantile of their ``ood_scores`` (so ``keep`` of them are at or below it and
-    answer as usual; an image above it is "none of these"). Raises ConfigError for no
-    images or a ``keep`` outside (0, 1)."""
-    if len(scores) == 0:
-        raise ConfigError("no validation images to fit the 'none of these' threshold on")
+    answer as usual; an image above it is "none of these"). Raises ConfigError for a
+    ``keep`` outside (0, 1), or fewer than ``1 / (1 - keep)`` images (20 for 95 %)."""
     if not 0.0 < keep < 1.0:
         raise ConfigError(f"the share of known images kept is in (0, 1), not {keep:g}")
+    needed = math.ceil(1 / (1 - keep) - 1e-9)
+    if len(scores) < needed:
+        raise ConfigError(f"its run held out {len(scores)} validation image{'s' if len(scores) != 1 else ''}: "
+                          f"a threshold that keeps {100 * keep:g} % of them needs at least {needed} (train with "
+                          "more images, or a larger --val-fraction)")
     values = ood_scores(scores, method)
     return {"method": method, "threshold": float(values.quantile(keep)), "keep": float(keep),
             "images": int(len(values))}

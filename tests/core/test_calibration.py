@@ -9,6 +9,7 @@ import torch
 
 from cli.main import main
 from core.calibration import calibrate, expected_calibration_error, fit_temperature, reliability
+from core.checkpoint import load_checkpoint
 from core.config import RunConfig
 from core.predict import Predictor
 from core.train import fit
@@ -165,8 +166,11 @@ def test_too_few_or_all_right_validation_images_are_refused_not_calibrated(tmp_p
 
     config = RunConfig(model="mnist_cnn", dataset="digits", iterations=5, epochs=None, batch_size=64, threads=2,
                        val_fraction=0.01)
+    few = fit(config, tmp_path / "few").last_checkpoint
     with pytest.raises(ConfigError, match=r"only \d+ validation images: too few"):
-        calibrate(fit(config, tmp_path / "few").last_checkpoint)
+        calibrate(few)
+    # Nor does the run's end place a "none of these" threshold on them (fewer than 20).
+    assert load_checkpoint(few).calibration is None and Predictor(few).ood_reference is None
     # The frozen pretrained backbone on shapes2 is right on every validation image (features cached).
     perfect = RunConfig(model="efficientnet_lite0", dataset="shapes2", epochs=1, iterations=None, batch_size=64,
                         pretrained=True, freeze_backbone=True, image_size=(64, 64), optimizer="adam", lr=1e-2, threads=2)

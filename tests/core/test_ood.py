@@ -15,7 +15,7 @@ from PIL import Image
 from core.calibration import validation_scores
 from core.data.registry import load_dataset
 from core.errors import ConfigError
-from core.ood import OOD_KEEP, ood_method, ood_reference, ood_scores
+from core.ood import MIN_OOD_IMAGES, OOD_KEEP, ood_method, ood_reference, ood_scores
 from core.predict import NONE_OF_THESE, NOT_SURE, Predictor, answer_rule, predictions_csv
 
 
@@ -38,8 +38,11 @@ def test_the_scores_formulas_shapes_and_threshold():
     assert ref["method"] == "energy" and ref["keep"] == OOD_KEEP == 0.95 and ref["images"] == 1000
     kept = float((ood_scores(scores, "energy") <= ref["threshold"]).float().mean())
     assert kept == pytest.approx(0.95, abs=0.002)
-    with pytest.raises(ConfigError, match="no validation images"):
-        ood_reference(torch.zeros(0, 4), "energy")
+    # Fewer than 20 validation images cannot place the 95 % threshold: refused, not guessed.
+    assert MIN_OOD_IMAGES == 20 and ood_reference(scores[:20], "energy")["images"] == 20
+    for few in (0, 19):
+        with pytest.raises(ConfigError, match=f"held out {few} validation images: .* at least 20"):
+            ood_reference(scores[:few], "energy")
     with pytest.raises(ConfigError, match=r"in \(0, 1\)"):
         ood_reference(scores, "energy", keep=1.0)
 
