@@ -278,7 +278,8 @@ def test_queue_watch_and_predict_in_a_browser(stack):
             checkpoint = Predictor(stack["home"] / "runs" / "1" / "checkpoints" / "best.pt", min_confidence=0.99)
             assert checkpoint.ood_reference is not None, checkpoint.calibration
             digits = [digit_png(i)[0] for i in range(1, 40)]
-            unsure = next(png for png, p in zip(digits, checkpoint.predict(digits)) if not p.sure and not p.none_of_these)
+            unsure = next(png for png, p in zip(digits, checkpoint.predict(digits))
+                          if not p.sure and not p.none_of_these)
             letters = {c: letter_png(c) for c in "XAKWHM"}
             caught = [c for c, p in zip(letters, checkpoint.predict(list(letters.values()))) if p.none_of_these]
             assert len(caught) >= 3, caught  # most letters are none of the ten digits
@@ -300,8 +301,8 @@ def test_queue_watch_and_predict_in_a_browser(stack):
             b.shot("6b-not-sure")
             # A letter is none of the digits: "none of these", and why.
             page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(letter_path))
-            page.get_by_text(re.compile(r"^Predicted class: none of these \(it looks like none of the 10 classes")).first.wait_for(
-                timeout=60_000)
+            headline = re.compile(r"^Predicted class: none of these \(it looks like none of the 10 classes")
+            page.get_by_text(headline).first.wait_for(timeout=60_000)
             page.get_by_text(re.compile(r"looks like none of the classes")).first.wait_for()
             b.idle()
             b.shot("6c-none-of-these")
