@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from core.predict import Predictor
+from core.predict import Predictor, calibrated
 from core.text import plural
 
 MB = 1024 * 1024
@@ -50,11 +50,11 @@ def checkpoint_facts(predictor: Predictor, path: str, run: int | None = None) ->
         "run": run,
         "model": predictor.checkpoint.model_name,
         "classes": list(predictor.classes),
-        "calibrated": predictor.calibration is not None,
+        "calibrated": calibrated(predictor.calibration),
         "temperature": predictor.temperature,
         "thresholds": predictor.thresholds or None,
         "min_confidence": predictor.min_confidence,
-        "far_from_training_check": predictor.novelty_reference is not None,
+        "none_of_these_threshold": predictor.ood_reference,
         "test_time_augmentation": predictor.views if len(predictor.views) > 1 else None,
         "input_size": {"height": prep.height, "width": prep.width, "channels": prep.channels},
     }

@@ -382,8 +382,10 @@ def image_files(paths: list[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.predict import calibrated
+
     predictor = predictor_from_args(args)
-    if predictor.calibration is None and not args.json:
+    if not calibrated(predictor.calibration) and not args.json:
         print("probabilities as trained: this checkpoint carries no calibration (imori calibrate fits one)",
               file=sys.stderr)
     files = image_files(args.images)
@@ -511,6 +513,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
               f"for a target {point['by']} of {100 * point['target']:g} %)")
         if point.get("warning"):
             print(f"warning: {point['warning']}", file=sys.stderr)
+    ood = stored.get("ood")
+    if ood:
+        print(f"none of these: above a {ood['method']} score of {ood['threshold']:.4g} ({100 * ood['keep']:g} % of the "
+              f"{ood['images']} validation images stay within)")
     print("reliability (test split): confidence bin, images, accuracy before -> after")
     for before, after in zip(result.reliability_before, result.reliability_after):
         if before["count"] or after["count"]:

@@ -15,8 +15,9 @@ Neural Networks", ICML 2017).
   on the validation and test splits. The result is stored in the checkpoint's record
   (``checkpoints.calibration``), never in the file, and used by Predict, ``imori
   predict`` and every export's ``preprocess.json``. With it, ``calibrate_checkpoint``
-  stores the validation images' novelty (``core.predict.novelty_reference``: the energy
-  score's 99th percentile), by which Predict says an upload is unlike the training images.
+  stores the "none of these" threshold (``core.ood.ood_reference``: the out-of-distribution
+  score that 95 % of the validation images stay within); ``store_ood_threshold`` fits that
+  alone, at the end of every run (``core.train``), so every checkpoint answers it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from core.config import RunConfig
 from core.data.registry import load_dataset
 from core.data.splits import stratified_split
 from core.errors import ConfigError
-from core.predict import Predictor, novelty_reference, to_probabilities
+from core.ood import ood_reference
+from core.predict import Predictor, to_probabilities
 from core.records import checkpoints as checkpoint_records
 from core.records.values import json_safe
 
@@ -261,7 +263,8 @@ def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recal
                          target_precision: float | None = None) -> tuple[dict[str, Any], bool]:
     """Calibrate the checkpoint at ``path`` (``calibrate``), draw every class's
     precision-recall curve on the validation split at the fitted temperature
-    (``pr_curves``) and its novelty reference (``core.predict.novelty_reference``), choose ``positive``'s threshold by the target given (if any), and
+    (``pr_curves``) and its "none of these" threshold (``core.ood.ood_reference``), choose
+    ``positive``'s threshold by the target given (if any), and
     store it all in the checkpoint's record. Returns (what was stored, whether a record of
     this file existed to store it in). Raises ImoriError as ``calibrate`` and
     ``choose_threshold`` do, or for an unknown class."""
@@ -274,8 +277,8 @@ def calibrate_checkpoint(path: str, *, positive: str | None = None, target_recal
         raise ConfigError(f"no class {positive!r} (the classes: {', '.join(predictor.classes)})")
     scores, labels = validation_scores(predictor)
     probs = to_probabilities(scores, predictor.output, predictor.temperature)
-    # How strange the validation images look to the model: what an upload is judged by.
-    stored["novelty"] = novelty_reference(scores, predictor.novelty_method)
+    # How strange the validation images look to the model: above it, "none of these".
+    stored["ood"] = ood_reference(scores, predictor.ood_method)
     stored["pr_curves"] = {cls: pr_curve(probs, labels, i) for i, cls in enumerate(predictor.classes)
                            if bool((labels == i).any())}
     if positive:
@@ -291,6 +294,23 @@ def store_calibration(path: str, stored: dict[str, Any]) -> bool:
     in_file = write_calibration(path, json_safe(stored))
     in_records = checkpoint_records.set_calibration(path, stored)
     return in_file or in_records
+
+
+def store_ood_threshold(path: str) -> dict[str, Any]:
+    """Fit the "none of these" threshold of the checkpoint at ``path`` on its run's
+    validation split (``core.ood.ood_reference``: the score 95 % of those images stay
+    within) and store it beside the file's own calibration (``store_calibration``; a
+    temperature already there is kept). What a run does at its end; ``imori calibrate``
+    fits it too. Returns the threshold stored. Raises ImoriError when the checkpoint has
+    no run configuration, its dataset is not on this machine or the run held out no
+    validation images."""
+    predictor = Predictor(path, temperature=1.0)  # the score does not depend on a temperature
+    scores, _ = validation_scores(predictor)
+    reference = ood_reference(scores, predictor.ood_method)
+    stored = dict(load_checkpoint(path).calibration or {})  # the file's own: a record may be of older weights
+    stored["ood"] = reference
+    store_calibration(path, stored)
+    return reference
 
 
 def stored_calibration(path: str) -> dict[str, Any]:

@@ -45,7 +45,8 @@ from core.data.registry import load_dataset
 from core.errors import ImoriError
 from core.files import atomic_write
 from core.models.specs import get_spec
-from core.predict import answer_rule, recorded_calibration, to_probabilities
+from core.ood import ood_method
+from core.predict import answer_rule, calibrated, recorded_calibration, to_probabilities
 
 FORMATS = ("state_dict", "onnx", "pt2", "onnx-int8")
 ONNX_FORMATS = ("onnx", "onnx-int8")
@@ -224,7 +225,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
             description["exports"] = {**others, "state_dict": {"file": path.name}}
             with atomic_write(sidecar, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(description, indent=2) + "\n")
-        _describe_answer(preprocess_path(path), calibration, rule)
+        _describe_answer(preprocess_path(path), calibration, rule, get_spec(ckpt.model_name).output)
         return ExportResult(path, preprocess_path(path), fmt, None, tta_note(ckpt))
 
     _shared_exports(preprocess_path(out), preprocess_description(ckpt))  # refused before minutes of work
@@ -307,7 +308,7 @@ def export(checkpoint: Any, out: str | Path, fmt: str = "state_dict", *, max_ima
                    "exports": {**exports, fmt: this}}
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")
-    _describe_answer(sidecar, calibration, rule)
+    _describe_answer(sidecar, calibration, rule, get_spec(ckpt.model_name).output)
     note = (f"test-time augmentation is inside the file: {len(views)} views averaged, as imori predict does"
             if views else None)
     if fmt in ONNX_FORMATS:
@@ -339,13 +340,18 @@ def _shared_exports(sidecar: Path, contract: dict[str, Any]) -> dict[str, Any]:
     return alive if same else {}
 
 
-def _describe_answer(sidecar: Path, calibration: dict[str, Any] | None, rule: dict[str, Any]) -> None:
+def _describe_answer(sidecar: Path, calibration: dict[str, Any] | None, rule: dict[str, Any], output: str) -> None:
     """Say in the sidecar how imori turns the scores into an answer: calibrated
     probabilities ``softmax(scores / temperature)`` (core.calibration) when the checkpoint
-    was calibrated, its thresholds, and the "not sure" rule (``answer``)."""
+    was calibrated, its thresholds, the "not sure" rule (``answer``) and, when the
+    checkpoint stores one, the "none of these" threshold with its score's formula
+    (``answer.ood``; ``output``: the model's, which picks the score of the exported single model)."""
     description = json.loads(sidecar.read_text(encoding="utf-8"))
+    ood = (calibration or {}).get("ood")
+    if ood and ood.get("method") == ood_method(output):  # fitted with test-time views: not the exported model's
+        rule = answer_rule(rule["min_confidence"], ood)
     description["answer"] = rule
-    if calibration:
+    if calibrated(calibration):
         _add_temperature(description, calibration)
     with atomic_write(sidecar, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(description, indent=2) + "\n")

@@ -10,11 +10,12 @@ mean brightness and spread, polarity, original sizes) and says in plain words wh
 model is likely to be wrong for that reason; ``Predictor.predict`` attaches them to each
 ``Prediction``. It also says when an upload is unlike every training image (colour among
 grayscale training images, a far-off shape) and offers inverting only when the inverted
-image looks like the training images (its brightness histogram). ``novelty_scores`` (the
-energy score, Liu et al. 2020) measures how far the model's outputs are from those of the
-validation images; ``Predictor.novelty`` applies it with the reference that calibration
-stores (``novelty_reference``). ``Predictor.model_input`` and ``to_picture`` show what the
-model receives, ``invert_image`` turns dark-on-light into light-on-dark.
+image looks like the training images (its brightness histogram). Every prediction carries
+its out-of-distribution score (``core.ood``: the energy score, Liu et al. 2020) and, when
+the checkpoint stores the threshold fitted on its validation split (at the end of every
+run, and by ``imori calibrate``), answers "none of these" above it (``NONE_OF_THESE``),
+beside "not sure" for a low probability. ``Predictor.model_input`` and ``to_picture`` show
+what the model receives, ``invert_image`` turns dark-on-light into light-on-dark.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from core.errors import ConfigError, DatasetError, ImoriError
 from core.metrics import balanced_accuracy, class_metrics
 from core.data.augment import tta_probabilities
 from core.models.specs import get_spec
+from core.ood import ood_method, ood_scores
 from core.records import queries
 
 ImageInput = Any  # a path, raw bytes, a file object or a PIL image
@@ -62,52 +64,29 @@ def check_min_confidence(value: float) -> float:
     return value
 
 
-def answer_rule(min_confidence: float = 0.0) -> dict[str, Any]:
+NONE_OF_THESE = "none of these"
+
+
+def answer_rule(min_confidence: float = 0.0, ood: dict[str, Any] | None = None) -> dict[str, Any]:
     """How imori turns probabilities into an answer, as every export's preprocess.json
-    describes it (``Prediction.answer`` applies it)."""
-    return {"min_confidence": check_min_confidence(min_confidence), "not_sure": NOT_SURE,
+    describes it (``Prediction.answer`` applies it). ``ood``: the checkpoint's stored
+    "none of these" threshold (``core.ood.ood_reference``), described with its formula so
+    a deployment can answer it from the model's scores."""
+    rule = {"min_confidence": check_min_confidence(min_confidence), "not_sure": NOT_SURE,
             "rule": f"the label (by the thresholds when there are some, else the likeliest class) when its "
                     f"probability is at least min_confidence, else {NOT_SURE!r}"}
+    if ood:
+        formula = ("-logsumexp(scores) over the classes (energy score, Liu et al. 2020)" if ood["method"] == "energy"
+                   else "minus the largest softmax probability at temperature 1 (Hendrycks and Gimpel 2017)")
+        rule["none_of_these"] = NONE_OF_THESE
+        rule["ood"] = {"method": ood["method"], "threshold": ood["threshold"], "keep": ood.get("keep"),
+                       "images": ood.get("images"), "ood_score": formula}
+        rule["rule"] = (f"{NONE_OF_THESE!r} when ood_score is above ood.threshold (fitted to keep "
+                        f"{100 * float(ood.get('keep') or 0.95):g} % of the validation images); else " + rule["rule"])
+    return rule
 
 
 UNLIKE = "unlike the training images"  # every warning that an upload is unlike them says so
-
-# The novelty threshold: this percentile of the validation images' scores (Liu et al. 2020
-# choose theirs so that 95 % of in-distribution images pass; 99 % keeps false alarms rare).
-NOVELTY_PERCENTILE = 99.0
-
-
-def novelty_method(output: str, views: int = 1) -> str:
-    """Which novelty score fits a model: ``"energy"`` for a single model's logits; else
-    (log-probabilities, or the mean of test-time views, whose logits' scale is lost)
-    ``"max_softmax"``."""
-    return "energy" if output == "logits" and views == 1 else "max_softmax"
-
-
-def novelty_scores(scores: torch.Tensor, method: str) -> torch.Tensor:
-    """How unlike the training data each image looks to the model, from its scores
-    (``N x classes``, as ``Predictor.scores`` gives them): ``N`` floats, higher is
-    stranger. ``"energy"``: the free energy ``-logsumexp(logits)`` (Liu et al., "Energy-based
-    Out-of-distribution Detection", NeurIPS 2020); ``"max_softmax"``: minus the top
-    probability (Hendrycks and Gimpel, ICLR 2017). ConfigError for another method."""
-    scores = scores.float()
-    if method == "energy":
-        return -torch.logsumexp(scores, dim=1)
-    if method == "max_softmax":
-        return -scores.softmax(dim=1).max(dim=1).values
-    raise ConfigError(f"no novelty score {method!r} (energy or max_softmax)")
-
-
-def novelty_reference(scores: torch.Tensor, method: str, percentile: float = NOVELTY_PERCENTILE) -> dict[str, Any]:
-    """The reference an image's novelty is judged by, from held-out images' scores (the
-    validation split, ``N x classes``): ``{"method", "threshold", "percentile", "images"}``
-    where ``threshold`` is the ``percentile``-th percentile of their ``novelty_scores``
-    (above it: stranger than 99 % of them). ConfigError for no images."""
-    if len(scores) == 0:
-        raise ConfigError("no validation images to measure novelty against")
-    values = novelty_scores(scores, method)
-    return {"method": method, "threshold": float(values.quantile(percentile / 100)), "percentile": float(percentile),
-            "images": int(len(values))}
 
 
 def operating_point_rule(thresholds: dict[str, dict[str, float]]) -> str:
@@ -127,6 +106,8 @@ class Prediction:
     # False when the label's probability is below the predictor's min_confidence; None for
     # an image that could not be read (nothing was measured, so nothing to be sure of)
     sure: bool | None = True
+    ood_score: float | None = None  # core.ood.ood_scores: higher is stranger
+    none_of_these: bool = False  # True when ood_score is above the checkpoint's stored threshold
     seen: torch.Tensor | None = field(default=None, repr=False)  # uint8 C x H x W: the model's input, unnormalised
 
     @property
@@ -136,9 +117,15 @@ class Prediction:
 
     @property
     def answer(self) -> str | None:
-        """What imori answers: the label, or ``NOT_SURE`` when its probability is below the
-        predictor's ``min_confidence`` (the same rule in the dashboard, the CLI and exports)."""
-        return self.label if self.sure or self.label is None else NOT_SURE
+        """What imori answers: ``NONE_OF_THESE`` when the image looks like none of the
+        classes (``none_of_these``), else the label, or ``NOT_SURE`` when its probability is
+        below the predictor's ``min_confidence`` (the same rule in the dashboard, the CLI
+        and exports)."""
+        if self.label is None:
+            return None
+        if self.none_of_these:
+            return NONE_OF_THESE
+        return self.label if self.sure else NOT_SURE
 
     def __post_init__(self) -> None:
         if self.error:  # an unreadable image has no answer of any kind
@@ -150,6 +137,8 @@ class Prediction:
             "answer": self.answer,
             "label": self.label,
             "sure": self.sure,
+            "none_of_these": self.none_of_these,
+            "ood_score": self.ood_score,
             "top": [{"class": c, "probability": p} for c, p in self.top],
             "probabilities": self.probabilities,
             "error": self.error,
@@ -185,33 +174,33 @@ class Predictor:
         self.model = self.checkpoint.build_model().to(self.device).eval()
         # Test-time augmentation: the views the run evaluated with (["identity"]: the single model).
         self.views = list(self.checkpoint.tta) if tta and self.checkpoint.tta else ["identity"]
-        self.novelty_method = novelty_method(self.output, len(self.views))
-        # core.calibration stores the validation images' novelty; one of another method does not apply.
-        reference = (self.calibration or {}).get("novelty") or {}
-        self.novelty_reference = reference if reference.get("method") == self.novelty_method else None
+        self.ood_method = ood_method(self.output, len(self.views))
+        # The "none of these" threshold (core.ood.ood_reference), stored with the calibration;
+        # one fitted by another method (say, before test-time views were recorded) does not apply.
+        reference = (self.calibration or {}).get("ood") or {}
+        self.ood_reference: dict[str, Any] | None = reference if reference.get("method") == self.ood_method else None
 
-    def novelty(self, scores: torch.Tensor) -> torch.Tensor:
-        """``novelty_scores`` of ``scores`` (``N x classes``, from ``scores``) by this
-        predictor's method (``novelty_method``): ``N`` floats, higher is stranger; above
-        ``novelty_reference["threshold"]`` (when calibration stored one), stranger than 99 %
-        of the validation images. The foundation of a "none of these" answer."""
-        return novelty_scores(scores.cpu(), self.novelty_method)
+    def ood(self, scores: torch.Tensor) -> torch.Tensor:
+        """``core.ood.ood_scores`` of ``scores`` (``N x classes``, from ``scores``) by this
+        predictor's method (``ood_method``): ``N`` floats on the CPU, higher is stranger."""
+        return ood_scores(scores.cpu(), self.ood_method)
 
-    def far_from_training(self, scores: torch.Tensor, names: Sequence[str]) -> list[str | None]:
-        """For each image (``scores``: ``N x classes``), a warning when its novelty is above
-        the stored threshold, else None (all None without a reference)."""
-        if not self.novelty_reference:
-            return [None] * len(scores)
-        ref = self.novelty_reference
-        method = ("energy score (Liu et al. 2020)" if ref["method"] == "energy"
+    def none_of_these(self, values: torch.Tensor) -> list[bool]:
+        """For ``N`` ``ood`` values: whether each is above the stored threshold (all False
+        when the checkpoint stores none)."""
+        if not self.ood_reference:
+            return [False] * len(values)
+        return [v > self.ood_reference["threshold"] for v in values.tolist()]
+
+    def ood_warning(self, name: str) -> str:
+        """Why an image was answered "none of these", in words."""
+        ref = self.ood_reference or {}
+        method = ("energy score (Liu et al. 2020)" if ref.get("method") == "energy"
                   else "top probability (Hendrycks and Gimpel 2017)")
-        out: list[str | None] = []
-        for name, value in zip(names, self.novelty(scores).tolist()):
-            out.append(None if value <= ref["threshold"] else (
-                f"{name} is far from the training images as the model sees them, so {UNLIKE}: its {method} is "
-                f"stranger than {ref['percentile']:g} % of the {ref['images']} validation images'. The model may "
-                f"never have seen anything like it; do not trust its answer."))
-        return out
+        return (f"{name} looks like none of the classes, so {UNLIKE} as the model sees them: its {method} is beyond "
+                f"the threshold that {100 * float(ref.get('keep', 0.95)):g} % of the {ref.get('images', '?')} "
+                "validation images stay within. The model has likely never seen anything like it; do not trust "
+                "its class.")
 
     def decide(self, probabilities: dict[str, float]) -> str:
         """The answer for one image: a class with an operating point wins when its
@@ -278,13 +267,16 @@ class Predictor:
             scores = self.scores(self.preprocessing.normalize(torch.stack(tensors)))
             probs = to_probabilities(scores, self.output, self.temperature).cpu()
             valid = [n for n, r in zip(names, results) if r is None]
-            for note, far in zip(notes, self.far_from_training(scores, valid)):
+            ood_values = self.ood(scores)
+            strange = self.none_of_these(ood_values)
+            for note, name, far in zip(notes, valid, strange):
                 if far:
-                    note.append(far)
+                    note.append(self.ood_warning(name))
         k = max(1, min(top_k, len(self.classes)))
         rows = iter(probs.tolist() if tensors else [])
         warned = iter(notes)
         seen = iter(tensors)
+        oods = iter(zip(ood_values.tolist(), strange) if tensors else [])
         out: list[Prediction] = []
         for result, name in zip(results, names):
             if result is not None:
@@ -295,6 +287,7 @@ class Predictor:
             probabilities = dict(zip(self.classes, row))
             decision = self.decide(probabilities) if self.thresholds else None
             label = decision or self.classes[ranked[0]]
+            ood_score, none_of_these = next(oods)
             out.append(
                 Prediction(
                     source=name,
@@ -303,6 +296,8 @@ class Predictor:
                     warnings=next(warned),
                     decision=decision,
                     sure=probabilities[label] >= floor,
+                    ood_score=ood_score,
+                    none_of_these=none_of_these,
                     seen=next(seen),
                 )
             )
@@ -311,21 +306,30 @@ class Predictor:
 
 def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
     """CSV text, one row per prediction (DIGITS' Classify Many): file, class (the answer:
-    "not sure" below the predictor's min_confidence), confidence,
-    each class's probability (in output order), error (for an image that did not read)."""
+    "none of these" above the stored out-of-distribution threshold, "not sure" below the
+    predictor's min_confidence), confidence, each class's probability (in output order),
+    none_of_these (true/false), ood_score (``core.ood``: higher is stranger), error (for an
+    image that did not read)."""
     import csv
     import io
 
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["file", "class", "confidence", *classes, "error"])
+    writer.writerow(["file", "class", "confidence", *classes, "none_of_these", "ood_score", "error"])
     for p in predictions:
         if p.error:
-            writer.writerow([p.source, "", "", *([""] * len(classes)), p.error])
+            writer.writerow([p.source, "", "", *([""] * len(classes)), "", "", p.error])
         else:
             writer.writerow([p.source, p.answer, f"{p.probabilities[p.label]:.6f}",
-                             *(f"{p.probabilities[c]:.6f}" for c in classes), ""])
+                             *(f"{p.probabilities[c]:.6f}" for c in classes), str(p.none_of_these).lower(),
+                             "" if p.ood_score is None else f"{p.ood_score:.6f}", ""])
     return out.getvalue()
+
+
+def calibrated(calibration: dict[str, Any] | None) -> bool:
+    """Whether a stored calibration (``core.calibration``) has a fitted temperature: a
+    run's own end stores only its "none of these" threshold there."""
+    return bool(calibration) and calibration.get("temperature") is not None
 
 
 def recorded_calibration(path: str | Path) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from core.calibration import store_ood_threshold
 from core.checkpoint import Checkpointer, cpu_state_dict, load_checkpoint, make_payload
 from core.config import RunConfig
 from core.data.augment import augment_batch, tta_probabilities, tta_views
@@ -498,6 +499,22 @@ class Trainer:
         self.buffer.flush()
         return True
 
+    def store_ood_thresholds(self) -> None:
+        """Fit and store the "none of these" threshold of each checkpoint the run kept
+        (``core.calibration.store_ood_threshold``, on the validation split), saying so in
+        its log; a checkpoint that cannot have one (no validation images) is said, not fatal."""
+        for path in dict.fromkeys(p for p in (self.checkpointer.best_path, self.checkpointer.last_path) if p):
+            if not Path(path).is_file():
+                continue
+            try:
+                ref = store_ood_threshold(path)
+            except ImoriError as err:
+                self.recorder.on_log(f"{Path(path).name} answers no 'none of these': {err}")
+                continue
+            self.recorder.on_log(f"{Path(path).name} answers 'none of these' above a {ref['method']} score of "
+                                 f"{ref['threshold']:.4g} ({100 * ref['keep']:g} % of the {ref['images']} validation "
+                                 "images stay within)")
+
     def fit(self) -> FitResult:
         self.recorder.on_start(
             RunStart(
@@ -550,6 +567,8 @@ class Trainer:
             raise
         seconds = time.monotonic() - started
         images = (self.step - start_step) * self.batch_size
+        if status == SUCCEEDED and self.ranks.is_main and self.checkpointer.writes:
+            self.store_ood_thresholds()  # before the run reads as finished: its checkpoints answer "none of these"
         self.recorder.on_end(RunEnd(status=status, step=self.step, epoch=self.epoch_done))
         best = self.checkpointer.best_score
         return FitResult(

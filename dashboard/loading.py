@@ -46,7 +46,8 @@ def cached_predictor(path: str | Path, *, model: str | None = None, classes: Seq
     except OSError:
         raise CheckpointError(f"{p}: no such checkpoint file (was it deleted?)") from None
     recorded = recorded_calibration(p) or {}
-    calibration = json.dumps([recorded.get("temperature"), recorded.get("thresholds")], sort_keys=True)
+    calibration = json.dumps([recorded.get("temperature"), recorded.get("thresholds"), recorded.get("ood")],
+                             sort_keys=True)
     return _cached_predictor(str(p.resolve()), mtime, model or None, tuple(classes) if classes else None,
                              json.dumps(options or {}, sort_keys=True), calibration)
 

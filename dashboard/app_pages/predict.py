@@ -10,7 +10,9 @@ model receives it, with warnings when it differs from the training images
 (``core.predict.input_warnings``, with those that make it unlike every training image
 first) and, where its negative looks like them, an option to invert it. With an operating
 point, the headline says that it decided and the bars mark its threshold; an evaluation
-reports both by the top class and with the operating point."""
+reports both by the top class and with the operating point. An image whose
+out-of-distribution score (``core.ood``) is beyond the checkpoint's stored threshold is
+answered "none of these", beside "not sure" for a low probability."""
 
 from __future__ import annotations
 
@@ -220,7 +222,13 @@ def show(predictions: list[Any], entries: list[dict[str, Any] | None], top_k: in
             how = (f" by the operating point: {label} when p({label}) ≥ {point['threshold']:.3f}" if point
                    else "" if prediction.decision in (None, prediction.top[0][0]) else
                    f" by the operating point: no class reached its threshold ({operating_point_rule(predictor.thresholds)})")
-            if not prediction.sure:  # the predictor's rule: below min_confidence, "not sure"
+            if prediction.none_of_these:  # beyond the threshold fitted on the validation split
+                ref = predictor.ood_reference or {}
+                chart.markdown(f"Predicted class: **none of these** (it looks like none of the {len(predictor.classes)} "
+                               f"classes: out-of-distribution score {prediction.ood_score:.3f} is above "
+                               f"{ref.get('threshold', float('nan')):.3f}, which {fmt.pct(ref.get('keep', 0.95), 0)} of "
+                               f"the validation images stay within; the likeliest, {label}, is {fmt.pct(probability)})")
+            elif not prediction.sure:  # the predictor's rule: below min_confidence, "not sure"
                 which = "the likeliest" if label == prediction.top[0][0] else "the operating point's answer"
                 chart.markdown(f"Predicted class: **not sure** ({which}, {label}, is {fmt.pct(probability)}: "
                                f"below {fmt.pct(not_sure, 0)})")
@@ -270,6 +278,12 @@ if predictor is not None:
     not_sure = sure_col.slider("Answer \"not sure\" below", 0.0, 0.99, 0.0, 0.01, key="pr_not_sure", format="%.2f",
                                help="When the top probability is below this, the answer is \"not sure\" "
                                     "(0: always answer)")
+    ood = predictor.ood_reference
+    note_col.caption(f"Answers \"none of these\" beyond an out-of-distribution score of {ood['threshold']:.3f} "
+                     f"({ood['method'].replace('_', ' ')} score; {fmt.pct(ood['keep'], 0)} of the {ood['images']} "
+                     "validation images stay within)." if ood else
+                     "No \"none of these\" threshold stored with this checkpoint (runs store one at their end; "
+                     "calibrating fits one for an older checkpoint).")
     if predictor.temperature != 1.0:
         points = "; ".join(f"{c} when p({c}) ≥ {p['threshold']:.2f} (recall {fmt.pct(p['recall'], 0)}, precision "
                            f"{fmt.pct(p['precision'], 0)} on validation)" for c, p in predictor.thresholds.items())
@@ -277,7 +291,7 @@ if predictor is not None:
                          "validation split (`imori calibrate`)." + (f" Operating point: {points}." if points else ""))
     else:
         note_col.caption("Probabilities as trained (not calibrated: a temperature fitted on the validation split makes "
-                         "them honest, and lets Predict say when an image is far from the training images).")
+                         "them honest).")
         if predictor.checkpoint.config and Path(checkpoint).is_file():
             if note_col.button("Calibrate on a worker", key="pr_calibrate", icon=":material/balance:",
                                disabled=jobs.busy(CALIBRATE, str(checkpoint))):
@@ -335,7 +349,8 @@ if predictor is not None:
         if len(predictions) > 1:  # classify many: the table, and every probability as CSV
 
             st.dataframe(pd.DataFrame([{"file": p.source, "class": p.answer if not p.error else "",
-                                        "confidence": p.top[0][1] if not p.error else None, "error": p.error or ""}
+                                        "confidence": p.top[0][1] if not p.error else None,
+                                        "none of these": p.none_of_these, "error": p.error or ""}
                                        for p in predictions]),
                          hide_index=True, column_config={"confidence": st.column_config.ProgressColumn(
                              "confidence", min_value=0.0, max_value=1.0, format="percent")})

@@ -462,7 +462,8 @@ with ckpt_tab:
                                      icon=":material/download:",
                                      help="model.load_state_dict(torch.load(...)) in the tutorial's own script")
     calibrated = [(r, checkpoint_records.calibration_of(r.path)) for r in rows]
-    calibrated = [(r, c) for r, c in calibrated if c]
+    # A run's own end stores only its "none of these" threshold: a temperature is a calibration.
+    calibrated = [(r, c) for r, c in calibrated if c and c.get("temperature") is not None]
     for row, calibration in calibrated[:2]:
         calibration_view(row, calibration)
     if rows and not calibrated:

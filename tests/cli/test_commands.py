@@ -12,6 +12,7 @@ import torch.nn as nn
 from PIL import Image
 
 from cli.main import main
+from core.checkpoint import load_checkpoint
 
 
 def run(capsys, *argv):
@@ -451,6 +452,11 @@ def test_export_to_onnx_says_what_was_checked(trained, tmp_path, capsys):
     assert "checked against PyTorch: top-1 agreement 100.00 %" in out and "the test split of digits" in out
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.preprocess.json").is_file()
     assert "(opset 18, IR version 8)" in out  # what ONNX Runtime 1.16 loads
+    # The run stored its "none of these" threshold: the sidecar says how to answer it.
+    answer = json.loads((tmp_path / "model.preprocess.json").read_text())["answer"]
+    stored = load_checkpoint(ckpt).calibration["ood"]
+    assert answer["none_of_these"] == "none of these" and answer["ood"]["threshold"] == stored["threshold"]
+    assert answer["ood"]["method"] == "max_softmax" and "none of these" in answer["rule"]
     code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "model.pt2"), "--format", "pt2", "--json")
     assert code == 0 and json.loads(out)["parity"]["passed"], err
     code, out, err = run(capsys, "export", str(ckpt), str(tmp_path / "new.onnx"), "--opset", "20", "--json")
@@ -477,6 +483,15 @@ def test_predict_a_folder_into_a_csv(trained, tmp_path, capsys):
     assert all(r["class"] in [str(i) for i in range(10)] and r["error"] == "" for r in rows)
     assert abs(sum(float(rows[0][str(i)]) for i in range(10)) - 1) < 1e-4
     assert "a.png" in stdout and "wrote 2 rows" in err
+    assert [r["none_of_these"] for r in rows] == ["false", "false"] and all(float(r["ood_score"]) < 0 for r in rows)
+    # A grey square is no digit: beyond the threshold the run stored at its end, "none of these".
+    Image.new("L", (28, 28), 128).save(folder / "grey.png")
+    code, stdout, err = run(capsys, "predict", str(folder / "grey.png"), str(folder / "a.png"), "--checkpoint",
+                            str(ckpt), "--json")
+    assert code == 0, err
+    grey, digit = json.loads(stdout)
+    assert grey["none_of_these"] is True and grey["answer"] == "none of these" and grey["label"] in map(str, range(10))
+    assert digit["none_of_these"] is False and grey["ood_score"] > digit["ood_score"]
     code, _, err = run(capsys, "predict", str(tmp_path / "answers.csv").replace("answers.csv", "nowhere"),
                        "--checkpoint", str(ckpt))
     assert code != 0 and "Traceback" not in err

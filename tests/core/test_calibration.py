@@ -9,6 +9,7 @@ import torch
 
 from cli.main import main
 from core.calibration import calibrate, expected_calibration_error, fit_temperature, reliability
+from core.checkpoint import load_checkpoint
 from core.config import RunConfig
 from core.predict import Predictor
 from core.train import fit
@@ -99,15 +100,15 @@ def test_an_operating_point_by_target_recall_is_used_by_predict_and_exports(tmp_
     stored = answer["thresholds"]["star"]
     assert stored["recall"] >= 0.99 and stored["by"] == "recall"
     predictor = Predictor(ckpt)
-    # With it, the validation images' novelty (issue 34.5): the energy score's 99th percentile.
+    # With it, the "none of these" threshold (issue 30.2): 95 % of the validation images within.
     from core.calibration import validation_scores
-    from core.predict import novelty_scores
+    from core.ood import ood_scores
 
-    novelty = answer["novelty"]
-    assert novelty["method"] == predictor.novelty_method == "energy" and predictor.novelty_reference == novelty
+    ood = answer["ood"]
+    assert ood["method"] == predictor.ood_method == "energy" and predictor.ood_reference == ood
     scores, labels = validation_scores(predictor)
-    assert novelty["images"] == len(labels)
-    assert novelty["threshold"] == pytest.approx(float(novelty_scores(scores, "energy").quantile(0.99)), abs=1e-4)
+    assert ood["images"] == len(labels) and ood["keep"] == 0.95
+    assert ood["threshold"] == pytest.approx(float(ood_scores(scores, "energy").quantile(0.95)), abs=1e-4)
     assert predictor.thresholds["star"]["threshold"] == pytest.approx(stored["threshold"])
     probabilities = {"circle": 1 - stored["threshold"], "star": stored["threshold"]}
     assert predictor.decide(probabilities) == "star"
@@ -165,8 +166,11 @@ def test_too_few_or_all_right_validation_images_are_refused_not_calibrated(tmp_p
 
     config = RunConfig(model="mnist_cnn", dataset="digits", iterations=5, epochs=None, batch_size=64, threads=2,
                        val_fraction=0.01)
+    few = fit(config, tmp_path / "few").last_checkpoint
     with pytest.raises(ConfigError, match=r"only \d+ validation images: too few"):
-        calibrate(fit(config, tmp_path / "few").last_checkpoint)
+        calibrate(few)
+    # Nor does the run's end place a "none of these" threshold on them (fewer than 20).
+    assert load_checkpoint(few).calibration is None and Predictor(few).ood_reference is None
     # The frozen pretrained backbone on shapes2 is right on every validation image (features cached).
     perfect = RunConfig(model="efficientnet_lite0", dataset="shapes2", epochs=1, iterations=None, batch_size=64,
                         pretrained=True, freeze_backbone=True, image_size=(64, 64), optimizer="adam", lr=1e-2, threads=2)

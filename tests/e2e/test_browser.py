@@ -1,6 +1,7 @@
 """The dashboard in a real browser against `imori up`: headless Debian Chromium driven by
 Playwright. Queue a run from the form, watch its chart grow with no navigation, predict
-an uploaded digit (and "not sure" for a grey square at a 0.99 threshold); import a ZIP of photos, take the finetune recipe New run proposes,
+an uploaded digit (and "not sure" for an unsure digit at a 0.99 threshold, "none of these" for a letter,
+a class the digits model never saw); import a ZIP of photos, take the finetune recipe New run proposes,
 train it, predict one of the photos and see what the model saw; then stop the stack with
 SIGTERM. The tests share one stack and run in this order.
 
@@ -72,6 +73,17 @@ def alive(pid: int) -> bool:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
+
+
+def letter_png(letter: str) -> bytes:
+    """A white letter on black at the digits' size: a class no digits model was trained on."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(image).text((6, 2), letter, fill=255, font=ImageFont.load_default(size=22))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def digit_png(index: int = 0) -> tuple[bytes, str]:
@@ -188,8 +200,6 @@ def test_queue_watch_and_predict_in_a_browser(stack):
     png, true_class = digit_png(0)
     image_path = stack["home"] / f"digit-{true_class}.png"
     image_path.write_bytes(png)
-    grey_path = stack["home"] / "grey.png"
-    Image.new("L", (28, 28), 128).save(grey_path)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -261,8 +271,23 @@ def test_queue_watch_and_predict_in_a_browser(stack):
             b.idle()
             predicted = re.match(r"Predicted class: (\S+) \(([\d.]+) %\)", answer.inner_text()).group(1)
             b.shot("6-predict")
-            # "Not sure" below a threshold: the slider dragged to its top (0.99), a grey square
-            # (no digit at all) is answered "not sure", not with a class.
+            # The run's end stored its "none of these" threshold. Which digit is unsure at 0.99
+            # but like the training images, and which letters (a class it never saw) are beyond it:
+            from core.predict import Predictor
+
+            checkpoint = Predictor(stack["home"] / "runs" / "1" / "checkpoints" / "best.pt", min_confidence=0.99)
+            assert checkpoint.ood_reference is not None, checkpoint.calibration
+            digits = [digit_png(i)[0] for i in range(1, 40)]
+            unsure = next(png for png, p in zip(digits, checkpoint.predict(digits))
+                          if not p.sure and not p.none_of_these)
+            letters = {c: letter_png(c) for c in "XAKWHM"}
+            caught = [c for c, p in zip(letters, checkpoint.predict(list(letters.values()))) if p.none_of_these]
+            assert len(caught) >= 3, caught  # most letters are none of the ten digits
+            unsure_path, letter_path = stack["home"] / "unsure-digit.png", stack["home"] / f"letter-{caught[0]}.png"
+            unsure_path.write_bytes(unsure)
+            letter_path.write_bytes(letters[caught[0]])
+            # "Not sure" below a threshold: the slider dragged to its top (0.99), that digit is
+            # answered "not sure", not with a class.
             slider = page.locator('[data-testid="stSlider"]').filter(has_text="not sure").first
             thumb = slider.get_by_role("slider")
             thumb.scroll_into_view_if_needed()
@@ -270,10 +295,17 @@ def test_queue_watch_and_predict_in_a_browser(stack):
             page.keyboard.press("End")  # the keyboard's way to the slider's top
             slider.locator('[data-testid="stSliderThumbValue"]').get_by_text("0.99", exact=True).wait_for(timeout=10_000)
             b.idle()
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(grey_path))
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(unsure_path))
             page.get_by_text(re.compile(r"^Predicted class: not sure \(the likeliest, ")).first.wait_for(timeout=60_000)
             b.idle()
             b.shot("6b-not-sure")
+            # A letter is none of the digits: "none of these", and why.
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(letter_path))
+            headline = re.compile(r"^Predicted class: none of these \(it looks like none of the 10 classes")
+            page.get_by_text(headline).first.wait_for(timeout=60_000)
+            page.get_by_text(re.compile(r"looks like none of the classes")).first.wait_for()
+            b.idle()
+            b.shot("6c-none-of-these")
             # Evaluate the checkpoint on digits' test split: a job for the worker.
             page.get_by_role("button", name="Evaluate on a worker").click()
             page.get_by_text("Confusion matrix", exact=False).first.wait_for(timeout=120_000)
