@@ -9,7 +9,9 @@ What a strong practitioner does with a budget, deciding only on the validation s
    come within the first minutes. Small grayscale images (digits): the tutorials' seed
    nets, each trained a few epochs from scratch (``core.recipes.is_small_grayscale``). Where validation holds under
    ``MIN_VAL_TO_CHOOSE`` images, the probes are compared by k-fold cross-validation on
-   the cached features instead (and the run page says so).
+   the cached features instead (and the run page says so). The best probe is then
+   refitted on the training photos' flipped and turned copies too (the turns its
+   orientation check allows, below), where that scores higher.
 2. **Train the most promising candidate** with the rest of the budget: every layer of
    the backbone, its head starting from the probe's (fastai's ``fine_tune``), AdamW with a
    warm-up then a cosine schedule, label smoothing, an EMA of the weights (timm's
@@ -296,6 +298,10 @@ class _SearchTrainer(Trainer):
 
     def eval_module(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
+
+    def store_ood_thresholds(self) -> None:
+        """Nothing at the training phase's end: ``Search.conclude`` stores the threshold
+        once, on the winner it writes last."""
 
     def fit(self) -> FitResult:
         self.epoch_started = time.monotonic()
@@ -868,6 +874,7 @@ class Search:
                 other.unlink(missing_ok=True)
                 trainer.recorder.on_checkpoint_removed(str(other))
             trainer.checkpointer.last_path = str(path)
+            Trainer.store_ood_thresholds(trainer)  # the winner answers "none of these" too
         # The settings the winner trained with (what best.pt carries), beside the run's own
         # (recipe auto: what a clone of the run searches again).
         self.trained_with = {**trainer.config.to_dict(), "tta_views": list(trainer.tta or [])}

@@ -16,6 +16,15 @@ os.environ["TORCH_HOME"] = os.path.join(os.environ["IMORI_HOME"], "torch-hub")
 os.environ["HF_HOME"] = os.path.join(os.environ["IMORI_HOME"], "hf-home")
 os.environ["XDG_CACHE_HOME"] = os.path.join(os.environ["IMORI_HOME"], "xdg-cache")
 os.environ["IMORI_LOCK_DIR"] = os.path.join(os.environ["IMORI_HOME"], "cpu-lock")  # never a real machine's CPU slot
+# Under pytest-xdist the cores are shared by its processes: each trains on its share
+# (IMORI_TORCH_THREADS, what imori's default_threads reads, and OpenMP's own default, both
+# inherited by every process a test starts). Torch on more threads than it has cores runs
+# at a fraction of its speed: a test of 9 s alone took 75 s beside another.
+_XDIST_PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _XDIST_PROCESSES > 1:
+    _share = str(max(1, len(os.sched_getaffinity(0)) // _XDIST_PROCESSES))
+    os.environ.setdefault("IMORI_TORCH_THREADS", _share)
+    os.environ.setdefault("OMP_NUM_THREADS", _share)  # torch's default, read at its import (after this file)
 # The suite's own services come from IMORI_TEST_*; never a developer's real ones.
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("REDIS_URL", None)
