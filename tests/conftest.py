@@ -78,5 +78,5 @@ def digits_checkpoint(tmp_path_factory):
     from core.config import RunConfig
     from core.train import fit
 
-    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=12, epochs=None, batch_size=64, threads=2)
+    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=12, epochs=None, batch_size=64)
     return fit(config, tmp_path_factory.mktemp("digits-checkpoint")).last_checkpoint

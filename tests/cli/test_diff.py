@@ -32,7 +32,7 @@ def test_diff_lists_files_whose_answers_agree_with_predict(tmp_path, capsys):
     import_dataset(tmp_path / "leaves", "leafdiff")
     # One run, two epochs: its two checkpoints are A and B.
     code, out, err = run(capsys, "train", "--model", "tiny_net", "--dataset", "leafdiff", "--epochs", "2",
-                         "--batch-size", "4", "--threads", "2", "--run-dir", str(tmp_path / "run"), "--quiet")
+                         "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "--quiet")
     assert code == 0, err
     a, b = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*.pt"))[:2]
     code, out, err = run(capsys, "diff", str(a), str(b), "--dataset", "leafdiff", "--json")

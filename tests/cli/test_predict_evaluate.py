@@ -57,7 +57,7 @@ def test_evaluate_says_test_accuracy_may_be_inflated_and_scores_both_ways(tmp_pa
     import_dataset(tmp_path, "leafcopies")
     check_after_import("leafcopies")
     code, out, err = run(capsys, "train", "--model", "tiny_net", "--dataset", "leafcopies", "--iterations", "2",
-                         "--batch-size", "8", "--threads", "2", "--run-dir", str(tmp_path / "run"), "--quiet")
+                         "--batch-size", "8", "--run-dir", str(tmp_path / "run"), "--quiet")
     assert code == 0, err
     [ckpt] = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1:]
     code, out, err = run(capsys, "evaluate", "--checkpoint", str(ckpt), "--dataset", "leafcopies")

@@ -65,7 +65,7 @@ def test_settings_the_search_chooses_are_refused_with_the_reason():
 def test_a_cancelled_search_keeps_its_best_model_so_far_usable(tmp_path, imori_home):
     """Cancelled in its training phase: the run ends cancelled, with a best.pt that
     predicts, and the leaderboard says what was tried."""
-    config = recipe_config("auto", dataset="digits", max_minutes=0.4, threads=2)
+    config = recipe_config("auto", dataset="digits", max_minutes=0.4)
     recorder = MemoryRecorder(stop_after_step=5)
     result = Search(config, tmp_path / "run", recorder).run()
     assert result.status == CANCELLED
@@ -94,7 +94,7 @@ def test_the_training_phase_soup_and_tta_run_and_the_winner_is_tested_once(tmp_p
     monkeypatch.setattr(auto, "BACKBONES", ("efficientnet_lite0",))
     monkeypatch.setattr(auto, "MAX_EPOCHS", 3)
     photos = photo_like_folder(tmp_path / "photos", per_class=30, size=48)
-    config = recipe_config("auto", dataset=str(photos), max_minutes=5, threads=2)
+    config = recipe_config("auto", dataset=str(photos), max_minutes=5)
     recorder = MemoryRecorder()
     result = Search(config, tmp_path / "run", recorder).run()
     assert result.status == "succeeded"

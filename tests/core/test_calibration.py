@@ -37,7 +37,7 @@ def test_the_fitted_temperature_undoes_a_known_scaling():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Trained briefly: right about 85 % of the time, so over-confidence shows."""
-    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=12, epochs=None, batch_size=64, threads=2)
+    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=12, epochs=None, batch_size=64)
     return fit(config, tmp_path_factory.mktemp("calibration")).last_checkpoint
 
 
@@ -147,7 +147,7 @@ def test_jobs_find_a_learning_rate_and_refuse_an_unknown_kind():
     from core.jobs.lr_find import subject
     from core.jobs.registry import run_job
 
-    config = RunConfig(model="lenet5", dataset="digits", optimizer="sgd", lr=1e-3, batch_size=64, threads=2).to_dict()
+    config = RunConfig(model="lenet5", dataset="digits", optimizer="sgd", lr=1e-3, batch_size=64).to_dict()
     assert subject(config) == subject({**config, "lr": 0.5, "name": "other"})  # the lr is what is searched
     assert subject(config) != subject({**config, "batch_size": 32})
     seen = []
@@ -164,7 +164,7 @@ def test_too_few_or_all_right_validation_images_are_refused_not_calibrated(tmp_p
     all right, falls towards 0 and makes every answer read 100 %: refused with the reason."""
     from core.errors import ConfigError
 
-    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=5, epochs=None, batch_size=64, threads=2,
+    config = RunConfig(model="mnist_cnn", dataset="digits", iterations=5, epochs=None, batch_size=64,
                        val_fraction=0.01)
     few = fit(config, tmp_path / "few").last_checkpoint
     with pytest.raises(ConfigError, match=r"only \d+ validation images: too few"):
@@ -173,7 +173,7 @@ def test_too_few_or_all_right_validation_images_are_refused_not_calibrated(tmp_p
     assert load_checkpoint(few).calibration is None and Predictor(few).ood_reference is None
     # The frozen pretrained backbone on shapes2 is right on every validation image (features cached).
     perfect = RunConfig(model="efficientnet_lite0", dataset="shapes2", epochs=1, iterations=None, batch_size=64,
-                        pretrained=True, freeze_backbone=True, image_size=(64, 64), optimizer="adam", lr=1e-2, threads=2)
+                        pretrained=True, freeze_backbone=True, image_size=(64, 64), optimizer="adam", lr=1e-2)
     result = fit(perfect, tmp_path / "perfect")
     assert result.best_val_accuracy == 1.0
     with pytest.raises(ConfigError, match="right on all .* validation images"):

@@ -50,7 +50,7 @@ def test_mcnemar_is_one_without_disagreements_and_refuses_negative_counts():
 
 
 def test_two_digits_checkpoints_diff_on_their_test_split(digits_checkpoint, tmp_path):
-    longer = fit(RunConfig(model="mnist_cnn", dataset="digits", iterations=30, epochs=None, batch_size=64, threads=2),
+    longer = fit(RunConfig(model="mnist_cnn", dataset="digits", iterations=30, epochs=None, batch_size=64),
                  tmp_path / "longer").last_checkpoint
     result = diff(str(digits_checkpoint), str(longer))
     listed = result.fixed + result.broken + result.both_wrong

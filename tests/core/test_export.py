@@ -30,7 +30,7 @@ def checkpoints(tmp_path_factory):
         if name not in made:
             spec = get_spec(name)
             config = RunConfig(model=name, dataset="digits" if spec.in_channels == 1 else "shapes", iterations=1,
-                               epochs=None, batch_size=8, threads=2, image_size=SMALLEST[name], pretrained=False)
+                               epochs=None, batch_size=8, image_size=SMALLEST[name], pretrained=False)
             made[name] = fit(config, tmp_path_factory.mktemp(name)).last_checkpoint
         return made[name]
 

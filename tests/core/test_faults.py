@@ -12,7 +12,7 @@ from core.errors import CheckpointError
 from core.records import DbRecorder, queries, store
 from core.train import fit
 
-FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, threads=2)
+FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from core.train import Trainer, fit
 # shapes2 at 64 px: the smallest size at which the frozen ImageNet features still tell a
 # circle from a star perfectly, and a feature pass over its 1,250 images takes seconds.
 FROZEN = dict(model="efficientnet_lite0", dataset="shapes2", image_size=(64, 64), freeze_backbone=True,
-              optimizer="adam", lr=1e-3, batch_size=32, epochs=1, threads=2, device="cpu")
+              optimizer="adam", lr=1e-3, batch_size=32, epochs=1, device="cpu")
 
 
 @pytest.mark.slow
@@ -65,8 +65,7 @@ def photo_like(folder, per_class=20, size=48):
 @pytest.mark.slow
 def test_the_finetune_recipe_trains_the_head_first_then_every_layer(tmp_path):
     data = photo_like(tmp_path / "photos")
-    config = recipe_config("finetune", dataset=str(data), image_size=(64, 64), epochs=2, batch_size=8,
-                           threads=2, device="cpu")
+    config = recipe_config("finetune", dataset=str(data), image_size=(64, 64), epochs=2, batch_size=8, device="cpu")
     recorder = MemoryRecorder()
     trainer = Trainer(config.validate(), tmp_path / "run", recorder)
     backbone = {k: v.clone() for k, v in trainer.model.state_dict().items() if not k.startswith("classifier.")}

@@ -13,7 +13,7 @@ from core.data.augment import apply_view, augment_batch, tta_views
 from core.recorder import MemoryRecorder
 from core.train import Trainer, fit, lr_factor
 
-FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, threads=2)
+FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64)
 
 
 def _steps(recorder, after=0):

@@ -26,13 +26,13 @@ def test_lr_find_on_the_seed004_lenet_suggests_a_rate_it_learns_at(tmp_path, cap
     """Seed 004's LeNet barely learns at the tutorial's 1e-3 without momentum; at the
     suggested rate, every other setting unchanged, it reaches 90 % on digits."""
     plot = tmp_path / "lr.png"
-    code = main(["lr-find", "--recipe", "seed004", "--threads", "2", "--plot", str(plot), "--json"])
+    code = main(["lr-find", "--recipe", "seed004", "--plot", str(plot), "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     found = json.loads(out)
     assert 1e-3 < found["suggestion"] < 5 and plot.stat().st_size > 1000
     assert len(found["lrs"]) == len(found["losses"]) >= 20
-    result = fit(recipe_config("seed004", device="cpu", threads=2).replace(lr=found["suggestion"]), tmp_path / "run")
+    result = fit(recipe_config("seed004", device="cpu").replace(lr=found["suggestion"]), tmp_path / "run")
     assert result.test["accuracy"] >= 0.90, (found["suggestion"], result.test["accuracy"])
 
 

@@ -116,7 +116,7 @@ def test_unreadable_images_get_an_error_not_a_crash(seed000_checkpoint):
 
 
 def test_log_softmax_models_give_probabilities_and_evaluation_builds_a_confusion_matrix(tmp_path):
-    config = RunConfig(model="mnist_cnn", dataset="digits", batch_size=64, epochs=1, threads=2)
+    config = RunConfig(model="mnist_cnn", dataset="digits", batch_size=64, epochs=1)
     result = fit(config, tmp_path / "run")
     predictor = Predictor(result.best_checkpoint)
     report = evaluate(predictor, "digits")

@@ -64,8 +64,7 @@ def test_on_a_model_trained_on_shapes_the_peak_is_on_the_shape(tmp_path):
     from core.saliency import METHODS
 
     config = RunConfig(model="efficientnet_lite0", dataset="shapes", epochs=3, iterations=None, batch_size=64,
-                       pretrained=True, freeze_backbone=True, image_size=(128, 128), optimizer="adam", lr=1e-2,
-                       threads=2)
+                       pretrained=True, freeze_backbone=True, image_size=(128, 128), optimizer="adam", lr=1e-2)
     result = fit(config, tmp_path / "run")
     assert result.test["accuracy"] > 0.9
     predictor = Predictor(result.last_checkpoint)

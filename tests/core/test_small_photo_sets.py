@@ -50,7 +50,7 @@ def default_accuracy(run_id, dataset):
 
 @pytest.mark.slow
 def test_seed000_on_sixty_photos_predicts_with_a_trained_checkpoint(photos):
-    run_id = trained(recipe_config("seed000", dataset=photos, threads=2, image_size=(32, 32)), "seed000 on 60 photos")
+    run_id = trained(recipe_config("seed000", dataset=photos, image_size=(32, 32)), "seed000 on 60 photos")
     choice, accuracy = default_accuracy(run_id, photos)
     assert choice.rule == LAST and "too few" in choice.reason  # validation cannot choose here
     assert choice.row.step == 100  # the last checkpoint, not an early "best"
@@ -59,7 +59,7 @@ def test_seed000_on_sixty_photos_predicts_with_a_trained_checkpoint(photos):
 
 @pytest.mark.slow
 def test_finetune_on_sixty_photos_gets_ten_of_twelve(photos):
-    run_id = trained(recipe_config("finetune", dataset=photos, threads=2, image_size=(128, 128)), "finetune on 60 photos")
+    run_id = trained(recipe_config("finetune", dataset=photos, image_size=(128, 128)), "finetune on 60 photos")
     choice, accuracy = default_accuracy(run_id, photos)
     assert choice.rule == LAST
     assert accuracy * 12 >= 10, accuracy

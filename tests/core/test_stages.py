@@ -12,7 +12,7 @@ from core.train import Trainer
 # A pretrainable backbone at its smallest size, frozen, its weights random, on 48 digits a
 # split in batches of 16: the feature pass is the stage, in a second or two.
 FROZEN = dict(model="efficientnet_lite0", dataset="digits", image_size=(32, 32), freeze_backbone=True,
-              pretrained=False, epochs=1, batch_size=16, eval_batch_size=16, threads=2, device="cpu")
+              pretrained=False, epochs=1, batch_size=16, eval_batch_size=16, device="cpu")
 
 
 def tiny_trainer(folder, recorder=None) -> Trainer:

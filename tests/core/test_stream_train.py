@@ -20,7 +20,7 @@ from core.config import RunConfig
 from core.recorder import MemoryRecorder
 from core.train import fit
 
-FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, threads=2)
+FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64)
 DIGITS_BYTES = 1797 * 28 * 28  # decoded at the model's 28x28
 
 
@@ -79,7 +79,7 @@ def _train_peak(dataset: Path, home: Path, cap: str | None) -> tuple[dict, int]:
         env["IMORI_MAX_DATASET_RAM"] = cap
     argv = [sys.executable, "-m", "cli", "train", "--dataset", str(dataset), "--model", "resnet18", "--no-pretrained",
             "--image-size", "256", "--iterations", "3", "--batch-size", "8", "--val-fraction", "0.02",
-            "--eval-batch-size", "8", "--threads", "2", "--device", "cpu", "--seed", "3", "--json", "--quiet"]
+            "--eval-batch-size", "8", "--device", "cpu", "--seed", "3", "--json", "--quiet"]
     out_path, err_path = home / f"out-{cap}.json", home / f"err-{cap}.txt"
     home.mkdir(parents=True, exist_ok=True)
     # The child's VmHWM (its own address space's high-water mark), read until it exits: its

@@ -12,7 +12,7 @@ from core.recorder import MemoryRecorder, Recorder
 from core.train import augment_batch, epoch_order, fit, lr_factor
 
 # One small, fast configuration shared by most tests: the seed 003 CNN on digits.
-FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, threads=2)
+FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64)
 
 
 def test_a_short_run_learns_far_above_chance(tmp_path):
@@ -235,7 +235,7 @@ def test_a_run_resumed_over_a_new_class_order_keeps_its_own(tmp_path):
         (data / label).mkdir(parents=True)
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(data / label / f"{i}.png")
-    config = RunConfig(model="tiny_net", dataset=str(data), epochs=None, iterations=2, batch_size=4, threads=2)
+    config = RunConfig(model="tiny_net", dataset=str(data), epochs=None, iterations=2, batch_size=4)
     first = fit(config, tmp_path / "run")
     # As an older imori recorded it: string order, 0, 1, 10, 2.
     payload = read_file(first.last_checkpoint)

@@ -72,7 +72,8 @@ def test_cancel_a_queued_run_and_a_running_run(stack, worker_a):
     assert checkpoint_exists(running)  # its checkpoints are kept
     assert steps_in_db(running) == list(range(1, run.step + 1))
     # The cancelled queued run never starts, even when its message reaches the worker.
-    stack.wait_for(lambda: stack.log_of(worker_a).count("not claimed") >= 3, 30, "the cancelled run's message to be skipped")
+    stack.wait_for(lambda: f"run {queued}: not claimed" in stack.log_of(worker_a), 30,
+                   "the cancelled run's message to be skipped")
     later = stack.run(queued)
     assert later.status == "cancelled" and later.started_at is None and steps_in_db(queued) == []
 

@@ -17,7 +17,7 @@ from core.records.schema import SqlIterationMetric, SqlRun
 from core.train import fit
 
 # The seed 003 CNN on digits: 21 steps per epoch at batch 64.
-FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64, threads=2)
+FAST = dict(model="mnist_cnn", dataset="digits", optimizer="adam", lr=2e-3, batch_size=64)
 
 
 def _steps_in_db(engine, run_id):
