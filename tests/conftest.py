@@ -32,10 +32,12 @@ os.environ.pop("REDIS_URL", None)
 
 # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): each module stays on one
 # process (its module-scoped fixtures are set up once), and the modules that start worker
-# processes, servers or a browser share one group, so that no two of them contend for the
-# two cores at once (their heartbeats and deadlines are seconds).
+# processes or servers share one group, so that no two of them contend for the two cores
+# at once (their heartbeats and deadlines are seconds). The browser's tests (a whole stack
+# each, minutes of waiting on pages) are a group of their own, beside them.
+BROWSER = ("tests/e2e/",)
 PROCESS_HEAVY = (
-    "tests/worker/", "tests/e2e/", "tests/cli/test_distributed.py", "tests/cli/test_signals.py",
+    "tests/worker/", "tests/cli/test_distributed.py", "tests/cli/test_signals.py",
     "tests/cli/test_cpu_lock.py", "tests/cli/test_endpoint.py", "tests/core/test_distributed.py",
     "tests/core/test_cpu_lock.py", "tests/core/test_faults.py", "tests/core/records/test_concurrency.py",
     "tests/core/test_stream_train.py",
@@ -47,7 +49,7 @@ def pytest_collection_modifyitems(config, items):
     """Tests of an outside server run only when its URL is given (.ci/run gives both)."""
     for item in items:
         module = item.nodeid.split("::")[0]
-        group = "processes" if module.startswith(PROCESS_HEAVY) else module
+        group = "browser" if module.startswith(BROWSER) else "processes" if module.startswith(PROCESS_HEAVY) else module
         item.add_marker(pytest.mark.xdist_group(group))
     for marker, variable in (("postgres", "IMORI_TEST_DATABASE_URL"), ("redis_server", "IMORI_TEST_REDIS_URL")):
         if os.environ.get(variable):
