@@ -29,10 +29,11 @@ PORT ?= $(or $(IMORI_PORT),8501)
 up: setup
 	$(BIN)/imori up --host $(HOST) --port $(PORT)
 
-# XDIST="-n 2 --dist loadgroup" runs the suite on two pytest-xdist processes: a module
-# stays on one of them, and the modules that start worker processes, servers or a browser
-# run one after another (tests/conftest.py). Not the default yet: not measured idle.
-XDIST ?=
+# The suite runs on two pytest-xdist processes: a module stays on one of them, the modules
+# that start worker processes or servers run one after another, the browser's beside them,
+# and each process trains on its share of the cores (tests/conftest.py). XDIST= runs it in
+# one process.
+XDIST ?= -n 2 --dist loadgroup
 
 test: setup system-deps
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
