@@ -409,7 +409,7 @@ def warn_about_health(dataset: str) -> None:
         return
     if report.inflated_test_images:
         print(f"warning: {dataset}: test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} "
-              f"duplicate training images (imori datasets check {dataset}; imori datasets fix {dataset} "
+              f"{'duplicates a training image' if report.inflated_test_images == 1 else 'duplicate training images'} (imori datasets check {dataset}; imori datasets fix {dataset} "
               "--drop-test-copies)", file=sys.stderr)
     small = [f.labels[0] for f in report.of_kind("small_class") if f.labels]
     if small:

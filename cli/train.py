@@ -515,7 +515,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"warning: {point['warning']}", file=sys.stderr)
     ood = stored.get("ood")
     if ood:
-        print(f"none of these: above a {ood['method']} score of {ood['threshold']:.4g} ({100 * ood['keep']:g} % of the "
+        print(f"none of these: above {'an' if ood['method'][0] in 'aeiou' else 'a'} {ood['method']} score of {ood['threshold']:.4g} ({100 * ood['keep']:g} % of the "
               f"{ood['images']} validation images stay within)")
     print("reliability (test split): confidence bin, images, accuracy before -> after")
     for before, after in zip(result.reliability_before, result.reliability_after):

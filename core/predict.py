@@ -343,8 +343,9 @@ def recorded_calibration(path: str | Path) -> dict[str, Any] | None:
 
 # -- how an image differs from the training images --------------------------------------------
 
-# An upload this many standard deviations from the training images' mean brightness is far.
-BRIGHTNESS_SDS = 2.0
+# An upload this many standard deviations from the training images' mean brightness is far
+# (at 2, one training photo in twenty was called "much darker" than its own set).
+BRIGHTNESS_SDS = 3.0
 # The spread used is at least this (a set of near-identical images has almost none).
 MIN_BRIGHTNESS_STD = 0.02
 # An original under 1/SIZE_FACTOR or over SIZE_FACTOR times the training images' median

@@ -511,7 +511,7 @@ class Trainer:
             except ImoriError as err:
                 self.recorder.on_log(f"{Path(path).name} answers no 'none of these': {err}")
                 continue
-            self.recorder.on_log(f"{Path(path).name} answers 'none of these' above a {ref['method']} score of "
+            self.recorder.on_log(f"{Path(path).name} answers 'none of these' above {'an' if ref['method'][0] in 'aeiou' else 'a'} {ref['method']} score of "
                                  f"{ref['threshold']:.4g} ({100 * ref['keep']:g} % of the {ref['images']} validation "
                                  "images stay within)")
 

@@ -142,7 +142,8 @@ def health_warnings(report: Any) -> list[str]:
                 "`imori datasets check` checks it as it is now"]
     out = []
     if report.inflated_test_images:
-        out.append(f"test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} duplicate training images")
+        out.append(f"test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} "
+                   + ("duplicates a training image" if report.inflated_test_images == 1 else "duplicate training images"))
     small = [f.labels[0] for f in report.of_kind("small_class") if f.labels]
     if small:
         out.append(f"too few images to learn or test in {', '.join(repr(c) for c in small)}")

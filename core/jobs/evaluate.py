@@ -38,7 +38,8 @@ def split_warnings(dataset: str, split: str) -> list[str]:
         return [f"{dataset} has changed since its health report ({report.created.replace('T', ' ')[:16]} UTC): "
                 f"`imori datasets check {dataset}` says whether its test images duplicate training ones"]
     n = report.inflated_test_images
-    return [f"test accuracy may be inflated: {plural(n, 'test image')} of {dataset} duplicate training images "
+    return [f"test accuracy may be inflated: {plural(n, 'test image')} of {dataset} "
+            f"{'duplicates a training image' if n == 1 else 'duplicate training images'} "
             f"(`imori datasets fix {dataset} --drop-test-copies` makes a version without them)"] if n else []
 
 

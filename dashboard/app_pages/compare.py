@@ -214,6 +214,7 @@ if done is not None and done.status == SUCCEEDED and done.result and done.params
                      help=f"{100 * result.a_correct / n:.1f} % of the images both runs were evaluated on")
         b_col.metric("B right", f"{result.b_correct} / {result.matched}",
                      f"{100 * (result.b_correct - result.a_correct) / n:+.1f} points vs A",
+                     delta_color="normal" if result.b_correct != result.a_correct else "off",  # no green for no change
                      help=f"{100 * result.b_correct / n:.1f} % of the images both runs were evaluated on")
         p_col.metric("McNemar's exact p", f"{result.p_value:.3g}",
                      help="Two-sided exact test on the images one run gets right and the other wrong: the chance of a "

@@ -212,8 +212,9 @@ def health_view(ref: str) -> None:
              help="Test images that duplicate training images (exactly or nearly): they inflate test accuracy.")
     d.metric("Findings", fmt.count(len(report.findings)))
     if report.inflated_test_images:
-        st.warning(f"Test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} duplicate training "
-                   "images.", icon=":material/warning:")
+        st.warning(f"Test accuracy may be inflated: {plural(report.inflated_test_images, 'test image')} "
+                   + ("duplicates a training image." if report.inflated_test_images == 1 else
+                      "duplicate training images."), icon=":material/warning:")
     if "features" not in report.checks:
         st.caption("Near copies that survive resizing and likely label errors need the pretrained-feature checks "
                    "(on a worker: a minute or so for a few thousand images).")
@@ -263,7 +264,8 @@ def fixes_view(ref: str, report) -> None:
         return
     odd = [k for k in ("dark", "light", "blurry", "low_information", "tiny") if report.of_kind(k)]
     offers = {
-        "ds_fix_copies": (f"Drop the {plural(report.inflated_test_images, 'test image')} that duplicate training images",
+        "ds_fix_copies": (f"Drop the {plural(report.inflated_test_images, 'test image')} that "
+                           + ("duplicates a training image" if report.inflated_test_images == 1 else "duplicate training images"),
                           bool(report.inflated_test_images)),
         "ds_fix_odd": ("Drop the " + ", ".join(k.replace("_", " ") for k in odd) + " images", bool(odd)),
         "ds_fix_dups": ("Drop the copies within a split (the first of each kept)",

@@ -500,11 +500,12 @@ with data_col.container(border=True):
         st.success(st.session_state.nr_fix_note, icon=":material/difference:")
     problems_found = loading.health_warnings(loading.dataset_health(chosen.name)) if chosen is not None else []
     if problems_found:
-        st.warning(f"**{chosen.name}**'s health check: " + "; ".join(problems_found) + ".", icon=":material/warning:")
+        st.warning(f"The health check of **{chosen.name}**: " + "; ".join(problems_found) + ".", icon=":material/warning:")
         fix_col, report_col = st.columns(2)
 
         health = loading.dataset_health(chosen.name)
         if health.inflated_test_images and is_imported(chosen.name) and fix_col.button(
+                "Drop the test copy" if health.inflated_test_images == 1 else
                 f"Drop the {health.inflated_test_images} test copies", key="nr_health_fix",
                 icon=":material/difference:", type="primary",
                 help="A new version of the dataset without them, chosen here; the dataset stays as it is."):

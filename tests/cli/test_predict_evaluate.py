@@ -62,7 +62,7 @@ def test_evaluate_says_test_accuracy_may_be_inflated_and_scores_both_ways(tmp_pa
     [ckpt] = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1:]
     code, out, err = run(capsys, "evaluate", "--checkpoint", str(ckpt), "--dataset", "leafcopies")
     assert code == 0, err
-    assert "warning: test accuracy may be inflated: 1 test image of leafcopies duplicate training images" in err
+    assert "warning: test accuracy may be inflated: 1 test image of leafcopies duplicates a training image" in err
     assert "operating point" not in out  # none set: one scoring
     code, _, err = run(capsys, "evaluate", "--checkpoint", str(ckpt), "--dataset", "leafcopies", "--split", "train")
     assert "inflated" not in err  # a statement about the test split only

@@ -387,7 +387,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     at = app(DATASETS)
     at.selectbox(key="ds_preview").set_value("leafcheck").run()
     ok(at)
-    assert any("Test accuracy may be inflated: 1 test image duplicate training images" in t for t in texts(at.warning))
+    assert any("Test accuracy may be inflated: 1 test image duplicates a training image" in t for t in texts(at.warning))
     [health] = [t for t in at.tabs if t.label == "Health"]
     # The copy and the training image it copies, side by side, each with its file name (in full on hover).
     assert len(health.image) == 2
@@ -426,7 +426,7 @@ def test_the_health_tab_shows_a_cross_split_copy_and_runs_the_feature_checks_on_
     at.switch_page("app_pages/new_run.py").run()
     at.selectbox(key="nr_dataset").set_value("leafcheck").run()
     ok(at)
-    assert any("test accuracy may be inflated: 1 test image duplicate training images" in t for t in texts(at.warning))
+    assert any("test accuracy may be inflated: 1 test image duplicates a training image" in t for t in texts(at.warning))
     at.button(key="nr_health_fix").click().run()  # one click: a version without the copy, chosen
     ok(at)
     assert at.selectbox(key="nr_dataset").value == "leafcheck@v2"  # the same fix as above: that version again

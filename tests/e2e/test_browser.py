@@ -401,7 +401,7 @@ def test_own_photos_finetune_and_predict_in_a_browser(stack):
 
             # Its Health tab (the image checks ran at import): the copy, and a fix into leaves@v2.
             page.get_by_role("tab", name="Health").click()
-            page.get_by_text("Test accuracy may be inflated: 1 test image duplicate training images").first.wait_for()
+            page.get_by_text("Test accuracy may be inflated: 1 test image duplicates a training image").first.wait_for()
             b.idle()
             b.shot("9b-health-copy")
             page.get_by_role("button", name="Make the new version").click()
