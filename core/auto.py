@@ -439,8 +439,8 @@ class Search:
         try:
             small, side = self.small_grayscale()
             self.log(f"searching for {plural(self.budget / 60, 'minute')} on {self.config.dataset}: "
-                     + ("small grayscale images, so the seed nets from scratch" if small else
-                        "photos, so the offline pretrained backbones"))
+                     + ("small grayscale images, so it trains the seed nets from scratch" if small else
+                        "photos, so it probes the offline pretrained backbones"))
             self.report()
             result = self.seed_nets() if small else self.backbones(side)
         except BaseException as err:
@@ -709,7 +709,8 @@ class Search:
                 augment.insert(len(augment) - 1, kind)
         self.spent("orientation", started)
         self.notes.append(f"orientation check (the probe on turned validation photos, upright {100 * upright:.1f} %): "
-                          + ", ".join(found) + f"; kept {', '.join(augment)}")
+                          + ", ".join(found) + f"; a turn is kept unless it scores more than {100 * tolerance:.1f} points "
+                          f"below upright (the noise of {len(val_y)} images): kept {', '.join(augment)}")
         return augment
 
     def refit_on_turned(self, probe: _Probe, augment: list[str]) -> None:

@@ -524,7 +524,8 @@ class RunConfig:
         if self.recipe == "auto" and (self.nproc_per_node > 1 or self.nnodes > 1):
             p.append("an automatic run (recipe auto) trains in one process: leave out --nproc-per-node and --nnodes")
         if self.max_minutes is not None and (not finite(self.max_minutes) or self.max_minutes <= 0):
-            p.append(f"max_minutes must be a positive number of minutes (or unset: no budget), not {self.max_minutes}")
+            shown = f"{self.max_minutes:g}" if finite(self.max_minutes) else repr(self.max_minutes)
+            p.append(f"max_minutes must be a positive number of minutes (or unset: no budget), not {shown}")
         if not whole(self.freeze_epochs, 0):
             p.append(f"freeze_epochs must be a whole number >= 0, not {self.freeze_epochs}")
         elif self.freeze_epochs and self.freeze_backbone:

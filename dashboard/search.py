@@ -38,18 +38,20 @@ def progress(search: dict[str, Any], now: float | None = None) -> tuple[float, f
 
 
 def leaderboard(search: dict[str, Any]) -> pd.DataFrame:
-    """One row a candidate, in the order tried; the winner marked; the cross-validation
-    column only where the candidates were compared by it."""
+    """One row a candidate, in the order tried; the winner marked; its status beside its
+    name (a skip's reason is long: after the figures it ran off a laptop's screen); the
+    cross-validation column only where the candidates were compared by it."""
     candidates = search.get("candidates") or []
     with_cv = any(c.get("cv_accuracy") is not None for c in candidates)
     rows = []
     for c in candidates:
+        # The candidate's name holds its backbone ("linear probe: efficientnet_lite0").
         row = {"winner": "★" if c.get("name") == search.get("winner") else "", "candidate": c.get("name"),
-               "backbone": c.get("backbone"), "validation accuracy": c.get("val_accuracy"),
+               "status": c.get("status"), "validation accuracy": c.get("val_accuracy"),
                "balanced": c.get("val_balanced_accuracy")}
         if with_cv:
             row["cross-validation accuracy"] = c.get("cv_accuracy")
-        row.update({"seconds": c.get("seconds"), "status": c.get("status"), "settings": fmt.plain(c.get("settings"))})
+        row.update({"seconds": c.get("seconds"), "settings": fmt.plain(c.get("settings"))})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -85,10 +87,10 @@ def search_view(search: dict[str, Any], active: bool) -> None:
             "balanced": st.column_config.NumberColumn("balanced accuracy", **percent),
             "cross-validation accuracy": st.column_config.NumberColumn(**percent),
             "seconds": st.column_config.NumberColumn(format="%.1f"),
-            "status": st.column_config.TextColumn(width="large")})  # "skipped: ..." reads whole
+            "status": st.column_config.TextColumn(width="medium")})  # "skipped: ..." whole on hover
     if search.get("winner"):
         text = f"**{'Leading' if active else 'Winner'}: {search['winner']}**"
-        if search.get("winner_backbone"):
+        if search.get("winner_backbone") and search["winner_backbone"] not in search["winner"]:
             text += f" ({search['winner_backbone']})"
         if search.get("reason"):
             text += f": {search['reason']}"

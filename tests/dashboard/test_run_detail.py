@@ -318,12 +318,12 @@ def test_an_automatic_run_shows_its_leaderboard_winner_reason_notes_and_minutes(
     at = app(DETAIL, run=auto_run(auto_search()))
     ok(at)
     [board] = [d.value for d in at.dataframe if "candidate" in d.value.columns]
-    assert list(board.columns) == ["winner", "candidate", "backbone", "validation accuracy", "balanced",
-                                   "cross-validation accuracy", "seconds", "status", "settings"]
+    assert list(board.columns) == ["winner", "candidate", "status", "validation accuracy", "balanced",
+                                   "cross-validation accuracy", "seconds", "settings"]
     assert list(board[board["winner"] == "★"]["candidate"]) == ["fine-tune: efficientnet_lite0"]
     assert board["status"].iloc[2].startswith("skipped: its features")
     assert board["cross-validation accuracy"].iloc[0] == 0.87
-    assert any(t.startswith("**Winner: fine-tune: efficientnet_lite0** (efficientnet_lite0): efficientnet_lite0 has "
+    assert any(t.startswith("**Winner: fine-tune: efficientnet_lite0**: efficientnet_lite0 has "
                             "the best score") for t in texts(at.success)), texts(at.success)
     # Chosen by k-fold, and the run page says so.
     assert any(t.startswith("Chosen by 5-fold cross-validation") for t in texts(at.info)), texts(at.info)
