@@ -825,6 +825,18 @@ class Search:
             self.winner = self.candidates[-1].name
             self.reason += f"; the average of epochs {', '.join(map(str, sorted(used)))} scored higher on validation"
 
+    def note_remeasured(self, val: dict[str, Any] | None) -> None:
+        """Say so where the winner's validation accuracy, measured again as predict runs the
+        model (every layer, in its serving precision), differs from the leaderboard's
+        figure (a probe's comes from cached features, computed in bf16 where the CPU has it):
+        a borderline image can fall the other way, and the run's headline is the new one."""
+        made = next((c for c in self.candidates if c.name == self.winner), None)
+        if not val or made is None or made.val_accuracy is None or abs(val["accuracy"] - made.val_accuracy) < 1e-9:
+            return
+        self.notes.append(f"{made.name}, measured again on validation as predict runs it: {100 * val['accuracy']:.2f} % "
+                          f"(the leaderboard's {100 * made.val_accuracy:.2f} % was measured during the search, on "
+                          "features computed once, at the training precision): the run's figures are the new ones")
+
     def pass_seconds(self, trainer: _SearchTrainer) -> float:
         """Seconds per image of an evaluation pass, from the training epoch measured."""
         if trainer.epoch_seconds:
@@ -836,6 +848,7 @@ class Search:
         started = time.monotonic()
         feed = trainer.images
         val = trainer.evaluate(trainer.val_x, trainer.val_y, feed) if status == SUCCEEDED else trainer.last_val
+        self.note_remeasured(val)
         views = [v for v in tta_views(trainer.config.augment) if v != "identity"][: MAX_TTA_VIEWS - 1]
         if tta and status == SUCCEEDED and views and len(trainer.val_y):
             per_image = self.pass_seconds(trainer) * (1 + len(views))

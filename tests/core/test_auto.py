@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.auto import average_states, cross_validated, fit_linear_head, head_scores, stratified_folds, Search
+from core.auto import Candidate, average_states, cross_validated, fit_linear_head, head_scores, stratified_folds, Search
 from core.checkpoint import load_checkpoint
 from core.predict import Predictor
 from core.recipes import auto_refusal, recipe_config
@@ -128,3 +128,16 @@ def test_the_training_phase_soup_and_tta_run_and_the_winner_is_tested_once(tmp_p
     image = sorted(photos.glob("*/*.jpg"))[0]
     [answer] = Predictor(result.best_checkpoint).predict([image])
     assert answer.label in ("round", "long")
+
+
+def test_a_winner_measured_again_differently_says_so_in_the_notes(tmp_path):
+    """The leaderboard's figure for a probe comes from its cached features; the run's own,
+    from the model as predict runs it. Where they differ, the notes say which is which."""
+    search = Search(recipe_config("auto", dataset="digits"), tmp_path)
+    search.candidates = [Candidate("linear probe: efficientnet_lite0", "efficientnet_lite0", {}, val_accuracy=0.7917)]
+    search.winner = "linear probe: efficientnet_lite0"
+    search.note_remeasured({"accuracy": 0.7917})
+    assert search.notes == []  # the same figure: nothing to say
+    search.note_remeasured({"accuracy": 0.8333})
+    [note] = search.notes
+    assert "83.33 %" in note and "79.17 %" in note and note.startswith("linear probe: efficientnet_lite0")
