@@ -124,11 +124,13 @@ def search_text(search: dict) -> str:
     """An automatic run's leaderboard as lines of text (``imori train`` and ``imori show``)."""
     lines = ["search (decided on the validation split" + (f", by {search['chosen_by']}" if search.get("chosen_by")
                                                           not in (None, "validation") else "") + "):"]
-    for c in search.get("candidates", []):
+    candidates = search.get("candidates", [])
+    width = max([44, *(len(str(c.get("name", ""))) for c in candidates)])  # the longest name keeps its column
+    for c in candidates:
         val = f"{100 * c['val_accuracy']:6.2f} %" if c.get("val_accuracy") is not None else "      -"
         cv = f" (cv {100 * c['cv_accuracy']:.1f} %)" if c.get("cv_accuracy") is not None else ""
         mark = "*" if c.get("name") == search.get("winner") else " "
-        lines.append(f" {mark} {c['name']:<44} val {val}{cv}  {c.get('seconds', 0):6.1f} s  {c.get('status', '')}")
+        lines.append(f" {mark} {c['name']:<{width}} val {val}{cv}  {c.get('seconds', 0):6.1f} s  {c.get('status', '')}")
     if search.get("reason"):
         lines.append(f"winner: {search.get('winner')}: {search['reason']}")
     for note in search.get("notes", []):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.progress import CliRecorder
+from cli.progress import CliRecorder, search_text
 from core.recorder import Stage
 
 
@@ -31,3 +31,16 @@ def test_quiet_draws_no_stage_and_two_stages_in_a_row_do_not_fail(capsys):
         with Stage(loud, name, 10, every=0.0) as stage:
             stage(5)
     assert "decoding digits: done in " in capsys.readouterr().err and loud.stage_bar is None
+
+
+def test_the_search_leaderboard_keeps_its_columns_for_long_names():
+    """`imori show`'s leaderboard: a name longer than the usual column ("..., with turned
+    copies") widens the column for every line, so the figures stay one under another."""
+    search = {"winner": "linear probe: efficientnet_lite0, with turned copies", "candidates": [
+        {"name": "linear probe: efficientnet_lite0", "val_accuracy": 0.85, "seconds": 40.0, "status": "done"},
+        {"name": "linear probe: efficientnet_lite0, with turned copies", "val_accuracy": 0.88, "seconds": 90.0,
+         "status": "done"},
+        {"name": "linear probe: efficientnet_lite2", "seconds": 0.0, "status": "skipped: too long"}]}
+    rows = search_text(search).splitlines()[1:4]
+    assert len({row.index(" val ") for row in rows}) == 1, rows
+    assert rows[1].startswith(" * linear probe: efficientnet_lite0, with turned copies")
