@@ -41,6 +41,8 @@ from core.records.values import json_safe
 BINS = 15
 # Fewer validation images than this cannot say how sure a model should be.
 MIN_VALIDATION_IMAGES = 30
+# Where a user sets it, whichever way they train (the same message reaches both).
+VAL_FRACTION_WHERE = 'New run\'s "Validation fraction" or --val-fraction'
 
 
 def _top(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,8 +155,8 @@ def calibrate(checkpoint: Any) -> Calibration:
         raise ConfigError("this run held out no validation images (validation fraction 0): no temperature to fit")
     if len(val_labels) < MIN_VALIDATION_IMAGES:
         raise ConfigError(f"its run held out only {len(val_labels)} validation images: too few to fit a temperature "
-                          f"honestly (at least {MIN_VALIDATION_IMAGES}; train with a larger --val-fraction, or on "
-                          "more images)")
+                          f"honestly (at least {MIN_VALIDATION_IMAGES}; train with a larger validation fraction, "
+                          f"{VAL_FRACTION_WHERE}, or on more images)")
     if bool((val_scores.argmax(dim=1) == val_labels).all()):
         raise ConfigError(f"the model is right on all {len(val_labels)} validation images, so nothing there says how "
                           "far to trust it: a fitted temperature would fall towards 0 and every answer read 100 %. "

@@ -63,7 +63,8 @@ def ood_reference(scores: torch.Tensor, method: str, keep: float = OOD_KEEP) -> 
     if len(scores) < needed:
         raise ConfigError(f"its run held out {len(scores)} validation image{'s' if len(scores) != 1 else ''}: "
                           f"a threshold that keeps {100 * keep:g} % of them needs at least {needed} (train with "
-                          "more images, or a larger --val-fraction)")
+                          "more images, or a larger validation fraction: New run's \"Validation fraction\" or "
+                          "--val-fraction)")
     values = ood_scores(scores, method)
     return {"method": method, "threshold": float(values.quantile(keep)), "keep": float(keep),
             "images": int(len(values))}
