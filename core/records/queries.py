@@ -703,10 +703,19 @@ STALL_RATIO = 0.95
 ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
 
 
+# What the user asked of an automatic run, kept over its winner's own: the search's budget
+# and recipe (the winner's max_minutes is what was left of the budget when it trained).
+ASKED_SETTINGS = ("recipe", "max_minutes")
+
+
 def trained_settings(config: dict[str, Any] | None, search: dict[str, Any] | None = None) -> dict[str, Any]:
     """The settings a run really trained with: an automatic run's winner's
-    (``search["trained_with"]``, core.auto) over its nominal ``config``."""
-    return {**(config or {}), **((search or {}).get("trained_with") or {})}
+    (``search["trained_with"]``, core.auto) over its nominal ``config``, its budget and
+    recipe as asked (``ASKED_SETTINGS``)."""
+    config = config or {}
+    trained = (search or {}).get("trained_with") or {}
+    asked = {key: config[key] for key in ASKED_SETTINGS if key in config} if trained else {}
+    return {**config, **trained, **asked}
 
 
 def stall_epochs(config: dict[str, Any] | None) -> int:

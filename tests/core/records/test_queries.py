@@ -333,3 +333,8 @@ def test_a_fine_tune_with_adamw_is_not_called_stalled_after_one_or_two_epochs(en
     # An automatic run is judged by what its winner trained with, not its nominal settings.
     trained = queries.trained_settings({"optimizer": "sgd"}, {"trained_with": {"optimizer": "adamw"}})
     assert queries.stall_epochs(trained) == 3 and "momentum" not in advice(trained)
+    # ... its budget and recipe as asked (the winner's max_minutes is what was left of it).
+    asked = {"recipe": "auto", "max_minutes": 3.0, "lr": 0.001}
+    trained = queries.trained_settings(asked, {"trained_with": {"recipe": "auto", "max_minutes": 0.889802, "lr": 1e-4}})
+    assert trained == {"recipe": "auto", "max_minutes": 3.0, "lr": 1e-4}
+    assert queries.trained_settings(asked, {}) == asked  # not an automatic run: its own
