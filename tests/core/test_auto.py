@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.auto import Candidate, average_states, cross_validated, fit_linear_head, head_scores, stratified_folds, Search
+from core.auto import Candidate, average_states, without_dropout, cross_validated, fit_linear_head, head_scores, stratified_folds, Search
 from core.checkpoint import load_checkpoint
 from core.predict import Predictor
 from core.recipes import auto_refusal, recipe_config
@@ -103,6 +103,7 @@ def test_the_training_phase_soup_and_tta_run_and_the_winner_is_tested_once(tmp_p
     assert names[0] == "linear probe: efficientnet_lite0"
     tune = next(c for c in search["candidates"] if c["name"] == "fine-tune: efficientnet_lite0")
     assert tune["status"] == "done" and tune["settings"]["epochs"] == 3 and "crop" in tune["settings"]["augment"]
+    assert tune["settings"]["dropout"].startswith("off")  # the probe's head was fitted without it
     # The probe refitted on the training photos' turns, exactly those the orientation check allowed.
     turns = [view for kind, view in auto.ORIENTATIONS if kind in tune["settings"]["augment"]]
     refits = [c for c in search["candidates"] if c["name"] == "linear probe: efficientnet_lite0, with turned copies"]
@@ -141,3 +142,15 @@ def test_a_winner_measured_again_differently_says_so_in_the_notes(tmp_path):
     search.note_remeasured({"accuracy": 0.8333})
     [note] = search.notes
     assert "83.33 %" in note and "79.17 %" in note and note.startswith("linear probe: efficientnet_lite0")
+
+
+def test_dropout_is_turned_off_for_a_fine_tune_from_a_probe():
+    """Both kinds of dropout the backbones have: timm's and MultiLevelNet's ``drop_rate``,
+    and ``nn.Dropout`` modules; a model with none says so."""
+    from core.models.registry import build_model
+
+    model = build_model("efficientnet_lite0", 2, options={"pooling": "multilevel"})
+    assert model.drop_rate > 0 and without_dropout(model) and model.drop_rate == 0.0
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
+    assert without_dropout(net) and net[1].p == 0.0
+    assert not without_dropout(net)  # nothing left to turn off
