@@ -742,6 +742,8 @@ class Search:
             return
         parts = probe.parts
         by_folds = probe.candidate.cv_accuracy is not None
+        if not by_folds and len(parts.val_y) == 0:
+            return  # nothing to choose the refit on (the probe itself was not chosen on anything either)
         # By k-fold, validation's images are training rows too: their turns are needed.
         splits = [parts.train_x, parts.val_x] if by_folds else [parts.train_x]
         images = sum(len(x) for x in splits)
