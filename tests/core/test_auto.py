@@ -138,7 +138,8 @@ def test_a_winner_measured_again_differently_says_so_in_the_notes(tmp_path):
     search.candidates = [Candidate("linear probe: efficientnet_lite0", "efficientnet_lite0", {}, val_accuracy=0.7917)]
     search.winner = "linear probe: efficientnet_lite0"
     search.note_remeasured({"accuracy": 0.7917})
-    assert search.notes == []  # the same figure: nothing to say
+    search.note_remeasured({"accuracy": float(torch.tensor(0.7917, dtype=torch.float32))})
+    assert search.notes == []  # the same figure (in either precision): nothing to say
     search.note_remeasured({"accuracy": 0.8333})
     [note] = search.notes
     assert "83.33 %" in note and "79.17 %" in note and note.startswith("linear probe: efficientnet_lite0")
