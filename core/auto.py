@@ -176,6 +176,16 @@ def head_scores(x: torch.Tensor, y: torch.Tensor, head: tuple[torch.Tensor, torc
             "loss": F.cross_entropy(logits, y).item()}
 
 
+def head_chosen_on_validation(x: torch.Tensor, y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+                               classes: int) -> tuple[float, tuple[torch.Tensor, torch.Tensor], dict[str, float]]:
+    """``fit_linear_head`` on ``x``/``y`` at each L2 strength of ``L2_GRID``; the one with the
+    best (accuracy, -loss) on ``val_x``/``val_y``: (its L2, its head, its ``head_scores``)."""
+    fits = {l2: fit_linear_head(x, y, classes, l2) for l2 in L2_GRID}
+    scored = {l2: head_scores(val_x, val_y, w) for l2, w in fits.items()}
+    l2 = max(scored, key=lambda k: (scored[k]["accuracy"], -scored[k]["loss"]))
+    return l2, fits[l2], scored[l2]
+
+
 def stratified_folds(y: torch.Tensor, folds: int, seed: int = 0) -> list[torch.Tensor]:
     """``folds`` disjoint index sets of ``y``, each class dealt round-robin after a seeded shuffle."""
     generator = torch.Generator().manual_seed(seed)
@@ -566,10 +576,7 @@ class Search:
             head_w = fit_linear_head(train_f, train_y, classes, l2)
             val_scores = head_scores(val_f, val_y, head_w) if len(val_y) else {}
         else:
-            fits = {l2: fit_linear_head(train_f, train_y, classes, l2) for l2 in L2_GRID}
-            scored = {l2: head_scores(val_f, val_y, w) for l2, w in fits.items()}
-            l2 = max(scored, key=lambda k: (scored[k]["accuracy"], -scored[k]["loss"]))
-            head_w, val_scores = fits[l2], scored[l2]
+            l2, head_w, val_scores = head_chosen_on_validation(train_f, train_y, val_f, val_y, classes)
             score = (val_scores["accuracy"], -val_scores["loss"])
         settings["l2"] = l2
         candidate.val_accuracy = val_scores.get("accuracy")
@@ -794,11 +801,8 @@ class Search:
             val_scores = head_scores(val_f, val_y, head) if len(val_y) else {}
         else:
             rows = [train_f, *turned]
-            x, y = torch.cat(rows), train_y.repeat(len(rows))
-            fits = {l2: fit_linear_head(x, y, classes, l2) for l2 in L2_GRID}
-            scored = {l2: head_scores(val_f, val_y, w) for l2, w in fits.items()}
-            l2 = max(scored, key=lambda k: (scored[k]["accuracy"], -scored[k]["loss"]))
-            head, val_scores = fits[l2], scored[l2]
+            l2, head, val_scores = head_chosen_on_validation(torch.cat(rows), train_y.repeat(len(rows)), val_f, val_y,
+                                                             classes)
             score = (val_scores["accuracy"], -val_scores["loss"])
         settings["l2"] = l2
         candidate.val_accuracy = val_scores.get("accuracy")
