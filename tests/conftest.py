@@ -8,6 +8,8 @@ import tempfile
 
 import pytest
 
+from core.devices import usable_cores  # reads no path: safe before IMORI_HOME is set
+
 # Set before any imori module computes a path. Always a folder of the suite's own: a user's
 # exported IMORI_HOME (their real runs and datasets) is never read or written, and neither
 # are their torch hub, Hugging Face or XDG caches.
@@ -22,7 +24,7 @@ os.environ["IMORI_LOCK_DIR"] = os.path.join(os.environ["IMORI_HOME"], "cpu-lock"
 # at a fraction of its speed: a test of 9 s alone took 75 s beside another.
 _XDIST_PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
 if _XDIST_PROCESSES > 1:
-    _share = str(max(1, len(os.sched_getaffinity(0)) // _XDIST_PROCESSES))
+    _share = str(max(1, usable_cores() // _XDIST_PROCESSES))
     os.environ.setdefault("IMORI_TORCH_THREADS", _share)
     os.environ.setdefault("OMP_NUM_THREADS", _share)  # torch's default, read at its import (after this file)
 # The suite's own services come from IMORI_TEST_*; never a developer's real ones.
